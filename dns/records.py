@@ -1,0 +1,108 @@
+"""The cluster state CoreDNS's kubernetes plugin indexes: services, ready endpoints, namespaces, reverse maps.
+
+A `RecordIndex` is an immutable snapshot built from the live cluster store (what CoreDNS's informers
+cache), so request threads can read it without locks. Ground truth: plugin/kubernetes/object/service.go
+(ClusterIPs, the port −1 sentinel), object/endpoint.go (EndpointSliceToEndpoints keeps only endpoints
+whose Ready condition is unset or true), controller.go (SvcIndexReverse / EpIndexReverse).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from netsim.dns.names import ip_family
+
+# object/service.go / object/endpoint.go: a Service or EndpointSlice without ports gets one port −1.
+NO_PORT = -1
+# The kubeadm CoreDNS pods carry this label; their Service (kube-dns) becomes the zone's NS.
+COREDNS_POD_LABEL = ("k8s-app", "kube-dns")
+
+
+@dataclass(frozen=True)
+class PortRecord:
+    name: str
+    protocol: str
+    port: int
+
+
+@dataclass(frozen=True)
+class EndpointAddress:
+    """One ready address of a Service's endpoints (object.EndpointAddress + the slice's ports)."""
+
+    ip: str
+    hostname: Optional[str]
+    ports: tuple[PortRecord, ...]
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    namespace: str
+    name: str
+    type: str
+    cluster_ips: tuple[str, ...]            # empty for headless and ExternalName
+    headless: bool
+    external_name: str
+    ports: tuple[PortRecord, ...]
+
+
+@dataclass
+class RecordIndex:
+    namespaces: frozenset[str] = frozenset()
+    services: dict[tuple[str, str], ServiceRecord] = field(default_factory=dict)
+    endpoints: dict[tuple[str, str], list[EndpointAddress]] = field(default_factory=dict)
+    services_by_ip: dict[str, list[ServiceRecord]] = field(default_factory=dict)
+    endpoints_by_ip: dict[str, list[tuple[str, str, Optional[str]]]] = field(default_factory=dict)
+    coredns_ips: tuple[str, ...] = ()
+    serial: int = 0
+
+    def namespace_exists(self, ns: str) -> bool:
+        return ns in self.namespaces
+
+
+def build_index(cluster: Any, serial: int = 0) -> RecordIndex:
+    """Snapshot the cluster store (anything with services(), endpoint_slices(), namespaces(), pods())."""
+    idx = RecordIndex(serial=serial)
+    namespaces = {ns.name for ns in cluster.namespaces()}
+    for svc in cluster.services():
+        namespaces.add(svc.namespace)
+        rec = _service_record(svc)
+        idx.services[(svc.namespace, svc.name)] = rec
+        for ip in rec.cluster_ips:
+            idx.services_by_ip.setdefault(ip, []).append(rec)
+    for sl in cluster.endpoint_slices():
+        if (sl.namespace, sl.service_name) not in idx.services:
+            continue                       # a slice without its Service answers nothing
+        ports = tuple(PortRecord(p.name or "", p.protocol, p.port) for p in sl.ports) \
+            or (PortRecord("", "", NO_PORT),)
+        bucket = idx.endpoints.setdefault((sl.namespace, sl.service_name), [])
+        for ep in sl.endpoints:
+            if not ep.ready:               # conditions.ready false: left out of every record
+                continue
+            for ip in ep.addresses:
+                bucket.append(EndpointAddress(ip=ip, hostname=ep.hostname, ports=ports))
+                idx.endpoints_by_ip.setdefault(ip, []).append((sl.namespace, sl.service_name, ep.hostname))
+    coredns = []
+    for pod in cluster.pods():
+        namespaces.add(pod.namespace)
+        key, value = COREDNS_POD_LABEL
+        if pod.labels.get(key) == value and pod.ip:
+            coredns.append(pod.ip)
+    idx.coredns_ips = tuple(sorted(coredns))
+    idx.namespaces = frozenset(namespaces)
+    return idx
+
+
+def _service_record(svc: Any) -> ServiceRecord:
+    headless = svc.cluster_ip == "None"
+    ips: tuple[str, ...] = ()
+    ext = ""
+    if svc.type == "ExternalName":
+        ext = svc.external_name or ""
+    elif svc.cluster_ip and not headless and ip_family(svc.cluster_ip):
+        ips = (svc.cluster_ip,)
+        extra = getattr(svc, "cluster_ips", None) or ()          # dual-stack, if the model grows it
+        ips += tuple(ip for ip in extra if ip not in ips)
+    ports = tuple(PortRecord(p.name or "", p.protocol, p.port) for p in svc.ports) \
+        or (PortRecord("", "", NO_PORT),)
+    return ServiceRecord(namespace=svc.namespace, name=svc.name, type=svc.type, cluster_ips=ips,
+                         headless=headless, external_name=ext, ports=ports)

@@ -1,0 +1,598 @@
+"""The cluster: an API store with watch events, and the controllers that reconcile it on a clock.
+
+Controllers modelled: scheduler, IPAM (node podCIDRs, pod IPs, ClusterIPs, NodePorts, LB IPs),
+workload controllers (Deployment/ReplicaSet/StatefulSet → pods), the EndpointSlice controller,
+kubelet (starts pods, heartbeats) and the node lifecycle controller (NotReady, eviction).
+"""
+from __future__ import annotations
+
+import copy
+import random
+from typing import Iterable, Optional
+
+from netsim import endpointslices as eps
+from netsim.events import Event, WatchEvent, Watcher
+from netsim.ipam import (AllocationError, ClusterIPAllocator, LoadBalancerIPAllocator,
+                         NodeCIDRAllocator, PodIPAllocator, PortAllocator)
+from netsim.model import ClusterConfig, Deployment, EndpointSlice, Namespace, Node, Pod, Service
+from netsim.scheduler import schedule
+
+NODE_MONITOR_PERIOD = 5.0          # kube-controller-manager --node-monitor-period
+TERMINATION_GRACE_PERIOD = 30.0    # pod.spec.terminationGracePeriodSeconds default
+
+
+class ClusterError(ValueError):
+    """A change the API server would refuse (the message says which object and why)."""
+
+
+class Clock:
+    """The cluster's clock in seconds since the cluster was created."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+
+class Cluster:
+    """API store + controllers. Mutate only through add/apply/delete and the fault-injection methods."""
+
+    def __init__(self, config: Optional[ClusterConfig] = None) -> None:
+        self.config = config or ClusterConfig()
+        self.rng = random.Random(self.config.seed)
+        self.clock = Clock()
+        self.event_log: list[Event] = []
+        self.notices: list[str] = []                   # loader notices and warnings (skipped kinds, ...)
+        self._watchers: list[Watcher] = []
+        self._namespaces: dict[str, Namespace] = {}
+        self._nodes: dict[str, Node] = {}
+        self._pods: dict[str, Pod] = {}
+        self._services: dict[str, Service] = {}
+        self._slices: dict[str, EndpointSlice] = {}
+        self._workloads: dict[str, Deployment] = {}
+        self._pod_ipam: dict[str, PodIPAllocator] = {}
+        self._deleting: dict[str, float] = {}          # pod key -> time its deletion completes
+        self._not_ready_since: dict[str, float] = {}   # node -> time it went NotReady
+        self._cidrs = NodeCIDRAllocator(self.config.cluster_cidr, self.config.node_cidr_mask)
+        self._cluster_ips = ClusterIPAllocator(self.config.service_cidr, self.rng)
+        lo, hi = self.config.node_port_range
+        self._node_ports = PortAllocator(lo, hi, self.rng)
+        self._lb_ips = LoadBalancerIPAllocator(self.config.load_balancer_pool)
+        self._dirty: set[str] = set()                  # service keys whose slices need reconciling
+        self._proxy_dirty = False
+        for ns in ("default", "kube-system"):
+            self._store_namespace(Namespace(ns))
+
+    # ------------------------------------------------------------------ queries
+    def namespaces(self) -> list[Namespace]:
+        return list(self._namespaces.values())
+
+    def nodes(self) -> list[Node]:
+        return list(self._nodes.values())
+
+    def node(self, name: str) -> Optional[Node]:
+        return self._nodes.get(name)
+
+    def pods(self, namespace: Optional[str] = None) -> list[Pod]:
+        return [p for p in self._pods.values() if namespace is None or p.namespace == namespace]
+
+    def pod(self, namespace: str, name: str) -> Optional[Pod]:
+        return self._pods.get(f"{namespace}/{name}")
+
+    def services(self, namespace: Optional[str] = None) -> list[Service]:
+        return [s for s in self._services.values() if namespace is None or s.namespace == namespace]
+
+    def service(self, namespace: str, name: str) -> Optional[Service]:
+        return self._services.get(f"{namespace}/{name}")
+
+    def workloads(self, namespace: Optional[str] = None) -> list[Deployment]:
+        return [w for w in self._workloads.values() if namespace is None or w.namespace == namespace]
+
+    def endpoint_slices(self, namespace: Optional[str] = None,
+                        service: Optional[str] = None) -> list[EndpointSlice]:
+        return [s for s in self._slices.values()
+                if (namespace is None or s.namespace == namespace)
+                and (service is None or s.service_name == service)]
+
+    def pod_by_ip(self, ip: str) -> Optional[Pod]:
+        for p in self._pods.values():
+            if p.ip == ip and not p.host_network:
+                return p
+        return None
+
+    # ------------------------------------------------------------------ watch / events
+    def watch(self, callback: Watcher) -> None:
+        self._watchers.append(callback)
+
+    def _notify(self, type_: str, kind: str, obj) -> None:
+        if kind in ("Service", "EndpointSlice", "Node"):
+            self._proxy_dirty = True
+        ev = WatchEvent(type_, kind, obj)
+        for w in list(self._watchers):
+            w(ev)
+
+    def record(self, reason: str, obj: str, message: str, source: str,
+               namespace: str = "", type_: str = "Normal") -> None:
+        self.event_log.append(Event(self.clock.now, type_, reason, obj, namespace, source, message))
+
+    # ------------------------------------------------------------------ apply
+    def add(self, obj) -> None:
+        self.apply([obj])
+
+    def apply(self, objs: Iterable, origins: Optional[list[str]] = None) -> None:
+        """Create objects as `kubectl apply` would, then let the controllers reconcile.
+
+        `origins` (one per object, e.g. "app.yaml document 3") prefixes any refusal."""
+        objs = list(objs)
+        origins = origins or [""] * len(objs)
+        order = {Namespace: 0, Node: 1, Service: 2, Deployment: 3, Pod: 4, EndpointSlice: 5}
+        for obj, origin in sorted(zip(objs, origins), key=lambda t: order.get(type(t[0]), 9)):
+            try:
+                self._create(obj)
+            except (AllocationError, ClusterError) as e:
+                prefix = f"{origin}: " if origin else ""
+                raise ClusterError(f"{prefix}{_describe(obj)}: {e}") from None
+        self._reconcile()
+
+    def _create(self, obj) -> None:
+        if isinstance(obj, Namespace):
+            if obj.name not in self._namespaces:
+                self._store_namespace(obj)
+        elif isinstance(obj, Node):
+            self._create_node(obj)
+        elif isinstance(obj, Service):
+            self._create_service(obj)
+        elif isinstance(obj, Deployment):
+            self._create_workload(obj)
+        elif isinstance(obj, Pod):
+            self._create_pod(obj, source="kube-apiserver")
+        elif isinstance(obj, EndpointSlice):
+            self._create_slice(obj)
+        else:
+            raise ClusterError(f"unsupported object {type(obj).__name__}")
+
+    def _store_namespace(self, ns: Namespace) -> None:
+        self._namespaces[ns.name] = ns
+        self._notify("ADDED", "Namespace", ns)
+
+    def _require_namespace(self, ns: str) -> None:
+        if ns not in self._namespaces:
+            raise ClusterError(f'namespaces "{ns}" not found')
+
+    def _create_node(self, node: Node) -> None:
+        if node.name in self._nodes:
+            raise ClusterError(f'nodes "{node.name}" already exists')
+        if any(n.ip == node.ip for n in self._nodes.values()):
+            raise ClusterError(f"node IP {node.ip} is already used by another node")
+        node.pod_cidr = node.pod_cidr or self._cidrs.allocate()
+        self._cidrs.used.add(node.pod_cidr)
+        node.last_heartbeat = self.clock.now
+        self._nodes[node.name] = node
+        self._pod_ipam[node.name] = PodIPAllocator(node.pod_cidr)
+        self._notify("ADDED", "Node", node)
+        self.record("RegisteredNode", f"node/{node.name}",
+                    f"Node {node.name} event: Registered Node {node.name} in Controller (podCIDR {node.pod_cidr})",
+                    "node-controller")
+
+    def _create_service(self, svc: Service) -> None:
+        self._require_namespace(svc.namespace)
+        if svc.key in self._services:
+            raise ClusterError(f'services "{svc.name}" already exists')
+        svc = copy.deepcopy(svc)
+        allocated: list = []
+        try:
+            self._allocate_service(svc, allocated)
+        except (AllocationError, ClusterError):
+            for kind, v in allocated:
+                {"ip": self._cluster_ips.release, "port": self._node_ports.release,
+                 "lb": self._lb_ips.release}[kind](v)
+            raise
+        self._services[svc.key] = svc
+        self._notify("ADDED", "Service", svc)
+        detail = svc.cluster_ip if svc.type != "ExternalName" else svc.external_name
+        self.record("Created", f"service/{svc.name}", f"Allocated {svc.type} {detail}"
+                    + "".join(f" {p.port}:{p.node_port}/{p.protocol}" if p.node_port else f" {p.port}/{p.protocol}"
+                              for p in svc.ports), "kube-apiserver", svc.namespace)
+        if svc.selector is not None:
+            self._dirty.add(svc.key)
+
+    def _allocate_service(self, svc: Service, allocated: list) -> None:
+        if svc.type == "ExternalName":
+            svc.cluster_ip = None
+            return
+        if svc.cluster_ip in (None, ""):
+            svc.cluster_ip = self._cluster_ips.allocate()
+            allocated.append(("ip", svc.cluster_ip))
+        elif svc.cluster_ip != "None":
+            try:
+                self._cluster_ips.reserve(svc.cluster_ip)
+            except AllocationError as e:
+                raise ClusterError(f"spec.clusterIP: Invalid value: {svc.cluster_ip!r}: {e}") from None
+            allocated.append(("ip", svc.cluster_ip))
+        wants_node_ports = svc.type == "NodePort" or (
+            svc.type == "LoadBalancer" and svc.allocate_load_balancer_node_ports)
+        for i, p in enumerate(svc.ports):
+            if p.node_port and not wants_node_ports and svc.type != "LoadBalancer":
+                raise ClusterError(f"spec.ports[{i}].nodePort: Forbidden: may not be used when `type` is '{svc.type}'")
+            if p.node_port:
+                try:
+                    self._node_ports.reserve(p.node_port)
+                except AllocationError as e:
+                    raise ClusterError(f"spec.ports[{i}].nodePort: Invalid value: {p.node_port}: {e}") from None
+                allocated.append(("port", p.node_port))
+            elif wants_node_ports:
+                p.node_port = self._node_ports.allocate()
+                allocated.append(("port", p.node_port))
+        if svc.type == "LoadBalancer":
+            if svc.external_traffic_policy == "Local" and not svc.health_check_node_port:
+                svc.health_check_node_port = self._node_ports.allocate()
+                allocated.append(("port", svc.health_check_node_port))
+            elif svc.health_check_node_port:
+                self._node_ports.reserve(svc.health_check_node_port)
+                allocated.append(("port", svc.health_check_node_port))
+            if svc.load_balancer_ips:
+                for ip in svc.load_balancer_ips:
+                    self._lb_ips.reserve(ip)
+            else:
+                svc.load_balancer_ips = [self._lb_ips.allocate()]
+                allocated.append(("lb", svc.load_balancer_ips[0]))
+
+    def _create_workload(self, w: Deployment) -> None:
+        self._require_namespace(w.namespace)
+        if w.key in self._workloads:
+            raise ClusterError(f'{w.kind.lower()}s.apps "{w.name}" already exists')
+        self._workloads[w.key] = w
+        self._notify("ADDED", w.kind, w)
+        self._sync_workload(w)
+
+    def _sync_workload(self, w: Deployment) -> None:
+        """ReplicaSet/StatefulSet controller: create or delete pods to reach spec.replicas."""
+        mine = [p for p in self._pods.values() if p.owner == (w.kind, w.name)
+                and p.namespace == w.namespace and not p.terminating]
+        if w.kind == "StatefulSet":
+            have = {p.name for p in self._pods.values() if p.owner == (w.kind, w.name) and p.namespace == w.namespace}
+            for i in range(w.replicas):
+                name = f"{w.name}-{i}"
+                if name not in have:
+                    pod = self._pod_from_template(w, name)
+                    pod.hostname, pod.subdomain = name, w.service_name
+                    self._create_pod(pod, source="statefulset-controller")
+            for p in sorted(mine, key=lambda p: -int(p.name.rsplit("-", 1)[1])):
+                if int(p.name.rsplit("-", 1)[1]) >= w.replicas:
+                    self._start_deletion(p, "statefulset-controller")
+            return
+        for _ in range(w.replicas - len(mine)):
+            base = f"{w.name}-{w.template_hash}" if w.kind == "Deployment" else w.name
+            name = f"{base}-{eps.random_suffix(self.rng)}"
+            while f"{w.namespace}/{name}" in self._pods:
+                name = f"{base}-{eps.random_suffix(self.rng)}"
+            rs = f"replicaset/{base}" if w.kind == "Deployment" else f"replicaset/{w.name}"
+            self.record("SuccessfulCreate", rs, f"Created pod: {name}", "replicaset-controller", w.namespace)
+            self._create_pod(self._pod_from_template(w, name), source="replicaset-controller")
+        if len(mine) > w.replicas:
+            # The ReplicaSet controller deletes the newest / least-ready pods first; we take the last created.
+            for p in mine[w.replicas:]:
+                self._start_deletion(p, "replicaset-controller")
+
+    def _pod_from_template(self, w: Deployment, name: str) -> Pod:
+        pod = copy.deepcopy(w.template)
+        pod.name, pod.namespace, pod.owner = name, w.namespace, (w.kind, w.name)
+        if w.kind == "Deployment":
+            pod.labels = {**pod.labels, "pod-template-hash": w.template_hash}
+        return pod
+
+    def _create_pod(self, pod: Pod, source: str) -> None:
+        self._require_namespace(pod.namespace)
+        if pod.key in self._pods:
+            raise ClusterError(f'pods "{pod.name}" already exists')
+        if pod.node_name and pod.node_name not in self._nodes:
+            raise ClusterError(f'spec.nodeName: node "{pod.node_name}" not found')
+        pod.phase, pod.ip = "Pending", None
+        pod.uid = pod.uid or f"{self.rng.getrandbits(64):016x}"
+        self._pods[pod.key] = pod
+        self._notify("ADDED", "Pod", pod)
+        self._mark_services_for(pod)
+
+    def _create_slice(self, s: EndpointSlice) -> None:
+        self._require_namespace(s.namespace)
+        if s.key in self._slices:
+            raise ClusterError(f'endpointslices.discovery.k8s.io "{s.name}" already exists')
+        svc = self._services.get(f"{s.namespace}/{s.service_name}")
+        if svc is not None and svc.selector is not None:
+            self.record("Ignored", f"endpointslice/{s.name}",
+                        f"Service {s.service_name} has a selector; its controller-managed slices are used",
+                        "netsim", s.namespace, "Warning")
+        self._slices[s.key] = s
+        self._notify("ADDED", "EndpointSlice", s)
+
+    # ------------------------------------------------------------------ reconcile loop
+    def _mark_services_for(self, pod: Pod) -> None:
+        for svc in self._services.values():
+            if svc.namespace == pod.namespace and svc.selector is not None and \
+                    eps.selector_matches(svc.selector, pod.labels):
+                self._dirty.add(svc.key)
+
+    def _reconcile(self) -> None:
+        self._schedule_pending()
+        self._reconcile_slices()
+        if self._proxy_dirty:
+            self._proxy_dirty = False
+            n_eps = sum(len(s.endpoints) for s in self._slices.values())
+            for node in self._nodes.values():
+                if node.running:
+                    self.record("SyncProxyRules", f"node/{node.name}",
+                                f"kube-proxy ({self.config.proxy_mode}) resynced: {len(self._services)} services, "
+                                f"{n_eps} endpoints", f"kube-proxy/{node.name}")
+
+    def _schedule_pending(self) -> None:
+        counts: dict[str, int] = {}
+        for p in self._pods.values():
+            if p.node_name:
+                counts[p.node_name] = counts.get(p.node_name, 0) + 1
+        nodes = list(self._nodes.values())
+        for pod in list(self._pods.values()):
+            if pod.phase != "Pending" or pod.terminating:
+                continue
+            if not pod.node_name:
+                chosen = schedule(pod, nodes, counts, self.rng)
+                if chosen is None:
+                    if not any(e.reason == "FailedScheduling" and e.object == f"pod/{pod.name}" for e in self.event_log):
+                        self.record("FailedScheduling", f"pod/{pod.name}",
+                                    f"0/{len(nodes)} nodes are available: no Ready node matches nodeSelector "
+                                    f"{pod.node_selector}", "default-scheduler", pod.namespace, "Warning")
+                    continue
+                pod.node_name = chosen
+                counts[chosen] = counts.get(chosen, 0) + 1
+                self.record("Scheduled", f"pod/{pod.name}",
+                            f"Successfully assigned {pod.namespace}/{pod.name} to {chosen}",
+                            "default-scheduler", pod.namespace)
+            self._kubelet_start(pod)
+
+    def _kubelet_start(self, pod: Pod) -> None:
+        node = self._nodes[pod.node_name]
+        if not node.running:
+            return
+        pod.ip = node.ip if pod.host_network else self._pod_ipam[node.name].allocate()
+        pod.phase = "Running"
+        self._notify("MODIFIED", "Pod", pod)
+        self.record("Started", f"pod/{pod.name}",
+                    f"Started pod sandbox with IP {pod.ip}" + (" (hostNetwork)" if pod.host_network else ""),
+                    f"kubelet/{node.name}", pod.namespace)
+        self._mark_services_for(pod)
+
+    def _reconcile_slices(self) -> None:
+        if not self._dirty:
+            return
+        zones = {n.name: n.zone for n in self._nodes.values()}
+        index = _PodIndex(self._pods.values())
+        for key in sorted(self._dirty):
+            svc = self._services.get(key)
+            if svc is None or svc.selector is None or svc.type == "ExternalName":
+                continue
+            existing = [s for s in self._slices.values()
+                        if s.namespace == svc.namespace and s.service_name == svc.name]
+            desired = eps.build_slices(svc, index.select(svc.namespace, svc.selector), zones, existing, self.rng)
+            self._replace_slices(svc, existing, desired)
+        self._dirty.clear()
+
+    def _replace_slices(self, svc: Service, existing: list[EndpointSlice], desired: list[EndpointSlice]) -> None:
+        old = {s.name: s for s in existing}
+        for s in desired:
+            prev = old.pop(s.name, None)
+            if prev == s:
+                continue
+            self._slices[s.key] = s
+            self._notify("MODIFIED" if prev else "ADDED", "EndpointSlice", s)
+            ready = sum(1 for e in s.endpoints if e.ready)
+            self.record("EndpointSliceUpdated" if prev else "EndpointSliceCreated", f"endpointslice/{s.name}",
+                        f"{svc.name}: {ready}/{len(s.endpoints)} endpoints ready "
+                        f"[{', '.join(e.addresses[0] + ('' if e.ready else '(not ready)') for e in s.endpoints)}]",
+                        "endpointslice-controller", svc.namespace)
+        for s in old.values():
+            del self._slices[s.key]
+            self._notify("DELETED", "EndpointSlice", s)
+
+    # ------------------------------------------------------------------ deletion
+    def delete_pod(self, namespace: str, name: str, grace_period: float = TERMINATION_GRACE_PERIOD) -> None:
+        """`kubectl delete pod`: the pod terminates for its grace period (its endpoint is
+        terminating: not ready, still serving), then goes; its owner creates a replacement at once."""
+        pod = self._pods.get(f"{namespace}/{name}")
+        if pod is None:
+            raise ClusterError(f'pods "{name}" not found in namespace {namespace}')
+        self._start_deletion(pod, "kubectl", grace_period)
+        owner = pod.owner and self._workloads.get(f"{namespace}/{pod.owner[1]}")
+        if owner and owner.kind != "StatefulSet":
+            self._sync_workload(owner)
+        if grace_period <= 0:
+            self._finish_deletions()
+        self._reconcile()
+
+    def _start_deletion(self, pod: Pod, source: str, grace: float = TERMINATION_GRACE_PERIOD) -> None:
+        if pod.terminating:
+            return
+        pod.terminating = True
+        self._deleting[pod.key] = self.clock.now + grace
+        self._notify("MODIFIED", "Pod", pod)
+        self.record("Killing", f"pod/{pod.name}", f"Stopping container (grace period {grace:g}s)",
+                    source if source != "kubectl" else f"kubelet/{pod.node_name}", pod.namespace)
+        self._mark_services_for(pod)
+
+    def _finish_deletions(self) -> None:
+        for key, when in list(self._deleting.items()):
+            if when <= self.clock.now:
+                del self._deleting[key]
+                pod = self._pods.pop(key)
+                if pod.ip and pod.node_name and not pod.host_network:
+                    self._pod_ipam[pod.node_name].release(pod.ip)
+                self._notify("DELETED", "Pod", pod)
+                self._mark_services_for(pod)
+                owner = pod.owner and self._workloads.get(f"{pod.namespace}/{pod.owner[1]}")
+                if owner and owner.kind == "StatefulSet":
+                    self._sync_workload(owner)
+
+    def delete_service(self, namespace: str, name: str) -> None:
+        svc = self._services.pop(f"{namespace}/{name}", None)
+        if svc is None:
+            raise ClusterError(f'services "{name}" not found in namespace {namespace}')
+        self._cluster_ips.release(svc.cluster_ip)
+        for p in svc.ports:
+            self._node_ports.release(p.node_port)
+        self._node_ports.release(svc.health_check_node_port)
+        for s in self.endpoint_slices(namespace, name):
+            if s.managed_by == "endpointslice-controller.k8s.io":
+                del self._slices[s.key]
+                self._notify("DELETED", "EndpointSlice", s)
+        self._notify("DELETED", "Service", svc)
+        self._reconcile()
+
+    # ------------------------------------------------------------------ faults and the clock
+    def set_pod_ready(self, namespace: str, name: str, ready: bool) -> None:
+        """A readiness probe result: flips the pod's Ready condition."""
+        pod = self._pods.get(f"{namespace}/{name}")
+        if pod is None:
+            raise ClusterError(f'pods "{name}" not found in namespace {namespace}')
+        if pod.ready != ready:
+            pod.ready = ready
+            self._notify("MODIFIED", "Pod", pod)
+            self.record("Readiness", f"pod/{name}", f"Readiness probe {'succeeded' if ready else 'failed'}",
+                        f"kubelet/{pod.node_name}", namespace, "Normal" if ready else "Warning")
+            self._mark_services_for(pod)
+            self._reconcile()
+
+    def scale(self, namespace: str, name: str, replicas: int) -> None:
+        w = self._workloads.get(f"{namespace}/{name}")
+        if w is None:
+            raise ClusterError(f'workload "{name}" not found in namespace {namespace}')
+        if replicas < 0:
+            raise ClusterError(f"spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0")
+        w.replicas = replicas
+        self.record("ScalingReplicaSet", f"{w.kind.lower()}/{name}", f"Scaled to {replicas}",
+                    f"{w.kind.lower()}-controller", namespace)
+        self._sync_workload(w)
+        self._reconcile()
+
+    def stop_node(self, name: str) -> None:
+        """The kubelet stops reporting (node crash, network partition). Nothing changes until the
+        node lifecycle controller notices the missing heartbeats."""
+        node = self._require_node(name)
+        node.running = False
+        self.record("NodeStopped", f"node/{name}", "kubelet stopped posting node status (fault injected)",
+                    "netsim", type_="Warning")
+
+    def start_node(self, name: str) -> None:
+        """The kubelet comes back: it heartbeats at once, the node turns Ready, its pods become ready."""
+        node = self._require_node(name)
+        node.running = True
+        node.last_heartbeat = self.clock.now
+        self._not_ready_since.pop(name, None)
+        if not node.ready:
+            node.ready = True
+            self._notify("MODIFIED", "Node", node)
+            self.record("NodeReady", f"node/{name}", f"Node {name} status is now: NodeReady", f"kubelet/{name}")
+        for pod in self._pods.values():
+            if pod.node_name == name and not pod.terminating and not pod.ready:
+                pod.ready = True
+                self._notify("MODIFIED", "Pod", pod)
+                self._mark_services_for(pod)
+        self._reconcile()
+
+    def _require_node(self, name: str) -> Node:
+        node = self._nodes.get(name)
+        if node is None:
+            raise ClusterError(f'nodes "{name}" not found')
+        return node
+
+    def advance(self, seconds: float) -> None:
+        """Run the clock forward. kubelets heartbeat every `heartbeat_interval` (10 s); the node
+        lifecycle controller checks every 5 s and marks a node NotReady once its last heartbeat is
+        more than node_monitor_grace_period (40 s) old, making its pods not ready; pods on a
+        NotReady node are evicted pod_eviction_timeout (300 s, the unreachable taint's toleration)
+        later and their controllers reschedule them; terminating pods go after their grace period."""
+        end = self.clock.now + seconds
+        while True:
+            nxt = min(self._next_tick(self.clock.now), end)
+            self.clock.now = nxt
+            self._tick()
+            if nxt >= end:
+                break
+        self._reconcile()
+
+    @staticmethod
+    def _next_tick(now: float) -> float:
+        return (int(now // NODE_MONITOR_PERIOD) + 1) * NODE_MONITOR_PERIOD
+
+    def _tick(self) -> None:
+        now, cfg = self.clock.now, self.config
+        on_tick = now % NODE_MONITOR_PERIOD == 0
+        if on_tick and now % cfg.heartbeat_interval == 0:
+            for node in self._nodes.values():
+                if node.running:
+                    node.last_heartbeat = now
+        self._finish_deletions()
+        if not on_tick:
+            return
+        for node in self._nodes.values():
+            if node.ready and now - node.last_heartbeat > cfg.node_monitor_grace_period:
+                node.ready = False
+                self._not_ready_since[node.name] = now
+                self._notify("MODIFIED", "Node", node)
+                self.record("NodeNotReady", f"node/{node.name}", f"Node {node.name} status is now: NodeNotReady "
+                            f"(last heartbeat at t+{node.last_heartbeat:g}s)", "node-controller", type_="Warning")
+                for pod in self._pods.values():
+                    if pod.node_name == node.name and pod.ready:
+                        pod.ready = False
+                        self._notify("MODIFIED", "Pod", pod)
+                        self.record("NodeNotReady", f"pod/{pod.name}", "Node is not ready", "node-controller",
+                                    pod.namespace, "Warning")
+                        self._mark_services_for(pod)
+            since = self._not_ready_since.get(node.name)
+            if since is not None and now >= since + cfg.pod_eviction_timeout:
+                self._evict(node)
+        self._reconcile()
+
+    def _evict(self, node: Node) -> None:
+        del self._not_ready_since[node.name]
+        owners = []
+        for pod in list(self._pods.values()):
+            if pod.node_name != node.name or pod.terminating:
+                continue
+            self.record("TaintManagerEviction", f"pod/{pod.name}", f"Marking for deletion Pod {pod.key}",
+                        "taint-controller", pod.namespace)
+            # The kubelet on an unreachable node cannot confirm; the pod object is removed (force) so
+            # owners can replace it.
+            self._start_deletion(pod, "taint-controller", 0.0)
+            if pod.owner:
+                owners.append(self._workloads.get(f"{pod.namespace}/{pod.owner[1]}"))
+        self._finish_deletions()
+        for w in owners:
+            if w is not None:
+                self._sync_workload(w)
+
+
+class _PodIndex:
+    """Label index per namespace so that matching 10,000 selectors stays cheap."""
+
+    def __init__(self, pods: Iterable[Pod]) -> None:
+        self.by_label: dict[tuple[str, str, str], set[str]] = {}
+        self.by_ns: dict[str, set[str]] = {}
+        self.pods: dict[str, Pod] = {}
+        for p in pods:
+            self.pods[p.key] = p
+            self.by_ns.setdefault(p.namespace, set()).add(p.key)
+            for k, v in p.labels.items():
+                self.by_label.setdefault((p.namespace, k, v), set()).add(p.key)
+
+    def select(self, namespace: str, selector: dict[str, str]) -> list[Pod]:
+        if not selector:
+            return []            # an empty selector selects nothing for Services
+        keys: Optional[set[str]] = None
+        for k, v in selector.items():
+            s = self.by_label.get((namespace, k, v), set())
+            keys = s if keys is None else keys & s
+            if not keys:
+                return []
+        return [self.pods[k] for k in sorted(keys or ())]
+
+
+def _describe(obj) -> str:
+    kind = obj.kind if isinstance(obj, Deployment) else type(obj).__name__
+    ns = getattr(obj, "namespace", None)
+    return f"{kind} {ns + '/' if ns else ''}{obj.name}"

@@ -1,0 +1,156 @@
+"""IP address management: per-node podCIDRs, pod IPs, ClusterIPs, NodePorts and LoadBalancer IPs."""
+from __future__ import annotations
+
+import ipaddress
+import random
+from typing import Optional
+
+
+class AllocationError(ValueError):
+    """An explicit address or port is invalid or already in use, or a range is exhausted."""
+
+
+class NodeCIDRAllocator:
+    """kube-controller-manager's range allocator: node i gets the i-th /mask of the cluster CIDR."""
+
+    def __init__(self, cluster_cidr: str, mask: int) -> None:
+        self.network = ipaddress.ip_network(cluster_cidr)
+        self.mask = mask
+        self.used: set[str] = set()
+
+    def allocate(self) -> str:
+        for sub in self.network.subnets(new_prefix=self.mask):
+            s = str(sub)
+            if s not in self.used:
+                self.used.add(s)
+                return s
+        raise AllocationError(f"cluster CIDR {self.network} has no free /{self.mask} for another node")
+
+    def release(self, cidr: str) -> None:
+        self.used.discard(cidr)
+
+
+class PodIPAllocator:
+    """The host-local IPAM plugin on one node: .1 is the cni0 gateway, pods get .2, .3, ... in order."""
+
+    def __init__(self, pod_cidr: str) -> None:
+        self.network = ipaddress.ip_network(pod_cidr)
+        self.used: set[int] = set()
+        self._next = int(self.network.network_address) + 2
+
+    def allocate(self) -> str:
+        first = int(self.network.network_address) + 2
+        last = int(self.network.broadcast_address) - 1
+        span = last - first + 1
+        for i in range(span):
+            cand = first + (self._next - first + i) % span
+            if cand not in self.used:
+                self.used.add(cand)
+                self._next = cand + 1
+                return str(ipaddress.ip_address(cand))
+        raise AllocationError(f"pod CIDR {self.network} is full")
+
+    def release(self, ip: str) -> None:
+        self.used.discard(int(ipaddress.ip_address(ip)))
+
+
+class ClusterIPAllocator:
+    """The API server's service IP allocator: random free address of the service CIDR (seeded).
+
+    Like Kubernetes, the network address and the broadcast address are never handed out; dynamic
+    allocation prefers the upper band, leaving the lower band (where static IPs such as kube-dns'
+    10.96.0.10 live) for explicit requests.
+    """
+
+    def __init__(self, service_cidr: str, rng: random.Random) -> None:
+        self.network = ipaddress.ip_network(service_cidr)
+        self.rng = rng
+        self.used: set[int] = set()
+        size = self.network.num_addresses - 2
+        # KEP-3070: the static band is min(max(16, size/16), 256) addresses at the start.
+        self.static_band = min(max(16, size // 16), 256)
+
+    def reserve(self, ip: str) -> None:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            raise AllocationError(f"{ip!r} is not a valid IP address") from None
+        if addr not in self.network or addr in (self.network.network_address, self.network.broadcast_address):
+            raise AllocationError(f"{ip} is not in the valid range of service CIDR {self.network}")
+        if int(addr) in self.used:
+            raise AllocationError(f"{ip} is already allocated")
+        self.used.add(int(addr))
+
+    def allocate(self) -> str:
+        base = int(self.network.network_address)
+        size = self.network.num_addresses - 2
+        lo, hi = base + 1 + self.static_band, base + size
+        if lo > hi:
+            lo = base + 1
+        for _ in range(64):
+            cand = self.rng.randint(lo, hi)
+            if cand not in self.used:
+                self.used.add(cand)
+                return str(ipaddress.ip_address(cand))
+        for cand in list(range(lo, hi + 1)) + list(range(base + 1, lo)):
+            if cand not in self.used:
+                self.used.add(cand)
+                return str(ipaddress.ip_address(cand))
+        raise AllocationError(f"service CIDR {self.network} is full")
+
+    def release(self, ip: Optional[str]) -> None:
+        if ip and ip != "None":
+            self.used.discard(int(ipaddress.ip_address(ip)))
+
+
+class PortAllocator:
+    """The NodePort allocator: random free port in the range (seeded); explicit ports validated."""
+
+    def __init__(self, lo: int, hi: int, rng: random.Random) -> None:
+        self.lo, self.hi, self.rng = lo, hi, rng
+        self.used: set[int] = set()
+
+    def reserve(self, port: int) -> None:
+        if not self.lo <= port <= self.hi:
+            raise AllocationError(f"provided port {port} is not in the valid range {self.lo}-{self.hi}")
+        if port in self.used:
+            raise AllocationError(f"provided port {port} is already allocated")
+        self.used.add(port)
+
+    def allocate(self) -> int:
+        for _ in range(64):
+            cand = self.rng.randint(self.lo, self.hi)
+            if cand not in self.used:
+                self.used.add(cand)
+                return cand
+        for cand in range(self.lo, self.hi + 1):
+            if cand not in self.used:
+                self.used.add(cand)
+                return cand
+        raise AllocationError(f"node port range {self.lo}-{self.hi} is full")
+
+    def release(self, port: Optional[int]) -> None:
+        if port:
+            self.used.discard(port)
+
+
+class LoadBalancerIPAllocator:
+    """A cloud-provider stand-in: LoadBalancer Services without status.ingress get the next pool address."""
+
+    def __init__(self, pool: str) -> None:
+        self.network = ipaddress.ip_network(pool)
+        self.used: set[str] = set()
+
+    def reserve(self, ip: str) -> None:
+        self.used.add(ip)
+
+    def allocate(self) -> str:
+        for addr in self.network.hosts():
+            s = str(addr)
+            if s not in self.used:
+                self.used.add(s)
+                return s
+        raise AllocationError(f"load balancer pool {self.network} is exhausted")
+
+    def release(self, ip: str) -> None:
+        self.used.discard(ip)

@@ -1,0 +1,119 @@
+"""Named network namespaces: create, enter (setns), open netlink sockets inside, write sysctls, run commands.
+
+Entering is done with setns(2) on the calling thread and always undone, so a netlink socket or a
+TCP/UDP socket can be opened *inside* one of our namespaces without forking (a socket stays in the
+namespace it was created in). Nothing here ever touches the caller's own namespace.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import subprocess
+from typing import Iterator, Optional, Sequence
+
+from pyroute2 import IPRoute
+from pyroute2 import netns as _pr_netns
+
+CLONE_NEWNET = 0x40000000
+NETNS_RUN_DIR = "/run/netns"             # iproute2's NETNS_RUN_DIR
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class NetnsError(RuntimeError):
+    """A namespace is missing or an operation inside it failed."""
+
+
+def path(name: str) -> str:
+    return os.path.join(NETNS_RUN_DIR, name)
+
+
+def exists(name: str) -> bool:
+    return os.path.exists(path(name))
+
+
+def listnetns() -> list[str]:
+    try:
+        return sorted(os.listdir(NETNS_RUN_DIR))
+    except FileNotFoundError:
+        return []
+
+
+def create(name: str) -> None:
+    """Create the named namespace (like `ip netns add`); refuses if it already exists."""
+    if exists(name):
+        raise NetnsError(f"network namespace {name!r} already exists (run `netsim down` first)")
+    _pr_netns.create(name)
+
+
+def remove(name: str) -> None:
+    """Delete the named namespace if present (its links go with it once no process holds it)."""
+    if exists(name):
+        _pr_netns.remove(name)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise NetnsError(f"setns: {os.strerror(err)}")
+
+
+@contextlib.contextmanager
+def entered(name: str) -> Iterator[None]:
+    """Run the body with the calling thread inside namespace `name`, then return to where it was."""
+    try:
+        target = os.open(path(name), os.O_RDONLY)
+    except FileNotFoundError:
+        raise NetnsError(f"network namespace {name!r} does not exist") from None
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        _setns(target)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(target)
+        os.close(home)
+
+
+def iproute(name: str) -> IPRoute:
+    """An IPRoute (rtnetlink) socket bound to namespace `name`; close it when done."""
+    with entered(name):
+        return IPRoute()
+
+
+def write_sysctl(name: str, key: str, value: str) -> None:
+    """Write a sysctl inside namespace `name` (/proc/sys/net is per network namespace)."""
+    with entered(name):
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(value)
+
+
+def read_sysctl(name: str, key: str) -> str:
+    with entered(name):
+        with open("/proc/sys/" + key.replace(".", "/")) as f:
+            return f.read().strip()
+
+
+def inode(name: str) -> int:
+    return os.stat(path(name)).st_ino
+
+
+def exec_argv(name: str, argv: Sequence[str]) -> list[str]:
+    """argv that runs `argv` inside `name` with `ip netns exec` (which also bind-mounts /etc/netns/<name>/*)."""
+    return ["ip", "netns", "exec", name, *argv]
+
+
+def run(name: str, argv: Sequence[str], input: Optional[str] = None,
+        timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command inside namespace `name`; refuses when the namespace is missing."""
+    if not exists(name):
+        raise NetnsError(f"network namespace {name!r} does not exist")
+    proc = subprocess.run(exec_argv(name, argv), input=input, capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        msg = (proc.stderr or proc.stdout).strip().splitlines()
+        raise NetnsError(f"{' '.join(argv[:2])} in {name}: exit {proc.returncode}: "
+                         f"{msg[0] if msg else ''}" + (f" ({msg[-1]})" if len(msg) > 1 else ""))
+    return proc

@@ -1,0 +1,268 @@
+"""Load multi-document Kubernetes YAML (plus a netsim.io/v1 Cluster document) into a reconciled Cluster."""
+from __future__ import annotations
+
+import ipaddress
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Optional, Union
+
+import yaml
+
+from netsim import objects
+from netsim import validation as v
+from netsim.cluster import Cluster, ClusterError
+from netsim.docfields import Doc, ManifestError
+from netsim.endpointslices import resolve_target_port, selector_matches
+from netsim.model import ClusterConfig, ContainerPort, Deployment, Node, Pod, Service, ServicePort
+
+EXAMPLE_PREFIX = "example:"
+KINDS = {
+    ("v1", "Namespace"): objects.namespace,
+    ("v1", "Pod"): objects.pod,
+    ("v1", "Service"): objects.service,
+    ("apps/v1", "Deployment"): objects.workload,
+    ("apps/v1", "ReplicaSet"): objects.workload,
+    ("apps/v1", "StatefulSet"): objects.workload,
+    ("discovery.k8s.io/v1", "EndpointSlice"): objects.endpoint_slice,
+}
+PROXY_MODES = ("iptables", "ipvs", "nftables")
+IPVS_SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh")
+
+__all__ = ["load", "load_text", "ManifestError", "list_examples", "example_path"]
+
+
+def list_examples() -> dict[str, str]:
+    """Built-in examples: name → first comment line of the file (its description)."""
+    out = {}
+    for f in sorted(resources.files("netsim").joinpath("examples").iterdir(), key=lambda p: p.name):
+        if f.name.endswith(".yaml"):
+            first = f.read_text().splitlines()[0] if f.read_text() else ""
+            out[f.name[:-5]] = first.lstrip("# ").strip()
+    return out
+
+
+def example_path(name: str) -> str:
+    f = resources.files("netsim").joinpath("examples").joinpath(f"{name}.yaml")
+    if not f.is_file():
+        raise ManifestError(f"{EXAMPLE_PREFIX}{name}: no such built-in example (have: {', '.join(list_examples())})")
+    return str(f)
+
+
+def load(sources: Union[str, Iterable[str]]) -> Cluster:
+    """Read files (or `example:NAME`) and build the cluster; ManifestError on bad input."""
+    if isinstance(sources, str):
+        sources = [sources]
+    texts = []
+    for s in sources:
+        path = example_path(s[len(EXAMPLE_PREFIX):]) if s.startswith(EXAMPLE_PREFIX) else s
+        try:
+            texts.append((s, Path(path).read_text()))
+        except OSError as e:
+            raise ManifestError(f"{s}: cannot read: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            raise ManifestError(f"{s}: not a text file (expected YAML)") from None
+    return _build(texts)
+
+
+def load_text(text: str, source: str = "<string>") -> Cluster:
+    return _build([(source, text)])
+
+
+def _build(texts: list[tuple[str, str]]) -> Cluster:
+    docs = [d for source, text in texts for d in _documents(source, text)]
+    notices: list[str] = []
+    config_docs = [d for d in docs if d.body.get("apiVersion") == "netsim.io/v1"]
+    if len(config_docs) > 1:
+        raise ManifestError(f"{config_docs[1].where}: only one netsim.io/v1 Cluster document is allowed "
+                            f"(first at {config_docs[0].where})")
+    config, nodes = cluster_config(config_docs[0]) if config_docs else (ClusterConfig(), None)
+    if nodes is None:
+        nodes = default_nodes(config)
+    objs: list = list(nodes)
+    origins: list[str] = ["Cluster document"] * len(nodes)
+    if config.coredns:      # kubeadm installs CoreDNS before any user workload
+        objs += coredns_objects(config)
+        origins += ["built-in CoreDNS"] * 2
+    for d in docs:
+        if d.body.get("apiVersion") == "netsim.io/v1":
+            continue
+        parser = KINDS.get((d.body.get("apiVersion"), d.kind))
+        if parser is None:
+            if not isinstance(d.body.get("apiVersion"), str) or d.kind == "?":
+                raise ManifestError(f"{d.where}: apiVersion and kind: Required value (a Kubernetes object)")
+            known_kinds = {k for _, k in KINDS}
+            if d.kind in known_kinds:
+                want = next(av for av, k in KINDS if k == d.kind)
+                raise d.fail("apiVersion", f"Unsupported value: {d.body.get('apiVersion')!r}: expected {want!r}")
+            notices.append(f"{d.where}: skipped: {d.kind} does not affect Service networking")
+            continue
+        objs.append(parser(d))
+        origins.append(d.where)
+    cluster = Cluster(config)
+    try:
+        cluster.apply(objs, origins)
+    except ClusterError as e:
+        raise ManifestError(str(e)) from None
+    cluster.notices = notices + selector_warnings(cluster)
+    return cluster
+
+
+def _documents(source: str, text: str) -> list[Doc]:
+    try:
+        raw = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ManifestError(f"{source}:{where}: invalid YAML: {problem}") from None
+    docs = []
+    for i, body in enumerate(raw, start=1):
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise ManifestError(f"{source}: document {i}: expected a mapping (a Kubernetes object), "
+                                f"got {type(body).__name__}")
+        if body.get("kind") == "List" and isinstance(body.get("items"), list):
+            for j, item in enumerate(body["items"]):
+                if not isinstance(item, dict):
+                    raise ManifestError(f"{source}: document {i}: items[{j}]: expected a mapping")
+                docs.append(Doc(source, i, item))
+            continue
+        docs.append(Doc(source, i, body))
+    return docs
+
+
+def cluster_config(doc: Doc) -> tuple[ClusterConfig, Optional[list[Node]]]:
+    """The netsim.io/v1 Cluster document: nodes, CIDRs, proxy mode, pod network, DNS, seed."""
+    if doc.kind != "Cluster":
+        raise doc.fail("kind", f"Unsupported value: {doc.kind!r}: netsim.io/v1 has only kind 'Cluster'")
+    cfg = ClusterConfig()
+    meta = doc.get(doc.body, "metadata", "metadata", dict, {})
+    cfg.name = doc.check(doc.get(meta, "name", "metadata.name", str, cfg.name), "metadata.name", v.dns1123_label)
+    if len(cfg.name) > 8:
+        raise doc.fail("metadata.name", f"Invalid value: {cfg.name!r}: must be at most 8 characters "
+                       "(it prefixes kernel namespace and interface names)")
+    spec = doc.get(doc.body, "spec", "spec", dict, {})
+    pod_cidr = doc.get(spec, "podCIDR", "spec.podCIDR", str, cfg.cluster_cidr)
+    cfg.cluster_cidr = doc.check(doc.get(spec, "clusterCIDR", "spec.clusterCIDR", str, pod_cidr),
+                                 "spec.clusterCIDR", v.ipv4_cidr)
+    doc.check(pod_cidr, "spec.podCIDR", v.ipv4_cidr)
+    cfg.node_cidr_mask = doc.get(spec, "nodeCIDRMaskSize", "spec.nodeCIDRMaskSize", int, cfg.node_cidr_mask)
+    if not ipaddress.ip_network(cfg.cluster_cidr).prefixlen < cfg.node_cidr_mask <= 30:
+        raise doc.fail("spec.nodeCIDRMaskSize", f"Invalid value: {cfg.node_cidr_mask}: must be longer than the "
+                       f"cluster CIDR's prefix and at most 30")
+    cfg.service_cidr = doc.check(doc.get(spec, "serviceCIDR", "spec.serviceCIDR", str, cfg.service_cidr),
+                                 "spec.serviceCIDR", v.ipv4_cidr)
+    cfg.node_network = doc.check(doc.get(spec, "nodeNetwork", "spec.nodeNetwork", str, cfg.node_network),
+                                 "spec.nodeNetwork", v.ipv4_cidr)
+    cfg.cluster_domain = doc.check(doc.get(spec, "clusterDomain", "spec.clusterDomain", str, cfg.cluster_domain),
+                                   "spec.clusterDomain", v.dns1123_subdomain)
+    svc_net = ipaddress.ip_network(cfg.service_cidr)
+    default_dns = str(svc_net.network_address + 10)
+    cfg.dns_service_ip = doc.check(doc.get(spec, "dnsServiceIP", "spec.dnsServiceIP", str, default_dns),
+                                   "spec.dnsServiceIP", v.ipv4)
+    if ipaddress.ip_address(cfg.dns_service_ip) not in svc_net:
+        raise doc.fail("spec.dnsServiceIP", f"Invalid value: {cfg.dns_service_ip!r}: not in serviceCIDR {svc_net}")
+    rng = doc.get(spec, "nodePortRange", "spec.nodePortRange", str, "30000-32767")
+    try:
+        lo, hi = (int(x) for x in rng.split("-"))
+        assert 1 <= lo <= hi <= 65535
+    except (ValueError, AssertionError):
+        raise doc.fail("spec.nodePortRange", f"Invalid value: {rng!r}: expected 'LOW-HIGH', e.g. 30000-32767") from None
+    cfg.node_port_range = (lo, hi)
+    cfg.proxy_mode = _choice(doc, spec, "proxyMode", PROXY_MODES, cfg.proxy_mode)
+    cfg.ipvs_scheduler = _choice(doc, spec, "ipvsScheduler", IPVS_SCHEDULERS, cfg.ipvs_scheduler)
+    cfg.masquerade_all = doc.get(spec, "masqueradeAll", "spec.masqueradeAll", bool, False)
+    cfg.pod_network = _choice(doc, spec, "podNetwork", ("vxlan", "host-gw"), cfg.pod_network)
+    cfg.seed = doc.get(spec, "seed", "spec.seed", int, 0)
+    default_pool = str(list(ipaddress.ip_network(cfg.node_network).subnets(new_prefix=28))[-1]) \
+        if ipaddress.ip_network(cfg.node_network).prefixlen <= 28 else cfg.node_network
+    cfg.load_balancer_pool = doc.check(doc.get(spec, "loadBalancerPool", "spec.loadBalancerPool", str, default_pool),
+                                       "spec.loadBalancerPool", v.ipv4_cidr)
+    cfg.external_client_ip = doc.get(spec, "externalClientIP", "spec.externalClientIP", str, None)
+    if cfg.external_client_ip:
+        doc.check(cfg.external_client_ip, "spec.externalClientIP", v.ipv4)
+    dns = doc.get(spec, "coredns", "spec.coredns", dict, {})
+    cfg.coredns = doc.get(dns, "enabled", "spec.coredns.enabled", bool, True)
+    cfg.coredns_replicas = doc.get(dns, "replicas", "spec.coredns.replicas", int, cfg.coredns_replicas)
+    up = doc.get(spec, "upstreamDNS", "spec.upstreamDNS", dict, {})
+    for name, addrs in up.items():
+        if not isinstance(addrs, list):
+            raise doc.fail(f"spec.upstreamDNS.{name}", "expected a list of IPv4 addresses")
+        cfg.upstream_dns[str(name).rstrip(".").lower()] = [
+            doc.check(a, f"spec.upstreamDNS.{name}[{i}]", v.ipv4) for i, a in enumerate(addrs)]
+    raw_nodes = doc.get(spec, "nodes", "spec.nodes", list, None)
+    if raw_nodes is None:
+        return cfg, None
+    if not raw_nodes:
+        raise doc.fail("spec.nodes", "Required value: at least one node")
+    node_net = ipaddress.ip_network(cfg.node_network)
+    nodes, names = [], set()
+    for i, n in enumerate(raw_nodes):
+        path = f"spec.nodes[{i}]"
+        if isinstance(n, str):
+            n = {"name": n}
+        name = doc.check(doc.get(n, "name", f"{path}.name", str), f"{path}.name", v.dns1123_subdomain)
+        if name in names:
+            raise doc.fail(f"{path}.name", f"Duplicate value: {name!r}")
+        names.add(name)
+        ip = doc.get(n, "ip", f"{path}.ip", str, str(node_net.network_address + 2 + i))
+        doc.check(ip, f"{path}.ip", v.ipv4)
+        if ipaddress.ip_address(ip) not in node_net:
+            raise doc.fail(f"{path}.ip", f"Invalid value: {ip!r}: not in nodeNetwork {node_net}")
+        labels = doc.str_map(n, "labels", f"{path}.labels")
+        labels.setdefault("kubernetes.io/hostname", name)
+        zone = doc.get(n, "zone", f"{path}.zone", str, labels.get("topology.kubernetes.io/zone"))
+        if zone:
+            labels["topology.kubernetes.io/zone"] = zone
+        nodes.append(Node(name=name, ip=ip, labels=labels, zone=zone))
+    return cfg, nodes
+
+
+def default_nodes(cfg: ClusterConfig, count: int = 3) -> list[Node]:
+    """Without a Cluster document: three nodes node-1..node-3 at .2, .3, .4 of the node network."""
+    net = ipaddress.ip_network(cfg.node_network)
+    return [Node(name=f"node-{i}", ip=str(net.network_address + 1 + i),
+                 labels={"kubernetes.io/hostname": f"node-{i}"}) for i in range(1, count + 1)]
+
+
+def coredns_objects(cfg: ClusterConfig) -> list:
+    """kubeadm's CoreDNS: Deployment `coredns` and Service `kube-dns` in kube-system."""
+    template = Pod(name="", namespace="kube-system", labels={"k8s-app": "kube-dns"},
+                   ports=[ContainerPort(53, "UDP", "dns"), ContainerPort(53, "TCP", "dns-tcp"),
+                          ContainerPort(9153, "TCP", "metrics")], dns_policy="Default")
+    deploy = Deployment(kind="Deployment", name="coredns", namespace="kube-system", replicas=cfg.coredns_replicas,
+                        selector={"k8s-app": "kube-dns"}, template=template,
+                        template_hash=objects.pod_template_hash({"coredns": cfg.coredns_replicas}))
+    svc = Service(name="kube-dns", namespace="kube-system", cluster_ip=cfg.dns_service_ip,
+                  selector={"k8s-app": "kube-dns"},
+                  labels={"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"},
+                  ports=[ServicePort(53, "UDP", "dns", 53), ServicePort(53, "TCP", "dns-tcp", 53),
+                         ServicePort(9153, "TCP", "metrics", 9153)])
+    return [deploy, svc]
+
+
+def selector_warnings(cluster: Cluster) -> list[str]:
+    """What `kubectl apply` would not catch but a user wants to know: selectors matching nothing,
+    named targetPorts no selected pod declares."""
+    out = []
+    for svc in cluster.services():
+        if not svc.selector or svc.type == "ExternalName":
+            continue
+        pods = [p for p in cluster.pods(svc.namespace) if selector_matches(svc.selector, p.labels)]
+        if not pods:
+            out.append(f"warning: Service {svc.key}: selector {svc.selector} matches no pods")
+            continue
+        for sp in svc.ports:
+            if isinstance(sp.target_port, str) and all(resolve_target_port(sp, p) is None for p in pods):
+                out.append(f"warning: Service {svc.key}: port {sp.name or sp.port}: targetPort "
+                           f"{sp.target_port!r} is not a {sp.protocol} containerPort name of any selected pod")
+    return out
+
+
+def _choice(doc: Doc, spec: dict, key: str, allowed: tuple, default: str) -> str:
+    val = doc.get(spec, key, f"spec.{key}", str, default)
+    if val not in allowed:
+        raise doc.fail(f"spec.{key}", f"Unsupported value: {val!r}: supported values: "
+                       + ", ".join(f'"{a}"' for a in allowed))
+    return val

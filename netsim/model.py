@@ -1,0 +1,181 @@
+"""Cluster model: plain dataclasses for the Kubernetes objects that shape Service networking."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+
+
+@dataclass
+class ContainerPort:
+    container_port: int
+    protocol: str = "TCP"
+    name: Optional[str] = None
+
+
+@dataclass
+class Node:
+    name: str
+    ip: str                                   # InternalIP on the node network
+    labels: dict[str, str] = field(default_factory=dict)
+    pod_cidr: Optional[str] = None            # assigned by IPAM (a /24 of the cluster CIDR)
+    ready: bool = True                        # NodeReady condition
+    running: bool = True                      # kubelet alive (fault injection: stop/start)
+    last_heartbeat: float = 0.0               # cluster clock seconds
+    zone: Optional[str] = None
+
+
+@dataclass
+class Pod:
+    name: str
+    namespace: str = "default"
+    labels: dict[str, str] = field(default_factory=dict)
+    ports: list[ContainerPort] = field(default_factory=list)
+    node_name: Optional[str] = None
+    node_selector: dict[str, str] = field(default_factory=dict)
+    ip: Optional[str] = None
+    hostname: Optional[str] = None
+    subdomain: Optional[str] = None
+    ready: bool = True                        # Ready condition (readiness probe)
+    phase: str = "Pending"                    # Pending | Running | Failed
+    terminating: bool = False                 # deletionTimestamp set
+    host_network: bool = False
+    dns_policy: str = "ClusterFirst"
+    dns_config: Optional[dict] = None          # {nameservers, searches, options:[{name,value}]}
+    owner: Optional[tuple[str, str]] = None   # (kind, name) of the controller
+    uid: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def port_by_name(self, name: str, protocol: str) -> Optional[int]:
+        for p in self.ports:
+            if p.name == name and p.protocol == protocol:
+                return p.container_port
+        return None
+
+
+@dataclass
+class ServicePort:
+    port: int
+    protocol: str = "TCP"
+    name: str = ""
+    target_port: int | str = 0                # number, or a container port name
+    node_port: Optional[int] = None
+    app_protocol: Optional[str] = None
+
+
+@dataclass
+class Service:
+    name: str
+    namespace: str = "default"
+    type: str = "ClusterIP"                   # ClusterIP | NodePort | LoadBalancer | ExternalName
+    cluster_ip: Optional[str] = None          # "None" for headless
+    selector: Optional[dict[str, str]] = None # None: selector-less (manual EndpointSlices)
+    ports: list[ServicePort] = field(default_factory=list)
+    external_ips: list[str] = field(default_factory=list)
+    load_balancer_ips: list[str] = field(default_factory=list)   # status.loadBalancer.ingress[].ip
+    load_balancer_source_ranges: list[str] = field(default_factory=list)
+    external_name: Optional[str] = None
+    session_affinity: str = "None"            # None | ClientIP
+    affinity_timeout: int = 10800             # sessionAffinityConfig.clientIP.timeoutSeconds
+    external_traffic_policy: str = "Cluster"  # Cluster | Local
+    internal_traffic_policy: str = "Cluster"  # Cluster | Local
+    publish_not_ready_addresses: bool = False
+    health_check_node_port: Optional[int] = None
+    labels: dict[str, str] = field(default_factory=dict)
+    allocate_load_balancer_node_ports: bool = True
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def headless(self) -> bool:
+        return self.cluster_ip == "None"
+
+
+@dataclass
+class EndpointPort:
+    port: int
+    protocol: str = "TCP"
+    name: str = ""
+
+
+@dataclass
+class Endpoint:
+    addresses: list[str]
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+    node_name: Optional[str] = None
+    hostname: Optional[str] = None
+    target_ref: Optional[tuple[str, str, str]] = None   # (kind, namespace, name)
+    zone: Optional[str] = None
+
+
+@dataclass
+class EndpointSlice:
+    name: str
+    namespace: str
+    service_name: str
+    address_type: str = "IPv4"
+    endpoints: list[Endpoint] = field(default_factory=list)
+    ports: list[EndpointPort] = field(default_factory=list)
+    managed_by: str = "endpointslice-controller.k8s.io"
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass
+class Namespace:
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Deployment:
+    """Deployment, ReplicaSet or StatefulSet: a pod template with a replica count."""
+    kind: str
+    name: str
+    namespace: str
+    replicas: int
+    selector: dict[str, str]
+    template: Pod                             # the pod template, parsed (name and node unset)
+    template_hash: str = ""                   # pod-template-hash label value (Deployments)
+    service_name: Optional[str] = None        # StatefulSet spec.serviceName
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass
+class ClusterConfig:
+    """The netsim.io/v1 Cluster document (defaults are kubeadm's)."""
+    name: str = "netsim"
+    cluster_cidr: str = "10.244.0.0/16"       # pod network (--cluster-cidr)
+    node_cidr_mask: int = 24                  # per-node podCIDR size
+    service_cidr: str = "10.96.0.0/12"
+    node_network: str = "192.168.49.0/24"     # where node InternalIPs live
+    cluster_domain: str = "cluster.local"
+    dns_service_ip: str = "10.96.0.10"
+    node_port_range: tuple[int, int] = (30000, 32767)
+    proxy_mode: str = "iptables"              # iptables | ipvs | nftables
+    ipvs_scheduler: str = "rr"
+    masquerade_all: bool = False
+    masquerade_bit: int = 14                  # mark 0x4000
+    pod_network: str = "vxlan"                # vxlan | host-gw
+    load_balancer_pool: str = "192.168.49.240/28"
+    external_client_ip: Optional[str] = None  # default: a free address on the node network
+    coredns: bool = True
+    coredns_replicas: int = 2
+    upstream_dns: dict[str, list[str]] = field(default_factory=dict)  # name -> A records
+    seed: int = 0
+    node_monitor_grace_period: float = 40.0
+    pod_eviction_timeout: float = 300.0
+    heartbeat_interval: float = 10.0

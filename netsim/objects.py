@@ -1,0 +1,285 @@
+"""Turn validated Kubernetes documents (Namespace, Pod, Service, workloads, EndpointSlice) into model objects."""
+from __future__ import annotations
+
+import ipaddress
+import json
+
+from netsim import validation as v
+from netsim.docfields import Doc
+from netsim.model import (PROTOCOLS, ContainerPort, Deployment, Endpoint, EndpointPort, EndpointSlice,
+                          Namespace, Pod, Service, ServicePort)
+
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
+DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
+
+
+def metadata(doc: Doc, namespaced: bool = True, name_rule=v.dns1123_subdomain) -> tuple[str, str, dict]:
+    meta = doc.get(doc.body, "metadata", "metadata", dict)
+    name = doc.check(doc.get(meta, "name", "metadata.name", str), "metadata.name", name_rule)
+    ns = doc.get(meta, "namespace", "metadata.namespace", str, "default") if namespaced else ""
+    if namespaced:
+        doc.check(ns, "metadata.namespace", v.dns1123_label)
+    labels = doc.str_map(meta, "labels", "metadata.labels")
+    for k, val in labels.items():
+        doc.check(val, f"metadata.labels.{k}", v.label_value)
+    return name, ns, labels
+
+
+def namespace(doc: Doc) -> Namespace:
+    name, _, labels = metadata(doc, namespaced=False, name_rule=v.dns1123_label)
+    return Namespace(name, labels)
+
+
+def pod_spec(doc: Doc, spec: dict, path: str) -> Pod:
+    """A Pod's spec (also a workload's template spec) → Pod with name/namespace unset."""
+    containers = doc.get(spec, "containers", f"{path}.containers", list)
+    if not containers:
+        raise doc.fail(f"{path}.containers", "Required value: at least one container")
+    ports: list[ContainerPort] = []
+    seen: dict[tuple, str] = {}
+    names: set[str] = set()
+    for ci, c in enumerate(containers):
+        cpath = f"{path}.containers[{ci}]"
+        doc.get(c, "name", f"{cpath}.name", str)
+        for pi, p in enumerate(doc.get(c, "ports", f"{cpath}.ports", list, [])):
+            ppath = f"{cpath}.ports[{pi}]"
+            num = doc.check(doc.get(p, "containerPort", f"{ppath}.containerPort", int), f"{ppath}.containerPort",
+                            v.port_number)
+            proto = doc.get(p, "protocol", f"{ppath}.protocol", str, "TCP")
+            if proto not in PROTOCOLS:
+                raise doc.fail(f"{ppath}.protocol", f"Unsupported value: {proto!r}: supported values: "
+                               + ", ".join(f'"{x}"' for x in PROTOCOLS))
+            name = doc.get(p, "name", f"{ppath}.name", str, None)
+            if name is not None:
+                doc.check(name, f"{ppath}.name", v.port_name)
+                if name in names:
+                    raise doc.fail(f"{ppath}.name", f"Duplicate value: {name!r}")
+                names.add(name)
+            if (num, proto) in seen:
+                raise doc.fail(ppath, f"Duplicate value: containerPort {num}/{proto} already declared at {seen[(num, proto)]}")
+            seen[(num, proto)] = ppath
+            ports.append(ContainerPort(num, proto, name))
+    dns_policy = doc.get(spec, "dnsPolicy", f"{path}.dnsPolicy", str, "ClusterFirst")
+    if dns_policy not in DNS_POLICIES:
+        raise doc.fail(f"{path}.dnsPolicy", f"Unsupported value: {dns_policy!r}: supported values: "
+                       + ", ".join(f'"{x}"' for x in DNS_POLICIES))
+    dns_config = doc.get(spec, "dnsConfig", f"{path}.dnsConfig", dict, None)
+    if dns_policy == "None" and dns_config is None:
+        raise doc.fail(f"{path}.dnsConfig", "Required value: must provide `dnsConfig` when `dnsPolicy` is None")
+    hostname = doc.get(spec, "hostname", f"{path}.hostname", str, None)
+    subdomain = doc.get(spec, "subdomain", f"{path}.subdomain", str, None)
+    if hostname:
+        doc.check(hostname, f"{path}.hostname", v.dns1123_label)
+    if subdomain:
+        doc.check(subdomain, f"{path}.subdomain", v.dns1123_label)
+    return Pod(name="", ports=ports,
+               node_name=doc.get(spec, "nodeName", f"{path}.nodeName", str, None),
+               node_selector=doc.str_map(spec, "nodeSelector", f"{path}.nodeSelector"),
+               hostname=hostname, subdomain=subdomain,
+               host_network=doc.get(spec, "hostNetwork", f"{path}.hostNetwork", bool, False),
+               dns_policy=dns_policy, dns_config=dns_config)
+
+
+def pod(doc: Doc) -> Pod:
+    name, ns, labels = metadata(doc)
+    p = pod_spec(doc, doc.get(doc.body, "spec", "spec", dict), "spec")
+    p.name, p.namespace, p.labels = name, ns, labels
+    status = doc.get(doc.body, "status", "status", dict, {})
+    for i, cond in enumerate(doc.get(status, "conditions", "status.conditions", list, [])):
+        ctype = doc.get(cond, "type", f"status.conditions[{i}].type", str)
+        cstat = doc.get(cond, "status", f"status.conditions[{i}].status", str)
+        if ctype == "Ready":
+            if cstat not in ("True", "False", "Unknown"):
+                raise doc.fail(f"status.conditions[{i}].status", f"Unsupported value: {cstat!r}: "
+                               'supported values: "True", "False", "Unknown"')
+            p.ready = cstat == "True"
+    return p
+
+
+def workload(doc: Doc) -> Deployment:
+    name, ns, _ = metadata(doc)
+    spec = doc.get(doc.body, "spec", "spec", dict)
+    replicas = doc.get(spec, "replicas", "spec.replicas", int, 1)
+    if replicas < 0:
+        raise doc.fail("spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0")
+    sel = doc.get(spec, "selector", "spec.selector", dict)
+    match = doc.str_map(sel, "matchLabels", "spec.selector.matchLabels")
+    if not match:
+        raise doc.fail("spec.selector.matchLabels", "Required value: a selector with at least one label")
+    tmpl = doc.get(spec, "template", "spec.template", dict)
+    tmeta = doc.get(tmpl, "metadata", "spec.template.metadata", dict, {})
+    tlabels = doc.str_map(tmeta, "labels", "spec.template.metadata.labels")
+    if any(tlabels.get(k) != val for k, val in match.items()):
+        raise doc.fail("spec.template.metadata.labels", f"Invalid value: {tlabels}: `selector` does not match "
+                       f"template `labels` {match}")
+    proto = pod_spec(doc, doc.get(tmpl, "spec", "spec.template.spec", dict), "spec.template.spec")
+    proto.labels = tlabels
+    service_name = None
+    if doc.kind == "StatefulSet":
+        service_name = doc.get(spec, "serviceName", "spec.serviceName", str, None)
+    return Deployment(kind=doc.kind, name=name, namespace=ns, replicas=replicas, selector=match,
+                      template=proto, template_hash=pod_template_hash(tmpl), service_name=service_name)
+
+
+def pod_template_hash(template: dict) -> str:
+    """Deployment's pod-template-hash: FNV-1a (32 bit) of the template, digits mapped to the safe alphabet."""
+    h = 0x811C9DC5
+    for b in json.dumps(template, sort_keys=True, default=str).encode():
+        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"
+    return "".join(alphabet[ord(c) % len(alphabet)] for c in str(h))
+
+
+def service(doc: Doc) -> Service:
+    name, ns, labels = metadata(doc, name_rule=v.dns1035_label)
+    spec = doc.get(doc.body, "spec", "spec", dict)
+    typ = doc.get(spec, "type", "spec.type", str, "ClusterIP")
+    if typ not in SERVICE_TYPES:
+        raise doc.fail("spec.type", f"Unsupported value: {typ!r}: supported values: "
+                       + ", ".join(f'"{t}"' for t in SERVICE_TYPES))
+    svc = Service(name=name, namespace=ns, type=typ, labels=labels)
+    if typ == "ExternalName":
+        svc.external_name = doc.check(doc.get(spec, "externalName", "spec.externalName", str),
+                                      "spec.externalName", v.dns1123_subdomain)
+    cip = doc.get(spec, "clusterIP", "spec.clusterIP", str, None)
+    if cip not in (None, "", "None"):
+        doc.check(cip, "spec.clusterIP", v.ipv4)
+    if cip == "None" and typ not in ("ClusterIP",):
+        raise doc.fail("spec.clusterIP", f"Invalid value: \"None\": may only be set to 'None' for ClusterIP services")
+    svc.cluster_ip = cip or None
+    if "selector" in spec and spec["selector"] is not None:
+        svc.selector = doc.str_map(spec, "selector", "spec.selector")
+    svc.ports = service_ports(doc, spec, typ)
+    svc.external_ips = [doc.check(ip, f"spec.externalIPs[{i}]", v.ipv4)
+                        for i, ip in enumerate(doc.get(spec, "externalIPs", "spec.externalIPs", list, []))]
+    svc.load_balancer_source_ranges = [
+        doc.check(r, f"spec.loadBalancerSourceRanges[{i}]", _cidr_loose)
+        for i, r in enumerate(doc.get(spec, "loadBalancerSourceRanges", "spec.loadBalancerSourceRanges", list, []))]
+    svc.session_affinity = _enum(doc, spec, "sessionAffinity", ("None", "ClientIP"), "None")
+    if svc.session_affinity == "ClientIP":
+        cfg = doc.get(spec, "sessionAffinityConfig", "spec.sessionAffinityConfig", dict, {})
+        cip_cfg = doc.get(cfg, "clientIP", "spec.sessionAffinityConfig.clientIP", dict, {})
+        t = doc.get(cip_cfg, "timeoutSeconds", "spec.sessionAffinityConfig.clientIP.timeoutSeconds", int, 10800)
+        if not 0 < t <= 86400:
+            raise doc.fail("spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                           f"Invalid value: {t}: must be greater than 0 and less than 86400")
+        svc.affinity_timeout = t
+    svc.external_traffic_policy = _enum(doc, spec, "externalTrafficPolicy", ("Cluster", "Local"), "Cluster")
+    if "externalTrafficPolicy" in spec and typ not in ("NodePort", "LoadBalancer") and not svc.external_ips:
+        raise doc.fail("spec.externalTrafficPolicy", "Invalid value: may only be set for externally-accessible services")
+    svc.internal_traffic_policy = _enum(doc, spec, "internalTrafficPolicy", ("Cluster", "Local"), "Cluster")
+    svc.publish_not_ready_addresses = doc.get(spec, "publishNotReadyAddresses", "spec.publishNotReadyAddresses",
+                                              bool, False)
+    svc.allocate_load_balancer_node_ports = doc.get(spec, "allocateLoadBalancerNodePorts",
+                                                    "spec.allocateLoadBalancerNodePorts", bool, True)
+    hc = doc.get(spec, "healthCheckNodePort", "spec.healthCheckNodePort", int, None)
+    if hc is not None and not (typ == "LoadBalancer" and svc.external_traffic_policy == "Local"):
+        raise doc.fail("spec.healthCheckNodePort", "Invalid value: may only be set when `type` is 'LoadBalancer' "
+                       "and `externalTrafficPolicy` is 'Local'")
+    svc.health_check_node_port = hc
+    status = doc.get(doc.body, "status", "status", dict, {})
+    lb = doc.get(status, "loadBalancer", "status.loadBalancer", dict, {})
+    for i, ing in enumerate(doc.get(lb, "ingress", "status.loadBalancer.ingress", list, [])):
+        ip = doc.get(ing, "ip", f"status.loadBalancer.ingress[{i}].ip", str, None)
+        if ip:
+            svc.load_balancer_ips.append(doc.check(ip, f"status.loadBalancer.ingress[{i}].ip", v.ipv4))
+    if svc.load_balancer_ips and typ != "LoadBalancer":
+        raise doc.fail("status.loadBalancer.ingress", f"Invalid value: only a LoadBalancer Service has ingress IPs")
+    return svc
+
+
+def service_ports(doc: Doc, spec: dict, typ: str) -> list[ServicePort]:
+    raw = doc.get(spec, "ports", "spec.ports", list, [])
+    if not raw and typ != "ExternalName" and spec.get("clusterIP") != "None":
+        raise doc.fail("spec.ports", "Required value")
+    ports: list[ServicePort] = []
+    names: set[str] = set()
+    seen: set[tuple[int, str]] = set()
+    for i, p in enumerate(raw):
+        path = f"spec.ports[{i}]"
+        num = doc.check(doc.get(p, "port", f"{path}.port", int), f"{path}.port", v.port_number)
+        proto = doc.get(p, "protocol", f"{path}.protocol", str, "TCP")
+        if proto not in PROTOCOLS:
+            raise doc.fail(f"{path}.protocol", f"Unsupported value: {proto!r}: supported values: "
+                           + ", ".join(f'"{x}"' for x in PROTOCOLS))
+        name = doc.get(p, "name", f"{path}.name", str, "")
+        if len(raw) > 1 and not name:
+            raise doc.fail(f"{path}.name", "Required value: when there is more than one port, each must be named")
+        if name:
+            doc.check(name, f"{path}.name", v.dns1123_label)
+            if name in names:
+                raise doc.fail(f"{path}.name", f"Duplicate value: {name!r}")
+            names.add(name)
+        if (num, proto) in seen:
+            raise doc.fail(path, f"Duplicate value: {{port: {num}, protocol: {proto}}}")
+        seen.add((num, proto))
+        tp = doc.get(p, "targetPort", f"{path}.targetPort", (int, str), num)
+        if isinstance(tp, int):
+            doc.check(tp, f"{path}.targetPort", v.port_number)
+        elif tp.isdigit():
+            tp = doc.check(int(tp), f"{path}.targetPort", v.port_number)
+        else:
+            doc.check(tp, f"{path}.targetPort", v.port_name)
+        np = doc.get(p, "nodePort", f"{path}.nodePort", int, None)
+        if np is not None and typ not in ("NodePort", "LoadBalancer"):
+            raise doc.fail(f"{path}.nodePort", f"Forbidden: may not be used when `type` is '{typ}'")
+        ports.append(ServicePort(port=num, protocol=proto, name=name, target_port=tp, node_port=np,
+                                 app_protocol=doc.get(p, "appProtocol", f"{path}.appProtocol", str, None)))
+    return ports
+
+
+def endpoint_slice(doc: Doc) -> EndpointSlice:
+    name, ns, labels = metadata(doc)
+    svc_name = labels.get("kubernetes.io/service-name")
+    if not svc_name:
+        raise doc.fail("metadata.labels.kubernetes.io/service-name",
+                       "Required value: the Service this slice belongs to")
+    at = doc.get(doc.body, "addressType", "addressType", str)
+    if at not in ("IPv4", "IPv6", "FQDN"):
+        raise doc.fail("addressType", f'Unsupported value: {at!r}: supported values: "IPv4", "IPv6", "FQDN"')
+    endpoints = []
+    for i, e in enumerate(doc.get(doc.body, "endpoints", "endpoints", list, [])):
+        path = f"endpoints[{i}]"
+        addrs = doc.get(e, "addresses", f"{path}.addresses", list)
+        if not 1 <= len(addrs) <= 100:
+            raise doc.fail(f"{path}.addresses", "Invalid value: must have between 1 and 100 addresses")
+        if at == "IPv4":
+            for j, a in enumerate(addrs):
+                doc.check(a, f"{path}.addresses[{j}]", v.ipv4)
+        cond = doc.get(e, "conditions", f"{path}.conditions", dict, {})
+        ready = doc.get(cond, "ready", f"{path}.conditions.ready", bool, True)
+        ref = doc.get(e, "targetRef", f"{path}.targetRef", dict, None)
+        endpoints.append(Endpoint(
+            addresses=list(addrs), ready=ready,
+            serving=doc.get(cond, "serving", f"{path}.conditions.serving", bool, ready),
+            terminating=doc.get(cond, "terminating", f"{path}.conditions.terminating", bool, False),
+            node_name=doc.get(e, "nodeName", f"{path}.nodeName", str, None),
+            hostname=doc.get(e, "hostname", f"{path}.hostname", str, None),
+            zone=doc.get(e, "zone", f"{path}.zone", str, None),
+            target_ref=(ref.get("kind", "Pod"), ref.get("namespace", ns), ref.get("name", "")) if ref else None))
+    ports = []
+    for i, p in enumerate(doc.get(doc.body, "ports", "ports", list, [])):
+        path = f"ports[{i}]"
+        num = doc.check(doc.get(p, "port", f"{path}.port", int), f"{path}.port", v.port_number)
+        proto = doc.get(p, "protocol", f"{path}.protocol", str, "TCP")
+        if proto not in PROTOCOLS:
+            raise doc.fail(f"{path}.protocol", f"Unsupported value: {proto!r}")
+        ports.append(EndpointPort(num, proto, doc.get(p, "name", f"{path}.name", str, "")))
+    return EndpointSlice(name=name, namespace=ns, service_name=svc_name, address_type=at, endpoints=endpoints,
+                         ports=ports, managed_by=labels.get("endpointslice.kubernetes.io/managed-by", "user"))
+
+
+def _enum(doc: Doc, spec: dict, key: str, allowed: tuple, default: str) -> str:
+    val = doc.get(spec, key, f"spec.{key}", str, default)
+    if val not in allowed:
+        raise doc.fail(f"spec.{key}", f"Unsupported value: {val!r}: supported values: "
+                       + ", ".join(f'"{a}"' for a in allowed))
+    return val
+
+
+def _cidr_loose(s) -> str | None:
+    try:
+        ipaddress.IPv4Network(s, strict=False)
+    except (ValueError, TypeError):
+        return "must be a valid IPv4 CIDR"
+    return None

@@ -1,0 +1,99 @@
+"""Per-host IPv4 routing: a main table with longest-prefix match, and the local table (addrtype LOCAL).
+
+Mirrors what ``ip route`` shows on a Linux host: connected routes (``proto kernel scope link``),
+gateway routes (``via``), ``onlink`` routes (flannel's VXLAN routes), a default route. The local
+table holds the host's own addresses plus 127.0.0.0/8, which is what ``-m addrtype --dst-type LOCAL``
+tests (kernel: route type RTN_LOCAL).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from netsim.packet import int2ip, ip2int
+
+LOOPBACK_NET = ip2int("127.0.0.0")
+
+
+def prefix_mask(length: int) -> int:
+    return (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF if length else 0
+
+
+def parse_cidr(cidr: str) -> tuple[int, int]:
+    """"10.244.1.0/24" → (network int, 24). A bare address is a /32."""
+    if "/" in cidr:
+        addr, _, plen = cidr.partition("/")
+        length = int(plen)
+    else:
+        addr, length = cidr, 32
+    return ip2int(addr) & prefix_mask(length), length
+
+
+@dataclass(frozen=True)
+class Route:
+    """One entry of the main table."""
+    network: int
+    length: int
+    dev: str
+    via: Optional[int] = None        # gateway; None for a connected (scope link) route
+    src: Optional[int] = None        # preferred source (``src`` in ``ip route``)
+    onlink: bool = False
+    proto: str = "kernel"            # kernel (connected) | static | flannel
+
+    @property
+    def dst(self) -> str:
+        return "default" if self.length == 0 else f"{int2ip(self.network)}/{self.length}"
+
+    def __str__(self) -> str:
+        s = self.dst
+        if self.via is not None:
+            s += f" via {int2ip(self.via)}"
+        s += f" dev {self.dev}"
+        if self.via is None and self.length:
+            s += " proto kernel scope link"
+        if self.src is not None:
+            s += f" src {int2ip(self.src)}"
+        if self.onlink:
+            s += " onlink"
+        return s
+
+
+class RoutingTable:
+    """Longest-prefix match over a handful of prefix lengths (one dict per length)."""
+
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+        self._by_len: dict[int, dict[int, Route]] = {}
+        self._lengths: list[int] = []
+        self.local: set[int] = set()     # the local table: this host's addresses
+
+    def add(self, route: Route) -> None:
+        self.routes.append(route)
+        self._by_len.setdefault(route.length, {})[route.network] = route
+        self._lengths = sorted(self._by_len, reverse=True)
+
+    def add_local(self, addr: int) -> None:
+        self.local.add(addr)
+
+    def is_local(self, addr: int) -> bool:
+        """RTN_LOCAL: one of our addresses, or anything in 127.0.0.0/8."""
+        return addr in self.local or (addr & 0xFF000000) == LOOPBACK_NET
+
+    def lookup(self, dst: int) -> Optional[Route]:
+        by_len = self._by_len
+        for length in self._lengths:
+            r = by_len[length].get(dst & prefix_mask(length))
+            if r is not None:
+                return r
+        return None
+
+    def next_hop(self, route: Route, dst: int) -> int:
+        return dst if route.via is None else route.via
+
+    def __iter__(self):
+        return iter(sorted(self.routes, key=lambda r: (-r.length, r.network)))
+
+    def show(self) -> str:
+        """``ip route`` style listing (default route first, as iproute2 prints it)."""
+        rs = sorted(self.routes, key=lambda r: (r.length != 0, r.network, -r.length))
+        return "\n".join(str(r) for r in rs)

@@ -1,0 +1,305 @@
+"""The hosts, interfaces, L2 segments and routes of a cluster, built from the cluster model.
+
+What gets built (names as a kubeadm + flannel cluster shows them):
+
+* per node: ``eth0`` with the node's InternalIP on the node network; a ``cni0`` bridge holding
+  the pod gateway (.1 of the node's podCIDR); one ``veth<8 hex>`` bridge port per pod; with
+  ``pod_network: vxlan`` a ``flannel.1`` VTEP (VNI 1, UDP 8472, address = podCIDR network /32)
+  and per remote node ``<podCIDR> via <remote net>.0 dev flannel.1 onlink`` plus an FDB entry;
+  with ``host-gw`` per remote node ``<podCIDR> via <remote node IP> dev eth0``; a default route
+  via the node network's router.
+* per pod (not hostNetwork): ``eth0`` with the pod IP, the connected podCIDR route, ``default via
+  <gateway>`` and a resolv.conf (nameserver = kube-dns ClusterIP, search ``<ns>.svc.<domain>
+  svc.<domain> <domain>``, ``options ndots:5`` — kubelet's ClusterFirst policy).
+* ``router``: the node network's default gateway (.1, or the first free address).
+* ``external``: a client on the node network (``config.external_client_ip`` or a free address).
+* ``loadbalancer``: owns every LoadBalancer ingress IP and receives externalIP traffic from the
+  router; it passes packets through unchanged to a node it picks (see :mod:`netsim.loadbalancer`).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Optional
+
+from netsim.packet import int2ip, ip2int
+from netsim.routing import Route, RoutingTable, parse_cidr, prefix_mask
+
+FLANNEL_DEVICE = "flannel.1"      # flannel.<VNI>, VNI defaults to 1
+FLANNEL_VNI = 1
+FLANNEL_VXLAN_PORT = 8472          # flannel Port 0 → the kernel's vxlan default 8472 (not IANA 4789)
+
+
+class TopologyError(ValueError):
+    """The cluster cannot be wired (e.g. a node without a podCIDR, an address clash)."""
+
+
+@dataclass
+class Interface:
+    name: str
+    host: "Host"
+    kind: str                              # eth | veth | bridge | vxlan
+    addr: Optional[int] = None
+    length: int = 32
+    segment: Optional["Segment"] = None    # the L2 domain the interface sits on
+    mac: str = ""
+    bridge_port: Optional[str] = None      # pod eth0: the node-side veth (the cni0 port)
+    fdb: dict[int, int] = field(default_factory=dict)   # vxlan: remote VTEP IP -> remote node IP
+
+    @property
+    def ip(self) -> Optional[str]:
+        return None if self.addr is None else int2ip(self.addr)
+
+    def __repr__(self) -> str:
+        return f"<Interface {self.host.name}/{self.name} {self.ip}>"
+
+
+@dataclass
+class Segment:
+    """An L2 domain: who answers ARP for which address."""
+    name: str
+    neighbours: dict[int, Interface] = field(default_factory=dict)
+
+    def attach(self, iface: Interface, addr: Optional[int] = None) -> None:
+        a = iface.addr if addr is None else addr
+        if a is None:
+            return
+        other = self.neighbours.get(a)
+        if other is not None and other is not iface:
+            raise TopologyError(f"address {int2ip(a)} on {self.name} is claimed by both "
+                                f"{other.host.name}/{other.name} and {iface.host.name}/{iface.name}")
+        self.neighbours[a] = iface
+        iface.segment = self
+
+
+@dataclass
+class ResolvConf:
+    nameservers: list[str]
+    search: list[str]
+    ndots: int = 5
+
+    def text(self) -> str:
+        lines = [f"search {' '.join(self.search)}"] if self.search else []
+        lines += [f"nameserver {ns}" for ns in self.nameservers]
+        lines.append(f"options ndots:{self.ndots}")
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Host:
+    """One network namespace: a node, a pod, or one of the external hosts."""
+    name: str                               # node-1, default/client, router, external, loadbalancer
+    kind: str                               # node | pod | router | external | loadbalancer
+    interfaces: dict[str, Interface] = field(default_factory=dict)
+    routes: RoutingTable = field(default_factory=RoutingTable)
+    forwarding: bool = False                # net.ipv4.ip_forward
+    node_name: Optional[str] = None         # the node this pod runs on / this node's own name
+    resolv_conf: Optional[ResolvConf] = None
+    up: bool = True                         # False: the machine is gone (node stopped)
+
+    def add_interface(self, iface: Interface) -> Interface:
+        self.interfaces[iface.name] = iface
+        if iface.addr is not None:
+            self.routes.add_local(iface.addr)
+        return iface
+
+    def primary_address(self, dev: str, next_hop: Optional[int] = None) -> Optional[int]:
+        """inet_select_addr: the egress device's address (MASQUERADE's source); falls back to any."""
+        iface = self.interfaces.get(dev)
+        if iface is not None and iface.addr is not None:
+            return iface.addr
+        for i in self.interfaces.values():
+            if i.addr is not None:
+                return i.addr
+        return None
+
+    @property
+    def label(self) -> str:
+        return f"pod {self.name}" if self.kind == "pod" else f"{self.kind} {self.name}" \
+            if self.kind == "node" else self.name
+
+    def __repr__(self) -> str:
+        return f"<Host {self.kind} {self.name}>"
+
+
+def veth_name(pod_key: str) -> str:
+    """The host side of a pod's veth: CNI's bridge plugin names it ``veth`` + 8 hex characters.
+
+    The plugin draws them at random; we derive them from the pod key so names are stable.
+    """
+    return "veth" + hashlib.sha256(pod_key.encode()).hexdigest()[:8]
+
+
+def _mac(seed: str) -> str:
+    h = hashlib.sha256(seed.encode()).digest()
+    return "02:" + ":".join(f"{b:02x}" for b in h[:5])    # locally administered
+
+
+class Topology:
+    """All hosts of one cluster, wired as a kubeadm + flannel cluster wires them."""
+
+    def __init__(self, cluster) -> None:
+        self.cluster = cluster
+        cfg = cluster.config
+        self.pod_network = cfg.pod_network
+        if self.pod_network not in ("vxlan", "host-gw"):
+            raise TopologyError(f"pod_network: expected vxlan or host-gw, got {self.pod_network!r}")
+        self.hosts: dict[str, Host] = {}
+        self.by_pod_ip: dict[int, Host] = {}
+        self.node_by_ip: dict[int, Host] = {}
+        self.lb_ips: set[int] = set()
+        self.external_ips: set[int] = set()
+        net, plen = parse_cidr(cfg.node_network)
+        self.node_net, self.node_plen = net, plen
+        self.underlay = Segment("node-network")
+        used = {ip2int(n.ip) for n in cluster.nodes()}
+        lb_net, lb_len = parse_cidr(cfg.load_balancer_pool)
+
+        def free(preferred: list[int]) -> int:
+            for a in preferred:
+                if (a & prefix_mask(plen)) == net and a not in used and (a & prefix_mask(lb_len)) != lb_net:
+                    used.add(a)
+                    return a
+            raise TopologyError(f"node network {cfg.node_network} has no free address for an external host")
+
+        bcast = net | (~prefix_mask(plen) & 0xFFFFFFFF)
+        self.router_ip = free([net + 1] + list(range(bcast - 1, net, -1)))
+        if cfg.external_client_ip:
+            self.client_ip = ip2int(cfg.external_client_ip)
+            used.add(self.client_ip)
+        else:
+            self.client_ip = free([net + 100] + list(range(net + 2, bcast)))
+        self.lb_host_ip = free([net + 254, net + 250] + list(range(bcast - 1, net, -1)))
+
+        for node in cluster.nodes():
+            self._add_node(node)
+        self._wire_pod_network()
+        for pod in cluster.pods():
+            self._add_pod(pod)
+        self._add_external_hosts()
+
+    # ------------------------------------------------------------------ building
+    def _add_node(self, node) -> None:
+        cfg = self.cluster.config
+        h = Host(node.name, "node", forwarding=True, node_name=node.name, up=node.running)
+        addr = ip2int(node.ip)
+        eth0 = h.add_interface(Interface("eth0", h, "eth", addr, self.node_plen, mac=_mac(node.name + "eth0")))
+        self.underlay.attach(eth0)
+        h.routes.add(Route(self.node_net, self.node_plen, "eth0", src=addr))
+        h.routes.add(Route(0, 0, "eth0", via=self.router_ip, proto="static"))
+        if node.pod_cidr:
+            pnet, plen = parse_cidr(node.pod_cidr)
+            gw = pnet + 1
+            cni0 = h.add_interface(Interface("cni0", h, "bridge", gw, plen, mac=_mac(node.name + "cni0")))
+            Segment(f"{node.name}/cni0").attach(cni0)
+            h.routes.add(Route(pnet, plen, "cni0", src=gw))
+            if self.pod_network == "vxlan":
+                # flannel: the VTEP holds <subnet network>/32 (e.g. 10.244.1.0/32)
+                h.add_interface(Interface(FLANNEL_DEVICE, h, "vxlan", pnet, 32, mac=_mac(node.name + "flannel")))
+        self.hosts[node.name] = h
+        self.node_by_ip[addr] = h
+        del cfg
+
+    def _wire_pod_network(self) -> None:
+        nodes = [n for n in self.cluster.nodes() if n.pod_cidr]
+        for n in nodes:
+            h = self.hosts[n.name]
+            for m in nodes:
+                if m.name == n.name:
+                    continue
+                rnet, rlen = parse_cidr(m.pod_cidr)
+                if self.pod_network == "vxlan":
+                    # 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink; FDB <VtepMAC> dst <node IP>
+                    h.routes.add(Route(rnet, rlen, FLANNEL_DEVICE, via=rnet, onlink=True, proto="flannel"))
+                    h.interfaces[FLANNEL_DEVICE].fdb[rnet] = ip2int(m.ip)
+                else:
+                    h.routes.add(Route(rnet, rlen, "eth0", via=ip2int(m.ip), proto="flannel"))
+
+    def _add_pod(self, pod) -> None:
+        if pod.host_network or not pod.ip or not pod.node_name or pod.phase == "Failed":
+            return
+        node = self.hosts.get(pod.node_name)
+        if node is None or "cni0" not in node.interfaces:
+            return
+        cni0 = node.interfaces["cni0"]
+        cfg = self.cluster.config
+        h = Host(pod.key, "pod", node_name=pod.node_name, up=node.up)
+        addr = ip2int(pod.ip)
+        port = veth_name(pod.key)
+        eth0 = h.add_interface(Interface("eth0", h, "veth", addr, cni0.length, mac=_mac(pod.key),
+                                         bridge_port=port))
+        assert cni0.segment is not None
+        cni0.segment.attach(eth0)
+        pnet = cni0.addr & prefix_mask(cni0.length)
+        h.routes.add(Route(pnet, cni0.length, "eth0", src=addr))
+        h.routes.add(Route(0, 0, "eth0", via=cni0.addr, proto="static"))
+        dom = cfg.cluster_domain
+        h.resolv_conf = ResolvConf([cfg.dns_service_ip],
+                                   [f"{pod.namespace}.svc.{dom}", f"svc.{dom}", dom], 5)
+        self.hosts[pod.key] = h
+        self.by_pod_ip[addr] = h
+
+    def _add_external_hosts(self) -> None:
+        r = Host("router", "router", forwarding=True)
+        eth0 = r.add_interface(Interface("eth0", r, "eth", self.router_ip, self.node_plen, mac=_mac("router")))
+        self.underlay.attach(eth0)
+        r.routes.add(Route(self.node_net, self.node_plen, "eth0", src=self.router_ip))
+        self.hosts["router"] = r
+
+        c = Host("external", "external")
+        eth0 = c.add_interface(Interface("eth0", c, "eth", self.client_ip, self.node_plen, mac=_mac("external")))
+        self.underlay.attach(eth0)
+        c.routes.add(Route(self.node_net, self.node_plen, "eth0", src=self.client_ip))
+        c.routes.add(Route(0, 0, "eth0", via=self.router_ip, proto="static"))
+        self.hosts["external"] = c
+
+        lb = Host("loadbalancer", "loadbalancer", forwarding=True)
+        eth0 = lb.add_interface(Interface("eth0", lb, "eth", self.lb_host_ip, self.node_plen, mac=_mac("lb")))
+        self.underlay.attach(eth0)
+        lb.routes.add(Route(self.node_net, self.node_plen, "eth0", src=self.lb_host_ip))
+        lb.routes.add(Route(0, 0, "eth0", via=self.router_ip, proto="static"))
+        self.hosts["loadbalancer"] = lb
+        for svc in self.cluster.services():
+            for ip in svc.load_balancer_ips:
+                a = ip2int(ip)
+                self.lb_ips.add(a)
+                lb.routes.add_local(a)
+                if (a & prefix_mask(self.node_plen)) == self.node_net:
+                    self.underlay.neighbours.setdefault(a, eth0)   # the LB answers ARP for its VIPs
+                else:
+                    r.routes.add(Route(a, 32, "eth0", via=self.lb_host_ip, proto="static"))
+            for ip in svc.external_ips:
+                a = ip2int(ip)
+                self.external_ips.add(a)
+                # The network admin routes externalIPs to the cluster edge; here: via the LB host.
+                if a not in self.underlay.neighbours:
+                    r.routes.add(Route(a, 32, "eth0", via=self.lb_host_ip, proto="static"))
+
+    # ------------------------------------------------------------------ queries
+    def host(self, name: str) -> Host:
+        h = self.hosts.get(name)
+        if h is None:
+            raise TopologyError(f"no host named {name!r} (nodes are by name, pods as namespace/name)")
+        return h
+
+    def node_host(self, name: str) -> Host:
+        return self.host(name)
+
+    def pod_host(self, namespace: str, name: str) -> Host:
+        return self.host(f"{namespace}/{name}")
+
+    def describe(self) -> str:
+        """``ip addr`` / ``ip route`` per host, for humans."""
+        out = []
+        for h in self.hosts.values():
+            out.append(f"== {h.kind} {h.name}{'' if h.up else ' (down)'}")
+            for i in h.interfaces.values():
+                extra = f" master cni0 via {i.bridge_port}" if i.bridge_port else ""
+                if i.kind == "vxlan":
+                    extra = f" vxlan id {FLANNEL_VNI} dstport {FLANNEL_VXLAN_PORT}"
+                out.append(f"  {i.name}: {i.ip}/{i.length}{extra}")
+            for r in h.routes.show().splitlines():
+                out.append(f"  route {r}")
+            if h.resolv_conf:
+                out.append("  resolv.conf: " + h.resolv_conf.text().strip().replace("\n", "; "))
+        return "\n".join(out)

@@ -1,0 +1,82 @@
+"""Kubernetes' name and port validation rules (apimachinery/pkg/util/validation), as error strings."""
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Optional
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def dns1123_label(v: str) -> Optional[str]:
+    if len(v) > 63:
+        return "must be no more than 63 characters"
+    if not _DNS1123_LABEL.match(v):
+        return ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+                "and must start and end with an alphanumeric character")
+    return None
+
+
+def dns1035_label(v: str) -> Optional[str]:
+    """Service names: an RFC 1035 label (must start with a letter)."""
+    if len(v) > 63:
+        return "must be no more than 63 characters"
+    if not _DNS1035_LABEL.match(v):
+        return ("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+                "alphabetic character, and end with an alphanumeric character")
+    return None
+
+
+def dns1123_subdomain(v: str) -> Optional[str]:
+    if len(v) > 253:
+        return "must be no more than 253 characters"
+    if not _DNS1123_SUBDOMAIN.match(v):
+        return ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+                "and must start and end with an alphanumeric character")
+    return None
+
+
+def port_number(v: int) -> Optional[str]:
+    if not 1 <= v <= 65535:
+        return "must be between 1 and 65535, inclusive"
+    return None
+
+
+def port_name(v: str) -> Optional[str]:
+    """IANA_SVC_NAME: at most 15 characters, [a-z0-9-], at least one letter, no '--'."""
+    if len(v) > 15:
+        return "must be no more than 15 characters"
+    if not _IANA_SVC_NAME.match(v):
+        return "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)"
+    if "--" in v:
+        return "must not contain consecutive hyphens"
+    if not re.search(r"[a-z]", v):
+        return "must contain at least one letter (a-z)"
+    return None
+
+
+def label_value(v: str) -> Optional[str]:
+    if len(v) > 63 or not _LABEL_VALUE.match(v):
+        return ("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
+                "and must start and end with an alphanumeric character")
+    return None
+
+
+def ipv4(v: str) -> Optional[str]:
+    try:
+        ipaddress.IPv4Address(v)
+    except ValueError:
+        return "must be a valid IPv4 address"
+    return None
+
+
+def ipv4_cidr(v: str) -> Optional[str]:
+    try:
+        ipaddress.IPv4Network(v, strict=True)
+    except ValueError:
+        return "must be a valid IPv4 CIDR (network address with prefix length, e.g. 10.96.0.0/12)"
+    return None

@@ -1,0 +1,381 @@
+"""The iptables-restore input kube-proxy writes in one sync (``syncProxyRules``), from plain inputs.
+
+Our own re-implementation of kubernetes/kubernetes pkg/proxy/iptables/proxier.go
+``syncProxyRules`` + ``writeServiceToEndpointRules`` (v1.31–v1.33, nfacct/KUBE-FIREWALL era):
+the same chains, rule order, argument order, comments and number formatting. The only
+deliberate difference: kube-proxy visits services in Go map order (random); we visit them
+sorted by service-port name and protocol so that the text is reproducible.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Optional
+
+from netsim.rules.iptables.chain_names import is_service_chain_name
+from netsim.rules.iptables.proxier_endpoints import categorize_endpoints, sort_endpoints
+from netsim.rules.iptables.proxier_inputs import (
+    CT_STATE_INVALID_DROPPED_COUNTER,
+    LARGE_CLUSTER_ENDPOINTS_THRESHOLD,
+    LOCALHOST_NODEPORT_ACCEPTED_COUNTER,
+    EndpointInfo,
+    ProxierConfig,
+    ServicePortInfo,
+)
+
+KUBE_SERVICES = "KUBE-SERVICES"
+KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
+KUBE_NODEPORTS = "KUBE-NODEPORTS"
+KUBE_POSTROUTING = "KUBE-POSTROUTING"
+KUBE_MARK_MASQ = "KUBE-MARK-MASQ"
+KUBE_FORWARD = "KUBE-FORWARD"
+KUBE_PROXY_FIREWALL = "KUBE-PROXY-FIREWALL"
+KUBE_PROXY_CANARY = "KUBE-PROXY-CANARY"
+KUBE_FIREWALL = "KUBE-FIREWALL"
+
+FILTER_TOP_LEVEL_CHAINS = (KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD, KUBE_NODEPORTS, KUBE_PROXY_FIREWALL)
+NAT_TOP_LEVEL_CHAINS = (KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ)
+
+NODEPORTS_TAIL_COMMENT = '"kubernetes service nodeports; NOTE: this must be the last rule in this chain"'
+
+
+def compute_probability(n: int) -> str:
+    """``fmt.Sprintf("%0.10f", 1.0/float64(n))`` (computeProbability)."""
+    return f"{1.0 / n:.10f}"
+
+
+def chain_line(chain: str) -> str:
+    """utiliptables.MakeChainLine."""
+    return f":{chain} - [0:0]"
+
+
+def quoted(text: str) -> str:
+    """kube-proxy quotes comments itself; single words go in bare."""
+    return f'"{text}"'
+
+
+def _join(*parts: str) -> str:
+    return " ".join(p for p in parts if p)
+
+
+@dataclass
+class RestoreData:
+    """One ``iptables-restore`` input: chain lines then rules, per table, filter first (RestoreAll)."""
+    filter_chains: list[str] = field(default_factory=list)
+    filter_rules: list[str] = field(default_factory=list)
+    nat_chains: list[str] = field(default_factory=list)
+    nat_rules: list[str] = field(default_factory=list)
+    active_nat_chains: set[str] = field(default_factory=set)
+    large_cluster_mode: bool = False
+
+    def text(self) -> str:
+        lines = ["*filter", *self.filter_chains, *self.filter_rules, "COMMIT",
+                 "*nat", *self.nat_chains, *self.nat_rules, "COMMIT"]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class _Sink:
+    chains: list[str]
+    rules: list[str]
+
+
+def sync_proxy_rules(
+    service_ports: Iterable[ServicePortInfo],
+    endpoints: Mapping[str, list[EndpointInfo]],
+    config: ProxierConfig,
+    *,
+    full_sync: bool = True,
+    changed_services: Optional[Iterable[str]] = None,
+    existing_nat_chains: Optional[Iterable[str]] = None,
+    stale_chain_cleanup: bool = True,
+) -> RestoreData:
+    """Render one kube-proxy sync.
+
+    ``endpoints`` maps a service port's key (:func:`endpoints_key`) to its endpoints.
+    For a partial sync (``full_sync=False``) only services named in ``changed_services``
+    (``ns/name``) get their SVC/SVL/EXT/FW/SEP chains written. ``existing_nat_chains`` are
+    the chains ``iptables-save -t nat`` shows before the sync; stale service chains among them
+    get a chain line and ``-X`` (skipped in large-cluster mode unless ``stale_chain_cleanup``).
+    """
+    ports = sorted(service_ports, key=lambda s: (s.name_string, s.protocol))
+    changed = set(changed_services or ())
+    out = RestoreData()
+    mark = config.masquerade_mark
+    is_ipv6 = config.ipv6
+
+    for chain in FILTER_TOP_LEVEL_CHAINS:
+        out.filter_chains.append(chain_line(chain))
+    for chain in NAT_TOP_LEVEL_CHAINS:
+        out.nat_chains.append(chain_line(chain))
+
+    # KUBE-POSTROUTING / KUBE-MARK-MASQ fixed rules.
+    out.nat_rules.append(f"-A {KUBE_POSTROUTING} -m mark ! --mark {mark}/{mark} -j RETURN")
+    out.nat_rules.append(f"-A {KUBE_POSTROUTING} -j MARK --xor-mark {mark}")
+    masq = f'-A {KUBE_POSTROUTING} -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE'
+    out.nat_rules.append(masq + (" --random-fully" if config.random_fully else ""))
+    out.nat_rules.append(f"-A {KUBE_MARK_MASQ} -j MARK --or-mark {mark}")
+
+    if not is_ipv6 and config.localhost_nodeports:
+        out.filter_chains.append(chain_line(KUBE_FIREWALL))
+        out.filter_rules.append(
+            f'-A {KUBE_FIREWALL} -m comment --comment "block incoming localnet connections" '
+            "-d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP")
+
+    total_endpoints = sum(len(endpoints.get(endpoints_key(s), ())) for s in ports)
+    out.large_cluster_mode = total_endpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD
+    detector = config.local_detector
+
+    def svc_comment(text: str) -> str:
+        # appendServiceCommentLocked: dropped in large-cluster mode.
+        return "" if out.large_cluster_mode else f"-m comment --comment {text}"
+
+    written = _Sink(out.nat_chains, out.nat_rules)
+    skipped = _Sink([], [])
+
+    for svc in ports:
+        proto = svc.proto
+        spn = svc.name_string
+        eps = sort_endpoints(endpoints.get(endpoints_key(svc), []))
+        cat = categorize_endpoints(eps, svc)
+        has_endpoints = cat.has_any_endpoints
+
+        cluster_chain = svc.cluster_policy_chain
+        uses_cluster_chain = bool(cat.cluster) and svc.uses_cluster_endpoints()
+        local_chain = svc.local_policy_chain
+        uses_local_chain = bool(cat.local) and svc.uses_local_endpoints()
+
+        internal_chain = cluster_chain
+        has_internal = has_endpoints
+        if svc.internal_policy_local:
+            internal_chain = local_chain
+            if not cat.local:
+                has_internal = False
+
+        external_policy_chain = cluster_chain
+        has_external = has_endpoints
+        if svc.external_policy_local:
+            external_policy_chain = local_chain
+            if not cat.local:
+                has_external = False
+        external_chain = svc.external_chain
+        uses_external_chain = has_endpoints and svc.externally_accessible()
+
+        lb_chain = external_chain
+        fw_chain = svc.firewall_chain
+        uses_fw_chain = has_endpoints and bool(svc.load_balancer_vips) and bool(svc.load_balancer_source_ranges)
+        if uses_fw_chain:
+            lb_chain = fw_chain
+
+        internal_target = internal_comment = external_target = external_comment = ""
+        if not has_endpoints:
+            internal_target = external_target = "REJECT"
+            internal_comment = external_comment = quoted(f"{spn} has no endpoints")
+        else:
+            if not has_internal:
+                internal_target = "DROP"
+                internal_comment = quoted(f"{spn} has no local endpoints")
+            if not has_external:
+                external_target = "DROP"
+                external_comment = quoted(f"{spn} has no local endpoints")
+
+        match = f"-m {proto} -p {proto}"
+        dport = f"--dport {svc.port}"
+
+        # ClusterIP.
+        if has_internal:
+            out.nat_rules.append(_join(f"-A {KUBE_SERVICES}", "-m comment --comment", quoted(f"{spn} cluster IP"),
+                                       match, f"-d {svc.cluster_ip}", dport, f"-j {internal_chain}"))
+        else:
+            out.filter_rules.append(_join(f"-A {KUBE_SERVICES}", "-m comment --comment", internal_comment,
+                                          match, f"-d {svc.cluster_ip}", dport, f"-j {internal_target}"))
+
+        # externalIPs.
+        for ext_ip in svc.external_ips:
+            if has_endpoints:
+                out.nat_rules.append(_join(f"-A {KUBE_SERVICES}", "-m comment --comment",
+                                           quoted(f"{spn} external IP"), match, f"-d {ext_ip}", dport,
+                                           f"-j {external_chain}"))
+            if not has_external:
+                out.filter_rules.append(_join(f"-A {KUBE_EXTERNAL_SERVICES}", "-m comment --comment",
+                                              external_comment, match, f"-d {ext_ip}", dport,
+                                              f"-j {external_target}"))
+
+        # LoadBalancer ingress IPs.
+        for lb_ip in svc.load_balancer_vips:
+            if has_endpoints:
+                out.nat_rules.append(_join(f"-A {KUBE_SERVICES}", "-m comment --comment",
+                                           quoted(f"{spn} loadbalancer IP"), match, f"-d {lb_ip}", dport,
+                                           f"-j {lb_chain}"))
+            if uses_fw_chain:
+                out.filter_rules.append(_join(f"-A {KUBE_PROXY_FIREWALL}", "-m comment --comment",
+                                              quoted(f"{spn} traffic not accepted by {fw_chain}"), match,
+                                              f"-d {lb_ip}", dport, "-j DROP"))
+        if not has_external:
+            for lb_ip in svc.load_balancer_vips:
+                out.filter_rules.append(_join(f"-A {KUBE_EXTERNAL_SERVICES}", "-m comment --comment",
+                                              external_comment, match, f"-d {lb_ip}", dport,
+                                              f"-j {external_target}"))
+
+        # NodePorts (not subject to loadBalancerSourceRanges).
+        if svc.node_port:
+            if has_endpoints:
+                if (config.localhost_nodeports and not is_ipv6
+                        and LOCALHOST_NODEPORT_ACCEPTED_COUNTER in config.nfacct_counters):
+                    out.nat_rules.append(_join(f"-A {KUBE_NODEPORTS}", f"-m comment --comment {spn}", match,
+                                               "-d 127.0.0.0/8", f"--dport {svc.node_port}",
+                                               f"-m nfacct --nfacct-name {LOCALHOST_NODEPORT_ACCEPTED_COUNTER}",
+                                               f"-j {external_chain}"))
+                out.nat_rules.append(_join(f"-A {KUBE_NODEPORTS}", f"-m comment --comment {spn}", match,
+                                           f"--dport {svc.node_port}", f"-j {external_chain}"))
+            if not has_external:
+                out.filter_rules.append(_join(f"-A {KUBE_EXTERNAL_SERVICES}", "-m comment --comment",
+                                              external_comment, "-m addrtype --dst-type LOCAL", match,
+                                              f"--dport {svc.node_port}", f"-j {external_target}"))
+
+        # healthCheckNodePort: accepted whether or not there are local endpoints.
+        if svc.health_check_node_port:
+            out.filter_rules.append(_join(f"-A {KUBE_NODEPORTS}", "-m comment --comment",
+                                          quoted(f"{spn} health check node port"), "-m tcp -p tcp",
+                                          f"--dport {svc.health_check_node_port}", "-j ACCEPT"))
+
+        sink = written
+        if not full_sync and svc.namespace + "/" + svc.name not in changed:
+            sink = skipped
+
+        # Internal traffic: masquerade off-cluster sources (first rule of the internal chain).
+        if has_internal:
+            args = _join("-m comment --comment", quoted(f"{spn} cluster IP"), match,
+                         f"-d {svc.cluster_ip}", dport)
+            if config.masquerade_all:
+                sink.rules.append(_join(f"-A {internal_chain}", args, f"-j {KUBE_MARK_MASQ}"))
+            elif detector is not None:
+                sink.rules.append(_join(f"-A {internal_chain}", args, detector.if_not_local, f"-j {KUBE_MARK_MASQ}"))
+
+        # External traffic chain.
+        if uses_external_chain:
+            sink.chains.append(chain_line(external_chain))
+            out.active_nat_chains.add(external_chain)
+            if not svc.external_policy_local:
+                sink.rules.append(_join(f"-A {external_chain}", "-m comment --comment",
+                                        quoted(f"masquerade traffic for {spn} external destinations"),
+                                        f"-j {KUBE_MARK_MASQ}"))
+            else:
+                if detector is not None:
+                    sink.rules.append(_join(f"-A {external_chain}", "-m comment --comment",
+                                            quoted(f"pod traffic for {spn} external destinations"),
+                                            detector.if_local, f"-j {cluster_chain}"))
+                sink.rules.append(_join(f"-A {external_chain}", "-m comment --comment",
+                                        quoted(f"masquerade LOCAL traffic for {spn} external destinations"),
+                                        "-m addrtype --src-type LOCAL", f"-j {KUBE_MARK_MASQ}"))
+                sink.rules.append(_join(f"-A {external_chain}", "-m comment --comment",
+                                        quoted(f"route LOCAL traffic for {spn} external destinations"),
+                                        "-m addrtype --src-type LOCAL", f"-j {cluster_chain}"))
+            if has_external:
+                sink.rules.append(f"-A {external_chain} -j {external_policy_chain}")
+
+        # Firewall chain (loadBalancerSourceRanges).
+        if uses_fw_chain:
+            sink.chains.append(chain_line(fw_chain))
+            out.active_nat_chains.add(fw_chain)
+            fw_args = _join(f"-A {fw_chain}", "-m comment --comment", quoted(f"{spn} loadbalancer IP"))
+            allow_from_node = False
+            for cidr in svc.load_balancer_source_ranges:
+                sink.rules.append(_join(fw_args, f"-s {cidr}", f"-j {external_chain}"))
+                if config.node_ip and ipaddress.ip_address(config.node_ip) in ipaddress.ip_network(cidr):
+                    allow_from_node = True
+            if allow_from_node:
+                for lb_ip in svc.load_balancer_vips:
+                    sink.rules.append(_join(fw_args, f"-s {lb_ip}", f"-j {external_chain}"))
+            sink.rules.append(_join(f"-A {fw_chain}", "-m comment --comment",
+                                    quoted(f"other traffic to {spn} will be dropped by {KUBE_PROXY_FIREWALL}")))
+
+        if uses_cluster_chain:
+            sink.chains.append(chain_line(cluster_chain))
+            out.active_nat_chains.add(cluster_chain)
+            _write_service_to_endpoint_rules(sink.rules, svc, cluster_chain, cat.cluster, svc_comment)
+        if uses_local_chain:
+            sink.chains.append(chain_line(local_chain))
+            out.active_nat_chains.add(local_chain)
+            _write_service_to_endpoint_rules(sink.rules, svc, local_chain, cat.local, svc_comment)
+
+        # Per-endpoint chains.
+        for ep in cat.all_reachable:
+            sep = svc.endpoint_chain(ep)
+            sink.chains.append(chain_line(sep))
+            out.active_nat_chains.add(sep)
+            head = _join(f"-A {sep}", svc_comment(spn))
+            sink.rules.append(_join(head, f"-s {ep.ip}", f"-j {KUBE_MARK_MASQ}"))
+            affinity = f"-m recent --name {sep} --set" if svc.session_affinity_client_ip else ""
+            sink.rules.append(_join(head, affinity, match, "-j DNAT", f"--to-destination {ep.string}"))
+
+    # Stale chains (only known when the caller tells us what the kernel holds).
+    if existing_nat_chains is not None and (not out.large_cluster_mode or stale_chain_cleanup):
+        for chain in sorted(set(existing_nat_chains) - out.active_nat_chains):
+            if is_service_chain_name(chain):
+                out.nat_chains.append(chain_line(chain))
+                out.nat_rules.append(f"-X {chain}")
+
+    # Tail jump to KUBE-NODEPORTS: always last in nat KUBE-SERVICES.
+    if config.node_port_addresses is None:
+        dest = "-m addrtype --dst-type LOCAL"
+        if is_ipv6:
+            dest += " ! -d ::1/128"
+        elif not config.localhost_nodeports:
+            dest += " ! -d 127.0.0.0/8"
+        out.nat_rules.append(f"-A {KUBE_SERVICES} -m comment --comment {NODEPORTS_TAIL_COMMENT} {dest} -j {KUBE_NODEPORTS}")
+    else:
+        for ip in _node_port_ips(config):
+            addr = ipaddress.ip_address(ip)
+            if addr.is_loopback and (is_ipv6 or not config.localhost_nodeports):
+                continue
+            out.nat_rules.append(f"-A {KUBE_SERVICES} -m comment --comment {NODEPORTS_TAIL_COMMENT} "
+                                 f"-d {ip} -j {KUBE_NODEPORTS}")
+
+    # KUBE-FORWARD.
+    if not config.conntrack_tcp_liberal:
+        nfacct = (f" -m nfacct --nfacct-name {CT_STATE_INVALID_DROPPED_COUNTER}"
+                  if CT_STATE_INVALID_DROPPED_COUNTER in config.nfacct_counters else "")
+        out.filter_rules.append(f"-A {KUBE_FORWARD} -m conntrack --ctstate INVALID{nfacct} -j DROP")
+    out.filter_rules.append(f'-A {KUBE_FORWARD} -m comment --comment "kubernetes forwarding rules" '
+                            f"-m mark --mark {mark}/{mark} -j ACCEPT")
+    out.filter_rules.append(f'-A {KUBE_FORWARD} -m comment --comment "kubernetes forwarding conntrack rule" '
+                            "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+    return out
+
+
+def endpoints_key(svc: ServicePortInfo) -> str:
+    """The key of a service port in the ``endpoints`` map: ``ns/name[:port]/PROTOCOL``."""
+    return f"{svc.name_string}/{svc.protocol}"
+
+
+def _node_port_ips(config: ProxierConfig) -> list[str]:
+    """nodePortAddresses.GetNodeIPs: the node's addresses inside the configured CIDRs (in CIDR order)."""
+    result: list[str] = []
+    for cidr in config.node_port_addresses or []:
+        net = ipaddress.ip_network(cidr)
+        if net.version == (6 if config.ipv6 else 4):
+            for ip in config.node_ips:
+                addr = ipaddress.ip_address(ip)
+                if addr.version == net.version and addr in net and ip not in result:
+                    result.append(ip)
+    return result
+
+
+def _write_service_to_endpoint_rules(rules: list[str], svc: ServicePortInfo, chain: str,
+                                     endpoints: list[EndpointInfo], svc_comment) -> None:
+    """writeServiceToEndpointRules: affinity ``--rcheck`` rules first, then the 1/(n-i) dispatch."""
+    spn = svc.name_string
+    if svc.session_affinity_client_ip:
+        for ep in endpoints:
+            sep = svc.endpoint_chain(ep)
+            rules.append(_join(f"-A {chain}", svc_comment(quoted(f"{spn} -> {ep.string}")),
+                               f"-m recent --name {sep} --rcheck --seconds {svc.sticky_max_age_seconds} --reap",
+                               f"-j {sep}"))
+    n = len(endpoints)
+    for i, ep in enumerate(endpoints):
+        stat = ""
+        if i < n - 1:
+            stat = f"-m statistic --mode random --probability {compute_probability(n - i)}"
+        rules.append(_join(f"-A {chain}", svc_comment(quoted(f"{spn} -> {ep.string}")), stat,
+                           f"-j {svc.endpoint_chain(ep)}"))

@@ -1,0 +1,135 @@
+"""The parsed form of an iptables-save dump: tables of chains of rules, and its text rendering."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
+    # table -> built-in chains, in the order iptables-save prints them
+    "raw": ("PREROUTING", "OUTPUT"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "security": ("INPUT", "FORWARD", "OUTPUT"),
+}
+
+# iptables-save (nf_tables backend, v1.8.9) prints existing tables in this order.
+TABLE_ORDER = ("raw", "mangle", "filter", "nat", "security")
+
+Pred = Callable[[Any, Any], bool]
+
+
+class IptablesError(ValueError):
+    """Bad iptables input or an impossible evaluation; the message names source:line."""
+
+
+@dataclass(frozen=True)
+class Opt:
+    """One option of a match or target as written: `! --dport 80` → Opt("--dport", ("80",), True)."""
+
+    name: str
+    args: tuple[str, ...] = ()
+    neg: bool = False
+
+
+@dataclass
+class Match:
+    """One `-m MODULE ...` clause (or a protocol match loaded implicitly by `-p tcp --dport`)."""
+
+    module: str
+    opts: list[Opt] = field(default_factory=list)
+    text: str = ""                       # canonical iptables-save rendering, "-m tcp --dport 80"
+    pred: Optional[Pred] = None          # compiled test(pkt, ctx) -> bool; None for unsupported
+    pure: bool = True                    # no side effects (statistic draws, recent updates, counters)
+    dport: Optional[int] = None          # a single, non-negated --dport this match requires (index hint)
+
+
+@dataclass
+class Target:
+    """The `-j NAME ...` / `-g NAME` of a rule."""
+
+    name: str
+    opts: list[Opt] = field(default_factory=list)
+    goto: bool = False
+    text: str = ""                       # canonical rendering, "-j DNAT --to-destination 10.0.0.1:80"
+    action: Any = None                   # compiled target (see targets.py); None for a chain jump
+
+
+@dataclass
+class Header:
+    """The fixed header fields: `-s -d -i -o -p -f`, each optionally negated."""
+
+    src: Optional[tuple[int, int, bool]] = None      # (network, netmask, negated)
+    dst: Optional[tuple[int, int, bool]] = None
+    iif: Optional[tuple[str, bool]] = None           # (name, negated); "eth+" is a prefix wildcard
+    oif: Optional[tuple[str, bool]] = None
+    proto: Optional[tuple[int, bool]] = None         # (protocol number, negated)
+    fragment: Optional[bool] = None                  # True: -f, False: ! -f
+
+
+@dataclass
+class Rule:
+    """One `-A CHAIN ...` line."""
+
+    table: str
+    chain: str
+    line: int                             # 1-based line number in the dump
+    text: str                             # the line exactly as in the dump (without counters prefix)
+    header: Header = field(default_factory=Header)
+    matches: list[Match] = field(default_factory=list)
+    target_spec: Optional[Target] = None
+    counters: Optional[tuple[int, int]] = None
+    unsupported: Optional[str] = None     # lenient mode: why this rule can never match
+
+    @property
+    def target(self) -> Optional[str]:
+        return self.target_spec.name if self.target_spec else None
+
+    @property
+    def comment(self) -> Optional[str]:
+        for m in self.matches:
+            if m.module == "comment":
+                for o in m.opts:
+                    if o.name == "--comment":
+                        return o.args[0]
+        return None
+
+    def render(self) -> str:
+        """The rule as iptables-save prints it (header fields first, /32 on addresses)."""
+        from netsim.rules.iptables.render import render_rule
+        return render_rule(self)
+
+
+@dataclass
+class Chain:
+    name: str
+    policy: Optional[str] = None          # ACCEPT/DROP for built-in chains; None for user chains ("-")
+    rules: list[Rule] = field(default_factory=list)
+    line: int = 0                         # line of the ":NAME POLICY [p:b]" declaration
+    counters: Optional[tuple[int, int]] = None
+
+    @property
+    def builtin(self) -> bool:
+        return self.policy is not None
+
+
+@dataclass
+class Table:
+    name: str
+    chains: dict[str, Chain] = field(default_factory=dict)
+    line: int = 0
+
+
+@dataclass
+class Ruleset:
+    tables: dict[str, Table] = field(default_factory=dict)
+    source: str = "<dump>"
+    unsupported: list[str] = field(default_factory=list)   # lenient mode: one message per skipped rule
+
+    def render(self, counters: bool = False) -> str:
+        """iptables-save text: tables in save order, built-in chains first, user chains sorted."""
+        from netsim.rules.iptables.render import render_ruleset
+        return render_ruleset(self, counters=counters)
+
+    def rules(self) -> list[Rule]:
+        return [r for t in self.tables.values() for c in t.chains.values() for r in c.rules]
