@@ -11,3 +11,10 @@ def cli() -> None:
 
 
 # --- subcommand registration (one line per module) ---
+from netsim.cli.examples_cmd import examples  # noqa: E402
+from netsim.cli.get_cmd import get  # noqa: E402
+from netsim.cli.events_cmd import events  # noqa: E402
+
+cli.add_command(examples)
+cli.add_command(get)
+cli.add_command(events)

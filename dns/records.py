@@ -52,6 +52,7 @@ class RecordIndex:
     endpoints: dict[tuple[str, str], list[EndpointAddress]] = field(default_factory=dict)
     services_by_ip: dict[str, list[ServiceRecord]] = field(default_factory=dict)
     endpoints_by_ip: dict[str, list[tuple[str, str, Optional[str]]]] = field(default_factory=dict)
+    pods_by_ip: dict[str, frozenset[str]] = field(default_factory=dict)   # pod IP -> namespaces
     coredns_ips: tuple[str, ...] = ()
     serial: int = 0
 
@@ -82,12 +83,16 @@ def build_index(cluster: Any, serial: int = 0) -> RecordIndex:
                 bucket.append(EndpointAddress(ip=ip, hostname=ep.hostname, ports=ports))
                 idx.endpoints_by_ip.setdefault(ip, []).append((sl.namespace, sl.service_name, ep.hostname))
     coredns = []
+    pods_by_ip: dict[str, set[str]] = {}
     for pod in cluster.pods():
         namespaces.add(pod.namespace)
+        if pod.ip and not pod.host_network:
+            pods_by_ip.setdefault(pod.ip, set()).add(pod.namespace)
         key, value = COREDNS_POD_LABEL
         if pod.labels.get(key) == value and pod.ip:
             coredns.append(pod.ip)
     idx.coredns_ips = tuple(sorted(coredns))
+    idx.pods_by_ip = {ip: frozenset(nss) for ip, nss in pods_by_ip.items()}
     idx.namespaces = frozenset(namespaces)
     return idx
 

@@ -241,6 +241,10 @@ class Cluster:
             raise ClusterError(f'{w.kind.lower()}s.apps "{w.name}" already exists')
         self._workloads[w.key] = w
         self._notify("ADDED", w.kind, w)
+        if w.kind == "Deployment":
+            self.record("ScalingReplicaSet", f"deployment/{w.name}",
+                        f"Scaled up replica set {w.name}-{w.template_hash} to {w.replicas}",
+                        "deployment-controller", w.namespace)
         self._sync_workload(w)
 
     def _sync_workload(self, w: Deployment) -> None:

@@ -103,7 +103,7 @@ class KernelCluster:
         assert plan is not None
         t0 = time.monotonic()
         self._make_underlay()
-        self._make_external()
+        self._make_edge()
         for node in plan.nodes.values():
             self._make_node(node)
         for node in plan.nodes.values():
@@ -149,23 +149,36 @@ class KernelCluster:
             ipr.addr("add", index=idx, address=ip, prefixlen=plan.node_prefixlen)
             ipr.link("set", index=idx, state="up")
 
-    def _make_external(self) -> None:
-        ext = self.plan.external
-        self.state.external_netns, self.state.external_ip = ext.netns, ext.ip
-        self._new_netns(ext.netns)
-        self._attach_to_underlay(naming.EXTERNAL_PORT, ext.netns, ext.ip)
-        self._set_lb_routes()
+    def _make_edge(self) -> None:
+        """Router, external client and load balancer on the node network (see plan.EdgePlan)."""
+        edge = self.plan.edge
+        self.state.external_netns, self.state.external_ip = edge.external_netns, edge.external_ip
+        for ns, ip, port, forwarding in ((edge.router_netns, edge.router_ip, "u-router", True),
+                                         (edge.external_netns, edge.external_ip, naming.EXTERNAL_PORT, False),
+                                         (edge.lb_netns, edge.lb_ip, "u-lb", True)):
+            self._new_netns(ns)
+            self._attach_to_underlay(port, ns, ip)
+            if forwarding:
+                netns.write_sysctl(ns, "net.ipv4.ip_forward", "1")
+            if ns != edge.router_netns:
+                with netns.iproute(ns) as ipr:
+                    ipr.route("add", dst="default", gateway=edge.router_ip,
+                              oif=ipr.link_lookup(ifname="eth0")[0])
+        self._set_vip_routes()
 
-    def _set_lb_routes(self) -> None:
-        """LoadBalancer IPs reach the announcing node: one /32 route per IP on the external client."""
-        ext = self.plan.external
-        with netns.iproute(ext.netns) as ipr:
-            idx = ipr.link_lookup(ifname="eth0")[0]
-            for r in ipr.route("dump", table=254):
-                if r.get("dst_len") == 32 and r.get_attr("RTA_GATEWAY"):
-                    ipr.route("del", dst=f"{r.get_attr('RTA_DST')}/32", table=254)
-            for lb_ip, node_ip in sorted(ext.lb_routes.items()):
-                ipr.route("add", dst=f"{lb_ip}/32", gateway=node_ip, oif=idx)
+    def _set_vip_routes(self) -> None:
+        """LoadBalancer and external IPs: router and client send them to the load balancer, which
+        passes them on, unchanged, to the node chosen for the Service."""
+        edge = self.plan.edge
+        for ns in (edge.router_netns, edge.external_netns, edge.lb_netns):
+            with netns.iproute(ns) as ipr:
+                idx = ipr.link_lookup(ifname="eth0")[0]
+                for r in ipr.route("dump", table=254):
+                    if r.get("dst_len") == 32 and r.get_attr("RTA_GATEWAY"):
+                        ipr.route("del", dst=f"{r.get_attr('RTA_DST')}/32", table=254)
+                for vip, node_ip in sorted(edge.vip_routes.items()):
+                    ipr.route("add", dst=f"{vip}/32", oif=idx,
+                              gateway=node_ip if ns == edge.lb_netns else edge.lb_ip)
 
     def _make_node(self, node: NodePlan) -> None:
         plan = self.plan
@@ -193,8 +206,8 @@ class KernelCluster:
                 vx = ipr.link_lookup(ifname=naming.VXLAN_DEV)[0]
                 ipr.addr("add", index=vx, address=node.vtep_ip, prefixlen=32)
                 ipr.link("set", index=vx, state="up")
-            # The node's way out: the external client stands in for the upstream router.
-            ipr.route("add", dst="default", gateway=plan.external.ip, oif=eth0)
+            # The node's default gateway: the node network's router.
+            ipr.route("add", dst="default", gateway=plan.edge.router_ip, oif=eth0)
 
     def _make_overlay(self, node: NodePlan) -> None:
         """flannel's per-peer state: onlink route + permanent ARP + FDB (vxlan), or a route via the peer (host-gw)."""
@@ -268,7 +281,7 @@ class KernelCluster:
         with netns.iproute(node.netns) as ipr:
             ipr.link("set", index=ipr.link_lookup(ifname="eth0")[0], state="up" if up else "down")
             if up and not any(r.get("dst_len") == 0 for r in ipr.route("dump", table=254)):
-                ipr.route("add", dst="default", gateway=self.plan.external.ip,
+                ipr.route("add", dst="default", gateway=self.plan.edge.router_ip,
                           oif=ipr.link_lookup(ifname="eth0")[0])
 
     # ------------------------------------------------------------------ rules
@@ -309,11 +322,12 @@ class KernelCluster:
             self.state.own_process(rec)
 
     def _stop_servers(self, node_name: str) -> None:
+        """Stop the node's pod server and the DNS servers of pods on that node."""
         node = self.plan.nodes[node_name]
+        mine = {node.netns} | {rec.netns for rec in self.state.pods.values() if rec.node == node_name}
         keep = []
         for rec in self.state.processes:
-            if rec.netns == node.netns or self.state.pods.get(_pod_of(rec)) and \
-                    self.state.pods[_pod_of(rec)].node == node_name:
+            if rec.netns in mine:
                 cleanup.stop_process(rec, self.name)
             else:
                 keep.append(rec)
@@ -345,16 +359,12 @@ class KernelCluster:
                 self._set_node_link(node, up=node.running)
                 changed["nodes"].append(f"{name}: {'up' if node.running else 'down'}")
                 touched_nodes.add(name)
-        self._set_lb_routes()
+        self._set_vip_routes()
         self.sync_rules()
         for name in sorted(touched_nodes):
             if new.nodes[name].running:
                 self._start_servers(name)
         return changed
-
-
-def _pod_of(rec: ProcessRecord) -> str:
-    return rec.argv[-1] if rec.role == "dns" and rec.argv else ""
 
 
 def attach(cluster: Any, name: str) -> KernelCluster:

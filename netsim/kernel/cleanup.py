@@ -134,10 +134,6 @@ def down(name: str) -> list[str]:
     if run_dir.is_dir():
         shutil.rmtree(run_dir, ignore_errors=True)
         removed.append(f"dir {run_dir}")
-    try:
-        Path("/etc/netns").rmdir()               # only if empty (we may have created it)
-    except OSError:
-        pass
     return removed
 
 

@@ -58,6 +58,11 @@ def external_netns(cluster: str) -> str:
     return f"{cluster}-external"
 
 
+def edge_netns(cluster: str, role: str) -> str:
+    """Hosts of the node network outside the cluster: `<cluster>-router`, `<cluster>-lb`."""
+    return f"{cluster}-{role}"
+
+
 def is_cluster_netns(cluster: str, netns: str) -> bool:
     return netns.startswith(f"{cluster}-")
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from netsim.kernel import naming
+from netsim.packet import int2ip
+from netsim.topology import Topology
 
 DNS_LABEL = ("k8s-app", "kube-dns")      # CoreDNS pods' label (kubeadm's coredns Deployment)
 
@@ -51,10 +53,17 @@ class PodPlan:
 
 
 @dataclass
-class ExternalPlan:
-    netns: str
-    ip: str
-    lb_routes: dict[str, str] = field(default_factory=dict)     # LB IP -> node IP that announces it
+class EdgePlan:
+    """The hosts outside the cluster on the node network (as netsim.topology builds them): the router
+    (every node's default gateway), the external client, and the load balancer that owns the
+    LoadBalancer ingress IPs and passes their packets, unchanged, to a node."""
+    router_netns: str
+    router_ip: str
+    external_netns: str
+    external_ip: str
+    lb_netns: str
+    lb_ip: str
+    vip_routes: dict[str, str] = field(default_factory=dict)    # LB/external IP -> node IP it goes to
 
 
 @dataclass
@@ -65,7 +74,7 @@ class KernelPlan:
     pod_network: str                     # vxlan | host-gw
     nodes: dict[str, NodePlan]
     pods: dict[str, PodPlan]
-    external: ExternalPlan
+    edge: EdgePlan
 
 
 def vtep_mac(cluster: str, node: str) -> str:
@@ -94,25 +103,10 @@ def resolv_conf(pod: Any, config: Any) -> Optional[str]:
             "options ndots:5\n")
 
 
-def external_client_ip(cluster: Any) -> str:
-    """The configured external client address, else the highest free address on the node network
-    outside the LoadBalancer pool."""
-    cfg = cluster.config
-    if cfg.external_client_ip:
-        return cfg.external_client_ip
-    net = ipaddress.ip_network(cfg.node_network, strict=False)
-    pool = ipaddress.ip_network(cfg.load_balancer_pool, strict=False)
-    used = {n.ip for n in cluster.nodes()}
-    for addr in reversed(list(net.hosts())):
-        if addr not in pool and str(addr) not in used:
-            return str(addr)
-    raise ValueError(f"node network {cfg.node_network} has no free address for the external client")
-
-
 def announcing_node(cluster: Any, svc: Any) -> Optional[str]:
-    """The node that answers for a LoadBalancer IP on the node network (MetalLB layer-2 style):
-    with externalTrafficPolicy Local, the first node (by name) with a ready local endpoint; otherwise the
-    first running node by name."""
+    """The node the load balancer sends a Service's VIP traffic to: with externalTrafficPolicy Local,
+    the first node (by name) with a ready local endpoint (the healthCheckNodePort answers 200 only
+    there); otherwise the first running node by name."""
     running = sorted(n.name for n in cluster.nodes() if n.running and n.ready)
     if svc.external_traffic_policy == "Local":
         local = set()
@@ -154,14 +148,17 @@ def build_plan(cluster: Any, name: str) -> KernelPlan:
             host_network=p.host_network,
             dns_server=p.namespace == "kube-system" and p.labels.get(DNS_LABEL[0]) == DNS_LABEL[1],
             resolv_conf=resolv_conf(p, cfg))
-    external = ExternalPlan(netns=naming.external_netns(name), ip=external_client_ip(cluster))
+    topo = Topology(cluster)
+    edge = EdgePlan(router_netns=naming.edge_netns(name, "router"), router_ip=int2ip(topo.router_ip),
+                    external_netns=naming.external_netns(name), external_ip=int2ip(topo.client_ip),
+                    lb_netns=naming.edge_netns(name, "lb"), lb_ip=int2ip(topo.lb_host_ip))
     for svc in sorted(cluster.services(), key=lambda s: s.key):
-        if svc.type != "LoadBalancer":
+        if svc.type != "LoadBalancer" and not svc.external_ips:
             continue
         node_name = announcing_node(cluster, svc)
-        for ip in svc.load_balancer_ips:
+        for ip in list(svc.load_balancer_ips) + list(svc.external_ips):
             if node_name:
-                external.lb_routes[ip] = nodes[node_name].ip
+                edge.vip_routes[ip] = nodes[node_name].ip
     return KernelPlan(cluster=name, underlay_netns=naming.underlay_netns(name),
                       node_prefixlen=node_net.prefixlen, pod_network=cfg.pod_network,
-                      nodes=nodes, pods=pods, external=external)
+                      nodes=nodes, pods=pods, edge=edge)

@@ -1,0 +1,24 @@
+"""Options and error handling shared by the netsim commands."""
+from __future__ import annotations
+
+import click
+
+from netsim.cluster import Cluster
+from netsim.docfields import ManifestError
+
+file_option = click.option(
+    "-f", "--filename", "files", multiple=True, required=True, metavar="FILE",
+    help="Manifest file (multi-document YAML) or example:NAME; repeatable.")
+
+
+def load_cluster(files: tuple[str, ...], quiet: bool = False) -> Cluster:
+    """Load manifests; bad input becomes a one-line error and exit code 1, never a traceback."""
+    from netsim.manifests import load
+    try:
+        cluster = load(list(files))
+    except ManifestError as e:
+        raise click.ClickException(str(e)) from None
+    if not quiet:
+        for n in cluster.notices:
+            click.echo(n, err=True)
+    return cluster

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install what the test suite needs (pip extras; Debian packages when root and missing), then run
+# the whole suite inside a fresh network namespace (`unshare --net`) so that kernel-backed tests can
+# never reach a real network.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+debs=(iptables nftables conntrack iproute2 bind9-dnsutils knot-dnsutils ipset ipvsadm tshark curl dnsperf)
+bins=(iptables-restore nft conntrack ip dig kdig ipset ipvsadm tshark curl dnsperf)
+missing=()
+for i in "${!bins[@]}"; do command -v "${bins[$i]}" >/dev/null 2>&1 || missing+=("${debs[$i]}"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections || true
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "not root: kernel-backed tests will skip (missing: ${missing[*]})"
+  fi
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+
+if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null 2>&1; then
+  # A private network namespace (and mount namespace, for /etc/netns bind mounts and /run/netns).
+  exec unshare --net --mount --propagation private -- python3 -m pytest -q -p no:cacheprovider "$@"
+else
+  exec python3 -m pytest -q -p no:cacheprovider "$@"
+fi
