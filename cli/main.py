@@ -11,6 +11,8 @@ def cli() -> None:
 
 
 # --- subcommand registration (one line per module) ---
+from netsim.cli.rules_cmd import rules  # noqa: E402
+cli.add_command(rules)
 from netsim.cli.examples_cmd import examples  # noqa: E402
 from netsim.cli.get_cmd import get  # noqa: E402
 from netsim.cli.events_cmd import events  # noqa: E402
@@ -18,3 +20,5 @@ from netsim.cli.events_cmd import events  # noqa: E402
 cli.add_command(examples)
 cli.add_command(get)
 cli.add_command(events)
+from netsim.cli.kernel_cmd import KERNEL_COMMANDS  # noqa: E402
+for _kernel_cmd in KERNEL_COMMANDS: cli.add_command(_kernel_cmd)  # noqa: E701

@@ -66,6 +66,7 @@ class Corefile:
     """The parts of a kubeadm Corefile that decide answers: the kubernetes plugin, then forward."""
 
     kubernetes: KubernetesPlugin = field(default_factory=KubernetesPlugin)
+    loadbalance: bool = True        # kubeadm: `loadbalance` shuffles A/AAAA/MX in each answer
 
     @classmethod
     def kubeadm(cls, cluster_domain: str = "cluster.local") -> "Corefile":

@@ -56,7 +56,18 @@ class Cluster:
         lo, hi = self.config.node_port_range
         self._node_ports = PortAllocator(lo, hi, self.rng)
         self._lb_ips = LoadBalancerIPAllocator(self.config.load_balancer_pool)
+        self._order: dict[str, int] = {}                # pod key -> creation serial
+        self._serial = 0
         self._dirty: set[str] = set()                  # service keys whose slices need reconciling
+        # Indexes (kept in step with the store) so that 10,000 Services and 50,000 pods stay cheap.
+        self._pod_labels: dict[tuple[str, str, str], set[str]] = {}     # (ns, key, value) -> pod keys
+        self._svc_labels: dict[tuple[str, str, str], set[str]] = {}     # selector item -> service keys
+        self._pods_by_owner: dict[tuple[str, str, str], set[str]] = {}  # (ns, kind, name) -> pod keys
+        self._pods_by_ip: dict[str, str] = {}                           # pod IP -> pod key (not hostNetwork)
+        self._pods_per_node: dict[str, int] = {}                        # bound pods, as the scheduler counts
+        self._pending: dict[str, None] = {}                             # pods not yet running, in creation order
+        self._slices_by_svc: dict[str, dict[str, EndpointSlice]] = {}   # "ns/service" -> slice key -> slice
+        self._unschedulable_reported: set[str] = set()
         self._proxy_dirty = False
         for ns in ("default", "kube-system"):
             self._store_namespace(Namespace(ns))
@@ -88,15 +99,30 @@ class Cluster:
 
     def endpoint_slices(self, namespace: Optional[str] = None,
                         service: Optional[str] = None) -> list[EndpointSlice]:
+        if namespace is not None and service is not None:
+            return list(self._slices_by_svc.get(f"{namespace}/{service}", {}).values())
         return [s for s in self._slices.values()
                 if (namespace is None or s.namespace == namespace)
                 and (service is None or s.service_name == service)]
 
     def pod_by_ip(self, ip: str) -> Optional[Pod]:
-        for p in self._pods.values():
-            if p.ip == ip and not p.host_network:
-                return p
-        return None
+        key = self._pods_by_ip.get(ip)
+        return self._pods[key] if key else None
+
+    def select_pods(self, namespace: str, selector: dict[str, str]) -> list[Pod]:
+        """Pods of `namespace` whose labels match every item of `selector`, by name.
+        An empty selector selects nothing (a Service's empty selector is treated as none)."""
+        if not selector:
+            return []
+        keys: Optional[set[str]] = None
+        for k, v in selector.items():
+            found = self._pod_labels.get((namespace, k, v))
+            if not found:
+                return []
+            keys = set(found) if keys is None else keys & found
+            if not keys:
+                return []
+        return [self._pods[k] for k in sorted(keys or ())]
 
     # ------------------------------------------------------------------ watch / events
     def watch(self, callback: Watcher) -> None:
@@ -186,6 +212,8 @@ class Cluster:
                  "lb": self._lb_ips.release}[kind](v)
             raise
         self._services[svc.key] = svc
+        for k, v in (svc.selector or {}).items():
+            self._svc_labels.setdefault((svc.namespace, k, v), set()).add(svc.key)
         self._notify("ADDED", "Service", svc)
         detail = svc.cluster_ip if svc.type != "ExternalName" else svc.external_name
         self.record("Created", f"service/{svc.name}", f"Allocated {svc.type} {detail}"
@@ -249,10 +277,11 @@ class Cluster:
 
     def _sync_workload(self, w: Deployment) -> None:
         """ReplicaSet/StatefulSet controller: create or delete pods to reach spec.replicas."""
-        mine = [p for p in self._pods.values() if p.owner == (w.kind, w.name)
-                and p.namespace == w.namespace and not p.terminating]
+        owned = [self._pods[k] for k in self._pods_by_owner.get((w.namespace, w.kind, w.name), ())]
+        owned.sort(key=lambda p: self._order[p.key])
+        mine = [p for p in owned if not p.terminating]
         if w.kind == "StatefulSet":
-            have = {p.name for p in self._pods.values() if p.owner == (w.kind, w.name) and p.namespace == w.namespace}
+            have = {p.name for p in owned}
             for i in range(w.replicas):
                 name = f"{w.name}-{i}"
                 if name not in have:
@@ -291,9 +320,55 @@ class Cluster:
             raise ClusterError(f'spec.nodeName: node "{pod.node_name}" not found')
         pod.phase, pod.ip = "Pending", None
         pod.uid = pod.uid or f"{self.rng.getrandbits(64):016x}"
-        self._pods[pod.key] = pod
+        self._store_pod(pod)
         self._notify("ADDED", "Pod", pod)
         self._mark_services_for(pod)
+
+    def _store_pod(self, pod: Pod) -> None:
+        self._pods[pod.key] = pod
+        self._order[pod.key] = self._serial
+        self._serial += 1
+        for k, v in pod.labels.items():
+            self._pod_labels.setdefault((pod.namespace, k, v), set()).add(pod.key)
+        if pod.owner:
+            self._pods_by_owner.setdefault((pod.namespace, pod.owner[0], pod.owner[1]), set()).add(pod.key)
+        if pod.node_name:
+            self._pods_per_node[pod.node_name] = self._pods_per_node.get(pod.node_name, 0) + 1
+        self._pending[pod.key] = None
+
+    def _remove_pod(self, key: str) -> Pod:
+        pod = self._pods.pop(key)
+        del self._order[key]
+        for k, v in pod.labels.items():
+            self._discard(self._pod_labels, (pod.namespace, k, v), key)
+        if pod.owner:
+            self._discard(self._pods_by_owner, (pod.namespace, pod.owner[0], pod.owner[1]), key)
+        if pod.node_name:
+            self._pods_per_node[pod.node_name] -= 1
+        if pod.ip and self._pods_by_ip.get(pod.ip) == key:
+            del self._pods_by_ip[pod.ip]
+        self._pending.pop(key, None)
+        self._unschedulable_reported.discard(key)
+        return pod
+
+    @staticmethod
+    def _discard(index: dict, k, member: str) -> None:
+        members = index.get(k)
+        if members is not None:
+            members.discard(member)
+            if not members:
+                del index[k]
+
+    def _store_slice(self, s: EndpointSlice) -> None:
+        self._slices[s.key] = s
+        self._slices_by_svc.setdefault(f"{s.namespace}/{s.service_name}", {})[s.key] = s
+
+    def _remove_slice(self, s: EndpointSlice) -> None:
+        del self._slices[s.key]
+        by_svc = self._slices_by_svc.get(f"{s.namespace}/{s.service_name}", {})
+        by_svc.pop(s.key, None)
+        if not by_svc:
+            self._slices_by_svc.pop(f"{s.namespace}/{s.service_name}", None)
 
     def _create_slice(self, s: EndpointSlice) -> None:
         self._require_namespace(s.namespace)
@@ -301,18 +376,26 @@ class Cluster:
             raise ClusterError(f'endpointslices.discovery.k8s.io "{s.name}" already exists')
         svc = self._services.get(f"{s.namespace}/{s.service_name}")
         if svc is not None and svc.selector is not None:
-            self.record("Ignored", f"endpointslice/{s.name}",
-                        f"Service {s.service_name} has a selector; its controller-managed slices are used",
+            # The controller leaves slices it does not manage alone; kube-proxy merges every slice
+            # labelled with the Service's name, so these endpoints are used alongside the managed ones.
+            self.record("UnmanagedSlice", f"endpointslice/{s.name}",
+                        f"Service {s.service_name} has a selector; this slice (managed-by {s.managed_by}) is "
+                        "not managed by the EndpointSlice controller and is used alongside its slices",
                         "netsim", s.namespace, "Warning")
-        self._slices[s.key] = s
+        self._store_slice(s)
         self._notify("ADDED", "EndpointSlice", s)
 
     # ------------------------------------------------------------------ reconcile loop
     def _mark_services_for(self, pod: Pod) -> None:
-        for svc in self._services.values():
-            if svc.namespace == pod.namespace and svc.selector is not None and \
-                    eps.selector_matches(svc.selector, pod.labels):
-                self._dirty.add(svc.key)
+        seen: set[str] = set()
+        for k, v in pod.labels.items():
+            for key in self._svc_labels.get((pod.namespace, k, v), ()):
+                if key in seen:
+                    continue
+                seen.add(key)
+                svc = self._services.get(key)
+                if svc is not None and svc.selector and eps.selector_matches(svc.selector, pod.labels):
+                    self._dirty.add(key)
 
     def _reconcile(self) -> None:
         self._schedule_pending()
@@ -327,18 +410,18 @@ class Cluster:
                                 f"{n_eps} endpoints", f"kube-proxy/{node.name}")
 
     def _schedule_pending(self) -> None:
-        counts: dict[str, int] = {}
-        for p in self._pods.values():
-            if p.node_name:
-                counts[p.node_name] = counts.get(p.node_name, 0) + 1
+        counts = self._pods_per_node
         nodes = list(self._nodes.values())
-        for pod in list(self._pods.values()):
+        for key in list(self._pending):
+            pod = self._pods[key]
             if pod.phase != "Pending" or pod.terminating:
+                del self._pending[key]
                 continue
             if not pod.node_name:
                 chosen = schedule(pod, nodes, counts, self.rng)
                 if chosen is None:
-                    if not any(e.reason == "FailedScheduling" and e.object == f"pod/{pod.name}" for e in self.event_log):
+                    if key not in self._unschedulable_reported:
+                        self._unschedulable_reported.add(key)
                         self.record("FailedScheduling", f"pod/{pod.name}",
                                     f"0/{len(nodes)} nodes are available: no Ready node matches nodeSelector "
                                     f"{pod.node_selector}", "default-scheduler", pod.namespace, "Warning")
@@ -356,6 +439,9 @@ class Cluster:
             return
         pod.ip = node.ip if pod.host_network else self._pod_ipam[node.name].allocate()
         pod.phase = "Running"
+        self._pending.pop(pod.key, None)
+        if not pod.host_network:
+            self._pods_by_ip[pod.ip] = pod.key
         self._notify("MODIFIED", "Pod", pod)
         self.record("Started", f"pod/{pod.name}",
                     f"Started pod sandbox with IP {pod.ip}" + (" (hostNetwork)" if pod.host_network else ""),
@@ -366,14 +452,12 @@ class Cluster:
         if not self._dirty:
             return
         zones = {n.name: n.zone for n in self._nodes.values()}
-        index = _PodIndex(self._pods.values())
         for key in sorted(self._dirty):
             svc = self._services.get(key)
             if svc is None or svc.selector is None or svc.type == "ExternalName":
                 continue
-            existing = [s for s in self._slices.values()
-                        if s.namespace == svc.namespace and s.service_name == svc.name]
-            desired = eps.build_slices(svc, index.select(svc.namespace, svc.selector), zones, existing, self.rng)
+            existing = [s for s in self._slices_by_svc.get(key, {}).values() if s.managed_by == eps.MANAGED_BY]
+            desired = eps.build_slices(svc, self.select_pods(svc.namespace, svc.selector), zones, existing, self.rng)
             self._replace_slices(svc, existing, desired)
         self._dirty.clear()
 
@@ -383,7 +467,7 @@ class Cluster:
             prev = old.pop(s.name, None)
             if prev == s:
                 continue
-            self._slices[s.key] = s
+            self._store_slice(s)
             self._notify("MODIFIED" if prev else "ADDED", "EndpointSlice", s)
             ready = sum(1 for e in s.endpoints if e.ready)
             self.record("EndpointSliceUpdated" if prev else "EndpointSliceCreated", f"endpointslice/{s.name}",
@@ -391,7 +475,7 @@ class Cluster:
                         f"[{', '.join(e.addresses[0] + ('' if e.ready else '(not ready)') for e in s.endpoints)}]",
                         "endpointslice-controller", svc.namespace)
         for s in old.values():
-            del self._slices[s.key]
+            self._remove_slice(s)
             self._notify("DELETED", "EndpointSlice", s)
 
     # ------------------------------------------------------------------ deletion
@@ -423,7 +507,7 @@ class Cluster:
         for key, when in list(self._deleting.items()):
             if when <= self.clock.now:
                 del self._deleting[key]
-                pod = self._pods.pop(key)
+                pod = self._remove_pod(key)
                 if pod.ip and pod.node_name and not pod.host_network:
                     self._pod_ipam[pod.node_name].release(pod.ip)
                 self._notify("DELETED", "Pod", pod)
@@ -436,13 +520,15 @@ class Cluster:
         svc = self._services.pop(f"{namespace}/{name}", None)
         if svc is None:
             raise ClusterError(f'services "{name}" not found in namespace {namespace}')
+        for k, v in (svc.selector or {}).items():
+            self._discard(self._svc_labels, (namespace, k, v), svc.key)
         self._cluster_ips.release(svc.cluster_ip)
         for p in svc.ports:
             self._node_ports.release(p.node_port)
         self._node_ports.release(svc.health_check_node_port)
         for s in self.endpoint_slices(namespace, name):
-            if s.managed_by == "endpointslice-controller.k8s.io":
-                del self._slices[s.key]
+            if s.managed_by == eps.MANAGED_BY:
+                self._remove_slice(s)
                 self._notify("DELETED", "EndpointSlice", s)
         self._notify("DELETED", "Service", svc)
         self._reconcile()
@@ -569,31 +655,6 @@ class Cluster:
         for w in owners:
             if w is not None:
                 self._sync_workload(w)
-
-
-class _PodIndex:
-    """Label index per namespace so that matching 10,000 selectors stays cheap."""
-
-    def __init__(self, pods: Iterable[Pod]) -> None:
-        self.by_label: dict[tuple[str, str, str], set[str]] = {}
-        self.by_ns: dict[str, set[str]] = {}
-        self.pods: dict[str, Pod] = {}
-        for p in pods:
-            self.pods[p.key] = p
-            self.by_ns.setdefault(p.namespace, set()).add(p.key)
-            for k, v in p.labels.items():
-                self.by_label.setdefault((p.namespace, k, v), set()).add(p.key)
-
-    def select(self, namespace: str, selector: dict[str, str]) -> list[Pod]:
-        if not selector:
-            return []            # an empty selector selects nothing for Services
-        keys: Optional[set[str]] = None
-        for k, v in selector.items():
-            s = self.by_label.get((namespace, k, v), set())
-            keys = s if keys is None else keys & s
-            if not keys:
-                return []
-        return [self.pods[k] for k in sorted(keys or ())]
 
 
 def _describe(obj) -> str:

@@ -6,6 +6,7 @@ from typing import Iterable, Optional
 
 from netsim.model import Endpoint, EndpointPort, EndpointSlice, Pod, Service
 
+MANAGED_BY = "endpointslice-controller.k8s.io"   # label endpointslice.kubernetes.io/managed-by
 MAX_ENDPOINTS_PER_SLICE = 100   # kube-controller-manager --max-endpoints-per-slice default
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"   # k8s.io/apimachinery/pkg/util/rand alphanumerics
 

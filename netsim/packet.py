@@ -136,7 +136,8 @@ def _pseudo_sum(src: int, dst: int, proto: int, length: int) -> int:
 class Packet:
     """A real IPv4 datagram (TCP, UDP, ICMP, SCTP) plus kernel-style metadata."""
 
-    __slots__ = ("buf", "mark", "iif", "oif", "ct", "ctstate", "ct_reply", "_l4", "_proto")
+    __slots__ = ("buf", "mark", "iif", "oif", "ct", "ctstate", "ct_reply", "physdev_in", "physdev_out",
+                 "_l4", "_proto")
 
     def __init__(self, buf: bytes | bytearray) -> None:
         if not isinstance(buf, bytearray):
@@ -155,6 +156,8 @@ class Packet:
         self.ct: Any = None
         self.ctstate: Optional[str] = None
         self.ct_reply = False
+        self.physdev_in: Optional[str] = None    # bridge port a bridged frame came in on (br_netfilter)
+        self.physdev_out: Optional[str] = None
 
     # ------------------------------------------------------------------ builders
     @classmethod
@@ -219,6 +222,8 @@ class Packet:
         p.ct = self.ct
         p.ctstate = self.ctstate
         p.ct_reply = self.ct_reply
+        p.physdev_in = self.physdev_in
+        p.physdev_out = self.physdev_out
         return p
 
     # ------------------------------------------------------------------ checksum plumbing

@@ -119,6 +119,8 @@ class KernelCluster:
             if not node.running:
                 self._set_node_link(node, up=False)
         if start_servers:
+            from netsim.kernel import dnsserver
+            dnsserver.write_snapshot(self.cluster, self.state)
             for node in plan.nodes.values():
                 self._start_servers(node.name)
 
@@ -292,7 +294,7 @@ class KernelCluster:
             model_node = self.cluster.node(name)
             if model_node is not None and not model_node.running:
                 continue                           # a stopped kube-proxy does not resync
-            rules.restore(node.netns, rules.restore_input(self.cluster, model_node))
+            rules.restore(node.netns, rules.restore_input(self.cluster, name))
 
     # ------------------------------------------------------------------ servers
     def _start_servers(self, node_name: str) -> None:
@@ -361,6 +363,8 @@ class KernelCluster:
                 touched_nodes.add(name)
         self._set_vip_routes()
         self.sync_rules()
+        from netsim.kernel import dnsserver
+        dnsserver.write_snapshot(self.cluster, self.state)
         for name in sorted(touched_nodes):
             if new.nodes[name].running:
                 self._start_servers(name)

@@ -30,6 +30,15 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie waiting for its (maybe absent) reaper."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def _kill(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGTERM)
@@ -37,14 +46,12 @@ def _kill(pid: int) -> None:
         return
     for _ in range(50):
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        try:
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
                 return
         except ChildProcessError:
             pass
+        if not alive(pid):
+            return
         time.sleep(0.02)
     try:
         os.kill(pid, signal.SIGKILL)

@@ -44,13 +44,23 @@ class RulesError(RuntimeError):
     """The rules could not be rendered or loaded (carries iptables-restore's own message)."""
 
 
-def render(cluster: Any, node: Any) -> str:
-    """The proxier's iptables-restore input for `node`."""
+def render(cluster: Any, node_name: str) -> str:
+    """The proxier's iptables-restore input for node `node_name` (one full kube-proxy sync)."""
     try:
         from netsim.rules.iptables import proxier
+    except ImportError:
+        proxier = None
+    if proxier is not None and hasattr(proxier, "render"):
+        return proxier.render(cluster, node_name)
+    try:
+        from netsim.rules.iptables.proxier_cluster import (endpoints_for_node, proxier_config_for_node,
+                                                           service_port_infos)
+        from netsim.rules.iptables.proxier_sync import sync_proxy_rules
     except ImportError as e:
-        raise RulesError(f"the iptables proxier (netsim.rules.iptables.proxier) is not available: {e}") from None
-    return proxier.render(cluster, node)
+        raise RulesError(f"the iptables proxier (netsim.rules.iptables) is not available: {e}") from None
+    ports = service_port_infos(cluster)
+    return sync_proxy_rules(ports, endpoints_for_node(cluster, ports, node_name),
+                            proxier_config_for_node(cluster, node_name)).text()
 
 
 def with_jump_rules(text: str) -> str:
@@ -79,8 +89,9 @@ def with_jump_rules(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def restore_input(cluster: Any, node: Any) -> str:
-    return with_jump_rules(render(cluster, node))
+def restore_input(cluster: Any, node_name: str) -> str:
+    """What is loaded into a node: the proxier's text plus the built-in chain jumps."""
+    return with_jump_rules(render(cluster, node_name))
 
 
 def nfacct_names(text: str) -> list[str]:
@@ -103,7 +114,7 @@ def _nfacct_add(name: str) -> None:
     _, mtype, _, _, _ = struct.unpack_from("IHHII", reply)
     if mtype == 2:                                       # NLMSG_ERROR
         (err,) = struct.unpack_from("i", reply, 16)
-        if err not in (0, -17):                          # 0 ack, -EEXIST already there
+        if err not in (0, -17, -16):                     # ack; EEXIST/EBUSY: already there (in use)
             raise RulesError(f"nfacct add {name}: {os.strerror(-err)}")
 
 

@@ -1,0 +1,59 @@
+"""A node's netfilter tables as kube-proxy programs them, behind one small interface for the walker.
+
+``Netfilter.run(table, chain, pkt, ctx)`` evaluates one built-in chain and returns a
+:class:`HookResult`. :class:`IptablesNetfilter` does so with the iptables rule engine
+(``netsim.rules.iptables``) over the text the proxier renders for the node; :class:`EmptyNetfilter`
+is a node with no rules at all (every policy ACCEPT), which is also what a node without
+kube-proxy looks like.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Protocol
+
+
+@dataclass
+class NatRequest:
+    """What a nat-table target asked for on a connection's first packet."""
+    kind: str                         # DNAT | SNAT | MASQUERADE
+    ip: Optional[int] = None
+    port: Optional[int] = None
+    random_fully: bool = False
+
+
+@dataclass
+class RuleHit:
+    """A rule that matched (for the trace): where, which line, its iptables-save text."""
+    table: str
+    chain: str
+    number: int                       # 1-based position in its chain (iptables -L --line-numbers)
+    text: str                         # the rule as iptables-save prints it
+    target: str
+
+
+@dataclass
+class HookResult:
+    verdict: str = "ACCEPT"           # ACCEPT | DROP | REJECT
+    nat: Optional[NatRequest] = None
+    hits: list[RuleHit] = field(default_factory=list)
+    rules_evaluated: int = 0
+    reject_with: str = "icmp-port-unreachable"
+
+
+class Netfilter(Protocol):
+    def has_rules(self, table: str, chain: str) -> bool: ...
+
+    def run(self, table: str, chain: str, pkt: Any, ctx: Any) -> HookResult: ...
+
+
+class EmptyNetfilter:
+    """No rules anywhere: all built-in policies ACCEPT."""
+
+    def has_rules(self, table: str, chain: str) -> bool:
+        return False
+
+    def run(self, table: str, chain: str, pkt: Any, ctx: Any) -> HookResult:
+        return HookResult()
+
+    def save(self) -> str:
+        return ""

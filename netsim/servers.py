@@ -1,0 +1,127 @@
+"""The sockets of the emulated hosts: servers listening on containerPorts, and client connections.
+
+A pod listens on each of its containerPorts (protocol as declared):
+
+* TCP: SYN → SYN-ACK; data → ACK + an HTTP/1.1 response naming the pod and the peer it saw;
+  FIN → FIN-ACK. A port nobody listens on answers RST-ACK (tcp_v4_send_reset).
+* UDP: echoes ``pod <ns/name> got: <payload>`` back. A closed port answers ICMP port unreachable.
+* ICMP echo requests are answered by every host (the kernel does it, no socket needed).
+
+hostNetwork pods listen on their node's addresses.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Optional
+
+from netsim.packet import (ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
+                           Packet, int2ip)
+
+_SYN, _RST, _ACK, _FIN = 0x02, 0x04, 0x10, 0x01
+
+
+@dataclass
+class Delivery:
+    """What the receiving host's stack did with a packet."""
+    kind: str                      # listener | client | kernel | closed
+    owner: Optional[str] = None    # "ns/name" of the pod whose socket got it
+    replies: list[Packet] = field(default_factory=list)
+    detail: str = ""
+
+
+@dataclass
+class Listener:
+    proto: int
+    port: int
+    owner: str                     # pod key
+
+    def describe(self) -> str:
+        return f"{'tcp' if self.proto == IPPROTO_TCP else 'udp'}:{self.port} ({self.owner})"
+
+
+def http_response(owner: str, peer: str) -> bytes:
+    body = f"pod {owner} answered; peer {peer}\n".encode()
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+            + f"Content-Length: {len(body)}\r\nX-Served-By: {owner}\r\n\r\n".encode() + body)
+
+
+class Sockets:
+    """Listening and connected sockets of one host."""
+
+    def __init__(self) -> None:
+        self.listeners: dict[tuple[int, int], Listener] = {}
+        self.clients: dict[tuple[int, int, int], object] = {}   # (proto, local port, local ip) -> waiter
+
+    def listen(self, proto: int, port: int, owner: str) -> None:
+        self.listeners[(proto, port)] = Listener(proto, port, owner)
+
+    def deliver(self, pkt: Packet, rng: random.Random) -> Delivery:
+        """Hand a packet addressed to this host to its stack; returns the replies it provokes."""
+        p = pkt.proto
+        if p == IPPROTO_ICMP:
+            if pkt.icmp_type == ICMP_ECHO_REQUEST:
+                r = Packet.icmp(pkt.dst_ip, pkt.src_ip, type=ICMP_ECHO_REPLY, id=pkt.sport,
+                                seq=_u16(pkt.buf, (pkt.buf[0] & 15) * 4 + 6), payload=pkt.payload)
+                return Delivery("kernel", replies=[r], detail="ICMP echo answered by the kernel")
+            return Delivery("kernel", detail="ICMP message consumed by the kernel")
+        lst = self.listeners.get((p, pkt.dport))
+        if lst is None:
+            return Delivery("closed", replies=[_refuse(pkt)],
+                            detail=f"nothing listens on {pkt.proto_name}/{pkt.dport}")
+        peer = f"{pkt.src_ip}:{pkt.sport}"
+        if p == IPPROTO_TCP:
+            return Delivery("listener", lst.owner, _tcp_answer(pkt, lst.owner, peer, rng),
+                            detail=f"socket {lst.describe()} accepted from {peer}")
+        if p == IPPROTO_UDP:
+            r = Packet.udp(pkt.dst_ip, pkt.src_ip, pkt.dport, pkt.sport,
+                           payload=f"pod {lst.owner} got: ".encode() + pkt.payload)
+            return Delivery("listener", lst.owner, [r], detail=f"socket {lst.describe()} read from {peer}")
+        return Delivery("listener", lst.owner, detail=f"socket {lst.describe()}")
+
+
+def _u16(buf: bytearray, off: int) -> int:
+    return buf[off] << 8 | buf[off + 1]
+
+
+def _tcp_answer(pkt: Packet, owner: str, peer: str, rng: random.Random) -> list[Packet]:
+    flags = pkt.tcp_flags
+    src, dst, sp, dp = pkt.dst_ip, pkt.src_ip, pkt.dport, pkt.sport
+    if flags & _RST:
+        return []
+    if flags & _SYN:
+        return [Packet.tcp(src, dst, sp, dp, flags="SA", seq=rng.getrandbits(32), ack=pkt.seq + 1)]
+    data = pkt.payload
+    out = []
+    if data:
+        body = http_response(owner, peer) if data[:4] in (b"GET ", b"HEAD", b"POST", b"PUT ") else data
+        out.append(Packet.tcp(src, dst, sp, dp, flags="PA", seq=pkt.ack, ack=pkt.seq + len(data), payload=body))
+    if flags & _FIN:
+        out.append(Packet.tcp(src, dst, sp, dp, flags="FA", seq=pkt.ack, ack=pkt.seq + len(data) + 1))
+    return out
+
+
+def _refuse(pkt: Packet) -> Packet:
+    """What Linux sends for a closed port: RST-ACK for TCP, ICMP port unreachable otherwise."""
+    if pkt.proto == IPPROTO_TCP:
+        if pkt.tcp_flags & _ACK:
+            return Packet.tcp(pkt.dst_ip, pkt.src_ip, pkt.dport, pkt.sport, flags="R", seq=pkt.ack)
+        seg = len(pkt.payload) + (1 if pkt.tcp_flags & (_SYN | _FIN) else 0)
+        return Packet.tcp(pkt.dst_ip, pkt.src_ip, pkt.dport, pkt.sport, flags="RA", seq=0, ack=pkt.seq + seg)
+    return Packet.icmp_error(pkt.dst_ip, pkt)
+
+
+def refusal(pkt: Packet) -> Packet:
+    return _refuse(pkt)
+
+
+def pod_sockets(pod) -> Sockets:
+    s = Sockets()
+    for cp in pod.ports:
+        proto = {"TCP": IPPROTO_TCP, "UDP": IPPROTO_UDP, "SCTP": 132}.get(cp.protocol, IPPROTO_TCP)
+        s.listen(proto, cp.container_port, pod.key)
+    return s
+
+
+def describe_addr(ip: int, port: int) -> str:
+    return f"{int2ip(ip)}:{port}"

@@ -1,0 +1,214 @@
+"""A trace: the hop-by-hop record of one connection attempt, request and reply, and its outcome.
+
+Vocabulary (Batfish-style ACTION words; Hubble-style one-line flow header):
+
+  ORIGINATED  RECEIVED  CONNTRACK  RULE  TRANSLATED  ROUTED  BRIDGED  ENCAPSULATED
+  DECAPSULATED  TRANSMITTED  BALANCED  RESOLVED  DELIVERED  ANSWERED  DROPPED  REJECTED
+
+JSON schema ``netsim.trace/v1`` (stable; fields are only ever added)::
+
+  {
+    "schema": "netsim.trace/v1",
+    "mode": "iptables" | "ipvs" | "none",
+    "flow": {"client": str, "proto": "tcp"|"udp"|"icmp"|"sctp", "src": ip, "sport": int,
+             "dst": ip, "dport": int, "target": str, "resolved_by": str|null},
+    "packets": [                                   # every packet walked, in order
+      {"direction": "request"|"reply", "summary": str,
+       "hops": [{"n": int, "host": str, "kind": "pod"|"node"|"router"|"external"|"loadbalancer",
+                 "steps": [{"action": str, "detail": str,
+                            # optional, when the step has them:
+                            "table": str, "chain": str, "rule": str, "rule_number": int,
+                            "before": str, "after": str, "interface": str, "conntrack": str}]}]}],
+    "outcome": {"disposition": "DELIVERED"|"NO_LISTENER"|"REJECTED"|"DROPPED"|"NO_ROUTE"|
+                               "NEIGHBOR_UNREACHABLE"|"LOST"|"TTL_EXCEEDED"|"UNRESOLVED",
+                "host": str|null, "pod": "ns/name"|null, "ip": str|null, "port": int|null,
+                "seen_source": "ip:port"|null, "detail": str,
+                "reply": {"received": bool, "from": "ip:port"|null, "matches_request": bool,
+                          "summary": str|null}},
+    "rules_evaluated": int                        # what the kernel would have evaluated
+  }
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+SCHEMA = "netsim.trace/v1"
+
+SUCCESS = frozenset({"DELIVERED"})
+
+
+class Step:
+    """One thing that happened to a packet on a host."""
+
+    __slots__ = ("action", "detail", "extra")
+
+    def __init__(self, action: str, detail: str, extra: Optional[dict] = None) -> None:
+        self.action = action
+        self.detail = detail
+        self.extra = extra
+
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {"action": self.action, "detail": self.detail}
+        if self.extra:
+            d.update(self.extra)
+        return d
+
+    def __repr__(self) -> str:
+        return f"{self.action}({self.detail})"
+
+
+class Hop:
+    """The steps a packet went through on one host (one network namespace)."""
+
+    __slots__ = ("n", "host", "kind", "steps")
+
+    def __init__(self, n: int, host: str, kind: str) -> None:
+        self.n = n
+        self.host = host
+        self.kind = kind
+        self.steps: list[Step] = []
+
+    def add(self, action: str, detail: str, extra: Optional[dict] = None) -> Step:
+        s = Step(action, detail, extra)
+        self.steps.append(s)
+        return s
+
+    def actions(self) -> list[str]:
+        return [s.action for s in self.steps]
+
+    def to_dict(self) -> dict:
+        return {"n": self.n, "host": self.host, "kind": self.kind, "steps": [s.to_dict() for s in self.steps]}
+
+
+class PacketTrace:
+    """One packet's walk (it may be rewritten on the way: summary is as it was sent)."""
+
+    __slots__ = ("direction", "summary", "hops", "pcap")
+
+    def __init__(self, direction: str, summary: str) -> None:
+        self.direction = direction
+        self.summary = summary
+        self.hops: list[Hop] = []
+        self.pcap: Optional[list] = None    # [(host, iface, bytes, comment)] when capturing
+
+    def hop(self, host: str, kind: str) -> Hop:
+        h = Hop(len(self.hops) + 1, host, kind)
+        self.hops.append(h)
+        return h
+
+    def steps(self, action: Optional[str] = None) -> list[Step]:
+        return [s for h in self.hops for s in h.steps if action is None or s.action == action]
+
+    def to_dict(self) -> dict:
+        return {"direction": self.direction, "summary": self.summary, "hops": [h.to_dict() for h in self.hops]}
+
+
+@dataclass
+class Reply:
+    received: bool = False
+    src: Optional[str] = None           # "ip:port" the client saw the reply come from
+    matches_request: bool = False       # came from the address the client sent to (NAT undone)
+    summary: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return {"received": self.received, "from": self.src, "matches_request": self.matches_request,
+                "summary": self.summary}
+
+
+@dataclass
+class Outcome:
+    disposition: str
+    detail: str = ""
+    host: Optional[str] = None
+    pod: Optional[str] = None
+    ip: Optional[str] = None
+    port: Optional[int] = None
+    seen_source: Optional[str] = None   # "ip:port" the server saw the request come from
+    reply: Reply = field(default_factory=Reply)
+
+    @property
+    def ok(self) -> bool:
+        return self.disposition in SUCCESS
+
+    def to_dict(self) -> dict:
+        return {"disposition": self.disposition, "host": self.host, "pod": self.pod, "ip": self.ip,
+                "port": self.port, "seen_source": self.seen_source, "detail": self.detail,
+                "reply": self.reply.to_dict()}
+
+
+@dataclass
+class Flow:
+    client: str
+    proto: str
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    target: str = ""
+    resolved_by: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return {"client": self.client, "proto": self.proto, "src": self.src, "sport": self.sport,
+                "dst": self.dst, "dport": self.dport, "target": self.target, "resolved_by": self.resolved_by}
+
+
+@dataclass
+class Trace:
+    flow: Flow
+    mode: str
+    packets: list[PacketTrace] = field(default_factory=list)
+    outcome: Optional[Outcome] = None
+    rules_evaluated: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def request(self) -> PacketTrace:
+        return self.packets[0]
+
+    def replies(self) -> list[PacketTrace]:
+        return [p for p in self.packets if p.direction == "reply"]
+
+    def steps(self, action: Optional[str] = None) -> list[Step]:
+        return [s for p in self.packets for s in p.steps(action)]
+
+    def to_dict(self) -> dict:
+        return {"schema": SCHEMA, "mode": self.mode, "flow": self.flow.to_dict(),
+                "packets": [p.to_dict() for p in self.packets],
+                "outcome": self.outcome.to_dict() if self.outcome else None,
+                "rules_evaluated": self.rules_evaluated, "notes": list(self.notes)}
+
+    def to_json(self, indent: Optional[int] = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    # ------------------------------------------------------------------ text rendering
+    def render(self, verbose: bool = False) -> str:
+        f = self.flow
+        lines = [f"flow  {f.client} {f.src}:{f.sport} -> {f.dst}:{f.dport} {f.proto.upper()}"
+                 + (f"   ({f.target}{'; ' + f.resolved_by if f.resolved_by else ''})" if f.target else "")]
+        lines += [f"note  {n}" for n in self.notes]
+        for pt in self.packets:
+            if not verbose and pt is not self.packets[0] and pt.direction == "request" and len(self.packets) > 2:
+                lines.append(f"--- {pt.direction}: {pt.summary}  ({len(pt.hops)} hops, conntrack)")
+                continue
+            lines.append(f"--- {pt.direction}: {pt.summary}")
+            for h in pt.hops:
+                lines.append(f"{h.n}. {h.kind} {h.host}")
+                for s in h.steps:
+                    lines.append(f"     {s.action:<12} {s.detail}")
+        o = self.outcome
+        if o is not None:
+            where = f" {o.pod or o.host}" if (o.pod or o.host) else ""
+            at = f" at {o.ip}:{o.port}" if o.ip else ""
+            src = f" (server saw source {o.seen_source})" if o.seen_source else ""
+            lines.append(f"{o.disposition}{where}{at}{src}")
+            if o.detail:
+                lines.append(f"  {o.detail}")
+            r = o.reply
+            if r.received:
+                ok = "NAT undone by conntrack" if r.matches_request else "DOES NOT match the request"
+                lines.append(f"  reply from {r.src} ({ok}): {r.summary}")
+        lines.append(f"{len(self.packets)} packets · {sum(len(p.hops) for p in self.packets)} hops · "
+                     f"{self.rules_evaluated} rules evaluated (as the kernel would)")
+        return "\n".join(lines)

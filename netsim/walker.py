@@ -1,0 +1,828 @@
+"""The hop-by-hop walker: carries real packets through the cluster as the Linux stack would.
+
+On every host (network namespace) a packet goes through the netfilter hooks in the kernel's
+order (reference kube-proxy-iptables.md §3.1):
+
+* received:  conntrack (−200) → [raw, mangle] → nat PREROUTING (first packet only: DNAT)
+             → routing decision on the post-DNAT destination →
+             local: filter INPUT → (IPVS LOCAL_IN) → socket
+             else:  filter FORWARD → (IPVS reply un-DNAT) → nat POSTROUTING (first packet only:
+                    MASQUERADE) → conntrack confirm → transmit
+* generated: route lookup → conntrack → nat OUTPUT (first packet only) → re-route if the
+             destination changed → (IPVS LOCAL_OUT) → filter OUTPUT → POSTROUTING → transmit.
+* bridged (pod → pod on one cni0 bridge, br_netfilter on): PREROUTING, FORWARD and POSTROUTING
+  run on the node without a routing decision, so conntrack still reverses NAT on the reply.
+
+Later packets of a connection skip the nat table; conntrack applies the stored binding
+(destination at PREROUTING/OUTPUT, source at POSTROUTING/INPUT). Pods and the external hosts
+have no netfilter rules and, as in a real netns without rules, no conntrack entries.
+
+Between nodes pods are reached over flannel's VXLAN (flannel.1, outer UDP to port 8472) or
+host-gw routes. The external load balancer passes packets through to a node it picks.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from netsim.conntrack import Conntrack, ConntrackEntry, flush_stale_udp
+from netsim.netfilter import EmptyNetfilter, HookResult, Netfilter
+from netsim.packet import (IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PROTO_NUMBERS, Packet, int2ip, ip2int)
+from netsim.routing import Route
+from netsim.servers import Sockets, pod_sockets
+from netsim.topology import (FLANNEL_VNI, FLANNEL_VXLAN_PORT, Host, Interface, Topology)
+from netsim.trace import Flow, Hop, Outcome, PacketTrace, Reply, Trace
+
+EPHEMERAL_PORTS = (32768, 60999)        # net.ipv4.ip_local_port_range default
+VXLAN_OVERHEAD = 14 + 8                 # inner Ethernet + VXLAN header inside the outer UDP
+
+
+class WalkError(ValueError):
+    """A trace request that cannot be carried out (unknown client, bad address...)."""
+
+
+@dataclass
+class End:
+    """How one packet's walk ended."""
+    disposition: str                    # DELIVERED CLIENT NO_LISTENER KERNEL REJECTED DROPPED NO_ROUTE
+    #                                     NEIGHBOR_UNREACHABLE LOST TTL_EXCEEDED
+    host: Optional[Host] = None
+    detail: str = ""
+    owner: Optional[str] = None         # pod key whose socket got it
+    pkt: Optional[Packet] = None        # the packet as it arrived
+    generated: list[tuple[Host, Packet]] = field(default_factory=list)
+
+
+class Ctx:
+    """What match modules ask about the node evaluating a rule (addrtype, clock, RNG, recent lists)."""
+
+    __slots__ = ("local_addrs", "now", "rng", "node", "recent", "host")
+
+    def __init__(self, host: Host, now: float, rng, recent) -> None:
+        self.host = host
+        self.local_addrs = host.routes.local
+        self.now = now
+        self.rng = rng
+        self.node = host.name
+        self.recent = recent
+
+    def route_type(self, addr: int) -> str:
+        if self.host.routes.is_local(addr):
+            return "LOCAL"
+        if addr == 0xFFFFFFFF:
+            return "BROADCAST"
+        if (addr >> 28) == 0xE:
+            return "MULTICAST"
+        return "UNICAST"
+
+
+class Walker:
+    """Carries packets through one cluster's hosts; keeps conntrack and socket state between traces.
+
+    ``netfilter_factory(walker, node_name) -> Netfilter`` programs a node (default: kube-proxy's
+    rules for the walker's mode); ``ipvs_factory(walker, node_name)`` gives the node's IPVS hook
+    object (``local_in(pkt, now)``, ``local_out(pkt, now)``, ``reply(pkt, now, hook)``).
+    """
+
+    def __init__(self, cluster, mode: Optional[str] = None, *,
+                 netfilter_factory: Optional[Callable[["Walker", str], Netfilter]] = None,
+                 ipvs_factory: Optional[Callable[["Walker", str], Any]] = None,
+                 flush_stale_udp: bool = True) -> None:
+        self.cluster = cluster
+        self.mode = mode or cluster.config.proxy_mode
+        self.rng = cluster.rng
+        self.flush_stale_udp = flush_stale_udp
+        if netfilter_factory is None:
+            from netsim.proxy import netfilter_factory_for, ipvs_factory_for
+            netfilter_factory = netfilter_factory_for(self.mode)
+            if ipvs_factory is None:
+                ipvs_factory = ipvs_factory_for(self.mode)
+        self._nf_factory = netfilter_factory
+        self._ipvs_factory = ipvs_factory
+        self._nf: dict[str, Netfilter] = {}
+        self._ipvs: dict[str, Any] = {}
+        self._recent: dict[str, Any] = {}
+        self.conntrack: dict[str, Conntrack] = {}
+        self.sockets: dict[str, Sockets] = {}
+        self.lb_flows: dict[tuple, str] = {}
+        self._clients: dict[str, set[tuple[int, int]]] = {}     # host -> {(proto, local port)} connecting
+        self._topology: Optional[Topology] = None
+        self._dirty = True
+        self._rules_dirty = True
+        self.stats = {"packets": 0, "rules_evaluated": 0}
+        cluster.watch(self._on_event)
+
+    # ------------------------------------------------------------------ state
+    def _on_event(self, ev) -> None:
+        self._dirty = True
+        if ev.kind in ("Service", "EndpointSlice", "Node"):
+            self._rules_dirty = True
+
+    def sync(self) -> None:
+        """Rebuild the topology and (lazily) the node rules after the cluster changed."""
+        if not self._dirty and self._topology is not None:
+            return
+        self._topology = Topology(self.cluster)
+        self.sockets = {}
+        for pod in self.cluster.pods():
+            if not pod.ip or pod.terminating and False:
+                continue
+            if pod.host_network and pod.node_name:
+                s = self.sockets.setdefault(pod.node_name, Sockets())
+                for k, v in pod_sockets(pod).listeners.items():
+                    s.listeners[k] = v
+            elif pod.key in self._topology.hosts:
+                self.sockets[pod.key] = pod_sockets(pod)
+        if self._rules_dirty:
+            self._nf.clear()
+            # IPVS keeps its connection table across syncs; the factory decides what to reuse.
+            self._ipvs_stale = dict(self._ipvs)
+            self._ipvs.clear()
+            if self.flush_stale_udp:
+                self._flush_udp()
+            self._rules_dirty = False
+        self._dirty = False
+
+    def _flush_udp(self) -> None:
+        slices: dict[str, list] = {}
+        for s in self.cluster.endpoint_slices():
+            slices.setdefault(f"{s.namespace}/{s.service_name}", []).append(s)
+        svcs = self.cluster.services()
+        for ct in self.conntrack.values():
+            flush_stale_udp(ct, svcs, slices)
+
+    @property
+    def topology(self) -> Topology:
+        self.sync()
+        assert self._topology is not None
+        return self._topology
+
+    def netfilter(self, node: str) -> Netfilter:
+        nf = self._nf.get(node)
+        if nf is None:
+            nf = self._nf_factory(self, node)
+            self._nf[node] = nf
+        return nf
+
+    def ipvs(self, node: str) -> Any:
+        if self._ipvs_factory is None:
+            return None
+        v = self._ipvs.get(node)
+        if v is None:
+            v = self._ipvs_factory(self, node)
+            self._ipvs[node] = v
+            locals_ = getattr(v, "virtual_addresses", None)
+            if locals_:
+                h = self.topology.hosts.get(node)
+                if h is not None:
+                    for a in locals_():
+                        h.routes.add_local(a)      # kube-ipvs0 holds every VIP: they are LOCAL
+        return v
+
+    def recent_state(self, node: str) -> Any:
+        r = self._recent.get(node)
+        if r is None:
+            try:
+                from netsim.rules.iptables.recent import RecentState
+                r = RecentState()
+            except ImportError:  # pragma: no cover
+                r = None
+            self._recent[node] = r
+        return r
+
+    def conntrack_for(self, node: str) -> Conntrack:
+        ct = self.conntrack.get(node)
+        if ct is None:
+            ct = self.conntrack[node] = Conntrack()
+        return ct
+
+    @property
+    def now(self) -> float:
+        return self.cluster.clock.now
+
+    # ------------------------------------------------------------------ public API
+    def host_for(self, client: str, namespace: str = "default") -> Host:
+        """'pod/NAME' (in namespace), 'node/NAME', 'external', or a host name as the topology has it."""
+        topo = self.topology
+        if client.startswith("pod/"):
+            name = client[4:]
+            pod = self.cluster.pod(namespace, name)
+            if pod is None:
+                raise WalkError(f"--from {client}: no pod {name!r} in namespace {namespace!r}")
+            if pod.host_network:
+                return topo.host(pod.node_name)
+            h = topo.hosts.get(pod.key)
+            if h is None:
+                raise WalkError(f"--from {client}: pod {pod.key} has no network yet (phase {pod.phase}, "
+                                f"node {pod.node_name or 'none'})")
+            return h
+        if client.startswith("node/"):
+            h = topo.hosts.get(client[5:])
+            if h is None or h.kind != "node":
+                raise WalkError(f"--from {client}: no node named {client[5:]!r}")
+            return h
+        h = topo.hosts.get(client)
+        if h is None:
+            raise WalkError(f"--from {client}: expected pod/NAME, node/NAME or external")
+        return h
+
+    def connect(self, client: Host, dst: str, dport: int, proto: str = "tcp", *, payload: bytes = b"",
+                sport: Optional[int] = None, full: bool = False, capture: bool = False,
+                target: str = "", resolved_by: Optional[str] = None, notes: Optional[list[str]] = None) -> Trace:
+        """One new connection from ``client`` to dst:dport, traced there and back.
+
+        TCP sends a SYN and walks the SYN-ACK back; with ``full`` it then sends ``payload`` (an HTTP
+        request by default) and walks the response. UDP sends one datagram and walks the answer.
+        """
+        self.sync()
+        proto = proto.lower()
+        if proto not in PROTO_NUMBERS:
+            raise WalkError(f"--proto: expected tcp, udp or icmp, got {proto!r}")
+        try:
+            d = ip2int(dst)
+        except ValueError:
+            raise WalkError(f"destination {dst!r} is not an IPv4 address") from None
+        mode = self.mode
+        route = client.routes.lookup(d)
+        src_addr = None
+        if route is not None:
+            src_addr = route.src if route.src is not None else client.primary_address(route.dev)
+        if sport is None:
+            sport = self.rng.randint(*EPHEMERAL_PORTS)
+        flow = Flow(self._client_label(client), proto, int2ip(src_addr) if src_addr else "0.0.0.0", sport,
+                    dst, dport, target, resolved_by)
+        trace = Trace(flow, mode, notes=list(notes or []))
+        if route is None or src_addr is None:
+            pt = PacketTrace("request", f"{proto} -> {dst}:{dport}")
+            hop = pt.hop(client.name, client.kind)
+            hop.add("DROPPED", f"no route to {dst}: connect() fails with ENETUNREACH before any hook runs")
+            trace.packets.append(pt)
+            trace.outcome = Outcome("NO_ROUTE", f"{client.name} has no route to {dst}", host=client.name)
+            return trace
+        src = int2ip(src_addr)
+        if proto == "tcp":
+            isn = self.rng.getrandbits(32)
+            pkt = Packet.tcp(src, dst, sport, dport, flags="S", seq=isn)
+        elif proto == "udp":
+            pkt = Packet.udp(src, dst, sport, dport, payload=payload or b"hello")
+        elif proto == "icmp":
+            pkt = Packet.icmp(src, dst, id=sport & 0xFFFF, seq=1, payload=payload or b"ping")
+        else:
+            pkt = Packet.sctp(src, dst, sport, dport)
+        req = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        waiting = self._clients.setdefault(client.name, set())
+        waiting.add((pkt.proto, pkt.sport))
+        try:
+            return self._connect(client, pkt, req, trace, full, payload, capture, target, isn if proto == "tcp" else 0)
+        finally:
+            waiting.discard((pkt.proto, pkt.sport))
+
+    def _connect(self, client: Host, pkt: Packet, req: tuple, trace: Trace, full: bool, payload: bytes,
+                 capture: bool, target: str, isn: int) -> Trace:
+        proto = trace.flow.proto
+        src, dst, sport, dport = trace.flow.src, trace.flow.dst, trace.flow.sport, trace.flow.dport
+        end, pt = self._walk(client, pkt, "request", capture)
+        trace.packets.append(pt)
+        outcome = self._outcome(end)
+        # replies (and what they provoke) — walked until the client's socket gets something
+        pending = list(end.generated)
+        got: Optional[End] = None
+        hops = 0
+        while pending and hops < 8:
+            hops += 1
+            origin, rp = pending.pop(0)
+            rend, rpt = self._walk(origin, rp, "reply", capture)
+            trace.packets.append(rpt)
+            if rend.disposition == "CLIENT" and rend.host is client:
+                got = rend
+                break
+            pending.extend(rend.generated)
+        if got is not None and got.pkt is not None:
+            r = got.pkt
+            outcome.reply = Reply(True, f"{r.src_ip}:{r.sport}" if not r.is_icmp_error else r.src_ip,
+                                  _matches(req, r), r.summary())
+            if r.is_icmp_error and outcome.disposition in ("DELIVERED",):
+                outcome.disposition = "NO_LISTENER"
+            if full and proto == "tcp" and r.tcp_flags == 0x12:
+                data = payload or f"GET / HTTP/1.1\r\nHost: {target or dst}\r\n\r\n".encode()
+                p2 = Packet.tcp(src, dst, sport, dport, flags="PA", seq=isn + 1, ack=r.seq + 1, payload=data)
+                e2, pt2 = self._walk(client, p2, "request", capture)
+                trace.packets.append(pt2)
+                for origin, rp in e2.generated:
+                    e3, pt3 = self._walk(origin, rp, "reply", capture)
+                    trace.packets.append(pt3)
+                    if e3.disposition == "CLIENT" and e3.pkt is not None and e3.pkt.payload:
+                        outcome.reply.summary = e3.pkt.payload.split(b"\r\n", 1)[0].decode(errors="replace")
+                        body = e3.pkt.payload.split(b"\r\n\r\n", 1)[-1].decode(errors="replace").strip()
+                        outcome.detail = (outcome.detail + "; " if outcome.detail else "") + f"response: {body}"
+        trace.outcome = outcome
+        trace.rules_evaluated = sum(getattr(p, "_rules", 0) for p in trace.packets)
+        return trace
+
+    def send(self, origin: Host, pkt: Packet, direction: str = "request", capture: bool = False
+             ) -> tuple[End, PacketTrace]:
+        """Walk one packet from a host; lower level than :meth:`connect`."""
+        self.sync()
+        return self._walk(origin, pkt, direction, capture)
+
+    # ------------------------------------------------------------------ outcome
+    def _client_label(self, h: Host) -> str:
+        return {"pod": f"pod/{h.name}", "node": f"node/{h.name}"}.get(h.kind, h.name)
+
+    def _outcome(self, end: End) -> Outcome:
+        d = end.disposition
+        host = end.host.name if end.host else None
+        o = Outcome(d if d not in ("CLIENT", "KERNEL") else "DELIVERED", end.detail, host=host)
+        if d in ("DELIVERED", "NO_LISTENER", "KERNEL", "CLIENT") and end.pkt is not None:
+            o.ip, o.port = end.pkt.dst_ip, end.pkt.dport
+            o.seen_source = f"{end.pkt.src_ip}:{end.pkt.sport}"
+            o.pod = end.owner or (end.host.name if end.host and end.host.kind == "pod" else None)
+        return o
+
+    # ------------------------------------------------------------------ the walk
+    def _walk(self, origin: Host, pkt: Packet, direction: str, capture: bool) -> tuple[End, PacketTrace]:
+        pt = PacketTrace(direction, pkt.summary())
+        pt._rules = 0  # type: ignore[attr-defined]
+        if capture:
+            pt.pcap = []
+        hop = pt.hop(origin.name, origin.kind)
+        hop.add("ORIGINATED", pkt.summary())
+        nxt = self._output(origin, pkt, pt, hop)
+        guard = 0
+        while not isinstance(nxt, End):
+            guard += 1
+            if guard > 64:
+                return End("DROPPED", detail="routing loop (64 hops)"), pt
+            host, iface, p, extra = nxt
+            nxt = self._receive(host, iface, p, pt, extra)
+        self.stats["packets"] += 1
+        return nxt, pt
+
+    # next-step tuple: (host, interface it arrives on, packet, extra) -- extra carries the bridge port
+    def _output(self, host: Host, pkt: Packet, pt: PacketTrace, hop: Hop):
+        """A locally generated packet leaves ``host``."""
+        route = host.routes.lookup(pkt.dst)
+        if route is None and not host.routes.is_local(pkt.dst):
+            hop.add("DROPPED", f"no route to {pkt.dst_ip} (ENETUNREACH)")
+            return End("NO_ROUTE", host, f"{host.name}: no route to {pkt.dst_ip}")
+        if host.kind == "node":
+            nf = self.netfilter(host.name)
+            ct = self.conntrack_for(host.name)
+            e = self._conntrack_in(host, ct, pkt, hop)
+            if pkt.ctstate != "INVALID":
+                if e is not None and not e.confirmed and pkt.ctstate == "NEW":
+                    res = self._run(host, nf, hop, pt, "nat", "OUTPUT", pkt)
+                    if res.nat is not None and res.nat.kind == "DNAT":
+                        self._bind(host, ct, e, res, pkt, hop)
+                if e is not None:
+                    self._translate(ct.nat_dst(pkt, e, pkt.ct_reply), "dst", hop,
+                                    "DNAT" if not pkt.ct_reply else "un-SNAT (conntrack)")
+            ipvs = self.ipvs(host.name)
+            if ipvs is not None:
+                dec = ipvs.reply(pkt, self.now, "LOCAL_OUT") or ipvs.local_out(pkt, self.now)
+                stop = self._ipvs_step(host, hop, dec, pkt, ct, e)
+                if stop is not None:
+                    return stop
+            route = host.routes.lookup(pkt.dst)
+            local = host.routes.is_local(pkt.dst)
+            if route is None and not local:
+                hop.add("DROPPED", f"no route to {pkt.dst_ip} after NAT")
+                return End("NO_ROUTE", host, f"{host.name}: no route to {pkt.dst_ip}")
+            res = self._run(host, nf, hop, pt, "filter", "OUTPUT", pkt)
+            if res.verdict != "ACCEPT":
+                return self._refused(host, hop, res, pkt, "OUTPUT")
+            if local:
+                hop.add("ROUTED", f"{pkt.dst_ip} is local: loopback to INPUT")
+                self._postrouting(host, nf, ct, e, pkt, pt, hop, "lo")
+                return self._local_in(host, "lo", pkt, pt, hop, ct, e, nf)
+            hop.add("ROUTED", f"{route}")
+            r = self._postrouting(host, nf, ct, e, pkt, pt, hop, route.dev)
+            if r is not None:
+                return r
+            return self._transmit(host, route, pkt, pt, hop)
+        if host.routes.is_local(pkt.dst):
+            return self._deliver(host, "lo", pkt, hop)
+        hop.add("ROUTED", str(route))
+        return self._transmit(host, route, pkt, pt, hop)
+
+    def _receive(self, host: Host, iface: Interface, pkt: Packet, pt: PacketTrace, extra):
+        """A packet arrives on ``iface`` of ``host``."""
+        bridged_from = extra
+        hop = pt.hop(host.name, host.kind)
+        port = f" (bridge port {pkt.physdev_in})" if pkt.physdev_in else ""
+        hop.add("RECEIVED", f"{iface.name}{port}: {pkt.summary()}", {"interface": iface.name})
+        self._capture(pt, host, iface.name, pkt, "received")
+        if not host.up:
+            hop.add("DROPPED", f"{host.name} is down: the packet is lost (the client would time out)")
+            return End("LOST", host, f"{host.name} is down")
+        pkt.iif = iface.name
+        pkt.oif = None
+        if host.kind == "node":
+            if iface.name == "eth0" and pkt.proto == IPPROTO_UDP and pkt.dport == FLANNEL_VXLAN_PORT \
+                    and host.routes.is_local(pkt.dst) and "flannel.1" in host.interfaces:
+                inner = self._decap(pkt)
+                hop.add("DECAPSULATED", f"vxlan vni {FLANNEL_VNI} from {pkt.src_ip}:{pkt.sport} -> inner "
+                        f"{inner.summary()} arrives on flannel.1", {"interface": "flannel.1"})
+                pkt = inner
+                pkt.iif = "flannel.1"
+                iface = host.interfaces["flannel.1"]
+                self._capture(pt, host, "flannel.1", pkt, "decapsulated")
+            return self._node_in(host, iface, pkt, pt, hop, bridged_from)
+        if host.kind == "loadbalancer" and (pkt.dst in self.topology.lb_ips or pkt.dst in self.topology.external_ips):
+            return self._balance(host, pkt, pt, hop)
+        if host.routes.is_local(pkt.dst):
+            return self._deliver(host, iface.name, pkt, hop)
+        if not host.forwarding:
+            hop.add("DROPPED", f"{pkt.dst_ip} is not an address of {host.name} and it does not forward")
+            return End("DROPPED", host, f"{host.name} is not {pkt.dst_ip} (no forwarding)")
+        route = host.routes.lookup(pkt.dst)
+        if route is None:
+            hop.add("DROPPED", f"no route to {pkt.dst_ip}")
+            return End("NO_ROUTE", host, f"{host.name}: no route to {pkt.dst_ip}")
+        if pkt.ttl <= 1:
+            hop.add("DROPPED", "TTL exceeded")
+            return End("TTL_EXCEEDED", host)
+        pkt.ttl -= 1
+        hop.add("ROUTED", str(route))
+        return self._transmit(host, route, pkt, pt, hop)
+
+    # ------------------------------------------------------------------ node stack
+    def _node_in(self, host: Host, iface: Interface, pkt: Packet, pt: PacketTrace, hop: Hop, bridged_to):
+        nf = self.netfilter(host.name)
+        ct = self.conntrack_for(host.name)
+        e = self._conntrack_in(host, ct, pkt, hop)
+        if pkt.ctstate != "INVALID":
+            if nf.has_rules("mangle", "PREROUTING"):
+                self._run(host, nf, hop, pt, "mangle", "PREROUTING", pkt)
+            if e is not None and not e.confirmed and pkt.ctstate == "NEW":
+                res = self._run(host, nf, hop, pt, "nat", "PREROUTING", pkt)
+                if res.nat is not None and res.nat.kind == "DNAT":
+                    self._bind(host, ct, e, res, pkt, hop)
+            if e is not None:
+                self._translate(ct.nat_dst(pkt, e, pkt.ct_reply), "dst", hop,
+                                "DNAT" if not pkt.ct_reply else "un-SNAT (conntrack)")
+        local = host.routes.is_local(pkt.dst)
+        # br_netfilter: a frame bridged between two ports of cni0 skips the routing decision unless
+        # DNAT changed its destination (br_nf_pre_routing_finish re-routes then).
+        if bridged_to is not None and not local and pkt.dst == bridged_to.addr:
+            hop.add("BRIDGED", f"cni0: {pkt.physdev_in} -> {bridged_to.bridge_port} (br_netfilter runs the "
+                    "IPv4 hooks on bridged frames)")
+            pkt.physdev_out = bridged_to.bridge_port
+            return self._forward(host, nf, ct, e, pkt, pt, hop, None, bridged_to)
+        if local:
+            hop.add("ROUTED", f"{pkt.dst_ip} is local -> INPUT")
+            return self._local_in(host, iface.name, pkt, pt, hop, ct, e, nf)
+        route = host.routes.lookup(pkt.dst)
+        if route is None:
+            hop.add("DROPPED", f"no route to {pkt.dst_ip}")
+            return End("NO_ROUTE", host, f"{host.name}: no route to {pkt.dst_ip}")
+        hairpin = route.dev == "cni0" and iface.name == "cni0"
+        if not hairpin:
+            if pkt.ttl <= 1:
+                hop.add("DROPPED", "TTL exceeded")
+                return End("TTL_EXCEEDED", host)
+            pkt.ttl -= 1
+        hop.add("ROUTED", f"{route}" + ("  (re-bridged on cni0: br_netfilter)" if hairpin else ""))
+        return self._forward(host, nf, ct, e, pkt, pt, hop, route, None)
+
+    def _forward(self, host: Host, nf: Netfilter, ct: Conntrack, e: Optional[ConntrackEntry], pkt: Packet,
+                 pt: PacketTrace, hop: Hop, route: Optional[Route], bridged_to: Optional[Interface]):
+        pkt.oif = route.dev if route is not None else "cni0"
+        res = self._run(host, nf, hop, pt, "filter", "FORWARD", pkt)
+        if res.verdict != "ACCEPT":
+            return self._refused(host, hop, res, pkt, "FORWARD")
+        ipvs = self.ipvs(host.name)
+        if ipvs is not None:
+            dec = ipvs.reply(pkt, self.now, "FORWARD")
+            if dec is not None:
+                self._ipvs_step(host, hop, dec, pkt, ct, e)
+        r = self._postrouting(host, nf, ct, e, pkt, pt, hop, pkt.oif)
+        if r is not None:
+            return r
+        if bridged_to is not None:
+            return self._to_port(host, bridged_to, pkt, pt, hop)
+        assert route is not None
+        return self._transmit(host, route, pkt, pt, hop)
+
+    def _local_in(self, host: Host, iif: str, pkt: Packet, pt: PacketTrace, hop: Hop, ct: Conntrack,
+                  e: Optional[ConntrackEntry], nf: Netfilter):
+        res = self._run(host, nf, hop, pt, "filter", "INPUT", pkt)
+        if res.verdict != "ACCEPT":
+            return self._refused(host, hop, res, pkt, "INPUT")
+        if e is not None:
+            self._translate(ct.nat_src(pkt, e, pkt.ct_reply), "src", hop,
+                            "SNAT" if not pkt.ct_reply else "un-DNAT (conntrack)")
+            ct.confirm(e)
+        ipvs = self.ipvs(host.name)
+        if ipvs is not None:
+            dec = ipvs.reply(pkt, self.now, "LOCAL_IN") or ipvs.local_in(pkt, self.now)
+            stop = self._ipvs_step(host, hop, dec, pkt, ct, e)
+            if stop is not None:
+                return stop
+            if dec is not None and dec.action == "dnat":
+                # ip_vs_nat_xmit: routed to the real server, through LOCAL_OUT and POSTROUTING
+                route = host.routes.lookup(pkt.dst)
+                if route is None:
+                    hop.add("DROPPED", f"IPVS: no route to real server {pkt.dst_ip}")
+                    return End("NO_ROUTE", host)
+                hop.add("ROUTED", f"{route}  (ip_vs_nat_xmit)")
+                if host.routes.is_local(pkt.dst):
+                    return self._deliver(host, iif, pkt, hop)
+                pkt.oif = route.dev
+                res = self._run(host, nf, hop, pt, "filter", "OUTPUT", pkt)
+                if res.verdict != "ACCEPT":
+                    return self._refused(host, hop, res, pkt, "OUTPUT")
+                r = self._postrouting(host, nf, ct, e, pkt, pt, hop, route.dev)
+                if r is not None:
+                    return r
+                return self._transmit(host, route, pkt, pt, hop)
+        return self._deliver(host, iif, pkt, hop)
+
+    def _postrouting(self, host: Host, nf: Netfilter, ct: Conntrack, e: Optional[ConntrackEntry], pkt: Packet,
+                     pt: PacketTrace, hop: Hop, oif: str):
+        pkt.oif = oif
+        if e is not None and pkt.ctstate != "INVALID":
+            if not e.confirmed and pkt.ctstate == "NEW":
+                res = self._run(host, nf, hop, pt, "nat", "POSTROUTING", pkt)
+                if res.nat is not None and res.nat.kind in ("SNAT", "MASQUERADE"):
+                    self._bind(host, ct, e, res, pkt, hop, oif)
+            self._translate(ct.nat_src(pkt, e, pkt.ct_reply), "src", hop,
+                            "SNAT" if not pkt.ct_reply else "un-DNAT (conntrack)")
+            if not e.confirmed:
+                ct.confirm(e)
+                hop.add("CONNTRACK", f"confirmed: {e.line(self.now)}", {"conntrack": e.line(self.now)})
+        return None
+
+    # ------------------------------------------------------------------ conntrack + NAT helpers
+    def _conntrack_in(self, host: Host, ct: Conntrack, pkt: Packet, hop: Hop) -> Optional[ConntrackEntry]:
+        if pkt.ct is not None and pkt.ctstate is not None and pkt.iif is None:
+            pass
+        e, is_reply, state = ct.classify(pkt, self.now)
+        pkt.ct, pkt.ct_reply, pkt.ctstate = e, is_reply, state
+        if e is None:
+            hop.add("CONNTRACK", f"ctstate {state}: no connection matches {pkt.summary()}")
+            return None
+        if state == "RELATED":
+            hop.add("CONNTRACK", f"ctstate RELATED (ICMP error about {e.line(self.now)})")
+            return e
+        if e.confirmed:
+            ct.update(e, pkt, is_reply, self.now)
+            hop.add("CONNTRACK", f"ctstate {state}{' (reply direction)' if is_reply else ''}: {e.line(self.now)}",
+                    {"conntrack": e.line(self.now)})
+        else:
+            ct.update(e, pkt, is_reply, self.now)
+            hop.add("CONNTRACK", f"ctstate NEW: new entry (unconfirmed) for {pkt.summary()}")
+        return e
+
+    def _bind(self, host: Host, ct: Conntrack, e: ConntrackEntry, res: HookResult, pkt: Packet, hop: Hop,
+              oif: Optional[str] = None) -> None:
+        nat = res.nat
+        assert nat is not None
+        if nat.kind == "DNAT":
+            ct.bind_dnat(e, nat.ip if nat.ip is not None else pkt.dst, nat.port or pkt.dport)
+            return
+        ip = nat.ip
+        if nat.kind == "MASQUERADE":
+            ip = host.primary_address(oif or "eth0")
+            if ip is None:
+                hop.add("DROPPED", f"MASQUERADE: {oif} has no address")
+                return
+        assert ip is not None
+        port = ct.bind_snat(e, ip, nat.port, self.rng, nat.random_fully, oif)
+        how = "--random-fully: port drawn" if nat.random_fully else \
+            ("source port kept" if port == pkt.sport else "port clash: new source port")
+        hop.add("CONNTRACK", f"{nat.kind} binding: source -> {int2ip(ip)}:{port} ({how})")
+
+    def _translate(self, change, which: str, hop: Hop, label: str) -> None:
+        if change is None:
+            return
+        oi, op, ni, np_ = change
+        before = f"{int2ip(oi)}:{op}" if op else int2ip(oi)
+        after = f"{int2ip(ni)}:{np_}" if np_ else int2ip(ni)
+        hop.add("TRANSLATED", f"{label} {which} {before} -> {after}", {"before": before, "after": after})
+
+    def _run(self, host: Host, nf: Netfilter, hop: Hop, pt: PacketTrace, table: str, chain: str,
+             pkt: Packet) -> HookResult:
+        if not nf.has_rules(table, chain):
+            return HookResult()
+        ctx = Ctx(host, self.now, self.rng, self.recent_state(host.name))
+        res = nf.run(table, chain, pkt, ctx)
+        pt._rules += res.rules_evaluated  # type: ignore[attr-defined]
+        self.stats["rules_evaluated"] += res.rules_evaluated
+        for h in res.hits:
+            hop.add("RULE", f"{h.table}:{h.chain} #{h.number}  {h.text}",
+                    {"table": h.table, "chain": h.chain, "rule": h.text, "rule_number": h.number})
+        if res.verdict != "ACCEPT":
+            pass
+        return res
+
+    def _refused(self, host: Host, hop: Hop, res: HookResult, pkt: Packet, chain: str) -> End:
+        last = res.hits[-1] if res.hits else None
+        where = f"filter:{chain}" + (f" ({last.chain} #{last.number})" if last else "")
+        if res.verdict == "REJECT":
+            err = self._reject_packet(host, pkt, res.reject_with)
+            hop.add("REJECTED", f"{where}: REJECT --reject-with {res.reject_with}; "
+                    f"sends {err.summary() if err else 'nothing'}")
+            return End("REJECTED", host, f"{where} {last.text if last else ''}".strip(),
+                       generated=[(host, err)] if err is not None else [])
+        hop.add("DROPPED", f"{where}: DROP")
+        return End("DROPPED", host, f"{where} {last.text if last else ''}".strip())
+
+    def _reject_packet(self, host: Host, pkt: Packet, how: str) -> Optional[Packet]:
+        # icmp_send: source = the rejected packet's destination if local, else the address the
+        # route back to the sender would use.
+        if host.routes.is_local(pkt.dst):
+            src = pkt.dst
+        else:
+            r = host.routes.lookup(pkt.src)
+            src = (r.src if r and r.src is not None else host.primary_address(r.dev if r else "eth0")) or pkt.dst
+        if how == "tcp-reset" and pkt.proto == IPPROTO_TCP:
+            return Packet.tcp(pkt.dst_ip, pkt.src_ip, pkt.dport, pkt.sport, flags="RA", ack=pkt.seq + 1)
+        code = {"icmp-port-unreachable": 3, "icmp-host-unreachable": 1, "icmp-net-unreachable": 0,
+                "icmp-admin-prohibited": 13, "icmp-host-prohibited": 10, "icmp-net-prohibited": 9,
+                "icmp-proto-unreachable": 2}.get(how, 3)
+        # the original packet as received (conntrack may have rewritten it: quote the current bytes)
+        return Packet.icmp_error(int2ip(src), pkt, code=code)
+
+    def _ipvs_step(self, host: Host, hop: Hop, dec, pkt: Packet, ct: Conntrack, e: Optional[ConntrackEntry]):
+        if dec is None:
+            return None
+        before = f"{dec.before[0]}:{dec.before[1]}" if dec.before[0] else ""
+        after = f"{dec.after[0]}:{dec.after[1]}" if dec.after[0] else ""
+        extra = {"before": before, "after": after} if before else None
+        hop.add("IPVS", f"{dec.hook}: {dec.action} {before + ' -> ' + after if before else ''} ({dec.reason})".replace("  ", " "),
+                extra)
+        if dec.action == "dnat" and e is not None and not pkt.ct_reply:
+            # net.ipv4.vs.conntrack=1: ip_vs_update_conntrack alters the reply tuple
+            ct.bind_dnat(e, pkt.dst, pkt.dport)
+        if dec.action == "reject":
+            gen = [(host, dec.icmp)] if getattr(dec, "icmp", None) is not None else []
+            return End("REJECTED", host, dec.reason, generated=gen)
+        if dec.action == "drop":
+            return End("DROPPED", host, dec.reason)
+        return None
+
+    # ------------------------------------------------------------------ links
+    def _transmit(self, host: Host, route: Route, pkt: Packet, pt: PacketTrace, hop: Hop):
+        dev = host.interfaces.get(route.dev)
+        if dev is None:
+            hop.add("DROPPED", f"route via missing device {route.dev}")
+            return End("NO_ROUTE", host)
+        nh = route.via if route.via is not None else pkt.dst
+        pkt.oif = dev.name
+        if dev.kind == "vxlan":
+            remote = dev.fdb.get(nh)
+            if remote is None:
+                hop.add("DROPPED", f"flannel.1: no FDB entry for VTEP {int2ip(nh)}")
+                return End("NEIGHBOR_UNREACHABLE", host)
+            outer = self._encap(host, pkt, remote)
+            hop.add("ENCAPSULATED", f"flannel.1 vxlan vni {FLANNEL_VNI}: outer {outer.summary()}",
+                    {"interface": "flannel.1"})
+            self._capture(pt, host, "flannel.1", pkt, "sent into the VXLAN tunnel")
+            pkt = outer
+            dev = host.interfaces["eth0"]
+            nh = remote
+        seg = dev.segment
+        peer = seg.neighbours.get(nh) if seg is not None else None
+        if peer is None:
+            hop.add("DROPPED", f"no neighbour answers ARP for {int2ip(nh)} on {dev.name}")
+            return End("NEIGHBOR_UNREACHABLE", host, f"{host.name}: {int2ip(nh)} unreachable on {dev.name}")
+        hop.add("TRANSMITTED", f"{dev.name} -> {peer.host.name} ({peer.name}, {int2ip(nh)})",
+                {"interface": dev.name})
+        self._capture(pt, host, dev.name, pkt, "transmitted")
+        if host.kind == "node" and dev.kind == "bridge":
+            # out through the pod's veth (bridge port)
+            pkt.physdev_out = peer.bridge_port
+            pkt.physdev_in = None
+            return (peer.host, peer, pkt, None)
+        if host.kind == "pod" and peer.host.kind == "pod":
+            # pod -> pod on the same bridge: the node's cni0 bridges it (br_netfilter hooks run)
+            node = self.topology.hosts[host.node_name]
+            pkt.physdev_in = dev.bridge_port
+            return (node, node.interfaces["cni0"], pkt, peer)
+        if host.kind == "pod":
+            pkt.physdev_in = dev.bridge_port
+            return (peer.host, peer, pkt, None)
+        pkt.physdev_in = None
+        return (peer.host, peer, pkt, None)
+
+    def _to_port(self, node: Host, port: Interface, pkt: Packet, pt: PacketTrace, hop: Hop):
+        hop.add("TRANSMITTED", f"cni0 port {port.bridge_port} -> {port.host.name}", {"interface": "cni0"})
+        self._capture(pt, node, "cni0", pkt, "bridged")
+        pkt.physdev_in = None
+        return (port.host, port, pkt, None)
+
+    def _encap(self, host: Host, pkt: Packet, remote: int) -> Packet:
+        """flannel VXLAN: outer IP (TTL 64, DF clear) / UDP sport=flow hash, dport 8472 / VXLAN / Ethernet."""
+        fl = host.interfaces["flannel.1"]
+        inner_eth = bytes.fromhex(("02" * 6) + fl.mac.replace(":", "")) + b"\x08\x00"
+        vx = bytes([0x08, 0, 0, 0]) + FLANNEL_VNI.to_bytes(3, "big") + b"\x00"
+        h = zlib.crc32(bytes(pkt.buf[12:20]) + bytes(pkt.buf[(pkt.buf[0] & 15) * 4:(pkt.buf[0] & 15) * 4 + 4]))
+        lo, hi = EPHEMERAL_PORTS
+        sport = lo + h % (hi - lo + 1)          # udp_flow_src_port: a hash of the inner flow
+        src = host.interfaces["eth0"].addr
+        outer = Packet.udp(int2ip(src), int2ip(remote), sport, FLANNEL_VXLAN_PORT,
+                           payload=vx + inner_eth + bytes(pkt.buf))
+        outer.buf[6] = 0                        # flannel's outer header: DF not set
+        outer.refresh_checksums()
+        return outer
+
+    @staticmethod
+    def _decap(outer: Packet) -> Packet:
+        inner = Packet(outer.payload[8 + 14:])
+        inner.mark = 0
+        return inner
+
+    def _balance(self, lb: Host, pkt: Packet, pt: PacketTrace, hop: Hop):
+        """The external load balancer: pick a node for a new flow, then pass packets through unchanged.
+
+        Candidates are nodes that are Ready. For a Service with externalTrafficPolicy Local only nodes
+        with a ready endpoint of the Service pass the LB health check (healthCheckNodePort), as
+        cloud LBs do. The choice is a seeded draw, remembered per flow.
+        """
+        key = pkt.tuple()
+        chosen = self.lb_flows.get(key)
+        topo = self.topology
+        if chosen is None:
+            cands, why = self._lb_candidates(pkt)
+            if not cands:
+                hop.add("DROPPED", f"load balancer: no healthy node for {pkt.dst_ip}:{pkt.dport} ({why})")
+                return End("DROPPED", lb, f"load balancer has no healthy backend node ({why})")
+            chosen = self.rng.choice(cands)
+            self.lb_flows[key] = chosen
+            hop.add("BALANCED", f"{pkt.dst_ip}:{pkt.dport} -> node {chosen} (seeded choice among "
+                    f"{', '.join(cands)}; {why})")
+        else:
+            hop.add("BALANCED", f"existing flow -> node {chosen}")
+        node = topo.hosts[chosen]
+        eth0 = node.interfaces["eth0"]
+        pkt.ttl -= 1
+        hop.add("TRANSMITTED", f"eth0 -> {chosen} ({eth0.ip}), destination unchanged (passthrough)",
+                {"interface": "eth0"})
+        self._capture(pt, lb, "eth0", pkt, "passed through to a node")
+        return (node, eth0, pkt, None)
+
+    def _lb_candidates(self, pkt: Packet) -> tuple[list[str], str]:
+        nodes = [n for n in self.cluster.nodes() if n.ready]
+        svc = None
+        for s in self.cluster.services():
+            if pkt.dst_ip in s.load_balancer_ips and any(p.port == pkt.dport for p in s.ports):
+                svc = s
+                break
+        if svc is not None and svc.external_traffic_policy == "Local":
+            local = set()
+            for sl in self.cluster.endpoint_slices(svc.namespace, svc.name):
+                for ep in sl.endpoints:
+                    if ep.ready and ep.node_name:
+                        local.add(ep.node_name)
+            good = [n.name for n in nodes if n.name in local]
+            return sorted(good), "externalTrafficPolicy Local: health check passes only on nodes with a ready endpoint"
+        return sorted(n.name for n in nodes), "every Ready node passes the health check"
+
+    # ------------------------------------------------------------------ sockets
+    def _deliver(self, host: Host, iif: str, pkt: Packet, hop: Hop) -> End:
+        socks = self.sockets.get(host.name)
+        # a client socket waiting for this reply?
+        if self._is_client_reply(host, pkt):
+            hop.add("DELIVERED", f"to the client socket {pkt.dst_ip}:{pkt.dport}: {pkt.summary()}")
+            return End("CLIENT", host, pkt=pkt)
+        if socks is None:
+            socks = Sockets()
+        d = socks.deliver(pkt, self.rng)
+        gen = [(host, r) for r in d.replies]
+        if d.kind == "listener":
+            hop.add("DELIVERED", f"{d.detail}" + (f"; answers {d.replies[0].summary()}" if d.replies else ""))
+            return End("DELIVERED", host, d.detail, owner=d.owner, pkt=pkt, generated=gen)
+        if d.kind == "kernel":
+            hop.add("DELIVERED", d.detail)
+            return End("KERNEL", host, d.detail, pkt=pkt, generated=gen)
+        hop.add("ANSWERED", f"{d.detail}: the kernel answers {d.replies[0].summary()}")
+        return End("NO_LISTENER", host, f"{host.name}: {d.detail}", pkt=pkt, generated=gen)
+
+    def _is_client_reply(self, host: Host, pkt: Packet) -> bool:
+        socks = self._clients.get(host.name)
+        if not socks:
+            return False
+        if pkt.is_icmp_error:
+            inner = pkt.inner
+            return inner is not None and (inner.proto, inner.sport) in socks
+        return (pkt.proto, pkt.dport) in socks
+
+    # ------------------------------------------------------------------ capture
+    def _capture(self, pt: PacketTrace, host: Host, iface: str, pkt: Packet, what: str) -> None:
+        if pt.pcap is not None:
+            pt.pcap.append((host.name, iface, bytes(pkt.buf), f"{host.name}/{iface} {what}: {pkt.summary()}"))
+
+    # ------------------------------------------------------------------ inspection
+    def conntrack_listing(self, node: str) -> str:
+        return self.conntrack_for(node).listing(self.now)
+
+
+def _matches(req: tuple, r: Packet) -> bool:
+    """Does the reply come from where the request went (i.e. was every NAT undone)?"""
+    proto, s, sp, d, dp = req
+    if r.is_icmp_error:
+        inner = r.inner
+        return inner is not None and inner.tuple() == req
+    return r.src == d and r.sport == dp and r.dst == s and r.dport == sp

@@ -1,0 +1,195 @@
+"""Compile a table's chains into indexed lookups that keep first-match order exactly.
+
+A rule whose header pins one destination address (-d X/32) and/or whose protocol match pins
+one destination port (-p P ... --dport N, with no side-effecting match such as statistic or
+recent before it) is filed in a hash bucket keyed by those fields. For a packet, the next
+rule that can possibly match at or after position `pos` is the smallest position among the
+packet's buckets and the unindexed rules; every candidate is still tested in full. Rules the
+index skips could not have matched, and no side effect was skipped, so the verdict, the
+random draws and the position-based "rules evaluated" count equal a linear walk's.
+"""
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from netsim.rules.iptables import targets as T
+from netsim.rules.iptables.matches import iface_matches
+from netsim.rules.iptables.ruleset import Chain, Header, IptablesError, Rule, Table
+
+INDEX_MIN_RULES = 16          # shorter chains are walked linearly
+_PORT_PROTOS = (6, 17, 132, 136)
+
+
+@dataclass
+class CompiledRule:
+    rule: Rule
+    preds: tuple[Callable[[Any, Any], bool], ...]
+    kind: str                  # none|jump|goto|return|verdict|nat|mark|connmark|continue|unsupported
+    action: Any = None
+    jump_to: Optional[str] = None
+
+
+@dataclass
+class CompiledChain:
+    name: str
+    policy: Optional[str]
+    line: int
+    rules: list[CompiledRule]
+    shapes: list[tuple[tuple[bool, bool, bool], dict[tuple, list[int]]]] = field(default_factory=list)
+    unindexed: list[int] = field(default_factory=list)
+    indexed: bool = False
+
+    def candidate_lists(self, pkt) -> Optional[list[list[int]]]:
+        """Sorted position lists whose union holds every rule this packet could match (None: walk all)."""
+        if not self.indexed:
+            return None
+        lists = [self.unindexed] if self.unindexed else []
+        dst = pkt.dst
+        proto = pkt.proto
+        ported = proto in _PORT_PROTOS
+        for (has_dst, has_proto, has_dport), buckets in self.shapes:
+            if has_dport:
+                if not ported:
+                    continue
+                key = (dst, proto, pkt.dport) if has_dst else (proto, pkt.dport)
+            elif has_proto:
+                key = (dst, proto)
+            else:
+                key = (dst,)
+            lst = buckets.get(key)
+            if lst:
+                lists.append(lst)
+        return lists
+
+    def next_candidate(self, lists: Optional[list[list[int]]], pos: int) -> int:
+        if lists is None:
+            return pos
+        best = len(self.rules)
+        for lst in lists:
+            j = bisect_left(lst, pos)
+            if j < len(lst) and lst[j] < best:
+                best = lst[j]
+        return best
+
+
+def header_preds(h: Header) -> list[Callable]:
+    preds: list[Callable] = []
+    if h.src is not None:
+        net, mask, neg = h.src
+        if mask == 0xFFFFFFFF:
+            preds.append(lambda p, c: (p.src == net) != neg)
+        else:
+            preds.append(lambda p, c: ((p.src & mask) == net) != neg)
+    if h.dst is not None:
+        dnet, dmask, dneg = h.dst
+        if dmask == 0xFFFFFFFF:
+            preds.append(lambda p, c: (p.dst == dnet) != dneg)
+        else:
+            preds.append(lambda p, c: ((p.dst & dmask) == dnet) != dneg)
+    if h.iif is not None:
+        iname, ineg = h.iif
+        preds.append(lambda p, c: iface_matches(p.iif, iname) != ineg)
+    if h.oif is not None:
+        oname, oneg = h.oif
+        preds.append(lambda p, c: iface_matches(p.oif, oname) != oneg)
+    if h.proto is not None and h.proto[0] != 0:
+        pnum, pneg = h.proto
+        preds.append(lambda p, c: (p.proto == pnum) != pneg)
+    elif h.proto is not None and h.proto[1]:
+        preds.append(lambda p, c: False)       # ! -p all matches nothing
+    if h.fragment is not None:
+        # we emulate unfragmented datagrams only: -f never matches, ! -f always does
+        frag = h.fragment
+        preds.append(lambda p, c: not frag)
+    return preds
+
+
+def compile_rule(rule: Rule) -> CompiledRule:
+    if rule.unsupported is not None:
+        return CompiledRule(rule, (), "unsupported")
+    preds = tuple(header_preds(rule.header) + [m.pred for m in rule.matches])
+    t = rule.target_spec
+    if t is None:
+        return CompiledRule(rule, preds, "none")
+    if t.action is None:
+        return CompiledRule(rule, preds, "goto" if t.goto else "jump", jump_to=t.name)
+    a = t.action
+    if a == "RETURN":
+        return CompiledRule(rule, preds, "return")
+    if isinstance(a, T.Verdict_):
+        return CompiledRule(rule, preds, "verdict", a)
+    if isinstance(a, T.NatAction):
+        return CompiledRule(rule, preds, "nat", a)
+    if isinstance(a, T.MarkAction):
+        return CompiledRule(rule, preds, "mark", a)
+    if isinstance(a, T.ConnmarkAction):
+        return CompiledRule(rule, preds, "connmark", a)
+    return CompiledRule(rule, preds, "continue", a)
+
+
+def index_key(rule: Rule) -> Optional[tuple[tuple[bool, bool, bool], tuple]]:
+    """(shape, key) under which a rule can be indexed, or None if it must be walked."""
+    if rule.unsupported is not None:
+        return None
+    h = rule.header
+    dst = h.dst[0] if (h.dst is not None and not h.dst[2] and h.dst[1] == 0xFFFFFFFF) else None
+    proto = h.proto[0] if (h.proto is not None and not h.proto[1] and h.proto[0]) else None
+    dport = None
+    for m in rule.matches:
+        if m.dport is not None:
+            dport = m.dport
+            break
+        if not m.pure:
+            break          # a side effect (random draw, recent update) runs before the port test
+    if proto is None:
+        dport = None
+    if dst is None and dport is None:
+        return None
+    shape = (dst is not None, proto is not None, dport is not None)
+    key = tuple(v for v in (dst, proto, dport) if v is not None)
+    return shape, key
+
+
+def compile_chain(chain: Chain, min_rules: int = INDEX_MIN_RULES) -> CompiledChain:
+    rules = [compile_rule(r) for r in chain.rules]
+    cc = CompiledChain(chain.name, chain.policy, chain.line, rules)
+    if len(rules) < min_rules:
+        return cc
+    shapes: dict[tuple[bool, bool, bool], dict[tuple, list[int]]] = {}
+    for pos, cr in enumerate(rules):
+        ik = index_key(cr.rule)
+        if ik is None:
+            cc.unindexed.append(pos)
+        else:
+            shapes.setdefault(ik[0], {}).setdefault(ik[1], []).append(pos)
+    cc.shapes = list(shapes.items())
+    cc.indexed = True
+    return cc
+
+
+def check_loops(table: Table) -> None:
+    """iptables-restore refuses a ruleset whose jumps form a loop (ELOOP); so do we."""
+    graph = {name: [(r.target, r) for r in c.rules if r.target in table.chains and r.target_spec
+                    and r.target_spec.action is None]
+             for name, c in table.chains.items()}
+    state: dict[str, int] = {}
+
+    def visit(name: str) -> None:
+        state[name] = 1
+        for nxt, rule in graph[name]:
+            s = state.get(nxt, 0)
+            if s == 1:
+                raise IptablesError(f"{rule_where(rule)}: jump to {nxt} makes a loop in table {table.name}")
+            if s == 0:
+                visit(nxt)
+        state[name] = 2
+
+    for name in graph:
+        if state.get(name, 0) == 0:
+            visit(name)
+
+
+def rule_where(rule: Rule) -> str:
+    return f"line {rule.line}"

@@ -1,0 +1,347 @@
+"""Parse iptables-save / iptables-restore text into a Ruleset, compiling each match and target.
+
+Errors name `source:line` and what was expected. With lenient=True a rule that uses an
+unknown or unmodelled match/target is kept, marked `unsupported`, and never matches.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from netsim.rules.iptables import matches as M
+from netsim.rules.iptables import targets as T
+from netsim.rules.iptables.ruleset import (
+    BUILTIN_CHAINS, Chain, Header, IptablesError, Match, Opt, Rule, Ruleset, Table, Target,
+)
+from netsim.rules.iptables.values import parse_cidr, parse_proto, render_proto
+
+_HEADER = {
+    "-s": "src", "--source": "src", "--src": "src",
+    "-d": "dst", "--destination": "dst", "--dst": "dst",
+    "-i": "iif", "--in-interface": "iif",
+    "-o": "oif", "--out-interface": "oif",
+    "-p": "proto", "--protocol": "proto",
+}
+
+
+def tokenize(line: str, where: str) -> list[str]:
+    """Split like iptables-restore: whitespace separates, "..." quotes, \\ escapes inside quotes."""
+    toks: list[str] = []
+    cur: list[str] = []
+    in_tok = in_q = False
+    i, n = 0, len(line)
+    while i < n:
+        ch = line[i]
+        if in_q:
+            if ch == "\\" and i + 1 < n:
+                cur.append(line[i + 1])
+                i += 2
+                continue
+            if ch == '"':
+                in_q = False
+            else:
+                cur.append(ch)
+        elif ch == '"':
+            in_q = in_tok = True
+        elif ch in " \t":
+            if in_tok:
+                toks.append("".join(cur))
+                cur, in_tok = [], False
+        else:
+            cur.append(ch)
+            in_tok = True
+        i += 1
+    if in_q:
+        raise IptablesError(f"{where}: unterminated quote")
+    if in_tok:
+        toks.append("".join(cur))
+    return toks
+
+
+class _Parser:
+    def __init__(self, source: str, lenient: bool) -> None:
+        self.source = source
+        self.lenient = lenient
+        self.rs = Ruleset(source=source)
+        self.table: Optional[Table] = None
+        self.pending: list[tuple[Rule, str, list[Opt], bool, str]] = []   # rules whose target awaits COMMIT
+
+    def where(self, lineno: int) -> str:
+        return f"{self.source}:{lineno}"
+
+    def run(self, text: str) -> Ruleset:
+        lineno = 0
+        for lineno, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            w = self.where(lineno)
+            if line.startswith("*"):
+                self.begin_table(line[1:].strip(), lineno)
+            elif line == "COMMIT":
+                if self.table is None:
+                    raise IptablesError(f"{w}: COMMIT without a table (expected '*filter', '*nat', ...)")
+                self.commit()
+            elif self.table is None:
+                raise IptablesError(f"{w}: expected a table header like '*nat' before {line.split()[0]!r}")
+            elif line.startswith(":"):
+                self.declare_chain(line, lineno)
+            else:
+                self.command(line, lineno)
+        if self.table is not None:
+            raise IptablesError(f"{self.where(lineno)}: table {self.table.name} has no COMMIT line")
+        return self.rs
+
+    def begin_table(self, name: str, lineno: int) -> None:
+        w = self.where(lineno)
+        if self.table is not None:
+            raise IptablesError(f"{w}: table {name} starts before table {self.table.name} was COMMITted")
+        if name not in BUILTIN_CHAINS:
+            raise IptablesError(f"{w}: unknown table {name!r} (expected {', '.join(BUILTIN_CHAINS)})")
+        t = self.rs.tables.get(name)
+        if t is None:
+            t = Table(name, line=lineno)
+            for c in BUILTIN_CHAINS[name]:
+                t.chains[c] = Chain(c, "ACCEPT", line=0)
+            self.rs.tables[name] = t
+        self.table = t
+
+    def declare_chain(self, line: str, lineno: int) -> None:
+        w = self.where(lineno)
+        parts = line[1:].split()
+        if len(parts) < 2:
+            raise IptablesError(f"{w}: chain line must be ':NAME POLICY [packets:bytes]', got {line!r}")
+        name, policy = parts[0], parts[1]
+        counters = _counters(parts[2], w) if len(parts) > 2 else None
+        builtin = name in BUILTIN_CHAINS[self.table.name]
+        if builtin:
+            if policy not in ("ACCEPT", "DROP"):
+                raise IptablesError(f"{w}: built-in chain {name} needs policy ACCEPT or DROP, got {policy!r}")
+            c = self.table.chains[name]
+            c.policy, c.line, c.counters = policy, lineno, counters
+        else:
+            if policy != "-":
+                raise IptablesError(f"{w}: user chain {name} must have policy '-', got {policy!r}")
+            if len(name) > 28:
+                raise IptablesError(f"{w}: chain name {name!r} is longer than 28 characters")
+            c = self.table.chains.get(name)
+            if c is None:
+                self.table.chains[name] = Chain(name, None, line=lineno, counters=counters)
+            else:
+                c.rules.clear()   # iptables-restore flushes a declared chain
+                c.line = lineno
+
+    def command(self, line: str, lineno: int) -> None:
+        w = self.where(lineno)
+        toks = tokenize(line, w)
+        counters = None
+        text = line
+        if toks and toks[0].startswith("["):
+            counters = _counters(toks[0], w)
+            toks = toks[1:]
+            text = line[line.index("]") + 1:].lstrip()
+        if not toks:
+            raise IptablesError(f"{w}: empty rule")
+        cmd = toks[0]
+        if cmd in ("-A", "--append", "-I", "--insert"):
+            if len(toks) < 2:
+                raise IptablesError(f"{w}: {cmd} needs a chain name")
+            chain = self.table.chains.get(toks[1])
+            if chain is None:
+                raise IptablesError(f"{w}: chain {toks[1]!r} is not declared in table {self.table.name} "
+                                    f"(expected a ':{toks[1]} - [0:0]' line first)")
+            rest = toks[2:]
+            pos = None
+            if cmd in ("-I", "--insert"):
+                pos = 1
+                if rest and rest[0].isdigit():
+                    pos = int(rest[0])
+                    rest = rest[1:]
+            rule = self.rule(chain.name, rest, lineno, text, counters)
+            if pos is None:
+                chain.rules.append(rule)
+            else:
+                chain.rules.insert(pos - 1, rule)
+        elif cmd in ("-N", "--new-chain") and len(toks) == 2:
+            self.table.chains.setdefault(toks[1], Chain(toks[1], None, line=lineno))
+        elif cmd in ("-X", "--delete-chain") and len(toks) == 2:
+            if toks[1] not in self.table.chains or self.table.chains[toks[1]].builtin:
+                raise IptablesError(f"{w}: -X of unknown or built-in chain {toks[1]!r}")
+            del self.table.chains[toks[1]]
+        elif cmd in ("-F", "--flush"):
+            for c in ([self.table.chains[toks[1]]] if len(toks) > 1 else self.table.chains.values()):
+                c.rules.clear()
+        elif cmd in ("-P", "--policy") and len(toks) == 3:
+            c = self.table.chains.get(toks[1])
+            if c is None or not c.builtin or toks[2] not in ("ACCEPT", "DROP"):
+                raise IptablesError(f"{w}: -P needs a built-in chain and ACCEPT or DROP")
+            c.policy = toks[2]
+        else:
+            raise IptablesError(f"{w}: expected a rule '-A CHAIN ...', got {cmd!r}")
+
+    # -- one rule -----------------------------------------------------------------------------
+    def rule(self, chain: str, toks: list[str], lineno: int, text: str, counters) -> Rule:
+        w = self.where(lineno)
+        rule = Rule(self.table.name, chain, lineno, text, counters=counters)
+        try:
+            self._fill(rule, toks, w)
+        except IptablesError as e:
+            if not self.lenient:
+                raise
+            rule.unsupported = str(e)
+            self.rs.unsupported.append(str(e))
+        return rule
+
+    def _fill(self, rule: Rule, toks: list[str], w: str) -> None:
+        header = rule.header
+        raw: list[tuple[str, list[Opt], bool]] = []    # (module, opts, implicit)
+        target: Optional[str] = None
+        goto = False
+        topts: list[Opt] = []
+        cur: Optional[int] = None          # index into raw; -1 means the target
+        neg = False
+        i, n = 0, len(toks)
+
+        def need(k: int, what: str) -> list[str]:
+            if i + k > n - 1:
+                raise IptablesError(f"{w}: {toks[i]} needs {what}")
+            return toks[i + 1:i + 1 + k]
+
+        while i < n:
+            tok = toks[i]
+            if tok == "!":
+                if neg:
+                    raise IptablesError(f"{w}: double '!'")
+                neg = True
+                i += 1
+                continue
+            if tok in _HEADER:
+                (val,) = need(1, "a value")
+                self._header(header, _HEADER[tok], val, neg, w)
+                neg = False
+                i += 2
+            elif tok in ("-f", "--fragment"):
+                header.fragment = not neg
+                neg = False
+                i += 1
+            elif tok in ("-m", "--match"):
+                if neg:
+                    raise IptablesError(f"{w}: '!' cannot negate -m")
+                (mod,) = need(1, "a module name")
+                raw.append((mod, [], False))
+                cur = len(raw) - 1
+                i += 2
+            elif tok in ("-j", "--jump", "-g", "--goto"):
+                (target,) = need(1, "a target")
+                goto = tok in ("-g", "--goto")
+                cur = -1
+                i += 2
+            elif tok in ("-c", "--set-counters"):
+                pk, by = need(2, "packet and byte counts")
+                rule.counters = (int(pk), int(by))
+                i += 3
+            elif tok.startswith("-"):
+                owner, spec, canon = self._owner(tok, raw, cur, target, header, w)
+                k = spec
+                args = toks[i + 1:i + 1 + k]
+                if len(args) < k:
+                    raise IptablesError(f"{w}: option {tok} needs {k} argument(s)")
+                if args and args[0] == "!":           # old syntax: --dport ! 80
+                    neg = True
+                    args = toks[i + 2:i + 2 + k]
+                    i += 1
+                opt = Opt(canon, tuple(args), neg)
+                if owner == -1:
+                    topts.append(opt)
+                else:
+                    raw[owner][1].append(opt)
+                neg = False
+                i += 1 + k
+            else:
+                raise IptablesError(f"{w}: unexpected {tok!r} (expected an option such as -p, -m, -j)")
+        if neg:
+            raise IptablesError(f"{w}: '!' at the end of the rule negates nothing")
+        key = (self.source, rule.table, rule.chain, rule.line)
+        for idx, (mod, opts, _implicit) in enumerate(raw):
+            rule.matches.append(M.build_match(mod, opts, header, w, key + (idx,)))
+        if target is not None:
+            self.pending.append((rule, target, topts, goto, w))
+
+    def _owner(self, tok: str, raw, cur, target, header: Header, w: str) -> tuple[int, int, str]:
+        """Which loaded match (or the target) takes option `tok`, its arity and canonical name."""
+        if cur == -1:
+            spec = T.OPTIONS.get(target)
+            if spec is None:
+                # a jump to a user chain takes no options; unknown targets are reported at COMMIT
+                raise IptablesError(f"{w}: unknown target {target!r} with option {tok}")
+            canon = T.ALIASES.get(target, {}).get(tok, tok)
+            if canon not in spec:
+                raise IptablesError(f"{w}: target {target} has no option {tok}")
+            return -1, spec[canon], canon
+        order = ([cur] if cur is not None else []) + [j for j in range(len(raw) - 1, -1, -1) if j != cur]
+        for j in order:
+            mod = raw[j][0]
+            if mod not in M.OPTIONS:
+                raise IptablesError(f"{w}: unknown match module -m {mod}")
+            canon = M.ALIASES.get(mod, {}).get(tok, tok)
+            if canon in M.OPTIONS[mod]:
+                return j, M.OPTIONS[mod][canon], canon
+        # iptables loads the protocol's match implicitly: `-p tcp --dport 80`
+        if header.proto is not None and not header.proto[1]:
+            pname = render_proto(header.proto[0])
+            if pname in M.OPTIONS:
+                canon = M.ALIASES.get(pname, {}).get(tok, tok)
+                if canon in M.OPTIONS[pname]:
+                    raw.append((pname, [], True))
+                    return len(raw) - 1, M.OPTIONS[pname][canon], canon
+        where_mod = f" for -m {raw[cur][0]}" if cur is not None else ""
+        raise IptablesError(f"{w}: unknown option {tok}{where_mod}")
+
+    def _header(self, h: Header, field: str, val: str, neg: bool, w: str) -> None:
+        if getattr(h, field) is not None:
+            raise IptablesError(f"{w}: {field} given twice")
+        if field in ("src", "dst"):
+            if "," in val:
+                raise IptablesError(f"{w}: address lists ({val!r}) are not supported; write one rule per address")
+            net, mask = parse_cidr(val, w)
+            setattr(h, field, (net, mask, neg))
+        elif field in ("iif", "oif"):
+            setattr(h, field, (val, neg))
+        else:
+            setattr(h, field, (parse_proto(val, w), neg))
+
+    def commit(self) -> None:
+        t = self.table
+        for rule, target, topts, goto, w in self.pending:
+            try:
+                rule.target_spec = self._target(t, target, topts, goto, rule.header, w)
+            except IptablesError as e:
+                if not self.lenient:
+                    raise
+                rule.unsupported = str(e)
+                self.rs.unsupported.append(str(e))
+        self.pending = []
+        self.table = None
+
+    def _target(self, t: Table, name: str, topts: list[Opt], goto: bool, header: Header, w: str) -> Target:
+        if name in t.chains and not t.chains[name].builtin:
+            if topts:
+                raise IptablesError(f"{w}: a jump to chain {name} takes no options")
+            return Target(name, [], goto, f"{'-g' if goto else '-j'} {name}", None)
+        if name in BUILTIN_CHAINS[t.name]:
+            raise IptablesError(f"{w}: cannot jump to built-in chain {name}")
+        return T.build_target(name, topts, header, t.name, w, goto)
+
+
+def _counters(text: str, where: str) -> tuple[int, int]:
+    if not (text.startswith("[") and text.endswith("]") and ":" in text):
+        raise IptablesError(f"{where}: expected counters like [0:0], got {text!r}")
+    a, _, b = text[1:-1].partition(":")
+    try:
+        return int(a), int(b)
+    except ValueError:
+        raise IptablesError(f"{where}: expected counters like [0:0], got {text!r}") from None
+
+
+def parse(text: str, *, source: str = "<dump>", lenient: bool = False) -> Ruleset:
+    """Parse iptables-save (or iptables-restore) text; see module docstring for errors and lenient mode."""
+    return _Parser(source, lenient).run(text)

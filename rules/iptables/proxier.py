@@ -1,0 +1,157 @@
+"""kube-proxy's iptables proxier for one node: the rule text a node holds after a full sync.
+
+``render(cluster, node)`` = kube-proxy's ``iptables-restore`` input (see proxier_sync) plus what it
+creates outside the restore on a fresh node:
+
+* the jump rules from the built-in chains (``iptablesJumpChains`` then
+  ``iptablesKubeletJumpChains``, each ``EnsureChain`` + ``EnsureRule(Prepend, …)``, i.e. inserted
+  with ``-I`` at position 1, so every built-in chain lists them in reverse insertion order);
+* the empty ``KUBE-PROXY-CANARY`` chain in mangle, nat and filter (``iptables.Monitor``).
+
+Tables are written filter, nat, mangle; built-in chains with policy ACCEPT; user chains sorted
+by name; rules in the order they are evaluated. Rule arguments are spelled as kube-proxy writes
+them (``--or-mark 0x00004000``, ``-m tcp -p tcp``), which ``iptables-restore`` accepts as is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from netsim.rules.iptables.proxier_cluster import (
+    endpoints_for_node,
+    proxier_config_for_node,
+    service_port_infos,
+)
+from netsim.rules.iptables.proxier_inputs import (
+    EndpointInfo,
+    LocalTrafficDetector,
+    ProxierConfig,
+    ProxierInputError,
+    ServicePortInfo,
+)
+from netsim.rules.iptables.proxier_sync import (
+    KUBE_EXTERNAL_SERVICES,
+    KUBE_FIREWALL,
+    KUBE_FORWARD,
+    KUBE_NODEPORTS,
+    KUBE_POSTROUTING,
+    KUBE_PROXY_CANARY,
+    KUBE_PROXY_FIREWALL,
+    KUBE_SERVICES,
+    RestoreData,
+    compute_probability,
+    endpoints_key,
+    sync_proxy_rules,
+)
+
+__all__ = [
+    "EndpointInfo", "LocalTrafficDetector", "ProxierConfig", "ProxierInputError", "ServicePortInfo",
+    "JumpRule", "JUMP_RULES", "BUILTIN_CHAINS", "compute_probability", "endpoints_key",
+    "sync_proxy_rules", "restore_data", "restore_text", "render",
+]
+
+BUILTIN_CHAINS = {
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+}
+TABLE_ORDER = ("filter", "nat", "mangle")
+
+
+@dataclass(frozen=True)
+class JumpRule:
+    """One entry of kube-proxy's iptablesJumpChains / iptablesKubeletJumpChains."""
+    table: str
+    dst_chain: str
+    src_chain: str
+    comment: str
+    extra_args: str = ""
+
+    def rule(self) -> str:
+        parts = [f"-A {self.src_chain}"]
+        if self.extra_args:
+            parts.append(self.extra_args)
+        if self.comment:
+            parts.append(f'-m comment --comment "{self.comment}"')
+        parts.append(f"-j {self.dst_chain}")
+        return " ".join(parts)
+
+
+_NEW = "-m conntrack --ctstate NEW"
+# proxier.go iptablesJumpChains, then iptablesKubeletJumpChains, in source order.
+JUMP_RULES: tuple[JumpRule, ...] = (
+    JumpRule("filter", KUBE_EXTERNAL_SERVICES, "INPUT", "kubernetes externally-visible service portals", _NEW),
+    JumpRule("filter", KUBE_EXTERNAL_SERVICES, "FORWARD", "kubernetes externally-visible service portals", _NEW),
+    JumpRule("filter", KUBE_NODEPORTS, "INPUT", "kubernetes health check service ports"),
+    JumpRule("filter", KUBE_SERVICES, "FORWARD", "kubernetes service portals", _NEW),
+    JumpRule("filter", KUBE_SERVICES, "OUTPUT", "kubernetes service portals", _NEW),
+    JumpRule("filter", KUBE_FORWARD, "FORWARD", "kubernetes forwarding rules"),
+    JumpRule("filter", KUBE_PROXY_FIREWALL, "INPUT", "kubernetes load balancer firewall", _NEW),
+    JumpRule("filter", KUBE_PROXY_FIREWALL, "OUTPUT", "kubernetes load balancer firewall", _NEW),
+    JumpRule("filter", KUBE_PROXY_FIREWALL, "FORWARD", "kubernetes load balancer firewall", _NEW),
+    JumpRule("nat", KUBE_SERVICES, "OUTPUT", "kubernetes service portals"),
+    JumpRule("nat", KUBE_SERVICES, "PREROUTING", "kubernetes service portals"),
+    JumpRule("nat", KUBE_POSTROUTING, "POSTROUTING", "kubernetes postrouting rules"),
+    JumpRule("filter", KUBE_FIREWALL, "INPUT", ""),
+    JumpRule("filter", KUBE_FIREWALL, "OUTPUT", ""),
+)
+
+
+def restore_data(cluster: Any, node_name: str, config: Optional[ProxierConfig] = None) -> RestoreData:
+    """kube-proxy's full-sync restore input for ``node_name`` (structured)."""
+    cfg = config or proxier_config_for_node(cluster, node_name)
+    ports = service_port_infos(cluster)
+    return sync_proxy_rules(ports, endpoints_for_node(cluster, ports, cfg.node_name), cfg)
+
+
+def restore_text(cluster: Any, node_name: str, config: Optional[ProxierConfig] = None) -> str:
+    """Exactly the text kube-proxy hands to ``iptables-restore --noflush`` on a full sync."""
+    return restore_data(cluster, node_name, config).text()
+
+
+def _builtin_jump_rules() -> dict[str, dict[str, list[str]]]:
+    """Simulate EnsureRule(Prepend) on a fresh node: each rule goes to position 1."""
+    chains: dict[str, dict[str, list[str]]] = {t: {c: [] for c in BUILTIN_CHAINS[t]} for t in BUILTIN_CHAINS}
+    for jump in JUMP_RULES:
+        existing = chains[jump.table][jump.src_chain]
+        if jump.rule() not in existing:
+            existing.insert(0, jump.rule())
+    return chains
+
+
+def render(cluster: Any, node_name: str, config: Optional[ProxierConfig] = None,
+           tables: Optional[tuple[str, ...]] = None, canary: bool = True) -> str:
+    """The iptables-save-style text of ``node_name`` after kube-proxy's first full sync."""
+    data = restore_data(cluster, node_name, config)
+    return node_view_text(data, tables=tables, canary=canary)
+
+
+def node_view_text(data: RestoreData, tables: Optional[tuple[str, ...]] = None, canary: bool = True) -> str:
+    """Combine a restore input with the built-in chains, jump rules and canaries of a fresh node."""
+    wanted = tables or TABLE_ORDER
+    for t in wanted:
+        if t not in BUILTIN_CHAINS:
+            raise ProxierInputError(f"table {t!r} is not one of {', '.join(TABLE_ORDER)}")
+    jumps = _builtin_jump_rules()
+    restored = {
+        "filter": (data.filter_chains, data.filter_rules),
+        "nat": (data.nat_chains, data.nat_rules),
+        "mangle": ([], []),
+    }
+    out: list[str] = []
+    for table in TABLE_ORDER:
+        if table not in wanted:
+            continue
+        chain_lines, rules = restored[table]
+        user_chains = {line[1:].split(" ", 1)[0] for line in chain_lines}
+        user_chains |= {j.dst_chain for j in JUMP_RULES if j.table == table}
+        if canary:
+            user_chains.add(KUBE_PROXY_CANARY)
+        out.append(f"*{table}")
+        out += [f":{c} ACCEPT [0:0]" for c in BUILTIN_CHAINS[table]]
+        out += [f":{c} - [0:0]" for c in sorted(user_chains)]
+        for chain in BUILTIN_CHAINS[table]:
+            out += jumps[table][chain]
+        out += [r for r in rules if not r.startswith("-X ")]
+        out.append("COMMIT")
+    return "\n".join(out) + "\n"
