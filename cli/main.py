@@ -11,6 +11,8 @@ def cli() -> None:
 
 
 # --- subcommand registration (one line per module) ---
+from netsim.cli.dns_cmd import dns  # noqa: E402
+cli.add_command(dns)
 from netsim.cli.rules_cmd import rules  # noqa: E402
 cli.add_command(rules)
 from netsim.cli.examples_cmd import examples  # noqa: E402
@@ -22,3 +24,11 @@ cli.add_command(get)
 cli.add_command(events)
 from netsim.cli.kernel_cmd import KERNEL_COMMANDS  # noqa: E402
 for _kernel_cmd in KERNEL_COMMANDS: cli.add_command(_kernel_cmd)  # noqa: E701
+from netsim.cli.trace_cmd import trace  # noqa: E402
+cli.add_command(trace)
+from netsim.cli.demo_cmd import demo  # noqa: E402
+cli.add_command(demo)
+from netsim.cli.iptables_cmd import iptables  # noqa: E402
+cli.add_command(iptables)
+from netsim.cli.ipvs_cmd import ipvs  # noqa: E402
+cli.add_command(ipvs)

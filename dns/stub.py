@@ -189,3 +189,32 @@ def _finish(result: StubResult, herr: Optional[int]) -> StubResult:
     herr = TRY_AGAIN if herr == _TIMEOUT else herr
     result.error = None if herr is None else EAI.get(herr, "EAI_FAIL")
     return result
+
+
+GLIBC_EDNS_SIZE = 1200      # resolv/res_mkquery.c: the EDNS0 buffer glibc advertises with `options edns0`
+
+
+def glibc_query(qname: str, qtype: str, rng: Any, edns0: bool = False) -> DNSRecord:
+    """The query glibc builds: random id, RD=1, no AD, an OPT RR only with `options edns0`."""
+    from dnslib import EDNS0
+    q = DNSRecord.question(qname, qtype)
+    q.header.id = rng.getrandbits(16)
+    if edns0:
+        q.add_ar(EDNS0(udp_len=GLIBC_EDNS_SIZE))
+    return q
+
+
+def wire_query_fns(resolver: Any, rc: ResolvConf, rng: Any) -> tuple[QueryFn, QueryFn]:
+    """(udp, tcp) query functions that send glibc-shaped queries through netsim.dns.message.handle.
+
+    The UDP one sees the same truncation a real client would (512 bytes without `options edns0`).
+    """
+    from netsim.dns.message import handle
+    edns0 = rc.has_option("edns0")
+
+    def over(transport: str) -> QueryFn:
+        def fn(qname: str, qtype: str) -> Optional[DNSRecord]:
+            data = handle(resolver, glibc_query(qname, qtype, rng, edns0).pack(), transport)
+            return DNSRecord.parse(data) if data is not None else None
+        return fn
+    return over("udp"), over("tcp")

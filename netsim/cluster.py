@@ -660,4 +660,7 @@ class Cluster:
 def _describe(obj) -> str:
     kind = obj.kind if isinstance(obj, Deployment) else type(obj).__name__
     ns = getattr(obj, "namespace", None)
-    return f"{kind} {ns + '/' if ns else ''}{obj.name}"
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str):
+        return kind
+    return f"{kind} {ns + '/' if ns else ''}{name}"

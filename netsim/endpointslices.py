@@ -34,11 +34,10 @@ def pod_is_endpoint_candidate(pod: Pod) -> bool:
 
 
 def endpoint_for(pod: Pod, svc: Service, zone: Optional[str]) -> Endpoint:
-    """EndpointSlice conditions as the controller sets them (publishNotReadyAddresses forces ready)."""
-    ready = pod.ready and not pod.terminating
+    """EndpointSlice conditions as podToEndpoint sets them: serving is the pod's Ready condition,
+    ready is serving and not terminating, or forced true by publishNotReadyAddresses (serving is not)."""
     serving = pod.ready
-    if svc.publish_not_ready_addresses:
-        ready = serving = True
+    ready = svc.publish_not_ready_addresses or (serving and not pod.terminating)
     hostname = pod.hostname if (pod.hostname and pod.subdomain == svc.name) else None
     return Endpoint(addresses=[pod.ip], ready=ready, serving=serving, terminating=pod.terminating,
                     node_name=pod.node_name, hostname=hostname,
@@ -62,8 +61,6 @@ def build_slices(svc: Service, pods: Iterable[Pod], zones: dict[str, Optional[st
             if num is None:
                 continue                     # the controller skips ports a pod does not have
             ports.append((sp.name, num, sp.protocol))
-        if svc.ports and not ports:
-            continue
         groups.setdefault(tuple(ports), []).append(endpoint_for(pod, svc, zones.get(pod.node_name or "")))
 
     names = [s.name for s in sorted(existing, key=lambda s: s.name)]

@@ -66,9 +66,9 @@ class ClusterIPAllocator:
         self.network = ipaddress.ip_network(service_cidr)
         self.rng = rng
         self.used: set[int] = set()
-        size = self.network.num_addresses - 2
-        # KEP-3070: the static band is min(max(16, size/16), 256) addresses at the start.
-        self.static_band = min(max(16, size // 16), 256)
+        # KEP-3070 (ipallocator calculateRangeOffset): the static band is min(max(16, cidrSize/16), 256)
+        # addresses after the network address, none when the CIDR has at most 16 addresses.
+        self.static_band = _range_offset(self.network.num_addresses, lo=16, hi=256, step=16)
 
     def reserve(self, ip: str) -> None:
         try:
@@ -109,6 +109,9 @@ class PortAllocator:
     def __init__(self, lo: int, hi: int, rng: random.Random) -> None:
         self.lo, self.hi, self.rng = lo, hi, rng
         self.used: set[int] = set()
+        # KEP-3668 (portallocator calculateRangeOffset): dynamic ports prefer the range above the
+        # first min(max(16, size/32), 128) ports, which are left for explicit nodePorts.
+        self.static_band = _range_offset(hi - lo + 1, lo=16, hi=128, step=32)
 
     def reserve(self, port: int) -> None:
         if not self.lo <= port <= self.hi:
@@ -118,12 +121,13 @@ class PortAllocator:
         self.used.add(port)
 
     def allocate(self) -> int:
+        upper = self.lo + self.static_band
         for _ in range(64):
-            cand = self.rng.randint(self.lo, self.hi)
+            cand = self.rng.randint(upper, self.hi)
             if cand not in self.used:
                 self.used.add(cand)
                 return cand
-        for cand in range(self.lo, self.hi + 1):
+        for cand in list(range(upper, self.hi + 1)) + list(range(self.lo, upper)):
             if cand not in self.used:
                 self.used.add(cand)
                 return cand
@@ -132,6 +136,13 @@ class PortAllocator:
     def release(self, port: Optional[int]) -> None:
         if port:
             self.used.discard(port)
+
+
+def _range_offset(size: int, lo: int, hi: int, step: int) -> int:
+    """min(max(lo, size/step), hi), or 0 when the range has at most `lo` members."""
+    if size <= lo:
+        return 0
+    return min(max(lo, size // step), hi)
 
 
 class LoadBalancerIPAllocator:

@@ -43,7 +43,7 @@ class HookResult:
 class Netfilter(Protocol):
     def has_rules(self, table: str, chain: str) -> bool: ...
 
-    def run(self, table: str, chain: str, pkt: Any, ctx: Any) -> HookResult: ...
+    def run(self, table: str, chain: str, pkt: Any, now: float) -> HookResult: ...
 
 
 class EmptyNetfilter:
@@ -52,7 +52,7 @@ class EmptyNetfilter:
     def has_rules(self, table: str, chain: str) -> bool:
         return False
 
-    def run(self, table: str, chain: str, pkt: Any, ctx: Any) -> HookResult:
+    def run(self, table: str, chain: str, pkt: Any, now: float) -> HookResult:
         return HookResult()
 
     def save(self) -> str:

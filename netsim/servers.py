@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 from netsim.packet import (ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
                            Packet, int2ip)
@@ -35,6 +35,7 @@ class Listener:
     proto: int
     port: int
     owner: str                     # pod key
+    handler: Optional[Callable[[bytes], bytes]] = None   # UDP: payload -> answer (e.g. CoreDNS)
 
     def describe(self) -> str:
         return f"{'tcp' if self.proto == IPPROTO_TCP else 'udp'}:{self.port} ({self.owner})"
@@ -53,8 +54,9 @@ class Sockets:
         self.listeners: dict[tuple[int, int], Listener] = {}
         self.clients: dict[tuple[int, int, int], object] = {}   # (proto, local port, local ip) -> waiter
 
-    def listen(self, proto: int, port: int, owner: str) -> None:
-        self.listeners[(proto, port)] = Listener(proto, port, owner)
+    def listen(self, proto: int, port: int, owner: str,
+               handler: Optional[Callable[[bytes], bytes]] = None) -> None:
+        self.listeners[(proto, port)] = Listener(proto, port, owner, handler)
 
     def deliver(self, pkt: Packet, rng: random.Random) -> Delivery:
         """Hand a packet addressed to this host to its stack; returns the replies it provokes."""
@@ -74,6 +76,10 @@ class Sockets:
             return Delivery("listener", lst.owner, _tcp_answer(pkt, lst.owner, peer, rng),
                             detail=f"socket {lst.describe()} accepted from {peer}")
         if p == IPPROTO_UDP:
+            if lst.handler is not None:
+                answer = lst.handler(pkt.payload)
+                r = Packet.udp(pkt.dst_ip, pkt.src_ip, pkt.dport, pkt.sport, payload=answer)
+                return Delivery("listener", lst.owner, [r], detail=f"socket {lst.describe()} answered {peer}")
             r = Packet.udp(pkt.dst_ip, pkt.src_ip, pkt.dport, pkt.sport,
                            payload=f"pod {lst.owner} got: ".encode() + pkt.payload)
             return Delivery("listener", lst.owner, [r], detail=f"socket {lst.describe()} read from {peer}")

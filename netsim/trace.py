@@ -85,13 +85,14 @@ class Hop:
 class PacketTrace:
     """One packet's walk (it may be rewritten on the way: summary is as it was sent)."""
 
-    __slots__ = ("direction", "summary", "hops", "pcap")
+    __slots__ = ("direction", "summary", "hops", "pcap", "rules")
 
     def __init__(self, direction: str, summary: str) -> None:
         self.direction = direction
         self.summary = summary
         self.hops: list[Hop] = []
         self.pcap: Optional[list] = None    # [(host, iface, bytes, comment)] when capturing
+        self.rules = 0                      # rules the kernel would have evaluated for this packet
 
     def hop(self, host: str, kind: str) -> Hop:
         h = Hop(len(self.hops) + 1, host, kind)
@@ -188,8 +189,9 @@ class Trace:
         lines = [f"flow  {f.client} {f.src}:{f.sport} -> {f.dst}:{f.dport} {f.proto.upper()}"
                  + (f"   ({f.target}{'; ' + f.resolved_by if f.resolved_by else ''})" if f.target else "")]
         lines += [f"note  {n}" for n in self.notes]
+        first_reply = next((p for p in self.packets if p.direction == "reply"), None)
         for pt in self.packets:
-            if not verbose and pt is not self.packets[0] and pt.direction == "request" and len(self.packets) > 2:
+            if not verbose and pt is not self.packets[0] and pt is not first_reply:
                 lines.append(f"--- {pt.direction}: {pt.summary}  ({len(pt.hops)} hops, conntrack)")
                 continue
             lines.append(f"--- {pt.direction}: {pt.summary}")

@@ -54,29 +54,6 @@ class End:
     generated: list[tuple[Host, Packet]] = field(default_factory=list)
 
 
-class Ctx:
-    """What match modules ask about the node evaluating a rule (addrtype, clock, RNG, recent lists)."""
-
-    __slots__ = ("local_addrs", "now", "rng", "node", "recent", "host")
-
-    def __init__(self, host: Host, now: float, rng, recent) -> None:
-        self.host = host
-        self.local_addrs = host.routes.local
-        self.now = now
-        self.rng = rng
-        self.node = host.name
-        self.recent = recent
-
-    def route_type(self, addr: int) -> str:
-        if self.host.routes.is_local(addr):
-            return "LOCAL"
-        if addr == 0xFFFFFFFF:
-            return "BROADCAST"
-        if (addr >> 28) == 0xE:
-            return "MULTICAST"
-        return "UNICAST"
-
-
 class Walker:
     """Carries packets through one cluster's hosts; keeps conntrack and socket state between traces.
 
@@ -102,12 +79,13 @@ class Walker:
         self._ipvs_factory = ipvs_factory
         self._nf: dict[str, Netfilter] = {}
         self._ipvs: dict[str, Any] = {}
-        self._recent: dict[str, Any] = {}
         self.conntrack: dict[str, Conntrack] = {}
         self.sockets: dict[str, Sockets] = {}
         self.lb_flows: dict[tuple, str] = {}
         self._clients: dict[str, set[tuple[int, int]]] = {}     # host -> {(proto, local port)} connecting
         self._topology: Optional[Topology] = None
+        self._coredns = None
+        self._running: tuple = ()
         self._dirty = True
         self._rules_dirty = True
         self.stats = {"packets": 0, "rules_evaluated": 0}
@@ -121,8 +99,10 @@ class Walker:
 
     def sync(self) -> None:
         """Rebuild the topology and (lazily) the node rules after the cluster changed."""
-        if not self._dirty and self._topology is not None:
+        running = tuple(n.running for n in self.cluster.nodes())   # stop_node sends no watch event
+        if not self._dirty and self._topology is not None and running == self._running:
             return
+        self._running = running
         self._topology = Topology(self.cluster)
         self.sockets = {}
         for pod in self.cluster.pods():
@@ -133,16 +113,24 @@ class Walker:
                 for k, v in pod_sockets(pod).listeners.items():
                     s.listeners[k] = v
             elif pod.key in self._topology.hosts:
-                self.sockets[pod.key] = pod_sockets(pod)
+                socks = self.sockets[pod.key] = pod_sockets(pod)
+                if pod.labels.get("k8s-app") == "kube-dns" and (IPPROTO_UDP, 53) in socks.listeners:
+                    socks.listeners[(IPPROTO_UDP, 53)].handler = self._dns_handler()
+        # rules are re-rendered lazily per node against the new hosts (IPVS proxiers keep their
+        # virtual-server and connection tables between syncs, as kube-proxy does)
+        self._nf.clear()
+        self._ipvs.clear()
         if self._rules_dirty:
-            self._nf.clear()
-            # IPVS keeps its connection table across syncs; the factory decides what to reuse.
-            self._ipvs_stale = dict(self._ipvs)
-            self._ipvs.clear()
             if self.flush_stale_udp:
                 self._flush_udp()
             self._rules_dirty = False
         self._dirty = False
+
+    def _dns_handler(self):
+        if self._coredns is None:
+            from netsim.target import coredns_handler
+            self._coredns = coredns_handler(self.cluster)
+        return self._coredns
 
     def _flush_udp(self) -> None:
         slices: dict[str, list] = {}
@@ -179,17 +167,6 @@ class Walker:
                     for a in locals_():
                         h.routes.add_local(a)      # kube-ipvs0 holds every VIP: they are LOCAL
         return v
-
-    def recent_state(self, node: str) -> Any:
-        r = self._recent.get(node)
-        if r is None:
-            try:
-                from netsim.rules.iptables.recent import RecentState
-                r = RecentState()
-            except ImportError:  # pragma: no cover
-                r = None
-            self._recent[node] = r
-        return r
 
     def conntrack_for(self, node: str) -> Conntrack:
         ct = self.conntrack.get(node)
@@ -236,6 +213,7 @@ class Walker:
         request by default) and walks the response. UDP sends one datagram and walks the answer.
         """
         self.sync()
+        client = self._current(client)
         proto = proto.lower()
         if proto not in PROTO_NUMBERS:
             raise WalkError(f"--proto: expected tcp, udp or icmp, got {proto!r}")
@@ -317,14 +295,21 @@ class Walker:
                         body = e3.pkt.payload.split(b"\r\n\r\n", 1)[-1].decode(errors="replace").strip()
                         outcome.detail = (outcome.detail + "; " if outcome.detail else "") + f"response: {body}"
         trace.outcome = outcome
-        trace.rules_evaluated = sum(getattr(p, "_rules", 0) for p in trace.packets)
+        trace.rules_evaluated = sum(p.rules for p in trace.packets)
         return trace
 
     def send(self, origin: Host, pkt: Packet, direction: str = "request", capture: bool = False
              ) -> tuple[End, PacketTrace]:
         """Walk one packet from a host; lower level than :meth:`connect`."""
         self.sync()
-        return self._walk(origin, pkt, direction, capture)
+        return self._walk(self._current(origin), pkt, direction, capture)
+
+    def _current(self, host: Host) -> Host:
+        """Hosts are rebuilt when the cluster changes: map a caller's Host to today's object."""
+        cur = self.topology.hosts.get(host.name)
+        if cur is None:
+            raise WalkError(f"{host.kind} {host.name} no longer exists")
+        return cur
 
     # ------------------------------------------------------------------ outcome
     def _client_label(self, h: Host) -> str:
@@ -343,7 +328,6 @@ class Walker:
     # ------------------------------------------------------------------ the walk
     def _walk(self, origin: Host, pkt: Packet, direction: str, capture: bool) -> tuple[End, PacketTrace]:
         pt = PacketTrace(direction, pkt.summary())
-        pt._rules = 0  # type: ignore[attr-defined]
         if capture:
             pt.pcap = []
         hop = pt.hop(origin.name, origin.kind)
@@ -362,12 +346,15 @@ class Walker:
     # next-step tuple: (host, interface it arrives on, packet, extra) -- extra carries the bridge port
     def _output(self, host: Host, pkt: Packet, pt: PacketTrace, hop: Hop):
         """A locally generated packet leaves ``host``."""
+        if host.kind == "node":
+            self.ipvs(host.name)
         route = host.routes.lookup(pkt.dst)
         if route is None and not host.routes.is_local(pkt.dst):
             hop.add("DROPPED", f"no route to {pkt.dst_ip} (ENETUNREACH)")
             return End("NO_ROUTE", host, f"{host.name}: no route to {pkt.dst_ip}")
         if host.kind == "node":
             nf = self.netfilter(host.name)
+            self.ipvs(host.name)
             ct = self.conntrack_for(host.name)
             e = self._conntrack_in(host, ct, pkt, hop)
             if pkt.ctstate != "INVALID":
@@ -450,6 +437,7 @@ class Walker:
     # ------------------------------------------------------------------ node stack
     def _node_in(self, host: Host, iface: Interface, pkt: Packet, pt: PacketTrace, hop: Hop, bridged_to):
         nf = self.netfilter(host.name)
+        self.ipvs(host.name)            # IPVS mode: kube-ipvs0's VIPs must be local before routing
         ct = self.conntrack_for(host.name)
         e = self._conntrack_in(host, ct, pkt, hop)
         if pkt.ctstate != "INVALID":
@@ -510,12 +498,10 @@ class Walker:
         res = self._run(host, nf, hop, pt, "filter", "INPUT", pkt)
         if res.verdict != "ACCEPT":
             return self._refused(host, hop, res, pkt, "INPUT")
-        if e is not None:
-            self._translate(ct.nat_src(pkt, e, pkt.ct_reply), "src", hop,
-                            "SNAT" if not pkt.ct_reply else "un-DNAT (conntrack)")
-            ct.confirm(e)
         ipvs = self.ipvs(host.name)
         if ipvs is not None:
+            # ip_vs_reply4 / ip_vs_remote_request4 run at LOCAL_IN priority 98, before nat INPUT (100)
+            # and the conntrack confirm (INT_MAX), so IPVS can still alter the unconfirmed entry.
             dec = ipvs.reply(pkt, self.now, "LOCAL_IN") or ipvs.local_in(pkt, self.now)
             stop = self._ipvs_step(host, hop, dec, pkt, ct, e)
             if stop is not None:
@@ -528,6 +514,8 @@ class Walker:
                     return End("NO_ROUTE", host)
                 hop.add("ROUTED", f"{route}  (ip_vs_nat_xmit)")
                 if host.routes.is_local(pkt.dst):
+                    if e is not None:
+                        ct.confirm(e)
                     return self._deliver(host, iif, pkt, hop)
                 pkt.oif = route.dev
                 res = self._run(host, nf, hop, pt, "filter", "OUTPUT", pkt)
@@ -537,6 +525,10 @@ class Walker:
                 if r is not None:
                     return r
                 return self._transmit(host, route, pkt, pt, hop)
+        if e is not None:
+            self._translate(ct.nat_src(pkt, e, pkt.ct_reply), "src", hop,
+                            "SNAT" if not pkt.ct_reply else "un-DNAT (conntrack)")
+            ct.confirm(e)
         return self._deliver(host, iif, pkt, hop)
 
     def _postrouting(self, host: Host, nf: Netfilter, ct: Conntrack, e: Optional[ConntrackEntry], pkt: Packet,
@@ -606,9 +598,8 @@ class Walker:
              pkt: Packet) -> HookResult:
         if not nf.has_rules(table, chain):
             return HookResult()
-        ctx = Ctx(host, self.now, self.rng, self.recent_state(host.name))
-        res = nf.run(table, chain, pkt, ctx)
-        pt._rules += res.rules_evaluated  # type: ignore[attr-defined]
+        res = nf.run(table, chain, pkt, self.now)
+        pt.rules += res.rules_evaluated
         self.stats["rules_evaluated"] += res.rules_evaluated
         for h in res.hits:
             hop.add("RULE", f"{h.table}:{h.chain} #{h.number}  {h.text}",
@@ -653,9 +644,11 @@ class Walker:
         extra = {"before": before, "after": after} if before else None
         hop.add("IPVS", f"{dec.hook}: {dec.action} {before + ' -> ' + after if before else ''} ({dec.reason})".replace("  ", " "),
                 extra)
-        if dec.action == "dnat" and e is not None and not pkt.ct_reply:
-            # net.ipv4.vs.conntrack=1: ip_vs_update_conntrack alters the reply tuple
+        if dec.action == "dnat" and e is not None and not pkt.ct_reply and not e.confirmed:
+            # net.ipv4.vs.conntrack=1: ip_vs_update_conntrack alters the reply tuple of the still
+            # unconfirmed entry (no NAT binding: IPVS itself rewrites the replies)
             ct.bind_dnat(e, pkt.dst, pkt.dport)
+            e.dnat = False
         if dec.action == "reject":
             gen = [(host, dec.icmp)] if getattr(dec, "icmp", None) is not None else []
             return End("REJECTED", host, dec.reason, generated=gen)

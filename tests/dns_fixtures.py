@@ -87,3 +87,18 @@ def rrset(section) -> set[str]:
 
 def ask(resolver, name: str, qtype: str = "A") -> DNSRecord:
     return resolver.answer(DNSRecord.question(name, qtype))
+
+
+def ensure_loopback() -> None:
+    """A fresh network namespace (CI runs the suite under `unshare --net`) starts with lo down.
+
+    Bring it up only when `ip link` says it is down, which never happens in a host's own namespace.
+    """
+    import shutil
+    import subprocess
+    if shutil.which("ip") is None:
+        return
+    out = subprocess.run(["ip", "-o", "link", "show", "lo"], capture_output=True, text=True).stdout
+    flags = out.split(">")[0] if ">" in out else ""
+    if flags and "UP" not in flags.split("<")[-1].split(","):
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=False)

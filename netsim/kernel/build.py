@@ -33,6 +33,11 @@ NODE_SYSCTLS = (
     ("net.ipv4.ip_forward", "1"),                     # a node routes pod traffic
     ("net.ipv4.conf.all.route_localnet", "1"),        # kube-proxy: localhost NodePorts (reference §1.8)
     ("net.bridge.bridge-nf-call-iptables", "1"),      # br_netfilter: bridged pod traffic sees iptables
+    # Not a kubeadm default: without it the per-peer ICMP limiter (icmp_ratelimit 1000 ms, burst 6;
+    # ratemask 6168 covers destination-unreachable) swallows REJECT's port-unreachable after a
+    # burst, so a batch of flows to a Service without endpoints would see timeouts instead of
+    # ECONNREFUSED (reference §3.4). The emulator does not model rate limits.
+    ("net.ipv4.icmp_ratemask", "0"),
 )
 SERVER_READY_TIMEOUT = 20.0
 
@@ -162,6 +167,7 @@ class KernelCluster:
             self._attach_to_underlay(port, ns, ip)
             if forwarding:
                 netns.write_sysctl(ns, "net.ipv4.ip_forward", "1")
+                netns.write_sysctl(ns, "net.ipv4.icmp_ratemask", "0")   # see NODE_SYSCTLS
             if ns != edge.router_netns:
                 with netns.iproute(ns) as ipr:
                     ipr.route("add", dst="default", gateway=edge.router_ip,

@@ -169,7 +169,7 @@ def compile_chain(chain: Chain, min_rules: int = INDEX_MIN_RULES) -> CompiledCha
     return cc
 
 
-def check_loops(table: Table) -> None:
+def check_loops(table: Table, source: str = "<dump>") -> None:
     """iptables-restore refuses a ruleset whose jumps form a loop (ELOOP); so do we."""
     graph = {name: [(r.target, r) for r in c.rules if r.target in table.chains and r.target_spec
                     and r.target_spec.action is None]
@@ -181,7 +181,7 @@ def check_loops(table: Table) -> None:
         for nxt, rule in graph[name]:
             s = state.get(nxt, 0)
             if s == 1:
-                raise IptablesError(f"{rule_where(rule)}: jump to {nxt} makes a loop in table {table.name}")
+                raise IptablesError(f"{source}:{rule.line}: jump to {nxt} makes a loop in table {table.name}")
             if s == 0:
                 visit(nxt)
         state[name] = 2
@@ -190,6 +190,3 @@ def check_loops(table: Table) -> None:
         if state.get(name, 0) == 0:
             visit(name)
 
-
-def rule_where(rule: Rule) -> str:
-    return f"line {rule.line}"

@@ -74,7 +74,7 @@ class Engine:
         self.ruleset = ruleset
         self.tables: dict[str, dict[str, CompiledChain]] = {}
         for tname, table in ruleset.tables.items():
-            check_loops(table)
+            check_loops(table, ruleset.source)
             kw = {} if index_min_rules is None else {"min_rules": index_min_rules}
             self.tables[tname] = {cname: compile_chain(c, **kw) for cname, c in table.chains.items()}
 

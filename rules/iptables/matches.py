@@ -78,8 +78,11 @@ Builder = Callable[[list[Opt], Header, str, str], Match]
 
 
 def _one(opts: list[Opt], name: str) -> Optional[Opt]:
-    found = [o for o in opts if o.name == name]
-    return found[-1] if found else None
+    """The last occurrence of option `name` (iptables keeps the last value given)."""
+    for o in reversed(opts):
+        if o.name == name:
+            return o
+    return None
 
 
 def _negstr(o: Opt) -> str:

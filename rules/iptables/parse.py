@@ -5,12 +5,13 @@ unknown or unmodelled match/target is kept, marked `unsupported`, and never matc
 """
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 from netsim.rules.iptables import matches as M
 from netsim.rules.iptables import targets as T
 from netsim.rules.iptables.ruleset import (
-    BUILTIN_CHAINS, Chain, Header, IptablesError, Match, Opt, Rule, Ruleset, Table, Target,
+    BUILTIN_CHAINS, Chain, Header, IptablesError, Opt, Rule, Ruleset, Table, Target,
 )
 from netsim.rules.iptables.values import parse_cidr, parse_proto, render_proto
 
@@ -23,8 +24,17 @@ _HEADER = {
 }
 
 
+_TOKEN = re.compile(r'(?:"(?:\\.|[^"\\])*"?|[^\s"])+')
+
+
 def tokenize(line: str, where: str) -> list[str]:
     """Split like iptables-restore: whitespace separates, "..." quotes, \\ escapes inside quotes."""
+    if '"' not in line:
+        return line.split()
+    return [_unquote(t, where) if '"' in t else t for t in _TOKEN.findall(line)]
+
+
+def _unquote(line: str, where: str) -> str:
     toks: list[str] = []
     cur: list[str] = []
     in_tok = in_q = False
@@ -54,7 +64,7 @@ def tokenize(line: str, where: str) -> list[str]:
         raise IptablesError(f"{where}: unterminated quote")
     if in_tok:
         toks.append("".join(cur))
-    return toks
+    return "".join(toks)
 
 
 class _Parser:

@@ -1,18 +1,20 @@
 """Value syntax shared by iptables matches and targets: addresses, ports, marks, protocols, quoting."""
 from __future__ import annotations
 
+import re
+
 from netsim.rules.iptables.ruleset import IptablesError
 
 PROTO_NUM = {"all": 0, "icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "ah": 51,
              "icmpv6": 58, "sctp": 132, "udplite": 136}
 PROTO_NAME = {v: k for k, v in PROTO_NUM.items() if v}
 
-_NO_QUOTE = frozenset("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_NO_QUOTE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def save_string(value: str) -> str:
     """Quote like libxtables xtables_save_string: bare if only [A-Za-z0-9_-], else "..." with \\ before " \\ '."""
-    if value and all(c in _NO_QUOTE for c in value):
+    if _NO_QUOTE.fullmatch(value):
         return value
     out = "".join("\\" + c if c in "\"\\'" else c for c in value)
     return f'"{out}"'

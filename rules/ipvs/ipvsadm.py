@@ -279,6 +279,11 @@ def parse_save(text: str, source: str = "<ipvsadm -Sn>", table: Optional[IpvsTab
                 raise IpvsError(f"{where}: unknown option {t!r}")
         if proto is None or vaddr is None:
             raise IpvsError(f"{where}: missing -t/-u/--sctp-service ADDRESS:PORT")
+        is_service = cmd in ("-A", "--add-service")
+        wrong = [o for o in opts if o in (("-r", "-w", "-x", "-y", "fwd") if is_service
+                                          else ("-s", "-p", "-M", "-b", "-o", "--pe"))]
+        if wrong:
+            raise IpvsError(f"{where}: option {wrong[0]} is not valid on a {'service (-A)' if is_service else 'server (-a)'} line")
         if cmd in ("-A", "--add-service"):
             sched = opts.get("-s") or "wlc"         # ipvsadm's default scheduler
             if sched not in SCHEDULERS:

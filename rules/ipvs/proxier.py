@@ -126,10 +126,19 @@ def desired_state(ports: list[ServicePortInfo], endpoints: dict[str, list[Endpoi
     sets: dict[str, set[str]] = {info.name: set() for info in S.IPSET_INFO}
     node_addr_set = set(node_addresses)
     node_ip = config.node_ip or (node_addresses[0] if node_addresses else None)
+    # nodeIPs: every node address, or (with --nodeport-addresses) those inside the CIDRs, minus loopback
+    if config.node_port_addresses is None:
+        nodeport_addresses = list(node_addresses)
+    else:
+        nets = [ipaddress.ip_network(c) for c in config.node_port_addresses]
+        nodeport_addresses = [a for a in node_addresses if any(ipaddress.ip_address(a) in n for n in nets)
+                              and not ipaddress.ip_address(a).is_loopback]
     bound: list[str] = []
+    bound_set: set[str] = set()
 
     def bind(ip: str) -> None:
-        if ip not in bound:
+        if ip not in bound_set:
+            bound_set.add(ip)
             bound.append(ip)
 
     for svc in sorted(ports, key=lambda s: (s.name_string, s.protocol)):
@@ -175,9 +184,9 @@ def desired_state(ports: list[ServicePortInfo], endpoints: dict[str, list[Endpoi
                     out.lb_no_node_access.append((lb, proto, svc.port))
             vs(lb, svc.port, "LoadBalancer", lb not in node_addr_set, svc.external_policy_local)
 
-        if svc.node_port and node_addresses:
+        if svc.node_port and nodeport_addresses:
             if proto == "sctp":
-                np_entries = [f"{ip},sctp:{svc.node_port}" for ip in node_addresses]
+                np_entries = [f"{ip},sctp:{svc.node_port}" for ip in nodeport_addresses]
                 np_set, np_local = S.KUBE_NODE_PORT_SCTP, S.KUBE_NODE_PORT_LOCAL_SCTP
             else:
                 np_entries = [str(svc.node_port)]
@@ -186,7 +195,7 @@ def desired_state(ports: list[ServicePortInfo], endpoints: dict[str, list[Endpoi
             sets[np_set].update(np_entries)
             if svc.external_policy_local:
                 sets[np_local].update(np_entries)
-            for ip in node_addresses:
+            for ip in nodeport_addresses:
                 vs(ip, svc.node_port, "NodePort", False, svc.external_policy_local)
 
         if svc.health_check_node_port:
@@ -239,12 +248,13 @@ class KubeProxyIpvs:
 
     def __init__(self, cluster: Any, node_name: str, *, scheduler: Optional[str] = None,
                  node_addresses: Optional[list[str]] = None, config: Optional[ProxierConfig] = None) -> None:
-        self.cluster = cluster
+        self.cluster = cluster                # may be None when only apply() is used (benchmarks, replays)
         self.node_name = node_name
         self.config = config or proxier_config_for_node(cluster, node_name)
         self.node_addresses = list(node_addresses) if node_addresses is not None \
             else node_addresses_for(cluster, node_name)
-        self.scheduler = scheduler or getattr(cluster.config, "ipvs_scheduler", None) or DEFAULT_SCHEDULER
+        self.scheduler = (scheduler or getattr(getattr(cluster, "config", None), "ipvs_scheduler", None)
+                          or DEFAULT_SCHEDULER)
         self.table = IpvsTable()
         self.node = IpvsNode(self.table, local_addresses=frozenset(ip2int(a) for a in self.node_addresses))
         self.graceful = GracefulTerminationManager(self.table)

@@ -207,6 +207,82 @@ class NeverQueue(Scheduler):
         return least
 
 
+class LocalityBasedLeastConnection(Scheduler):
+    """ip_vs_lblc.c: remember a destination per *destination address* and keep using it while it is
+    available, has weight > 0 and is not overloaded (activeconns > weight while some destination
+    has activeconns * 2 < weight); otherwise pick by the wlc rule and remember that one.
+
+    For kube-proxy virtual servers the destination address is always the VIP, so all new
+    connections of a VS stick to one real server until it overloads. The kernel's cache garbage
+    collection (entries unused for lblc_expiration, 24 h) is not modelled.
+    """
+    name = "lblc"
+
+    def init_service(self, vs: VirtualServer) -> None:
+        self.cache: dict[int, RealServer] = {}
+
+    @staticmethod
+    def _overloaded(dest: RealServer, vs: VirtualServer) -> bool:
+        if dest.activeconns > dest.weight:
+            return any(d.activeconns * 2 < d.weight for d in vs.dests)
+        return False
+
+    def schedule(self, vs, saddr, sport, daddr, dport):
+        d = self.cache.get(daddr)
+        if d is not None and d.available and d.weight > 0 and not self._overloaded(d, vs):
+            return d
+        d = WeightedLeastConnection().schedule(vs, saddr, sport, daddr, dport)
+        if d is not None:
+            self.cache[daddr] = d
+        return d
+
+
+class LocalityBasedLeastConnectionReplication(Scheduler):
+    """ip_vs_lblcr.c: per destination address a *set* of servers (newest first). Use the set's
+    least loaded available member (ip_vs_dest_set_min: overhead / weight); when there is none or it
+    is overloaded (as in lblc), add a wlc-chosen server to the set. Dropping the most loaded member
+    of a set unmodified for lblcr_expiration (24 h) is not modelled.
+    """
+    name = "lblcr"
+
+    def init_service(self, vs: VirtualServer) -> None:
+        self.sets: dict[int, list[RealServer]] = {}
+
+    @staticmethod
+    def _set_min(members: list[RealServer]) -> Optional[RealServer]:
+        for i, d in enumerate(members):
+            if d.overloaded:
+                continue
+            if d.weight > 0 and d.available:
+                least, loh = d, d.overhead()
+                break
+        else:
+            return None
+        for d in members[i + 1:]:
+            if d.overloaded:
+                continue
+            doh = d.overhead()
+            if loh * d.weight > doh * least.weight and d.available:
+                least, loh = d, doh
+        return least
+
+    def schedule(self, vs, saddr, sport, daddr, dport):
+        members = self.sets.get(daddr)
+        if members is None:
+            d = WeightedLeastConnection().schedule(vs, saddr, sport, daddr, dport)
+            if d is not None:
+                self.sets[daddr] = [d]
+            return d
+        d = self._set_min(members)
+        if d is None or LocalityBasedLeastConnection._overloaded(d, vs):
+            d = WeightedLeastConnection().schedule(vs, saddr, sport, daddr, dport)
+            if d is None:
+                return None
+            if d not in members:
+                members.insert(0, d)
+        return d
+
+
 SH_TAB_BITS = 8                      # CONFIG_IP_VS_SH_TAB_BITS default
 SH_TAB_SIZE = 1 << SH_TAB_BITS
 DH_TAB_BITS = 8                      # CONFIG_IP_VS_DH_TAB_BITS default
@@ -403,8 +479,9 @@ class MaglevHashing(Scheduler):
 
 SCHEDULERS: dict[str, type[Scheduler]] = {
     cls.name: cls for cls in (RoundRobin, WeightedRoundRobin, LeastConnection, WeightedLeastConnection,
-                              ShortestExpectedDelay, NeverQueue, SourceHashing, DestinationHashing,
-                              MaglevHashing)
+                              ShortestExpectedDelay, NeverQueue, LocalityBasedLeastConnection,
+                              LocalityBasedLeastConnectionReplication, SourceHashing,
+                              DestinationHashing, MaglevHashing)
 }
 
 

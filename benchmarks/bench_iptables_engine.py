@@ -1,0 +1,134 @@
+"""Benchmark the iptables engine at 100 vs 10,000 ClusterIP Services.
+
+Each Service has the chains kube-proxy writes (reference kube-proxy-iptables.md §1.5): a
+KUBE-SERVICES rule, a KUBE-SVC chain (masquerade rule + 5 statistic rules) and 5 KUBE-SEP
+chains (hairpin masquerade + DNAT), in iptables-save form. Measures parse, compile, and
+per-packet evaluation of nat PREROUTING for a random Service, and reports the mean number of
+rules the kernel would have evaluated (which grows with N, while our time should not).
+
+    python -m netsim.benchmarks.bench_iptables_engine [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import random
+import statistics
+import time
+
+from netsim.packet import Packet
+from netsim.rules.iptables import Engine, EvalContext, parse
+
+ENDPOINTS = 5
+RESULTS = pathlib.Path(__file__).parent / "results" / "iptables_engine.json"
+
+
+def kube_proxy_dump(n_services: int, endpoints: int = ENDPOINTS) -> str:
+    """A synthetic kube-proxy nat table in iptables-save form."""
+    decl = [":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", ":POSTROUTING ACCEPT [0:0]",
+            ":KUBE-MARK-MASQ - [0:0]", ":KUBE-NODEPORTS - [0:0]", ":KUBE-POSTROUTING - [0:0]", ":KUBE-SERVICES - [0:0]"]
+    rules = ['-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+             '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+             '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',
+             "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000",
+             "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN",
+             "-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0",
+             '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully']
+    svc_rules, chain_rules = [], []
+    for i in range(n_services):
+        cip = f"10.{96 + i // 65536}.{i // 256 % 256}.{i % 256}"
+        name = f"ns/svc{i}:http"
+        svc = f"KUBE-SVC-{i:016d}"
+        decl.append(f":{svc} - [0:0]")
+        svc_rules.append(f'-A KUBE-SERVICES -d {cip}/32 -p tcp -m comment --comment "{name} cluster IP" '
+                         f"-m tcp --dport 80 -j {svc}")
+        chain_rules.append(f'-A {svc} ! -s 10.244.0.0/16 -d {cip}/32 -p tcp -m comment --comment "{name} cluster IP" '
+                           f"-m tcp --dport 80 -j KUBE-MARK-MASQ")
+        for e in range(endpoints):
+            ep = f"10.244.{(i * endpoints + e) // 250 % 256}.{(i * endpoints + e) % 250 + 2}"
+            sep = f"KUBE-SEP-{i:012d}{e:04d}"
+            decl.append(f":{sep} - [0:0]")
+            stat = (f"-m statistic --mode random --probability {round(1 / (endpoints - e) * 2**31) / 2**31:.11f} "
+                    if e < endpoints - 1 else "")
+            chain_rules.append(f'-A {svc} -m comment --comment "{name} -> {ep}:8080" {stat}-j {sep}')
+            chain_rules.append(f'-A {sep} -s {ep}/32 -m comment --comment "{name}" -j KUBE-MARK-MASQ')
+            chain_rules.append(f'-A {sep} -p tcp -m comment --comment "{name}" -m tcp -j DNAT --to-destination {ep}:8080')
+    svc_rules.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the '
+                     'last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS')
+    return "*nat\n" + "\n".join(decl + rules + svc_rules + chain_rules) + "\nCOMMIT\n"
+
+
+def build(n_services: int, packets: int, seed: int = 1) -> dict:
+    """Generate, parse and compile a dump; prepare packets to random Services."""
+    text = kube_proxy_dump(n_services)
+    t0 = time.perf_counter()
+    rs = parse(text, source=f"synthetic-{n_services}")
+    t1 = time.perf_counter()
+    engine = Engine(rs)
+    t2 = time.perf_counter()
+    rng = random.Random(seed)
+    pkts = [Packet.tcp("10.244.200.9", f"10.{96 + i // 65536}.{i // 256 % 256}.{i % 256}",
+                       rng.randrange(32768, 61000), 80)
+            for i in (rng.randrange(n_services) for _ in range(packets))]
+    return {"engine": engine, "pkts": pkts, "text": text, "rs": rs, "parse_s": t1 - t0, "compile_s": t2 - t1,
+            "eval_s": [], "evaluated": [], "n": n_services, "seed": seed}
+
+
+def eval_pass(b: dict) -> None:
+    """One timed pass of nat PREROUTING over the prepared packets."""
+    engine, pkts = b["engine"], b["pkts"]
+    ctx = EvalContext(rng=random.Random(b["seed"]), local_addrs={0xC0A83102})
+    for p in pkts:
+        p.mark = 0
+    evaluated = []
+    s = time.perf_counter()
+    for p in pkts:
+        v = engine.run("nat", "PREROUTING", p, ctx)
+        evaluated.append(v.rules_evaluated)
+    b["eval_s"].append((time.perf_counter() - s) / len(pkts))
+    if any(x is None for x in evaluated):
+        raise AssertionError("every packet should have been evaluated")
+    b["evaluated"] = evaluated
+
+
+def row(b: dict) -> dict:
+    rs = b["rs"]
+    return {
+        "services": b["n"],
+        "rules": sum(len(c.rules) for t in rs.tables.values() for c in t.chains.values()),
+        "dump_lines": b["text"].count("\n"),
+        "parse_s": round(b["parse_s"], 4),
+        "compile_s": round(b["compile_s"], 4),
+        "eval_us_per_packet": round(min(b["eval_s"]) * 1e6, 2),
+        "eval_us_per_packet_median": round(statistics.median(b["eval_s"]) * 1e6, 2),
+        "kernel_rules_evaluated_mean": round(statistics.mean(b["evaluated"]), 1),
+        "packets": len(b["pkts"]),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer packets (CI smoke run)")
+    args = ap.parse_args(argv)
+    packets = 2000 if args.quick else 20000
+    small, large = build(100, packets), build(10_000, packets)
+    for _ in range(5):                 # interleave passes so machine load hits both sizes alike
+        eval_pass(small)
+        eval_pass(large)
+    rows = [row(small), row(large)]
+    ratio = rows[1]["eval_us_per_packet"] / rows[0]["eval_us_per_packet"]
+    print(f"{'services':>8} {'rules':>8} {'parse s':>8} {'compile s':>9} {'eval us/pkt':>11} {'kernel rules/pkt':>16}")
+    for r in rows:
+        print(f"{r['services']:>8} {r['rules']:>8} {r['parse_s']:>8.3f} {r['compile_s']:>9.3f} "
+              f"{r['eval_us_per_packet']:>11.2f} {r['kernel_rules_evaluated_mean']:>16.1f}")
+    print(f"per-packet time ratio 10000/100: {ratio:.2f} (target <= 1.5)")
+    result = {"benchmark": "iptables_engine", "quick": args.quick, "rows": rows,
+              "eval_ratio_10000_over_100": round(ratio, 3)}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

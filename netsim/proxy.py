@@ -1,0 +1,116 @@
+"""kube-proxy on each node, as the walker sees it: the node's netfilter rules and IPVS hooks.
+
+iptables mode: ``netsim.rules.iptables.proxier.render(cluster, node)`` (the iptables-save text
+kube-proxy leaves on a fresh node) → ``parse`` → ``Engine``. IPVS mode: the IPVS proxier's
+iptables text (evaluated the same way, with its ipsets) plus the node's IPVS data path
+(``IpvsNode``: ``local_in`` / ``local_out`` / ``reply``), kept between syncs so connections and
+graceful termination survive endpoint changes. ``none``: nodes without kube-proxy rules.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from netsim.netfilter import EmptyNetfilter, HookResult, NatRequest, RuleHit
+
+PROXY_MODES = ("iptables", "ipvs", "none")
+
+
+class ProxyModeError(ValueError):
+    """An unknown or unavailable proxy mode."""
+
+
+class IptablesNetfilter:
+    """A node's iptables ruleset evaluated by the rule engine."""
+
+    def __init__(self, text: str, local_addrs: set[int], rng, *, ipsets: Any = None, source: str = "<node>") -> None:
+        from netsim.rules.iptables import Engine, EvalContext, parse
+        self.text = text
+        self.ruleset = parse(text, source=source)
+        self.engine = Engine(self.ruleset)
+        self.ctx = EvalContext(local_addrs=local_addrs, ipsets=ipsets, rng=rng)
+        self._nonempty = {(t, c) for t, chains in self.engine.tables.items()
+                          for c, cc in chains.items() if cc.rules}
+
+    def has_rules(self, table: str, chain: str) -> bool:
+        return (table, chain) in self._nonempty
+
+    def run(self, table: str, chain: str, pkt: Any, now: float) -> HookResult:
+        self.ctx.now = now
+        v = self.engine.run(table, chain, pkt, self.ctx)
+        hits = [RuleHit(h.table, h.chain, h.number, h.text, h.target or "")
+                for h in v.steps if not (h.policy and v.verdict == "ACCEPT")]
+        nat = None
+        if v.nat is not None:
+            nat = NatRequest(v.nat.kind, v.nat.ip, v.nat.port, bool(v.nat.random_fully))
+        return HookResult(v.verdict, nat, hits, v.rules_evaluated, v.reject_with or "icmp-port-unreachable")
+
+    def save(self) -> str:
+        return self.text
+
+
+def _iptables_factory(walker, node: str) -> IptablesNetfilter:
+    from netsim.rules.iptables.proxier import render
+    host = walker.topology.hosts[node]
+    return IptablesNetfilter(render(walker.cluster, node), host.routes.local, walker.rng, source=f"node {node}")
+
+
+def _ipvs_proxier(walker, node: str):
+    kp = walker._ipvs_proxiers.get(node) if hasattr(walker, "_ipvs_proxiers") else None
+    if kp is None:
+        from netsim.rules.ipvs.proxier import KubeProxyIpvs
+        if not hasattr(walker, "_ipvs_proxiers"):
+            walker._ipvs_proxiers = {}
+        kp = walker._ipvs_proxiers[node] = KubeProxyIpvs(walker.cluster, node)
+    return kp
+
+
+class _IpvsHooks:
+    """The node's IPVS data path plus the addresses kube-ipvs0 holds (they route as LOCAL)."""
+
+    def __init__(self, kp, state) -> None:
+        self.kp = kp
+        self.node = kp.node
+        self.state = state
+
+    def virtual_addresses(self) -> list[int]:
+        from netsim.packet import ip2int
+        return [ip2int(a) for a in self.state.bound_addresses]
+
+    def local_in(self, pkt, now):
+        return self.node.local_in(pkt, now)
+
+    def local_out(self, pkt, now):
+        return self.node.local_out(pkt, now)
+
+    def reply(self, pkt, now, hook="OUT"):
+        return self.node.reply(pkt, now, hook)
+
+
+def _ipvs_netfilter_factory(walker, node: str) -> IptablesNetfilter:
+    kp = _ipvs_proxier(walker, node)
+    state = kp.sync()
+    host = walker.topology.hosts[node]
+    walker._ipvs_states = getattr(walker, "_ipvs_states", {})
+    walker._ipvs_states[node] = state
+    return IptablesNetfilter(state.iptables, host.routes.local, walker.rng, ipsets=state.ipsets,
+                             source=f"node {node} (ipvs mode)")
+
+
+def _ipvs_hooks_factory(walker, node: str) -> _IpvsHooks:
+    walker.netfilter(node)                       # syncs the proxier
+    kp = _ipvs_proxier(walker, node)
+    return _IpvsHooks(kp, walker._ipvs_states[node])
+
+
+def netfilter_factory_for(mode: str) -> Callable[[Any, str], Any]:
+    if mode == "iptables":
+        return _iptables_factory
+    if mode == "ipvs":
+        return _ipvs_netfilter_factory
+    if mode == "none":
+        return lambda walker, node: EmptyNetfilter()
+    raise ProxyModeError(f"proxy mode: expected one of {', '.join(PROXY_MODES)}, got {mode!r}")
+
+
+def ipvs_factory_for(mode: str) -> Optional[Callable[[Any, str], Any]]:
+    return _ipvs_hooks_factory if mode == "ipvs" else None

@@ -1,0 +1,234 @@
+"""What ``--to`` names, and how a client turns it into an address: IP, or a name resolved by DNS.
+
+Accepted forms::
+
+    http://NAME[.NS[.svc[.cluster.local]]][:PORT][/path]     TCP, port 80 unless given, sends GET
+    NAME[.NS[.svc...]]:PORT | NAME:PORTNAME                    port by number or Service port name
+    IP:PORT
+
+From a pod, a name is resolved the way the pod's libc does it: resolv.conf search list and
+ndots:5 (``netsim.dns.stub``), each query a real UDP datagram to the kube-dns ClusterIP carried by
+the walker through kube-proxy's DNAT to a CoreDNS pod, which answers with ``netsim.dns``'s
+ClusterDNS. From a node or the external host, cluster names are looked up directly in the
+cluster model (they could not resolve them; the trace says so).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+from netsim.packet import Packet, PacketError, ip2int
+
+
+class TargetError(ValueError):
+    """A --to value that cannot be parsed or resolved."""
+
+
+_IP_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+
+
+@dataclass
+class Target:
+    text: str
+    host: str
+    port: Optional[int] = None
+    port_name: Optional[str] = None
+    http: bool = False
+    path: str = "/"
+
+    @property
+    def is_ip(self) -> bool:
+        return bool(_IP_RE.match(self.host))
+
+
+@dataclass
+class Resolved:
+    ip: str
+    port: int
+    proto: str
+    how: str                                   # e.g. "DNS via 10.96.0.10 (coredns-x)", "literal IP"
+    notes: list[str] = field(default_factory=list)
+    service: Optional[Any] = None
+
+
+def parse_target(text: str) -> Target:
+    t = text.strip()
+    if not t:
+        raise TargetError("--to: empty target (expected http://name[.ns][:port]/, name[.ns]:port or IP:port)")
+    if "://" in t:
+        u = urlsplit(t)
+        if u.scheme not in ("http",):
+            raise TargetError(f"--to {text}: only http:// URLs are supported, got {u.scheme}://")
+        if not u.hostname:
+            raise TargetError(f"--to {text}: no host in URL")
+        try:
+            port = u.port
+        except ValueError:
+            raise TargetError(f"--to {text}: bad port") from None
+        return Target(text, u.hostname, port or 80, http=True, path=u.path or "/")
+    host, sep, port = t.rpartition(":")
+    if not sep:
+        host, port = t, ""
+    if not host:
+        raise TargetError(f"--to {text}: no host before ':'")
+    if port.isdigit():
+        p = int(port)
+        if not 0 < p < 65536:
+            raise TargetError(f"--to {text}: port {p} out of range 1-65535")
+        return Target(text, host, p)
+    if port and not re.match(r"^[a-z0-9-]{1,15}$", port):
+        raise TargetError(f"--to {text}: port {port!r} is neither a number nor a port name")
+    return Target(text, host, None, port_name=port or None)
+
+
+def split_service_name(host: str, default_ns: str, domain: str) -> tuple[str, str]:
+    """name | name.ns | name.ns.svc | name.ns.svc.<domain> → (name, namespace)."""
+    h = host.rstrip(".")
+    suffix = f".svc.{domain}"
+    if h.endswith(suffix):
+        h = h[: -len(suffix)]
+    elif h.endswith(".svc"):
+        h = h[:-4]
+    parts = h.split(".")
+    if len(parts) == 1:
+        return parts[0], default_ns
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    raise TargetError(f"--to {host}: not a Service name (expected name[.namespace[.svc[.{domain}]]])")
+
+
+def _service_port(svc, t: Target, proto: Optional[str]):
+    ports = svc.ports
+    if t.port_name:
+        for p in ports:
+            if p.name == t.port_name:
+                return p
+        raise TargetError(f"--to {t.text}: Service {svc.key} has no port named {t.port_name!r} "
+                          f"(ports: {', '.join(p.name or str(p.port) for p in ports)})")
+    if t.port is not None:
+        for p in ports:
+            if p.port == t.port and (proto is None or p.protocol.lower() == proto):
+                return p
+        return None
+    if len(ports) == 1:
+        return ports[0]
+    raise TargetError(f"--to {t.text}: Service {svc.key} has several ports "
+                      f"({', '.join(f'{p.port}/{p.protocol}' for p in ports)}); say which")
+
+
+def resolve(walker, client_host, target: Target, proto: Optional[str] = None,
+            namespace: str = "default") -> Resolved:
+    """The address ``client_host`` would connect to for ``target``."""
+    cluster = walker.cluster
+    if target.is_ip:
+        try:
+            ip2int(target.host)
+        except PacketError:
+            raise TargetError(f"--to {target.text}: {target.host} is not an IPv4 address") from None
+        if target.port is None:
+            raise TargetError(f"--to {target.text}: a port is needed with an IP address")
+        return Resolved(target.host, target.port, proto or "tcp", "literal IP")
+    domain = cluster.config.cluster_domain
+    name, ns = split_service_name(target.host, namespace, domain)
+    svc = cluster.service(ns, name)
+    notes: list[str] = []
+    if client_host.kind == "pod":
+        ip, how, dns_notes = _resolve_by_dns(walker, client_host, target.host)
+        notes += dns_notes
+        if ip is None:
+            raise TargetError(f"--to {target.text}: {how}")
+    else:
+        if svc is None:
+            raise TargetError(f"--to {target.text}: no Service {name!r} in namespace {ns!r}")
+        ip = _direct_address(walker, svc)
+        how = (f"direct lookup in the cluster model ({client_host.name} does not use cluster DNS; "
+               f"DNS not emulated for it)")
+    port = target.port
+    sp = _service_port(svc, target, proto) if svc is not None else None
+    if sp is not None:
+        port = sp.port
+        proto = proto or sp.protocol.lower()
+    if port is None:
+        raise TargetError(f"--to {target.text}: no port given and none could be inferred")
+    return Resolved(ip, port, proto or "tcp", how, notes, svc)
+
+
+def _direct_address(walker, svc) -> str:
+    if svc.type == "ExternalName":
+        raise TargetError(f"Service {svc.key} is ExternalName (CNAME {svc.external_name}); nothing to trace "
+                          "inside the cluster")
+    if svc.headless:
+        ips = sorted({a for sl in walker.cluster.endpoint_slices(svc.namespace, svc.name)
+                      for ep in sl.endpoints if ep.ready for a in ep.addresses})
+        if not ips:
+            raise TargetError(f"headless Service {svc.key} has no ready endpoints (no A records)")
+        return walker.rng.choice(ips)
+    if not svc.cluster_ip:
+        raise TargetError(f"Service {svc.key} has no ClusterIP yet")
+    return svc.cluster_ip
+
+
+# ---------------------------------------------------------------------- DNS through the data plane
+def _resolve_by_dns(walker, client_host, name: str) -> tuple[Optional[str], str, list[str]]:
+    try:
+        from dnslib import DNSRecord
+        from netsim.dns.stub import search
+    except ImportError:  # pragma: no cover - dns package missing
+        return None, "DNS resolver not available", []
+    from netsim.dns.resolvconf import pod_resolv_conf
+    pod = walker.cluster.pod(*client_host.name.split("/", 1)) if client_host.kind == "pod" else None
+    if pod is None:
+        return None, f"{client_host.name} is not a pod with a resolv.conf", []
+    rc = pod_resolv_conf(pod, walker.cluster.config)
+    if not rc.nameservers:
+        return None, f"{client_host.name}: resolv.conf has no nameserver", []
+    server = rc.nameservers[0]
+    notes: list[str] = []
+    src = client_host.interfaces["eth0"].ip
+
+    def query(qname: str, qtype: str):
+        q = DNSRecord.question(qname, qtype)
+        sport = walker.rng.randint(32768, 60999)
+        pkt = Packet.udp(src, server, sport, 53, payload=q.pack())
+        walker._clients.setdefault(client_host.name, set()).add((17, sport))
+        try:
+            end, _pt = walker.send(client_host, pkt)
+            served = end.owner or (end.host.name if end.host else "?")
+            for origin, rp in end.generated:
+                rend, _rpt = walker.send(origin, rp, "reply")
+                if rend.disposition == "CLIENT" and rend.pkt is not None and not rend.pkt.is_icmp_error:
+                    reply = DNSRecord.parse(rend.pkt.payload)
+                    ans = ", ".join(str(r.rdata) for r in reply.rr) or "-"
+                    notes.append(f"DNS {qname} {qtype} -> {server}:53 (DNAT to {served}): "
+                                 f"{_rcode(reply)} {ans}")
+                    return reply
+            notes.append(f"DNS {qname} {qtype} -> {server}:53: no reply ({end.disposition} {end.detail})")
+            return None
+        finally:
+            walker._clients.get(client_host.name, set()).discard((17, sport))
+
+    res = search(rc, name, query, family="AF_UNSPEC")   # getaddrinfo as curl calls it: A + AAAA
+    if not res.ok or not res.answer_ips:
+        return None, f"cannot resolve {name!r}: {res.error} ({len(res.steps)} queries)", notes
+    return res.answer_ips[0], f"DNS: {res.answered_name or name} A {res.answer_ips[0]} " \
+                              f"({len(res.steps)} queries to {server})", notes
+
+
+def _rcode(reply) -> str:
+    from dnslib import RCODE
+    return RCODE.get(reply.header.rcode)
+
+
+def coredns_handler(cluster) -> Any:
+    """A UDP handler answering DNS like CoreDNS does (netsim.dns.resolver.ClusterDNS)."""
+    try:
+        from netsim.dns.resolver import ClusterDNS
+    except ImportError:  # pragma: no cover
+        return None
+    dns = ClusterDNS(cluster)
+
+    def handle(payload: bytes) -> bytes:
+        return dns.answer(payload).pack()
+    return handle
