@@ -10,7 +10,7 @@ flat (one port each). Per packet, on one node's IpvsNode:
 * ``reply``: the real server's answer – reverse lookup and un-DNAT.
 
 The kernel keeps services and connections in hash tables, so neither cost should grow with N;
-the numbers show whether the emulator keeps that property. ``build`` is desired_state() +
+the numbers (best of 3 runs) show whether the emulator keeps that property. ``build`` is desired_state() +
 apply() (ipsets, iptables text, table) on a fresh node. Results: benchmarks/results/ipvs.json.
 """
 from __future__ import annotations
@@ -29,6 +29,7 @@ from netsim.rules.ipvs.proxier import KubeProxyIpvs, desired_state
 
 RESULTS = Path(__file__).parent / "results" / "ipvs.json"
 ENDPOINTS = 3
+REPEATS = 3
 
 
 def _ip(base: int, i: int) -> str:
@@ -57,29 +58,32 @@ def run(n: int, packets: int) -> dict:
     node = kp.node
     step = max(1, n // 97)
     targets = [ports[(k * step) % n].cluster_ip for k in range(packets)]
-    syns = [Packet.tcp(f"10.200.{k // 60000}.{1 + (k // 250) % 250}", targets[k], 1024 + k % 60000, 80, "S")
-            for k in range(packets)]
-    t0 = time.perf_counter()
-    decisions = [node.local_in(p, 0.0) for p in syns]
-    new_s = time.perf_counter() - t0
-    assert all(d is not None and d.action == "dnat" for d in decisions)
+    best = {"new": float("inf"), "est": float("inf"), "reply": float("inf")}
+    for rep in range(REPEATS):                  # best of REPEATS: the machine is shared and noisy
+        syns = [Packet.tcp(f"10.{200 + rep}.{k // 60000}.{1 + (k // 250) % 250}", targets[k], 1024 + k % 60000,
+                           80, "S") for k in range(packets)]
+        t0 = time.perf_counter()
+        decisions = [node.local_in(p, 0.0) for p in syns]
+        best["new"] = min(best["new"], time.perf_counter() - t0)
+        assert all(d is not None and d.action == "dnat" for d in decisions)
 
-    acks = [Packet.tcp(syns[k].src_ip, targets[k], syns[k].sport, 80, "A") for k in range(packets)]
-    t0 = time.perf_counter()
-    for p in acks:
-        node.local_in(p, 1.0)
-    est_s = time.perf_counter() - t0
+        acks = [Packet.tcp(syns[k].src_ip, targets[k], syns[k].sport, 80, "A") for k in range(packets)]
+        t0 = time.perf_counter()
+        for p in acks:
+            node.local_in(p, 1.0)
+        best["est"] = min(best["est"], time.perf_counter() - t0)
 
-    replies = [Packet.tcp(d.after[0], syns[k].src_ip, d.after[1], syns[k].sport, "A")
-               for k, d in enumerate(decisions)]
-    t0 = time.perf_counter()
-    for p in replies:
-        node.reply(p, 1.0)
-    reply_s = time.perf_counter() - t0
-    assert replies[0].src_ip == targets[0]
+        replies = [Packet.tcp(d.after[0], syns[k].src_ip, d.after[1], syns[k].sport, "A")
+                   for k, d in enumerate(decisions)]
+        t0 = time.perf_counter()
+        for p in replies:
+            node.reply(p, 1.0)
+        best["reply"] = min(best["reply"], time.perf_counter() - t0)
+        assert replies[0].src_ip == targets[0]
+    new_s, est_s, reply_s = best["new"], best["est"], best["reply"]
     return {
         "services": n, "endpoints_per_service": ENDPOINTS, "virtual_servers": len(kp.table),
-        "packets": packets, "build_seconds": round(build_s, 3),
+        "packets": packets, "repeats": REPEATS, "build_seconds": round(build_s, 3),
         "new_conn_us": round(new_s / packets * 1e6, 2), "established_us": round(est_s / packets * 1e6, 2),
         "reply_us": round(reply_s / packets * 1e6, 2),
     }

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from netsim.cli.common import file_option, load_cluster
-from netsim.packet import Packet, PacketError, int2ip, ip2int
+from netsim.packet import Packet, PacketError, ip2int
 
 
 def _endpoint(text: str, what: str) -> tuple[str, int]:
@@ -30,9 +30,10 @@ def ipvs() -> None:
 @ipvs.command("show")
 @file_option
 @click.option("--node", required=True, metavar="NODE", help="Node whose IPVS table to show.")
-@click.option("--format", "fmt", type=click.Choice(["list", "save", "ipset", "all"]), default="list",
-              show_default=True, help="list = ipvsadm -Ln, save = ipvsadm -Sn, ipset = ipset save, "
-                                      "all = -Sn + ipset save + iptables-save.")
+@click.option("--format", "fmt", type=click.Choice(["list", "save", "ipset", "ipset-list", "iptables", "all"]),
+              default="list", show_default=True,
+              help="list = ipvsadm -Ln, save = ipvsadm -Sn, ipset = ipset save, ipset-list = ipset list, "
+                   "iptables = iptables-save, all = -Sn + ipset save + iptables-save.")
 @click.option("--scheduler", type=click.Choice(["rr", "wrr", "lc", "wlc", "sed", "nq", "lblc", "lblcr", "sh", "dh", "mh"]),
               default=None, help="Override the Cluster document's ipvsScheduler.")
 def show(files, node: str, fmt: str, scheduler) -> None:
@@ -44,7 +45,8 @@ def show(files, node: str, fmt: str, scheduler) -> None:
         st = build(cluster, node, scheduler=scheduler)
     except (ProxierInputError, ValueError) as e:
         raise click.ClickException(str(e)) from None
-    text = {"list": st.ipvsadm_list, "save": st.ipvsadm_save, "ipset": st.ipset_save, "all": st.render}[fmt]()
+    text = {"list": st.ipvsadm_list, "save": st.ipvsadm_save, "ipset": st.ipset_save, "ipset-list": st.ipset_list,
+            "iptables": lambda: st.iptables, "all": st.render}[fmt]()
     click.echo(text, nl=False)
 
 

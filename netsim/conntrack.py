@@ -108,6 +108,10 @@ class ConntrackEntry:
         s += f" mark={self.mark} use=1"
         return s
 
+    def snapshot(self, now: float) -> "ConntrackSnapshot":
+        return ConntrackSnapshot((self.orig, self.reply, self.tcp_state, self.seen_reply, self.assured,
+                                  self.expires - now, self.mark))
+
     def to_dict(self, now: float) -> dict:
         def tup(t: Tuple5) -> dict:
             return {"proto": PROTO_NAMES.get(t[0], str(t[0])), "src": int2ip(t[1]), "sport": t[2],
@@ -115,6 +119,20 @@ class ConntrackEntry:
         return {"original": tup(self.orig), "reply": tup(self.reply), "state": self.tcp_state,
                 "timeout": self.timeout_left(now), "seen_reply": self.seen_reply, "assured": self.assured,
                 "dnat": self.dnat, "snat": self.snat, "mark": self.mark}
+
+
+class ConntrackSnapshot:
+    """An entry's fields at one moment; renders as its ``conntrack -L`` line on demand."""
+
+    __slots__ = ("f",)
+
+    def __init__(self, f: tuple) -> None:
+        self.f = f
+
+    def __str__(self) -> str:
+        orig, reply, state, seen, assured, left, mark = self.f
+        e = ConntrackEntry(orig, reply, 0.0, left, state, seen, assured, mark=mark)
+        return e.line(0.0)
 
 
 class Conntrack:

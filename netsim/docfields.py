@@ -5,7 +5,19 @@ from typing import Any, Callable, Optional
 
 
 class ManifestError(ValueError):
-    """Bad input: the message names the file, the document, the field path and what was expected."""
+    """Bad input: the message names the file, the document, the field path and what was expected.
+
+    Always one line: control characters that came from the input are shown escaped."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
+
+
+def one_line(text: str) -> str:
+    """`text` with line breaks and other control characters escaped (\\n, \\x1c, ...)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 _MISSING = object()
@@ -52,12 +64,20 @@ class Doc:
         return value
 
     def str_map(self, obj: Any, key: str, path: str) -> dict[str, str]:
+        """A label map (labels, selectors, nodeSelector): keys are qualified names, values label values.
+        Unquoted YAML numbers and booleans are taken as their text."""
+        from netsim import validation
         m = self.get(obj, key, path, dict, {})
         out = {}
         for k, v in m.items():
-            if not isinstance(k, str) or isinstance(v, (dict, list)) or v is None:
+            if not isinstance(k, str):
+                raise self.fail(f"{path}.{k}", f"expected a string key, got {type(k).__name__} {_short(k)}")
+            if isinstance(v, (dict, list)) or v is None:
                 raise self.fail(f"{path}.{k}", f"expected a string value, got {_short(v)}")
-            out[k] = str(v).lower() if isinstance(v, bool) else str(v)
+            self.check(k, f"{path}.{k}", validation.qualified_name)
+            val = str(v).lower() if isinstance(v, bool) else str(v)
+            self.check(val, f"{path}.{k}", validation.label_value)
+            out[k] = val
         return out
 
 

@@ -87,6 +87,8 @@ def _build(texts: list[tuple[str, str]]) -> Cluster:
     for d in docs:
         if d.body.get("apiVersion") == "netsim.io/v1":
             continue
+        for field in ("apiVersion", "kind"):
+            d.get(d.body, field, field, str, None)
         parser = KINDS.get((d.body.get("apiVersion"), d.kind))
         if parser is None:
             if not isinstance(d.body.get("apiVersion"), str) or d.kind == "?":
@@ -176,8 +178,8 @@ def cluster_config(doc: Doc) -> tuple[ClusterConfig, Optional[list[Node]]]:
     cfg.masquerade_all = doc.get(spec, "masqueradeAll", "spec.masqueradeAll", bool, False)
     cfg.pod_network = _choice(doc, spec, "podNetwork", ("vxlan", "host-gw"), cfg.pod_network)
     cfg.seed = doc.get(spec, "seed", "spec.seed", int, 0)
-    default_pool = str(list(ipaddress.ip_network(cfg.node_network).subnets(new_prefix=28))[-1]) \
-        if ipaddress.ip_network(cfg.node_network).prefixlen <= 28 else cfg.node_network
+    node_net = ipaddress.ip_network(cfg.node_network)
+    default_pool = f"{node_net.broadcast_address - 15}/28" if node_net.prefixlen <= 28 else cfg.node_network
     cfg.load_balancer_pool = doc.check(doc.get(spec, "loadBalancerPool", "spec.loadBalancerPool", str, default_pool),
                                        "spec.loadBalancerPool", v.ipv4_cidr)
     cfg.external_client_ip = doc.get(spec, "externalClientIP", "spec.externalClientIP", str, None)
@@ -186,6 +188,9 @@ def cluster_config(doc: Doc) -> tuple[ClusterConfig, Optional[list[Node]]]:
     dns = doc.get(spec, "coredns", "spec.coredns", dict, {})
     cfg.coredns = doc.get(dns, "enabled", "spec.coredns.enabled", bool, True)
     cfg.coredns_replicas = doc.get(dns, "replicas", "spec.coredns.replicas", int, cfg.coredns_replicas)
+    if cfg.coredns_replicas < 0:
+        raise doc.fail("spec.coredns.replicas", f"Invalid value: {cfg.coredns_replicas}: must be greater than or "
+                       "equal to 0")
     up = doc.get(spec, "upstreamDNS", "spec.upstreamDNS", dict, {})
     for name, addrs in up.items():
         if not isinstance(addrs, list):

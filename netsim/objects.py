@@ -20,8 +20,6 @@ def metadata(doc: Doc, namespaced: bool = True, name_rule=v.dns1123_subdomain) -
     if namespaced:
         doc.check(ns, "metadata.namespace", v.dns1123_label)
     labels = doc.str_map(meta, "labels", "metadata.labels")
-    for k, val in labels.items():
-        doc.check(val, f"metadata.labels.{k}", v.label_value)
     return name, ns, labels
 
 
@@ -216,9 +214,7 @@ def service_ports(doc: Doc, spec: dict, typ: str) -> list[ServicePort]:
         tp = doc.get(p, "targetPort", f"{path}.targetPort", (int, str), num)
         if isinstance(tp, int):
             doc.check(tp, f"{path}.targetPort", v.port_number)
-        elif tp.isdigit():
-            tp = doc.check(int(tp), f"{path}.targetPort", v.port_number)
-        else:
+        else:       # IntOrString: a quoted number is a string, so it must be a valid port name
             doc.check(tp, f"{path}.targetPort", v.port_name)
         np = doc.get(p, "nodePort", f"{path}.nodePort", int, None)
         if np is not None and typ not in ("NodePort", "LoadBalancer"):

@@ -28,6 +28,7 @@ class IptablesNetfilter:
         self.ruleset = parse(text, source=source)
         self.engine = Engine(self.ruleset)
         self.ctx = EvalContext(local_addrs=local_addrs, ipsets=ipsets, rng=rng)
+        self._saved: dict[tuple[str, str, int], RuleHit] = {}
         self._nonempty = {(t, c) for t, chains in self.engine.tables.items()
                           for c, cc in chains.items() if cc.rules}
 
@@ -37,12 +38,31 @@ class IptablesNetfilter:
     def run(self, table: str, chain: str, pkt: Any, now: float) -> HookResult:
         self.ctx.now = now
         v = self.engine.run(table, chain, pkt, self.ctx)
-        hits = [RuleHit(h.table, h.chain, h.number, h.text, h.target or "")
-                for h in v.steps if not (h.policy and v.verdict == "ACCEPT")]
+        steps = v.steps
+        if steps and steps[-1].policy and v.verdict == "ACCEPT":
+            steps = steps[:-1]
+        cache = self._saved
+        hits = []
+        for h in steps:
+            key = (h.table, h.chain, h.number)
+            hit = cache.get(key)
+            if hit is None:
+                hit = cache[key] = self._saved_hit(h)
+            hits.append(hit)
         nat = None
         if v.nat is not None:
             nat = NatRequest(v.nat.kind, v.nat.ip, v.nat.port, bool(v.nat.random_fully))
         return HookResult(v.verdict, nat, hits, v.rules_evaluated, v.reject_with or "icmp-port-unreachable")
+
+    def _saved_hit(self, h) -> RuleHit:
+        """The hit with its rule as iptables-save prints it (Rule.render), or the policy line."""
+        text = h.text
+        if not h.policy and h.number:
+            try:
+                text = self.ruleset.tables[h.table].chains[h.chain].rules[h.number - 1].render()
+            except (KeyError, IndexError):
+                pass
+        return RuleHit(h.table, h.chain, h.number, text, h.target or "")
 
     def save(self) -> str:
         return self.text

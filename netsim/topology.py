@@ -113,11 +113,6 @@ class Host:
                 return i.addr
         return None
 
-    @property
-    def label(self) -> str:
-        return f"pod {self.name}" if self.kind == "pod" else f"{self.kind} {self.name}" \
-            if self.kind == "node" else self.name
-
     def __repr__(self) -> str:
         return f"<Host {self.kind} {self.name}>"
 
@@ -180,7 +175,6 @@ class Topology:
 
     # ------------------------------------------------------------------ building
     def _add_node(self, node) -> None:
-        cfg = self.cluster.config
         h = Host(node.name, "node", forwarding=True, node_name=node.name, up=node.running)
         addr = ip2int(node.ip)
         eth0 = h.add_interface(Interface("eth0", h, "eth", addr, self.node_plen, mac=_mac(node.name + "eth0")))
@@ -198,7 +192,6 @@ class Topology:
                 h.add_interface(Interface(FLANNEL_DEVICE, h, "vxlan", pnet, 32, mac=_mac(node.name + "flannel")))
         self.hosts[node.name] = h
         self.node_by_ip[addr] = h
-        del cfg
 
     def _wire_pod_network(self) -> None:
         nodes = [n for n in self.cluster.nodes() if n.pod_cidr]

@@ -40,23 +40,62 @@ SUCCESS = frozenset({"DELIVERED"})
 
 
 class Step:
-    """One thing that happened to a packet on a host."""
+    """One thing that happened to a packet on a host.
 
-    __slots__ = ("action", "detail", "extra")
+    The detail text is formatted only when read (``detail % args``): walking stays cheap and the
+    args are snapshots (:class:`PacketSnapshot`, :class:`Addr`, conntrack snapshots), so the text
+    says what was true at that step.
+    """
 
-    def __init__(self, action: str, detail: str, extra: Optional[dict] = None) -> None:
+    __slots__ = ("action", "_detail", "_args", "extra")
+
+    def __init__(self, action: str, detail: str, extra: Optional[dict] = None, args: Optional[tuple] = None) -> None:
         self.action = action
-        self.detail = detail
+        self._detail = detail
+        self._args = args
         self.extra = extra
+
+    @property
+    def detail(self) -> str:
+        if self._args is not None:
+            self._detail = self._detail % tuple(str(a) for a in self._args)
+            self._args = None
+        return self._detail
 
     def to_dict(self) -> dict:
         d: dict[str, Any] = {"action": self.action, "detail": self.detail}
         if self.extra:
-            d.update(self.extra)
+            d.update({k: str(v) if not isinstance(v, (int, str)) else v for k, v in self.extra.items()})
         return d
 
     def __repr__(self) -> str:
         return f"{self.action}({self.detail})"
+
+
+class PacketSnapshot:
+    """The bytes of a packet at one moment; renders as its one-line summary on demand."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __str__(self) -> str:
+        from netsim.packet import Packet
+        return Packet(self.data).summary()
+
+
+class Addr:
+    """An integer IPv4 address that renders dotted."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __str__(self) -> str:
+        from netsim.packet import int2ip
+        return int2ip(self.n)
 
 
 class Hop:
@@ -70,8 +109,8 @@ class Hop:
         self.kind = kind
         self.steps: list[Step] = []
 
-    def add(self, action: str, detail: str, extra: Optional[dict] = None) -> Step:
-        s = Step(action, detail, extra)
+    def add(self, action: str, detail: str, extra: Optional[dict] = None, args: Optional[tuple] = None) -> Step:
+        s = Step(action, detail, extra, args)
         self.steps.append(s)
         return s
 
@@ -85,14 +124,20 @@ class Hop:
 class PacketTrace:
     """One packet's walk (it may be rewritten on the way: summary is as it was sent)."""
 
-    __slots__ = ("direction", "summary", "hops", "pcap", "rules")
+    __slots__ = ("direction", "_summary", "hops", "pcap", "rules")
 
-    def __init__(self, direction: str, summary: str) -> None:
+    def __init__(self, direction: str, summary: Any) -> None:
         self.direction = direction
-        self.summary = summary
+        self._summary = summary                 # str or PacketSnapshot
         self.hops: list[Hop] = []
         self.pcap: Optional[list] = None    # [(host, iface, bytes, comment)] when capturing
         self.rules = 0                      # rules the kernel would have evaluated for this packet
+
+    @property
+    def summary(self) -> str:
+        if not isinstance(self._summary, str):
+            self._summary = str(self._summary)
+        return self._summary
 
     def hop(self, host: str, kind: str) -> Hop:
         h = Hop(len(self.hops) + 1, host, kind)

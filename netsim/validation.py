@@ -59,6 +59,21 @@ def port_name(v: str) -> Optional[str]:
     return None
 
 
+def qualified_name(v: str) -> Optional[str]:
+    """A label key: an optional DNS-1123 subdomain prefix and '/', then a name of at most 63 characters."""
+    prefix, _, name = v.rpartition("/")
+    if "/" in v and (not prefix or dns1123_subdomain(prefix)):
+        return "prefix part " + (dns1123_subdomain(prefix) or "must be non-empty")
+    if not name:
+        return "name part must be non-empty"
+    if len(name) > 63:
+        return "name part must be no more than 63 characters"
+    if not _LABEL_VALUE.match(name):
+        return ("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
+                "with an alphanumeric character")
+    return None
+
+
 def label_value(v: str) -> Optional[str]:
     if len(v) > 63 or not _LABEL_VALUE.match(v):
         return ("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "

@@ -32,7 +32,7 @@ from netsim.packet import (IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PROTO_NUMBERS
 from netsim.routing import Route
 from netsim.servers import Sockets, pod_sockets
 from netsim.topology import (FLANNEL_VNI, FLANNEL_VXLAN_PORT, Host, Interface, Topology)
-from netsim.trace import Flow, Hop, Outcome, PacketTrace, Reply, Trace
+from netsim.trace import Addr, Flow, Hop, Outcome, PacketSnapshot, PacketTrace, Reply, Trace
 
 EPHEMERAL_PORTS = (32768, 60999)        # net.ipv4.ip_local_port_range default
 VXLAN_OVERHEAD = 14 + 8                 # inner Ethernet + VXLAN header inside the outer UDP
@@ -86,6 +86,7 @@ class Walker:
         self._topology: Optional[Topology] = None
         self._coredns = None
         self._running: tuple = ()
+        self._ipvs_advanced: dict[str, float] = {}
         self._dirty = True
         self._rules_dirty = True
         self.stats = {"packets": 0, "rules_evaluated": 0}
@@ -99,6 +100,10 @@ class Walker:
 
     def sync(self) -> None:
         """Rebuild the topology and (lazily) the node rules after the cluster changed."""
+        for node, kp in getattr(self, "_ipvs_proxiers", {}).items():
+            if self.now > self._ipvs_advanced.get(node, 0.0):
+                kp.advance(self.now)              # IPVS connection timers + graceful termination
+                self._ipvs_advanced[node] = self.now
         running = tuple(n.running for n in self.cluster.nodes())   # stop_node sends no watch event
         if not self._dirty and self._topology is not None and running == self._running:
             return
@@ -106,7 +111,7 @@ class Walker:
         self._topology = Topology(self.cluster)
         self.sockets = {}
         for pod in self.cluster.pods():
-            if not pod.ip or pod.terminating and False:
+            if not pod.ip:
                 continue
             if pod.host_network and pod.node_name:
                 s = self.sockets.setdefault(pod.node_name, Sockets())
@@ -327,11 +332,11 @@ class Walker:
 
     # ------------------------------------------------------------------ the walk
     def _walk(self, origin: Host, pkt: Packet, direction: str, capture: bool) -> tuple[End, PacketTrace]:
-        pt = PacketTrace(direction, pkt.summary())
+        pt = PacketTrace(direction, PacketSnapshot(bytes(pkt.buf)))
         if capture:
             pt.pcap = []
         hop = pt.hop(origin.name, origin.kind)
-        hop.add("ORIGINATED", pkt.summary())
+        hop.add("ORIGINATED", "%s", None, (PacketSnapshot(bytes(pkt.buf)),))
         nxt = self._output(origin, pkt, pt, hop)
         guard = 0
         while not isinstance(nxt, End):
@@ -383,22 +388,22 @@ class Walker:
                 hop.add("ROUTED", f"{pkt.dst_ip} is local: loopback to INPUT")
                 self._postrouting(host, nf, ct, e, pkt, pt, hop, "lo")
                 return self._local_in(host, "lo", pkt, pt, hop, ct, e, nf)
-            hop.add("ROUTED", f"{route}")
+            hop.add("ROUTED", "%s", None, (route,))
             r = self._postrouting(host, nf, ct, e, pkt, pt, hop, route.dev)
             if r is not None:
                 return r
             return self._transmit(host, route, pkt, pt, hop)
         if host.routes.is_local(pkt.dst):
             return self._deliver(host, "lo", pkt, hop)
-        hop.add("ROUTED", str(route))
+        hop.add("ROUTED", "%s", None, (route,))
         return self._transmit(host, route, pkt, pt, hop)
 
     def _receive(self, host: Host, iface: Interface, pkt: Packet, pt: PacketTrace, extra):
         """A packet arrives on ``iface`` of ``host``."""
         bridged_from = extra
         hop = pt.hop(host.name, host.kind)
-        port = f" (bridge port {pkt.physdev_in})" if pkt.physdev_in else ""
-        hop.add("RECEIVED", f"{iface.name}{port}: {pkt.summary()}", {"interface": iface.name})
+        port = " (bridge port %s)" % pkt.physdev_in if pkt.physdev_in else ""
+        hop.add("RECEIVED", "%s%s: %s", {"interface": iface.name}, (iface.name, port, PacketSnapshot(bytes(pkt.buf))))
         self._capture(pt, host, iface.name, pkt, "received")
         if not host.up:
             hop.add("DROPPED", f"{host.name} is down: the packet is lost (the client would time out)")
@@ -409,8 +414,9 @@ class Walker:
             if iface.name == "eth0" and pkt.proto == IPPROTO_UDP and pkt.dport == FLANNEL_VXLAN_PORT \
                     and host.routes.is_local(pkt.dst) and "flannel.1" in host.interfaces:
                 inner = self._decap(pkt)
-                hop.add("DECAPSULATED", f"vxlan vni {FLANNEL_VNI} from {pkt.src_ip}:{pkt.sport} -> inner "
-                        f"{inner.summary()} arrives on flannel.1", {"interface": "flannel.1"})
+                hop.add("DECAPSULATED", "vxlan vni %s from %s:%s -> inner %s arrives on flannel.1",
+                        {"interface": "flannel.1"},
+                        (FLANNEL_VNI, Addr(pkt.src), pkt.sport, PacketSnapshot(bytes(inner.buf))))
                 pkt = inner
                 pkt.iif = "flannel.1"
                 iface = host.interfaces["flannel.1"]
@@ -431,7 +437,7 @@ class Walker:
             hop.add("DROPPED", "TTL exceeded")
             return End("TTL_EXCEEDED", host)
         pkt.ttl -= 1
-        hop.add("ROUTED", str(route))
+        hop.add("ROUTED", "%s", None, (route,))
         return self._transmit(host, route, pkt, pt, hop)
 
     # ------------------------------------------------------------------ node stack
@@ -471,7 +477,7 @@ class Walker:
                 hop.add("DROPPED", "TTL exceeded")
                 return End("TTL_EXCEEDED", host)
             pkt.ttl -= 1
-        hop.add("ROUTED", f"{route}" + ("  (re-bridged on cni0: br_netfilter)" if hairpin else ""))
+        hop.add("ROUTED", "%s%s", None, (route, "  (re-bridged on cni0: br_netfilter)" if hairpin else ""))
         return self._forward(host, nf, ct, e, pkt, pt, hop, route, None)
 
     def _forward(self, host: Host, nf: Netfilter, ct: Conntrack, e: Optional[ConntrackEntry], pkt: Packet,
@@ -543,28 +549,28 @@ class Walker:
                             "SNAT" if not pkt.ct_reply else "un-DNAT (conntrack)")
             if not e.confirmed:
                 ct.confirm(e)
-                hop.add("CONNTRACK", f"confirmed: {e.line(self.now)}", {"conntrack": e.line(self.now)})
+                snap = e.snapshot(self.now)
+                hop.add("CONNTRACK", "confirmed: %s", {"conntrack": snap}, (snap,))
         return None
 
     # ------------------------------------------------------------------ conntrack + NAT helpers
     def _conntrack_in(self, host: Host, ct: Conntrack, pkt: Packet, hop: Hop) -> Optional[ConntrackEntry]:
-        if pkt.ct is not None and pkt.ctstate is not None and pkt.iif is None:
-            pass
         e, is_reply, state = ct.classify(pkt, self.now)
         pkt.ct, pkt.ct_reply, pkt.ctstate = e, is_reply, state
         if e is None:
-            hop.add("CONNTRACK", f"ctstate {state}: no connection matches {pkt.summary()}")
+            hop.add("CONNTRACK", "ctstate %s: no connection matches %s", None, (state, PacketSnapshot(bytes(pkt.buf))))
             return None
         if state == "RELATED":
-            hop.add("CONNTRACK", f"ctstate RELATED (ICMP error about {e.line(self.now)})")
+            hop.add("CONNTRACK", "ctstate RELATED (ICMP error about %s)", None, (e.snapshot(self.now),))
             return e
         if e.confirmed:
             ct.update(e, pkt, is_reply, self.now)
-            hop.add("CONNTRACK", f"ctstate {state}{' (reply direction)' if is_reply else ''}: {e.line(self.now)}",
-                    {"conntrack": e.line(self.now)})
+            snap = e.snapshot(self.now)
+            hop.add("CONNTRACK", "ctstate %s%s: %s", {"conntrack": snap},
+                    (state, " (reply direction)" if is_reply else "", snap))
         else:
             ct.update(e, pkt, is_reply, self.now)
-            hop.add("CONNTRACK", f"ctstate NEW: new entry (unconfirmed) for {pkt.summary()}")
+            hop.add("CONNTRACK", "ctstate NEW: new entry (unconfirmed) for %s", None, (PacketSnapshot(bytes(pkt.buf)),))
         return e
 
     def _bind(self, host: Host, ct: Conntrack, e: ConntrackEntry, res: HookResult, pkt: Packet, hop: Hop,
@@ -604,8 +610,6 @@ class Walker:
         for h in res.hits:
             hop.add("RULE", f"{h.table}:{h.chain} #{h.number}  {h.text}",
                     {"table": h.table, "chain": h.chain, "rule": h.text, "rule_number": h.number})
-        if res.verdict != "ACCEPT":
-            pass
         return res
 
     def _refused(self, host: Host, hop: Hop, res: HookResult, pkt: Packet, chain: str) -> End:
@@ -670,8 +674,8 @@ class Walker:
                 hop.add("DROPPED", f"flannel.1: no FDB entry for VTEP {int2ip(nh)}")
                 return End("NEIGHBOR_UNREACHABLE", host)
             outer = self._encap(host, pkt, remote)
-            hop.add("ENCAPSULATED", f"flannel.1 vxlan vni {FLANNEL_VNI}: outer {outer.summary()}",
-                    {"interface": "flannel.1"})
+            hop.add("ENCAPSULATED", "flannel.1 vxlan vni %s: outer %s", {"interface": "flannel.1"},
+                    (FLANNEL_VNI, PacketSnapshot(bytes(outer.buf))))
             self._capture(pt, host, "flannel.1", pkt, "sent into the VXLAN tunnel")
             pkt = outer
             dev = host.interfaces["eth0"]
@@ -681,8 +685,7 @@ class Walker:
         if peer is None:
             hop.add("DROPPED", f"no neighbour answers ARP for {int2ip(nh)} on {dev.name}")
             return End("NEIGHBOR_UNREACHABLE", host, f"{host.name}: {int2ip(nh)} unreachable on {dev.name}")
-        hop.add("TRANSMITTED", f"{dev.name} -> {peer.host.name} ({peer.name}, {int2ip(nh)})",
-                {"interface": dev.name})
+        hop.add("TRANSMITTED", "%s -> %s (%s, %s)", {"interface": dev.name}, (dev.name, peer.host.name, peer.name, Addr(nh)))
         self._capture(pt, host, dev.name, pkt, "transmitted")
         if host.kind == "node" and dev.kind == "bridge":
             # out through the pod's veth (bridge port)
@@ -778,14 +781,14 @@ class Walker:
         socks = self.sockets.get(host.name)
         # a client socket waiting for this reply?
         if self._is_client_reply(host, pkt):
-            hop.add("DELIVERED", f"to the client socket {pkt.dst_ip}:{pkt.dport}: {pkt.summary()}")
+            hop.add("DELIVERED", "to the client socket %s:%s: %s", None, (Addr(pkt.dst), pkt.dport, PacketSnapshot(bytes(pkt.buf))))
             return End("CLIENT", host, pkt=pkt)
         if socks is None:
             socks = Sockets()
         d = socks.deliver(pkt, self.rng)
         gen = [(host, r) for r in d.replies]
         if d.kind == "listener":
-            hop.add("DELIVERED", f"{d.detail}" + (f"; answers {d.replies[0].summary()}" if d.replies else ""))
+            hop.add("DELIVERED", "%s%s", None, (d.detail, _Answers(d.replies)))
             return End("DELIVERED", host, d.detail, owner=d.owner, pkt=pkt, generated=gen)
         if d.kind == "kernel":
             hop.add("DELIVERED", d.detail)
@@ -804,12 +807,31 @@ class Walker:
 
     # ------------------------------------------------------------------ capture
     def _capture(self, pt: PacketTrace, host: Host, iface: str, pkt: Packet, what: str) -> None:
-        if pt.pcap is not None:
-            pt.pcap.append((host.name, iface, bytes(pkt.buf), f"{host.name}/{iface} {what}: {pkt.summary()}"))
+        if pt.pcap is None:
+            return
+        note = f"{pt.direction} {host.name}/{iface} {what}: {pkt.summary()}"
+        if what in ("transmitted", "bridged") and pt.hops:
+            done = [s.detail for s in pt.hops[-1].steps if s.action in ("TRANSLATED", "IPVS", "BALANCED")]
+            jumps = [s.extra["chain"] + " -> " + s.extra["rule"].rsplit(" -j ", 1)[-1]
+                     for s in pt.hops[-1].steps if s.action == "RULE" and s.extra
+                     and ("DNAT" in s.extra["rule"] or "MASQUERADE" in s.extra["rule"])]
+            if jumps or done:
+                note += " | " + "; ".join(jumps + done)
+        pt.pcap.append((host.name, iface, bytes(pkt.buf), note))
 
     # ------------------------------------------------------------------ inspection
     def conntrack_listing(self, node: str) -> str:
         return self.conntrack_for(node).listing(self.now)
+
+
+class _Answers:
+    __slots__ = ("data",)
+
+    def __init__(self, replies: list[Packet]) -> None:
+        self.data = bytes(replies[0].buf) if replies else None
+
+    def __str__(self) -> str:
+        return "" if self.data is None else f"; answers {PacketSnapshot(self.data)}"
 
 
 def _matches(req: tuple, r: Packet) -> bool:

@@ -236,3 +236,20 @@ def test_affinity_to_a_quiesced_server_is_rescheduled():
     assert rs(kp, EP2).weight == 0
     dec = kp.node.local_in(syn(40001), 1.0)
     assert dest_of_conn(dec) == EP1 and dec.template is not first.template
+
+
+def test_icmp_port_unreachable_from_the_real_server_is_translated_back_to_the_vip():
+    # ip_vs_out_icmp / ip_vs_nat_icmp: the client must see VIP:vport in the quoted packet
+    kp = proxy(proto="UDP")
+    req = Packet.udp(CLIENT, VIP, 5353, 80, b"q")
+    kp.node.local_in(req, 0.0)                               # now CLIENT:5353 -> 10.244.1.2:8080
+    err = Packet.icmp_error(EP2[0], req)                     # the pod has no UDP listener
+    dec = kp.node.reply(err, 0.1, "FORWARD")
+    assert dec.action == "un-dnat" and "ICMP error" in dec.reason
+    inner = err.inner
+    assert (err.src_ip, err.dst_ip, err.icmp_type, err.icmp_code) == (VIP, CLIENT, 3, 3)
+    assert (inner.src_ip, inner.sport, inner.dst_ip, inner.dport) == (CLIENT, 5353, VIP, 80)
+    assert err.checksums_ok()
+    # an ICMP error about an unknown flow is left alone
+    stray = Packet.icmp_error("10.244.1.9", Packet.udp(CLIENT, "10.244.1.9", 1, 2))
+    assert kp.node.reply(stray, 0.2) is None

@@ -354,3 +354,13 @@ def test_nodeport_addresses_setting_limits_the_node_ips():
     cfg = ProxierConfig(node_name="n", node_ip="192.168.49.2", node_port_addresses=["192.168.49.0/24"])
     d = desired_state([_port()], {}, cfg, ["192.168.49.2", "10.244.0.1", "127.0.0.1"])
     assert sorted(_vs_map(d)) == ["TCP 10.20.30.41:80", "TCP 192.168.49.2:3001"]
+
+
+def test_ipset_list_counts_references_from_iptables_rules():
+    st = build(cluster_with(CLUSTER_IP), "node-1")
+    text = st.ipset_list()
+    block = text.split("Name: KUBE-CLUSTER-IP\n", 1)[1].split("\n\n", 1)[0]
+    # masquerade rule + ACCEPT in KUBE-SERVICES + RETURN in KUBE-IPVS-FILTER (cf. the real
+    # minikube listing: "References: 3")
+    assert "Type: hash:ip,port\n" in block and "References: 3\n" in block
+    assert block.endswith("Members:\n10.96.100.10,tcp:80")

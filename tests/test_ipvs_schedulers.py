@@ -8,7 +8,6 @@ so the list order the schedulers walk is the reverse of the add order.
 from __future__ import annotations
 
 import os
-import struct
 import subprocess
 import sys
 from collections import Counter
@@ -17,8 +16,7 @@ import pytest
 
 from netsim.packet import ip2int
 from netsim.rules.ipvs.hashing import hash_32, hsiphash_u32
-from netsim.rules.ipvs.schedulers import (MH_HASH1, MH_HASH2, MH_TAB_SIZE, MaglevHashing, SourceHashing,
-                                          make_scheduler)
+from netsim.rules.ipvs.schedulers import MH_HASH1, MH_TAB_SIZE, make_scheduler
 from netsim.rules.ipvs.table import (IP_VS_SVC_F_SCHED1, IP_VS_SVC_F_SCHED2, IpvsError, IpvsTable,
                                      VirtualServer)
 
@@ -282,3 +280,39 @@ def test_lblcr_grows_the_set_when_its_best_member_overloads():
     _load(vs, B, 0, 0)
     assert pick(vs) == B                            # least loaded member of the set (0 < 256)
     assert vs.sched.sets[vs.ip] == [vs.find_dest(ip2int(A), 80), vs.find_dest(ip2int(B), 80)]
+
+
+# --- properties that follow from the kernel algorithms ----------------------------------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_weights = st.lists(st.integers(min_value=1, max_value=6), min_size=1, max_size=4)
+_ADDRS = (A, B, C, D)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_weights)
+def test_wrr_long_run_shares_follow_the_weights(ws):
+    vs = vs_with("wrr", dict(zip(_ADDRS, ws)))
+    total = sum(ws)
+    picks = Counter(pick(vs) for _ in range(total * 20))
+    for ip, w in zip(_ADDRS, ws):
+        assert abs(picks[ip] - 20 * w) <= max(ws)         # one cycle gives each dest exactly its weight
+
+
+@settings(max_examples=40, deadline=None)
+@given(_weights)
+def test_sh_buckets_are_shared_by_weight(ws):
+    vs = vs_with("sh", dict(zip(_ADDRS, ws)))
+    counts = Counter(b.ip for b in vs.sched.buckets)
+    cycles = 256 / sum(ws)
+    for ip, w in zip(_ADDRS, ws):
+        assert abs(counts[ip2int(ip)] - cycles * w) <= w  # whole cycles of `weight` buckets, one partial
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(min_value=1, max_value=4))
+def test_mh_equal_weights_differ_by_at_most_one_slot(n):
+    # ip_vs_mh_populate: with turns = 1 every dest claims one slot per round until the table is full
+    vs = vs_with("mh", {ip: 1 for ip in _ADDRS[:n]})
+    counts = Counter(d.ip for d in vs.sched.lookup)
+    assert sum(counts.values()) == MH_TAB_SIZE and max(counts.values()) - min(counts.values()) <= 1

@@ -300,6 +300,8 @@ def test_down_cleans_up_after_kill_9_half_way_through_up(run_dir):
     cleanup.down(name)
     assert not [n for n in netns.listnetns() if n.startswith(name + "-")]
     assert not (run_dir / name).exists()
+    time.sleep(0.3)                             # nothing the killed process started shows up later
+    assert not [n for n in netns.listnetns() if n.startswith(name + "-")]
 
 
 # ---------------------------------------------------------------------------- host safety

@@ -9,7 +9,7 @@ import pytest
 from netsim.kernel import naming, rules
 from netsim.kernel.build import KernelBackendError, check_kernel_support
 from netsim.kernel.plan import build_plan
-from netsim.manifests import load, load_text
+from netsim.manifests import load
 from netsim.topology import Topology
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "kernel_services.yaml")

@@ -62,6 +62,19 @@ CASES = [
           "(a-z, 0-9), and hyphens (-)"),
     (SVC + "  ports: [{port: 80, targetPort: a-very-long-port-name}]\n",
      D1 + "spec.ports[0].targetPort: Invalid value: 'a-very-long-port-name': must be no more than 15 characters"),
+    # IntOrString: a quoted number is a string, validated as a port name (ValidatePortNumOrName)
+    (SVC + "  ports: [{port: 80, targetPort: '8080'}]\n",
+     D1 + "spec.ports[0].targetPort: Invalid value: '8080': must contain at least one letter (a-z)"),
+    (SVC + "  ports: [{port: 80, targetPort: '²'}]\n",
+     D1 + "spec.ports[0].targetPort: Invalid value: '²': must contain only alpha-numeric characters (a-z, 0-9), "
+          "and hyphens (-)"),
+    (CLUSTER + "spec: {coredns: {replicas: -1}}\n",
+     "app.yaml: document 1 (Cluster 'a'): spec.coredns.replicas: Invalid value: -1: must be greater than or equal to 0"),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {\"a\\nb\": c}}\nspec:\n  containers: [{name: c}]\n",
+     "app.yaml: document 1 (Pod 'p'): metadata.labels.a\\nb: Invalid value: 'a\\nb': name part must consist of "
+     "alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
+    ("apiVersion: [v1]\nkind: Service\nmetadata: {name: web}\n",
+     "app.yaml: document 1 (Service 'web'): apiVersion: expected a string, got list ['v1']"),
     (POD + "  containers: [{name: c, ports: [{containerPort: 65536}]}]\n",
      "app.yaml: document 1 (Pod 'p'): spec.containers[0].ports[0].containerPort: Invalid value: 65536: must be "
      "between 1 and 65535, inclusive"),

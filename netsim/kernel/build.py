@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +36,6 @@ NODE_SYSCTLS = (
     # ECONNREFUSED (reference §3.4). The emulator does not model rate limits.
     ("net.ipv4.icmp_ratemask", "0"),
 )
-SERVER_READY_TIMEOUT = 20.0
 
 
 class KernelBackendError(RuntimeError):
@@ -117,6 +113,7 @@ class KernelCluster:
         self.log(f"nodes ready ({len(plan.nodes)}) in {time.monotonic() - t0:.2f}s")
         for pod in plan.pods.values():
             self._make_pod(pod)
+        self.state.save()
         self.log(f"pods ready ({len(plan.pods)}) in {time.monotonic() - t0:.2f}s")
         if load_rules:
             self.sync_rules()
@@ -126,8 +123,7 @@ class KernelCluster:
         if start_servers:
             from netsim.kernel import dnsserver
             dnsserver.write_snapshot(self.cluster, self.state)
-            for node in plan.nodes.values():
-                self._start_servers(node.name)
+            self._start_servers(plan.nodes)
 
     def _new_netns(self, name: str) -> None:
         self.state.own_netns(name)                # ledger first, then the namespace
@@ -240,30 +236,26 @@ class KernelCluster:
         self.state.pods[pod.key] = PodRecord(namespace=pod.namespace, name=pod.name, netns=pod.netns,
                                              node=pod.node, ip=pod.ip)
         if pod.host_network:
-            self.state.save()
             return
         self._new_netns(pod.netns)
         mtu = UNDERLAY_MTU - VXLAN_OVERHEAD if self.plan.pod_network == "vxlan" else UNDERLAY_MTU
         with netns.iproute(node.netns) as ipr:
             ipr.link("add", ifname=pod.veth, kind="veth", mtu=mtu,
                      peer={"ifname": "eth0", "net_ns_fd": netns.path(pod.netns), "mtu": mtu})
-            idx = ipr.link_lookup(ifname=pod.veth)[0]
-            ipr.link("set", index=idx, master=ipr.link_lookup(ifname=naming.CNI_BRIDGE)[0])
+            idx = _ifindex(ipr, pod.veth)
+            ipr.link("set", index=idx, master=_ifindex(ipr, naming.CNI_BRIDGE))
             ipr.brport("set", index=idx, mode=1)          # hairpin on, as the bridge CNI's hairpinMode
             ipr.link("set", index=idx, state="up")
         with netns.iproute(pod.netns) as ipr:
-            idx = ipr.link_lookup(ifname="eth0")[0]
+            idx = _ifindex(ipr, "eth0")
             ipr.addr("add", index=idx, address=pod.ip, prefixlen=pod.prefixlen)
             ipr.link("set", index=idx, state="up")
             ipr.route("add", dst="default", gateway=pod.gateway, oif=idx)
-        if pod.resolv_conf:
+        if pod.resolv_conf:                       # /etc/netns/<netns> carries the ledger's name
             d = Path("/etc/netns") / pod.netns
             self.state.etc_netns.append(str(d))
-            self.state.save()
             d.mkdir(parents=True, exist_ok=True)
             (d / "resolv.conf").write_text(pod.resolv_conf)
-        else:
-            self.state.save()
 
     def _remove_pod(self, key: str) -> None:
         rec = self.state.pods.pop(key)
@@ -272,6 +264,7 @@ class KernelCluster:
             netns.remove(rec.netns)
             if rec.netns in self.state.netns:
                 self.state.netns.remove(rec.netns)
+                self.state._owned.discard(rec.netns)
             d = Path("/etc/netns") / rec.netns
             if str(d) in self.state.etc_netns:
                 cleanup.remove_etc_netns(d)
@@ -303,31 +296,32 @@ class KernelCluster:
             rules.restore(node.netns, rules.restore_input(self.cluster, name))
 
     # ------------------------------------------------------------------ servers
-    def _start_servers(self, node_name: str) -> None:
-        from netsim.kernel import podserver
-        node = self.plan.nodes[node_name]
-        pods = [p for p in self.plan.pods.values() if p.node == node_name]
-        self._stop_servers(node_name)
-        if not pods:
-            return
-        spec = podserver.ServerSpec(cluster=self.name, node=node_name, pods=[
-            podserver.PodSocketSpec(pod=p.key, netns=p.netns, ip=p.ip,
-                                    ports=[(port, proto) for port, proto in p.ports
-                                           if not (p.dns_server and port == 53)] if p.dns_server
-                                    else list(p.ports))
-            for p in pods])
-        rec = podserver.start(spec, self.state.directory)
-        self.state.own_process(ProcessRecord(pid=rec.pid, role="podserver", netns=node.netns,
-                                             argv=rec.argv))
-        for p in pods:
-            if p.dns_server:
-                self._start_dns(p)
-
-    def _start_dns(self, pod: PodPlan) -> None:
-        from netsim.kernel import dnsserver
-        rec = dnsserver.start(self.name, pod, self.state)
-        if rec is not None:
-            self.state.own_process(rec)
+    def _start_servers(self, node_names: Iterable[str]) -> None:
+        """(Re)start the pod server of each node and the DNS server of its CoreDNS pods, all at
+        once; each pid goes to the ledger as soon as it exists, then wait until all are ready."""
+        from netsim.kernel import dnsserver, podserver, process
+        launches = []
+        for node_name in node_names:
+            node = self.plan.nodes[node_name]
+            pods = [p for p in self.plan.pods.values() if p.node == node_name]
+            self._stop_servers(node_name)
+            if not pods:
+                continue
+            spec = podserver.ServerSpec(cluster=self.name, node=node_name, pods=[
+                podserver.PodSocketSpec(pod=p.key, netns=p.netns, ip=p.ip,
+                                        ports=[(port, proto) for port, proto in p.ports
+                                               if not (p.dns_server and port == 53)])
+                for p in pods])
+            ln = podserver.launch(spec, self.state.directory)
+            self.state.own_process(ProcessRecord(pid=ln.pid, role="podserver", netns=node.netns, argv=ln.argv))
+            launches.append(ln)
+            for p in pods:
+                if p.dns_server:
+                    dl = dnsserver.launch(self.name, p, self.state)
+                    if dl is not None:
+                        self.state.own_process(ProcessRecord(pid=dl.pid, role="dns", netns=p.netns, argv=dl.argv))
+                        launches.append(dl)
+        process.wait_ready(launches)
 
     def _stop_servers(self, node_name: str) -> None:
         """Stop the node's pod server and the DNS servers of pods on that node."""
@@ -360,6 +354,7 @@ class KernelCluster:
             changed["pods_removed"].append(key)
         for key in sorted(set(new.pods) - set(old.pods)):
             self._make_pod(new.pods[key])
+            self.state.save()
             touched_nodes.add(new.pods[key].node)
             changed["pods_added"].append(key)
         for name, node in new.nodes.items():
@@ -371,10 +366,13 @@ class KernelCluster:
         self.sync_rules()
         from netsim.kernel import dnsserver
         dnsserver.write_snapshot(self.cluster, self.state)
-        for name in sorted(touched_nodes):
-            if new.nodes[name].running:
-                self._start_servers(name)
+        self._start_servers(sorted(n for n in touched_nodes if new.nodes[n].running))
         return changed
+
+
+def _ifindex(ipr: Any, ifname: str) -> int:
+    """One RTM_GETLINK by name (link_lookup dumps every link: quadratic on a 100-pod bridge)."""
+    return ipr.link("get", ifname=ifname)[0]["index"]
 
 
 def attach(cluster: Any, name: str) -> KernelCluster:

@@ -9,15 +9,12 @@ from __future__ import annotations
 import argparse
 import pickle
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Optional
 
-from netsim.kernel.state import ClusterState, ProcessRecord
+from netsim.kernel.state import ClusterState
 
-READY_TIMEOUT = 20.0
 
 
 def available() -> bool:
@@ -41,30 +38,16 @@ def write_snapshot(cluster: Any, state: ClusterState) -> Path:
     return path
 
 
-def start(cluster_name: str, pod: Any, state: ClusterState) -> Optional[ProcessRecord]:
-    """Start the DNS server in `pod`'s namespace; None when netsim.dns.server is not installed."""
+def launch(cluster_name: str, pod: Any, state: ClusterState) -> Optional["Launch"]:
+    """Start the DNS server for `pod` (see process.wait_ready); None when netsim.dns.server is absent."""
     if not available():
         return None
+    from netsim.kernel.process import spawn
     ddir = state.directory / "dns"
     ddir.mkdir(parents=True, exist_ok=True)
-    ready = ddir / f"{pod.netns}.ready"
-    ready.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "netsim.kernel.dnsserver", "--cluster", cluster_name,
             "--netns", pod.netns, "--ip", pod.ip, "--pod", pod.key]
-    log = open(ddir / f"{pod.netns}.log", "ab")
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-    log.close()
-    deadline = time.monotonic() + READY_TIMEOUT
-    while not ready.exists():
-        if proc.poll() is not None:
-            tail = (ddir / f"{pod.netns}.log").read_text(errors="replace").strip().splitlines()[-1:]
-            raise RuntimeError(f"DNS server in {pod.key} exited with {proc.returncode}: "
-                               f"{tail[0] if tail else 'no output'}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"DNS server in {pod.key} not ready after {READY_TIMEOUT:.0f}s")
-        time.sleep(0.01)
-    return ProcessRecord(pid=proc.pid, role="dns", netns=pod.netns, argv=argv)
+    return spawn(argv, ddir / f"{pod.netns}.ready", ddir / f"{pod.netns}.log", f"DNS server in {pod.key}")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -39,11 +39,45 @@ def listnetns() -> list[str]:
         return []
 
 
+MS_BIND = 4096
+
+
 def create(name: str) -> None:
-    """Create the named namespace (like `ip netns add`); refuses if it already exists."""
+    """Create the named namespace (like `ip netns add`); refuses if it already exists.
+
+    As iproute2 does, without forking: unshare(CLONE_NEWNET) on this thread, bind-mount the thread's
+    new namespace onto /run/netns/<name>, setns() back. The first call lets pyroute2 prepare
+    /run/netns (a shared mount point, as `ip netns add` makes it)."""
     if exists(name):
         raise NetnsError(f"network namespace {name!r} already exists (run `netsim down` first)")
-    _pr_netns.create(name)
+    if not os.path.isdir(NETNS_RUN_DIR) or not _run_dir_is_mountpoint():
+        _pr_netns.create(name)
+        return
+    target = path(name)
+    fd = os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
+    os.close(fd)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        if _libc.unshare(CLONE_NEWNET) != 0:
+            raise NetnsError(f"unshare(CLONE_NEWNET): {os.strerror(ctypes.get_errno())}")
+        try:
+            if _libc.mount(b"/proc/thread-self/ns/net", target.encode(), None, MS_BIND, None) != 0:
+                raise NetnsError(f"bind mount of {name}: {os.strerror(ctypes.get_errno())}")
+        finally:
+            _setns(home)
+    except BaseException:
+        try:
+            os.unlink(target)
+        except OSError:
+            pass
+        raise
+    finally:
+        os.close(home)
+
+
+def _run_dir_is_mountpoint() -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == NETNS_RUN_DIR for line in f)
 
 
 def remove(name: str) -> None:

@@ -15,7 +15,6 @@ import os
 import selectors
 import signal
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,7 +23,6 @@ from typing import Optional
 
 HTTP_METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ")
 IDLE_ANSWER_AFTER = 1.0          # a client that sends nothing still gets the line after 1 s
-READY_TIMEOUT = 20.0
 
 
 @dataclass
@@ -40,12 +38,6 @@ class ServerSpec:
     cluster: str
     node: str
     pods: list[PodSocketSpec] = field(default_factory=list)
-
-
-@dataclass
-class Started:
-    pid: int
-    argv: list[str]
 
 
 def answer_line(pod: str, node: str, local: tuple, peer: tuple, proto: str) -> bytes:
@@ -66,29 +58,16 @@ def _http(body: bytes, head_only: bool) -> bytes:
     return hdr if head_only else hdr + body
 
 
-def start(spec: ServerSpec, run_dir: Path) -> Started:
-    """Start the node's server process detached, wait until every socket is bound, return its pid."""
+def launch(spec: ServerSpec, run_dir: Path) -> "Launch":
+    """Start the node's server process detached (see process.wait_ready for readiness)."""
+    from netsim.kernel.process import spawn
     sdir = run_dir / "servers"
     sdir.mkdir(parents=True, exist_ok=True)
     spec_path = sdir / f"{spec.node}.json"
-    ready = sdir / f"{spec.node}.ready"
-    ready.unlink(missing_ok=True)
     spec_path.write_text(json.dumps(asdict(spec)))
     argv = [sys.executable, "-m", "netsim.kernel.podserver", "--cluster", spec.cluster, "--spec", str(spec_path)]
-    log = open(sdir / f"{spec.node}.log", "ab")
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-    log.close()
-    deadline = time.monotonic() + READY_TIMEOUT
-    while not ready.exists():
-        if proc.poll() is not None:
-            tail = (sdir / f"{spec.node}.log").read_text(errors="replace").strip().splitlines()[-1:]
-            raise RuntimeError(f"pod server for node {spec.node} exited with {proc.returncode}: "
-                               f"{tail[0] if tail else 'no output'}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"pod server for node {spec.node} not ready after {READY_TIMEOUT:.0f}s")
-        time.sleep(0.01)
-    return Started(pid=proc.pid, argv=argv)
+    return spawn(argv, spec_path.with_suffix(".ready"), sdir / f"{spec.node}.log",
+                 f"pod server for node {spec.node}")
 
 
 class _Conn:

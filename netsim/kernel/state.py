@@ -52,6 +52,10 @@ class ClusterState:
     external_netns: Optional[str] = None
     external_ip: Optional[str] = None
     created_at: float = 0.0
+    _owned: set[str] = field(default_factory=set, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._owned = set(self.netns)
 
     @property
     def directory(self) -> Path:
@@ -64,13 +68,24 @@ class ClusterState:
     def save(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True))
+        data = asdict(self)
+        data.pop("_owned", None)
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
         os.replace(tmp, self.path)
 
+    @property
+    def ledger_path(self) -> Path:
+        return self.directory / "netns.ledger"
+
     def own_netns(self, name: str) -> None:
-        if name not in self.netns:
+        """Append `name` to the ledger file (flushed) before the namespace is created; state.json
+        is rewritten only at milestones, so a 1,000-pod build stays linear."""
+        if name not in self._owned:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with open(self.ledger_path, "a") as f:
+                f.write(name + "\n")
+            self._owned.add(name)
             self.netns.append(name)
-            self.save()
 
     def own_process(self, rec: ProcessRecord) -> None:
         self.processes.append(rec)
@@ -86,6 +101,11 @@ class ClusterState:
         except json.JSONDecodeError as e:
             raise ClusterNotFound(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
         data["processes"] = [ProcessRecord(**p) for p in data.get("processes", [])]
+        ledger = path.parent / "netns.ledger"
+        if ledger.exists():                       # namespaces created after the last save
+            seen = set(data.get("netns", []))
+            data["netns"] = data.get("netns", []) + [n for n in ledger.read_text().split() if n not in seen
+                                                     and not seen.add(n)]
         data["pods"] = {k: PodRecord(**p) for k, p in data.get("pods", {}).items()}
         return cls(**data)
 

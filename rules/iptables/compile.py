@@ -29,6 +29,13 @@ class CompiledRule:
     kind: str                  # none|jump|goto|return|verdict|nat|mark|connmark|continue|unsupported
     action: Any = None
     jump_to: Optional[str] = None
+    jump_chain: Any = None     # the CompiledChain jumped to (resolved once the table is compiled)
+    # what a RuleHit reports, gathered once so a hit touches one object: (line, text, comment, target)
+    info: tuple = ()
+
+    def __post_init__(self) -> None:
+        r = self.rule
+        self.info = (r.line, r.text, r.comment, r.target)
 
 
 @dataclass
@@ -74,7 +81,8 @@ class CompiledChain:
         return best
 
 
-def header_preds(h: Header) -> list[Callable]:
+def header_preds(h: Header, keyed: tuple[bool, bool, bool] = (False, False, False)) -> list[Callable]:
+    """Tests for the header fields; fields the index already guarantees (`keyed`: dst, proto) are left out."""
     preds: list[Callable] = []
     if h.src is not None:
         net, mask, neg = h.src
@@ -82,7 +90,7 @@ def header_preds(h: Header) -> list[Callable]:
             preds.append(lambda p, c: (p.src == net) != neg)
         else:
             preds.append(lambda p, c: ((p.src & mask) == net) != neg)
-    if h.dst is not None:
+    if h.dst is not None and not keyed[0]:
         dnet, dmask, dneg = h.dst
         if dmask == 0xFFFFFFFF:
             preds.append(lambda p, c: (p.dst == dnet) != dneg)
@@ -94,7 +102,7 @@ def header_preds(h: Header) -> list[Callable]:
     if h.oif is not None:
         oname, oneg = h.oif
         preds.append(lambda p, c: iface_matches(p.oif, oname) != oneg)
-    if h.proto is not None and h.proto[0] != 0:
+    if h.proto is not None and h.proto[0] != 0 and not keyed[1]:
         pnum, pneg = h.proto
         preds.append(lambda p, c: (p.proto == pnum) != pneg)
     elif h.proto is not None and h.proto[1]:
@@ -106,10 +114,22 @@ def header_preds(h: Header) -> list[Callable]:
     return preds
 
 
+def rule_preds(rule: Rule, keyed: tuple[bool, bool, bool] = (False, False, False),
+               key: tuple = ()) -> tuple[Callable, ...]:
+    """The rule's tests in kernel order, minus always-true matches and what the index key guarantees."""
+    preds = header_preds(rule.header, keyed)
+    keyed_dport = key[-1] if keyed[2] else None
+    for m in rule.matches:
+        if m.always or (keyed_dport is not None and m.dport_only and m.dport == keyed_dport):
+            continue
+        preds.append(m.pred)
+    return tuple(preds)
+
+
 def compile_rule(rule: Rule) -> CompiledRule:
     if rule.unsupported is not None:
         return CompiledRule(rule, (), "unsupported")
-    preds = tuple(header_preds(rule.header) + [m.pred for m in rule.matches])
+    preds = rule_preds(rule)
     t = rule.target_spec
     if t is None:
         return CompiledRule(rule, preds, "none")
@@ -164,6 +184,8 @@ def compile_chain(chain: Chain, min_rules: int = INDEX_MIN_RULES) -> CompiledCha
             cc.unindexed.append(pos)
         else:
             shapes.setdefault(ik[0], {}).setdefault(ik[1], []).append(pos)
+            # a candidate found through its bucket already has the keyed fields equal to the packet's
+            cr.preds = rule_preds(cr.rule, ik[0], ik[1])
     cc.shapes = list(shapes.items())
     cc.indexed = True
     return cc

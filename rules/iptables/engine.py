@@ -35,7 +35,7 @@ class EvalContext:
     nth: dict[Any, int] = field(default_factory=dict)   # statistic --mode nth per-rule counters
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RuleHit:
     """One rule that matched (or a policy that applied) during a traversal."""
 
@@ -76,7 +76,12 @@ class Engine:
         for tname, table in ruleset.tables.items():
             check_loops(table, ruleset.source)
             kw = {} if index_min_rules is None else {"min_rules": index_min_rules}
-            self.tables[tname] = {cname: compile_chain(c, **kw) for cname, c in table.chains.items()}
+            chains = {cname: compile_chain(c, **kw) for cname, c in table.chains.items()}
+            for cc in chains.values():
+                for cr in cc.rules:
+                    if cr.jump_to is not None:
+                        cr.jump_chain = chains[cr.jump_to]
+            self.tables[tname] = chains
 
     def has_chain(self, table: str, chain: str) -> bool:
         return chain in self.tables.get(table, {})
@@ -107,17 +112,15 @@ class Engine:
             cr = cur.rules[i]
             total += i - pos + 1
             pos = i + 1
-            rule = cr.rule
             if cr.kind == "unsupported":
-                steps.append(RuleHit(table, cur.name, rule.line, rule.text, rule.comment, rule.target,
-                                     total, note=f"unsupported, treated as non-matching: {rule.unsupported}", number=i + 1))
+                steps.append(RuleHit(table, cur.name, *cr.info, total,
+                                     note=f"unsupported, treated as non-matching: {cr.rule.unsupported}", number=i + 1))
                 continue
             for pred in cr.preds:
                 if not pred(pkt, ctx):
                     break
             else:
-                steps.append(RuleHit(table, cur.name, rule.line, rule.text, rule.comment, rule.target, total,
-                                     number=i + 1))
+                steps.append(RuleHit(table, cur.name, *cr.info, total, number=i + 1))
                 kind = cr.kind
                 if kind == "none" or kind == "continue":
                     if kind == "continue" and cr.action.notrack:
@@ -126,9 +129,9 @@ class Engine:
                 if kind == "jump" or kind == "goto":
                     if kind == "jump":
                         if len(stack) >= MAX_DEPTH:
-                            raise IptablesError(f"{self.ruleset.source}:{rule.line}: jumps nest deeper than {MAX_DEPTH}")
+                            raise IptablesError(f"{self.ruleset.source}:{cr.rule.line}: jumps nest deeper than {MAX_DEPTH}")
                         stack.append((cur, pos, lists))
-                    cur = chains[cr.jump_to]
+                    cur = cr.jump_chain
                     pos = 0
                     lists = cur.candidate_lists(pkt)
                     continue

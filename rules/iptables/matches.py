@@ -128,7 +128,8 @@ def _ports_match(module: str, opts: list[Opt], header: Header, where: str) -> Ma
             neg = flags.neg
             tests.append(lambda p, c, m=mask, v=comp, n=neg: ((p.tcp_flags & m) == v) != n)
     text = " ".join([f"-m {module}"] + parts)
-    return Match(module, opts, text, _all(tests), True, dport_hint)
+    return Match(module, opts, text, _all(tests), True, dport_hint,
+                 dport_only=dport_hint is not None and len(tests) == 1, always=not tests)
 
 
 def _port_test(attr: str, lo: int, hi: int, neg: bool) -> Callable:
@@ -167,7 +168,7 @@ def _icmp(opts, header, where, key) -> Match:
     _require_proto(header, "icmp", where, (1,))
     o = _one(opts, "--icmp-type")
     if o is None:
-        return Match("icmp", opts, "-m icmp", lambda p, c: True)
+        return Match("icmp", opts, "-m icmp", lambda p, c: True, always=True)
     spec = o.args[0]
     if spec.lower() in ICMP_TYPES:
         typ, cmin, cmax = ICMP_TYPES[spec.lower()]
@@ -196,7 +197,8 @@ def _comment(opts, header, where, key) -> Match:
         raise IptablesError(f"{where}: -m comment needs --comment TEXT")
     if len(o.args[0]) > 255:
         raise IptablesError(f"{where}: comment longer than 255 characters")
-    return Match("comment", opts, f"-m comment --comment {save_string(o.args[0])}", lambda p, c: True)
+    return Match("comment", opts, f"-m comment --comment {save_string(o.args[0])}", lambda p, c: True,
+                 always=True)
 
 
 def _nfacct(opts, header, where, key) -> Match:
@@ -204,13 +206,13 @@ def _nfacct(opts, header, where, key) -> Match:
     if o is None:
         raise IptablesError(f"{where}: -m nfacct needs --nfacct-name NAME")
     # libxt_nfacct prints two spaces before the name (reference §1.11)
-    return Match("nfacct", opts, f"-m nfacct --nfacct-name  {o.args[0]}", lambda p, c: True)
+    return Match("nfacct", opts, f"-m nfacct --nfacct-name  {o.args[0]}", lambda p, c: True, always=True)
 
 
 def _limit(opts, header, where, key) -> Match:
     # Tolerated: the emulator does not model token buckets, so a limit always matches.
     parts = [f"{o.name} {o.args[0]}" for o in opts]
-    return Match("limit", opts, " ".join(["-m limit"] + parts), lambda p, c: True)
+    return Match("limit", opts, " ".join(["-m limit"] + parts), lambda p, c: True, always=True)
 
 
 # --- mark / connmark (xt_mark.c, xt_connmark.c): (mark & mask) == value --------------------

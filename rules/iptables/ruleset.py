@@ -42,6 +42,8 @@ class Match:
     pred: Optional[Pred] = None          # compiled test(pkt, ctx) -> bool; None for unsupported
     pure: bool = True                    # no side effects (statistic draws, recent updates, counters)
     dport: Optional[int] = None          # a single, non-negated --dport this match requires (index hint)
+    dport_only: bool = False             # the --dport above is the match's only test
+    always: bool = False                 # always matches (comment, nfacct, limit): nothing to evaluate
 
 
 @dataclass

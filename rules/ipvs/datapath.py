@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from netsim.packet import Packet, int2ip
+from netsim.packet import Packet, checksum, int2ip
 from netsim.rules.ipvs.conn import ConnTable, IpvsConn, TIME_WAIT_STATE
 from netsim.rules.ipvs.table import IpvsTable, RealServer, VirtualServer
 
@@ -173,8 +173,11 @@ class IpvsNode:
 
     # ------------------------------------------------------------------ reply direction
     def reply(self, pkt: Any, now: float, hook: str = "OUT") -> Optional[IpvsDecision]:
-        """ip_vs_out_hook: a packet from a real server of a known connection gets the VIP back."""
+        """ip_vs_out_hook: a packet from a real server of a known connection gets the VIP back;
+        an ICMP error about such a connection is translated too (ip_vs_out_icmp)."""
         proto = pkt.proto
+        if proto == 1:
+            return self._reply_icmp(pkt, now, hook)
         if proto not in _SCHEDULABLE:
             return None
         cp = self.conns.out_get(proto, pkt.src, pkt.sport, pkt.dst, pkt.dport, now)
@@ -191,6 +194,34 @@ class IpvsNode:
         if pkt.sport != cp.vport:
             pkt.sport = cp.vport
         return IpvsDecision(hook, "un-dnat", reason=f"reply of {cp.describe()}", vs=cp.vs, dest=cp.dest,
+                            conn=cp, before=before, after=(int2ip(cp.vaddr), cp.vport))
+
+    def _reply_icmp(self, pkt: Any, now: float, hook: str) -> Optional[IpvsDecision]:
+        """ip_vs_out_icmp + ip_vs_nat_icmp(inout=1): an ICMP error quoting client -> real server
+        (e.g. port unreachable from a pod without a listener) is rewritten so the client sees it
+        come from the VIP about client -> VIP:vport: outer source := VIP, quoted destination and
+        port := VIP:vport, quoted IP header checksum and the ICMP checksum recomputed (the quoted
+        L4 checksum is left alone, as the kernel does)."""
+        if not isinstance(pkt, Packet) or not pkt.is_icmp_error:
+            return None
+        inner = pkt.inner
+        if inner is None or inner.proto not in _SCHEDULABLE:
+            return None
+        # the quoted packet travelled client -> real server: look it up the other way round
+        cp = self.conns.out_get(inner.proto, inner.dst, inner.dport, inner.src, inner.sport, now)
+        if cp is None:
+            return None
+        buf = pkt.buf
+        off = (buf[0] & 0x0F) * 4 + 8                      # quoted IP header
+        ihl = (buf[off] & 0x0F) * 4
+        before = (int2ip(pkt.src), inner.dport)
+        buf[off + 16:off + 20] = cp.vaddr.to_bytes(4, "big")
+        buf[off + 10:off + 12] = b"\x00\x00"
+        buf[off + 10:off + 12] = checksum(buf[off:off + ihl]).to_bytes(2, "big")
+        buf[off + ihl + 2:off + ihl + 4] = cp.vport.to_bytes(2, "big")
+        pkt.src = cp.vaddr
+        pkt.refresh_checksums()
+        return IpvsDecision(hook, "un-dnat", reason=f"ICMP error about {cp.describe()}", vs=cp.vs, dest=cp.dest,
                             conn=cp, before=before, after=(int2ip(cp.vaddr), cp.vport))
 
     def is_local_dest(self, dest: RealServer) -> bool:

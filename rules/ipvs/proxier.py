@@ -33,7 +33,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from netsim.packet import int2ip, ip2int
+from netsim.packet import ip2int
 from netsim.rules.ipset import IpsetStore
 from netsim.rules.iptables.proxier_cluster import (endpoints_for_node, proxier_config_for_node,
                                                    service_port_infos)
@@ -228,6 +228,12 @@ class IpvsNodeState:
 
     def ipset_save(self) -> str:
         return self.ipsets.save()
+
+    def ipset_list(self) -> str:
+        """``ipset list``; References = the iptables rules that match each set."""
+        refs = {name: sum(1 for line in self.iptables.splitlines() if f"--match-set {name} " in line)
+                for name in self.ipsets.sets}
+        return self.ipsets.list(references=refs)
 
     def service_of(self, vs: VirtualServer) -> Optional[str]:
         got = self.services.get(vs.key)
