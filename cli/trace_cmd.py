@@ -33,6 +33,15 @@ def run_traces(cluster, client: str, namespace: str, to: str, proto: Optional[st
     return walker, traces
 
 
+def conntrack_tables(walker) -> str:
+    out = []
+    for node in sorted(walker.conntrack):
+        if len(walker.conntrack[node]):
+            out.append(f"# conntrack -L (node {node})")
+            out.append(walker.conntrack_listing(node))
+    return "\n".join(out)
+
+
 def summarize(traces) -> dict:
     by_endpoint: Counter = Counter()
     by_outcome: Counter = Counter()
@@ -72,7 +81,8 @@ def render_summary(s: dict) -> str:
 @click.option("--count", type=click.IntRange(1, 100000), default=1, show_default=True,
               help="New connections to send; >1 prints which endpoints got them.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every packet of the connection in full.")
-def trace(files, client, namespace, to, proto, mode, seed, output, pcap, count, verbose) -> None:
+@click.option("--conntrack", "show_ct", is_flag=True, help="Afterwards, print `conntrack -L` of every node with entries.")
+def trace(files, client, namespace, to, proto, mode, seed, output, pcap, count, verbose, show_ct) -> None:
     """Trace a request from a pod, a node or the external host to its destination and back."""
     cluster = load_cluster(files)
     if seed is not None:
@@ -85,9 +95,12 @@ def trace(files, client, namespace, to, proto, mode, seed, output, pcap, count, 
         from netsim.pcap import save_traces
         n = save_traces(pcap, traces, cluster.clock.now)
         click.echo(f"wrote {n} packets to {pcap}", err=True)
+    ct_text = conntrack_tables(walker) if show_ct and output == "text" else ""
     if count == 1:
         t = traces[0]
         click.echo(t.to_json() if output == "json" else t.render(verbose=verbose))
+        if ct_text:
+            click.echo(ct_text)
         if not t.outcome.ok:
             raise SystemExit(2)
         return
@@ -100,3 +113,5 @@ def trace(files, client, namespace, to, proto, mode, seed, output, pcap, count, 
         click.echo(traces[0].render(verbose=verbose))
         click.echo("")
         click.echo(render_summary(s))
+        if ct_text:
+            click.echo(ct_text)

@@ -7,6 +7,7 @@ kubelet (starts pods, heartbeats) and the node lifecycle controller (NotReady, e
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 from typing import Iterable, Optional
 
@@ -51,7 +52,7 @@ class Cluster:
         self._pod_ipam: dict[str, PodIPAllocator] = {}
         self._deleting: dict[str, float] = {}          # pod key -> time its deletion completes
         self._not_ready_since: dict[str, float] = {}   # node -> time it went NotReady
-        self._cidrs = NodeCIDRAllocator(self.config.cluster_cidr, self.config.node_cidr_mask)
+        self._cidrs = NodeCIDRAllocator(self.config.pod_cidr or self.config.cluster_cidr, self.config.node_cidr_mask)
         self._cluster_ips = ClusterIPAllocator(self.config.service_cidr, self.rng)
         lo, hi = self.config.node_port_range
         self._node_ports = PortAllocator(lo, hi, self.rng)
@@ -202,7 +203,7 @@ class Cluster:
         self._require_namespace(svc.namespace)
         if svc.key in self._services:
             raise ClusterError(f'services "{svc.name}" already exists')
-        svc = copy.deepcopy(svc)
+        svc = _copy_service(svc)
         allocated: list = []
         try:
             self._allocate_service(svc, allocated)
@@ -306,7 +307,7 @@ class Cluster:
                 self._start_deletion(p, "replicaset-controller")
 
     def _pod_from_template(self, w: Deployment, name: str) -> Pod:
-        pod = copy.deepcopy(w.template)
+        pod = _copy_pod(w.template)
         pod.name, pod.namespace, pod.owner = name, w.namespace, (w.kind, w.name)
         if w.kind == "Deployment":
             pod.labels = {**pod.labels, "pod-template-hash": w.template_hash}
@@ -655,6 +656,23 @@ class Cluster:
         for w in owners:
             if w is not None:
                 self._sync_workload(w)
+
+
+def _copy_pod(template: Pod) -> Pod:
+    """A fresh pod from a template (a deep copy; dataclasses.replace is ~10x cheaper than deepcopy)."""
+    return dataclasses.replace(
+        template, labels=dict(template.labels), node_selector=dict(template.node_selector),
+        ports=[dataclasses.replace(p) for p in template.ports],
+        dns_config=copy.deepcopy(template.dns_config) if template.dns_config is not None else None)
+
+
+def _copy_service(svc: Service) -> Service:
+    """The stored copy of a Service (the caller's object is never mutated by allocation)."""
+    return dataclasses.replace(
+        svc, selector=dict(svc.selector) if svc.selector is not None else None,
+        ports=[dataclasses.replace(p) for p in svc.ports], external_ips=list(svc.external_ips),
+        load_balancer_ips=list(svc.load_balancer_ips),
+        load_balancer_source_ranges=list(svc.load_balancer_source_ranges), labels=dict(svc.labels))
 
 
 def _describe(obj) -> str:

@@ -146,12 +146,14 @@ def cluster_config(doc: Doc) -> tuple[ClusterConfig, Optional[list[Node]]]:
         raise doc.fail("metadata.name", f"Invalid value: {cfg.name!r}: must be at most 8 characters "
                        "(it prefixes kernel namespace and interface names)")
     spec = doc.get(doc.body, "spec", "spec", dict, {})
-    pod_cidr = doc.get(spec, "podCIDR", "spec.podCIDR", str, cfg.cluster_cidr)
+    # podCIDR: kube-controller-manager's --cluster-cidr, carved into node podCIDRs; clusterCIDR:
+    # kube-proxy's --cluster-cidr. kubeadm sets both from podSubnet, so the second defaults to the first.
+    pod_cidr = doc.check(doc.get(spec, "podCIDR", "spec.podCIDR", str, cfg.cluster_cidr), "spec.podCIDR", v.ipv4_cidr)
     cfg.cluster_cidr = doc.check(doc.get(spec, "clusterCIDR", "spec.clusterCIDR", str, pod_cidr),
                                  "spec.clusterCIDR", v.ipv4_cidr)
-    doc.check(pod_cidr, "spec.podCIDR", v.ipv4_cidr)
+    cfg.pod_cidr = pod_cidr if pod_cidr != cfg.cluster_cidr else None
     cfg.node_cidr_mask = doc.get(spec, "nodeCIDRMaskSize", "spec.nodeCIDRMaskSize", int, cfg.node_cidr_mask)
-    if not ipaddress.ip_network(cfg.cluster_cidr).prefixlen < cfg.node_cidr_mask <= 30:
+    if not ipaddress.ip_network(pod_cidr).prefixlen < cfg.node_cidr_mask <= 30:
         raise doc.fail("spec.nodeCIDRMaskSize", f"Invalid value: {cfg.node_cidr_mask}: must be longer than the "
                        f"cluster CIDR's prefix and at most 30")
     cfg.service_cidr = doc.check(doc.get(spec, "serviceCIDR", "spec.serviceCIDR", str, cfg.service_cidr),

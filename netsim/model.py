@@ -176,6 +176,7 @@ class ClusterConfig:
     coredns_replicas: int = 2
     upstream_dns: dict[str, list[str]] = field(default_factory=dict)  # name -> A records
     seed: int = 0
-    node_monitor_grace_period: float = 40.0
+    node_monitor_grace_period: float = 50.0   # kube-controller-manager default since v1.32 (was 40 s)
     pod_eviction_timeout: float = 300.0
     heartbeat_interval: float = 10.0
+    pod_cidr: Optional[str] = None            # podCIDR: where node podCIDRs are carved (None: cluster_cidr)

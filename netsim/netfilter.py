@@ -23,12 +23,22 @@ class NatRequest:
 
 @dataclass
 class RuleHit:
-    """A rule that matched (for the trace): where, which line, its iptables-save text."""
+    """A rule that matched (for the trace): where, which line, its iptables-save text.
+
+    ``detail`` and ``extra`` are what the trace step shows; built once per rule, shared by steps
+    (read-only).
+    """
     table: str
     chain: str
     number: int                       # 1-based position in its chain (iptables -L --line-numbers)
     text: str                         # the rule as iptables-save prints it
     target: str
+    detail: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.detail = f"{self.table}:{self.chain} #{self.number}  {self.text}"
+        self.extra = {"table": self.table, "chain": self.chain, "rule": self.text, "rule_number": self.number}
 
 
 @dataclass

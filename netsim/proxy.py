@@ -75,11 +75,9 @@ def _iptables_factory(walker, node: str) -> IptablesNetfilter:
 
 
 def _ipvs_proxier(walker, node: str):
-    kp = walker._ipvs_proxiers.get(node) if hasattr(walker, "_ipvs_proxiers") else None
+    kp = walker._ipvs_proxiers.get(node)
     if kp is None:
         from netsim.rules.ipvs.proxier import KubeProxyIpvs
-        if not hasattr(walker, "_ipvs_proxiers"):
-            walker._ipvs_proxiers = {}
         kp = walker._ipvs_proxiers[node] = KubeProxyIpvs(walker.cluster, node)
     return kp
 
@@ -110,7 +108,6 @@ def _ipvs_netfilter_factory(walker, node: str) -> IptablesNetfilter:
     kp = _ipvs_proxier(walker, node)
     state = kp.sync()
     host = walker.topology.hosts[node]
-    walker._ipvs_states = getattr(walker, "_ipvs_states", {})
     walker._ipvs_states[node] = state
     return IptablesNetfilter(state.iptables, host.routes.local, walker.rng, ipsets=state.ipsets,
                              source=f"node {node} (ipvs mode)")

@@ -17,10 +17,14 @@ def schedule(pod: Pod, nodes: list[Node], pods_per_node: dict[str, int], rng: ra
     the cluster's seeded RNG. None when no node fits (the pod stays Pending)."""
     if pod.node_name:
         return pod.node_name
-    feasible = [n for n in nodes
-                if n.ready and all(n.labels.get(k) == v for k, v in pod.node_selector.items())]
+    sel = pod.node_selector
+    if sel:
+        feasible = [n.name for n in nodes if n.ready and all(n.labels.get(k) == v for k, v in sel.items())]
+    else:
+        feasible = [n.name for n in nodes if n.ready]
     if not feasible:
         return None
-    least = min(pods_per_node.get(n.name, 0) for n in feasible)
-    best = [n for n in feasible if pods_per_node.get(n.name, 0) == least]
-    return best[0].name if len(best) == 1 else rng.choice(best).name
+    counts = [pods_per_node.get(name, 0) for name in feasible]
+    least = min(counts)
+    best = [name for name, c in zip(feasible, counts) if c == least]
+    return best[0] if len(best) == 1 else rng.choice(best)

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from netsim.conntrack import Conntrack, ConntrackEntry, flush_stale_udp
-from netsim.netfilter import EmptyNetfilter, HookResult, Netfilter
-from netsim.packet import (IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PROTO_NUMBERS, Packet, int2ip, ip2int)
+from netsim.netfilter import HookResult, Netfilter
+from netsim.packet import IPPROTO_TCP, IPPROTO_UDP, PROTO_NUMBERS, Packet, int2ip, ip2int
 from netsim.routing import Route
 from netsim.servers import Sockets, pod_sockets
 from netsim.topology import (FLANNEL_VNI, FLANNEL_VXLAN_PORT, Host, Interface, Topology)
-from netsim.trace import Addr, Flow, Hop, Outcome, PacketSnapshot, PacketTrace, Reply, Trace
+from netsim.trace import Addr, Flow, Hop, Outcome, PacketSnapshot, PacketTrace, Reply, Step, Trace
 
 EPHEMERAL_PORTS = (32768, 60999)        # net.ipv4.ip_local_port_range default
 VXLAN_OVERHEAD = 14 + 8                 # inner Ethernet + VXLAN header inside the outer UDP
@@ -87,6 +87,8 @@ class Walker:
         self._coredns = None
         self._running: tuple = ()
         self._ipvs_advanced: dict[str, float] = {}
+        self._ipvs_proxiers: dict[str, Any] = {}   # IPVS mode: KubeProxyIpvs per node (kept across syncs)
+        self._ipvs_states: dict[str, Any] = {}
         self._dirty = True
         self._rules_dirty = True
         self.stats = {"packets": 0, "rules_evaluated": 0}
@@ -100,7 +102,7 @@ class Walker:
 
     def sync(self) -> None:
         """Rebuild the topology and (lazily) the node rules after the cluster changed."""
-        for node, kp in getattr(self, "_ipvs_proxiers", {}).items():
+        for node, kp in self._ipvs_proxiers.items():
             if self.now > self._ipvs_advanced.get(node, 0.0):
                 kp.advance(self.now)              # IPVS connection timers + graceful termination
                 self._ipvs_advanced[node] = self.now
@@ -607,9 +609,9 @@ class Walker:
         res = nf.run(table, chain, pkt, self.now)
         pt.rules += res.rules_evaluated
         self.stats["rules_evaluated"] += res.rules_evaluated
+        steps = hop.steps
         for h in res.hits:
-            hop.add("RULE", f"{h.table}:{h.chain} #{h.number}  {h.text}",
-                    {"table": h.table, "chain": h.chain, "rule": h.text, "rule_number": h.number})
+            steps.append(Step("RULE", h.detail, h.extra))
         return res
 
     def _refused(self, host: Host, hop: Hop, res: HookResult, pkt: Packet, chain: str) -> End:
@@ -625,8 +627,9 @@ class Walker:
         return End("DROPPED", host, f"{where} {last.text if last else ''}".strip())
 
     def _reject_packet(self, host: Host, pkt: Packet, how: str) -> Optional[Packet]:
-        # icmp_send: source = the rejected packet's destination if local, else the address the
-        # route back to the sender would use.
+        # icmp_send: source = the rejected packet's destination if that is local; otherwise (with
+        # net.ipv4.icmp_errors_use_inbound_ifaddr=0, the default: Documentation/networking/ip-sysctl)
+        # the primary address of the interface the error leaves by, i.e. the route back to the sender.
         if host.routes.is_local(pkt.dst):
             src = pkt.dst
         else:

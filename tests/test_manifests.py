@@ -97,6 +97,16 @@ def test_cluster_document_every_field():
     assert (b.name, b.ip, b.pod_cidr) == ("b", "10.1.0.3", "10.32.16.0/20")   # default IP: .2 + index
 
 
+def test_pod_cidr_is_carved_for_nodes_and_cluster_cidr_is_kube_proxys():
+    # kube-controller-manager --cluster-cidr (node podCIDRs) vs kube-proxy --cluster-cidr (masquerade/local
+    # detection); kubeadm sets both from podSubnet, so clusterCIDR defaults to podCIDR.
+    c = load_text(cluster_doc(podCIDR="10.244.0.0/16", clusterCIDR="10.0.0.0/8") + pod_yaml())
+    assert [n.pod_cidr for n in c.nodes()] == ["10.244.0.0/24", "10.244.1.0/24", "10.244.2.0/24"]
+    assert c.config.cluster_cidr == "10.0.0.0/8" and c.config.pod_cidr == "10.244.0.0/16"
+    c = load_text(cluster_doc(podCIDR="10.32.0.0/16") + pod_yaml())
+    assert c.config.cluster_cidr == "10.32.0.0/16" and c.nodes()[2].pod_cidr == "10.32.2.0/24"
+
+
 def test_cluster_document_defaults_dns_ip_and_lb_pool_from_its_cidrs():
     c = load_text(cluster_doc(serviceCIDR="172.20.0.0/16", nodeNetwork="10.9.0.0/24") + pod_yaml())
     assert c.config.dns_service_ip == "172.20.0.10"             # kubeadm: the 10th address

@@ -53,6 +53,13 @@ def test_stopped_node_goes_not_ready_on_the_first_monitor_tick_past_the_grace_pe
     assert events_at(c, "NodeNotReady")[0] == not_ready_at
 
 
+def test_default_timings_are_kube_controller_managers():
+    from netsim.model import ClusterConfig
+    cfg = ClusterConfig()
+    # node-monitor-grace-period 50 s since v1.32 (PR #126287); 300 s unreachable toleration; kubelet 10 s
+    assert (cfg.node_monitor_grace_period, cfg.pod_eviction_timeout, cfg.heartbeat_interval) == (50.0, 300.0, 10.0)
+
+
 def test_heartbeat_just_before_the_stop_moves_the_deadline():
     # stopped at t=12: the kubelet heartbeated at t=10, so NotReady comes when 10 + 40 < now: t=55
     c, victim, _ = httpd(40.0)

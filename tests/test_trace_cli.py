@@ -84,6 +84,14 @@ def test_failed_trace_exits_2_and_bad_input_exits_1(manifest):
     assert "NO_ROUTE router" in r.output
 
 
+def test_conntrack_flag_lists_node_tables(manifest):
+    r = run("trace", "-f", manifest, "--from", "external", "--to", "192.168.49.4:30080", "--conntrack")
+    assert r.exit_code == 0, r.output
+    assert "# conntrack -L (node node-3)" in r.output
+    line = next(l for l in r.output.splitlines() if l.startswith("tcp ") and "dport=30080" in l)
+    assert "SYN_RECV src=192.168.49.100 dst=192.168.49.4" in line and "dst=10.244.2.0" in line
+
+
 def test_pcap_option(manifest, tmp_path):
     out = tmp_path / "x.pcapng"
     r = CliRunner().invoke(cli, ["trace", "-f", manifest, "--from", "pod/client-1", "--to", "10.244.1.2:8080",

@@ -11,7 +11,10 @@ import pickle
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    from netsim.kernel.process import Launch
 
 from netsim.kernel.state import ClusterState
 

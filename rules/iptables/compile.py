@@ -22,7 +22,7 @@ INDEX_MIN_RULES = 16          # shorter chains are walked linearly
 _PORT_PROTOS = (6, 17, 132, 136)
 
 
-@dataclass
+@dataclass(slots=True)
 class CompiledRule:
     rule: Rule
     preds: tuple[Callable[[Any, Any], bool], ...]
@@ -30,6 +30,7 @@ class CompiledRule:
     action: Any = None
     jump_to: Optional[str] = None
     jump_chain: Any = None     # the CompiledChain jumped to (resolved once the table is compiled)
+    exprs: Optional[list] = None   # the tests as (format, constants) source fragments, for codegen
     # what a RuleHit reports, gathered once so a hit touches one object: (line, text, comment, target)
     info: tuple = ()
 
@@ -38,7 +39,7 @@ class CompiledRule:
         self.info = (r.line, r.text, r.comment, r.target)
 
 
-@dataclass
+@dataclass(slots=True)
 class CompiledChain:
     name: str
     policy: Optional[str]
@@ -47,6 +48,7 @@ class CompiledChain:
     shapes: list[tuple[tuple[bool, bool, bool], dict[tuple, list[int]]]] = field(default_factory=list)
     unindexed: list[int] = field(default_factory=list)
     indexed: bool = False
+    scan: Optional[Callable[[Any, Any, int], int]] = None   # generated first-match finder (codegen.py)
 
     def candidate_lists(self, pkt) -> Optional[list[list[int]]]:
         """Sorted position lists whose union holds every rule this packet could match (None: walk all)."""
@@ -114,6 +116,45 @@ def header_preds(h: Header, keyed: tuple[bool, bool, bool] = (False, False, Fals
     return preds
 
 
+def header_exprs(h: Header) -> list[tuple[str, tuple]]:
+    """The header tests as Python source fragments (see codegen.py), in header_preds' order."""
+    out: list[tuple[str, tuple]] = []
+    for attr, f in (("p.src", h.src), ("p.dst", h.dst)):
+        if f is not None:
+            net, mask, neg = f
+            if mask == 0xFFFFFFFF:
+                out.append((f"{attr} {'!=' if neg else '=='} {{}}", (net,)))
+            else:
+                out.append((f"({attr} & {{}}) {'!=' if neg else '=='} {{}}", (mask, net)))
+    for attr, f in (("p.iif", h.iif), ("p.oif", h.oif)):
+        if f is not None:
+            name, neg = f
+            if name.endswith("+"):
+                test = (f"{attr} is not None and {attr}.startswith({{}})", (name[:-1],))
+            else:
+                test = (f"{attr} == {{}}", (name,))
+            out.append((f"not ({test[0]})", test[1]) if neg else test)
+    if h.proto is not None and h.proto[0] != 0:
+        out.append((f"p.proto {'!=' if h.proto[1] else '=='} {{}}", (h.proto[0],)))
+    elif h.proto is not None and h.proto[1]:
+        out.append(("False", ()))
+    if h.fragment:
+        out.append(("False", ()))
+    return out
+
+
+def rule_exprs(rule: Rule) -> Optional[list[tuple[str, tuple]]]:
+    """All of a rule's tests as source fragments; a match without one calls its predicate."""
+    if rule.unsupported is not None:
+        return None
+    out = header_exprs(rule.header)
+    for m in rule.matches:
+        if m.always:
+            continue
+        out.append(m.expr if m.expr is not None else ("{}(p, c)", (m.pred,)))
+    return out
+
+
 def rule_preds(rule: Rule, keyed: tuple[bool, bool, bool] = (False, False, False),
                key: tuple = ()) -> tuple[Callable, ...]:
     """The rule's tests in kernel order, minus always-true matches and what the index key guarantees."""
@@ -172,10 +213,13 @@ def index_key(rule: Rule) -> Optional[tuple[tuple[bool, bool, bool], tuple]]:
     return shape, key
 
 
-def compile_chain(chain: Chain, min_rules: int = INDEX_MIN_RULES) -> CompiledChain:
+def compile_chain(chain: Chain, min_rules: int = INDEX_MIN_RULES, scanners=None) -> CompiledChain:
+    """Index a long chain; give a short one a generated scanner when `scanners` (a ScannerFactory) is given."""
     rules = [compile_rule(r) for r in chain.rules]
     cc = CompiledChain(chain.name, chain.policy, chain.line, rules)
     if len(rules) < min_rules:
+        if scanners is not None:
+            cc.scan = scanners.scanner([rule_exprs(cr.rule) for cr in rules])
         return cc
     shapes: dict[tuple[bool, bool, bool], dict[tuple, list[int]]] = {}
     for pos, cr in enumerate(rules):

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from netsim.rules.iptables import targets as T
+from netsim.rules.iptables.codegen import ScannerFactory
 from netsim.rules.iptables.compile import CompiledChain, check_loops, compile_chain
 from netsim.rules.iptables.recent import RecentState
-from netsim.rules.iptables.ruleset import IptablesError, Ruleset
+from netsim.rules.iptables.ruleset import IptablesError, Ruleset, gc_paused
 from netsim.rules.iptables.targets import NatAction
 from netsim.rules.ipset import IpsetStore
 
@@ -70,13 +71,19 @@ class Verdict:
 class Engine:
     """A compiled ruleset. Build once per ruleset; `run` is called per packet."""
 
-    def __init__(self, ruleset: Ruleset, *, index_min_rules: Optional[int] = None) -> None:
+    def __init__(self, ruleset: Ruleset, *, index_min_rules: Optional[int] = None, codegen: bool = True) -> None:
+        """`index_min_rules`: chains at least this long get the hash index; `codegen=False` evaluates
+        the compiled predicates one by one (the reference the generated scanners are tested against)."""
         self.ruleset = ruleset
         self.tables: dict[str, dict[str, CompiledChain]] = {}
+        with gc_paused():
+            self._compile(ruleset, index_min_rules, ScannerFactory() if codegen else None)
+
+    def _compile(self, ruleset: Ruleset, index_min_rules: Optional[int], scanners) -> None:
         for tname, table in ruleset.tables.items():
             check_loops(table, ruleset.source)
             kw = {} if index_min_rules is None else {"min_rules": index_min_rules}
-            chains = {cname: compile_chain(c, **kw) for cname, c in table.chains.items()}
+            chains = {cname: compile_chain(c, scanners=scanners, **kw) for cname, c in table.chains.items()}
             for cc in chains.values():
                 for cr in cc.rules:
                     if cr.jump_to is not None:
@@ -101,7 +108,8 @@ class Engine:
         pos = 0
         lists = cur.candidate_lists(pkt)
         while True:
-            i = cur.next_candidate(lists, pos)
+            scan = cur.scan
+            i = scan(pkt, ctx, pos) if scan is not None else cur.next_candidate(lists, pos)
             n = len(cur.rules)
             if i >= n:
                 total += n - pos
@@ -116,10 +124,13 @@ class Engine:
                 steps.append(RuleHit(table, cur.name, *cr.info, total,
                                      note=f"unsupported, treated as non-matching: {cr.rule.unsupported}", number=i + 1))
                 continue
-            for pred in cr.preds:
-                if not pred(pkt, ctx):
-                    break
-            else:
+            matched = True             # a scanner returns only matching rules
+            if scan is None:           # an index candidate: test it
+                for pred in cr.preds:
+                    if not pred(pkt, ctx):
+                        matched = False
+                        break
+            if matched:
                 steps.append(RuleHit(table, cur.name, *cr.info, total, number=i + 1))
                 kind = cr.kind
                 if kind == "none" or kind == "continue":

@@ -85,6 +85,18 @@ def _one(opts: list[Opt], name: str) -> Optional[Opt]:
     return None
 
 
+def neg_expr(fmt: str, neg: bool) -> str:
+    return f"not ({fmt})" if neg else fmt
+
+
+def and_exprs(exprs: list[tuple[str, tuple]]) -> Optional[tuple[str, tuple]]:
+    if not exprs:
+        return None
+    if len(exprs) == 1:
+        return exprs[0]
+    return " and ".join(f"({f})" for f, _ in exprs), tuple(v for _, vals in exprs for v in vals)
+
+
 def _negstr(o: Opt) -> str:
     return "! " if o.neg else ""
 
@@ -99,6 +111,7 @@ def _require_proto(header: Header, module: str, where: str, protos: tuple[int, .
 def _ports_match(module: str, opts: list[Opt], header: Header, where: str) -> Match:
     _require_proto(header, module, where, (PROTO_MODULES[module],))
     tests: list[Callable] = []
+    exprs: list[tuple[str, tuple]] = []
     parts: list[str] = []
     dport_hint: Optional[int] = None
     for name in ("--sport", "--dport"):
@@ -111,6 +124,8 @@ def _ports_match(module: str, opts: list[Opt], header: Header, where: str) -> Ma
         parts.append(f"{_negstr(o)}{name} {render_port_range(lo, hi)}")
         attr = "sport" if name == "--sport" else "dport"
         tests.append(_port_test(attr, lo, hi, o.neg))
+        exprs.append((neg_expr(f"p.{attr} == {{}}", o.neg), (lo,)) if lo == hi else
+                     (neg_expr(f"{{}} <= p.{attr} <= {{}}", o.neg), (lo, hi)))
         if name == "--dport" and lo == hi and not o.neg:
             dport_hint = lo
     if module == "tcp":
@@ -127,9 +142,10 @@ def _ports_match(module: str, opts: list[Opt], header: Header, where: str) -> Ma
             parts.append(f"{_negstr(flags)}--tcp-flags {_render_flags(mask)} {_render_flags(comp)}")
             neg = flags.neg
             tests.append(lambda p, c, m=mask, v=comp, n=neg: ((p.tcp_flags & m) == v) != n)
+            exprs.append((neg_expr("(p.tcp_flags & {}) == {}", neg), (mask, comp)))
     text = " ".join([f"-m {module}"] + parts)
     return Match(module, opts, text, _all(tests), True, dport_hint,
-                 dport_only=dport_hint is not None and len(tests) == 1, always=not tests)
+                 dport_only=dport_hint is not None and len(tests) == 1, always=not tests, expr=and_exprs(exprs))
 
 
 def _port_test(attr: str, lo: int, hi: int, neg: bool) -> Callable:
@@ -223,11 +239,13 @@ def _mark(opts, header, where, key, module="mark") -> Match:
     value, mask = parse_mark(o.args[0], where)
     txt = f"0x{value:x}" if mask == 0xFFFFFFFF else f"0x{value:x}/0x{mask:x}"
     neg = o.neg
+    expr = None
     if module == "mark":
         test = lambda p, c: ((p.mark & mask) == value) != neg  # noqa: E731
+        expr = (neg_expr("(p.mark & {}) == {}", neg), (mask, value))
     else:
         test = lambda p, c: (((getattr(p.ct, "mark", 0) or 0) & mask) == value) != neg  # noqa: E731
-    return Match(module, opts, f"-m {module} {_negstr(o)}--mark {txt}", test)
+    return Match(module, opts, f"-m {module} {_negstr(o)}--mark {txt}", test, expr=expr)
 
 
 def _connmark(opts, header, where, key) -> Match:
@@ -256,7 +274,8 @@ def _statistic(opts, header, where, key) -> Match:
 
         def test(p, c):
             return ((c.rng.getrandbits(32) & 0x7FFFFFFF) < threshold) != neg
-        return Match("statistic", opts, text, test, pure=False)
+        expr = (neg_expr("(c.rng.getrandbits(32) & 2147483647) < {}", neg), (threshold,))
+        return Match("statistic", opts, text, test, pure=False, expr=expr)
     every_o = _one(opts, "--every")
     if every_o is None:
         raise IptablesError(f"{where}: statistic --mode nth needs --every N")
@@ -339,7 +358,13 @@ def _addrtype(opts, header, where, key) -> Match:
         parts.append("--limit-iface-in")
     if lim_out:
         parts.append("--limit-iface-out")
-    return Match("addrtype", opts, " ".join(parts), _all(tests))
+    expr = None
+    if len(tests) == 1 and not (lim_in or lim_out):
+        o = _one(opts, "--src-type") or _one(opts, "--dst-type")
+        if o.args[0].upper() == "LOCAL":
+            a = "p.dst" if o.name == "--dst-type" else "p.src"
+            expr = (neg_expr(f"{a} >> 24 == 127 or {a} in c.local_addrs", o.neg), ())
+    return Match("addrtype", opts, " ".join(parts), _all(tests), expr=expr)
 
 
 def _addrtype_test(attr: str, types: frozenset, neg: bool, iface_attr: Optional[str]) -> Callable:
@@ -414,6 +439,7 @@ def _ct_field(ct, name: str):
 def _conntrack(opts, header, where, key) -> Match:
     parts = ["-m conntrack"]
     tests = []
+    expr = None
     o = _one(opts, "--ctstate")
     if o is not None:
         states = _names(o.args[0], CT_STATES, "conntrack state", where)
@@ -422,6 +448,7 @@ def _conntrack(opts, header, where, key) -> Match:
         if len(sset) == 1 and not ({"SNAT", "DNAT"} & sset):
             only = next(iter(sset))
             tests.append(lambda p, c: ((p.ctstate or "NEW") == only) != neg)
+            expr = (neg_expr('(p.ctstate or "NEW") == {}', neg), (only,))
         else:
             tests.append(lambda p, c: bool(packet_ctstates(p) & sset) != neg)
     o = _one(opts, "--ctproto")
@@ -470,7 +497,7 @@ def _conntrack(opts, header, where, key) -> Match:
         tests.append(lambda p, c, r=(d == "REPLY"): bool(p.ct_reply) == r)
     if len(parts) == 1:
         raise IptablesError(f"{where}: -m conntrack needs at least one option (e.g. --ctstate)")
-    return Match("conntrack", opts, " ".join(parts), _all(tests))
+    return Match("conntrack", opts, " ".join(parts), _all(tests), expr=expr if len(tests) == 1 else None)
 
 
 def _ct_addr_test(attr, fallback, net, mask, neg):

@@ -11,7 +11,7 @@ from typing import Optional
 from netsim.rules.iptables import matches as M
 from netsim.rules.iptables import targets as T
 from netsim.rules.iptables.ruleset import (
-    BUILTIN_CHAINS, Chain, Header, IptablesError, Opt, Rule, Ruleset, Table, Target,
+    BUILTIN_CHAINS, Chain, Header, IptablesError, Opt, Rule, Ruleset, Table, Target, gc_paused,
 )
 from netsim.rules.iptables.values import parse_cidr, parse_proto, render_proto
 
@@ -354,4 +354,5 @@ def _counters(text: str, where: str) -> tuple[int, int]:
 
 def parse(text: str, *, source: str = "<dump>", lenient: bool = False) -> Ruleset:
     """Parse iptables-save (or iptables-restore) text; see module docstring for errors and lenient mode."""
-    return _Parser(source, lenient).run(text)
+    with gc_paused():
+        return _Parser(source, lenient).run(text)

@@ -1,8 +1,10 @@
 """The parsed form of an iptables-save dump: tables of chains of rules, and its text rendering."""
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
     # table -> built-in chains, in the order iptables-save prints them
@@ -17,6 +19,19 @@ BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
 TABLE_ORDER = ("raw", "mangle", "filter", "nat", "security")
 
 Pred = Callable[[Any, Any], bool]
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while building many long-lived objects (a 170k-rule dump parses
+    2-3x faster); the previous GC state is restored afterwards."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class IptablesError(ValueError):
@@ -44,6 +59,7 @@ class Match:
     dport: Optional[int] = None          # a single, non-negated --dport this match requires (index hint)
     dport_only: bool = False             # the --dport above is the match's only test
     always: bool = False                 # always matches (comment, nfacct, limit): nothing to evaluate
+    expr: Optional[tuple[str, tuple]] = None   # the same test as Python source: ("p.dport == {}", (80,))
 
 
 @dataclass
