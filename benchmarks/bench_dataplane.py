@@ -60,12 +60,17 @@ def bench_traces(n_services: int, n_traces: int, rounds: int = 3) -> dict:
     for _ in range(rounds):
         targets = [rng.choice(ips) for _ in range(n_traces)]
         delivered = rules = 0
-        t1 = time.perf_counter()
-        for ip in targets:
-            tr = w.connect(client, ip, 80)
-            delivered += tr.outcome.ok and tr.outcome.reply.matches_request
-            rules += tr.rules_evaluated
-        dt = time.perf_counter() - t1
+        dt = 0.0
+        for i in range(0, n_traces, 100):
+            # 20 new connections per cluster second: half-open entries (SYN_RECV, 60 s) expire as
+            # they would, instead of piling up into reply-tuple clashes (insert_failed drops)
+            c.advance(5)
+            t1 = time.perf_counter()
+            for ip in targets[i:i + 100]:
+                tr = w.connect(client, ip, 80)
+                delivered += tr.outcome.ok and tr.outcome.reply.matches_request
+                rules += tr.rules_evaluated
+            dt += time.perf_counter() - t1
         per_round.append(round(n_traces / dt, 1))
         best = dt if best is None else min(best, dt)
     return {"services": n_services, "traces": n_traces, "seconds": round(best, 3),

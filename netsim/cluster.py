@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import ipaddress
 import random
 from typing import Iterable, Optional
 
@@ -69,6 +70,7 @@ class Cluster:
         self._pending: dict[str, None] = {}                             # pods not yet running, in creation order
         self._slices_by_svc: dict[str, dict[str, EndpointSlice]] = {}   # "ns/service" -> slice key -> slice
         self._unschedulable_reported: set[str] = set()
+        self._sandbox_failed: set[str] = set()
         self._proxy_dirty = False
         for ns in ("default", "kube-system"):
             self._store_namespace(Namespace(ns))
@@ -255,14 +257,23 @@ class Cluster:
                 svc.health_check_node_port = self._node_ports.allocate()
                 allocated.append(("port", svc.health_check_node_port))
             elif svc.health_check_node_port:
-                self._node_ports.reserve(svc.health_check_node_port)
+                try:
+                    self._node_ports.reserve(svc.health_check_node_port)
+                except AllocationError as e:
+                    raise ClusterError(f"spec.healthCheckNodePort: Invalid value: {svc.health_check_node_port}: "
+                                       f"{e}") from None
                 allocated.append(("port", svc.health_check_node_port))
             if svc.load_balancer_ips:
                 for ip in svc.load_balancer_ips:
                     self._lb_ips.reserve(ip)
             else:
-                svc.load_balancer_ips = [self._lb_ips.allocate()]
-                allocated.append(("lb", svc.load_balancer_ips[0]))
+                try:
+                    svc.load_balancer_ips = [self._lb_ips.allocate()]
+                    allocated.append(("lb", svc.load_balancer_ips[0]))
+                except AllocationError as e:
+                    # as MetalLB does: the Service is accepted, its EXTERNAL-IP stays <pending>
+                    self.record("AllocationFailed", f"service/{svc.name}", f"Failed to allocate IP for "
+                                f'"{svc.key}": {e}', "netsim-lb-controller", svc.namespace, "Warning")
 
     def _create_workload(self, w: Deployment) -> None:
         self._require_namespace(w.namespace)
@@ -350,6 +361,7 @@ class Cluster:
             del self._pods_by_ip[pod.ip]
         self._pending.pop(key, None)
         self._unschedulable_reported.discard(key)
+        self._sandbox_failed.discard(key)
         return pod
 
     @staticmethod
@@ -438,7 +450,24 @@ class Cluster:
         node = self._nodes[pod.node_name]
         if not node.running:
             return
-        pod.ip = node.ip if pod.host_network else self._pod_ipam[node.name].allocate()
+        if pod.host_network:
+            pod.ip = node.ip
+        else:
+            ipam = self._pod_ipam[node.name]
+            try:
+                pod.ip = ipam.allocate()
+            except AllocationError:
+                # the CNI ADD fails; the kubelet retries sandbox creation, the pod stays ContainerCreating
+                if pod.key not in self._sandbox_failed:
+                    self._sandbox_failed.add(pod.key)
+                    first = ipaddress.ip_address(int(ipam.network.network_address) + 2)
+                    last = ipaddress.ip_address(int(ipam.network.broadcast_address) - 1)
+                    self.record("FailedCreatePodSandBox", f"pod/{pod.name}",
+                                'Failed to create pod sandbox: plugin type="host-local" failed (add): failed to '
+                                f"allocate for range 0: no IP addresses available in range set: {first}-{last}",
+                                f"kubelet/{node.name}", pod.namespace, "Warning")
+                return
+            self._sandbox_failed.discard(pod.key)
         pod.phase = "Running"
         self._pending.pop(pod.key, None)
         if not pod.host_network:
@@ -527,6 +556,8 @@ class Cluster:
         for p in svc.ports:
             self._node_ports.release(p.node_port)
         self._node_ports.release(svc.health_check_node_port)
+        for ip in svc.load_balancer_ips:
+            self._lb_ips.release(ip)
         for s in self.endpoint_slices(namespace, name):
             if s.managed_by == eps.MANAGED_BY:
                 self._remove_slice(s)

@@ -141,6 +141,7 @@ class Conntrack:
     def __init__(self, timeouts: Optional[ConntrackTimeouts] = None) -> None:
         self.timeouts = timeouts or ConntrackTimeouts()
         self._table: dict[Tuple5, tuple[ConntrackEntry, bool]] = {}   # tuple -> (entry, is_reply)
+        self.insert_failed = 0                                           # conntrack -S insert_failed
 
     # ------------------------------------------------------------------ lookup / create
     def lookup(self, t: Tuple5, now: float) -> Optional[tuple[ConntrackEntry, bool]]:
@@ -157,12 +158,23 @@ class Conntrack:
         t = pkt.tuple()
         return ConntrackEntry(t, invert(t), now, now + self.timeouts.generic)
 
-    def confirm(self, e: ConntrackEntry) -> None:
+    def confirm(self, e: ConntrackEntry, now: Optional[float] = None) -> bool:
+        """Insert the entry. False when its original or reply tuple is already taken by another live
+        entry: __nf_conntrack_confirm then drops the packet and counts insert_failed."""
         if e.confirmed:
-            return
+            return True
+        for t in (e.orig, e.reply):
+            hit = self._table.get(t)
+            if hit is not None and hit[0] is not e:
+                if now is not None and hit[0].expires <= now:
+                    self.delete(hit[0])
+                    continue
+                self.insert_failed += 1
+                return False
         e.confirmed = True
         self._table[e.orig] = (e, False)
         self._table[e.reply] = (e, True)
+        return True
 
     def delete(self, e: ConntrackEntry) -> None:
         for t in (e.orig, e.reply):

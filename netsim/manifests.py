@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Iterable, Optional, Union
@@ -110,9 +111,35 @@ def _build(texts: list[tuple[str, str]]) -> Cluster:
     return cluster
 
 
+MAX_NESTING = 1000
+
+
+def _flow_depth(text: str) -> int:
+    """Deepest nesting of [ ] and { } (brackets inside strings counted too: an upper bound)."""
+    brackets = _NOT_BRACKETS.sub("", text)
+    if len(brackets) <= MAX_NESTING:
+        return len(brackets)                   # an upper bound, and already small enough
+    depth = deepest = 0
+    for ch in brackets:
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif depth:
+            depth -= 1
+    return deepest
+
+
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+
+
 def _documents(source: str, text: str) -> list[Doc]:
+    if _flow_depth(text) > MAX_NESTING:
+        # libyaml recurses once per level and overflows the C stack near 40,000 levels
+        raise ManifestError(f"{source}: nesting deeper than {MAX_NESTING} levels (not a Kubernetes manifest)")
     try:
         raw = list(yaml.load_all(text, Loader=_SafeLoader))
+    except RecursionError:
+        raise ManifestError(f"{source}: nesting too deep to parse (not a Kubernetes manifest)") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -137,9 +137,12 @@ def service(doc: Doc) -> Service:
                        + ", ".join(f'"{t}"' for t in SERVICE_TYPES))
     svc = Service(name=name, namespace=ns, type=typ, labels=labels)
     if typ == "ExternalName":
-        svc.external_name = doc.check(doc.get(spec, "externalName", "spec.externalName", str),
-                                      "spec.externalName", v.dns1123_subdomain)
+        # ValidateService: the name is checked without its trailing dot (an absolute name is fine)
+        svc.external_name = doc.get(spec, "externalName", "spec.externalName", str)
+        doc.check(svc.external_name, "spec.externalName", lambda n: v.dns1123_subdomain(n[:-1] if n.endswith(".") else n))
     cip = doc.get(spec, "clusterIP", "spec.clusterIP", str, None)
+    if typ == "ExternalName" and cip:
+        raise doc.fail("spec.clusterIP", "Forbidden: may not be set for ExternalName services")
     if cip not in (None, "", "None"):
         doc.check(cip, "spec.clusterIP", v.ipv4)
     if cip == "None" and typ not in ("ClusterIP",):
@@ -154,6 +157,8 @@ def service(doc: Doc) -> Service:
         doc.check(r, f"spec.loadBalancerSourceRanges[{i}]", _cidr_loose)
         for i, r in enumerate(doc.get(spec, "loadBalancerSourceRanges", "spec.loadBalancerSourceRanges", list, []))]
     svc.session_affinity = _enum(doc, spec, "sessionAffinity", ("None", "ClientIP"), "None")
+    if svc.session_affinity == "None" and spec.get("sessionAffinityConfig") is not None:
+        raise doc.fail("spec.sessionAffinityConfig", "Forbidden: must not be set when `sessionAffinity` is None")
     if svc.session_affinity == "ClientIP":
         cfg = doc.get(spec, "sessionAffinityConfig", "spec.sessionAffinityConfig", dict, {})
         cip_cfg = doc.get(cfg, "clientIP", "spec.sessionAffinityConfig.clientIP", dict, {})

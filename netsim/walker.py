@@ -522,8 +522,8 @@ class Walker:
                     return End("NO_ROUTE", host)
                 hop.add("ROUTED", f"{route}  (ip_vs_nat_xmit)")
                 if host.routes.is_local(pkt.dst):
-                    if e is not None:
-                        ct.confirm(e)
+                    if e is not None and not ct.confirm(e, self.now):
+                        return self._insert_failed(host, hop, e)
                     return self._deliver(host, iif, pkt, hop)
                 pkt.oif = route.dev
                 res = self._run(host, nf, hop, pt, "filter", "OUTPUT", pkt)
@@ -536,7 +536,8 @@ class Walker:
         if e is not None:
             self._translate(ct.nat_src(pkt, e, pkt.ct_reply), "src", hop,
                             "SNAT" if not pkt.ct_reply else "un-DNAT (conntrack)")
-            ct.confirm(e)
+            if not ct.confirm(e, self.now):
+                return self._insert_failed(host, hop, e)
         return self._deliver(host, iif, pkt, hop)
 
     def _postrouting(self, host: Host, nf: Netfilter, ct: Conntrack, e: Optional[ConntrackEntry], pkt: Packet,
@@ -550,10 +551,17 @@ class Walker:
             self._translate(ct.nat_src(pkt, e, pkt.ct_reply), "src", hop,
                             "SNAT" if not pkt.ct_reply else "un-DNAT (conntrack)")
             if not e.confirmed:
-                ct.confirm(e)
+                if not ct.confirm(e, self.now):
+                    return self._insert_failed(host, hop, e)
                 snap = e.snapshot(self.now)
                 hop.add("CONNTRACK", "confirmed: %s", {"conntrack": snap}, (snap,))
         return None
+
+    def _insert_failed(self, host: Host, hop: Hop, e: ConntrackEntry) -> End:
+        hop.add("DROPPED", "conntrack insert failed: another connection already holds tuple %s "
+                "(__nf_conntrack_confirm drops the packet; conntrack -S insert_failed)", None,
+                (e.snapshot(self.now),))
+        return End("DROPPED", host, "conntrack insert_failed (tuple clash)")
 
     # ------------------------------------------------------------------ conntrack + NAT helpers
     def _conntrack_in(self, host: Host, ct: Conntrack, pkt: Packet, hop: Hop) -> Optional[ConntrackEntry]:

@@ -176,3 +176,51 @@ def test_pod_on_stopped_node_stays_pending_until_the_node_starts():
     assert c.pod("default", "p").phase == "Running" and ready_ips(c) == {c.pod("default", "p").ip}
     with pytest.raises(ClusterError, match='nodes "nope" not found'):
         c.stop_node("nope")
+
+
+def test_watch_events_for_scale_stop_and_start_node():
+    c = web_cluster()
+    c.config.node_monitor_grace_period = 40.0
+    seen = watched(c)
+    c.scale("default", "web", 3)
+    new = [name for t, k, name in seen if (t, k) == ("ADDED", "Pod")]
+    assert len(new) == 1 and ("MODIFIED", "Pod", new[0]) in seen
+    assert any(k == "EndpointSlice" for _, k, _ in seen)
+    seen.clear()
+    c.stop_node("node-2")
+    assert seen == []                                      # a silent kubelet changes nothing by itself
+    c.advance(45)
+    assert ("MODIFIED", "Node", "node-2") in seen
+    seen.clear()
+    c.start_node("node-2")
+    assert seen[0] == ("MODIFIED", "Node", "node-2")
+    assert {k for _, k, _ in seen} == {"Node", "Pod", "EndpointSlice"}
+    assert len(ready_ips(c)) == 3
+
+
+def test_full_pod_cidr_leaves_pod_pending_with_event_then_starts_when_an_ip_frees():
+    # kubelet: the host-local plugin fails, sandbox creation is retried; the pod stays ContainerCreating
+    c = Cluster(ClusterConfig(coredns=False, node_cidr_mask=30))     # a /30: one pod address (.2)
+    c.add(Node("n1", "192.168.49.2"))
+    c.apply([Pod("a"), Pod("b")])
+    a, b = c.pod("default", "a"), c.pod("default", "b")
+    assert (a.phase, a.ip) == ("Running", "10.244.0.2") and (b.phase, b.ip, b.node_name) == ("Pending", None, "n1")
+    failed = [e for e in c.event_log if e.reason == "FailedCreatePodSandBox"]
+    assert len(failed) == 1 and failed[0].object == "pod/b" and failed[0].type == "Warning"
+    assert "no IP addresses available in range set: 10.244.0.2-10.244.0.2" in failed[0].message
+    c.delete_pod("default", "a", grace_period=0)
+    assert (b.phase, b.ip) == ("Running", "10.244.0.2")
+
+
+def test_exhausted_load_balancer_pool_leaves_external_ip_pending():
+    # Kubernetes never refuses a LoadBalancer Service for want of an address; it stays <pending>
+    c = Cluster(ClusterConfig(coredns=False, load_balancer_pool="192.168.49.240/30"))   # two addresses
+    c.add(Node("n1", "192.168.49.2"))
+    for name in ("a", "b", "c"):
+        c.add(Service(name, type="LoadBalancer", ports=[ServicePort(80)]))
+    assert [c.service("default", n).load_balancer_ips for n in "abc"] == [["192.168.49.241"], ["192.168.49.242"], []]
+    ev = [e for e in c.event_log if e.reason == "AllocationFailed"]
+    assert len(ev) == 1 and ev[0].object == "service/c" and ev[0].type == "Warning"
+    c.delete_service("default", "a")
+    c.add(Service("d", type="LoadBalancer", ports=[ServicePort(80)]))
+    assert c.service("default", "d").load_balancer_ips == ["192.168.49.241"]

@@ -148,3 +148,19 @@ def test_flush_stale_udp_follows_kube_proxy_cleanup():
     assert [e.reply[1] for e in ct.entries()] == [ip2int("10.244.2.4")]
     # a service with no serving endpoint gets no cleanup at all (cleanup.go)
     assert flush_stale_udp(ct, [svc], {"ns/dns": []}) == 0
+
+
+def test_reply_tuple_clash_fails_the_insert():
+    # __nf_conntrack_confirm refuses an entry whose tuple is taken (insert_failed), kernel nf_conntrack_core.c
+    ct = Conntrack()
+    entries = []
+    for vip in ("10.96.0.10", "10.96.0.11"):                 # two ClusterIPs, same client port
+        p = syn(dst=vip, sport=50000)
+        e, _, _ = ct.classify(p, 0.0)
+        ct.bind_dnat(e, ip2int("10.244.2.3"), 8080)           # ... DNATed to the same endpoint
+        entries.append(e)
+    assert ct.confirm(entries[0], 0.0) is True
+    assert ct.confirm(entries[1], 0.0) is False and ct.insert_failed == 1
+    assert not entries[1].confirmed and len(ct) == 1
+    # once the first entry has timed out, the insert succeeds
+    assert ct.confirm(entries[1], entries[0].expires + 1) is True

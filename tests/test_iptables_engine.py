@@ -341,6 +341,32 @@ def test_recent_list_caps_at_100_and_reap():
     assert r.check("L", 60, "--remove", now=1000.0) and 60 not in [x.addr for x in r.entries("L")]
 
 
+def test_recent_rdest_update_and_hitcount():
+    # --rdest keys the list on the destination; --update refreshes the stamp only when it matched;
+    # --hitcount N needs N stamps inside the window (xt_recent.c recent_mt)
+    e = eng("-A INPUT -p tcp --dport 1 -m recent --name D --rdest --set -j ACCEPT\n"
+            "-A INPUT -m recent --name D --rdest --update --seconds 10 --hitcount 2 -j DROP")
+    ctx = EvalContext()
+    assert verdict(e, tcp(dst="9.9.9.9", dport=1), ctx=ctx).verdict == "ACCEPT"
+    assert [x.addr for x in ctx.recent.entries("D")] == [ip2int("9.9.9.9")]
+    ctx.now = 1.0
+    assert verdict(e, tcp(dst="9.9.9.9"), ctx=ctx).verdict == "ACCEPT"     # one stamp: below hitcount
+    verdict(e, tcp(dst="9.9.9.9", dport=1), ctx=ctx)                      # second --set stamp
+    ctx.now = 2.0
+    assert verdict(e, tcp(dst="9.9.9.9"), ctx=ctx).verdict == "DROP"
+    assert len(ctx.recent.entries("D")[0].stamps) == 3                     # --update added a stamp
+    assert verdict(e, tcp(src="9.9.9.9", dst="8.8.8.8"), ctx=ctx).verdict == "ACCEPT"   # keyed on dst only
+
+
+def test_nflog_continues_and_dnat_flags():
+    e = eng("-A INPUT -j NFLOG --nflog-group 2\n-A INPUT -j DROP")
+    assert [s.target for s in verdict(e, tcp()).steps] == ["NFLOG", "DROP"]
+    e2 = eng("-A OUTPUT -p tcp -j DNAT --to-destination 10.0.0.1-10.0.0.3:80-90 --random --persistent", NAT)
+    nat = verdict(e2, tcp(), "OUTPUT", "nat").nat
+    assert (nat.ip, nat.ip_max, nat.port, nat.port_max, nat.random, nat.persistent) == \
+        (ip2int("10.0.0.1"), ip2int("10.0.0.3"), 80, 90, True, True)
+
+
 # --- the kube-proxy dump ----------------------------------------------------------------------
 def kube_proxy_engine() -> Engine:
     return Engine(parse((DATA / "kube_proxy_save.txt").read_text(), source="kube_proxy_save.txt"))

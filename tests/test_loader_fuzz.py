@@ -98,6 +98,20 @@ def test_raw_garbage_text(text):
     check(text)
 
 
+def test_deep_nesting_is_refused_before_the_parser_sees_it():
+    # libyaml's C parser recurses per flow level and overflows the C stack (segfault) near 40,000 levels
+    for text in ["a: " + "[" * 100_000 + "]" * 100_000, "a: " + "{a: " * 60_000 + "}" * 60_000]:
+        try:
+            load_text(text, "deep.yaml")
+        except ManifestError as e:
+            assert str(e) == "deep.yaml: nesting deeper than 1000 levels (not a Kubernetes manifest)"
+        else:
+            raise AssertionError("accepted")
+    check("a: " + "[" * 900 + "]" * 900)
+    from netsim.manifests import _flow_depth
+    assert _flow_depth("a: [" + ", ".join(["[1]"] * 1500) + "]") == 2     # many brackets, shallow: fine
+
+
 def test_known_nasties():
     for text in ["apiVersion: [v1]\nkind: Service\n",              # unhashable apiVersion
                  "apiVersion: v1\nkind: {a: b}\n",

@@ -273,6 +273,21 @@ def test_external_name_service():
     assert c.endpoint_slices("default", "web") == []
 
 
+def test_external_name_may_end_with_a_dot():
+    c = load_text(svc_yaml(spec="  type: ExternalName\n  externalName: db.example.com.\n"))
+    assert c.service("default", "web").external_name == "db.example.com."
+
+
+def test_service_object_given_to_the_cluster_is_not_mutated():
+    from netsim.cluster import Cluster
+    from netsim.model import Service, ServicePort
+    mine = Service("web", type="NodePort", ports=[ServicePort(80)])
+    c = Cluster(ClusterConfig(coredns=False))
+    c.add(mine)
+    assert mine.cluster_ip is None and mine.ports[0].node_port is None
+    assert c.service("default", "web").ports[0].node_port is not None
+
+
 def test_external_ips_session_affinity_and_policies():
     c = load_text(pod_yaml() + svc_yaml(spec=(
         "  selector: {app: web}\n  externalIPs: [198.51.100.1, 198.51.100.2]\n"

@@ -37,6 +37,13 @@ CASES = [
      "provided port 30001 is already allocated"),
     (SVC + "  ports: [{port: 80, nodePort: 30001}]\n",
      D1 + "spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"),
+    (SVC + "  type: ExternalName\n  externalName: db.example.com\n  clusterIP: 10.96.0.5\n",
+     D1 + "spec.clusterIP: Forbidden: may not be set for ExternalName services"),
+    (SVC + "  sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}\n  ports: [{port: 80}]\n",
+     D1 + "spec.sessionAffinityConfig: Forbidden: must not be set when `sessionAffinity` is None"),
+    (SVC + "  type: LoadBalancer\n  externalTrafficPolicy: Local\n  healthCheckNodePort: 80\n  ports: [{port: 80}]\n",
+     D1 + "Service default/web: spec.healthCheckNodePort: Invalid value: 80: provided port 80 is not in the valid "
+          "range 30000-32767"),
     # names
     ("apiVersion: v1\nkind: Service\nmetadata: {name: 1web}\nspec:\n  ports: [{port: 80}]\n",
      "app.yaml: document 1 (Service '1web'): metadata.name: Invalid value: '1web': a DNS-1035 label must consist "

@@ -122,7 +122,9 @@ def test_statefulset_pod_evicted_comes_back_with_same_name():
     c = load("example:shop")
     victim = c.pod("shop", "db-0").node_name
     c.stop_node(victim)
-    c.advance(345)
+    c.advance(354)                                          # default grace 50 s: NotReady 55, eviction 355
+    assert c.pod("shop", "db-0").node_name == victim
+    c.advance(1)
     db0 = c.pod("shop", "db-0")
     assert db0 is not None and db0.node_name != victim and db0.hostname == "db-0" and db0.subdomain == "db"
 

@@ -318,3 +318,66 @@ def test_pcapng_opens_in_tshark(cluster, tmp_path):
     last = out[-1].split("\t")
     assert last[1] == svc_ip(cluster, "web") and last[2] == "10.244.0.5"    # reply un-NATed on the wire
     assert all(len(row.split("\t")) == 4 and row.split("\t")[3] for row in out)   # a comment on each
+
+
+EXTRA_YAML = """
+apiVersion: v1
+kind: Service
+metadata: {name: web-fw}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  loadBalancerSourceRanges: [10.10.0.0/16]
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-itp}
+spec:
+  selector: {app: web}
+  internalTrafficPolicy: Local
+  ports: [{port: 80, targetPort: 8080}]
+"""
+
+
+def extra_cluster():
+    from netsim.manifests import load_text
+    from walker_cluster import SCENARIO_YAML
+    return load_text(SCENARIO_YAML % {"pod_network": "vxlan"} + "---" + EXTRA_YAML, "extra.yaml")
+
+
+def test_load_balancer_source_ranges_drop_outsiders():
+    # reference §1.5: KUBE-FW admits the ranges; the rest is dropped in filter KUBE-PROXY-FIREWALL
+    c = extra_cluster()
+    w = Walker(c)
+    lb_ip = c.service("default", "web-fw").load_balancer_ips[0]
+    t = w.connect(w.host_for("external"), lb_ip, 80)          # 192.168.49.100 is not in 10.10.0.0/16
+    assert t.outcome.disposition == "DROPPED"
+    assert "KUBE-PROXY-FIREWALL" in t.outcome.detail
+    assert any("KUBE-FW-" in s.extra["chain"] for s in t.request.steps("RULE"))
+
+
+def test_internal_traffic_policy_local_drops_without_local_endpoint():
+    # reference §1.5: iTP=Local, no local endpoints but endpoints elsewhere → filter DROP
+    c = extra_cluster()
+    w = Walker(c)
+    ip = c.service("default", "web-itp").cluster_ip
+    far = w.connect(w.host_for("pod/client-3"), ip, 80)       # node-3 has no web pod
+    assert far.outcome.disposition == "DROPPED" and "has no local endpoints" in far.outcome.detail
+    near = [w.connect(w.host_for("pod/client-1"), ip, 80) for _ in range(5)]
+    assert all(t.outcome.pod == "default/web-1" for t in near)  # only node-1's own endpoint
+
+
+def test_same_client_port_to_two_services_on_one_endpoint_clashes(cluster):
+    # Two ClusterIPs DNATed to the same pod:port from the same client port give the same reply
+    # tuple; the second conntrack insert fails and its SYN is dropped (the client retransmits).
+    w = Walker(cluster)
+    client = w.host_for("pod/client-1")
+    first = w.connect(client, svc_ip(cluster, "web"), 80, sport=50000)
+    outcomes = []
+    for name in ("web-np", "web-local", "web-lb", "web-lb-local", "web-ext", "web-aff"):
+        t = w.connect(client, svc_ip(cluster, name), 80, sport=50000)
+        outcomes.append(t.outcome)
+    clashed = [o for o in outcomes if o.disposition == "DROPPED"]
+    assert clashed and all("insert_failed" in o.detail for o in clashed)
+    assert all(o.pod != first.outcome.pod for o in outcomes if o.disposition == "DELIVERED")

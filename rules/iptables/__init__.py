@@ -7,6 +7,7 @@ Public API (kept stable for the walker, the proxier tests and the CLI):
     Engine(ruleset).run(table, chain, pkt, ctx) -> Verdict
     EvalContext(local_addrs, ipsets, rng, now, recent)
 """
+from netsim.rules.iptables.compile import RuleInfo
 from netsim.rules.iptables.engine import HOOK_TABLES, Engine, EvalContext, RuleHit, Verdict, run_hook
 from netsim.rules.iptables.parse import parse
 from netsim.rules.iptables.recent import RecentState
@@ -14,6 +15,6 @@ from netsim.rules.iptables.ruleset import Chain, IptablesError, Rule, Ruleset, T
 from netsim.rules.iptables.targets import NatAction
 
 __all__ = [
-    "parse", "Ruleset", "Table", "Chain", "Rule", "Engine", "EvalContext", "Verdict", "RuleHit",
+    "parse", "Ruleset", "Table", "Chain", "Rule", "Engine", "EvalContext", "Verdict", "RuleHit", "RuleInfo",
     "NatAction", "RecentState", "IptablesError", "run_hook", "HOOK_TABLES",
 ]

@@ -7,6 +7,9 @@ rule that can possibly match at or after position `pos` is the smallest position
 packet's buckets and the unindexed rules; every candidate is still tested in full. Rules the
 index skips could not have matched, and no side effect was skipped, so the verdict, the
 random draws and the position-based "rules evaluated" count equal a linear walk's.
+
+Shorter chains (KUBE-SVC-*, KUBE-SEP-*, built-ins) are walked by a generated scanner
+(codegen.py) when the Engine asks for one, else rule by rule with the compiled predicates.
 """
 from __future__ import annotations
 
@@ -22,6 +25,16 @@ INDEX_MIN_RULES = 16          # shorter chains are walked linearly
 _PORT_PROTOS = (6, 17, 132, 136)
 
 
+@dataclass(frozen=True, slots=True)
+class RuleInfo:
+    """What a RuleHit reports about its rule, built once per rule."""
+
+    line: int
+    text: str
+    comment: Optional[str]
+    target: Optional[str]
+
+
 @dataclass(slots=True)
 class CompiledRule:
     rule: Rule
@@ -30,13 +43,11 @@ class CompiledRule:
     action: Any = None
     jump_to: Optional[str] = None
     jump_chain: Any = None     # the CompiledChain jumped to (resolved once the table is compiled)
-    exprs: Optional[list] = None   # the tests as (format, constants) source fragments, for codegen
-    # what a RuleHit reports, gathered once so a hit touches one object: (line, text, comment, target)
-    info: tuple = ()
+    info: Optional[RuleInfo] = None   # gathered once so that a hit touches one object
 
     def __post_init__(self) -> None:
         r = self.rule
-        self.info = (r.line, r.text, r.comment, r.target)
+        self.info = RuleInfo(r.line, r.text, r.comment, r.target)
 
 
 @dataclass(slots=True)
@@ -45,12 +56,12 @@ class CompiledChain:
     policy: Optional[str]
     line: int
     rules: list[CompiledRule]
-    shapes: list[tuple[tuple[bool, bool, bool], dict[tuple, list[int]]]] = field(default_factory=list)
+    shapes: list[tuple[tuple[bool, bool, bool], dict[int, tuple[int, ...]]]] = field(default_factory=list)
     unindexed: list[int] = field(default_factory=list)
     indexed: bool = False
     scan: Optional[Callable[[Any, Any, int], int]] = None   # generated first-match finder (codegen.py)
 
-    def candidate_lists(self, pkt) -> Optional[list[list[int]]]:
+    def candidate_lists(self, pkt) -> Optional[list]:
         """Sorted position lists whose union holds every rule this packet could match (None: walk all)."""
         if not self.indexed:
             return None
@@ -62,17 +73,15 @@ class CompiledChain:
             if has_dport:
                 if not ported:
                     continue
-                key = (dst, proto, pkt.dport) if has_dst else (proto, pkt.dport)
-            elif has_proto:
-                key = (dst, proto)
+                key = pack_key(dst if has_dst else None, proto, pkt.dport)
             else:
-                key = (dst,)
+                key = pack_key(dst, proto if has_proto else None, None)
             lst = buckets.get(key)
             if lst:
                 lists.append(lst)
         return lists
 
-    def next_candidate(self, lists: Optional[list[list[int]]], pos: int) -> int:
+    def next_candidate(self, lists: Optional[list], pos: int) -> int:
         if lists is None:
             return pos
         best = len(self.rules)
@@ -104,11 +113,12 @@ def header_preds(h: Header, keyed: tuple[bool, bool, bool] = (False, False, Fals
     if h.oif is not None:
         oname, oneg = h.oif
         preds.append(lambda p, c: iface_matches(p.oif, oname) != oneg)
-    if h.proto is not None and h.proto[0] != 0 and not keyed[1]:
+    if h.proto is not None and not keyed[1]:
         pnum, pneg = h.proto
-        preds.append(lambda p, c: (p.proto == pnum) != pneg)
-    elif h.proto is not None and h.proto[1]:
-        preds.append(lambda p, c: False)       # ! -p all matches nothing
+        if pnum != 0:
+            preds.append(lambda p, c: (p.proto == pnum) != pneg)
+        elif pneg:
+            preds.append(lambda p, c: False)   # ! -p all matches nothing
     if h.fragment is not None:
         # we emulate unfragmented datagrams only: -f never matches, ! -f always does
         frag = h.fragment
@@ -190,6 +200,18 @@ def compile_rule(rule: Rule) -> CompiledRule:
     return CompiledRule(rule, preds, "continue", a)
 
 
+def pack_key(dst: Optional[int], proto: Optional[int], dport: Optional[int]) -> int:
+    """One int per (shape, values): a cold dict probe then touches one key object, not a tuple of three."""
+    key = 0
+    if dst is not None:
+        key = dst
+    if proto is not None:
+        key = (key << 8) | proto
+    if dport is not None:
+        key = (key << 16) | dport
+    return key
+
+
 def index_key(rule: Rule) -> Optional[tuple[tuple[bool, bool, bool], tuple]]:
     """(shape, key) under which a rule can be indexed, or None if it must be walked."""
     if rule.unsupported is not None:
@@ -221,16 +243,20 @@ def compile_chain(chain: Chain, min_rules: int = INDEX_MIN_RULES, scanners=None)
         if scanners is not None:
             cc.scan = scanners.scanner([rule_exprs(cr.rule) for cr in rules])
         return cc
-    shapes: dict[tuple[bool, bool, bool], dict[tuple, list[int]]] = {}
+    shapes: dict[tuple[bool, bool, bool], dict[int, list[int]]] = {}
     for pos, cr in enumerate(rules):
         ik = index_key(cr.rule)
         if ik is None:
             cc.unindexed.append(pos)
         else:
-            shapes.setdefault(ik[0], {}).setdefault(ik[1], []).append(pos)
+            shape, key = ik
+            packed = pack_key(key[0] if shape[0] else None, key[int(shape[0])] if shape[1] else None,
+                              key[-1] if shape[2] else None)
+            shapes.setdefault(shape, {}).setdefault(packed, []).append(pos)
             # a candidate found through its bucket already has the keyed fields equal to the packet's
             cr.preds = rule_preds(cr.rule, ik[0], ik[1])
-    cc.shapes = list(shapes.items())
+    # tuples: the positions sit inline in the bucket object (one cold miss fewer than a list)
+    cc.shapes = [(shape, {k: tuple(v) for k, v in b.items()}) for shape, b in shapes.items()]
     cc.indexed = True
     return cc
 

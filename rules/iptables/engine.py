@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from netsim.rules.iptables import targets as T
 from netsim.rules.iptables.codegen import ScannerFactory
-from netsim.rules.iptables.compile import CompiledChain, check_loops, compile_chain
+from netsim.rules.iptables.compile import CompiledChain, RuleInfo, check_loops, compile_chain
 from netsim.rules.iptables.recent import RecentState
 from netsim.rules.iptables.ruleset import IptablesError, Ruleset, gc_paused
 from netsim.rules.iptables.targets import NatAction
@@ -38,18 +38,34 @@ class EvalContext:
 
 @dataclass(slots=True)
 class RuleHit:
-    """One rule that matched (or a policy that applied) during a traversal."""
+    """One rule that matched (or a policy that applied) during a traversal.
+
+    `line`, `text`, `comment` and `target` are read from the shared RuleInfo of the rule.
+    """
 
     table: str
     chain: str
-    line: int
-    text: str
-    comment: Optional[str]
-    target: Optional[str]
+    rule: RuleInfo
     rules_evaluated: int           # rules the kernel would have evaluated so far in this table, this one included
     policy: bool = False           # True: the built-in chain's policy, not a rule
     note: Optional[str] = None     # lenient mode: why this rule was skipped
     number: int = 0                # 1-based position in its chain (iptables -L --line-numbers); 0 for a policy
+
+    @property
+    def line(self) -> int:
+        return self.rule.line
+
+    @property
+    def text(self) -> str:
+        return self.rule.text
+
+    @property
+    def comment(self) -> Optional[str]:
+        return self.rule.comment
+
+    @property
+    def target(self) -> Optional[str]:
+        return self.rule.target
 
 
 @dataclass
@@ -121,7 +137,7 @@ class Engine:
             total += i - pos + 1
             pos = i + 1
             if cr.kind == "unsupported":
-                steps.append(RuleHit(table, cur.name, *cr.info, total,
+                steps.append(RuleHit(table, cur.name, cr.info, total,
                                      note=f"unsupported, treated as non-matching: {cr.rule.unsupported}", number=i + 1))
                 continue
             matched = True             # a scanner returns only matching rules
@@ -131,7 +147,7 @@ class Engine:
                         matched = False
                         break
             if matched:
-                steps.append(RuleHit(table, cur.name, *cr.info, total, number=i + 1))
+                steps.append(RuleHit(table, cur.name, cr.info, total, number=i + 1))
                 kind = cr.kind
                 if kind == "none" or kind == "continue":
                     if kind == "continue" and cr.action.notrack:
@@ -165,8 +181,8 @@ class Engine:
 
     @staticmethod
     def _policy(table: str, start: CompiledChain, steps: list[RuleHit], total: int) -> Verdict:
-        steps.append(RuleHit(table, start.name, start.line, f":{start.name} {start.policy}", None,
-                             start.policy, total, policy=True))
+        steps.append(RuleHit(table, start.name, RuleInfo(start.line, f":{start.name} {start.policy}", None,
+                                                         start.policy), total, policy=True))
         return Verdict(start.policy, None, None, steps, total, table, start.name)
 
 

@@ -74,7 +74,6 @@ ICMP_TYPES = {
 RECENT_IP_LIST_TOT = 100      # xt_recent module parameter ip_list_tot (entries per list)
 RECENT_IP_PKT_LIST_TOT = 20   # xt_recent module parameter ip_pkt_list_tot (stamps per entry)
 
-Builder = Callable[[list[Opt], Header, str, str], Match]
 
 
 def _one(opts: list[Opt], name: str) -> Optional[Opt]:
