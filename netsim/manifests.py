@@ -1,6 +1,7 @@
 """Load multi-document Kubernetes YAML (plus a netsim.io/v1 Cluster document) into a reconciled Cluster."""
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from importlib import resources
@@ -173,6 +174,7 @@ def cluster_config(doc: Doc) -> tuple[ClusterConfig, Optional[list[Node]]]:
         raise doc.fail("metadata.name", f"Invalid value: {cfg.name!r}: must be at most 8 characters "
                        "(it prefixes kernel namespace and interface names)")
     spec = doc.get(doc.body, "spec", "spec", dict, {})
+    _no_unknown_fields(doc, spec, "spec", CLUSTER_SPEC_FIELDS)
     # podCIDR: kube-controller-manager's --cluster-cidr, carved into node podCIDRs; clusterCIDR:
     # kube-proxy's --cluster-cidr. kubeadm sets both from podSubnet, so the second defaults to the first.
     pod_cidr = doc.check(doc.get(spec, "podCIDR", "spec.podCIDR", str, cfg.cluster_cidr), "spec.podCIDR", v.ipv4_cidr)
@@ -215,6 +217,7 @@ def cluster_config(doc: Doc) -> tuple[ClusterConfig, Optional[list[Node]]]:
     if cfg.external_client_ip:
         doc.check(cfg.external_client_ip, "spec.externalClientIP", v.ipv4)
     dns = doc.get(spec, "coredns", "spec.coredns", dict, {})
+    _no_unknown_fields(doc, dns, "spec.coredns", ("enabled", "replicas"))
     cfg.coredns = doc.get(dns, "enabled", "spec.coredns.enabled", bool, True)
     cfg.coredns_replicas = doc.get(dns, "replicas", "spec.coredns.replicas", int, cfg.coredns_replicas)
     if cfg.coredns_replicas < 0:
@@ -237,6 +240,8 @@ def cluster_config(doc: Doc) -> tuple[ClusterConfig, Optional[list[Node]]]:
         path = f"spec.nodes[{i}]"
         if isinstance(n, str):
             n = {"name": n}
+        if isinstance(n, dict):
+            _no_unknown_fields(doc, n, path, ("ip", "labels", "name", "zone"))
         name = doc.check(doc.get(n, "name", f"{path}.name", str), f"{path}.name", v.dns1123_subdomain)
         if name in names:
             raise doc.fail(f"{path}.name", f"Duplicate value: {name!r}")
@@ -293,6 +298,21 @@ def selector_warnings(cluster: Cluster) -> list[str]:
                 out.append(f"warning: Service {svc.key}: port {sp.name or sp.port}: targetPort "
                            f"{sp.target_port!r} is not a {sp.protocol} containerPort name of any selected pod")
     return out
+
+
+CLUSTER_SPEC_FIELDS = (
+    "nodes", "podCIDR", "clusterCIDR", "nodeCIDRMaskSize", "serviceCIDR", "nodeNetwork", "clusterDomain",
+    "dnsServiceIP", "nodePortRange", "proxyMode", "ipvsScheduler", "masqueradeAll", "podNetwork",
+    "loadBalancerPool", "externalClientIP", "coredns", "upstreamDNS", "seed")
+
+
+def _no_unknown_fields(doc: Doc, obj: dict, path: str, known: tuple) -> None:
+    """netsim's own schema is strict (a typo must not silently fall back to a default)."""
+    for key in obj:
+        if key not in known:
+            near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            hint = f'did you mean "{near[0]}"?' if near else f"known: {', '.join(sorted(known))}"
+            raise doc.fail(f"{path}.{key}", f"unknown field ({hint})")
 
 
 def _choice(doc: Doc, spec: dict, key: str, allowed: tuple, default: str) -> str:

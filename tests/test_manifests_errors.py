@@ -171,6 +171,14 @@ CASES = [
      "app.yaml: document 1 (Cluster 'a'): spec.nodes[0].ip: Invalid value: '10.0.0.1': not in nodeNetwork "
      "192.168.49.0/24"),
     (CLUSTER + "spec: {nodes: [a, a]}\n", "app.yaml: document 1 (Cluster 'a'): spec.nodes[1].name: Duplicate value: 'a'"),
+    # the Cluster document is netsim's own schema: unknown fields are refused (kubectl's strict field
+    # validation says `unknown field "spec.proxymode"`), with the nearest known name
+    (CLUSTER + "spec: {proxymode: ipvs}\n",
+     "app.yaml: document 1 (Cluster 'a'): spec.proxymode: unknown field (did you mean \"proxyMode\"?)"),
+    (CLUSTER + "spec: {nodes: [{name: a, adress: 192.168.49.9}]}\n",
+     "app.yaml: document 1 (Cluster 'a'): spec.nodes[0].adress: unknown field (known: ip, labels, name, zone)"),
+    (CLUSTER + "spec: {coredns: {enable: false}}\n",
+     "app.yaml: document 1 (Cluster 'a'): spec.coredns.enable: unknown field (did you mean \"enabled\"?)"),
     (CLUSTER + "spec: {nodes: []}\n", "app.yaml: document 1 (Cluster 'a'): spec.nodes: Required value: at least one node"),
     (CLUSTER + "spec: {dnsServiceIP: 10.0.0.10}\n",
      "app.yaml: document 1 (Cluster 'a'): spec.dnsServiceIP: Invalid value: '10.0.0.10': not in serviceCIDR "
