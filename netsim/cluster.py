@@ -131,6 +131,17 @@ class Cluster:
     def watch(self, callback: Watcher) -> None:
         self._watchers.append(callback)
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles of a cluster carry its objects, clock and RNG, not its watchers
+        (callbacks belong to whoever registered them in this process)."""
+        state = self.__dict__.copy()
+        state["_watchers"] = []
+        return state
+
+    def snapshot(self) -> "Cluster":
+        """An independent deep copy (no watchers): what-if analysis without touching this cluster."""
+        return copy.deepcopy(self)
+
     def _notify(self, type_: str, kind: str, obj) -> None:
         if kind in ("Service", "EndpointSlice", "Node"):
             self._proxy_dirty = True

@@ -224,3 +224,16 @@ def test_exhausted_load_balancer_pool_leaves_external_ip_pending():
     c.delete_service("default", "a")
     c.add(Service("d", type="LoadBalancer", ports=[ServicePort(80)]))
     assert c.service("default", "d").load_balancer_ips == ["192.168.49.241"]
+
+
+def test_snapshot_is_independent_and_drops_watchers(httpd_cluster):
+    import pickle
+    seen = []
+    httpd_cluster.watch(seen.append)
+    twin = httpd_cluster.snapshot()
+    twin.scale("default", "httpd-app", 5)
+    assert len([p for p in twin.pods("default") if p.owner]) == 5
+    assert len([p for p in httpd_cluster.pods("default") if p.owner]) == 2
+    assert seen == []                      # the twin's changes do not reach the original's watchers
+    restored = pickle.loads(pickle.dumps(httpd_cluster))
+    assert [p.ip for p in restored.pods()] == [p.ip for p in httpd_cluster.pods()]

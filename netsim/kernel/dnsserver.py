@@ -30,14 +30,7 @@ def available() -> bool:
 
 def write_snapshot(cluster: Any, state: ClusterState) -> Path:
     path = state.directory / "cluster.pickle"
-    watchers = getattr(cluster, "_watchers", None)
-    try:
-        if watchers is not None:
-            cluster._watchers = []               # callbacks may not pickle; the server needs none
-        path.write_bytes(pickle.dumps(cluster))
-    finally:
-        if watchers is not None:
-            cluster._watchers = watchers
+    path.write_bytes(pickle.dumps(cluster))     # Cluster pickles without its watchers
     return path
 
 

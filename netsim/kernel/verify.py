@@ -293,15 +293,7 @@ def _without_affinity(cluster: Any) -> Any:
     first connection of a client may go to any endpoint (the SVC chain's --rcheck rules miss, the
     statistic rules decide), and the kernel's and the emulator's first draws differ; so the endpoint
     set comes from this twin and stickiness is checked on the kernel's flows (_check_affinity)."""
-    import copy
-    watchers = getattr(cluster, "_watchers", None)
-    try:
-        if watchers is not None:
-            cluster._watchers = []
-        twin = copy.deepcopy(cluster)
-    finally:
-        if watchers is not None:
-            cluster._watchers = watchers
+    twin = cluster.snapshot()
     for svc in twin.services():
         svc.session_affinity = "None"
     return twin

@@ -23,6 +23,12 @@ from netsim.rules.ipvs.conn import ConnTable, IpvsConn, TIME_WAIT_STATE
 from netsim.rules.ipvs.table import IpvsTable, RealServer, VirtualServer
 
 _SCHEDULABLE = (6, 17, 132)
+
+
+def _uses_old_conntrack(pkt: Any) -> bool:
+    """ip_vs_conn_uses_old_conntrack(): the packet's conntrack entry is already confirmed."""
+    ct = getattr(pkt, "ct", None)
+    return bool(ct is not None and getattr(ct, "confirmed", False))
 TCP_SYN, TCP_RST = 0x02, 0x04
 
 
@@ -92,11 +98,21 @@ class IpvsNode:
         if cp is not None:
             d = cp.dest
             if d is None or not d.available:
-                if self.sysctls.expire_nodest_conn:
-                    self.conns.expire(cp)
-                return IpvsDecision(hook, "drop", vs=cp.vs, conn=cp,
-                                    reason=f"connection {cp.describe()} points at a removed real server; "
-                                           "dropped (expire_nodest_conn)")
+                # ip_vs_in_hook "Check the server status" (kernel >= 5.9, "ipvs: allow connection
+                # reuse for unconfirmed conntrack"): with expire_nodest_conn the connection is
+                # expired now; the packet is dropped only when it belongs to an old (confirmed)
+                # conntrack entry, otherwise it is scheduled afresh below.
+                gone = cp.describe()
+                if not self.sysctls.expire_nodest_conn or _uses_old_conntrack(pkt):
+                    if self.sysctls.expire_nodest_conn:
+                        self.conns.expire(cp)
+                    return IpvsDecision(hook, "drop", vs=cp.vs, conn=cp,
+                                        reason=f"connection {gone} points at a removed real server; "
+                                               "dropped (expire_nodest_conn, old conntrack entry)")
+                self.conns.expire(cp)
+                cp = None
+
+        if cp is not None:
             self.conns.transition(cp, "in", flags, now)
             self._count_in(cp, pkt)
             return self._dnat(pkt, hook, cp, new=False,
@@ -223,6 +239,26 @@ class IpvsNode:
         pkt.refresh_checksums()
         return IpvsDecision(hook, "un-dnat", reason=f"ICMP error about {cp.describe()}", vs=cp.vs, dest=cp.dest,
                             conn=cp, before=before, after=(int2ip(cp.vaddr), cp.vport))
+
+    def expire_nodest_conns(self) -> int:
+        """ip_vs_expire_nodest_conn_flush (kernel >= 5.9, queued 1 jiffy after a destination is
+        deleted when expire_nodest_conn=1): drop every connection whose real server is no longer
+        available and that controls no other connection, and a template left controlling none.
+        Returns how many entries went."""
+        if not self.sysctls.expire_nodest_conn:
+            return 0
+        n = 0
+        for cp in self.conns.all():
+            d = cp.dest
+            if d is None or d.available or cp.n_control:
+                continue
+            ctl = cp.control
+            self.conns.expire(cp)
+            n += 1
+            if ctl is not None and ctl.n_control == 0 and ctl.dest is not None:
+                self.conns.expire(ctl)
+                n += 1
+        return n
 
     def is_local_dest(self, dest: RealServer) -> bool:
         return dest.ip in self.local_addresses

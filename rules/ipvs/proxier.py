@@ -290,6 +290,9 @@ class KubeProxyIpvs:
                 for rs in list(vs.dests):
                     self.graceful.pending.pop(f"{vs}/{rs.addr}", None)
                 self.table.del_service(vs)
+        # kernel >= 5.9: deleting a destination queues ip_vs_expire_nodest_conn_flush (1 jiffy
+        # later), so connections to deleted real servers are gone before the next packet
+        self.node.expire_nodest_conns()
         S.fill(self.ipsets, desired.ipset_entries)
         nonempty = {name for name, entries in desired.ipset_entries.items() if entries}
         restore = write_iptables_rules(nonempty, self.config, desired.lb_no_node_access)
@@ -330,6 +333,8 @@ class KubeProxyIpvs:
         """Time passes: connection timers run, then the graceful-termination loop (every 60 s)."""
         self.node.conns.expire_all(now)
         done = self.graceful.advance(now)
+        if done:
+            self.node.expire_nodest_conns()
         if self.state is not None:
             self.state.graceful = sorted(self.graceful.pending)
         return done
