@@ -21,7 +21,7 @@ def _default_name(cluster, name: str | None) -> str:
         raise _fail(str(e)) from None
 
 
-def _pick_running(name: str | None) -> str:
+def pick_running(name: str | None) -> str:
     from netsim.kernel.state import list_clusters
     if name:
         return name
@@ -75,7 +75,7 @@ def down(name, all_, verbose) -> None:
             results[name] = cleanup.down(name)
     else:
         if not name:
-            name = _pick_running(None)
+            name = pick_running(None)
         results = {name: cleanup.down(name)}
     for n, removed in sorted(results.items()):
         click.echo(f"cluster {n}: removed {sum(1 for r in removed if r.startswith('netns'))} namespaces, "
@@ -127,7 +127,7 @@ def exec_(target, namespace, name, command) -> None:
     from netsim.kernel import netns
     from netsim.kernel.state import ClusterNotFound, ClusterState
     _need_root()
-    cname = _pick_running(name)
+    cname = pick_running(name)
     try:
         st = ClusterState.load(cname)
     except ClusterNotFound as e:

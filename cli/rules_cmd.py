@@ -5,11 +5,12 @@ import importlib
 
 import click
 
-from netsim.cli.common import file_option, load_cluster
+from netsim.cli.common import load_cluster
 
 
 @click.command("rules")
-@file_option
+@click.option("-f", "--filename", "files", multiple=True, metavar="FILE",
+              help="Manifest file (multi-document YAML) or example:NAME; repeatable (not needed with --live).")
 @click.option("--node", required=True, metavar="NODE", help="Node whose rules to show.")
 @click.option("--mode", type=click.Choice(["iptables", "ipvs", "nftables"]), default=None,
               help="Proxy mode (default: the Cluster document's proxyMode).")
@@ -17,8 +18,16 @@ from netsim.cli.common import file_option, load_cluster
               help="Only this table (repeatable; iptables mode).")
 @click.option("--restore-input", is_flag=True,
               help="Print exactly what kube-proxy hands to iptables-restore (no built-in chains or jumps).")
-def rules(files, node: str, mode, tables, restore_input: bool) -> None:
+@click.option("--live", is_flag=True,
+              help="Read `iptables-save -c` (with counters) from NODE's namespace in a running `netsim up` cluster.")
+@click.option("--name", default=None, help="With --live: the kernel cluster (default: the only one up).")
+def rules(files, node: str, mode, tables, restore_input: bool, live: bool, name) -> None:
     """Show the rules kube-proxy writes on NODE, as iptables-save would list them."""
+    if live:
+        _live(node, name)
+        return
+    if not files:
+        raise click.UsageError("Missing option '-f' / '--filename' (or use --live).")
     cluster = load_cluster(files, quiet=True)
     mode = mode or cluster.config.proxy_mode
     if mode == "nftables":
@@ -41,3 +50,13 @@ def rules(files, node: str, mode, tables, restore_input: bool) -> None:
     except ProxierInputError as e:
         raise click.ClickException(str(e)) from None
     click.echo(text, nl=False)
+
+
+def _live(node: str, name) -> None:
+    """The kernel's own view: `iptables-save -c` inside the node's namespace."""
+    from netsim.cli.kernel_cmd import pick_running
+    from netsim.kernel import live_iptables_save
+    try:
+        click.echo(live_iptables_save(pick_running(name), node), nl=False)
+    except LookupError as e:
+        raise click.ClickException(str(e)) from None

@@ -200,6 +200,27 @@ def test_live_iptables_save_shows_the_loaded_rules(services):
     assert text.count("*nat") == 1 and "[" in text.splitlines()[3]          # -c counters
 
 
+def test_rules_live_prints_kernel_counters_that_move_with_traffic(services):
+    """`netsim rules --live`: the kernel's own iptables-save -c; a connection bumps the DNAT rule."""
+    kc = services
+    svc = _svc(kc, "web")
+
+    def sep_packets() -> int:
+        out = subprocess.run([*NETSIM, "rules", "--live", "--node", "node-1", "--name", kc.name],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return sum(int(line[1:].split(":")[0]) for line in out.stdout.splitlines()
+                   if line.startswith("[") and "-j DNAT" in line and "default/web" in line)
+
+    before = sep_packets()
+    res = run_probes([Probe(kc.plan.pods["default/client"].netns, svc.cluster_ip, 80)])
+    assert res[0].outcome == "answered", res[0]
+    assert sep_packets() == before + 1
+    missing = subprocess.run([*NETSIM, "rules", "--live", "--node", "nope", "--name", kc.name],
+                             capture_output=True, text=True, timeout=30)
+    assert missing.returncode == 1 and "has no node 'nope'" in missing.stderr
+
+
 def test_exec_runs_in_the_pod_and_refuses_missing_namespaces(services):
     kc = services
     env = dict(os.environ)

@@ -76,6 +76,11 @@ RECENT_IP_PKT_LIST_TOT = 20   # xt_recent module parameter ip_pkt_list_tot (stam
 
 
 
+def always_true(p, c) -> bool:
+    """The test of a match that always matches (comment, nfacct, limit)."""
+    return True
+
+
 def _one(opts: list[Opt], name: str) -> Optional[Opt]:
     """The last occurrence of option `name` (iptables keeps the last value given)."""
     for o in reversed(opts):
@@ -173,7 +178,7 @@ def _render_flags(v: int) -> str:
 
 def _all(tests: list[Callable]) -> Callable:
     if not tests:
-        return lambda p, c: True
+        return always_true
     if len(tests) == 1:
         return tests[0]
     return lambda p, c: all(t(p, c) for t in tests)
@@ -183,7 +188,7 @@ def _icmp(opts, header, where, key) -> Match:
     _require_proto(header, "icmp", where, (1,))
     o = _one(opts, "--icmp-type")
     if o is None:
-        return Match("icmp", opts, "-m icmp", lambda p, c: True, always=True)
+        return Match("icmp", opts, "-m icmp", always_true, always=True)
     spec = o.args[0]
     if spec.lower() in ICMP_TYPES:
         typ, cmin, cmax = ICMP_TYPES[spec.lower()]
@@ -212,7 +217,7 @@ def _comment(opts, header, where, key) -> Match:
         raise IptablesError(f"{where}: -m comment needs --comment TEXT")
     if len(o.args[0]) > 255:
         raise IptablesError(f"{where}: comment longer than 255 characters")
-    return Match("comment", opts, f"-m comment --comment {save_string(o.args[0])}", lambda p, c: True,
+    return Match("comment", opts, f"-m comment --comment {save_string(o.args[0])}", always_true,
                  always=True)
 
 
@@ -221,13 +226,13 @@ def _nfacct(opts, header, where, key) -> Match:
     if o is None:
         raise IptablesError(f"{where}: -m nfacct needs --nfacct-name NAME")
     # libxt_nfacct prints two spaces before the name (reference §1.11)
-    return Match("nfacct", opts, f"-m nfacct --nfacct-name  {o.args[0]}", lambda p, c: True, always=True)
+    return Match("nfacct", opts, f"-m nfacct --nfacct-name  {o.args[0]}", always_true, always=True)
 
 
 def _limit(opts, header, where, key) -> Match:
     # Tolerated: the emulator does not model token buckets, so a limit always matches.
     parts = [f"{o.name} {o.args[0]}" for o in opts]
-    return Match("limit", opts, " ".join(["-m limit"] + parts), lambda p, c: True, always=True)
+    return Match("limit", opts, " ".join(["-m limit"] + parts), always_true, always=True)
 
 
 # --- mark / connmark (xt_mark.c, xt_connmark.c): (mark & mask) == value --------------------
@@ -290,7 +295,7 @@ def _statistic(opts, header, where, key) -> Match:
         n = c.nth.get(key, 0)
         c.nth[key] = n + 1
         return (n % every == packet) != neg
-    return Match("statistic", opts, text, test_nth, pure=False)
+    return Match("statistic", opts, text, test_nth, pure=False, per_rule=True)
 
 
 # --- recent (xt_recent.c) -----------------------------------------------------------------
@@ -564,7 +569,7 @@ def _set(opts, header, where, key) -> Match:
         if c.ipsets is None or name not in c.ipsets:
             raise IptablesError(f"{where}: ipset {name!r} does not exist (the kernel refuses such a rule)")
         return c.ipsets.get(name).test(p, dirs, c.now, return_nomatch) != neg
-    return Match("set", opts, " ".join(parts), test)
+    return Match("set", opts, " ".join(parts), test, per_rule=True)    # `test` names this rule's line
 
 
 # --- multiport (xt_multiport.c) -------------------------------------------------------------

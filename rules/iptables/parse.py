@@ -31,6 +31,37 @@ def tokenize(line: str, where: str) -> list[str]:
     """Split like iptables-restore: whitespace separates, "..." quotes, \\ escapes inside quotes."""
     if '"' not in line:
         return line.split()
+    if "\\" in line:
+        return tokenize_escaped(line, where)
+    # No escapes: the pieces between double quotes alternate outside/inside; a quoted piece
+    # glues to the characters touching it (`a"b c"d` is one token `ab cd`), as in iptables-restore.
+    pieces = line.split('"')
+    if not len(pieces) & 1:
+        raise IptablesError(f"{where}: unterminated quote")
+    toks: list[str] = []
+    glue = False                       # the last token is still open (no whitespace after it yet)
+    for k, piece in enumerate(pieces):
+        if k & 1:                      # inside quotes: kept verbatim
+            if glue:
+                toks[-1] += piece
+            else:
+                toks.append(piece)
+            glue = True
+        elif piece:
+            words = piece.split()
+            if not words:              # whitespace only
+                glue = False
+                continue
+            if glue and not piece[0].isspace():
+                toks[-1] += words[0]
+                del words[0]
+            toks.extend(words)
+            glue = not piece[-1].isspace()
+    return toks
+
+
+def tokenize_escaped(line: str, where: str) -> list[str]:
+    """The general tokenizer (quotes with backslash escapes); `tokenize` uses it when a line has a backslash."""
     return [_unquote(t, where) if '"' in t else t for t in _TOKEN.findall(line)]
 
 

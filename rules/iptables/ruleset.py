@@ -38,7 +38,7 @@ class IptablesError(ValueError):
     """Bad iptables input or an impossible evaluation; the message names source:line."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Opt:
     """One option of a match or target as written: `! --dport 80` → Opt("--dport", ("80",), True)."""
 
@@ -47,9 +47,14 @@ class Opt:
     neg: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class Match:
-    """One `-m MODULE ...` clause (or a protocol match loaded implicitly by `-p tcp --dport`)."""
+    """One `-m MODULE ...` clause (or a protocol match loaded implicitly by `-p tcp --dport`).
+
+    The parser shares one Match among all rules that write the same clause under the same
+    protocol (a 10,000-Service dump has five distinct `-m statistic` clauses), unless the
+    match keeps per-rule state or names its rule's line (`per_rule`). Treat it as read-only.
+    """
 
     module: str
     opts: list[Opt] = field(default_factory=list)
@@ -60,11 +65,12 @@ class Match:
     dport_only: bool = False             # the --dport above is the match's only test
     always: bool = False                 # always matches (comment, nfacct, limit): nothing to evaluate
     expr: Optional[tuple[str, tuple]] = None   # the same test as Python source: ("p.dport == {}", (80,))
+    per_rule: bool = False               # state or messages tied to its rule (statistic nth, set): never shared
 
 
-@dataclass
+@dataclass(slots=True)
 class Target:
-    """The `-j NAME ...` / `-g NAME` of a rule."""
+    """The `-j NAME ...` / `-g NAME` of a rule (shared among rules that write the same target; read-only)."""
 
     name: str
     opts: list[Opt] = field(default_factory=list)
@@ -73,9 +79,10 @@ class Target:
     action: Any = None                   # compiled target (see targets.py); None for a chain jump
 
 
-@dataclass
+@dataclass(slots=True)
 class Header:
-    """The fixed header fields: `-s -d -i -o -p -f`, each optionally negated."""
+    """The fixed header fields: `-s -d -i -o -p -f`, each optionally negated (shared among rules
+    with the same header; read-only once parsed)."""
 
     src: Optional[tuple[int, int, bool]] = None      # (network, netmask, negated)
     dst: Optional[tuple[int, int, bool]] = None
@@ -85,7 +92,7 @@ class Header:
     fragment: Optional[bool] = None                  # True: -f, False: ! -f
 
 
-@dataclass
+@dataclass(slots=True)
 class Rule:
     """One `-A CHAIN ...` line."""
 
