@@ -52,12 +52,14 @@ class ConntrackTimeouts:
         return cls(tcp_established=86400, tcp_close_wait=3600)
 
     def for_tcp_state(self, state: str) -> float:
-        return {
-            "SYN_SENT": self.tcp_syn_sent, "SYN_RECV": self.tcp_syn_recv,
-            "ESTABLISHED": self.tcp_established, "FIN_WAIT": self.tcp_fin_wait,
-            "CLOSE_WAIT": self.tcp_close_wait, "LAST_ACK": self.tcp_last_ack,
-            "TIME_WAIT": self.tcp_time_wait, "CLOSE": self.tcp_close,
-        }[state]
+        return getattr(self, _TCP_STATE_TIMEOUT[state])
+
+
+_TCP_STATE_TIMEOUT = {
+    "SYN_SENT": "tcp_syn_sent", "SYN_RECV": "tcp_syn_recv", "ESTABLISHED": "tcp_established",
+    "FIN_WAIT": "tcp_fin_wait", "CLOSE_WAIT": "tcp_close_wait", "LAST_ACK": "tcp_last_ack",
+    "TIME_WAIT": "tcp_time_wait", "CLOSE": "tcp_close",
+}
 
 
 def invert(t: Tuple5) -> Tuple5:
@@ -190,7 +192,10 @@ class Conntrack:
         except a lone RST, which is INVALID.
         """
         t = pkt.tuple()
-        hit = self.lookup(t, now)
+        hit = self._table.get(t)
+        if hit is not None and hit[0].expires <= now:
+            self.delete(hit[0])
+            hit = None
         if hit is not None:
             e, is_reply = hit
             if is_reply or e.seen_reply:
@@ -253,13 +258,17 @@ class Conntrack:
 
     def nat_dst(self, pkt: Packet, e: ConntrackEntry, is_reply: bool) -> Optional[tuple[int, int, int, int]]:
         """Destination manip (PREROUTING/OUTPUT). Returns (old ip, old port, new ip, new port) or None."""
-        _p, _s, _sp, d, dp = self.target(e, is_reply)
-        return self._manip(pkt, d, dp, "dst")
+        t = e.orig if is_reply else e.reply          # target = invert(t): its destination is t's source
+        if pkt.dst == t[1] and pkt.dport == t[2] and not (pkt.proto == IPPROTO_ICMP and pkt.is_icmp_error):
+            return None                              # nothing to rewrite (the common case)
+        return self._manip(pkt, t[1], t[2], "dst")
 
     def nat_src(self, pkt: Packet, e: ConntrackEntry, is_reply: bool) -> Optional[tuple[int, int, int, int]]:
         """Source manip (POSTROUTING/INPUT)."""
-        _p, s, sp, _d, _dp = self.target(e, is_reply)
-        return self._manip(pkt, s, sp, "src")
+        t = e.orig if is_reply else e.reply          # target = invert(t): its source is t's destination
+        if pkt.src == t[3] and pkt.sport == t[4] and not (pkt.proto == IPPROTO_ICMP and pkt.is_icmp_error):
+            return None
+        return self._manip(pkt, t[3], t[4], "src")
 
     def _manip(self, pkt: Packet, ip: int, port: int, which: str) -> Optional[tuple[int, int, int, int]]:
         if pkt.proto == IPPROTO_ICMP and pkt.is_icmp_error:

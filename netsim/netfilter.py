@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
+from netsim.trace import Step
+
 
 @dataclass
 class NatRequest:
@@ -25,8 +27,8 @@ class NatRequest:
 class RuleHit:
     """A rule that matched (for the trace): where, which line, its iptables-save text.
 
-    ``detail`` and ``extra`` are what the trace step shows; built once per rule, shared by steps
-    (read-only).
+    ``detail`` and ``extra`` are what the trace step shows; built once per rule, as is ``step``,
+    the RULE step itself, which every trace that hits the rule shares (read-only).
     """
     table: str
     chain: str
@@ -35,10 +37,12 @@ class RuleHit:
     target: str
     detail: str = ""
     extra: dict = field(default_factory=dict)
+    step: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.detail = f"{self.table}:{self.chain} #{self.number}  {self.text}"
         self.extra = {"table": self.table, "chain": self.chain, "rule": self.text, "rule_number": self.number}
+        self.step = Step("RULE", self.detail, self.extra)
 
 
 @dataclass

@@ -15,6 +15,7 @@ and pcap); the hot path is struct and int arithmetic.
 """
 from __future__ import annotations
 
+import functools
 import socket
 import struct
 from typing import Any, Optional
@@ -40,6 +41,7 @@ _ICMP_ERROR_TYPES = frozenset({3, 4, 5, 11, 12})
 
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
+_ADDRS = struct.Struct("!II")
 
 
 class PacketError(ValueError):
@@ -81,13 +83,13 @@ def _finish(v: int) -> int:
 
 def csum_replace16(hc: int, old: int, new: int) -> int:
     """RFC 1624 eqn. 3 for one 16-bit word: the new checksum after ``old`` becomes ``new``."""
-    return ~_fold((~hc & 0xFFFF) + (~old & 0xFFFF) + new) & 0xFFFF
+    return _finish((~hc & 0xFFFF) + (~old & 0xFFFF) + new)
 
 
 def csum_replace32(hc: int, old: int, new: int) -> int:
     """RFC 1624 eqn. 3 for a 32-bit field (two 16-bit words), e.g. an IPv4 address."""
     s = (~hc & 0xFFFF) + (~old >> 16 & 0xFFFF) + (~old & 0xFFFF) + (new >> 16) + (new & 0xFFFF)
-    return ~_fold(s) & 0xFFFF
+    return _finish(s)
 
 
 def _crc32c_table() -> tuple[int, ...]:
@@ -131,12 +133,11 @@ _IP_HDR = struct.Struct("!BBHHHBBHII")
 _TCP_HDR = struct.Struct("!BBHHHBBHIIHHIIBBHHH")     # IPv4 header + option-less TCP header
 _UDP_HDR = struct.Struct("!BBHHHBBHIIHHHH")          # IPv4 header + UDP header
 _ICMP_HDR = struct.Struct("!BBHHHBBHIIBBHHH")        # IPv4 header + ICMP header (id/seq or unused)
-_FLAG_BITS: dict[str, int] = {}                      # "SA" -> 0x12, filled as flags strings are seen
 
 
-def _ip_sum(src: int, dst: int, proto: int, total_len: int, ttl: int, ident: int) -> int:
-    """The 16-bit word sum of the header _ip_header builds (checksum field zero)."""
-    return 0x4500 + total_len + ident + 0x4000 + (ttl << 8 | proto) + (src >> 16) + (src & 0xFFFF) \
+def _ip_sum(src: int, dst: int, proto: int, total_len: int, ttl: int, ident: int, frag: int = 0x4000) -> int:
+    """The 16-bit word sum of the header _ip_header builds (checksum field zero; DF set unless told)."""
+    return 0x4500 + total_len + ident + frag + (ttl << 8 | proto) + (src >> 16) + (src & 0xFFFF) \
         + (dst >> 16) + (dst & 0xFFFF)
 
 
@@ -160,20 +161,22 @@ def _addr(a: "int | str") -> int:
     return a if type(a) is int else ip2int(a)  # type: ignore[arg-type]
 
 
+@functools.lru_cache(maxsize=64)
 def _flags(flags: str) -> int:
-    bits = _FLAG_BITS.get(flags)
-    if bits is None:
-        bits = parse_tcp_flags(flags)
-        if len(_FLAG_BITS) < 256:
-            _FLAG_BITS[flags] = bits
-    return bits
+    """parse_tcp_flags, memoised (a pure function of a handful of strings)."""
+    return parse_tcp_flags(flags)
 
 
 class Packet:
-    """A real IPv4 datagram (TCP, UDP, ICMP, SCTP) plus kernel-style metadata."""
+    """A real IPv4 datagram (TCP, UDP, ICMP, SCTP) plus kernel-style metadata.
+
+    The addresses and ports are decoded once (``_src _dst _sport _dport``) and kept in step by the
+    setters, so reading them — what every rule match does — costs no struct call. Write header
+    fields through the setters; code that writes ``buf`` directly must call :meth:`reparse`.
+    """
 
     __slots__ = ("buf", "mark", "iif", "oif", "ct", "ctstate", "ct_reply", "physdev_in", "physdev_out",
-                 "_l4", "_proto")
+                 "_l4", "_proto", "_src", "_dst", "_sport", "_dport", "_poff")
 
     def __init__(self, buf: bytes | bytearray) -> None:
         if not isinstance(buf, bytearray):
@@ -194,42 +197,114 @@ class Packet:
         self.ct_reply = False
         self.physdev_in: Optional[str] = None    # bridge port a bridged frame came in on (br_netfilter)
         self.physdev_out: Optional[str] = None
+        self.reparse()
+
+    def reparse(self) -> None:
+        """Decode addresses and ports from ``buf`` again (after writing header bytes directly)."""
+        buf = self.buf
+        l4 = self._l4
+        self._proto = p = buf[9]
+        self._src, self._dst = _ADDRS.unpack_from(buf, 12)
+        if p == IPPROTO_TCP or p == IPPROTO_UDP or p == IPPROTO_SCTP:
+            off: Optional[int] = l4
+        elif p == IPPROTO_ICMP and len(buf) > l4 and buf[l4] in _ICMP_QUERY_TYPES:
+            off = l4 + 4             # echo identifier stands in for both ports, as conntrack does
+        else:
+            off = None
+        self._poff = off
+        if off is not None and len(buf) >= off + 4:
+            self._sport = buf[off] << 8 | buf[off + 1]
+            self._dport = self._sport if p == IPPROTO_ICMP else buf[off + 2] << 8 | buf[off + 3]
+        else:
+            self._sport = self._dport = 0
+
+    @classmethod
+    def _built(cls, buf: bytearray, proto: int, src: int, dst: int, poff: Optional[int], sport: int,
+               dport: int) -> "Packet":
+        """A packet from a buffer a builder just made (no validation or decoding needed)."""
+        p = cls.__new__(cls)
+        p.buf = buf
+        p._l4 = 20
+        p._proto = proto
+        p._src = src
+        p._dst = dst
+        p._poff = poff
+        p._sport = sport
+        p._dport = dport
+        p.mark = 0
+        p.iif = p.oif = p.ct = p.ctstate = p.physdev_in = p.physdev_out = None
+        p.ct_reply = False
+        return p
 
     # ------------------------------------------------------------------ builders
     @classmethod
-    def tcp(cls, src: str, dst: str, sport: int, dport: int, flags: str = "S", payload: bytes = b"",
-            seq: int = 0, ack: int = 0, window: int = 64240, ttl: int = 64, ident: int = 1) -> "Packet":
-        s, d = ip2int(src), ip2int(dst)
-        seg = bytearray(struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
-                                    5 << 4, parse_tcp_flags(flags), window, 0, 0))
-        seg += payload
-        _U16.pack_into(seg, 16, checksum(seg, _pseudo_sum(s, d, IPPROTO_TCP, len(seg))))
-        return cls(_ip_header(s, d, IPPROTO_TCP, 20 + len(seg), ttl, ident) + seg)
+    def tcp(cls, src: "str | int", dst: "str | int", sport: int, dport: int, flags: str = "S",
+            payload: bytes = b"", seq: int = 0, ack: int = 0, window: int = 64240, ttl: int = 64,
+            ident: int = 1) -> "Packet":
+        """A TCP segment (no options); addresses as dotted quads or integers."""
+        s, d = _addr(src), _addr(dst)
+        bits = _flags(flags)
+        seq &= 0xFFFFFFFF
+        ack &= 0xFFFFFFFF
+        ident &= 0xFFFF
+        seg_len = 20 + len(payload)
+        total = 20 + seg_len
+        tsum = _pseudo_sum(s, d, IPPROTO_TCP, seg_len) + sport + dport + (seq >> 16) + (seq & 0xFFFF) \
+            + (ack >> 16) + (ack & 0xFFFF) + (0x5000 | bits) + window
+        if payload:
+            tsum += _data_sum(payload)
+        buf = bytearray(_TCP_HDR.pack(0x45, 0, total, ident, 0x4000, ttl, IPPROTO_TCP,
+                                      _finish(_ip_sum(s, d, IPPROTO_TCP, total, ttl, ident)), s, d,
+                                      sport, dport, seq, ack, 0x50, bits, window, _finish(tsum), 0))
+        if payload:
+            buf += payload
+        return cls._built(buf, IPPROTO_TCP, s, d, 20, sport, dport)
 
     @classmethod
-    def udp(cls, src: str, dst: str, sport: int, dport: int, payload: bytes = b"",
-            ttl: int = 64, ident: int = 1) -> "Packet":
-        s, d = ip2int(src), ip2int(dst)
-        seg = bytearray(struct.pack("!HHHH", sport, dport, 8 + len(payload), 0)) + payload
-        c = checksum(seg, _pseudo_sum(s, d, IPPROTO_UDP, len(seg)))
-        _U16.pack_into(seg, 6, c or 0xFFFF)  # RFC 768: a computed 0 is sent as all ones
-        return cls(_ip_header(s, d, IPPROTO_UDP, 20 + len(seg), ttl, ident) + seg)
+    def udp(cls, src: "str | int", dst: "str | int", sport: int, dport: int, payload: bytes = b"",
+            ttl: int = 64, ident: int = 1, df: bool = True) -> "Packet":
+        """A UDP datagram; ``df=False`` clears Don't Fragment (as VXLAN's outer header has it)."""
+        s, d = _addr(src), _addr(dst)
+        frag = 0x4000 if df else 0
+        ident &= 0xFFFF
+        ulen = 8 + len(payload)
+        total = 20 + ulen
+        usum = _pseudo_sum(s, d, IPPROTO_UDP, ulen) + sport + dport + ulen
+        if payload:
+            usum += _data_sum(payload)
+        c = _finish(usum) or 0xFFFF     # RFC 768: a computed 0 is sent as all ones
+        buf = bytearray(_UDP_HDR.pack(0x45, 0, total, ident, frag, ttl, IPPROTO_UDP,
+                                      _finish(_ip_sum(s, d, IPPROTO_UDP, total, ttl, ident, frag)),
+                                      s, d,
+                                      sport, dport, ulen, c))
+        if payload:
+            buf += payload
+        return cls._built(buf, IPPROTO_UDP, s, d, 20, sport, dport)
 
     @classmethod
-    def icmp(cls, src: str, dst: str, type: int = ICMP_ECHO_REQUEST, code: int = 0, id: int = 0,
+    def icmp(cls, src: "str | int", dst: "str | int", type: int = ICMP_ECHO_REQUEST, code: int = 0, id: int = 0,
              seq: int = 0, payload: bytes = b"", ttl: int = 64, ident: int = 1) -> "Packet":
         """ICMP echo (default) or any type; for error types ``payload`` is the quoted datagram."""
-        s, d = ip2int(src), ip2int(dst)
-        if type in _ICMP_QUERY_TYPES:
-            rest = struct.pack("!HH", id, seq)
-        else:
-            rest = b"\x00\x00\x00\x00"
-        msg = bytearray(struct.pack("!BBH", type, code, 0) + rest) + payload
-        _U16.pack_into(msg, 2, checksum(msg))
-        return cls(_ip_header(s, d, IPPROTO_ICMP, 20 + len(msg), ttl, ident) + msg)
+        s, d = _addr(src), _addr(dst)
+        ident &= 0xFFFF
+        query = type in _ICMP_QUERY_TYPES
+        if not query:
+            id = seq = 0
+        total = 20 + 8 + len(payload)
+        csum = (type << 8 | code) + id + seq
+        if payload:
+            csum += _data_sum(payload)
+        buf = bytearray(_ICMP_HDR.pack(0x45, 0, total, ident, 0x4000, ttl, IPPROTO_ICMP,
+                                       _finish(_ip_sum(s, d, IPPROTO_ICMP, total, ttl, ident)), s, d,
+                                       type, code, _finish(csum), id, seq))
+        if payload:
+            buf += payload
+        if query:
+            return cls._built(buf, IPPROTO_ICMP, s, d, 24, id, id)
+        return cls._built(buf, IPPROTO_ICMP, s, d, None, 0, 0)
 
     @classmethod
-    def icmp_error(cls, src: str, original: "Packet", type: int = ICMP_DEST_UNREACH, code: int = 3,
+    def icmp_error(cls, src: "str | int", original: "Packet", type: int = ICMP_DEST_UNREACH, code: int = 3,
                    ttl: int = 64) -> "Packet":
         """An ICMP error about ``original`` (RFC 792: its IP header + first 8 bytes of data), sent to its source.
 
@@ -237,12 +312,12 @@ class Packet:
         kube-proxy's REJECT uses ``--reject-with icmp-port-unreachable`` too.
         """
         quoted = bytes(original.buf[: original._l4 + 8])
-        return cls.icmp(src, original.src_ip, type=type, code=code, payload=quoted, ttl=ttl)
+        return cls.icmp(src, original._src, type=type, code=code, payload=quoted, ttl=ttl)
 
     @classmethod
-    def sctp(cls, src: str, dst: str, sport: int, dport: int, vtag: int = 0, chunks: bytes = b"",
+    def sctp(cls, src: "str | int", dst: "str | int", sport: int, dport: int, vtag: int = 0, chunks: bytes = b"",
              ttl: int = 64, ident: int = 1) -> "Packet":
-        s, d = ip2int(src), ip2int(dst)
+        s, d = _addr(src), _addr(dst)
         seg = bytearray(struct.pack("!HHII", sport, dport, vtag, 0)) + chunks
         struct.pack_into("<I", seg, 8, crc32c(seg))
         return cls(_ip_header(s, d, IPPROTO_SCTP, 20 + len(seg), ttl, ident) + seg)
@@ -252,6 +327,11 @@ class Packet:
         p.buf = bytearray(self.buf)
         p._l4 = self._l4
         p._proto = self._proto
+        p._src = self._src
+        p._dst = self._dst
+        p._sport = self._sport
+        p._dport = self._dport
+        p._poff = self._poff
         p.mark = self.mark
         p.iif = self.iif
         p.oif = self.oif
@@ -284,12 +364,8 @@ class Packet:
         buf[off] = c >> 8
         buf[off + 1] = c & 0xFF
 
-    def _set_addr(self, off: int, new: int) -> None:
-        buf = self.buf
-        old = _U32.unpack_from(buf, off)[0]
-        if old == new:
-            return
-        _U32.pack_into(buf, off, new)
+    def _set_addr(self, off: int, old: int, new: int) -> None:
+        _U32.pack_into(self.buf, off, new)
         self._patch(10, old, new, True)
         l4c = self._l4_csum_offset()
         if l4c is not None:
@@ -328,19 +404,25 @@ class Packet:
 
     @property
     def src(self) -> int:
-        return _U32.unpack_from(self.buf, 12)[0]
+        return self._src
 
     @src.setter
     def src(self, value: int) -> None:
-        self._set_addr(12, value)
+        old = self._src
+        if old != value:
+            self._set_addr(12, old, value)
+            self._src = value
 
     @property
     def dst(self) -> int:
-        return _U32.unpack_from(self.buf, 16)[0]
+        return self._dst
 
     @dst.setter
     def dst(self, value: int) -> None:
-        self._set_addr(16, value)
+        old = self._dst
+        if old != value:
+            self._set_addr(16, old, value)
+            self._dst = value
 
     @property
     def src_ip(self) -> str:
@@ -361,6 +443,17 @@ class Packet:
         buf[8] = value & 0xFF
         self._patch(10, old, buf[8] << 8 | buf[9], False)
 
+    def decrement_ttl(self) -> None:
+        """ip_decrease_ttl: TTL - 1 with the header checksum patched (RFC 1624 eqn. 3, as the setter)."""
+        buf = self.buf
+        old = buf[8] << 8 | buf[9]
+        ttl = (buf[8] - 1) & 0xFF
+        buf[8] = ttl
+        hc = buf[10] << 8 | buf[11]
+        c = _finish((~hc & 0xFFFF) + (~old & 0xFFFF) + (ttl << 8 | buf[9]))
+        buf[10] = c >> 8
+        buf[11] = c & 0xFF
+
     @property
     def total_length(self) -> int:
         return _U16.unpack_from(self.buf, 2)[0]
@@ -378,37 +471,36 @@ class Packet:
     def is_icmp_error(self) -> bool:
         return self._proto == IPPROTO_ICMP and self.buf[self._l4] in _ICMP_ERROR_TYPES
 
-    def _port_off(self, which: int) -> Optional[int]:
-        p = self._proto
-        if p in (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP):
-            return self._l4 + which
-        if p == IPPROTO_ICMP and self.buf[self._l4] in _ICMP_QUERY_TYPES:
-            return self._l4 + 4  # echo identifier stands in for both ports, as conntrack does
-        return None
+    def _set_ports(self, which: int, value: int) -> None:
+        off = self._poff
+        if off is None:
+            raise PacketError(f"{self.proto_name} packet has no {'source' if which == 0 else 'destination'} port")
+        value &= 0xFFFF
+        if self._proto == IPPROTO_ICMP:
+            self._set_port(off, value)          # the echo identifier is both "ports"
+            self._sport = self._dport = value
+        elif which == 0:
+            self._set_port(off, value)
+            self._sport = value
+        else:
+            self._set_port(off + 2, value)
+            self._dport = value
 
     @property
     def sport(self) -> int:
-        off = self._port_off(0)
-        return 0 if off is None else self.buf[off] << 8 | self.buf[off + 1]
+        return self._sport
 
     @sport.setter
     def sport(self, value: int) -> None:
-        off = self._port_off(0)
-        if off is None:
-            raise PacketError(f"{self.proto_name} packet has no source port")
-        self._set_port(off, value)
+        self._set_ports(0, value)
 
     @property
     def dport(self) -> int:
-        off = self._port_off(2)
-        return 0 if off is None else self.buf[off] << 8 | self.buf[off + 1]
+        return self._dport
 
     @dport.setter
     def dport(self, value: int) -> None:
-        off = self._port_off(2)
-        if off is None:
-            raise PacketError(f"{self.proto_name} packet has no destination port")
-        self._set_port(off, value)
+        self._set_ports(2, value)
 
     @property
     def tcp_flags(self) -> int:
@@ -513,7 +605,7 @@ class Packet:
     # ------------------------------------------------------------------ tuples and display
     def tuple(self) -> tuple[int, int, int, int, int]:
         """(proto, src, sport, dst, dport): the conntrack tuple of this packet."""
-        return (self._proto, self.src, self.sport, self.dst, self.dport)
+        return (self._proto, self._src, self._sport, self._dst, self._dport)
 
     def summary(self) -> str:
         """One line in tcpdump's spirit: ``tcp 10.244.1.2:40000 > 10.96.0.1:80 [S]``."""

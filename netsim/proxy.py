@@ -28,12 +28,23 @@ class IptablesNetfilter:
         self.ruleset = parse(text, source=source)
         self.engine = Engine(self.ruleset)
         self.ctx = EvalContext(local_addrs=local_addrs, ipsets=ipsets, rng=rng)
-        self._saved: dict[tuple[str, str, int], RuleHit] = {}
-        self._nonempty = {(t, c) for t, chains in self.engine.tables.items()
-                          for c, cc in chains.items() if cc.rules}
+        self._saved: dict[Any, RuleHit] = {}
+        self._has: dict[tuple[str, str], bool] = {}
+
+    def rebind(self, local_addrs: set[int], ipsets: Any = None) -> "IptablesNetfilter":
+        """Reuse this compiled ruleset for a rebuilt host (same rules; its local table is new)."""
+        self.ctx.local_addrs = local_addrs
+        if ipsets is not None:
+            self.ctx.ipsets = ipsets
+        return self
 
     def has_rules(self, table: str, chain: str) -> bool:
-        return (table, chain) in self._nonempty
+        key = (table, chain)
+        has = self._has.get(key)
+        if has is None:
+            cc = self.engine.tables.get(table, {}).get(chain)
+            has = self._has[key] = cc is not None and bool(cc.rules)
+        return has
 
     def run(self, table: str, chain: str, pkt: Any, now: float) -> HookResult:
         self.ctx.now = now
@@ -44,7 +55,8 @@ class IptablesNetfilter:
         cache = self._saved
         hits = []
         for h in steps:
-            key = (h.table, h.chain, h.number)
+            # a rule's RuleInfo lives as long as the engine: key on it (policies are built per run)
+            key = id(h.rule) if not h.policy else (h.table, h.chain, h.number, h.policy)
             hit = cache.get(key)
             if hit is None:
                 hit = cache[key] = self._saved_hit(h)
@@ -71,7 +83,11 @@ class IptablesNetfilter:
 def _iptables_factory(walker, node: str) -> IptablesNetfilter:
     from netsim.rules.iptables.proxier import render
     host = walker.topology.hosts[node]
-    return IptablesNetfilter(render(walker.cluster, node), host.routes.local, walker.rng, source=f"node {node}")
+    text = render(walker.cluster, node)
+    old = walker.previous_netfilter(node)
+    if isinstance(old, IptablesNetfilter) and old.text == text:
+        return old.rebind(host.routes.local)      # kube-proxy: nothing changed, no iptables-restore
+    return IptablesNetfilter(text, host.routes.local, walker.rng, source=f"node {node}")
 
 
 def _ipvs_proxier(walker, node: str):

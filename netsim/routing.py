@@ -61,16 +61,22 @@ class Route:
 class RoutingTable:
     """Longest-prefix match over a handful of prefix lengths (one dict per length)."""
 
+    CACHE_MAX = 1 << 16                  # lookups remembered per table (cleared when full)
+
     def __init__(self) -> None:
         self.routes: list[Route] = []
         self._by_len: dict[int, dict[int, Route]] = {}
         self._lengths: list[int] = []
+        self._masks: list[tuple[int, dict[int, Route]]] = []   # (mask, routes by network), longest first
+        self._cache: dict[int, Optional[Route]] = {}          # dst -> result (the kernel's FIB cache)
         self.local: set[int] = set()     # the local table: this host's addresses
 
     def add(self, route: Route) -> None:
         self.routes.append(route)
         self._by_len.setdefault(route.length, {})[route.network] = route
         self._lengths = sorted(self._by_len, reverse=True)
+        self._masks = [(prefix_mask(n), self._by_len[n]) for n in self._lengths]
+        self._cache = {}
 
     def add_local(self, addr: int) -> None:
         self.local.add(addr)
@@ -80,12 +86,19 @@ class RoutingTable:
         return addr in self.local or (addr & 0xFF000000) == LOOPBACK_NET
 
     def lookup(self, dst: int) -> Optional[Route]:
-        by_len = self._by_len
-        for length in self._lengths:
-            r = by_len[length].get(dst & prefix_mask(length))
+        cache = self._cache
+        if dst in cache:
+            return cache[dst]
+        found = None
+        for mask, routes in self._masks:
+            r = routes.get(dst & mask)
             if r is not None:
-                return r
-        return None
+                found = r
+                break
+        if len(cache) >= self.CACHE_MAX:
+            cache.clear()
+        cache[dst] = found
+        return found
 
     def next_hop(self, route: Route, dst: int) -> int:
         return dst if route.via is None else route.via

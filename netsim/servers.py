@@ -92,7 +92,7 @@ def _u16(buf: bytearray, off: int) -> int:
 
 def _tcp_answer(pkt: Packet, owner: str, peer: str, rng: random.Random) -> list[Packet]:
     flags = pkt.tcp_flags
-    src, dst, sp, dp = pkt.dst_ip, pkt.src_ip, pkt.dport, pkt.sport
+    src, dst, sp, dp = pkt.dst, pkt.src, pkt.dport, pkt.sport
     if flags & _RST:
         return []
     if flags & _SYN:

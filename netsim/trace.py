@@ -72,6 +72,39 @@ class Step:
         return f"{self.action}({self.detail})"
 
 
+class TranslatedStep(Step):
+    """TRANSLATED: an address rewrite (old ip, old port, new ip, new port), formatted when read."""
+
+    __slots__ = ("_change", "_extra")
+
+    def __init__(self, label: str, which: str, change: tuple[int, int, int, int]) -> None:
+        self.action = "TRANSLATED"
+        self._args = None
+        self._detail = None
+        self._extra = None
+        self._change = (label, which, change)
+
+    def _render(self) -> None:
+        from netsim.packet import int2ip
+        label, which, (oi, op, ni, np_) = self._change
+        before = f"{int2ip(oi)}:{op}" if op else int2ip(oi)
+        after = f"{int2ip(ni)}:{np_}" if np_ else int2ip(ni)
+        self._detail = f"{label} {which} {before} -> {after}"
+        self._extra = {"before": before, "after": after}
+
+    @property
+    def detail(self) -> str:
+        if self._detail is None:
+            self._render()
+        return self._detail
+
+    @property
+    def extra(self) -> dict:
+        if self._extra is None:
+            self._render()
+        return self._extra
+
+
 class PacketSnapshot:
     """The bytes of a packet at one moment; renders as its one-line summary on demand."""
 
@@ -151,12 +184,36 @@ class PacketTrace:
         return {"direction": self.direction, "summary": self.summary, "hops": [h.to_dict() for h in self.hops]}
 
 
-@dataclass
 class Reply:
-    received: bool = False
-    src: Optional[str] = None           # "ip:port" the client saw the reply come from
-    matches_request: bool = False       # came from the address the client sent to (NAT undone)
-    summary: Optional[str] = None
+    """What came back to the client; ``summary`` may be given as a PacketSnapshot (rendered when read)."""
+
+    __slots__ = ("received", "src", "matches_request", "_summary")
+
+    def __init__(self, received: bool = False, src: Optional[str] = None, matches_request: bool = False,
+                 summary: Any = None) -> None:
+        self.received = received
+        self.src = src                          # "ip:port" the client saw the reply come from
+        self.matches_request = matches_request  # came from the address the client sent to (NAT undone)
+        self._summary = summary
+
+    @property
+    def summary(self) -> Optional[str]:
+        if self._summary is not None and not isinstance(self._summary, str):
+            self._summary = str(self._summary)
+        return self._summary
+
+    @summary.setter
+    def summary(self, value: Optional[str]) -> None:
+        self._summary = value
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Reply):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return (f"Reply(received={self.received!r}, src={self.src!r}, "
+                f"matches_request={self.matches_request!r}, summary={self.summary!r})")
 
     def to_dict(self) -> dict:
         return {"received": self.received, "from": self.src, "matches_request": self.matches_request,

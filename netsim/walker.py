@@ -23,7 +23,6 @@ host-gw routes. The external load balancer passes packets through to a node it p
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from netsim.conntrack import Conntrack, ConntrackEntry, flush_stale_udp
@@ -32,7 +31,7 @@ from netsim.packet import IPPROTO_TCP, IPPROTO_UDP, PROTO_NUMBERS, Packet, int2i
 from netsim.routing import Route
 from netsim.servers import Sockets, pod_sockets
 from netsim.topology import (FLANNEL_VNI, FLANNEL_VXLAN_PORT, Host, Interface, Topology)
-from netsim.trace import Addr, Flow, Hop, Outcome, PacketSnapshot, PacketTrace, Reply, Step, Trace
+from netsim.trace import Addr, Flow, Hop, Outcome, PacketSnapshot, PacketTrace, Reply, Step, Trace, TranslatedStep
 
 EPHEMERAL_PORTS = (32768, 60999)        # net.ipv4.ip_local_port_range default
 VXLAN_OVERHEAD = 14 + 8                 # inner Ethernet + VXLAN header inside the outer UDP
@@ -42,16 +41,25 @@ class WalkError(ValueError):
     """A trace request that cannot be carried out (unknown client, bad address...)."""
 
 
-@dataclass
 class End:
     """How one packet's walk ended."""
-    disposition: str                    # DELIVERED CLIENT NO_LISTENER KERNEL REJECTED DROPPED NO_ROUTE
-    #                                     NEIGHBOR_UNREACHABLE LOST TTL_EXCEEDED
-    host: Optional[Host] = None
-    detail: str = ""
-    owner: Optional[str] = None         # pod key whose socket got it
-    pkt: Optional[Packet] = None        # the packet as it arrived
-    generated: list[tuple[Host, Packet]] = field(default_factory=list)
+
+    __slots__ = ("disposition", "host", "detail", "owner", "pkt", "generated")
+
+    def __init__(self, disposition: str, host: Optional[Host] = None, detail: str = "",
+                 owner: Optional[str] = None, pkt: Optional[Packet] = None,
+                 generated: Optional[list[tuple[Host, Packet]]] = None) -> None:
+        self.disposition = disposition  # DELIVERED CLIENT NO_LISTENER KERNEL REJECTED DROPPED NO_ROUTE
+        #                                 NEIGHBOR_UNREACHABLE LOST TTL_EXCEEDED
+        self.host = host
+        self.detail = detail
+        self.owner = owner              # pod key whose socket got it
+        self.pkt = pkt                  # the packet as it arrived
+        self.generated = generated if generated is not None else []
+
+    def __repr__(self) -> str:
+        return (f"End({self.disposition!r}, host={self.host!r}, detail={self.detail!r}, owner={self.owner!r}, "
+                f"generated={len(self.generated)})")
 
 
 class Walker:
@@ -77,7 +85,17 @@ class Walker:
                 ipvs_factory = ipvs_factory_for(self.mode)
         self._nf_factory = netfilter_factory
         self._ipvs_factory = ipvs_factory
+        # iptables mode with kube-proxy's own rules: a change that is not a Service, EndpointSlice or
+        # Node (kube-proxy's only inputs) keeps each node's compiled rules; a re-render that comes out
+        # the same text reuses them too (kube-proxy skips iptables-restore when nothing changed)
+        self._keep_rules = self.mode == "iptables" and netfilter_factory is _default_iptables_factory()
         self._nf: dict[str, Netfilter] = {}
+        self._previous_nf: dict[str, Netfilter] = {}
+        # per-topology caches of trace steps that depend only on the route / link (shared, read-only)
+        self._routed: dict[int, tuple[Route, Step]] = {}
+        self._links: dict[tuple[int, int], tuple[Interface, Step]] = {}
+        self._vxlan_prefix: dict[str, bytes] = {}
+        self._iface_extra: dict[str, dict] = {}
         self._ipvs: dict[str, Any] = {}
         self.conntrack: dict[str, Conntrack] = {}
         self.sockets: dict[str, Sockets] = {}
@@ -123,9 +141,21 @@ class Walker:
                 socks = self.sockets[pod.key] = pod_sockets(pod)
                 if pod.labels.get("k8s-app") == "kube-dns" and (IPPROTO_UDP, 53) in socks.listeners:
                     socks.listeners[(IPPROTO_UDP, 53)].handler = self._dns_handler()
+        self._routed.clear()
+        self._links.clear()
+        self._vxlan_prefix.clear()
         # rules are re-rendered lazily per node against the new hosts (IPVS proxiers keep their
         # virtual-server and connection tables between syncs, as kube-proxy does)
-        self._nf.clear()
+        if self._keep_rules and not self._rules_dirty:
+            kept = {}
+            for node, nf in self._nf.items():
+                h = self._topology.hosts.get(node)
+                if h is not None:
+                    kept[node] = nf.rebind(h.routes.local)      # type: ignore[attr-defined]
+            self._nf = kept
+        else:
+            self._previous_nf = self._nf if self._keep_rules else {}
+            self._nf = {}
         self._ipvs.clear()
         if self._rules_dirty:
             if self.flush_stale_udp:
@@ -158,7 +188,12 @@ class Walker:
         if nf is None:
             nf = self._nf_factory(self, node)
             self._nf[node] = nf
+            self._previous_nf.pop(node, None)
         return nf
+
+    def previous_netfilter(self, node: str) -> Optional[Netfilter]:
+        """The node's rules before the last rule-changing sync (a factory may reuse them if unchanged)."""
+        return self._previous_nf.get(node)
 
     def ipvs(self, node: str) -> Any:
         if self._ipvs_factory is None:
@@ -245,16 +280,16 @@ class Walker:
             trace.packets.append(pt)
             trace.outcome = Outcome("NO_ROUTE", f"{client.name} has no route to {dst}", host=client.name)
             return trace
-        src = int2ip(src_addr)
+        src = src_addr
         if proto == "tcp":
             isn = self.rng.getrandbits(32)
-            pkt = Packet.tcp(src, dst, sport, dport, flags="S", seq=isn)
+            pkt = Packet.tcp(src, d, sport, dport, flags="S", seq=isn)
         elif proto == "udp":
-            pkt = Packet.udp(src, dst, sport, dport, payload=payload or b"hello")
+            pkt = Packet.udp(src, d, sport, dport, payload=payload or b"hello")
         elif proto == "icmp":
-            pkt = Packet.icmp(src, dst, id=sport & 0xFFFF, seq=1, payload=payload or b"ping")
+            pkt = Packet.icmp(src, d, id=sport & 0xFFFF, seq=1, payload=payload or b"ping")
         else:
-            pkt = Packet.sctp(src, dst, sport, dport)
+            pkt = Packet.sctp(src, d, sport, dport)
         req = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
         waiting = self._clients.setdefault(client.name, set())
         waiting.add((pkt.proto, pkt.sport))
@@ -286,7 +321,7 @@ class Walker:
         if got is not None and got.pkt is not None:
             r = got.pkt
             outcome.reply = Reply(True, f"{r.src_ip}:{r.sport}" if not r.is_icmp_error else r.src_ip,
-                                  _matches(req, r), r.summary())
+                                  _matches(req, r), PacketSnapshot(bytes(r.buf)))
             if r.is_icmp_error and outcome.disposition in ("DELIVERED",):
                 outcome.disposition = "NO_LISTENER"
             if full and proto == "tcp" and r.tcp_flags == 0x12:
@@ -334,32 +369,35 @@ class Walker:
 
     # ------------------------------------------------------------------ the walk
     def _walk(self, origin: Host, pkt: Packet, direction: str, capture: bool) -> tuple[End, PacketTrace]:
-        pt = PacketTrace(direction, PacketSnapshot(bytes(pkt.buf)))
+        snap = PacketSnapshot(bytes(pkt.buf))
+        pt = PacketTrace(direction, snap)
         if capture:
             pt.pcap = []
         hop = pt.hop(origin.name, origin.kind)
-        hop.add("ORIGINATED", "%s", None, (PacketSnapshot(bytes(pkt.buf)),))
+        hop.steps.append(Step("ORIGINATED", "%s", None, (snap,)))
         nxt = self._output(origin, pkt, pt, hop)
         guard = 0
-        while not isinstance(nxt, End):
+        receive = self._receive
+        while type(nxt) is tuple:
             guard += 1
             if guard > 64:
                 return End("DROPPED", detail="routing loop (64 hops)"), pt
             host, iface, p, extra = nxt
-            nxt = self._receive(host, iface, p, pt, extra)
+            nxt = receive(host, iface, p, pt, extra)
         self.stats["packets"] += 1
         return nxt, pt
 
     # next-step tuple: (host, interface it arrives on, packet, extra) -- extra carries the bridge port
     def _output(self, host: Host, pkt: Packet, pt: PacketTrace, hop: Hop):
         """A locally generated packet leaves ``host``."""
-        if host.kind == "node":
+        is_node = host.kind == "node"
+        if is_node:
             self.ipvs(host.name)
         route = host.routes.lookup(pkt.dst)
         if route is None and not host.routes.is_local(pkt.dst):
             hop.add("DROPPED", f"no route to {pkt.dst_ip} (ENETUNREACH)")
             return End("NO_ROUTE", host, f"{host.name}: no route to {pkt.dst_ip}")
-        if host.kind == "node":
+        if is_node:
             nf = self.netfilter(host.name)
             self.ipvs(host.name)
             ct = self.conntrack_for(host.name)
@@ -390,23 +428,36 @@ class Walker:
                 hop.add("ROUTED", f"{pkt.dst_ip} is local: loopback to INPUT")
                 self._postrouting(host, nf, ct, e, pkt, pt, hop, "lo")
                 return self._local_in(host, "lo", pkt, pt, hop, ct, e, nf)
-            hop.add("ROUTED", "%s", None, (route,))
+            hop.steps.append(self._routed_step(route))
             r = self._postrouting(host, nf, ct, e, pkt, pt, hop, route.dev)
             if r is not None:
                 return r
             return self._transmit(host, route, pkt, pt, hop)
         if host.routes.is_local(pkt.dst):
             return self._deliver(host, "lo", pkt, hop)
-        hop.add("ROUTED", "%s", None, (route,))
+        hop.steps.append(self._routed_step(route))
         return self._transmit(host, route, pkt, pt, hop)
+
+    def _routed_step(self, route: Route) -> Step:
+        """ROUTED <route>: the same text for every packet that takes the route, so one shared step."""
+        hit = self._routed.get(id(route))
+        if hit is None:
+            hit = self._routed[id(route)] = (route, Step("ROUTED", str(route)))
+        return hit[1]
 
     def _receive(self, host: Host, iface: Interface, pkt: Packet, pt: PacketTrace, extra):
         """A packet arrives on ``iface`` of ``host``."""
         bridged_from = extra
         hop = pt.hop(host.name, host.kind)
-        port = " (bridge port %s)" % pkt.physdev_in if pkt.physdev_in else ""
-        hop.add("RECEIVED", "%s%s: %s", {"interface": iface.name}, (iface.name, port, PacketSnapshot(bytes(pkt.buf))))
-        self._capture(pt, host, iface.name, pkt, "received")
+        ifname = iface.name
+        extra = self._iface_extra.get(ifname)
+        if extra is None:
+            extra = self._iface_extra[ifname] = {"interface": ifname}     # shared, read-only
+        hop.steps.append(Step("RECEIVED", "%s%s: %s", extra,
+                              (ifname, " (bridge port %s)" % pkt.physdev_in if pkt.physdev_in else "",
+                               PacketSnapshot(bytes(pkt.buf)))))
+        if pt.pcap is not None:
+            self._capture(pt, host, iface.name, pkt, "received")
         if not host.up:
             hop.add("DROPPED", f"{host.name} is down: the packet is lost (the client would time out)")
             return End("LOST", host, f"{host.name} is down")
@@ -422,7 +473,8 @@ class Walker:
                 pkt = inner
                 pkt.iif = "flannel.1"
                 iface = host.interfaces["flannel.1"]
-                self._capture(pt, host, "flannel.1", pkt, "decapsulated")
+                if pt.pcap is not None:
+                    self._capture(pt, host, "flannel.1", pkt, "decapsulated")
             return self._node_in(host, iface, pkt, pt, hop, bridged_from)
         if host.kind == "loadbalancer" and (pkt.dst in self.topology.lb_ips or pkt.dst in self.topology.external_ips):
             return self._balance(host, pkt, pt, hop)
@@ -438,26 +490,34 @@ class Walker:
         if pkt.ttl <= 1:
             hop.add("DROPPED", "TTL exceeded")
             return End("TTL_EXCEEDED", host)
-        pkt.ttl -= 1
-        hop.add("ROUTED", "%s", None, (route,))
+        pkt.decrement_ttl()
+        hop.steps.append(self._routed_step(route))
         return self._transmit(host, route, pkt, pt, hop)
 
     # ------------------------------------------------------------------ node stack
     def _node_in(self, host: Host, iface: Interface, pkt: Packet, pt: PacketTrace, hop: Hop, bridged_to):
-        nf = self.netfilter(host.name)
-        self.ipvs(host.name)            # IPVS mode: kube-ipvs0's VIPs must be local before routing
-        ct = self.conntrack_for(host.name)
+        name = host.name
+        nf = self._nf.get(name)
+        if nf is None:
+            nf = self.netfilter(name)
+        if self._ipvs_factory is not None:
+            self.ipvs(name)             # IPVS mode: kube-ipvs0's VIPs must be local before routing
+        ct = self.conntrack.get(name)
+        if ct is None:
+            ct = self.conntrack_for(name)
         e = self._conntrack_in(host, ct, pkt, hop)
         if pkt.ctstate != "INVALID":
             if nf.has_rules("mangle", "PREROUTING"):
                 self._run(host, nf, hop, pt, "mangle", "PREROUTING", pkt)
-            if e is not None and not e.confirmed and pkt.ctstate == "NEW":
-                res = self._run(host, nf, hop, pt, "nat", "PREROUTING", pkt)
-                if res.nat is not None and res.nat.kind == "DNAT":
-                    self._bind(host, ct, e, res, pkt, hop)
             if e is not None:
-                self._translate(ct.nat_dst(pkt, e, pkt.ct_reply), "dst", hop,
-                                "DNAT" if not pkt.ct_reply else "un-SNAT (conntrack)")
+                if not e.confirmed and pkt.ctstate == "NEW":
+                    res = self._run(host, nf, hop, pt, "nat", "PREROUTING", pkt)
+                    if res.nat is not None and res.nat.kind == "DNAT":
+                        self._bind(host, ct, e, res, pkt, hop)
+                change = ct.nat_dst(pkt, e, pkt.ct_reply)
+                if change is not None:
+                    hop.steps.append(TranslatedStep("DNAT" if not pkt.ct_reply else "un-SNAT (conntrack)",
+                                                    "dst", change))
         local = host.routes.is_local(pkt.dst)
         # br_netfilter: a frame bridged between two ports of cni0 skips the routing decision unless
         # DNAT changed its destination (br_nf_pre_routing_finish re-routes then).
@@ -478,8 +538,11 @@ class Walker:
             if pkt.ttl <= 1:
                 hop.add("DROPPED", "TTL exceeded")
                 return End("TTL_EXCEEDED", host)
-            pkt.ttl -= 1
-        hop.add("ROUTED", "%s%s", None, (route, "  (re-bridged on cni0: br_netfilter)" if hairpin else ""))
+            pkt.decrement_ttl()
+        if hairpin:
+            hop.add("ROUTED", "%s%s", None, (route, "  (re-bridged on cni0: br_netfilter)"))
+        else:
+            hop.steps.append(self._routed_step(route))
         return self._forward(host, nf, ct, e, pkt, pt, hop, route, None)
 
     def _forward(self, host: Host, nf: Netfilter, ct: Conntrack, e: Optional[ConntrackEntry], pkt: Packet,
@@ -488,11 +551,12 @@ class Walker:
         res = self._run(host, nf, hop, pt, "filter", "FORWARD", pkt)
         if res.verdict != "ACCEPT":
             return self._refused(host, hop, res, pkt, "FORWARD")
-        ipvs = self.ipvs(host.name)
-        if ipvs is not None:
-            dec = ipvs.reply(pkt, self.now, "FORWARD")
-            if dec is not None:
-                self._ipvs_step(host, hop, dec, pkt, ct, e)
+        if self._ipvs_factory is not None:
+            ipvs = self.ipvs(host.name)
+            if ipvs is not None:
+                dec = ipvs.reply(pkt, self.now, "FORWARD")
+                if dec is not None:
+                    self._ipvs_step(host, hop, dec, pkt, ct, e)
         r = self._postrouting(host, nf, ct, e, pkt, pt, hop, pkt.oif)
         if r is not None:
             return r
@@ -548,13 +612,16 @@ class Walker:
                 res = self._run(host, nf, hop, pt, "nat", "POSTROUTING", pkt)
                 if res.nat is not None and res.nat.kind in ("SNAT", "MASQUERADE"):
                     self._bind(host, ct, e, res, pkt, hop, oif)
-            self._translate(ct.nat_src(pkt, e, pkt.ct_reply), "src", hop,
-                            "SNAT" if not pkt.ct_reply else "un-DNAT (conntrack)")
+            change = ct.nat_src(pkt, e, pkt.ct_reply)
+            if change is not None:
+                hop.steps.append(TranslatedStep("SNAT" if not pkt.ct_reply else "un-DNAT (conntrack)", "src",
+                                                change))
             if not e.confirmed:
-                if not ct.confirm(e, self.now):
+                now = self.cluster.clock.now
+                if not ct.confirm(e, now):
                     return self._insert_failed(host, hop, e)
-                snap = e.snapshot(self.now)
-                hop.add("CONNTRACK", "confirmed: %s", {"conntrack": snap}, (snap,))
+                snap = e.snapshot(now)
+                hop.steps.append(Step("CONNTRACK", "confirmed: %s", {"conntrack": snap}, (snap,)))
         return None
 
     def _insert_failed(self, host: Host, hop: Hop, e: ConntrackEntry) -> End:
@@ -565,22 +632,23 @@ class Walker:
 
     # ------------------------------------------------------------------ conntrack + NAT helpers
     def _conntrack_in(self, host: Host, ct: Conntrack, pkt: Packet, hop: Hop) -> Optional[ConntrackEntry]:
-        e, is_reply, state = ct.classify(pkt, self.now)
+        now = self.cluster.clock.now
+        e, is_reply, state = ct.classify(pkt, now)
         pkt.ct, pkt.ct_reply, pkt.ctstate = e, is_reply, state
         if e is None:
             hop.add("CONNTRACK", "ctstate %s: no connection matches %s", None, (state, PacketSnapshot(bytes(pkt.buf))))
             return None
         if state == "RELATED":
-            hop.add("CONNTRACK", "ctstate RELATED (ICMP error about %s)", None, (e.snapshot(self.now),))
+            hop.add("CONNTRACK", "ctstate RELATED (ICMP error about %s)", None, (e.snapshot(now),))
             return e
+        ct.update(e, pkt, is_reply, now)
         if e.confirmed:
-            ct.update(e, pkt, is_reply, self.now)
-            snap = e.snapshot(self.now)
-            hop.add("CONNTRACK", "ctstate %s%s: %s", {"conntrack": snap},
-                    (state, " (reply direction)" if is_reply else "", snap))
+            snap = e.snapshot(now)
+            hop.steps.append(Step("CONNTRACK", "ctstate %s%s: %s", {"conntrack": snap},
+                                  (state, " (reply direction)" if is_reply else "", snap)))
         else:
-            ct.update(e, pkt, is_reply, self.now)
-            hop.add("CONNTRACK", "ctstate NEW: new entry (unconfirmed) for %s", None, (PacketSnapshot(bytes(pkt.buf)),))
+            hop.steps.append(Step("CONNTRACK", "ctstate NEW: new entry (unconfirmed) for %s", None,
+                                  (PacketSnapshot(bytes(pkt.buf)),)))
         return e
 
     def _bind(self, host: Host, ct: Conntrack, e: ConntrackEntry, res: HookResult, pkt: Packet, hop: Hop,
@@ -603,23 +671,20 @@ class Walker:
         hop.add("CONNTRACK", f"{nat.kind} binding: source -> {int2ip(ip)}:{port} ({how})")
 
     def _translate(self, change, which: str, hop: Hop, label: str) -> None:
-        if change is None:
-            return
-        oi, op, ni, np_ = change
-        before = f"{int2ip(oi)}:{op}" if op else int2ip(oi)
-        after = f"{int2ip(ni)}:{np_}" if np_ else int2ip(ni)
-        hop.add("TRANSLATED", f"{label} {which} {before} -> {after}", {"before": before, "after": after})
+        if change is not None:
+            hop.steps.append(TranslatedStep(label, which, change))
 
     def _run(self, host: Host, nf: Netfilter, hop: Hop, pt: PacketTrace, table: str, chain: str,
              pkt: Packet) -> HookResult:
         if not nf.has_rules(table, chain):
             return HookResult()
-        res = nf.run(table, chain, pkt, self.now)
-        pt.rules += res.rules_evaluated
-        self.stats["rules_evaluated"] += res.rules_evaluated
-        steps = hop.steps
-        for h in res.hits:
-            steps.append(Step("RULE", h.detail, h.extra))
+        res = nf.run(table, chain, pkt, self.cluster.clock.now)
+        n = res.rules_evaluated
+        pt.rules += n
+        self.stats["rules_evaluated"] += n
+        hits = res.hits
+        if hits:
+            hop.steps.extend([h.step if h.step is not None else Step("RULE", h.detail, h.extra) for h in hits])
         return res
 
     def _refused(self, host: Host, hop: Hop, res: HookResult, pkt: Packet, chain: str) -> End:
@@ -685,19 +750,28 @@ class Walker:
                 hop.add("DROPPED", f"flannel.1: no FDB entry for VTEP {int2ip(nh)}")
                 return End("NEIGHBOR_UNREACHABLE", host)
             outer = self._encap(host, pkt, remote)
-            hop.add("ENCAPSULATED", "flannel.1 vxlan vni %s: outer %s", {"interface": "flannel.1"},
-                    (FLANNEL_VNI, PacketSnapshot(bytes(outer.buf))))
-            self._capture(pt, host, "flannel.1", pkt, "sent into the VXLAN tunnel")
+            hop.steps.append(Step("ENCAPSULATED", "flannel.1 vxlan vni %s: outer %s", {"interface": "flannel.1"},
+                                  (FLANNEL_VNI, PacketSnapshot(bytes(outer.buf)))))
+            if pt.pcap is not None:
+                self._capture(pt, host, "flannel.1", pkt, "sent into the VXLAN tunnel")
             pkt = outer
             dev = host.interfaces["eth0"]
             nh = remote
-        seg = dev.segment
-        peer = seg.neighbours.get(nh) if seg is not None else None
-        if peer is None:
-            hop.add("DROPPED", f"no neighbour answers ARP for {int2ip(nh)} on {dev.name}")
-            return End("NEIGHBOR_UNREACHABLE", host, f"{host.name}: {int2ip(nh)} unreachable on {dev.name}")
-        hop.add("TRANSMITTED", "%s -> %s (%s, %s)", {"interface": dev.name}, (dev.name, peer.host.name, peer.name, Addr(nh)))
-        self._capture(pt, host, dev.name, pkt, "transmitted")
+        link = self._links.get((id(dev), nh))
+        if link is None:
+            seg = dev.segment
+            peer = seg.neighbours.get(nh) if seg is not None else None
+            if peer is None:
+                hop.add("DROPPED", f"no neighbour answers ARP for {int2ip(nh)} on {dev.name}")
+                return End("NEIGHBOR_UNREACHABLE", host, f"{host.name}: {int2ip(nh)} unreachable on {dev.name}")
+            # TRANSMITTED names only the link: one shared step per (device, next hop) and topology
+            link = self._links[(id(dev), nh)] = (peer, Step(
+                "TRANSMITTED", f"{dev.name} -> {peer.host.name} ({peer.name}, {int2ip(nh)})",
+                {"interface": dev.name}))
+        peer = link[0]
+        hop.steps.append(link[1])
+        if pt.pcap is not None:
+            self._capture(pt, host, dev.name, pkt, "transmitted")
         if host.kind == "node" and dev.kind == "bridge":
             # out through the pod's veth (bridge port)
             pkt.physdev_out = peer.bridge_port
@@ -716,28 +790,31 @@ class Walker:
 
     def _to_port(self, node: Host, port: Interface, pkt: Packet, pt: PacketTrace, hop: Hop):
         hop.add("TRANSMITTED", f"cni0 port {port.bridge_port} -> {port.host.name}", {"interface": "cni0"})
-        self._capture(pt, node, "cni0", pkt, "bridged")
+        if pt.pcap is not None:
+            self._capture(pt, node, "cni0", pkt, "bridged")
         pkt.physdev_in = None
         return (port.host, port, pkt, None)
 
     def _encap(self, host: Host, pkt: Packet, remote: int) -> Packet:
         """flannel VXLAN: outer IP (TTL 64, DF clear) / UDP sport=flow hash, dport 8472 / VXLAN / Ethernet."""
-        fl = host.interfaces["flannel.1"]
-        inner_eth = bytes.fromhex(("02" * 6) + fl.mac.replace(":", "")) + b"\x08\x00"
-        vx = bytes([0x08, 0, 0, 0]) + FLANNEL_VNI.to_bytes(3, "big") + b"\x00"
-        h = zlib.crc32(bytes(pkt.buf[12:20]) + bytes(pkt.buf[(pkt.buf[0] & 15) * 4:(pkt.buf[0] & 15) * 4 + 4]))
+        prefix = self._vxlan_prefix.get(host.name)
+        if prefix is None:
+            fl = host.interfaces["flannel.1"]
+            inner_eth = bytes.fromhex(("02" * 6) + fl.mac.replace(":", "")) + b"\x08\x00"
+            vx = bytes([0x08, 0, 0, 0]) + FLANNEL_VNI.to_bytes(3, "big") + b"\x00"
+            prefix = self._vxlan_prefix[host.name] = vx + inner_eth
+        buf = pkt.buf
+        l4 = (buf[0] & 15) * 4
+        h = zlib.crc32(buf[l4:l4 + 4], zlib.crc32(buf[12:20]))   # addresses, then ports
         lo, hi = EPHEMERAL_PORTS
         sport = lo + h % (hi - lo + 1)          # udp_flow_src_port: a hash of the inner flow
         src = host.interfaces["eth0"].addr
-        outer = Packet.udp(int2ip(src), int2ip(remote), sport, FLANNEL_VXLAN_PORT,
-                           payload=vx + inner_eth + bytes(pkt.buf))
-        outer.buf[6] = 0                        # flannel's outer header: DF not set
-        outer.refresh_checksums()
-        return outer
+        # flannel's outer header: DF not set
+        return Packet.udp(src, remote, sport, FLANNEL_VXLAN_PORT, payload=prefix + buf, df=False)
 
     @staticmethod
     def _decap(outer: Packet) -> Packet:
-        inner = Packet(outer.payload[8 + 14:])
+        inner = Packet(outer.buf[outer._l4 + 8 + 8 + 14:])     # UDP header, VXLAN header, inner Ethernet
         inner.mark = 0
         return inner
 
@@ -764,7 +841,7 @@ class Walker:
             hop.add("BALANCED", f"existing flow -> node {chosen}")
         node = topo.hosts[chosen]
         eth0 = node.interfaces["eth0"]
-        pkt.ttl -= 1
+        pkt.decrement_ttl()
         hop.add("TRANSMITTED", f"eth0 -> {chosen} ({eth0.ip}), destination unchanged (passthrough)",
                 {"interface": "eth0"})
         self._capture(pt, lb, "eth0", pkt, "passed through to a node")
@@ -852,3 +929,8 @@ def _matches(req: tuple, r: Packet) -> bool:
         inner = r.inner
         return inner is not None and inner.tuple() == req
     return r.src == d and r.sport == dp and r.dst == s and r.dport == sp
+
+
+def _default_iptables_factory():
+    from netsim.proxy import netfilter_factory_for
+    return netfilter_factory_for("iptables")

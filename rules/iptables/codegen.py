@@ -2,13 +2,13 @@
 
 Why: a walk through a cold KUBE-SVC/KUBE-SEP chain of a 10,000-Service ruleset used to touch
 dozens of scattered closure objects per rule; one generated function keeps the tests in one
-code object (shared by every chain of the same shape) with the chain's constants in its
-defaults tuple. The generated tests are the Match.expr / header expressions, evaluated left to
+function (shared by every chain of the same shape, so it stays in the CPU cache) and the
+chain's constants in one tuple passed as `k`. The generated tests are the Match.expr / header expressions, evaluated left to
 right with short-circuit `and` exactly like the kernel; a test with no expression calls the
 match's compiled predicate. tests/test_iptables_engine.py checks the generated scanners
 against the closure-based walk on random rulesets.
 
-    scan(p, c, pos) -> first i >= pos whose rule matches (or is unsupported), else len(rules)
+    scan(p, c, pos, k) -> first i >= pos whose rule matches (or is unsupported), else len(rules)
 """
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ class ScannerFactory:
     """Builds scanners, compiling each distinct chain shape (source text) only once."""
 
     def __init__(self) -> None:
-        self._code: dict[str, CodeType] = {}
+        self._functions: dict[str, Callable[[Any, Any, int, tuple], int]] = {}
 
-    def scanner(self, rule_exprs: list[list[tuple[str, tuple]] | None]) -> Callable[[Any, Any, int], int]:
-        """`rule_exprs[i]` is rule i's tests as (format, constants) pairs; None marks an unsupported rule."""
+    def scanner(self, rule_exprs: list[list[tuple[str, tuple]] | None]) -> tuple[Callable[[Any, Any, int, tuple], int], tuple]:
+        """`rule_exprs[i]` is rule i's tests as (format, constants) pairs; None marks an unsupported rule.
+        Returns the (shared) scanner and this chain's constants tuple to pass as its `k`."""
         consts: list[Any] = []
         lines: list[str] = []
         for i, exprs in enumerate(rule_exprs):
@@ -32,17 +33,16 @@ class ScannerFactory:
                 continue
             conds = []
             for fmt, vals in exprs:
-                names = [f"k{len(consts) + j}" for j in range(len(vals))]
+                names = [f"k[{len(consts) + j}]" for j in range(len(vals))]
                 consts.extend(vals)
                 conds.append(fmt.format(*names))
             cond = " and ".join(f"({x})" for x in conds) if conds else "True"
             lines.append(f"    if pos <= {i} and {cond}: return {i}")
-        params = "".join(f", k{j}" for j in range(len(consts)))
-        src = f"def scan(p, c, pos{params}):\n" + "".join(line + "\n" for line in lines) + \
+        src = "def scan(p, c, pos, k):\n" + "".join(line + "\n" for line in lines) + \
             f"    return {len(rule_exprs)}\n"
-        code = self._code.get(src)
-        if code is None:
+        fn = self._functions.get(src)
+        if fn is None:
             module = compile(src, "<iptables chain scanner>", "exec")
             code = next(co for co in module.co_consts if isinstance(co, CodeType))
-            self._code[src] = code
-        return FunctionType(code, {"__builtins__": {}}, "scan", tuple(consts))
+            fn = self._functions[src] = FunctionType(code, {"__builtins__": {}}, "scan")
+        return fn, tuple(consts)

@@ -10,11 +10,12 @@ random draws and the position-based "rules evaluated" count equal a linear walk'
 
 Shorter chains (KUBE-SVC-*, KUBE-SEP-*, built-ins) are walked by a generated scanner
 (codegen.py) when the Engine asks for one, else rule by rule with the compiled predicates.
+A chain is compiled when a packet first enters it (or its compiled view is first read).
 """
 from __future__ import annotations
 
 from bisect import bisect_left
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from netsim.rules.iptables import targets as T
@@ -27,43 +28,121 @@ _PORT_PROTOS = (6, 17, 132, 136)
 
 @dataclass(frozen=True, slots=True)
 class RuleInfo:
-    """What a RuleHit reports about its rule, built once per rule."""
+    """What a RuleHit reports about its rule (a CompiledRule is one; a policy hit gets its own)."""
 
     line: int
     text: str
     comment: Optional[str]
     target: Optional[str]
+    chain: str = ""
 
 
-@dataclass(slots=True)
-class CompiledRule:
-    rule: Rule
-    preds: tuple[Callable[[Any, Any], bool], ...]
-    kind: str                  # none|jump|goto|return|verdict|nat|mark|connmark|continue|unsupported
-    action: Any = None
-    jump_to: Optional[str] = None
-    jump_chain: Any = None     # the CompiledChain jumped to (resolved once the table is compiled)
-    info: Optional[RuleInfo] = None   # gathered once so that a hit touches one object
+class CompiledRule(RuleInfo):
+    """A rule ready to evaluate. It is its own RuleInfo, so that a hit touches one object per rule;
+    equality (RuleInfo's) compares only the reported fields."""
 
-    def __post_init__(self) -> None:
-        r = self.rule
-        self.info = RuleInfo(r.line, r.text, r.comment, r.target)
+    __slots__ = ("rule", "preds", "kind", "action", "jump_to", "jump_chain")
+    __setattr__ = object.__setattr__     # the RuleInfo fields are set once, in __init__
+
+    def __init__(self, rule: Rule, preds: tuple, kind: str, action: Any = None, jump_to: Optional[str] = None) -> None:
+        t = rule.target_spec
+        init = object.__setattr__
+        init(self, "line", rule.line)
+        init(self, "text", rule.text)
+        init(self, "comment", rule.comment)
+        init(self, "target", t.name if t is not None else None)
+        init(self, "chain", rule.chain)
+        self.rule = rule
+        self.preds: tuple[Callable[[Any, Any], bool], ...] = preds
+        self.kind = kind               # none|jump|goto|return|verdict|nat|mark|connmark|continue|unsupported
+        self.action = action
+        self.jump_to = jump_to
+        self.jump_chain: Optional[CompiledChain] = None     # resolved by the Engine on the first jump
+
+    @property
+    def info(self) -> "CompiledRule":
+        return self
+
+    def __repr__(self) -> str:
+        return f"CompiledRule(line={self.line}, chain={self.chain!r}, kind={self.kind!r}, text={self.text!r})"
 
 
-@dataclass(slots=True)
 class CompiledChain:
-    name: str
-    policy: Optional[str]
-    line: int
-    rules: list[CompiledRule]
-    shapes: list[tuple[tuple[bool, bool, bool], dict[int, tuple[int, ...]]]] = field(default_factory=list)
-    unindexed: list[int] = field(default_factory=list)
-    indexed: bool = False
-    scan: Optional[Callable[[Any, Any, int], int]] = None   # generated first-match finder (codegen.py)
+    """One chain, compiled on first use: a long chain gets the hash index, a short one a generated
+    scanner (when the Engine has a ScannerFactory). Until then only its name, policy and length are set,
+    so that a 10,000-Service dump costs nothing for the Services no packet reaches."""
+
+    __slots__ = ("name", "policy", "line", "n", "source", "min_rules", "scanners", "_rules", "shapes",
+                 "unindexed", "_indexed", "_scan", "consts", "policy_info")
+
+    def __init__(self, chain: Chain, min_rules: int = INDEX_MIN_RULES, scanners=None) -> None:
+        self.name = chain.name
+        self.policy = chain.policy
+        self.line = chain.line
+        self.n = len(chain.rules)
+        self.source: Optional[Chain] = chain         # dropped once compiled
+        self.min_rules = min_rules
+        self.scanners = scanners
+        self._rules: Optional[list[CompiledRule]] = None
+        self.shapes: list[tuple[tuple[bool, bool, bool], dict[int, tuple[int, ...]]]] = []
+        self.unindexed: list[int] = []
+        self._indexed = False
+        self._scan: Optional[Callable[[Any, Any, int, tuple], int]] = None
+        self.consts: tuple = ()
+        self.policy_info = RuleInfo(chain.line, f":{chain.name} {chain.policy}", None, chain.policy, chain.name) \
+            if chain.policy is not None else None
+
+    # compiled views (each compiles the chain on first access)
+    @property
+    def rules(self) -> list[CompiledRule]:
+        if self._rules is None:
+            self.compile()
+        return self._rules
+
+    @property
+    def indexed(self) -> bool:
+        if self._rules is None:
+            self.compile()
+        return self._indexed
+
+    @property
+    def scan(self) -> Optional[Callable[[Any, Any, int, tuple], int]]:
+        if self._rules is None:
+            self.compile()
+        return self._scan
+
+    @property
+    def compiled(self) -> bool:
+        return self._rules is not None
+
+    def compile(self) -> None:
+        chain = self.source
+        rules = [compile_rule(r) for r in chain.rules]
+        if len(rules) < self.min_rules:
+            if self.scanners is not None:
+                self._scan, self.consts = self.scanners.scanner([rule_exprs(cr.rule) for cr in rules])
+        else:
+            shapes: dict[tuple[bool, bool, bool], dict[int, list[int]]] = {}
+            for pos, cr in enumerate(rules):
+                ik = index_key(cr.rule)
+                if ik is None:
+                    self.unindexed.append(pos)
+                else:
+                    shape, key = ik
+                    packed = pack_key(key[0] if shape[0] else None, key[int(shape[0])] if shape[1] else None,
+                                      key[-1] if shape[2] else None)
+                    shapes.setdefault(shape, {}).setdefault(packed, []).append(pos)
+                    # a candidate found through its bucket already has the keyed fields equal to the packet's
+                    cr.preds = rule_preds(cr.rule, ik[0], ik[1])
+            # tuples: the positions sit inline in the bucket object (one cold miss fewer than a list)
+            self.shapes = [(shape, {k: tuple(v) for k, v in b.items()}) for shape, b in shapes.items()]
+            self._indexed = True
+        self._rules = rules
+        self.source = None
 
     def candidate_lists(self, pkt) -> Optional[list]:
         """Sorted position lists whose union holds every rule this packet could match (None: walk all)."""
-        if not self.indexed:
+        if not self._indexed:
             return None
         lists = [self.unindexed] if self.unindexed else []
         dst = pkt.dst
@@ -84,7 +163,7 @@ class CompiledChain:
     def next_candidate(self, lists: Optional[list], pos: int) -> int:
         if lists is None:
             return pos
-        best = len(self.rules)
+        best = self.n
         for lst in lists:
             j = bisect_left(lst, pos)
             if j < len(lst) and lst[j] < best:
@@ -237,48 +316,42 @@ def index_key(rule: Rule) -> Optional[tuple[tuple[bool, bool, bool], tuple]]:
 
 def compile_chain(chain: Chain, min_rules: int = INDEX_MIN_RULES, scanners=None) -> CompiledChain:
     """Index a long chain; give a short one a generated scanner when `scanners` (a ScannerFactory) is given."""
-    rules = [compile_rule(r) for r in chain.rules]
-    cc = CompiledChain(chain.name, chain.policy, chain.line, rules)
-    if len(rules) < min_rules:
-        if scanners is not None:
-            cc.scan = scanners.scanner([rule_exprs(cr.rule) for cr in rules])
-        return cc
-    shapes: dict[tuple[bool, bool, bool], dict[int, list[int]]] = {}
-    for pos, cr in enumerate(rules):
-        ik = index_key(cr.rule)
-        if ik is None:
-            cc.unindexed.append(pos)
-        else:
-            shape, key = ik
-            packed = pack_key(key[0] if shape[0] else None, key[int(shape[0])] if shape[1] else None,
-                              key[-1] if shape[2] else None)
-            shapes.setdefault(shape, {}).setdefault(packed, []).append(pos)
-            # a candidate found through its bucket already has the keyed fields equal to the packet's
-            cr.preds = rule_preds(cr.rule, ik[0], ik[1])
-    # tuples: the positions sit inline in the bucket object (one cold miss fewer than a list)
-    cc.shapes = [(shape, {k: tuple(v) for k, v in b.items()}) for shape, b in shapes.items()]
-    cc.indexed = True
+    cc = CompiledChain(chain, min_rules, scanners)
+    cc.compile()
     return cc
 
 
 def check_loops(table: Table, source: str = "<dump>") -> None:
-    """iptables-restore refuses a ruleset whose jumps form a loop (ELOOP); so do we."""
-    graph = {name: [(r.target, r) for r in c.rules if r.target in table.chains and r.target_spec
-                    and r.target_spec.action is None]
-             for name, c in table.chains.items()}
-    state: dict[str, int] = {}
+    """iptables-restore refuses a ruleset whose jumps form a loop (ELOOP); so do we.
 
-    def visit(name: str) -> None:
-        state[name] = 1
-        for nxt, rule in graph[name]:
-            s = state.get(nxt, 0)
-            if s == 1:
-                raise IptablesError(f"{source}:{rule.line}: jump to {nxt} makes a loop in table {table.name}")
-            if s == 0:
-                visit(nxt)
-        state[name] = 2
-
-    for name in graph:
-        if state.get(name, 0) == 0:
-            visit(name)
-
+    An iterative depth-first search (no recursive closure: that would be a reference cycle
+    keeping the whole graph alive until the next full GC, and deep chains would hit the
+    recursion limit)."""
+    chains = table.chains
+    graph: dict[str, list[tuple[str, Rule]]] = {}
+    for name, c in chains.items():
+        edges = []
+        for r in c.rules:
+            t = r.target_spec
+            if t is not None and t.action is None and t.name in chains:
+                edges.append((t.name, r))
+        graph[name] = edges
+    state: dict[str, int] = {}            # 1: on the current path, 2: done
+    for root, root_edges in graph.items():
+        if root in state:
+            continue
+        state[root] = 1
+        stack = [(root, iter(root_edges))]
+        while stack:
+            name, edges_it = stack[-1]
+            for nxt, rule in edges_it:
+                s = state.get(nxt, 0)
+                if s == 1:
+                    raise IptablesError(f"{source}:{rule.line}: jump to {nxt} makes a loop in table {table.name}")
+                if s == 0:
+                    state[nxt] = 1
+                    stack.append((nxt, iter(graph[nxt])))
+                    break
+            else:
+                state[name] = 2
+                stack.pop()

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from netsim.rules.iptables import targets as T
 from netsim.rules.iptables.codegen import ScannerFactory
-from netsim.rules.iptables.compile import CompiledChain, RuleInfo, check_loops, compile_chain
+from netsim.rules.iptables.compile import INDEX_MIN_RULES, CompiledChain, RuleInfo, check_loops
 from netsim.rules.iptables.recent import RecentState
 from netsim.rules.iptables.ruleset import IptablesError, Ruleset, gc_paused
 from netsim.rules.iptables.targets import NatAction
@@ -40,16 +40,20 @@ class EvalContext:
 class RuleHit:
     """One rule that matched (or a policy that applied) during a traversal.
 
-    `line`, `text`, `comment` and `target` are read from the shared RuleInfo of the rule.
+    `chain`, `line`, `text`, `comment` and `target` are read from the rule's RuleInfo (the
+    CompiledRule itself, or the chain's policy line).
     """
 
     table: str
-    chain: str
     rule: RuleInfo
     rules_evaluated: int           # rules the kernel would have evaluated so far in this table, this one included
     policy: bool = False           # True: the built-in chain's policy, not a rule
     note: Optional[str] = None     # lenient mode: why this rule was skipped
     number: int = 0                # 1-based position in its chain (iptables -L --line-numbers); 0 for a policy
+
+    @property
+    def chain(self) -> str:
+        return self.rule.chain
 
     @property
     def line(self) -> int:
@@ -85,29 +89,40 @@ class Verdict:
 
 
 class Engine:
-    """A compiled ruleset. Build once per ruleset; `run` is called per packet."""
+    """A compiled ruleset. Build once per ruleset; `run` is called per packet.
+
+    Building checks the jump graph for loops (as iptables-restore does) and sets up every chain;
+    a chain's rules are compiled when a packet first enters it (`compile_all` compiles them all).
+    """
 
     def __init__(self, ruleset: Ruleset, *, index_min_rules: Optional[int] = None, codegen: bool = True) -> None:
         """`index_min_rules`: chains at least this long get the hash index; `codegen=False` evaluates
         the compiled predicates one by one (the reference the generated scanners are tested against)."""
         self.ruleset = ruleset
         self.tables: dict[str, dict[str, CompiledChain]] = {}
+        scanners = ScannerFactory() if codegen else None
+        min_rules = INDEX_MIN_RULES if index_min_rules is None else index_min_rules
         with gc_paused():
-            self._compile(ruleset, index_min_rules, ScannerFactory() if codegen else None)
+            for tname, table in ruleset.tables.items():
+                check_loops(table, ruleset.source)
+                self.tables[tname] = {cname: CompiledChain(c, min_rules, scanners)
+                                      for cname, c in table.chains.items()}
 
-    def _compile(self, ruleset: Ruleset, index_min_rules: Optional[int], scanners) -> None:
-        for tname, table in ruleset.tables.items():
-            check_loops(table, ruleset.source)
-            kw = {} if index_min_rules is None else {"min_rules": index_min_rules}
-            chains = {cname: compile_chain(c, scanners=scanners, **kw) for cname, c in table.chains.items()}
-            for cc in chains.values():
-                for cr in cc.rules:
-                    if cr.jump_to is not None:
-                        cr.jump_chain = chains[cr.jump_to]
-            self.tables[tname] = chains
+    def compile_all(self) -> None:
+        """Compile every chain now (otherwise each is compiled when a packet first enters it)."""
+        with gc_paused():
+            for chains in self.tables.values():
+                for cc in chains.values():
+                    if not cc.compiled:
+                        cc.compile()
 
     def has_chain(self, table: str, chain: str) -> bool:
         return chain in self.tables.get(table, {})
+
+    def has_rules(self, table: str, chain: str) -> bool:
+        """Whether `chain` of `table` exists and has at least one rule (without compiling it)."""
+        cc = self.tables.get(table, {}).get(chain)
+        return cc is not None and cc.n > 0
 
     def run(self, table: str, chain: str, pkt, ctx: EvalContext) -> Verdict:
         chains = self.tables.get(table)
@@ -121,68 +136,81 @@ class Engine:
         total = 0
         stack: list[tuple[CompiledChain, int, Any]] = []
         cur = start
+        if cur._rules is None:
+            cur.compile()
         pos = 0
-        lists = cur.candidate_lists(pkt)
+        lists = cur.candidate_lists(pkt) if cur._indexed else None
         while True:
-            scan = cur.scan
-            i = scan(pkt, ctx, pos) if scan is not None else cur.next_candidate(lists, pos)
-            n = len(cur.rules)
+            scan = cur._scan
+            if scan is not None:
+                i = scan(pkt, ctx, pos, cur.consts)
+            elif lists is None:
+                i = pos
+            else:
+                i = cur.next_candidate(lists, pos)
+            n = cur.n
             if i >= n:
                 total += n - pos
                 if stack:
                     cur, pos, lists = stack.pop()
                     continue
                 return self._policy(table, start, steps, total)
-            cr = cur.rules[i]
+            cr = cur._rules[i]
             total += i - pos + 1
             pos = i + 1
-            if cr.kind == "unsupported":
-                steps.append(RuleHit(table, cur.name, cr.info, total,
+            kind = cr.kind
+            if kind == "unsupported":
+                steps.append(RuleHit(table, cr, total,
                                      note=f"unsupported, treated as non-matching: {cr.rule.unsupported}", number=i + 1))
                 continue
-            matched = True             # a scanner returns only matching rules
-            if scan is None:           # an index candidate: test it
+            if scan is None:           # an index candidate or the next rule of a linear walk: test it
+                matched = True         # (a scanner returns only matching rules)
                 for pred in cr.preds:
                     if not pred(pkt, ctx):
                         matched = False
                         break
-            if matched:
-                steps.append(RuleHit(table, cur.name, cr.info, total, number=i + 1))
-                kind = cr.kind
-                if kind == "none" or kind == "continue":
-                    if kind == "continue" and cr.action.notrack:
-                        pkt.ctstate = "UNTRACKED"
+                if not matched:
                     continue
-                if kind == "jump" or kind == "goto":
-                    if kind == "jump":
-                        if len(stack) >= MAX_DEPTH:
-                            raise IptablesError(f"{self.ruleset.source}:{cr.rule.line}: jumps nest deeper than {MAX_DEPTH}")
-                        stack.append((cur, pos, lists))
-                    cur = cr.jump_chain
-                    pos = 0
-                    lists = cur.candidate_lists(pkt)
+            steps.append(RuleHit(table, cr, total, False, None, pos))
+            if kind == "jump" or kind == "goto":
+                if kind == "jump":
+                    if len(stack) >= MAX_DEPTH:
+                        raise IptablesError(f"{self.ruleset.source}:{cr.rule.line}: jumps nest deeper than {MAX_DEPTH}")
+                    stack.append((cur, pos, lists))
+                cur = cr.jump_chain
+                if cur is None:
+                    cur = cr.jump_chain = chains[cr.jump_to]
+                if cur._rules is None:
+                    cur.compile()
+                pos = 0
+                lists = cur.candidate_lists(pkt) if cur._indexed else None
+                continue
+            if kind == "none":
+                continue
+            if kind == "nat":
+                return Verdict("ACCEPT", None, cr.action, steps, total, table, chain)
+            if kind == "continue":
+                if cr.action.notrack:
+                    pkt.ctstate = "UNTRACKED"
+                continue
+            if kind == "return":
+                if stack:
+                    cur, pos, lists = stack.pop()
                     continue
-                if kind == "return":
-                    if stack:
-                        cur, pos, lists = stack.pop()
-                        continue
-                    return self._policy(table, start, steps, total)
-                if kind == "mark":
-                    T.apply_mark(cr.action, pkt)
-                    continue
-                if kind == "connmark":
-                    T.apply_connmark(cr.action, pkt)
-                    continue
-                if kind == "verdict":
-                    return Verdict(cr.action.verdict, cr.action.reject_with, None, steps, total, table, chain)
-                if kind == "nat":
-                    return Verdict("ACCEPT", None, cr.action, steps, total, table, chain)
-                raise AssertionError(kind)
+                return self._policy(table, start, steps, total)
+            if kind == "mark":
+                T.apply_mark(cr.action, pkt)
+                continue
+            if kind == "connmark":
+                T.apply_connmark(cr.action, pkt)
+                continue
+            if kind == "verdict":
+                return Verdict(cr.action.verdict, cr.action.reject_with, None, steps, total, table, chain)
+            raise AssertionError(kind)
 
     @staticmethod
     def _policy(table: str, start: CompiledChain, steps: list[RuleHit], total: int) -> Verdict:
-        steps.append(RuleHit(table, start.name, RuleInfo(start.line, f":{start.name} {start.policy}", None,
-                                                         start.policy), total, policy=True))
+        steps.append(RuleHit(table, start.policy_info, total, policy=True))
         return Verdict(start.policy, None, None, steps, total, table, start.name)
 
 

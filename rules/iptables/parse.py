@@ -11,7 +11,7 @@ from typing import Optional
 from netsim.rules.iptables import matches as M
 from netsim.rules.iptables import targets as T
 from netsim.rules.iptables.ruleset import (
-    BUILTIN_CHAINS, Chain, Header, IptablesError, Opt, Rule, Ruleset, Table, Target, gc_paused,
+    BUILTIN_CHAINS, Chain, Header, IptablesError, Match, Opt, Rule, Ruleset, Table, Target, gc_paused,
 )
 from netsim.rules.iptables.values import parse_cidr, parse_proto, render_proto
 
@@ -104,7 +104,13 @@ class _Parser:
         self.lenient = lenient
         self.rs = Ruleset(source=source)
         self.table: Optional[Table] = None
-        self.pending: list[tuple[Rule, str, list[Opt], bool, str]] = []   # rules whose target awaits COMMIT
+        self.pending: list[tuple[Rule, str, tuple, bool, str]] = []   # rules whose target awaits COMMIT
+        # Rules of one dump repeat a few shapes: parse each address once, and share one Header,
+        # Match or Target object among rules that write the same one (see ruleset.Match).
+        self.cidr_cache: dict[str, tuple[int, int]] = {}
+        self.header_cache: dict[tuple, Header] = {}
+        self.match_cache: dict[tuple, Match] = {}
+        self.target_cache: dict[tuple, Target] = {}
 
     def where(self, lineno: int) -> str:
         return f"{self.source}:{lineno}"
@@ -113,18 +119,23 @@ class _Parser:
         lineno = 0
         for lineno, raw in enumerate(text.splitlines(), 1):
             line = raw.strip()
-            if not line or line.startswith("#"):
+            if not line:
                 continue
-            w = self.where(lineno)
-            if line.startswith("*"):
+            first = line[0]
+            if first == "-" and self.table is not None:
+                self.command(line, lineno)             # the common case: a rule
+            elif first == "#":
+                continue
+            elif first == "*":
                 self.begin_table(line[1:].strip(), lineno)
             elif line == "COMMIT":
                 if self.table is None:
-                    raise IptablesError(f"{w}: COMMIT without a table (expected '*filter', '*nat', ...)")
+                    raise IptablesError(f"{self.where(lineno)}: COMMIT without a table (expected '*filter', '*nat', ...)")
                 self.commit()
             elif self.table is None:
-                raise IptablesError(f"{w}: expected a table header like '*nat' before {line.split()[0]!r}")
-            elif line.startswith(":"):
+                raise IptablesError(f"{self.where(lineno)}: expected a table header like '*nat' before "
+                                    f"{line.split()[0]!r}")
+            elif first == ":":
                 self.declare_chain(line, lineno)
             else:
                 self.command(line, lineno)
@@ -197,7 +208,7 @@ class _Parser:
                 if rest and rest[0].isdigit():
                     pos = int(rest[0])
                     rest = rest[1:]
-            rule = self.rule(chain.name, rest, lineno, text, counters)
+            rule = self.rule(chain.name, rest, lineno, text, counters, w)
             if pos is None:
                 chain.rules.append(rule)
             else:
@@ -209,6 +220,8 @@ class _Parser:
                 raise IptablesError(f"{w}: -X of unknown or built-in chain {toks[1]!r}")
             del self.table.chains[toks[1]]
         elif cmd in ("-F", "--flush"):
+            if len(toks) > 1 and toks[1] not in self.table.chains:
+                raise IptablesError(f"{w}: -F of unknown chain {toks[1]!r} in table {self.table.name}")
             for c in ([self.table.chains[toks[1]]] if len(toks) > 1 else self.table.chains.values()):
                 c.rules.clear()
         elif cmd in ("-P", "--policy") and len(toks) == 3:
@@ -220,9 +233,8 @@ class _Parser:
             raise IptablesError(f"{w}: expected a rule '-A CHAIN ...', got {cmd!r}")
 
     # -- one rule -----------------------------------------------------------------------------
-    def rule(self, chain: str, toks: list[str], lineno: int, text: str, counters) -> Rule:
-        w = self.where(lineno)
-        rule = Rule(self.table.name, chain, lineno, text, counters=counters)
+    def rule(self, chain: str, toks: list[str], lineno: int, text: str, counters, w: str) -> Rule:
+        rule = Rule(self.table.name, chain, lineno, text, _NO_HEADER, [], None, counters)
         try:
             self._fill(rule, toks, w)
         except IptablesError as e:
@@ -233,20 +245,15 @@ class _Parser:
         return rule
 
     def _fill(self, rule: Rule, toks: list[str], w: str) -> None:
-        header = rule.header
-        raw: list[tuple[str, list[Opt], bool]] = []    # (module, opts, implicit)
+        header = Header()
+        rule.header = header                # interned below once complete
+        raw: list[tuple[str, list[tuple[str, tuple[str, ...], bool]]]] = []    # (module, option tuples)
         target: Optional[str] = None
         goto = False
-        topts: list[Opt] = []
+        topts: list[tuple[str, tuple[str, ...], bool]] = []
         cur: Optional[int] = None          # index into raw; -1 means the target
         neg = False
         i, n = 0, len(toks)
-
-        def need(k: int, what: str) -> list[str]:
-            if i + k > n - 1:
-                raise IptablesError(f"{w}: {toks[i]} needs {what}")
-            return toks[i + 1:i + 1 + k]
-
         while i < n:
             tok = toks[i]
             if tok == "!":
@@ -255,34 +262,39 @@ class _Parser:
                 neg = True
                 i += 1
                 continue
-            if tok in _HEADER:
-                (val,) = need(1, "a value")
-                self._header(header, _HEADER[tok], val, neg, w)
+            field_name = _HEADER.get(tok)
+            if field_name is not None:
+                if i + 1 > n - 1:
+                    raise IptablesError(f"{w}: {tok} needs a value")
+                self._header(header, field_name, toks[i + 1], neg, w)
                 neg = False
+                i += 2
+            elif tok == "-m" or tok == "--match":
+                if neg:
+                    raise IptablesError(f"{w}: '!' cannot negate -m")
+                if i + 1 > n - 1:
+                    raise IptablesError(f"{w}: {tok} needs a module name")
+                raw.append((toks[i + 1], []))
+                cur = len(raw) - 1
+                i += 2
+            elif tok in _JUMP:
+                if i + 1 > n - 1:
+                    raise IptablesError(f"{w}: {tok} needs a target")
+                target = toks[i + 1]
+                goto = tok == "-g" or tok == "--goto"
+                cur = -1
                 i += 2
             elif tok in ("-f", "--fragment"):
                 header.fragment = not neg
                 neg = False
                 i += 1
-            elif tok in ("-m", "--match"):
-                if neg:
-                    raise IptablesError(f"{w}: '!' cannot negate -m")
-                (mod,) = need(1, "a module name")
-                raw.append((mod, [], False))
-                cur = len(raw) - 1
-                i += 2
-            elif tok in ("-j", "--jump", "-g", "--goto"):
-                (target,) = need(1, "a target")
-                goto = tok in ("-g", "--goto")
-                cur = -1
-                i += 2
             elif tok in ("-c", "--set-counters"):
-                pk, by = need(2, "packet and byte counts")
-                rule.counters = (int(pk), int(by))
+                if i + 2 > n - 1:
+                    raise IptablesError(f"{w}: {tok} needs packet and byte counts")
+                rule.counters = (int(toks[i + 1]), int(toks[i + 2]))
                 i += 3
-            elif tok.startswith("-"):
-                owner, spec, canon = self._owner(tok, raw, cur, target, header, w)
-                k = spec
+            elif tok[:1] == "-":
+                owner, k, canon = self._owner(tok, raw, cur, target, header, w)
                 args = toks[i + 1:i + 1 + k]
                 if len(args) < k:
                     raise IptablesError(f"{w}: option {tok} needs {k} argument(s)")
@@ -290,7 +302,7 @@ class _Parser:
                     neg = True
                     args = toks[i + 2:i + 2 + k]
                     i += 1
-                opt = Opt(canon, tuple(args), neg)
+                opt = (canon, tuple(args), neg)
                 if owner == -1:
                     topts.append(opt)
                 else:
@@ -301,39 +313,57 @@ class _Parser:
                 raise IptablesError(f"{w}: unexpected {tok!r} (expected an option such as -p, -m, -j)")
         if neg:
             raise IptablesError(f"{w}: '!' at the end of the rule negates nothing")
-        key = (self.source, rule.table, rule.chain, rule.line)
-        for idx, (mod, opts, _implicit) in enumerate(raw):
-            rule.matches.append(M.build_match(mod, opts, header, w, key + (idx,)))
+        rule.header = header = self._intern_header(header)
+        matches = rule.matches
+        cache = self.match_cache
+        proto = header.proto
+        for idx, (mod, opts) in enumerate(raw):
+            ckey = (mod, tuple(opts), proto)
+            m = cache.get(ckey)
+            if m is None:
+                m = M.build_match(mod, [_opt(o) for o in opts], header, w,
+                                  (self.source, rule.table, rule.chain, rule.line, idx))
+                if not m.per_rule:
+                    cache[ckey] = m
+            matches.append(m)
         if target is not None:
-            self.pending.append((rule, target, topts, goto, w))
+            self.pending.append((rule, target, tuple(topts), goto, w))
 
     def _owner(self, tok: str, raw, cur, target, header: Header, w: str) -> tuple[int, int, str]:
         """Which loaded match (or the target) takes option `tok`, its arity and canonical name."""
         if cur == -1:
-            spec = T.OPTIONS.get(target)
+            spec = _TARGET_OPTS.get(target)
             if spec is None:
                 # a jump to a user chain takes no options; unknown targets are reported at COMMIT
                 raise IptablesError(f"{w}: unknown target {target!r} with option {tok}")
-            canon = T.ALIASES.get(target, {}).get(tok, tok)
-            if canon not in spec:
+            found = spec.get(tok)
+            if found is None:
                 raise IptablesError(f"{w}: target {target} has no option {tok}")
-            return -1, spec[canon], canon
+            return -1, found[1], found[0]
+        if cur is not None:
+            spec = _MATCH_OPTS.get(raw[cur][0])
+            if spec is not None:
+                found = spec.get(tok)
+                if found is not None:           # the common case: an option of the last -m
+                    return cur, found[1], found[0]
         order = ([cur] if cur is not None else []) + [j for j in range(len(raw) - 1, -1, -1) if j != cur]
         for j in order:
             mod = raw[j][0]
-            if mod not in M.OPTIONS:
+            spec = _MATCH_OPTS.get(mod)
+            if spec is None:
                 raise IptablesError(f"{w}: unknown match module -m {mod}")
-            canon = M.ALIASES.get(mod, {}).get(tok, tok)
-            if canon in M.OPTIONS[mod]:
-                return j, M.OPTIONS[mod][canon], canon
+            found = spec.get(tok)
+            if found is not None:
+                return j, found[1], found[0]
         # iptables loads the protocol's match implicitly: `-p tcp --dport 80`
         if header.proto is not None and not header.proto[1]:
             pname = render_proto(header.proto[0])
-            if pname in M.OPTIONS:
-                canon = M.ALIASES.get(pname, {}).get(tok, tok)
-                if canon in M.OPTIONS[pname]:
-                    raw.append((pname, [], True))
-                    return len(raw) - 1, M.OPTIONS[pname][canon], canon
+            spec = _MATCH_OPTS.get(pname)
+            if spec is not None:
+                found = spec.get(tok)
+                if found is not None:
+                    raw.append((pname, []))
+                    return len(raw) - 1, found[1], found[0]
         where_mod = f" for -m {raw[cur][0]}" if cur is not None else ""
         raise IptablesError(f"{w}: unknown option {tok}{where_mod}")
 
@@ -343,12 +373,22 @@ class _Parser:
         if field in ("src", "dst"):
             if "," in val:
                 raise IptablesError(f"{w}: address lists ({val!r}) are not supported; write one rule per address")
-            net, mask = parse_cidr(val, w)
-            setattr(h, field, (net, mask, neg))
+            cidr = self.cidr_cache.get(val)
+            if cidr is None:
+                cidr = self.cidr_cache[val] = parse_cidr(val, w)
+            setattr(h, field, (cidr[0], cidr[1], neg))
         elif field in ("iif", "oif"):
             setattr(h, field, (val, neg))
         else:
             setattr(h, field, (parse_proto(val, w), neg))
+
+    def _intern_header(self, h: Header) -> Header:
+        """One shared Header per distinct set of header fields (most rules have one of a few)."""
+        key = (h.src, h.dst, h.iif, h.oif, h.proto, h.fragment)
+        shared = self.header_cache.get(key)
+        if shared is None:
+            shared = self.header_cache[key] = h
+        return shared
 
     def commit(self) -> None:
         t = self.table
@@ -363,14 +403,49 @@ class _Parser:
         self.pending = []
         self.table = None
 
-    def _target(self, t: Table, name: str, topts: list[Opt], goto: bool, header: Header, w: str) -> Target:
-        if name in t.chains and not t.chains[name].builtin:
+    def _target(self, t: Table, name: str, topts: tuple, goto: bool, header: Header, w: str) -> Target:
+        chain = t.chains.get(name)
+        if chain is not None and not chain.builtin:
             if topts:
                 raise IptablesError(f"{w}: a jump to chain {name} takes no options")
-            return Target(name, [], goto, f"{'-g' if goto else '-j'} {name}", None)
-        if name in BUILTIN_CHAINS[t.name]:
-            raise IptablesError(f"{w}: cannot jump to built-in chain {name}")
-        return T.build_target(name, topts, header, t.name, w, goto)
+            key: tuple = (name, goto)
+        else:
+            if name in BUILTIN_CHAINS[t.name]:
+                raise IptablesError(f"{w}: cannot jump to built-in chain {name}")
+            key = (name, goto, topts, header.proto, t.name)
+        cached = self.target_cache.get(key)
+        if cached is not None:
+            return cached
+        if len(key) == 2:
+            tgt = Target(name, [], goto, f"{'-g' if goto else '-j'} {name}", None)
+        else:
+            tgt = T.build_target(name, [_opt(o) for o in topts], header, t.name, w, goto)
+        self.target_cache[key] = tgt
+        return tgt
+
+
+def _opt(o: tuple[str, tuple[str, ...], bool]) -> Opt:
+    return Opt(o[0], o[1], o[2])
+
+
+def _option_table(options: dict[str, dict[str, int]], aliases: dict[str, dict[str, str]]) -> dict:
+    """module/target -> {option as written: (canonical option, number of arguments)}, aliases included."""
+    out: dict[str, dict[str, tuple[str, int]]] = {}
+    for mod, opts in options.items():
+        table = {o: (o, k) for o, k in opts.items()}
+        for alias, canon in aliases.get(mod, {}).items():
+            if canon in opts:
+                table[alias] = (canon, opts[canon])
+            else:
+                table.pop(alias, None)
+        out[mod] = table
+    return out
+
+
+_MATCH_OPTS = _option_table(M.OPTIONS, M.ALIASES)
+_TARGET_OPTS = _option_table(T.OPTIONS, T.ALIASES)
+_JUMP = frozenset(("-j", "--jump", "-g", "--goto"))
+_NO_HEADER = Header()
 
 
 def _counters(text: str, where: str) -> tuple[int, int]:

@@ -23,14 +23,23 @@ Pred = Callable[[Any, Any], bool]
 
 @contextmanager
 def gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC while building many long-lived objects (a 170k-rule dump parses
-    2-3x faster); the previous GC state is restored afterwards."""
+    """Pause the cyclic GC while building many long-lived objects (a 170k-rule dump).
+
+    On exit the objects built are moved straight into the oldest generation (gc.freeze() then
+    gc.unfreeze()), where two young collections would have put them after traversing them all
+    without freeing any: a 10,000-Service dump then costs no ~1 s collection right after parsing.
+    They stay collectable (the next full collection sees them as usual). Skipped when someone
+    else keeps objects frozen, whose freeze we must not undo. The GC's enabled state is restored.
+    """
     was = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if was:
+            if gc.get_freeze_count() == 0:
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
 
 

@@ -22,13 +22,15 @@ def save_string(value: str) -> str:
 
 def ip2int(text: str, where: str) -> int:
     parts = text.split(".")
-    try:
-        vals = [int(p, 10) for p in parts]
-    except ValueError:
-        vals = []
-    if len(vals) != 4 or any(v < 0 or v > 255 for v in vals):
-        raise IptablesError(f"{where}: expected an IPv4 address, got {text!r}")
-    return (vals[0] << 24) | (vals[1] << 16) | (vals[2] << 8) | vals[3]
+    if len(parts) == 4:
+        try:
+            a, b, c, d = int(parts[0], 10), int(parts[1], 10), int(parts[2], 10), int(parts[3], 10)
+        except ValueError:
+            pass
+        else:
+            if 0 <= a <= 255 and 0 <= b <= 255 and 0 <= c <= 255 and 0 <= d <= 255:
+                return (a << 24) | (b << 16) | (c << 8) | d
+    raise IptablesError(f"{where}: expected an IPv4 address, got {text!r}")
 
 
 def int2ip(v: int) -> str:

@@ -17,6 +17,7 @@ from netsim.rules.ipvs.table import PROTO_NAME, RealServer, VirtualServer
 # TCP states (ip_vs_proto_tcp.c, enum in include/net/ip_vs.h)
 NONE, ES, SS, SR, FW, TW, CL, CW, LA, LI, SA = range(11)
 TIME_WAIT_STATE = TW
+CLOSE_STATE = CL
 TCP_STATE_NAMES = ("NONE", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT", "TIME_WAIT", "CLOSE",
                    "CLOSE_WAIT", "LAST_ACK", "LISTEN", "SYNACK")
 # tcp_timeouts[] in seconds

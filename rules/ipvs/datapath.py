@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from netsim.packet import Packet, checksum, int2ip
-from netsim.rules.ipvs.conn import ConnTable, IpvsConn, TIME_WAIT_STATE
+from netsim.rules.ipvs.conn import CLOSE_STATE, ConnTable, IpvsConn, TIME_WAIT_STATE
 from netsim.rules.ipvs.table import IpvsTable, RealServer, VirtualServer
 
 _SCHEDULABLE = (6, 17, 132)
@@ -84,15 +84,28 @@ class IpvsNode:
         flags = pkt.tcp_flags if proto == 6 else 0
         cp = self.conns.in_get(proto, saddr, sport, daddr, dport, now)
 
-        if cp is not None and proto == 6 and flags & TCP_SYN and not flags & TCP_RST \
-                and self.sysctls.conn_reuse_mode:
-            # ip_vs_in_hook: a new SYN on an old connection is rescheduled when its real server is
-            # quiesced (expire_nodest_conn) or the connection is in TIME_WAIT (is_new_conn_expected).
+        if cp is not None and proto == 6 and flags & TCP_SYN and cp.control is None:
+            # ip_vs_in_hook (is_new_conn: a SYN; not for connections controlled by a template): a
+            # new SYN on an old connection is rescheduled when its real server is quiesced
+            # (expire_nodest_conn, weight 0) or, with conn_reuse_mode, when the old connection is
+            # in TIME_WAIT or CLOSE (is_new_conn_expected). If the packet's conntrack entry is
+            # already confirmed (ip_vs_conn_uses_old_conntrack) the SYN is dropped instead; the
+            # client's retransmission then finds no connection and is scheduled.
             d = cp.dest
-            if (self.sysctls.expire_nodest_conn and d is not None and d.weight == 0) \
-                    or cp.state == TIME_WAIT_STATE:
+            resched = old_ct = False
+            if self.sysctls.expire_nodest_conn and d is not None and d.weight == 0:
+                resched, old_ct = True, _uses_old_conntrack(pkt)
+            elif self.sysctls.conn_reuse_mode and cp.state in (TIME_WAIT_STATE, CLOSE_STATE):
+                old_ct = _uses_old_conntrack(pkt)
+                resched = cp.n_control == 0 or not old_ct
+            if resched:
+                gone = cp.describe()
                 if cp.n_control == 0:
                     self.conns.expire(cp)
+                if old_ct:
+                    return IpvsDecision(hook, "drop", vs=cp.vs, conn=cp,
+                                        reason=f"new SYN on connection {gone}: rescheduling needs a new "
+                                               "conntrack entry; dropped (old conntrack entry)")
                 cp = None
 
         if cp is not None:
