@@ -45,13 +45,23 @@ class RuleHit:
         self.step = Step("RULE", self.detail, self.extra)
 
 
-@dataclass
 class HookResult:
-    verdict: str = "ACCEPT"           # ACCEPT | DROP | REJECT
-    nat: Optional[NatRequest] = None
-    hits: list[RuleHit] = field(default_factory=list)
-    rules_evaluated: int = 0
-    reject_with: str = "icmp-port-unreachable"
+    """What one built-in chain did to a packet: verdict, NAT request, the rules that matched."""
+
+    __slots__ = ("verdict", "nat", "hits", "rules_evaluated", "reject_with")
+
+    def __init__(self, verdict: str = "ACCEPT", nat: Optional[NatRequest] = None,
+                 hits: Optional[list[RuleHit]] = None, rules_evaluated: int = 0,
+                 reject_with: str = "icmp-port-unreachable") -> None:
+        self.verdict = verdict            # ACCEPT | DROP | REJECT
+        self.nat = nat
+        self.hits: list[RuleHit] = hits if hits is not None else []
+        self.rules_evaluated = rules_evaluated
+        self.reject_with = reject_with
+
+    def __repr__(self) -> str:
+        return (f"HookResult({self.verdict!r}, nat={self.nat!r}, hits={len(self.hits)}, "
+                f"rules_evaluated={self.rules_evaluated}, reject_with={self.reject_with!r})")
 
 
 class Netfilter(Protocol):

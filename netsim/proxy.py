@@ -42,28 +42,36 @@ class IptablesNetfilter:
         key = (table, chain)
         has = self._has.get(key)
         if has is None:
-            cc = self.engine.tables.get(table, {}).get(chain)
-            has = self._has[key] = cc is not None and bool(cc.rules)
+            engine_has = getattr(self.engine, "has_rules", None)     # without compiling the chain
+            if engine_has is not None:
+                has = engine_has(table, chain)
+            else:
+                cc = self.engine.tables.get(table, {}).get(chain)
+                has = cc is not None and bool(cc.rules)
+            self._has[key] = has
         return has
 
     def run(self, table: str, chain: str, pkt: Any, now: float) -> HookResult:
-        self.ctx.now = now
-        v = self.engine.run(table, chain, pkt, self.ctx)
-        steps = v.steps
-        if steps and steps[-1].policy and v.verdict == "ACCEPT":
-            steps = steps[:-1]
+        ctx = self.ctx
+        ctx.now = now
+        v = self.engine.run(table, chain, pkt, ctx)
         cache = self._saved
         hits = []
-        for h in steps:
-            # a rule's RuleInfo lives as long as the engine: key on it (policies are built per run)
-            key = id(h.rule) if not h.policy else (h.table, h.chain, h.number, h.policy)
+        for h in v.steps:
+            if h.policy:
+                # the policy is the last step; an ACCEPT policy is not shown (nothing matched)
+                if v.verdict == "ACCEPT":
+                    break
+                key: Any = (h.table, h.chain, h.number, h.policy)
+            else:
+                key = id(h.rule)      # a rule's RuleInfo lives as long as the engine
             hit = cache.get(key)
             if hit is None:
                 hit = cache[key] = self._saved_hit(h)
             hits.append(hit)
-        nat = None
-        if v.nat is not None:
-            nat = NatRequest(v.nat.kind, v.nat.ip, v.nat.port, bool(v.nat.random_fully))
+        nat = v.nat
+        if nat is not None:
+            nat = NatRequest(nat.kind, nat.ip, nat.port, bool(nat.random_fully))
         return HookResult(v.verdict, nat, hits, v.rules_evaluated, v.reject_with or "icmp-port-unreachable")
 
     def _saved_hit(self, h) -> RuleHit:

@@ -348,7 +348,8 @@ class Walker:
 
     def _current(self, host: Host) -> Host:
         """Hosts are rebuilt when the cluster changes: map a caller's Host to today's object."""
-        cur = self.topology.hosts.get(host.name)
+        topo = self._topology if self._topology is not None and not self._dirty else self.topology
+        cur = topo.hosts.get(host.name)
         if cur is None:
             raise WalkError(f"{host.kind} {host.name} no longer exists")
         return cur
@@ -684,7 +685,7 @@ class Walker:
         self.stats["rules_evaluated"] += n
         hits = res.hits
         if hits:
-            hop.steps.extend([h.step if h.step is not None else Step("RULE", h.detail, h.extra) for h in hits])
+            hop.steps.extend([h.step for h in hits])        # RULE steps: built once per rule, shared
         return res
 
     def _refused(self, host: Host, hop: Hop, res: HookResult, pkt: Packet, chain: str) -> End:

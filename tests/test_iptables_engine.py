@@ -460,10 +460,12 @@ def test_indexed_and_generated_engines_equal_linear_engine(rules, pkts):
     verdict, every step, rules-evaluated counts, marks, and the same random draws."""
     text = FILTER + "\n".join(_rule_text(r) for r in rules) + "\nCOMMIT\n"
     reference = Engine(parse(text), index_min_rules=10 ** 9, codegen=False)
-    others = [Engine(parse(text), index_min_rules=1), Engine(parse(text), index_min_rules=10 ** 9)]
+    eager = Engine(parse(text))
+    eager.compile_all()
+    others = [Engine(parse(text), index_min_rules=1), Engine(parse(text), index_min_rules=10 ** 9), eager]
     assert others[1].tables["filter"]["INPUT"].scan is not None
     local = {ip2int("10.96.0.2")}
-    ctxs = [EvalContext(local_addrs=local, rng=random.Random(5)) for _ in range(3)]
+    ctxs = [EvalContext(local_addrs=local, rng=random.Random(5)) for _ in range(4)]
     for dst, dport, udp, iif, mark, state in pkts:
         base = Packet.udp("1.1.1.1", dst, 5, dport) if udp else tcp(src="1.1.1.1", dst=dst, dport=dport)
         base.iif, base.mark, base.ctstate = iif, mark, state
@@ -476,8 +478,69 @@ def test_indexed_and_generated_engines_equal_linear_engine(rules, pkts):
             results.append((v.verdict, v.rules_evaluated, v.steps, p.mark))
         assert results[1] == results[0]
         assert results[2] == results[0]
+        assert results[3] == results[0]
     draws = [c.rng.random() for c in ctxs]
-    assert draws[1] == draws[0] and draws[2] == draws[0]      # the same number of random draws
+    assert draws[1] == draws[0] and draws[2] == draws[0] and draws[3] == draws[0]   # the same number of draws
+
+
+# --- lazy compilation, shared matches, memory ------------------------------------------------------
+def test_chains_compile_on_first_entry_only():
+    lines = [":KUBE-SERVICES - [0:0]", "-A PREROUTING -j KUBE-SERVICES"]
+    for i in range(50):
+        lines.append(f":KUBE-SVC-{i} - [0:0]")
+        lines.append(f"-A KUBE-SERVICES -d 10.96.0.{i}/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-{i}")
+        lines.append(f"-A KUBE-SVC-{i} -p tcp -j DNAT --to-destination 10.244.0.{i}:8080")
+    e = eng("\n".join(lines), NAT)
+    chains = e.tables["nat"]
+    assert not any(cc.compiled for cc in chains.values())
+    assert e.has_rules("nat", "PREROUTING") and not e.has_rules("nat", "OUTPUT")
+    assert not chains["PREROUTING"].compiled                      # has_rules does not compile
+    v = e.run("nat", "PREROUTING", tcp(dst="10.96.0.7"), EvalContext())
+    assert v.nat.ip == ip2int("10.244.0.7") and v.rules_evaluated == 1 + 8 + 1
+    assert {n for n, cc in chains.items() if cc.compiled} == {"PREROUTING", "KUBE-SERVICES", "KUBE-SVC-7"}
+    e.compile_all()
+    assert all(cc.compiled for cc in chains.values())
+    assert [s.chain for s in v.steps] == ["PREROUTING", "KUBE-SERVICES", "KUBE-SVC-7"]
+
+
+def test_identical_nth_clauses_keep_separate_counters():
+    # xt_statistic keeps one counter per rule, even when two rules write the same clause
+    e = eng("-A INPUT -m statistic --mode nth --every 2 --packet 0 -j MARK --or-mark 0x1\n"
+            "-A INPUT -m statistic --mode nth --every 2 --packet 0 -j MARK --or-mark 0x2")
+    ctx = EvalContext()
+    marks = []
+    for _ in range(4):
+        p = tcp()
+        e.run("filter", "INPUT", p, ctx)
+        marks.append(p.mark)
+    assert marks == [3, 0, 3, 0]
+
+
+def test_engine_and_ruleset_hold_no_reference_cycles():
+    # Freed by reference counting alone: no gigabyte of rules waits for a full GC
+    import gc
+    text = (DATA / "kube_proxy_save.txt").read_text()
+    gc.collect()
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        e = Engine(parse(text))
+        e.compile_all()
+        e.run("nat", "PREROUTING", tcp(src="10.0.0.5", dst="172.30.0.41"), EvalContext())
+        del e
+        assert gc.collect() == 0
+    finally:
+        if was:
+            gc.enable()
+
+
+def test_hits_report_rule_fields_from_compiled_rule():
+    v = kube_proxy_engine().run("nat", "PREROUTING", tcp(src="10.0.0.5", dst="172.30.0.41"), EvalContext())
+    last = v.steps[-1]
+    assert (last.chain, last.target, last.number) == ("KUBE-SEP-SXIVWICOYRO3J4NJ", "DNAT", 2)
+    assert last.comment == "ns1/svc1:p80" and last.line == last.rule.line
+    pol = kube_proxy_engine().run("nat", "PREROUTING", tcp(src="10.0.0.5", dst="9.9.9.9"), EvalContext()).steps[-1]
+    assert pol.policy and (pol.chain, pol.text, pol.target) == ("PREROUTING", ":PREROUTING ACCEPT", "ACCEPT")
 
 
 # --- CLI ------------------------------------------------------------------------------------------

@@ -172,3 +172,59 @@ def test_kernel_iptables_save_matches_our_render():
     saved = "".join(line + "\n" for line in r.stdout.splitlines() if not line.startswith("#"))
     assert parse(_read("kube_proxy_restore.txt")).render() == saved
     assert parse(saved).render() == saved
+
+
+# --- the fast paths give the general paths' answers ------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from netsim.rules.iptables.parse import tokenize, tokenize_escaped  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='ab "\t-!x\x1f', max_size=14))
+def test_quote_splitting_fast_path_equals_general_tokenizer(line):
+    # iptables-restore's quoting: whitespace separates, "..." groups, quotes glue to adjacent text
+    def run(fn):
+        try:
+            return fn(line.strip(), "w")
+        except IptablesError as e:
+            return str(e)
+    assert run(tokenize) == run(tokenize_escaped)
+
+
+def test_tokenize_glues_quoted_text_and_reports_unterminated_quote():
+    assert tokenize('-m comment --comment "a b"c -j X', "w") == ["-m", "comment", "--comment", "a bc", "-j", "X"]
+    assert tokenize('--comment ""', "w") == ["--comment", ""]
+    with pytest.raises(IptablesError, match=r"^w: unterminated quote"):
+        tokenize('--comment "a b', "w")
+
+
+def test_identical_clauses_share_one_match_unless_per_rule():
+    # A 10,000-Service dump repeats a few clauses; sharing them is what keeps parsing fast. A clause
+    # with per-rule state (statistic nth: one counter per rule in xt_statistic) or a message naming
+    # its rule's line (set) is never shared.
+    text = (FILTER_HEAD + "-A INPUT -p tcp -m tcp --dport 80 -m statistic --mode random --probability 0.5 -j ACCEPT\n"
+            "-A INPUT -p tcp -m tcp --dport 80 -m statistic --mode random --probability 0.5 -j ACCEPT\n"
+            "-A INPUT -m statistic --mode nth --every 2 --packet 0 -m set --match-set S src -j DROP\n"
+            "-A INPUT -m statistic --mode nth --every 2 --packet 0 -m set --match-set S src -j DROP\nCOMMIT\n")
+    a, b, c, d = parse(text).tables["filter"].chains["INPUT"].rules
+    assert a.matches[0] is b.matches[0] and a.matches[1] is b.matches[1]
+    assert a.header is b.header and a.target_spec is b.target_spec
+    assert c.matches[0] is not d.matches[0] and c.matches[1] is not d.matches[1]
+    assert c.header is not a.header
+
+
+def test_flush_of_unknown_chain_is_one_line_error():
+    with pytest.raises(IptablesError, match=r"^d:5: -F of unknown chain 'NOPE' in table filter$"):
+        parse(FILTER_HEAD + "-F NOPE\nCOMMIT\n", source="d")
+
+
+def test_deep_jump_chain_is_checked_without_recursion_limit():
+    from netsim.rules.iptables import Engine
+    n = 3000      # deeper than Python's default recursion limit
+    decl = "".join(f":C{i} - [0:0]\n" for i in range(n))
+    jumps = "".join(f"-A C{i} -j C{i + 1}\n" for i in range(n - 1))
+    Engine(parse(FILTER_HEAD + decl + "-A INPUT -j C0\n" + jumps + "COMMIT\n"))
+    with pytest.raises(IptablesError, match=rf"^loop:{2 * n + 5}: jump to C0 makes a loop"):
+        Engine(parse(FILTER_HEAD + decl + "-A INPUT -j C0\n" + jumps + f"-A C{n - 1} -j C0\nCOMMIT\n", source="loop"))

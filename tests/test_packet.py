@@ -159,3 +159,68 @@ def test_random_rewrites_keep_checksums_valid(proto: str, src: int, dst: int, sp
     p.ttl = ttl
     assert (p.src, p.dst, p.sport, p.ttl) == (src, dst, sp, ttl)
     assert_checksums_match_scapy(p)
+
+
+# ---------------------------------------------------------------------- fast paths == reference
+def rfc1071(data: bytes, initial: int = 0) -> int:
+    """RFC 1071 §4.1 word loop: the reference the big-integer checksum must equal."""
+    if len(data) & 1:
+        data += b"\x00"
+    s = initial
+    for i in range(0, len(data), 2):
+        s += data[i] << 8 | data[i + 1]
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=90), initial=st.integers(0, 0x3FFFF))
+def test_checksum_equals_rfc1071_word_loop(data: bytes, initial: int) -> None:
+    from netsim.packet import checksum
+    assert checksum(data, initial) == rfc1071(data, initial)
+
+
+def test_checksum_edge_cases() -> None:
+    from netsim.packet import checksum
+    assert checksum(b"") == 0xFFFF                     # sum 0 -> ~0
+    assert checksum(b"\xff\xff") == 0x0000             # sum 0xFFFF (ones' complement -0) -> 0
+    assert checksum(b"\xff\xff\xff\xff") == 0x0000
+
+
+@settings(max_examples=100, deadline=None)
+@given(ttl=st.integers(1, 255), payload=st.binary(max_size=9))
+def test_decrement_ttl_equals_the_setter(ttl: int, payload: bytes) -> None:
+    a = Packet.tcp("10.0.0.1", "10.0.0.2", 1, 2, ttl=ttl, payload=payload)
+    b = a.copy()
+    a.decrement_ttl()
+    b.ttl = ttl - 1
+    assert bytes(a.buf) == bytes(b.buf) and a.ttl == ttl - 1
+    assert_checksums_match_scapy(a)
+
+
+def test_builders_take_integer_addresses() -> None:
+    s, d = ip2int("10.244.1.2"), ip2int("10.96.0.10")
+    assert bytes(Packet.tcp(s, d, 1, 2, flags="SA", seq=7, ack=9, payload=b"abc").buf) == \
+        bytes(Packet.tcp("10.244.1.2", "10.96.0.10", 1, 2, flags="SA", seq=7, ack=9, payload=b"abc").buf)
+    assert bytes(Packet.udp(s, d, 1, 2, payload=b"x").buf) == bytes(Packet.udp("10.244.1.2", "10.96.0.10", 1, 2,
+                                                                              payload=b"x").buf)
+
+
+def test_udp_without_dont_fragment_matches_scapy() -> None:
+    # flannel's VXLAN outer header leaves DF clear (reference kube-proxy-iptables.md §4.1)
+    p = Packet.udp("192.168.49.4", "192.168.49.2", 40000, 8472, payload=b"\x08" + b"\x00" * 60, df=False)
+    assert not p.buf[6] & 0x40 and IP(bytes(p.buf)).flags == 0
+    assert_checksums_match_scapy(p)
+
+
+def test_decoded_fields_follow_writes() -> None:
+    p = Packet.icmp("10.0.0.1", "10.0.0.2", id=5)
+    p.dport = 9                                           # the echo id is both "ports"
+    assert (p.sport, p.dport) == (9, 9) and p.tuple()[2] == p.tuple()[4] == 9
+    q = Packet.tcp("10.0.0.1", "10.0.0.2", 1000, 80)
+    q.buf[16:20] = bytes([10, 0, 0, 3])                  # a direct write: reparse picks it up
+    q.reparse()
+    assert q.dst == ip2int("10.0.0.3") and q.dst_ip == "10.0.0.3"
+    r = Packet(bytes(q.buf))
+    assert r.tuple() == q.tuple()

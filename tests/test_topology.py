@@ -79,3 +79,14 @@ def test_bad_pod_network_is_a_clear_error():
     c.config.pod_network = "calico"
     with pytest.raises(TopologyError, match="pod_network: expected vxlan or host-gw"):
         Topology(c)
+
+
+def test_route_lookup_cache_follows_new_routes():
+    rt = RoutingTable()
+    rt.add(Route(0, 0, "eth0", via=ip2int("192.168.49.1")))
+    dst = ip2int("10.244.3.9")
+    assert rt.lookup(dst).dev == "eth0"
+    assert rt.lookup(dst).dev == "eth0"                  # answered from the cache
+    rt.add(Route(*parse_cidr("10.244.3.0/24"), "flannel.1"))
+    assert rt.lookup(dst).dev == "flannel.1"             # a new route invalidates it
+    assert RoutingTable().lookup(dst) is None

@@ -4,7 +4,8 @@ Public API (kept stable for the walker, the proxier tests and the CLI):
     parse(text, *, source="<dump>", lenient=False) -> Ruleset
     Ruleset.tables[name].chains[name].policy / .rules (Rule: .line .text .comment .target)
     Ruleset.render() -> str
-    Engine(ruleset).run(table, chain, pkt, ctx) -> Verdict
+    Engine(ruleset).run(table, chain, pkt, ctx) -> Verdict   (chains compile on a packet's first entry;
+    Engine.compile_all() compiles every chain now; Engine.has_rules(table, chain) does not compile)
     EvalContext(local_addrs, ipsets, rng, now, recent)
 """
 from netsim.rules.iptables.compile import RuleInfo

@@ -9,6 +9,7 @@ match's compiled predicate. tests/test_iptables_engine.py checks the generated s
 against the closure-based walk on random rulesets.
 
     scan(p, c, pos, k) -> first i >= pos whose rule matches (or is unsupported), else len(rules)
+    (k: the chain's rules, then its constants)
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ class ScannerFactory:
 
     def scanner(self, rule_exprs: list[list[tuple[str, tuple]] | None]) -> tuple[Callable[[Any, Any, int, tuple], int], tuple]:
         """`rule_exprs[i]` is rule i's tests as (format, constants) pairs; None marks an unsupported rule.
-        Returns the (shared) scanner and this chain's constants tuple to pass as its `k`."""
+        Returns the (shared) scanner and the chain's constants; the caller passes as `k` a tuple
+        holding the chain's len(rule_exprs) rules followed by these constants (read as k[n + j])."""
         consts: list[Any] = []
         lines: list[str] = []
         for i, exprs in enumerate(rule_exprs):
@@ -33,7 +35,7 @@ class ScannerFactory:
                 continue
             conds = []
             for fmt, vals in exprs:
-                names = [f"k[{len(consts) + j}]" for j in range(len(vals))]
+                names = [f"k[{len(rule_exprs) + len(consts) + j}]" for j in range(len(vals))]
                 consts.extend(vals)
                 conds.append(fmt.format(*names))
             cond = " and ".join(f"({x})" for x in conds) if conds else "True"

@@ -70,25 +70,30 @@ class CompiledRule(RuleInfo):
 class CompiledChain:
     """One chain, compiled on first use: a long chain gets the hash index, a short one a generated
     scanner (when the Engine has a ScannerFactory). Until then only its name, policy and length are set,
-    so that a 10,000-Service dump costs nothing for the Services no packet reaches."""
+    so that a 10,000-Service dump costs nothing for the Services no packet reaches.
 
-    __slots__ = ("name", "policy", "line", "n", "source", "min_rules", "scanners", "_rules", "shapes",
-                 "unindexed", "_indexed", "_scan", "consts", "policy_info")
+    Layout for a cold walk (each distinct object a packet touches is a likely CPU-cache miss):
+    `_rules` is one tuple holding the compiled rules followed by the scanner's constants (the
+    scanner reads them as k[n + j]), and the fields the Engine reads per packet come first.
+    """
+
+    __slots__ = ("_rules", "_scan", "n", "_indexed", "shapes", "unindexed", "name", "policy", "line",
+                 "source", "min_rules", "scanners", "policy_info")
 
     def __init__(self, chain: Chain, min_rules: int = INDEX_MIN_RULES, scanners=None) -> None:
+        self._rules: Optional[tuple] = None         # (rule 0, ..., rule n-1, constant 0, ...) once compiled
+        self._scan: Optional[Callable[[Any, Any, int, tuple], int]] = None
+        self.n = len(chain.rules)
+        self._indexed = False
+        # shape -> {packed key: position, or a tuple of positions}; see candidate_lists
+        self.shapes: list[tuple[tuple[bool, bool, bool], dict[int, Any]]] = []
+        self.unindexed: tuple[int, ...] = ()
         self.name = chain.name
         self.policy = chain.policy
         self.line = chain.line
-        self.n = len(chain.rules)
         self.source: Optional[Chain] = chain         # dropped once compiled
         self.min_rules = min_rules
         self.scanners = scanners
-        self._rules: Optional[list[CompiledRule]] = None
-        self.shapes: list[tuple[tuple[bool, bool, bool], dict[int, tuple[int, ...]]]] = []
-        self.unindexed: list[int] = []
-        self._indexed = False
-        self._scan: Optional[Callable[[Any, Any, int, tuple], int]] = None
-        self.consts: tuple = ()
         self.policy_info = RuleInfo(chain.line, f":{chain.name} {chain.policy}", None, chain.policy, chain.name) \
             if chain.policy is not None else None
 
@@ -97,7 +102,7 @@ class CompiledChain:
     def rules(self) -> list[CompiledRule]:
         if self._rules is None:
             self.compile()
-        return self._rules
+        return list(self._rules[:self.n])
 
     @property
     def indexed(self) -> bool:
@@ -112,21 +117,30 @@ class CompiledChain:
         return self._scan
 
     @property
+    def consts(self) -> tuple:
+        """The scanner's constants (what it reads as k[n + j])."""
+        if self._rules is None:
+            self.compile()
+        return self._rules[self.n:]
+
+    @property
     def compiled(self) -> bool:
         return self._rules is not None
 
     def compile(self) -> None:
         chain = self.source
         rules = [compile_rule(r) for r in chain.rules]
+        consts: tuple = ()
         if len(rules) < self.min_rules:
             if self.scanners is not None:
-                self._scan, self.consts = self.scanners.scanner([rule_exprs(cr.rule) for cr in rules])
+                self._scan, consts = self.scanners.scanner([rule_exprs(cr.rule) for cr in rules])
         else:
             shapes: dict[tuple[bool, bool, bool], dict[int, list[int]]] = {}
+            unindexed = []
             for pos, cr in enumerate(rules):
                 ik = index_key(cr.rule)
                 if ik is None:
-                    self.unindexed.append(pos)
+                    unindexed.append(pos)
                 else:
                     shape, key = ik
                     packed = pack_key(key[0] if shape[0] else None, key[int(shape[0])] if shape[1] else None,
@@ -134,17 +148,20 @@ class CompiledChain:
                     shapes.setdefault(shape, {}).setdefault(packed, []).append(pos)
                     # a candidate found through its bucket already has the keyed fields equal to the packet's
                     cr.preds = rule_preds(cr.rule, ik[0], ik[1])
-            # tuples: the positions sit inline in the bucket object (one cold miss fewer than a list)
-            self.shapes = [(shape, {k: tuple(v) for k, v in b.items()}) for shape, b in shapes.items()]
+            # a bucket of one rule holds its position itself (one object fewer to touch than a tuple)
+            self.shapes = [(shape, {k: v[0] if len(v) == 1 else tuple(v) for k, v in b.items()})
+                           for shape, b in shapes.items()]
+            self.unindexed = tuple(unindexed)
             self._indexed = True
-        self._rules = rules
+        self._rules = tuple(rules) + consts
         self.source = None
 
     def candidate_lists(self, pkt) -> Optional[list]:
-        """Sorted position lists whose union holds every rule this packet could match (None: walk all)."""
+        """Positions (ints, or sorted tuples of them) whose union holds every rule this packet could
+        match (None: walk all)."""
         if not self._indexed:
             return None
-        lists = [self.unindexed] if self.unindexed else []
+        lists: list = [self.unindexed] if self.unindexed else []
         dst = pkt.dst
         proto = pkt.proto
         ported = proto in _PORT_PROTOS
@@ -152,12 +169,12 @@ class CompiledChain:
             if has_dport:
                 if not ported:
                     continue
-                key = pack_key(dst if has_dst else None, proto, pkt.dport)
+                key = (((dst << 8) | proto) << 16 | pkt.dport) if has_dst else (proto << 16 | pkt.dport)
             else:
-                key = pack_key(dst, proto if has_proto else None, None)
-            lst = buckets.get(key)
-            if lst:
-                lists.append(lst)
+                key = ((dst << 8) | proto) if has_proto else dst
+            found = buckets.get(key)
+            if found is not None:
+                lists.append(found)
         return lists
 
     def next_candidate(self, lists: Optional[list], pos: int) -> int:
@@ -165,6 +182,10 @@ class CompiledChain:
             return pos
         best = self.n
         for lst in lists:
+            if lst.__class__ is int:
+                if pos <= lst < best:
+                    best = lst
+                continue
             j = bisect_left(lst, pos)
             if j < len(lst) and lst[j] < best:
                 best = lst[j]

@@ -143,7 +143,7 @@ class Engine:
         while True:
             scan = cur._scan
             if scan is not None:
-                i = scan(pkt, ctx, pos, cur.consts)
+                i = scan(pkt, ctx, pos, cur._rules)
             elif lists is None:
                 i = pos
             else:

@@ -1,0 +1,102 @@
+"""What the walker keeps between traces, and that keeping it changes nothing a trace shows.
+
+kube-proxy's only inputs are Services, EndpointSlices and Nodes (pkg/proxy: the proxier's
+OnService*/OnEndpointSlice*/OnNode* handlers), and it skips iptables-restore when a sync renders the
+same rules. The walker does likewise: a Pod-only change keeps each node's compiled rules; a
+rule-relevant change re-renders them lazily and reuses a node's ruleset whose text came out the same.
+Trace steps that depend only on a rule, a route or a link are shared between traces; they must
+never let one trace's content change another's.
+"""
+from __future__ import annotations
+
+from netsim.cluster import Cluster
+from netsim.model import ClusterConfig, ContainerPort, Node, Pod, Service, ServicePort
+from netsim.walker import Walker
+
+from walker_cluster import scenario_cluster
+
+
+def svc_ip(cluster, name):
+    return cluster.service("default", name).cluster_ip
+
+
+def test_pod_only_change_keeps_compiled_rules_bound_to_the_new_hosts():
+    c = scenario_cluster()
+    w = Walker(c)
+    client = w.host_for("pod/client-1")
+    assert w.connect(client, svc_ip(c, "web"), 80).outcome.ok
+    nf = w.netfilter("node-1")
+    c.add(Pod("idle", labels={"app": "idle"}, node_name="node-1"))     # selected by no Service
+    t = w.connect(w.host_for("pod/client-1"), svc_ip(c, "web"), 80)
+    assert t.outcome.ok and t.outcome.reply.matches_request
+    assert w.netfilter("node-1") is nf                                 # not re-rendered
+    # ...but evaluated against the rebuilt host's local table (addrtype LOCAL)
+    assert nf.ctx.local_addrs is w.topology.hosts["node-1"].routes.local
+
+
+def test_service_change_rerenders_and_the_new_service_is_reachable():
+    c = scenario_cluster()
+    w = Walker(c)
+    w.connect(w.host_for("pod/client-1"), svc_ip(c, "web"), 80)
+    nf = w.netfilter("node-1")
+    c.add(Service("web-new", selector={"app": "web"}, ports=[ServicePort(8081, "TCP", "http", 8080)]))
+    t = w.connect(w.host_for("pod/client-1"), svc_ip(c, "web-new"), 8081)
+    assert t.outcome.ok and t.outcome.port == 8080
+    assert any("default/web-new" in s.extra["rule"] for s in t.request.steps("RULE"))
+    assert w.netfilter("node-1") is not nf
+    assert "default/web-new" in w.netfilter("node-1").save()
+
+
+def test_rerender_with_unchanged_text_reuses_the_ruleset():
+    # node-3 runs no endpoint of anything: once it goes NotReady (a Node event, so a re-render)
+    # node-1's rules come out the same text, and kube-proxy would not reload them
+    c = Cluster(ClusterConfig(seed=3, coredns=False))
+    c.apply([Node("node-1", "192.168.49.2"), Node("node-2", "192.168.49.3"), Node("node-3", "192.168.49.4"),
+             Pod("web-1", labels={"app": "web"}, node_name="node-1", ports=[ContainerPort(8080)]),
+             Pod("client", node_name="node-2"),
+             Service("web", selector={"app": "web"}, ports=[ServicePort(80, "TCP", None, 8080)])])
+    w = Walker(c, "iptables")
+    ip = c.service("default", "web").cluster_ip
+    assert w.connect(w.host_for("pod/client"), ip, 80).outcome.ok
+    nf = w.netfilter("node-1")
+    before = nf.save()
+    c.stop_node("node-3")
+    c.advance(60)
+    assert not c.node("node-3").ready
+    assert w._rules_dirty                              # the Node event asks for a re-render
+    t = w.connect(w.host_for("pod/client"), ip, 80)
+    assert t.outcome.ok and t.outcome.pod == "default/web-1"
+    assert w.netfilter("node-1").save() == before
+    assert w.netfilter("node-1") is nf
+
+
+def test_shared_steps_do_not_leak_between_traces():
+    c = scenario_cluster()
+    w = Walker(c)
+    client = w.host_for("pod/client-3")
+    first = w.connect(client, svc_ip(c, "web"), 80, full=True)
+    text, js = first.render(verbose=True), first.to_json()
+    for _ in range(25):                                # same rules, routes and links, other packets
+        w.connect(client, svc_ip(c, "web"), 80, full=True)
+        w.connect(w.host_for("external"), "192.168.49.4", 30080)
+    assert first.render(verbose=True) == text and first.to_json() == js
+    # a node's RULE steps are the same objects in every trace that hits the rule (built once per rule)
+    again = w.connect(client, svc_ip(c, "web"), 80)
+    first_rules = {(h.host, s.detail): s for h in first.request.hops for s in h.steps if s.action == "RULE"}
+    shared = [(h.host, s) for h in again.request.hops for s in h.steps
+              if s.action == "RULE" and (h.host, s.detail) in first_rules]
+    assert len(shared) >= 4 and all(first_rules[(host, s.detail)] is s for host, s in shared)
+
+
+def test_translated_step_reads_like_before():
+    c = scenario_cluster()
+    w = Walker(c)
+    t = w.connect(w.host_for("pod/client-1"), svc_ip(c, "web"), 80, sport=40123)
+    dnat = t.request.steps("TRANSLATED")[0]
+    pod_ip = c.pod("default", t.outcome.pod.split("/")[1]).ip
+    assert dnat.detail == f"DNAT dst {svc_ip(c, 'web')}:80 -> {pod_ip}:8080"
+    assert dnat.extra == {"before": f"{svc_ip(c, 'web')}:80", "after": f"{pod_ip}:8080"}
+    assert dnat.to_dict()["after"] == f"{pod_ip}:8080"
+    back = [s for s in t.steps("TRANSLATED") if s.detail.startswith("un-DNAT")]
+    assert back and back[-1].extra["after"] == f"{svc_ip(c, 'web')}:80"
+    assert t.outcome.reply.summary.startswith(f"tcp {svc_ip(c, 'web')}:80 > ")
