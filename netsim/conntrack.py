@@ -257,14 +257,22 @@ class Conntrack:
         return invert(e.orig if is_reply else e.reply)
 
     def nat_dst(self, pkt: Packet, e: ConntrackEntry, is_reply: bool) -> Optional[tuple[int, int, int, int]]:
-        """Destination manip (PREROUTING/OUTPUT). Returns (old ip, old port, new ip, new port) or None."""
+        """Destination manip (PREROUTING/OUTPUT). Returns (old ip, old port, new ip, new port) or None.
+
+        Like nf_nat_packet, only a binding the entry carries is applied (IPS_DST_NAT for the original
+        direction, IPS_SRC_NAT undone on replies): a reply tuple changed by IPVS (conntrack=1) is
+        no NAT binding, so later packets of an IPVS connection still reach IPVS at LOCAL_IN."""
+        if not (e.snat if is_reply else e.dnat):
+            return None
         t = e.orig if is_reply else e.reply          # target = invert(t): its destination is t's source
         if pkt.dst == t[1] and pkt.dport == t[2] and not (pkt.proto == IPPROTO_ICMP and pkt.is_icmp_error):
             return None                              # nothing to rewrite (the common case)
         return self._manip(pkt, t[1], t[2], "dst")
 
     def nat_src(self, pkt: Packet, e: ConntrackEntry, is_reply: bool) -> Optional[tuple[int, int, int, int]]:
-        """Source manip (POSTROUTING/INPUT)."""
+        """Source manip (POSTROUTING/INPUT); only for an entry with that binding (see nat_dst)."""
+        if not (e.dnat if is_reply else e.snat):
+            return None
         t = e.orig if is_reply else e.reply          # target = invert(t): its source is t's destination
         if pkt.src == t[3] and pkt.sport == t[4] and not (pkt.proto == IPPROTO_ICMP and pkt.is_icmp_error):
             return None

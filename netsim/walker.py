@@ -264,9 +264,15 @@ class Walker:
         except ValueError:
             raise WalkError(f"destination {dst!r} is not an IPv4 address") from None
         mode = self.mode
+        if client.kind == "node":
+            self.ipvs(client.name)          # IPVS mode: kube-ipvs0's VIPs are local before the lookup
         route = client.routes.lookup(d)
         src_addr = None
-        if route is not None:
+        if d in client.routes.local:
+            # The local table's route to one of our own addresses has that address as prefsrc
+            # (in IPVS mode every ClusterIP sits on kube-ipvs0, so the VIP becomes the source).
+            src_addr = d
+        elif route is not None:
             src_addr = route.src if route.src is not None else client.primary_address(route.dev)
         if sport is None:
             sport = self.rng.randint(*EPHEMERAL_PORTS)

@@ -186,10 +186,6 @@ def test_node_to_clusterip_is_masqueraded_to_the_egress_device(mode):
                    for r in rule_lines(t))
 
 
-@pytest.mark.xfail(strict=True, reason="WALKER BUG (netsim/walker.py connect): in IPVS mode every "
-                   "ClusterIP is a local address (kube-ipvs0), so the kernel's route lookup "
-                   "(local table, prefsrc = the address) makes the VIP itself the source of a "
-                   "node-originated connection; the walker takes the default route's source.")
 def test_node_to_clusterip_source_address_is_the_vip_in_ipvs_mode():
     # kube-proxy proxier.go writeIptablesRules: "The kube dummy interface has all service VIPs
     # assigned which results in the service VIP being picked as the source IP to reach a VIP."
@@ -408,11 +404,6 @@ def test_reply_is_un_natted_by_ipvs_and_conntrack_tracks_it():
         [f"TCP {pod_ip(c, 'client-1')}:{t.flow.sport} -> {vip}:80 -> {ep}:8080 SYN_RECV"]
 
 
-@pytest.mark.xfail(strict=True, reason="WALKER/CONNTRACK BUG (netsim/conntrack.py nat_dst/nat_src, "
-                   "used by netsim/walker.py): IPVS only alters the unconfirmed entry's reply tuple "
-                   "(ip_vs_update_conntrack); the entry has no IPS_DST_NAT, so nf_nat_packet must "
-                   "not DNAT later packets. The emulator DNATs them at PREROUTING from the tuple, so "
-                   "they bypass INPUT/IPVS and the IPVS connection never sees the ACK.")
 def test_later_packets_of_an_ipvs_connection_go_through_ipvs():
     c, w = walker()
     vip = svc_ip(c, "web")
