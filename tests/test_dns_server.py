@@ -9,6 +9,7 @@ server must avoid: header-only truncation, one message per TCP connection, AD ec
 from __future__ import annotations
 
 import random
+import re
 import shutil
 import socket
 import struct
@@ -118,6 +119,31 @@ def test_dig_headless_60_truncates_on_udp_and_completes_on_tcp(srv):
     assert full.count(" IN A ") == 60
     # dig's own TC → TCP retry gives the full set
     assert dig(srv, "+noedns", "+noall", "+answer", BIG).count(" IN A ") == 60
+
+
+needs_kdig = pytest.mark.skipif(shutil.which("kdig") is None, reason="kdig (knot-dnsutils) is not installed")
+
+
+def kdig(srv, *args):
+    out = subprocess.run(["kdig", "@127.0.0.1", "-p", str(srv.port), "+time=2", "+retry=0", *args],
+                         capture_output=True, text=True, timeout=20)
+    return " ".join(out.stdout.split())
+
+
+@needs_kdig
+def test_kdig_srv_and_truncation_fallback(srv, cluster):
+    """A second, independent client implementation (Knot's) reads the same wire format."""
+    srv_out = kdig(srv, "+tcp", "_http._tcp.web.default.svc.cluster.local", "SRV")
+    assert "status: NOERROR" in srv_out and "Flags: qr aa rd;" in srv_out
+    assert "_http._tcp.web.default.svc.cluster.local. 30 IN SRV 0 100 80 web.default.svc.cluster.local." in srv_out
+    # kdig without EDNS over UDP gets TC=1 and (unlike dig) does not retry by itself
+    trunc = kdig(srv, "+noedns", "+ignore", BIG)
+    assert "Flags: qr aa tc rd;" in trunc
+    assert 20 <= int(re.search(r"ANSWER: (\d+);", trunc).group(1)) < 60
+    full = kdig(srv, "+tcp", BIG)
+    assert "ANSWER: 60;" in full and full.count(" IN A ") == 61     # 60 answers + the question line
+    nx = kdig(srv, "nope.default.svc.cluster.local", "A")
+    assert "status: NXDOMAIN" in nx and "IN SOA ns.dns.cluster.local." in nx
 
 
 def test_truncation_respects_edns_size(dns):
