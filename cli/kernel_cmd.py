@@ -42,12 +42,15 @@ def _need_root() -> None:
 @file_option
 @click.option("--name", default=None, help="Cluster prefix for namespaces (default: the Cluster document's name).")
 @click.option("--no-rules", is_flag=True, help="Do not load kube-proxy rules (topology and servers only).")
-def up(files, name, no_rules) -> None:
+@click.option("--mode", type=click.Choice(["iptables", "ipvs", "nftables"]), default=None,
+              help="kube-proxy mode (default: the Cluster document's proxyMode).")
+def up(files, name, no_rules, mode) -> None:
     """Build the cluster from real network namespaces, veths, bridges, VXLAN and iptables."""
     from netsim.kernel.build import KernelBackendError, KernelCluster
     from netsim.kernel.rules import RulesError
     _need_root()
     cluster = load_cluster(files)
+    cluster.config.proxy_mode = mode or cluster.config.proxy_mode
     name = _default_name(cluster, name)
     try:
         kc = KernelCluster.up(cluster, name, sources=list(files), load_rules=not no_rules,
@@ -160,13 +163,16 @@ def exec_(target, namespace, name, command) -> None:
 @click.option("--name", default=None, help="Prefix for the temporary kernel cluster (default: v<pid>).")
 @click.option("--seed", default=0, show_default=True, help="Seed for choosing the flows.")
 @click.option("-v", "--verbose", is_flag=True, help="Print every flow, not only disagreements.")
-def verify(files, flows, name, seed, verbose) -> None:
+@click.option("--mode", type=click.Choice(["iptables", "ipvs", "nftables"]), default=None,
+              help="kube-proxy mode (default: the Cluster document's proxyMode).")
+def verify(files, flows, name, seed, verbose, mode) -> None:
     """Send real connections through the kernel and compare each with the emulator's trace."""
     from netsim.kernel.build import KernelBackendError
     from netsim.kernel.rules import RulesError
     from netsim.kernel.verify import VerifyError, run_verify
     _need_root()
     cluster = load_cluster(files)
+    cluster.config.proxy_mode = mode or cluster.config.proxy_mode
     name = name or f"v{os.getpid() % 100000}"
     try:
         report = run_verify(cluster, name, flows=flows, seed=seed, sources=list(files))

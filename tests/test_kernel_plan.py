@@ -101,3 +101,19 @@ def test_jump_rules_follow_reverse_insertion_order():
 def test_nfacct_names_found_in_rule_text():
     text = "-A KUBE-FORWARD -m conntrack --ctstate INVALID -m nfacct --nfacct-name  ct_state_invalid_dropped_pkts -j DROP"
     assert rules.nfacct_names(text) == ["ct_state_invalid_dropped_pkts"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="`netsim up` needs root")
+def test_up_with_mode_override_refuses_before_building_anything():
+    """`netsim up --mode ipvs` on a kernel without ip_vs: one line naming the module, exit 1,
+    and no namespace left behind (the check runs before anything is created)."""
+    from click.testing import CliRunner
+    from netsim.cli.main import cli
+    if os.path.exists("/proc/net/ip_vs"):
+        pytest.skip("this kernel has ip_vs")
+    before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    res = CliRunner().invoke(cli, ["up", "-f", "example:httpd-app", "--mode", "ipvs", "--name", "kmode"])
+    assert res.exit_code == 1
+    assert "ip_vs kernel module" in res.output and "Traceback" not in res.output
+    after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    assert not [n for n in after - before if n.startswith("kmode")]
