@@ -38,27 +38,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from netsim.benchmarks.bench_dataplane import build_cluster  # the same 3-node cluster
 from netsim.cluster import Cluster
-from netsim.model import ClusterConfig, ContainerPort, Node, Pod, Service, ServicePort
 from netsim.walker import Walker
 
 RESULTS = Path(__file__).parent / "results" / "modes.json"
 KERNEL = Path(__file__).parent / "results" / "kernel.json"
 MODES = ("iptables", "ipvs")
 ROUNDS = 3
-
-
-def build_cluster(n_services: int, seed: int = 1) -> Cluster:
-    c = Cluster(ClusterConfig(seed=seed, coredns=False, service_cidr="10.96.0.0/12"))
-    objs: list = [Node("node-1", "192.168.49.2"), Node("node-2", "192.168.49.3"), Node("node-3", "192.168.49.4")]
-    for i, node in ((1, "node-1"), (2, "node-2")):
-        objs.append(Pod(f"web-{i}", labels={"app": "web"}, node_name=node,
-                        ports=[ContainerPort(8080, name="http")]))
-    objs.append(Pod("client", labels={"app": "client"}, node_name="node-3"))
-    for i in range(n_services):
-        objs.append(Service(f"svc-{i}", selector={"app": "web"}, ports=[ServicePort(80, "TCP", "http", "http")]))
-    c.apply(objs)
-    return c
 
 
 def _count_calls(obj: Any, name: str, counter: list[int]) -> None:

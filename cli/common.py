@@ -22,3 +22,14 @@ def load_cluster(files: tuple[str, ...], quiet: bool = False) -> Cluster:
         for n in cluster.notices:
             click.echo(n, err=True)
     return cluster
+
+
+def read_dump(path: str, expected: str) -> str:
+    """A rule dump's text; unreadable or binary files become a one-line error naming what was expected."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise click.ClickException(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{path}: not a text file (expected {expected})") from None

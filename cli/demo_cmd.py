@@ -6,28 +6,18 @@ import click
 from netsim.cli.trace_cmd import render_summary, run_traces, summarize
 
 
-def available_modes() -> list[str]:
-    modes = ["iptables"]
-    try:
-        import netsim.rules.ipvs.proxier  # noqa: F401
-        modes.append("ipvs")
-    except ImportError:
-        pass
-    return modes
+MODES = ("iptables", "ipvs")
 
 
 @click.command("demo")
-@click.option("--mode", type=click.Choice(["all", "iptables", "ipvs"]), default="all", show_default=True)
+@click.option("--mode", type=click.Choice(["all", *MODES]), default="all", show_default=True)
 @click.option("--count", type=click.IntRange(1, 10000), default=20, show_default=True,
               help="Connections for the distribution summary.")
 @click.option("-v", "--verbose", is_flag=True)
 def demo(mode, count, verbose) -> None:
     """pod → Service by name, and external → NodePort, traced in each proxy mode."""
     from netsim.manifests import load
-    modes = available_modes() if mode == "all" else [mode]
-    for m in modes:
-        if m not in available_modes():
-            raise click.ClickException(f"proxy mode {m} is not available in this build")
+    for m in MODES if mode == "all" else (mode,):
         cluster = load(["example:httpd-app"])
         node = cluster.nodes()[0]
         nodeport = next((sp.node_port for s in cluster.services() for sp in s.ports

@@ -61,6 +61,7 @@ def serve(files, listen: str, quiet: bool) -> None:
 def query(files, name: str, qtype: str, from_pod: Optional[str], namespace: str, family: str, tcp: bool) -> None:
     """Ask the cluster's DNS for NAME (dig-like), or with --from walk the pod's search list."""
     from netsim.dns.message import handle
+    from netsim.dns.names import name_problem
     from netsim.dns.resolver import ClusterDNS
     qtype = qtype.upper()
     try:
@@ -68,6 +69,9 @@ def query(files, name: str, qtype: str, from_pod: Optional[str], namespace: str,
     except Exception:
         raise click.BadParameter(f"{qtype!r}: expected a record type such as A, AAAA, SRV, PTR, TXT, NS, SOA",
                                  param_hint="TYPE") from None
+    why = name_problem(name)
+    if why:
+        raise click.BadParameter(f"{name!r} is not a legal name ({why})", param_hint="NAME")
     cluster = load_cluster(files)
     resolver = ClusterDNS(cluster)
     if from_pod:
@@ -85,7 +89,10 @@ def query(files, name: str, qtype: str, from_pod: Optional[str], namespace: str,
 def _walk(cluster, resolver, name: str, from_pod: str, namespace: str, family: str) -> None:
     from netsim.dns.resolvconf import ResolvConfError, pod_resolv_conf
     from netsim.dns.stub import search, wire_query_fns
-    pod_name = from_pod.split("/", 1)[1] if from_pod.startswith(("pod/", "pods/", "po/")) else from_pod
+    kind, sep, rest = from_pod.partition("/")
+    if sep and kind not in ("pod", "pods", "po"):
+        raise click.ClickException(f"--from {from_pod}: expected pod/NAME (the search walk needs a pod's resolv.conf)")
+    pod_name = rest if sep else from_pod
     pod = cluster.pod(namespace, pod_name)
     if pod is None:
         raise click.ClickException(f'--from: pod "{pod_name}" not found in namespace "{namespace}"')

@@ -5,6 +5,7 @@ import random
 
 import click
 
+from netsim.cli.common import read_dump
 from netsim.packet import Packet, ip2int
 from netsim.rules.iptables import Engine, EvalContext, IptablesError, parse
 from netsim.rules.iptables.engine import Verdict
@@ -85,9 +86,8 @@ def replay(dump: str, src: str, dst: str, proto: str, hook: str, seed: int, loca
         mark_v = int(mark, 0)
     except ValueError:
         raise click.BadParameter(f"expected a number like 0x4000, got {mark!r}", param_hint="--mark")
+    text = read_dump(dump, "iptables-save output")
     try:
-        with open(dump) as f:
-            text = f.read()
         rs = parse(text, source=dump, lenient=lenient)
         engine = Engine(rs)
     except IptablesError as e:

@@ -2,11 +2,9 @@
 real node's ``ipvsadm -Sn`` dump to see which real server each one gets."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from netsim.cli.common import file_option, load_cluster
+from netsim.cli.common import file_option, load_cluster, read_dump
 from netsim.packet import Packet, PacketError, ip2int
 
 
@@ -64,7 +62,7 @@ def replay(dump: str, src: str, dst: str, proto: str, count: int) -> None:
     from netsim.rules.ipvs.ipvsadm import parse_save, render_list
     from netsim.rules.ipvs.table import IpvsError
     try:
-        table = parse_save(Path(dump).read_text(), source=dump)
+        table = parse_save(read_dump(dump, "ipvsadm -Sn output"), source=dump)
     except IpvsError as e:
         raise click.ClickException(str(e)) from None
     if ":" not in src:

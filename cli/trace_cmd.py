@@ -10,10 +10,6 @@ import click
 from netsim.cli.common import file_option, load_cluster
 
 
-class TraceUsageError(click.ClickException):
-    pass
-
-
 def run_traces(cluster, client: str, namespace: str, to: str, proto: Optional[str], mode: Optional[str],
                count: int, capture: bool):
     """Resolve the target and walk ``count`` new connections; returns (walker, traces). Raises ValueError."""
@@ -93,7 +89,10 @@ def trace(files, client, namespace, to, proto, mode, seed, output, pcap, count, 
         raise click.ClickException(str(e)) from None
     if pcap:
         from netsim.pcap import save_traces
-        n = save_traces(pcap, traces, cluster.clock.now)
+        try:
+            n = save_traces(pcap, traces, cluster.clock.now)
+        except OSError as e:
+            raise click.ClickException(f"--pcap {pcap}: cannot write: {e.strerror or e}") from None
         click.echo(f"wrote {n} packets to {pcap}", err=True)
     ct_text = conntrack_tables(walker) if show_ct and output == "text" else ""
     if count == 1:

@@ -111,11 +111,6 @@ def is_reverse(name: str) -> bool:
     return name.endswith("in-addr.arpa.") or name.endswith("ip6.arpa.")
 
 
-def reverse_name(ip: str) -> str:
-    """The in-addr.arpa / ip6.arpa name of an address (with trailing dot)."""
-    return ipaddress.ip_address(ip).reverse_pointer + "."
-
-
 def endpoint_hostname(ip: str, hostname: Optional[str]) -> str:
     """kubernetes.go endpointHostname without endpoint_pod_names (not in kubeadm's Corefile).
 
@@ -148,3 +143,26 @@ def ip_family(ip: str) -> int:
         return ipaddress.ip_address(ip).version
     except ValueError:
         return 0
+
+
+def name_problem(name: str) -> Optional[str]:
+    """Why `name` cannot go into a query, in dig's words ("empty label", "label too long", "name too
+    long"), or None when it can. RFC 1035 §2.3.4: a label is 1-63 octets, a name at most 255 octets
+    in wire form; the root "." is legal."""
+    if name in ("", "."):
+        return None
+    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
+    wire = 1
+    for label in labels:
+        if not label:
+            return "empty label"
+        try:
+            size = len(label.encode("idna"))
+        except UnicodeError:                      # the codec itself refuses labels over 63 octets
+            size = len(label.encode("utf-8", "replace"))
+            if size <= 63:
+                return "label is not valid IDNA"
+        if size > 63:
+            return "label too long"
+        wire += size + 1
+    return "name too long" if wire > 255 else None

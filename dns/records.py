@@ -104,9 +104,7 @@ def _service_record(svc: Any) -> ServiceRecord:
     if svc.type == "ExternalName":
         ext = svc.external_name or ""
     elif svc.cluster_ip and not headless and ip_family(svc.cluster_ip):
-        ips = (svc.cluster_ip,)
-        extra = getattr(svc, "cluster_ips", None) or ()          # dual-stack, if the model grows it
-        ips += tuple(ip for ip in extra if ip not in ips)
+        ips = (svc.cluster_ip,)                      # single-stack: the model has one ClusterIP
     ports = tuple(PortRecord(p.name or "", p.protocol, p.port) for p in svc.ports) \
         or (PortRecord("", "", NO_PORT),)
     return ServiceRecord(namespace=svc.namespace, name=svc.name, type=svc.type, cluster_ips=ips,

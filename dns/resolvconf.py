@@ -9,7 +9,7 @@ overridden by name) and the result cut to kubelet's limits (3 nameservers; 32 se
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 MAX_NAMESERVERS = 3                 # validation.MaxDNSNameservers

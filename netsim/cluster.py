@@ -639,6 +639,8 @@ class Cluster:
         more than node_monitor_grace_period (40 s) old, making its pods not ready; pods on a
         NotReady node are evicted pod_eviction_timeout (300 s, the unreachable taint's toleration)
         later and their controllers reschedule them; terminating pods go after their grace period."""
+        if seconds < 0:
+            raise ValueError(f"advance: the clock only runs forward, got {seconds} s")
         end = self.clock.now + seconds
         while True:
             nxt = min(self._next_tick(self.clock.now), end)

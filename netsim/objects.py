@@ -146,7 +146,7 @@ def service(doc: Doc) -> Service:
     if cip not in (None, "", "None"):
         doc.check(cip, "spec.clusterIP", v.ipv4)
     if cip == "None" and typ not in ("ClusterIP",):
-        raise doc.fail("spec.clusterIP", f"Invalid value: \"None\": may only be set to 'None' for ClusterIP services")
+        raise doc.fail("spec.clusterIP", "Invalid value: \"None\": may only be set to 'None' for ClusterIP services")
     svc.cluster_ip = cip or None
     if "selector" in spec and spec["selector"] is not None:
         svc.selector = doc.str_map(spec, "selector", "spec.selector")
@@ -187,7 +187,7 @@ def service(doc: Doc) -> Service:
         if ip:
             svc.load_balancer_ips.append(doc.check(ip, f"status.loadBalancer.ingress[{i}].ip", v.ipv4))
     if svc.load_balancer_ips and typ != "LoadBalancer":
-        raise doc.fail("status.loadBalancer.ingress", f"Invalid value: only a LoadBalancer Service has ingress IPs")
+        raise doc.fail("status.loadBalancer.ingress", "Invalid value: only a LoadBalancer Service has ingress IPs")
     return svc
 
 

@@ -61,6 +61,11 @@ def int2ip(n: int) -> str:
     return socket.inet_ntoa(_U32.pack(n & 0xFFFFFFFF))
 
 
+def prefix_mask(plen: int) -> int:
+    """Prefix length → 32-bit netmask (/24 → 0xFFFFFF00, /0 → 0)."""
+    return (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF if plen else 0
+
+
 def checksum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
     """Internet checksum (RFC 1071) of ``data``: ones' complement of the ones' complement sum.
 

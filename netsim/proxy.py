@@ -42,13 +42,7 @@ class IptablesNetfilter:
         key = (table, chain)
         has = self._has.get(key)
         if has is None:
-            engine_has = getattr(self.engine, "has_rules", None)     # without compiling the chain
-            if engine_has is not None:
-                has = engine_has(table, chain)
-            else:
-                cc = self.engine.tables.get(table, {}).get(chain)
-                has = cc is not None and bool(cc.rules)
-            self._has[key] = has
+            has = self._has[key] = self.engine.has_rules(table, chain)     # without compiling the chain
         return has
 
     def run(self, table: str, chain: str, pkt: Any, now: float) -> HookResult:

@@ -10,13 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from netsim.packet import int2ip, ip2int
+from netsim.packet import int2ip, ip2int, prefix_mask
 
 LOOPBACK_NET = ip2int("127.0.0.0")
-
-
-def prefix_mask(length: int) -> int:
-    return (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF if length else 0
 
 
 def parse_cidr(cidr: str) -> tuple[int, int]:

@@ -7,10 +7,6 @@ from typing import Optional
 from netsim.model import Node, Pod
 
 
-class SchedulingError(ValueError):
-    """No node fits the pod (names the pod and why)."""
-
-
 def schedule(pod: Pod, nodes: list[Node], pods_per_node: dict[str, int], rng: random.Random) -> Optional[str]:
     """Return the node for `pod`: nodeName if set; else the Ready, selector-matching node with the
     fewest pods (the NodeResourcesBalancedAllocation/spread outcome for equal pods), ties broken by

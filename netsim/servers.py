@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from netsim.packet import (ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
-                           Packet, int2ip)
+                           Packet)
 
 _SYN, _RST, _ACK, _FIN = 0x02, 0x04, 0x10, 0x01
 
@@ -127,7 +127,3 @@ def pod_sockets(pod) -> Sockets:
         proto = {"TCP": IPPROTO_TCP, "UDP": IPPROTO_UDP, "SCTP": 132}.get(cp.protocol, IPPROTO_TCP)
         s.listen(proto, cp.container_port, pod.key)
     return s
-
-
-def describe_addr(ip: int, port: int) -> str:
-    return f"{int2ip(ip)}:{port}"

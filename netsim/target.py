@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
-from netsim.packet import Packet, PacketError, ip2int
+from netsim.dns.names import name_problem
+from netsim.packet import IPPROTO_UDP, Packet, PacketError, ip2int
 
 
 class TargetError(ValueError):
@@ -54,6 +55,14 @@ class Resolved:
 
 
 def parse_target(text: str) -> Target:
+    target = _parse_target(text)
+    why = name_problem(target.host)
+    if why:
+        raise TargetError(f"--to {text}: {target.host!r} is not a legal name ({why})")
+    return target
+
+
+def _parse_target(text: str) -> Target:
     t = text.strip()
     if not t:
         raise TargetError("--to: empty target (expected http://name[.ns][:port]/, name[.ns]:port or IP:port)")
@@ -67,7 +76,9 @@ def parse_target(text: str) -> Target:
             port = u.port
         except ValueError:
             raise TargetError(f"--to {text}: bad port") from None
-        return Target(text, u.hostname, port or 80, http=True, path=u.path or "/")
+        if port == 0:
+            raise TargetError(f"--to {text}: port 0 out of range 1-65535")
+        return Target(text, u.hostname, 80 if port is None else port, http=True, path=u.path or "/")
     host, sep, port = t.rpartition(":")
     if not sep:
         host, port = t, ""
@@ -192,8 +203,7 @@ def _resolve_by_dns(walker, client_host, name: str) -> tuple[Optional[str], str,
         q = DNSRecord.question(qname, qtype)
         sport = walker.rng.randint(32768, 60999)
         pkt = Packet.udp(src, server, sport, 53, payload=q.pack())
-        walker._clients.setdefault(client_host.name, set()).add((17, sport))
-        try:
+        with walker.client_socket(client_host, IPPROTO_UDP, sport):
             end, _pt = walker.send(client_host, pkt)
             served = end.owner or (end.host.name if end.host else "?")
             for origin, rp in end.generated:
@@ -206,8 +216,6 @@ def _resolve_by_dns(walker, client_host, name: str) -> tuple[Optional[str], str,
                     return reply
             notes.append(f"DNS {qname} {qtype} -> {server}:53: no reply ({end.disposition} {end.detail})")
             return None
-        finally:
-            walker._clients.get(client_host.name, set()).discard((17, sport))
 
     res = search(rc, name, query, family="AF_UNSPEC")   # getaddrinfo as curl calls it: A + AAAA
     if not res.ok or not res.answer_ips:

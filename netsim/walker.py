@@ -23,7 +23,8 @@ host-gw routes. The external load balancer passes packets through to a node it p
 from __future__ import annotations
 
 import zlib
-from typing import Any, Callable, Optional
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional
 
 from netsim.conntrack import Conntrack, ConntrackEntry, flush_stale_udp
 from netsim.netfilter import HookResult, Netfilter
@@ -297,12 +298,23 @@ class Walker:
         else:
             pkt = Packet.sctp(src, d, sport, dport)
         req = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
-        waiting = self._clients.setdefault(client.name, set())
+        waiting = self._clients.setdefault(client.name, set())     # client_socket() inlined (per connection)
         waiting.add((pkt.proto, pkt.sport))
         try:
             return self._connect(client, pkt, req, trace, full, payload, capture, target, isn if proto == "tcp" else 0)
         finally:
             waiting.discard((pkt.proto, pkt.sport))
+
+    @contextmanager
+    def client_socket(self, host: Host, proto: int, port: int) -> Iterator[None]:
+        """While the block runs, ``host`` has a socket on (proto, local port) waiting for replies:
+        packets for it end the walk as CLIENT instead of meeting the host's listeners."""
+        waiting = self._clients.setdefault(host.name, set())
+        waiting.add((proto, port))
+        try:
+            yield
+        finally:
+            waiting.discard((proto, port))
 
     def _connect(self, client: Host, pkt: Packet, req: tuple, trace: Trace, full: bool, payload: bytes,
                  capture: bool, target: str, isn: int) -> Trace:
@@ -398,15 +410,13 @@ class Walker:
     def _output(self, host: Host, pkt: Packet, pt: PacketTrace, hop: Hop):
         """A locally generated packet leaves ``host``."""
         is_node = host.kind == "node"
-        if is_node:
-            self.ipvs(host.name)
+        ipvs = self.ipvs(host.name) if is_node else None     # IPVS mode: kube-ipvs0's VIPs are local
         route = host.routes.lookup(pkt.dst)
         if route is None and not host.routes.is_local(pkt.dst):
             hop.add("DROPPED", f"no route to {pkt.dst_ip} (ENETUNREACH)")
             return End("NO_ROUTE", host, f"{host.name}: no route to {pkt.dst_ip}")
         if is_node:
             nf = self.netfilter(host.name)
-            self.ipvs(host.name)
             ct = self.conntrack_for(host.name)
             e = self._conntrack_in(host, ct, pkt, hop)
             if pkt.ctstate != "INVALID":
@@ -417,7 +427,6 @@ class Walker:
                 if e is not None:
                     self._translate(ct.nat_dst(pkt, e, pkt.ct_reply), "dst", hop,
                                     "DNAT" if not pkt.ct_reply else "un-SNAT (conntrack)")
-            ipvs = self.ipvs(host.name)
             if ipvs is not None:
                 dec = ipvs.reply(pkt, self.now, "LOCAL_OUT") or ipvs.local_out(pkt, self.now)
                 stop = self._ipvs_step(host, hop, dec, pkt, ct, e)

@@ -18,6 +18,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Protocol
 
+from netsim.packet import int2ip, prefix_mask
+
 __all__ = [
     "IpsetError", "IpSet", "IpsetStore", "SET_TYPES", "parse_save",
 ]
@@ -62,14 +64,6 @@ def _ip(text: str, where: str) -> int:
     return (vals[0] << 24) | (vals[1] << 16) | (vals[2] << 8) | vals[3]
 
 
-def _ipstr(v: int) -> str:
-    return f"{v >> 24 & 255}.{v >> 16 & 255}.{v >> 8 & 255}.{v & 255}"
-
-
-def _mask(plen: int) -> int:
-    return (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF if plen else 0
-
-
 def _net(text: str, where: str) -> tuple[int, int]:
     if "/" in text:
         addr, _, plen_s = text.partition("/")
@@ -81,11 +75,11 @@ def _net(text: str, where: str) -> tuple[int, int]:
             raise IpsetError(f"{where}: prefix length must be 0-32, got {text!r}")
     else:
         addr, plen = text, 32
-    return _ip(addr, where) & _mask(plen), plen
+    return _ip(addr, where) & prefix_mask(plen), plen
 
 
 def _netstr(net: int, plen: int) -> str:
-    return _ipstr(net) if plen == 32 else f"{_ipstr(net)}/{plen}"
+    return int2ip(net) if plen == 32 else f"{int2ip(net)}/{plen}"
 
 
 def _proto_port(text: str, where: str) -> tuple[int, int]:
@@ -175,16 +169,16 @@ class IpSet:
     def format_key(self, key: tuple) -> str:
         t = self.type
         if t == "hash:ip":
-            return _ipstr(key[0])
+            return int2ip(key[0])
         if t == "hash:net":
             return _netstr(key[0], key[1])
         if t == "bitmap:port":
             return str(key[0])
-        head = f"{_ipstr(key[0])},{_PROTO_NAME[key[1]]}:{key[2]}"
+        head = f"{int2ip(key[0])},{_PROTO_NAME[key[1]]}:{key[2]}"
         if t == "hash:ip,port":
             return head
         if t == "hash:ip,port,ip":
-            return f"{head},{_ipstr(key[3])}"
+            return f"{head},{int2ip(key[3])}"
         return f"{head},{_netstr(key[3], key[4])}"
 
     def add(self, entry: str, *, timeout: Optional[int] = None, comment: Optional[str] = None,
@@ -247,7 +241,7 @@ class IpSet:
         if t == "hash:net":
             addr = ip(0)
             for plen in self._plens:
-                m = self._live((addr & _mask(plen), plen), now)
+                m = self._live((addr & prefix_mask(plen), plen), now)
                 if m is not None:
                     return return_nomatch if m.nomatch else True
             return False
@@ -263,7 +257,7 @@ class IpSet:
             return self._live(head + (ip(2),), now) is not None
         addr = ip(2)
         for plen in self._plens:
-            m = self._live(head + (addr & _mask(plen), plen), now)
+            m = self._live(head + (addr & prefix_mask(plen), plen), now)
             if m is not None:
                 return return_nomatch if m.nomatch else True
         return False

@@ -8,16 +8,16 @@ connection).
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from pathlib import Path
 
 import pytest
+
+from kernel_helpers import scratch_netns
 
 pytestmark = pytest.mark.kernel
 
@@ -74,19 +74,13 @@ def _run(*argv, check=True, timeout=30):
 
 @pytest.fixture(scope="module")
 def netns(tmp_path_factory):
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("needs root and iproute2 to create a network namespace")
-    name = f"nsdnst-{uuid.uuid4().hex[:8]}"
-    etc = Path("/etc/netns") / name
-    try:
-        made = _run("ip", "netns", "add", name, check=False)
-        if made.returncode != 0:
-            pytest.skip(f"cannot create a network namespace: {made.stderr.strip()}")
-        _run("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
-        yield name, etc, tmp_path_factory.mktemp("kdns")
-    finally:
-        _run("ip", "netns", "del", name, check=False)
-        shutil.rmtree(etc, ignore_errors=True)
+    with scratch_netns("nsdnst") as name:
+        etc = Path("/etc/netns") / name
+        try:
+            _run("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
+            yield name, etc, tmp_path_factory.mktemp("kdns")
+        finally:
+            shutil.rmtree(etc, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,9 @@ legacy: ``iptables-legacy-restore``).
 """
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
-import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -21,6 +18,7 @@ import pytest
 from netsim.benchmarks.bench_iptables_render import NFACCT_ADD_SCRIPT
 from netsim.manifests import load
 from netsim.rules.iptables.proxier import render
+from kernel_helpers import in_netns, scratch_netns
 
 pytestmark = pytest.mark.kernel
 
@@ -32,28 +30,10 @@ NFACCT_ADD = NFACCT_ADD_SCRIPT  # netlink nfacct creation, shared with the bench
 BACKENDS = {"nft": ("iptables-restore", "iptables-save"), "legacy": ("iptables-legacy-restore", "iptables-legacy-save")}
 
 
-def _run(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=60)
-
-
 @pytest.fixture
 def netns():
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create a network namespace")
-    if shutil.which("ip") is None:
-        pytest.skip("iproute2 `ip` is not installed")
-    name = f"netsim-iptpx-{uuid.uuid4().hex[:8]}"
-    made = _run(["ip", "netns", "add", name])
-    if made.returncode != 0:
-        pytest.skip(f"cannot create a network namespace: {made.stderr.strip()}")
-    try:
+    with scratch_netns("netsim-iptpx") as name:
         yield name
-    finally:
-        _run(["ip", "netns", "delete", name])
-
-
-def _in_ns(ns: str, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
-    return _run(["ip", "netns", "exec", ns, *args], stdin)
 
 
 def _rule_shape(line: str) -> tuple[str, str | None, str | None]:
@@ -83,13 +63,13 @@ def _restore_roundtrip(ns: str, backend: str, text: str) -> str:
     restore, save = BACKENDS[backend]
     if shutil.which(restore) is None:
         pytest.skip(f"{restore} is not installed")
-    created = _in_ns(ns, [sys.executable, "-c", NFACCT_ADD,
+    created = in_netns(ns, [sys.executable, "-c", NFACCT_ADD,
                           "ct_state_invalid_dropped_pkts", "localhost_nps_accepted_pkts"])
     if created.returncode != 0:
         pytest.skip(f"kernel has no nfnetlink_acct: {created.stderr.strip()}")
-    loaded = _in_ns(ns, [restore], text)
+    loaded = in_netns(ns, [restore], text)
     assert loaded.returncode == 0, f"{restore} failed: {loaded.stderr}"
-    saved = _in_ns(ns, [save])
+    saved = in_netns(ns, [save])
     assert saved.returncode == 0, saved.stderr
     return saved.stdout
 
@@ -119,7 +99,7 @@ def test_restore_fails_atomically_without_nfacct_objects(netns: str) -> None:
     if shutil.which("iptables-restore") is None:
         pytest.skip("iptables-restore is not installed")
     text = render(load([SHAPES]), "node-1")
-    loaded = _in_ns(netns, ["iptables-restore"], text)
+    loaded = in_netns(netns, ["iptables-restore"], text)
     assert loaded.returncode != 0
-    saved = _in_ns(netns, ["iptables-save"])
+    saved = in_netns(netns, ["iptables-save"])
     assert "KUBE-SERVICES" not in saved.stdout

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -27,46 +26,18 @@ from netsim.kernel.build import KernelCluster
 from netsim.kernel.probe import Probe, probe, run_probes
 from netsim.kernel.state import ClusterState
 from netsim.manifests import load
+from kernel_helpers import NETSIM, unique_name
 
 pytestmark = pytest.mark.kernel
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "kernel_services.yaml")
-NETSIM = [sys.executable, "-c", "import sys; from netsim.cli.main import cli; sys.exit(cli())"]
-
-
-def _unique() -> str:
-    return "t" + uuid.uuid4().hex[:7]
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("kernel backend tests need root (run under `unshare --net` as root)")
-    for tool in ("ip", "iptables-restore"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed")
-    probe_ns = f"{_unique()}-probe"
-    try:
-        netns.create(probe_ns)
-    except Exception as e:                                      # noqa: BLE001 - any reason to skip
-        pytest.skip(f"cannot create a network namespace: {e}")
-    finally:
-        netns.remove(probe_ns)
-    d = tmp_path_factory.mktemp("netsim-run")
-    old = os.environ.get("NETSIM_RUN_DIR")
-    os.environ["NETSIM_RUN_DIR"] = str(d)
-    yield d
-    if old is None:
-        os.environ.pop("NETSIM_RUN_DIR", None)
-    else:
-        os.environ["NETSIM_RUN_DIR"] = old
-
-
-@pytest.fixture(scope="module")
-def services(run_dir):
+def services(kernel_run_dir):
     """The services fixture cluster, up for the whole module (read-only tests)."""
     cluster = load([FIXTURE])
-    name = _unique()
+    name = unique_name("t")
     kc = KernelCluster.up(cluster, name, sources=[FIXTURE])
     try:
         yield kc
@@ -84,9 +55,9 @@ def _pods_of(kc, app):
 
 
 # ---------------------------------------------------------------------------- up / down
-def test_up_creates_every_namespace_and_down_removes_them(run_dir):
+def test_up_creates_every_namespace_and_down_removes_them(kernel_run_dir):
     cluster = load(["example:httpd-app"])
-    name = _unique()
+    name = unique_name("t")
     kc = KernelCluster.up(cluster, name)
     try:
         made = set(kc.state.netns)
@@ -101,13 +72,13 @@ def test_up_creates_every_namespace_and_down_removes_them(run_dir):
         removed = kc.down()
     assert not [n for n in netns.listnetns() if n.startswith(name + "-")]
     assert not any(alive(pid) for pid in pids)
-    assert not (run_dir / name).exists()
+    assert not (kernel_run_dir / name).exists()
     assert any(r.startswith("netns ") for r in removed)
 
 
-def test_shop_example_comes_up_and_down(run_dir):
+def test_shop_example_comes_up_and_down(kernel_run_dir):
     cluster = load(["example:shop"])
-    name = _unique()
+    name = unique_name("t")
     kc = KernelCluster.up(cluster, name)
     try:
         assert set(kc.plan.nodes) == {n.name for n in cluster.nodes()}
@@ -236,9 +207,9 @@ def test_exec_runs_in_the_pod_and_refuses_missing_namespaces(services):
 
 
 # ---------------------------------------------------------------------------- faults
-def test_stopped_node_loses_its_endpoints_and_traffic_moves(run_dir):
+def test_stopped_node_loses_its_endpoints_and_traffic_moves(kernel_run_dir):
     cluster = load([FIXTURE])
-    name = _unique()
+    name = unique_name("t")
     kc = KernelCluster.up(cluster, name)
     try:
         client = kc.plan.pods["default/client"]
@@ -281,8 +252,8 @@ time.sleep(120)
 """
 
 
-def test_down_cleans_up_after_kill_9(run_dir):
-    name = _unique()
+def test_down_cleans_up_after_kill_9(kernel_run_dir):
+    name = unique_name("t")
     proc = subprocess.Popen([sys.executable, "-c", _UP_AND_HANG, FIXTURE, name], stdout=subprocess.PIPE,
                             text=True, env=dict(os.environ))
     try:
@@ -299,11 +270,11 @@ def test_down_cleans_up_after_kill_9(run_dir):
     assert not any(alive(p) for p in pids)
     assert not [d for d in os.listdir("/etc/netns") if d.startswith(name + "-")] \
         if os.path.isdir("/etc/netns") else True
-    assert not (run_dir / name).exists()
+    assert not (kernel_run_dir / name).exists()
 
 
-def test_down_cleans_up_after_kill_9_half_way_through_up(run_dir):
-    name = _unique()
+def test_down_cleans_up_after_kill_9_half_way_through_up(kernel_run_dir):
+    name = unique_name("t")
     proc = subprocess.Popen([sys.executable, "-c", _UP_AND_HANG, FIXTURE, name], stdout=subprocess.PIPE,
                             text=True, env=dict(os.environ))
     try:
@@ -320,7 +291,7 @@ def test_down_cleans_up_after_kill_9_half_way_through_up(run_dir):
         proc.wait()
     cleanup.down(name)
     assert not [n for n in netns.listnetns() if n.startswith(name + "-")]
-    assert not (run_dir / name).exists()
+    assert not (kernel_run_dir / name).exists()
     time.sleep(0.3)                             # nothing the killed process started shows up later
     assert not [n for n in netns.listnetns() if n.startswith(name + "-")]
 
@@ -344,9 +315,9 @@ def _host_snapshot() -> dict[str, str]:
     return snap
 
 
-def test_host_namespace_is_unchanged_by_up_and_down(run_dir):
+def test_host_namespace_is_unchanged_by_up_and_down(kernel_run_dir):
     before = _host_snapshot()
-    name = _unique()
+    name = unique_name("t")
     kc = KernelCluster.up(load([FIXTURE]), name)
     try:
         during = _host_snapshot()

@@ -7,10 +7,7 @@ comparison rules (what a client observes for a REJECT, a drop, an asymmetric rep
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -18,44 +15,16 @@ import pytest
 from netsim.kernel import netns
 from netsim.kernel.build import KernelCluster
 from netsim.manifests import load
+from kernel_helpers import NETSIM, unique_name
 
 pytestmark = pytest.mark.kernel
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "kernel_services.yaml")
-NETSIM = [sys.executable, "-c", "import sys; from netsim.cli.main import cli; sys.exit(cli())"]
-
-
-def _unique() -> str:
-    return "v" + uuid.uuid4().hex[:7]
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("kernel backend tests need root (run under `unshare --net` as root)")
-    for tool in ("ip", "iptables-restore"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed")
-    probe_ns = f"{_unique()}-probe"
-    try:
-        netns.create(probe_ns)
-    except Exception as e:                                      # noqa: BLE001 - any reason to skip
-        pytest.skip(f"cannot create a network namespace: {e}")
-    finally:
-        netns.remove(probe_ns)
-    d = tmp_path_factory.mktemp("netsim-run")
-    old = os.environ.get("NETSIM_RUN_DIR")
-    os.environ["NETSIM_RUN_DIR"] = str(d)
-    yield d
-    if old is None:
-        os.environ.pop("NETSIM_RUN_DIR", None)
-    else:
-        os.environ["NETSIM_RUN_DIR"] = old
-
-
-@pytest.fixture(scope="module")
-def services(run_dir):
-    kc = KernelCluster.up(load([FIXTURE]), _unique(), sources=[FIXTURE])
+def services(kernel_run_dir):
+    kc = KernelCluster.up(load([FIXTURE]), unique_name("v"), sources=[FIXTURE])
     try:
         yield kc
     finally:
@@ -95,8 +64,8 @@ def test_verify_catches_a_broken_kernel_ruleset(services):
 
 
 @pytest.mark.parametrize("example", ["httpd-app", "shop"])
-def test_verify_builtin_examples_via_cli(run_dir, example):
-    name = _unique()
+def test_verify_builtin_examples_via_cli(kernel_run_dir, example):
+    name = unique_name("v")
     out = subprocess.run([*NETSIM, "verify", "-f", f"example:{example}", "--flows", "200", "--name", name],
                          capture_output=True, text=True, env=dict(os.environ), timeout=120)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]

@@ -63,10 +63,6 @@ def edge_netns(cluster: str, role: str) -> str:
     return f"{cluster}-{role}"
 
 
-def is_cluster_netns(cluster: str, netns: str) -> bool:
-    return netns.startswith(f"{cluster}-")
-
-
 def pod_veth(namespace: str, pod: str) -> str:
     """Node end of a pod's veth pair, like the bridge CNI plugin's `veth<8 hex>`."""
     return f"veth{short_hash(namespace + '/' + pod)}"

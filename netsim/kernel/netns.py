@@ -124,12 +124,6 @@ def write_sysctl(name: str, key: str, value: str) -> None:
             f.write(value)
 
 
-def read_sysctl(name: str, key: str) -> str:
-    with entered(name):
-        with open("/proc/sys/" + key.replace(".", "/")) as f:
-            return f.read().strip()
-
-
 def inode(name: str) -> int:
     return os.stat(path(name)).st_ino
 

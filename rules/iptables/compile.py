@@ -335,13 +335,6 @@ def index_key(rule: Rule) -> Optional[tuple[tuple[bool, bool, bool], tuple]]:
     return shape, key
 
 
-def compile_chain(chain: Chain, min_rules: int = INDEX_MIN_RULES, scanners=None) -> CompiledChain:
-    """Index a long chain; give a short one a generated scanner when `scanners` (a ScannerFactory) is given."""
-    cc = CompiledChain(chain, min_rules, scanners)
-    cc.compile()
-    return cc
-
-
 def check_loops(table: Table, source: str = "<dump>") -> None:
     """iptables-restore refuses a ruleset whose jumps form a loop (ELOOP); so do we.
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from netsim.packet import int2ip
 from netsim.rules.iptables.ruleset import Header, IptablesError, Opt, Target
-from netsim.rules.iptables.values import int2ip, ip2int, parse_int, parse_mark, save_string
+from netsim.rules.iptables.values import ip2int, parse_int, parse_mark, save_string
 
 BUILTIN_VERDICTS = ("ACCEPT", "DROP", "RETURN")
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+from netsim.packet import int2ip, prefix_mask
 from netsim.rules.iptables.ruleset import IptablesError
 
 PROTO_NUM = {"all": 0, "icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "ah": 51,
@@ -31,14 +32,6 @@ def ip2int(text: str, where: str) -> int:
             if 0 <= a <= 255 and 0 <= b <= 255 and 0 <= c <= 255 and 0 <= d <= 255:
                 return (a << 24) | (b << 16) | (c << 8) | d
     raise IptablesError(f"{where}: expected an IPv4 address, got {text!r}")
-
-
-def int2ip(v: int) -> str:
-    return f"{v >> 24 & 255}.{v >> 16 & 255}.{v >> 8 & 255}.{v & 255}"
-
-
-def prefix_mask(plen: int) -> int:
-    return (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF if plen else 0
 
 
 def parse_cidr(text: str, where: str) -> tuple[int, int]:

@@ -272,6 +272,3 @@ class IpvsNode:
                 self.conns.expire(ctl)
                 n += 1
         return n
-
-    def is_local_dest(self, dest: RealServer) -> bool:
-        return dest.ip in self.local_addresses

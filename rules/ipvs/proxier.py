@@ -235,10 +235,6 @@ class IpvsNodeState:
                 for name in self.ipsets.sets}
         return self.ipsets.list(references=refs)
 
-    def service_of(self, vs: VirtualServer) -> Optional[str]:
-        got = self.services.get(vs.key)
-        return got[0] if got else None
-
     def render(self) -> str:
         return render_sections(self)
 

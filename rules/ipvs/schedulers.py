@@ -289,7 +289,51 @@ DH_TAB_BITS = 8                      # CONFIG_IP_VS_DH_TAB_BITS default
 DH_TAB_SIZE = 1 << DH_TAB_BITS
 
 
-class SourceHashing(Scheduler):
+class _RebuiltOnChange(Scheduler):
+    """A table that is a function of the destination list, rebuilt from init_service and every
+    add/del/upd_dest hook (ip_vs_sh_reassign, ip_vs_dh_reassign, ip_vs_mh_reassign)."""
+
+    def _reassign(self, vs: VirtualServer) -> None:
+        raise NotImplementedError
+
+    def init_service(self, vs: VirtualServer) -> None:
+        self._reassign(vs)
+
+    def add_dest(self, vs: VirtualServer, dest: RealServer) -> None:
+        self._reassign(vs)
+
+    def del_dest(self, vs: VirtualServer, dest: RealServer, index: int) -> None:
+        self._reassign(vs)
+
+    def upd_dest(self, vs: VirtualServer, dest: RealServer) -> None:
+        self._reassign(vs)
+
+
+def _source_hash_schedule(vs: VirtualServer, table: list[Optional[RealServer]], hashkey, saddr: int,
+                          sport: int) -> Optional[RealServer]:
+    """ip_vs_sh_schedule / ip_vs_mh_schedule: the slot of the source address (+ source port with the
+    *-port flag); if that dest is unusable and the *-fallback flag is set, walk the slots of the
+    following offsets (ip_vs_sh_get_fallback / ip_vs_mh_get_fallback), stopping at an empty one."""
+    size = len(table)
+    port = sport if vs.flags & IP_VS_SVC_F_SCHED2 else 0
+    ihash = hashkey(saddr, port)
+    d = table[ihash]
+    if d is None:
+        return None
+    if _usable(d):
+        return d
+    if not vs.flags & IP_VS_SVC_F_SCHED1:
+        return None
+    for off in range(size):
+        d = table[hashkey(saddr, port, (off + ihash) % size)]
+        if d is None:
+            return None
+        if _usable(d):
+            return d
+    return None
+
+
+class SourceHashing(_RebuiltOnChange):
     """ip_vs_sh.c: 256 buckets, each dest owning ``weight`` consecutive buckets per cycle.
 
     Key: ``(offset + hash_32(ntohs(port) + ntohl(saddr), 8)) & 255``; port only with sh-port
@@ -297,9 +341,6 @@ class SourceHashing(Scheduler):
     (Kernels before the hash_32 conversion multiplied by 2654435761 instead.)
     """
     name = "sh"
-
-    def init_service(self, vs: VirtualServer) -> None:
-        self._reassign(vs)
 
     def _reassign(self, vs: VirtualServer) -> None:
         dests = vs.dests
@@ -317,57 +358,21 @@ class SourceHashing(Scheduler):
                 d_count = 0
         self.buckets = buckets
 
-    def add_dest(self, vs, dest):
-        self._reassign(vs)
-
-    def del_dest(self, vs, dest, index):
-        self._reassign(vs)
-
-    def upd_dest(self, vs, dest):
-        self._reassign(vs)
-
     @staticmethod
     def hashkey(addr: int, port: int, offset: int = 0) -> int:
         return (offset + hash_32((port + addr) & 0xFFFFFFFF, SH_TAB_BITS)) & (SH_TAB_SIZE - 1)
 
     def schedule(self, vs, saddr, sport, daddr, dport):
-        port = sport if vs.flags & IP_VS_SVC_F_SCHED2 else 0
-        ihash = self.hashkey(saddr, port)
-        d = self.buckets[ihash]
-        if d is None:
-            return None
-        if _usable(d):
-            return d
-        if not vs.flags & IP_VS_SVC_F_SCHED1:
-            return None
-        for off in range(SH_TAB_SIZE):
-            d = self.buckets[self.hashkey(saddr, port, (off + ihash) % SH_TAB_SIZE)]
-            if d is None:
-                return None
-            if _usable(d):
-                return d
-        return None
+        return _source_hash_schedule(vs, self.buckets, self.hashkey, saddr, sport)
 
 
-class DestinationHashing(Scheduler):
+class DestinationHashing(_RebuiltOnChange):
     """ip_vs_dh.c: 256 buckets assigned one per dest cyclically; key hash_32(ntohl(daddr), 8)."""
     name = "dh"
-
-    def init_service(self, vs: VirtualServer) -> None:
-        self._reassign(vs)
 
     def _reassign(self, vs: VirtualServer) -> None:
         dests = vs.dests
         self.buckets = [dests[i % len(dests)] if dests else None for i in range(DH_TAB_SIZE)]
-
-    def add_dest(self, vs, dest):
-        self._reassign(vs)
-
-    def del_dest(self, vs, dest, index):
-        self._reassign(vs)
-
-    def upd_dest(self, vs, dest):
-        self._reassign(vs)
 
     def schedule(self, vs, saddr, sport, daddr, dport):
         d = self.buckets[hash_32(daddr, DH_TAB_BITS)]
@@ -388,7 +393,7 @@ def _fls(x: int) -> int:
     return x.bit_length()
 
 
-class MaglevHashing(Scheduler):
+class MaglevHashing(_RebuiltOnChange):
     """ip_vs_mh.c: Maglev lookup table of 4093 slots filled from per-dest permutations.
 
     offset = hsiphash(port + addr, HASH1) % M, skip = hsiphash(.., HASH2) % (M - 1) + 1; dests
@@ -396,9 +401,6 @@ class MaglevHashing(Scheduler):
     source address (+ source port with mh-port, flag 0x10, which kube-proxy always sets).
     """
     name = "mh"
-
-    def init_service(self, vs: VirtualServer) -> None:
-        self._reassign(vs)
 
     def _reassign(self, vs: VirtualServer) -> None:
         dests = vs.dests
@@ -445,36 +447,12 @@ class MaglevHashing(Scheduler):
                     break
         self.lookup = table
 
-    def add_dest(self, vs, dest):
-        self._reassign(vs)
-
-    def del_dest(self, vs, dest, index):
-        self._reassign(vs)
-
-    def upd_dest(self, vs, dest):
-        self._reassign(vs)
-
     @staticmethod
     def hashkey(addr: int, port: int, offset: int = 0) -> int:
         return hsiphash_u32((offset + port + addr) & 0xFFFFFFFF, MH_HASH1) % MH_TAB_SIZE
 
     def schedule(self, vs, saddr, sport, daddr, dport):
-        port = sport if vs.flags & IP_VS_SVC_F_SCHED2 else 0
-        ihash = self.hashkey(saddr, port)
-        d = self.lookup[ihash]
-        if d is None:
-            return None
-        if _usable(d):
-            return d
-        if not vs.flags & IP_VS_SVC_F_SCHED1:
-            return None
-        for off in range(MH_TAB_SIZE):
-            d = self.lookup[self.hashkey(saddr, port, (off + ihash) % MH_TAB_SIZE)]
-            if d is None:
-                return None
-            if _usable(d):
-                return d
-        return None
+        return _source_hash_schedule(vs, self.lookup, self.hashkey, saddr, sport)
 
 
 SCHEDULERS: dict[str, type[Scheduler]] = {

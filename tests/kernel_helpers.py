@@ -1,0 +1,56 @@
+"""Shared pieces of the kernel-backed tests (@pytest.mark.kernel): unique names, the root/tools/netns
+skip, a scratch network namespace and the `netsim` command as a subprocess.
+
+Every namespace made here carries a random suffix and is deleted in ``finally``; a test skips with the
+reason when it is not root, a tool is missing, or the kernel refuses a namespace.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+import pytest
+
+# the CLI in a child process, as a user would run it (`netsim ...`)
+NETSIM = [sys.executable, "-c", "import sys; from netsim.cli.main import cli; sys.exit(cli())"]
+
+
+def unique_name(prefix: str) -> str:
+    """`prefix` and 7 random hex digits: short enough for a kernel cluster name (<= 16 characters)."""
+    return prefix + uuid.uuid4().hex[:7]
+
+
+def run(args: list[str], stdin: Optional[str] = None) -> subprocess.CompletedProcess:
+    return subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def in_netns(ns: str, args: list[str], stdin: Optional[str] = None) -> subprocess.CompletedProcess:
+    return run(["ip", "netns", "exec", ns, *args], stdin)
+
+
+def require_root_and_tools(*tools: str) -> None:
+    """Skip the test unless it runs as root and every tool is on PATH."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create network namespaces (run under `unshare --net` as root)")
+    for tool in ("ip", *tools):
+        if shutil.which(tool) is None:
+            pytest.skip(f"`{tool}` is not installed")
+
+
+@contextmanager
+def scratch_netns(prefix: str, *tools: str) -> Iterator[str]:
+    """A fresh network namespace `<prefix>-<random>` (`ip netns add`), deleted on the way out."""
+    require_root_and_tools(*tools)
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    made = run(["ip", "netns", "add", name])
+    if made.returncode != 0:
+        pytest.skip(f"cannot create a network namespace: {made.stderr.strip()}")
+    try:
+        yield name
+    finally:
+        run(["ip", "netns", "delete", name])
