@@ -31,7 +31,8 @@ def rules(files, node: str, mode, tables, restore_input: bool, live: bool, name)
     cluster = load_cluster(files, quiet=True)
     mode = mode or cluster.config.proxy_mode
     if mode == "nftables":
-        raise click.ClickException("--mode nftables: not yet supported by `netsim rules`")
+        from netsim.proxy import NFTABLES_NOT_YET
+        raise click.ClickException(NFTABLES_NOT_YET)
     if mode == "ipvs":
         try:
             ipvs_proxier = importlib.import_module("netsim.rules.ipvs.proxier")

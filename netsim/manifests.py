@@ -108,6 +108,9 @@ def _build(texts: list[tuple[str, str]]) -> Cluster:
         cluster.apply(objs, origins)
     except ClusterError as e:
         raise ManifestError(str(e)) from None
+    if config.proxy_mode == "nftables":
+        notices.append("notice: proxyMode nftables is accepted but not emulated yet: `netsim rules`, "
+                       "`trace` and `up` need --mode iptables or --mode ipvs")
     cluster.notices = notices + selector_warnings(cluster)
     return cluster
 

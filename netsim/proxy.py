@@ -137,6 +137,10 @@ def _ipvs_hooks_factory(walker, node: str) -> _IpvsHooks:
     return _IpvsHooks(kp, walker._ipvs_states[node])
 
 
+NFTABLES_NOT_YET = ("proxy mode nftables: not emulated yet (kube-proxy's nftables proxier is planned); "
+                    "use --mode iptables or --mode ipvs")
+
+
 def netfilter_factory_for(mode: str) -> Callable[[Any, str], Any]:
     if mode == "iptables":
         return _iptables_factory
@@ -144,6 +148,8 @@ def netfilter_factory_for(mode: str) -> Callable[[Any, str], Any]:
         return _ipvs_netfilter_factory
     if mode == "none":
         return lambda walker, node: EmptyNetfilter()
+    if mode == "nftables":
+        raise ProxyModeError(NFTABLES_NOT_YET)
     raise ProxyModeError(f"proxy mode: expected one of {', '.join(PROXY_MODES)}, got {mode!r}")
 
 

@@ -35,7 +35,7 @@ class Listener:
     proto: int
     port: int
     owner: str                     # pod key
-    handler: Optional[Callable[[bytes], bytes]] = None   # UDP: payload -> answer (e.g. CoreDNS)
+    handler: Optional[Callable[[bytes], Optional[bytes]]] = None   # UDP: payload -> answer or None (e.g. CoreDNS)
 
     def describe(self) -> str:
         return f"{'tcp' if self.proto == IPPROTO_TCP else 'udp'}:{self.port} ({self.owner})"
@@ -78,6 +78,9 @@ class Sockets:
         if p == IPPROTO_UDP:
             if lst.handler is not None:
                 answer = lst.handler(pkt.payload)
+                if answer is None:
+                    return Delivery("listener", lst.owner,
+                                    detail=f"socket {lst.describe()} read from {peer}; no answer (not a valid query)")
                 r = Packet.udp(pkt.dst_ip, pkt.src_ip, pkt.dport, pkt.sport, payload=answer)
                 return Delivery("listener", lst.owner, [r], detail=f"socket {lst.describe()} answered {peer}")
             r = Packet.udp(pkt.dst_ip, pkt.src_ip, pkt.dport, pkt.sport,

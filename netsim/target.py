@@ -211,13 +211,35 @@ def _resolve_by_dns(walker, client_host, name: str) -> tuple[Optional[str], str,
                 if rend.disposition == "CLIENT" and rend.pkt is not None and not rend.pkt.is_icmp_error:
                     reply = DNSRecord.parse(rend.pkt.payload)
                     ans = ", ".join(str(r.rdata) for r in reply.rr) or "-"
+                    tc = " TC=1 (truncated)" if reply.header.tc else ""
                     notes.append(f"DNS {qname} {qtype} -> {server}:53 (DNAT to {served}): "
-                                 f"{_rcode(reply)} {ans}")
+                                 f"{_rcode(reply)}{tc} {ans}")
                     return reply
             notes.append(f"DNS {qname} {qtype} -> {server}:53: no reply ({end.disposition} {end.detail})")
             return None
 
-    res = search(rc, name, query, family="AF_UNSPEC")   # getaddrinfo as curl calls it: A + AAAA
+    def query_tcp(qname: str, qtype: str):
+        """TC=1: glibc asks again over TCP. The connection to the nameserver is walked (handshake
+        through kube-dns's DNAT to a CoreDNS pod); the answer is what that pod's server gives over
+        TCP (the emulated TCP socket carries the handshake, not the DNS stream)."""
+        t = walker.connect(client_host, server, 53, "tcp")
+        o = t.outcome
+        if not o.ok:
+            notes.append(f"DNS {qname} {qtype} -> {server}:53/tcp: {o.disposition} {o.detail}")
+            return None
+        handler = walker.dns_handler()
+        wire = handler(DNSRecord.question(qname, qtype).pack(), "tcp") if handler else None
+        if wire is None:
+            notes.append(f"DNS {qname} {qtype} -> {server}:53/tcp (to {o.pod}): no answer")
+            return None
+        reply = DNSRecord.parse(wire)
+        ans = ", ".join(str(r.rdata) for r in reply.rr) or "-"
+        notes.append(f"DNS {qname} {qtype} -> {server}:53/tcp (DNAT to {o.pod}, TC=1 retry): "
+                     f"{_rcode(reply)} {len(reply.rr)} records {ans if len(reply.rr) <= 4 else ans[:60] + '...'}")
+        return reply
+
+    # getaddrinfo as curl calls it: A + AAAA
+    res = search(rc, name, query, family="AF_UNSPEC", tcp_query_fn=query_tcp)
     if not res.ok or not res.answer_ips:
         return None, f"cannot resolve {name!r}: {res.error} ({len(res.steps)} queries)", notes
     return res.answer_ips[0], f"DNS: {res.answered_name or name} A {res.answer_ips[0]} " \
@@ -235,8 +257,11 @@ def coredns_handler(cluster) -> Any:
         from netsim.dns.resolver import ClusterDNS
     except ImportError:  # pragma: no cover
         return None
+    from netsim.dns.message import handle as handle_wire
     dns = ClusterDNS(cluster)
 
-    def handle(payload: bytes) -> bytes:
-        return dns.answer(payload).pack()
+    def handle(payload: bytes, protocol: str = "udp") -> Optional[bytes]:
+        # CoreDNS's listener rules: garbage is dropped or FORMERR, a UDP answer is truncated (TC=1)
+        # to the client's size; None means no answer at all.
+        return handle_wire(dns, payload, protocol)
     return handle

@@ -141,7 +141,7 @@ class Walker:
             elif pod.key in self._topology.hosts:
                 socks = self.sockets[pod.key] = pod_sockets(pod)
                 if pod.labels.get("k8s-app") == "kube-dns" and (IPPROTO_UDP, 53) in socks.listeners:
-                    socks.listeners[(IPPROTO_UDP, 53)].handler = self._dns_handler()
+                    socks.listeners[(IPPROTO_UDP, 53)].handler = self.dns_handler()
         self._routed.clear()
         self._links.clear()
         self._vxlan_prefix.clear()
@@ -164,7 +164,8 @@ class Walker:
             self._rules_dirty = False
         self._dirty = False
 
-    def _dns_handler(self):
+    def dns_handler(self):
+        """The CoreDNS pods' server (netsim.dns wire rules), shared by every CoreDNS pod."""
         if self._coredns is None:
             from netsim.target import coredns_handler
             self._coredns = coredns_handler(self.cluster)

@@ -213,4 +213,4 @@ def test_cli_rules_command() -> None:
     bad = runner.invoke(cli, ["rules", "-f", "example:httpd-app", "--node", "node-9"])
     assert bad.exit_code == 1 and "node 'node-9' not found" in bad.output and "Traceback" not in bad.output
     nft = runner.invoke(cli, ["rules", "-f", "example:httpd-app", "--node", "node-1", "--mode", "nftables"])
-    assert nft.exit_code == 1 and "not yet supported" in nft.output
+    assert nft.exit_code == 1 and "nftables: not emulated yet" in nft.output

@@ -1,0 +1,62 @@
+"""Names resolved inside `netsim trace` follow the wire rules a real pod meets: CoreDNS truncates a
+UDP answer that does not fit 512 bytes (TC=1, question kept) and glibc retries over TCP (reference
+cluster-dns.md §1.14 and §2.2); a datagram that is not a DNS query gets no answer."""
+from __future__ import annotations
+
+from netsim.manifests import load_text
+from netsim.walker import Walker
+
+BIG = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: big}
+spec:
+  replicas: 60
+  selector: {matchLabels: {app: big}}
+  template:
+    metadata: {labels: {app: big}}
+    spec:
+      containers: [{name: big, image: nginx, ports: [{name: http, containerPort: 80}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: big}
+spec:
+  clusterIP: None
+  selector: {app: big}
+  ports: [{name: http, port: 80}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  nodeName: node-1
+  containers: [{name: c, image: curl}]
+"""
+
+
+def test_headless_60_truncated_on_udp_then_resolved_over_tcp():
+    from netsim.target import parse_target, resolve
+    cluster = load_text(BIG)
+    w = Walker(cluster, "iptables")
+    client = w.host_for("pod/client")
+    r = resolve(w, client, parse_target("http://big/"), "tcp", "default")
+    notes = "\n".join(r.notes)
+    udp = [n for n in r.notes if "big.default.svc.cluster.local. A ->" in n and "/tcp" not in n]
+    tcp = [n for n in r.notes if "/tcp" in n]
+    assert len(udp) == 1 and "TC=1 (truncated)" in udp[0], notes
+    assert len(tcp) == 1 and "NOERROR 60 records" in tcp[0] and "DNAT to kube-system/coredns-" in tcp[0], notes
+    ready = {e.addresses[0] for s in cluster.endpoint_slices("default", "big") for e in s.endpoints}
+    assert r.ip in ready
+
+
+def test_garbage_udp_to_coredns_is_read_but_not_answered():
+    cluster = load_text(BIG)
+    w = Walker(cluster, "iptables")
+    t = w.connect(w.host_for("node/node-1"), cluster.config.dns_service_ip, 53, "udp", payload=b"hello")
+    assert t.outcome.disposition == "DELIVERED" and t.outcome.pod.startswith("kube-system/coredns-")
+    assert not t.outcome.reply.received
+    from dnslib import DNSRecord            # the same path with a real query is answered
+    t2 = w.connect(w.host_for("node/node-1"), cluster.config.dns_service_ip, 53, "udp",
+                   payload=DNSRecord.question("big.default.svc.cluster.local", "A").pack())
+    assert t2.outcome.reply.received and t2.outcome.reply.matches_request
