@@ -93,10 +93,10 @@ def _iptables_factory(walker, node: str) -> IptablesNetfilter:
 
 
 def _ipvs_proxier(walker, node: str):
-    kp = walker._ipvs_proxiers.get(node)
+    kp = walker.ipvs_proxiers.get(node)
     if kp is None:
         from netsim.rules.ipvs.proxier import KubeProxyIpvs
-        kp = walker._ipvs_proxiers[node] = KubeProxyIpvs(walker.cluster, node)
+        kp = walker.ipvs_proxiers[node] = KubeProxyIpvs(walker.cluster, node)
     return kp
 
 
@@ -126,7 +126,7 @@ def _ipvs_netfilter_factory(walker, node: str) -> IptablesNetfilter:
     kp = _ipvs_proxier(walker, node)
     state = kp.sync()
     host = walker.topology.hosts[node]
-    walker._ipvs_states[node] = state
+    walker.ipvs_states[node] = state
     return IptablesNetfilter(state.iptables, host.routes.local, walker.rng, ipsets=state.ipsets,
                              source=f"node {node} (ipvs mode)")
 
@@ -134,7 +134,7 @@ def _ipvs_netfilter_factory(walker, node: str) -> IptablesNetfilter:
 def _ipvs_hooks_factory(walker, node: str) -> _IpvsHooks:
     walker.netfilter(node)                       # syncs the proxier
     kp = _ipvs_proxier(walker, node)
-    return _IpvsHooks(kp, walker._ipvs_states[node])
+    return _IpvsHooks(kp, walker.ipvs_states[node])
 
 
 NFTABLES_NOT_YET = ("proxy mode nftables: not emulated yet (kube-proxy's nftables proxier is planned); "

@@ -106,8 +106,8 @@ class Walker:
         self._coredns = None
         self._running: tuple = ()
         self._ipvs_advanced: dict[str, float] = {}
-        self._ipvs_proxiers: dict[str, Any] = {}   # IPVS mode: KubeProxyIpvs per node (kept across syncs)
-        self._ipvs_states: dict[str, Any] = {}
+        self.ipvs_proxiers: dict[str, Any] = {}   # IPVS mode: KubeProxyIpvs per node (kept across syncs)
+        self.ipvs_states: dict[str, Any] = {}      # IPVS mode: the last IpvsNodeState per node (netsim.proxy)
         self._dirty = True
         self._rules_dirty = True
         self.stats = {"packets": 0, "rules_evaluated": 0}
@@ -121,7 +121,7 @@ class Walker:
 
     def sync(self) -> None:
         """Rebuild the topology and (lazily) the node rules after the cluster changed."""
-        for node, kp in self._ipvs_proxiers.items():
+        for node, kp in self.ipvs_proxiers.items():
             if self.now > self._ipvs_advanced.get(node, 0.0):
                 kp.advance(self.now)              # IPVS connection timers + graceful termination
                 self._ipvs_advanced[node] = self.now
