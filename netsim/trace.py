@@ -311,7 +311,7 @@ class Trace:
                 lines.append(f"  {o.detail}")
             r = o.reply
             if r.received:
-                ok = "NAT undone by conntrack" if r.matches_request else "DOES NOT match the request"
+                ok = "matches the request: NAT undone on the way back" if r.matches_request else "DOES NOT match the request"
                 lines.append(f"  reply from {r.src} ({ok}): {r.summary}")
         lines.append(f"{len(self.packets)} packets · {sum(len(p.hops) for p in self.packets)} hops · "
                      f"{self.rules_evaluated} rules evaluated (as the kernel would)")
