@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import ipaddress
+import math
 import random
 from typing import Iterable, Optional
 
@@ -21,6 +22,8 @@ from netsim.scheduler import schedule
 
 NODE_MONITOR_PERIOD = 5.0          # kube-controller-manager --node-monitor-period
 TERMINATION_GRACE_PERIOD = 30.0    # pod.spec.terminationGracePeriodSeconds default
+TAINT_EVICTION_CONTROLLER = "taint-eviction-controller"   # kube-controller-manager's event source (v1.29+)
+AWAITING_KUBELET = math.inf        # deletion deadline of a pod whose kubelet cannot confirm the kill
 
 
 class ClusterError(ValueError):
@@ -51,7 +54,8 @@ class Cluster:
         self._slices: dict[str, EndpointSlice] = {}
         self._workloads: dict[str, Deployment] = {}
         self._pod_ipam: dict[str, PodIPAllocator] = {}
-        self._deleting: dict[str, float] = {}          # pod key -> time its deletion completes
+        self._deleting: dict[str, float] = {}          # pod key -> time its deletion completes (inf: awaiting kubelet)
+        self._deletion_grace: dict[str, float] = {}    # pod key -> metadata.deletionGracePeriodSeconds
         self._not_ready_since: dict[str, float] = {}   # node -> time it went NotReady
         self._cidrs = NodeCIDRAllocator(self.config.pod_cidr or self.config.cluster_cidr, self.config.node_cidr_mask)
         self._cluster_ips = ClusterIPAllocator(self.config.service_cidr, self.rng)
@@ -313,7 +317,7 @@ class Cluster:
                     self._create_pod(pod, source="statefulset-controller")
             for p in sorted(mine, key=lambda p: -int(p.name.rsplit("-", 1)[1])):
                 if int(p.name.rsplit("-", 1)[1]) >= w.replicas:
-                    self._start_deletion(p, "statefulset-controller")
+                    self._start_deletion(p)
             return
         for _ in range(w.replicas - len(mine)):
             base = f"{w.name}-{w.template_hash}" if w.kind == "Deployment" else w.name
@@ -326,7 +330,7 @@ class Cluster:
         if len(mine) > w.replicas:
             # The ReplicaSet controller deletes the newest / least-ready pods first; we take the last created.
             for p in mine[w.replicas:]:
-                self._start_deletion(p, "replicaset-controller")
+                self._start_deletion(p)
 
     def _pod_from_template(self, w: Deployment, name: str) -> Pod:
         pod = _copy_pod(w.template)
@@ -513,49 +517,86 @@ class Cluster:
             ready = sum(1 for e in s.endpoints if e.ready)
             self.record("EndpointSliceUpdated" if prev else "EndpointSliceCreated", f"endpointslice/{s.name}",
                         f"{svc.name}: {ready}/{len(s.endpoints)} endpoints ready "
-                        f"[{', '.join(e.addresses[0] + ('' if e.ready else '(not ready)') for e in s.endpoints)}]",
+                        f"[{', '.join(e.addresses[0] + _condition_note(e) for e in s.endpoints)}]",
                         "endpointslice-controller", svc.namespace)
         for s in old.values():
             self._remove_slice(s)
             self._notify("DELETED", "EndpointSlice", s)
 
     # ------------------------------------------------------------------ deletion
-    def delete_pod(self, namespace: str, name: str, grace_period: float = TERMINATION_GRACE_PERIOD) -> None:
-        """`kubectl delete pod`: the pod terminates for its grace period (its endpoint is
-        terminating: not ready, still serving), then goes; its owner creates a replacement at once."""
+    def delete_pod(self, namespace: str, name: str, grace_period: float = TERMINATION_GRACE_PERIOD,
+                   force: bool = False) -> None:
+        """`kubectl delete pod`: the pod terminates (its endpoint is terminating: not ready, serving while
+        Ready) until its kubelet has stopped the containers — `grace_period` seconds — and then goes; a
+        ReplicaSet creates the replacement at once, a StatefulSet only once the old pod object is gone.
+
+        The kubelet confirms the deletion, so a pod on a stopped node stays Terminating until the node
+        is back. `force=True` (or grace_period 0) is `kubectl delete --force --grace-period=0`: the
+        object goes at once, whatever its node (the containers may still be running there)."""
         pod = self._pods.get(f"{namespace}/{name}")
         if pod is None:
             raise ClusterError(f'pods "{name}" not found in namespace {namespace}')
-        self._start_deletion(pod, "kubectl", grace_period)
+        if grace_period < 0:
+            raise ClusterError(f"gracePeriodSeconds: Invalid value: {grace_period}: must be >= 0")
+        self._start_deletion(pod, 0.0 if force else grace_period)
         owner = pod.owner and self._workloads.get(f"{namespace}/{pod.owner[1]}")
         if owner and owner.kind != "StatefulSet":
             self._sync_workload(owner)
-        if grace_period <= 0:
-            self._finish_deletions()
+        self._finish_deletions()
         self._reconcile()
 
-    def _start_deletion(self, pod: Pod, source: str, grace: float = TERMINATION_GRACE_PERIOD) -> None:
+    def _start_deletion(self, pod: Pod, grace: float = TERMINATION_GRACE_PERIOD) -> None:
+        """Set the deletion timestamp (pod strategy CheckGracefulDelete: an unscheduled or finished pod
+        goes at once). A second delete may shorten the grace period, never lengthen it."""
+        if not pod.node_name or pod.phase in ("Failed", "Succeeded"):
+            grace = 0.0
         if pod.terminating:
+            if grace >= self._deletion_grace[pod.key]:
+                return
+            self._deletion_grace[pod.key] = grace
+            if grace <= 0:
+                self._deleting[pod.key] = self.clock.now
+            elif self._deleting[pod.key] != AWAITING_KUBELET:
+                self._deleting[pod.key] = min(self._deleting[pod.key], self.clock.now + grace)
             return
         pod.terminating = True
-        self._deleting[pod.key] = self.clock.now + grace
+        self._deletion_grace[pod.key] = grace
+        node = self._nodes.get(pod.node_name or "")
+        if grace <= 0:
+            self._deleting[pod.key] = self.clock.now          # removed from the store at once
+        elif node is not None and node.running:
+            self._deleting[pod.key] = self.clock.now + grace
+        else:
+            self._deleting[pod.key] = AWAITING_KUBELET        # nobody can stop the containers and confirm
+        if node is not None and node.running:
+            self._record_killing(pod, grace)
         self._notify("MODIFIED", "Pod", pod)
-        self.record("Killing", f"pod/{pod.name}", f"Stopping container (grace period {grace:g}s)",
-                    source if source != "kubectl" else f"kubelet/{pod.node_name}", pod.namespace)
         self._mark_services_for(pod)
 
+    def _record_killing(self, pod: Pod, grace: float) -> None:
+        self.record("Killing", f"pod/{pod.name}", f"Stopping container (grace period {grace:g}s)",
+                    f"kubelet/{pod.node_name}", pod.namespace)
+
     def _finish_deletions(self) -> None:
+        """The kubelet reports the containers stopped and deletes the pod object (grace 0)."""
         for key, when in list(self._deleting.items()):
-            if when <= self.clock.now:
-                del self._deleting[key]
-                pod = self._remove_pod(key)
-                if pod.ip and pod.node_name and not pod.host_network:
-                    self._pod_ipam[pod.node_name].release(pod.ip)
-                self._notify("DELETED", "Pod", pod)
-                self._mark_services_for(pod)
-                owner = pod.owner and self._workloads.get(f"{pod.namespace}/{pod.owner[1]}")
-                if owner and owner.kind == "StatefulSet":
-                    self._sync_workload(owner)
+            if when > self.clock.now:
+                continue
+            pod = self._pods[key]
+            node = self._nodes.get(pod.node_name or "")
+            if self._deletion_grace[key] > 0 and node is not None and not node.running:
+                self._deleting[key] = AWAITING_KUBELET        # the node stopped mid-termination
+                continue
+            del self._deleting[key]
+            del self._deletion_grace[key]
+            pod = self._remove_pod(key)
+            if pod.ip and pod.node_name and not pod.host_network:
+                self._pod_ipam[pod.node_name].release(pod.ip)
+            self._notify("DELETED", "Pod", pod)
+            self._mark_services_for(pod)
+            owner = pod.owner and self._workloads.get(f"{pod.namespace}/{pod.owner[1]}")
+            if owner and owner.kind == "StatefulSet":
+                self._sync_workload(owner)
 
     def delete_service(self, namespace: str, name: str) -> None:
         svc = self._services.pop(f"{namespace}/{name}", None)
@@ -600,6 +641,7 @@ class Cluster:
         self.record("ScalingReplicaSet", f"{w.kind.lower()}/{name}", f"Scaled to {replicas}",
                     f"{w.kind.lower()}-controller", namespace)
         self._sync_workload(w)
+        self._finish_deletions()                       # unscheduled pods scaled away go at once
         self._reconcile()
 
     def stop_node(self, name: str) -> None:
@@ -611,20 +653,35 @@ class Cluster:
                     "netsim", type_="Warning")
 
     def start_node(self, name: str) -> None:
-        """The kubelet comes back: it heartbeats at once, the node turns Ready, its pods become ready."""
+        """The kubelet comes back: it heartbeats at once and the node turns Ready. The taint eviction
+        controller cancels the evictions it had scheduled (the unreachable taint is gone); the pods
+        that are not terminating become ready; pods deleted meanwhile (evicted, or `kubectl delete`)
+        are killed now with their deletion grace period, after which the kubelet deletes them."""
         node = self._require_node(name)
         node.running = True
         node.last_heartbeat = self.clock.now
-        self._not_ready_since.pop(name, None)
+        scheduled_eviction = self._not_ready_since.pop(name, None) is not None
         if not node.ready:
             node.ready = True
             self._notify("MODIFIED", "Node", node)
             self.record("NodeReady", f"node/{name}", f"Node {name} status is now: NodeReady", f"kubelet/{name}")
-        for pod in self._pods.values():
-            if pod.node_name == name and not pod.terminating and not pod.ready:
+        for pod in list(self._pods.values()):
+            if pod.node_name != name:
+                continue
+            if pod.terminating:
+                if self._deleting.get(pod.key) == AWAITING_KUBELET:
+                    grace = self._deletion_grace[pod.key]
+                    self._deleting[pod.key] = self.clock.now + grace
+                    self._record_killing(pod, grace)
+                continue
+            if scheduled_eviction:
+                self.record("TaintManagerEviction", f"pod/{pod.name}", f"Cancelling deletion of Pod {pod.key}",
+                            TAINT_EVICTION_CONTROLLER, pod.namespace)
+            if not pod.ready:
                 pod.ready = True
                 self._notify("MODIFIED", "Pod", pod)
                 self._mark_services_for(pod)
+        self._finish_deletions()
         self._reconcile()
 
     def _require_node(self, name: str) -> Node:
@@ -636,9 +693,11 @@ class Cluster:
     def advance(self, seconds: float) -> None:
         """Run the clock forward. kubelets heartbeat every `heartbeat_interval` (10 s); the node
         lifecycle controller checks every 5 s and marks a node NotReady once its last heartbeat is
-        more than node_monitor_grace_period (40 s) old, making its pods not ready; pods on a
+        more than node_monitor_grace_period (50 s) old, making its pods not ready; pods on a
         NotReady node are evicted pod_eviction_timeout (300 s, the unreachable taint's toleration)
-        later and their controllers reschedule them; terminating pods go after their grace period."""
+        later: they turn Terminating (and stay so while their node is down), ReplicaSets replace
+        them at once, StatefulSets once the old pod is gone; terminating pods on running nodes go
+        after their grace period."""
         if seconds < 0:
             raise ValueError(f"advance: the clock only runs forward, got {seconds} s")
         end = self.clock.now + seconds
@@ -684,22 +743,32 @@ class Cluster:
         self._reconcile()
 
     def _evict(self, node: Node) -> None:
+        """The taint eviction controller deletes every pod on the node whose toleration of the
+        unreachable taint ran out (an ordinary delete: the pod's grace period). The kubelet is gone,
+        so the pods stay Terminating until the node returns or someone force-deletes them;
+        ReplicaSets replace them at once (terminating pods are not active), StatefulSets do not
+        (a pod with the same identity is created only after the old object is gone)."""
         del self._not_ready_since[node.name]
-        owners = []
+        owners: dict[str, Deployment] = {}
         for pod in list(self._pods.values()):
             if pod.node_name != node.name or pod.terminating:
                 continue
             self.record("TaintManagerEviction", f"pod/{pod.name}", f"Marking for deletion Pod {pod.key}",
-                        "taint-controller", pod.namespace)
-            # The kubelet on an unreachable node cannot confirm; the pod object is removed (force) so
-            # owners can replace it.
-            self._start_deletion(pod, "taint-controller", 0.0)
-            if pod.owner:
-                owners.append(self._workloads.get(f"{pod.namespace}/{pod.owner[1]}"))
+                        TAINT_EVICTION_CONTROLLER, pod.namespace)
+            self._start_deletion(pod, TERMINATION_GRACE_PERIOD)
+            owner = pod.owner and self._workloads.get(f"{pod.namespace}/{pod.owner[1]}")
+            if owner:
+                owners[owner.key] = owner
         self._finish_deletions()
-        for w in owners:
-            if w is not None:
-                self._sync_workload(w)
+        for w in owners.values():
+            self._sync_workload(w)
+
+
+def _condition_note(e) -> str:
+    """How the event log marks an endpoint that is not ready."""
+    if e.ready:
+        return ""
+    return "(terminating)" if e.terminating else "(not ready)"
 
 
 def _copy_pod(template: Pod) -> Pod:

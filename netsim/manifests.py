@@ -82,7 +82,7 @@ def _build(texts: list[tuple[str, str]]) -> Cluster:
     if nodes is None:
         nodes = default_nodes(config)
     objs: list = list(nodes)
-    origins: list[str] = ["Cluster document"] * len(nodes)
+    origins: list[str] = [config_docs[0].where if config_docs else "default nodes"] * len(nodes)
     if config.coredns:      # kubeadm installs CoreDNS before any user workload
         objs += coredns_objects(config)
         origins += ["built-in CoreDNS"] * 2
@@ -258,6 +258,9 @@ def cluster_config(doc: Doc) -> tuple[ClusterConfig, Optional[list[Node]]]:
         zone = doc.get(n, "zone", f"{path}.zone", str, labels.get("topology.kubernetes.io/zone"))
         if zone:
             labels["topology.kubernetes.io/zone"] = zone
+        taken = next((n.name for n in nodes if n.ip == ip), None)
+        if taken:
+            raise doc.fail(f"{path}.ip", f"Duplicate value: {ip!r} is already the IP of node {taken!r}")
         nodes.append(Node(name=name, ip=ip, labels=labels, zone=zone))
     return cfg, nodes
 

@@ -222,21 +222,35 @@ def test_stopped_node_loses_its_endpoints_and_traffic_moves(kernel_run_dir):
         # eth0 down: the endpoint on the stopped node is unreachable, rules still point there
         rs = run_probes([Probe(client.netns, vip, 80) for _ in range(24)], timeout=0.7)
         assert Counter(r.outcome for r in rs)["timeout"] > 0
-        # node lifecycle controller: NotReady after 40 s grace -> endpoints not ready -> withdrawn
+        # node lifecycle controller: NotReady after the grace period -> endpoints not ready -> withdrawn
         cluster.advance(60)
         kc.reconcile()
         rs = run_probes([Probe(client.netns, vip, 80) for _ in range(24)], timeout=2.0)
         assert {r.outcome for r in rs} == {"answered"}
         assert {cluster.pod("default", r.pod.split("/")[1]).node_name for r in rs} == {"node-1"}
-        # eviction after 300 s: the Deployment replaces the pod on a running node
+        # eviction 300 s after NotReady: the pod turns Terminating but keeps its namespace (its kubelet
+        # cannot confirm); the Deployment's replacement gets a new namespace on a running node
+        evicted = next(f"default/{p}" for p, n in web.items() if n == victim)
+        evicted_netns = kc.state.pods[evicted].netns
+        on_victim = sorted(p.key for p in cluster.pods() if p.node_name == victim)   # web and coredns
         cluster.advance(320)
+        assert cluster.pod("default", evicted.split("/")[1]).terminating
         changed = kc.reconcile()
-        assert changed["pods_added"] and changed["pods_removed"]
+        assert changed["pods_added"] and changed["pods_removed"] == []
+        assert evicted_netns in netns.listnetns()
         rs = run_probes([Probe(client.netns, vip, 80) for _ in range(40)], timeout=2.0)
         assert {r.outcome for r in rs} == {"answered"}
         landed = {r.pod for r in rs}
-        assert len(landed) == 2 and victim not in {cluster.pod("default", p.split("/")[1]).node_name
-                                                   for p in landed}
+        assert len(landed) == 2 and evicted not in landed and victim not in {
+            cluster.pod("default", p.split("/")[1]).node_name for p in landed}
+        # the node returns: its kubelet kills the evicted pod (30 s grace), then deletes it
+        cluster.start_node(victim)
+        assert kc.reconcile()["nodes"] == [f"{victim}: up"]
+        rs = run_probes([Probe(client.netns, vip, 80) for _ in range(16)], timeout=2.0)
+        assert {r.outcome for r in rs} == {"answered"} and evicted not in {r.pod for r in rs}
+        cluster.advance(30)
+        assert kc.reconcile()["pods_removed"] == on_victim
+        assert evicted_netns not in netns.listnetns()
     finally:
         kc.down()
     assert not [n for n in netns.listnetns() if n.startswith(name + "-")]

@@ -244,3 +244,15 @@ def test_refused_service_releases_what_it_had_allocated():
         c.add(bad)
     c.add(Service("c", type="NodePort", cluster_ip="10.96.1.2", ports=[ServicePort(80, node_port=30002)]))
     assert c.service("default", "c").ports[0].node_port == 30002
+
+
+def test_duplicate_node_ip_names_the_field(tmp_path):
+    from netsim.docfields import ManifestError
+    from netsim.manifests import load
+    f = tmp_path / "dup.yaml"
+    f.write_text("apiVersion: netsim.io/v1\nkind: Cluster\nspec:\n"
+                 "  nodes: [{name: a, ip: 192.168.49.2}, {name: b, ip: 192.168.49.2}]\n")
+    with pytest.raises(ManifestError) as e:
+        load([str(f)])
+    assert str(e.value) == (f"{f}: document 1 (Cluster): spec.nodes[1].ip: Duplicate value: "
+                            "'192.168.49.2' is already the IP of node 'a'")

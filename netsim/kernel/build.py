@@ -347,12 +347,16 @@ class KernelCluster:
         self.plan = new
         changed: dict[str, list[str]] = {"pods_added": [], "pods_removed": [], "nodes": []}
         touched_nodes: set[str] = set()
-        for key in sorted(set(old.pods) - set(new.pods)):
+        # A pod evicted from a stopped node stays (Terminating) until its kubelet confirms, so it keeps
+        # its namespace. A pod recreated under the same name (a StatefulSet's db-0 after the old
+        # object is gone) is a new sandbox: its old namespace goes before the new one is made.
+        recreated = {k for k in set(old.pods) & set(new.pods) if old.pods[k] != new.pods[k]}
+        for key in sorted((set(old.pods) - set(new.pods)) | recreated):
             touched_nodes.add(old.pods[key].node)
             self._stop_servers(old.pods[key].node)
             self._remove_pod(key)
             changed["pods_removed"].append(key)
-        for key in sorted(set(new.pods) - set(old.pods)):
+        for key in sorted((set(new.pods) - set(old.pods)) | recreated):
             self._make_pod(new.pods[key])
             self.state.save()
             touched_nodes.add(new.pods[key].node)
