@@ -329,7 +329,7 @@ class Conntrack:
         """Per-protocol packet handler (tcp_packet / nf_conntrack_udp_packet / icmp), then SEEN_REPLY."""
         to = self.timeouts
         e.packets[1 if is_reply else 0] += 1
-        p = e.proto
+        p = e.orig[0]
         if p == IPPROTO_TCP:
             flags = pkt.tcp_flags
             st = e.tcp_state
@@ -351,7 +351,7 @@ class Conntrack:
                 elif st == "LAST_ACK":
                     st = "TIME_WAIT"
             e.tcp_state = st
-            e.expires = now + to.for_tcp_state(st)
+            e.expires = now + getattr(to, _TCP_STATE_TIMEOUT[st])
         elif p == IPPROTO_UDP:
             if e.seen_reply:
                 if now > e.created + 2:            # stream_ts = creation + 2 s

@@ -67,7 +67,9 @@ class HookResult:
 class Netfilter(Protocol):
     def has_rules(self, table: str, chain: str) -> bool: ...
 
-    def run(self, table: str, chain: str, pkt: Any, now: float) -> HookResult: ...
+    def run(self, table: str, chain: str, pkt: Any, now: float, steps: Optional[list] = None) -> HookResult:
+        """Evaluate a built-in chain; the RULE steps of the hits are appended to ``steps`` when given."""
+        ...
 
 
 class EmptyNetfilter:
@@ -76,7 +78,7 @@ class EmptyNetfilter:
     def has_rules(self, table: str, chain: str) -> bool:
         return False
 
-    def run(self, table: str, chain: str, pkt: Any, now: float) -> HookResult:
+    def run(self, table: str, chain: str, pkt: Any, now: float, steps: Optional[list] = None) -> HookResult:
         return HookResult()
 
     def save(self) -> str:

@@ -30,6 +30,7 @@ class IptablesNetfilter:
         self.ctx = EvalContext(local_addrs=local_addrs, ipsets=ipsets, rng=rng)
         self._saved: dict[Any, RuleHit] = {}
         self._has: dict[tuple[str, str], bool] = {}
+        self._nats: dict[int, tuple[Any, NatRequest]] = {}
 
     def rebind(self, local_addrs: set[int], ipsets: Any = None) -> "IptablesNetfilter":
         """Reuse this compiled ruleset for a rebuilt host (same rules; its local table is new)."""
@@ -45,16 +46,18 @@ class IptablesNetfilter:
             has = self._has[key] = self.engine.has_rules(table, chain)     # without compiling the chain
         return has
 
-    def run(self, table: str, chain: str, pkt: Any, now: float) -> HookResult:
+    def run(self, table: str, chain: str, pkt: Any, now: float, steps: Optional[list] = None) -> HookResult:
+        """Evaluate one built-in chain; with ``steps`` the RULE steps of the hits are appended to it."""
         ctx = self.ctx
         ctx.now = now
         v = self.engine.run(table, chain, pkt, ctx)
         cache = self._saved
+        verdict = v.verdict
         hits = []
         for h in v.steps:
             if h.policy:
                 # the policy is the last step; an ACCEPT policy is not shown (nothing matched)
-                if v.verdict == "ACCEPT":
+                if verdict == "ACCEPT":
                     break
                 key: Any = (h.table, h.chain, h.number, h.policy)
             else:
@@ -63,10 +66,16 @@ class IptablesNetfilter:
             if hit is None:
                 hit = cache[key] = self._saved_hit(h)
             hits.append(hit)
+            if steps is not None:
+                steps.append(hit.step)
         nat = v.nat
         if nat is not None:
-            nat = NatRequest(nat.kind, nat.ip, nat.port, bool(nat.random_fully))
-        return HookResult(v.verdict, nat, hits, v.rules_evaluated, v.reject_with or "icmp-port-unreachable")
+            # the engine's NatAction belongs to its rule (lives as long as the engine): one request each
+            got = self._nats.get(id(nat))
+            if got is None or got[0] is not nat:
+                got = self._nats[id(nat)] = (nat, NatRequest(nat.kind, nat.ip, nat.port, bool(nat.random_fully)))
+            nat = got[1]
+        return HookResult(verdict, nat, hits, v.rules_evaluated, v.reject_with or "icmp-port-unreachable")
 
     def _saved_hit(self, h) -> RuleHit:
         """The hit with its rule as iptables-save prints it (Rule.render), or the policy line."""

@@ -36,9 +36,13 @@ class Listener:
     port: int
     owner: str                     # pod key
     handler: Optional[Callable[[bytes], Optional[bytes]]] = None   # UDP: payload -> answer or None (e.g. CoreDNS)
+    _described: Optional[str] = field(default=None, init=False, repr=False, compare=False)
 
     def describe(self) -> str:
-        return f"{'tcp' if self.proto == IPPROTO_TCP else 'udp'}:{self.port} ({self.owner})"
+        d = self._described
+        if d is None:
+            d = self._described = f"{'tcp' if self.proto == IPPROTO_TCP else 'udp'}:{self.port} ({self.owner})"
+        return d
 
 
 def http_response(owner: str, peer: str) -> bytes:
@@ -60,18 +64,18 @@ class Sockets:
 
     def deliver(self, pkt: Packet, rng: random.Random) -> Delivery:
         """Hand a packet addressed to this host to its stack; returns the replies it provokes."""
-        p = pkt.proto
+        p = pkt._proto
         if p == IPPROTO_ICMP:
             if pkt.icmp_type == ICMP_ECHO_REQUEST:
                 r = Packet.icmp(pkt.dst_ip, pkt.src_ip, type=ICMP_ECHO_REPLY, id=pkt.sport,
                                 seq=_u16(pkt.buf, (pkt.buf[0] & 15) * 4 + 6), payload=pkt.payload)
                 return Delivery("kernel", replies=[r], detail="ICMP echo answered by the kernel")
             return Delivery("kernel", detail="ICMP message consumed by the kernel")
-        lst = self.listeners.get((p, pkt.dport))
+        lst = self.listeners.get((p, pkt._dport))
         if lst is None:
             return Delivery("closed", replies=[_refuse(pkt)],
                             detail=f"nothing listens on {pkt.proto_name}/{pkt.dport}")
-        peer = f"{pkt.src_ip}:{pkt.sport}"
+        peer = f"{pkt.src_ip}:{pkt._sport}"
         if p == IPPROTO_TCP:
             return Delivery("listener", lst.owner, _tcp_answer(pkt, lst.owner, peer, rng),
                             detail=f"socket {lst.describe()} accepted from {peer}")

@@ -28,8 +28,9 @@ from typing import Any, Callable, Iterator, Optional
 
 from netsim.conntrack import Conntrack, ConntrackEntry, flush_stale_udp
 from netsim.netfilter import HookResult, Netfilter
-from netsim.packet import IPPROTO_TCP, IPPROTO_UDP, PROTO_NUMBERS, Packet, int2ip, ip2int
-from netsim.routing import Route
+from netsim.packet import (_UDP_HDR, IPPROTO_TCP, IPPROTO_UDP, PROTO_NUMBERS, Packet, _finish, _ip_sum,
+                           _pseudo_sum, int2ip, ip2int)
+from netsim.routing import LOOPBACK_NET, Route
 from netsim.servers import Sockets, pod_sockets
 from netsim.topology import (FLANNEL_VNI, FLANNEL_VXLAN_PORT, Host, Interface, Topology)
 from netsim.trace import Addr, Flow, Hop, Outcome, PacketSnapshot, PacketTrace, Reply, Step, Trace, TranslatedStep
@@ -95,7 +96,7 @@ class Walker:
         # per-topology caches of trace steps that depend only on the route / link (shared, read-only)
         self._routed: dict[int, tuple[Route, Step]] = {}
         self._links: dict[tuple[int, int], tuple[Interface, Step]] = {}
-        self._vxlan_prefix: dict[str, bytes] = {}
+        self._vxlan_prefix: dict[tuple[str, int], tuple] = {}    # VXLAN outer-header template per (host, VTEP)
         self._iface_extra: dict[str, dict] = {}
         self._ipvs: dict[str, Any] = {}
         self.conntrack: dict[str, Conntrack] = {}
@@ -125,7 +126,7 @@ class Walker:
             if self.now > self._ipvs_advanced.get(node, 0.0):
                 kp.advance(self.now)              # IPVS connection timers + graceful termination
                 self._ipvs_advanced[node] = self.now
-        running = tuple(n.running for n in self.cluster.nodes())   # stop_node sends no watch event
+        running = tuple([n.running for n in self.cluster.nodes()])   # stop_node sends no watch event
         if not self._dirty and self._topology is not None and running == self._running:
             return
         self._running = running
@@ -277,7 +278,7 @@ class Walker:
         elif route is not None:
             src_addr = route.src if route.src is not None else client.primary_address(route.dev)
         if sport is None:
-            sport = self.rng.randint(*EPHEMERAL_PORTS)
+            sport = self.rng.randrange(EPHEMERAL_PORTS[0], EPHEMERAL_PORTS[1] + 1)    # = randint(lo, hi)
         flow = Flow(self._client_label(client), proto, int2ip(src_addr) if src_addr else "0.0.0.0", sport,
                     dst, dport, target, resolved_by)
         trace = Trace(flow, mode, notes=list(notes or []))
@@ -375,7 +376,8 @@ class Walker:
 
     # ------------------------------------------------------------------ outcome
     def _client_label(self, h: Host) -> str:
-        return {"pod": f"pod/{h.name}", "node": f"node/{h.name}"}.get(h.kind, h.name)
+        kind = h.kind
+        return f"pod/{h.name}" if kind == "pod" else f"node/{h.name}" if kind == "node" else h.name
 
     def _outcome(self, end: End) -> Outcome:
         d = end.disposition
@@ -465,34 +467,40 @@ class Walker:
     def _receive(self, host: Host, iface: Interface, pkt: Packet, pt: PacketTrace, extra):
         """A packet arrives on ``iface`` of ``host``."""
         bridged_from = extra
-        hop = pt.hop(host.name, host.kind)
+        hops = pt.hops
+        hop = Hop(len(hops) + 1, host.name, host.kind)
+        hops.append(hop)
         ifname = iface.name
         extra = self._iface_extra.get(ifname)
         if extra is None:
             extra = self._iface_extra[ifname] = {"interface": ifname}     # shared, read-only
+        port_in = pkt.physdev_in
         hop.steps.append(Step("RECEIVED", "%s%s: %s", extra,
-                              (ifname, " (bridge port %s)" % pkt.physdev_in if pkt.physdev_in else "",
+                              (ifname, " (bridge port %s)" % port_in if port_in else "",
                                PacketSnapshot(bytes(pkt.buf)))))
         if pt.pcap is not None:
-            self._capture(pt, host, iface.name, pkt, "received")
+            self._capture(pt, host, ifname, pkt, "received")
         if not host.up:
             hop.add("DROPPED", f"{host.name} is down: the packet is lost (the client would time out)")
             return End("LOST", host, f"{host.name} is down")
-        pkt.iif = iface.name
+        pkt.iif = ifname
         pkt.oif = None
-        if host.kind == "node":
-            if iface.name == "eth0" and pkt.proto == IPPROTO_UDP and pkt.dport == FLANNEL_VXLAN_PORT \
-                    and host.routes.is_local(pkt.dst) and "flannel.1" in host.interfaces:
+        kind = host.kind
+        if kind == "node":
+            if ifname == "eth0" and pkt._proto == IPPROTO_UDP and pkt._dport == FLANNEL_VXLAN_PORT \
+                    and host.routes.is_local(pkt._dst) and "flannel.1" in host.interfaces:
                 inner = self._decap(pkt)
-                hop.add("DECAPSULATED", "vxlan vni %s from %s:%s -> inner %s arrives on flannel.1",
-                        {"interface": "flannel.1"},
-                        (FLANNEL_VNI, Addr(pkt.src), pkt.sport, PacketSnapshot(bytes(inner.buf))))
+                hop.steps.append(Step("DECAPSULATED", "vxlan vni %s from %s:%s -> inner %s arrives on flannel.1",
+                                      _FLANNEL_EXTRA,
+                                      (FLANNEL_VNI, Addr(pkt._src), pkt._sport, PacketSnapshot(bytes(inner.buf)))))
                 pkt = inner
                 pkt.iif = "flannel.1"
                 iface = host.interfaces["flannel.1"]
                 if pt.pcap is not None:
                     self._capture(pt, host, "flannel.1", pkt, "decapsulated")
             return self._node_in(host, iface, pkt, pt, hop, bridged_from)
+        if kind == "pod" and pkt._dst in host.routes.local:
+            return self._deliver(host, ifname, pkt, hop)      # the common case of is_local below
         if host.kind == "loadbalancer" and (pkt.dst in self.topology.lb_ips or pkt.dst in self.topology.external_ips):
             return self._balance(host, pkt, pt, hop)
         if host.routes.is_local(pkt.dst):
@@ -527,15 +535,19 @@ class Walker:
             if nf.has_rules("mangle", "PREROUTING"):
                 self._run(host, nf, hop, pt, "mangle", "PREROUTING", pkt)
             if e is not None:
+                is_reply = pkt.ct_reply
                 if not e.confirmed and pkt.ctstate == "NEW":
                     res = self._run(host, nf, hop, pt, "nat", "PREROUTING", pkt)
                     if res.nat is not None and res.nat.kind == "DNAT":
                         self._bind(host, ct, e, res, pkt, hop)
-                change = ct.nat_dst(pkt, e, pkt.ct_reply)
-                if change is not None:
-                    hop.steps.append(TranslatedStep("DNAT" if not pkt.ct_reply else "un-SNAT (conntrack)",
-                                                    "dst", change))
-        local = host.routes.is_local(pkt.dst)
+                if e.snat if is_reply else e.dnat:          # Conntrack.nat_dst applies only a binding
+                    change = ct.nat_dst(pkt, e, is_reply)
+                    if change is not None:
+                        hop.steps.append(TranslatedStep("DNAT" if not is_reply else "un-SNAT (conntrack)",
+                                                        "dst", change))
+        routes = host.routes
+        dst = pkt._dst
+        local = dst in routes.local or (dst & 0xFF000000) == LOOPBACK_NET      # RoutingTable.is_local
         # br_netfilter: a frame bridged between two ports of cni0 skips the routing decision unless
         # DNAT changed its destination (br_nf_pre_routing_finish re-routes then).
         if bridged_to is not None and not local and pkt.dst == bridged_to.addr:
@@ -546,7 +558,7 @@ class Walker:
         if local:
             hop.add("ROUTED", f"{pkt.dst_ip} is local -> INPUT")
             return self._local_in(host, iface.name, pkt, pt, hop, ct, e, nf)
-        route = host.routes.lookup(pkt.dst)
+        route = routes.lookup(dst)
         if route is None:
             hop.add("DROPPED", f"no route to {pkt.dst_ip}")
             return End("NO_ROUTE", host, f"{host.name}: no route to {pkt.dst_ip}")
@@ -559,7 +571,8 @@ class Walker:
         if hairpin:
             hop.add("ROUTED", "%s%s", None, (route, "  (re-bridged on cni0: br_netfilter)"))
         else:
-            hop.steps.append(self._routed_step(route))
+            hit = self._routed.get(id(route))
+            hop.steps.append(hit[1] if hit is not None else self._routed_step(route))
         return self._forward(host, nf, ct, e, pkt, pt, hop, route, None)
 
     def _forward(self, host: Host, nf: Netfilter, ct: Conntrack, e: Optional[ConntrackEntry], pkt: Packet,
@@ -629,10 +642,12 @@ class Walker:
                 res = self._run(host, nf, hop, pt, "nat", "POSTROUTING", pkt)
                 if res.nat is not None and res.nat.kind in ("SNAT", "MASQUERADE"):
                     self._bind(host, ct, e, res, pkt, hop, oif)
-            change = ct.nat_src(pkt, e, pkt.ct_reply)
-            if change is not None:
-                hop.steps.append(TranslatedStep("SNAT" if not pkt.ct_reply else "un-DNAT (conntrack)", "src",
-                                                change))
+            is_reply = pkt.ct_reply
+            if e.dnat if is_reply else e.snat:          # Conntrack.nat_src applies only a binding
+                change = ct.nat_src(pkt, e, is_reply)
+                if change is not None:
+                    hop.steps.append(TranslatedStep("SNAT" if not is_reply else "un-DNAT (conntrack)", "src",
+                                                    change))
             if not e.confirmed:
                 now = self.cluster.clock.now
                 if not ct.confirm(e, now):
@@ -694,14 +709,12 @@ class Walker:
     def _run(self, host: Host, nf: Netfilter, hop: Hop, pt: PacketTrace, table: str, chain: str,
              pkt: Packet) -> HookResult:
         if not nf.has_rules(table, chain):
-            return HookResult()
-        res = nf.run(table, chain, pkt, self.cluster.clock.now)
+            return _NO_RULES
+        # RULE steps are appended as the rules match: built once per rule, shared (read-only)
+        res = nf.run(table, chain, pkt, self.cluster.clock.now, hop.steps)
         n = res.rules_evaluated
         pt.rules += n
         self.stats["rules_evaluated"] += n
-        hits = res.hits
-        if hits:
-            hop.steps.extend([h.step for h in hits])        # RULE steps: built once per rule, shared
         return res
 
     def _refused(self, host: Host, hop: Hop, res: HookResult, pkt: Packet, chain: str) -> End:
@@ -767,7 +780,7 @@ class Walker:
                 hop.add("DROPPED", f"flannel.1: no FDB entry for VTEP {int2ip(nh)}")
                 return End("NEIGHBOR_UNREACHABLE", host)
             outer = self._encap(host, pkt, remote)
-            hop.steps.append(Step("ENCAPSULATED", "flannel.1 vxlan vni %s: outer %s", {"interface": "flannel.1"},
+            hop.steps.append(Step("ENCAPSULATED", "flannel.1 vxlan vni %s: outer %s", _FLANNEL_EXTRA,
                                   (FLANNEL_VNI, PacketSnapshot(bytes(outer.buf)))))
             if pt.pcap is not None:
                 self._capture(pt, host, "flannel.1", pkt, "sent into the VXLAN tunnel")
@@ -813,21 +826,39 @@ class Walker:
         return (port.host, port, pkt, None)
 
     def _encap(self, host: Host, pkt: Packet, remote: int) -> Packet:
-        """flannel VXLAN: outer IP (TTL 64, DF clear) / UDP sport=flow hash, dport 8472 / VXLAN / Ethernet."""
-        prefix = self._vxlan_prefix.get(host.name)
-        if prefix is None:
+        """flannel VXLAN: outer IP (TTL 64, DF clear) / UDP sport=flow hash, dport 8472 / VXLAN / Ethernet.
+
+        The outer header is the one Packet.udp(src, remote, sport, 8472, payload, df=False) builds; the
+        parts that do not depend on the inner packet (addresses, VXLAN header, inner Ethernet header and
+        their checksum words) are kept per (host, remote VTEP), so per packet only the lengths, the
+        source port and the checksums over them and the inner datagram are filled in."""
+        key = (host.name, remote)
+        tpl = self._vxlan_prefix.get(key)
+        if tpl is None:
             fl = host.interfaces["flannel.1"]
             inner_eth = bytes.fromhex(("02" * 6) + fl.mac.replace(":", "")) + b"\x08\x00"
             vx = bytes([0x08, 0, 0, 0]) + FLANNEL_VNI.to_bytes(3, "big") + b"\x00"
-            prefix = self._vxlan_prefix[host.name] = vx + inner_eth
+            src = host.interfaces["eth0"].addr
+            tpl = self._vxlan_prefix[key] = (vx + inner_eth, src, _ip_sum(src, remote, IPPROTO_UDP, 0, 64, 1, 0),
+                                             _pseudo_sum(src, remote, IPPROTO_UDP, 0) + FLANNEL_VXLAN_PORT)
+        prefix, src, ip_base, udp_base = tpl
         buf = pkt.buf
         l4 = (buf[0] & 15) * 4
         h = zlib.crc32(buf[l4:l4 + 4], zlib.crc32(buf[12:20]))   # addresses, then ports
         lo, hi = EPHEMERAL_PORTS
         sport = lo + h % (hi - lo + 1)          # udp_flow_src_port: a hash of the inner flow
-        src = host.interfaces["eth0"].addr
-        # flannel's outer header: DF not set
-        return Packet.udp(src, remote, sport, FLANNEL_VXLAN_PORT, payload=prefix + buf, df=False)
+        payload = prefix + buf
+        ulen = 8 + len(payload)
+        total = 20 + ulen
+        v = int.from_bytes(payload, "big")
+        if ulen & 1:
+            v <<= 8                             # odd length: pad with a zero byte
+        c = _finish(udp_base + ulen + ulen + sport + v) or 0xFFFF     # RFC 768: a computed 0 is sent as all ones
+        # flannel's outer header: DF not set, ident 1, TTL 64 (as Packet.udp's defaults)
+        out = bytearray(_UDP_HDR.pack(0x45, 0, total, 1, 0, 64, IPPROTO_UDP, _finish(ip_base + total),
+                                      src, remote, sport, FLANNEL_VXLAN_PORT, ulen, c))
+        out += payload
+        return Packet._built(out, IPPROTO_UDP, src, remote, 20, sport, FLANNEL_VXLAN_PORT)
 
     @staticmethod
     def _decap(outer: Packet) -> Packet:
@@ -885,7 +916,9 @@ class Walker:
     def _deliver(self, host: Host, iif: str, pkt: Packet, hop: Hop) -> End:
         socks = self.sockets.get(host.name)
         # a client socket waiting for this reply?
-        if self._is_client_reply(host, pkt):
+        waiting = self._clients.get(host.name)
+        if waiting and (((pkt._proto, pkt._dport) in waiting) if not pkt.is_icmp_error
+                        else self._is_client_reply(host, pkt)):
             hop.add("DELIVERED", "to the client socket %s:%s: %s", None, (Addr(pkt.dst), pkt.dport, PacketSnapshot(bytes(pkt.buf))))
             return End("CLIENT", host, pkt=pkt)
         if socks is None:
@@ -927,6 +960,10 @@ class Walker:
     # ------------------------------------------------------------------ inspection
     def conntrack_listing(self, node: str) -> str:
         return self.conntrack_for(node).listing(self.now)
+
+
+_FLANNEL_EXTRA = {"interface": "flannel.1"}   # shared, read-only
+_NO_RULES = HookResult()          # an empty chain: ACCEPT, nothing matched (shared, never mutated)
 
 
 class _Answers:

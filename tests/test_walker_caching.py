@@ -100,3 +100,39 @@ def test_translated_step_reads_like_before():
     back = [s for s in t.steps("TRANSLATED") if s.detail.startswith("un-DNAT")]
     assert back and back[-1].extra["after"] == f"{svc_ip(c, 'web')}:80"
     assert t.outcome.reply.summary.startswith(f"tcp {svc_ip(c, 'web')}:80 > ")
+
+
+def test_vxlan_outer_header_template_builds_what_packet_udp_builds():
+    # The walker fills in a per-(node, remote VTEP) outer-header template; the bytes must be exactly the
+    # datagram Packet.udp builds for flannel's encapsulation (outer UDP to 8472, DF clear, TTL 64,
+    # source port = hash of the inner flow, as the kernel's udp_flow_src_port), checksums valid.
+    from netsim.packet import Packet
+    from netsim.topology import FLANNEL_VXLAN_PORT
+    c = scenario_cluster()
+    w = Walker(c)
+    node = w.topology.hosts["node-3"]
+    remote = w.topology.hosts["node-1"].interfaces["eth0"].addr
+    for payload in (b"", b"x", b"GET / HTTP/1.1\r\n\r\n"):      # even and odd inner lengths
+        inner = Packet.tcp("10.244.2.2", "10.244.0.2", 45000, 8080, flags="PA", seq=7, ack=9, payload=payload)
+        outer = w._encap(node, inner, remote)
+        prefix = bytes(outer.buf[28:28 + 8 + 14])                   # VXLAN header + inner Ethernet header
+        want = Packet.udp(node.interfaces["eth0"].addr, remote, outer.sport, FLANNEL_VXLAN_PORT,
+                          payload=prefix + bytes(inner.buf), df=False)
+        assert bytes(outer.buf) == bytes(want.buf)
+        assert outer.checksums_ok() and outer.tuple() == want.tuple()
+        assert bytes(w._decap(outer).buf) == bytes(inner.buf)
+
+
+def test_rule_steps_are_recorded_in_the_order_the_rules_matched():
+    # IptablesNetfilter.run appends each hit's RULE step to the hop as the engine reports it: the
+    # SYN to a ClusterIP shows nat PREROUTING -> KUBE-SERVICES -> KUBE-SVC-* -> KUBE-SEP-* (DNAT),
+    # the chain order of kube-proxy's iptables rules (reference kube-proxy-iptables.md).
+    c = scenario_cluster()
+    w = Walker(c)
+    t = w.connect(w.host_for("pod/client-3"), svc_ip(c, "web"), 80)
+    node3 = next(h for h in t.request.hops if h.host == "node-3")
+    chains = [s.extra["chain"] for s in node3.steps if s.action == "RULE" and s.extra["table"] == "nat"]
+    chains = chains[:chains.index("POSTROUTING")]                  # the PREROUTING traversal
+    assert chains[:2] == ["PREROUTING", "KUBE-SERVICES"]
+    assert chains[2].startswith("KUBE-SVC-") and chains[-1].startswith("KUBE-SEP-")
+    assert t.rules_evaluated == sum(p.rules for p in t.packets) > 0
