@@ -102,3 +102,27 @@ def ensure_loopback() -> None:
     flags = out.split(">")[0] if ">" in out else ""
     if flags and "UP" not in flags.split("<")[-1].split(","):
         subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
+
+
+# A Deployment of 60 pods behind a headless Service: its A answer (60 records) does not fit a
+# 512-byte UDP reply, so clients get TC=1 and retry over TCP.
+HEADLESS_60_YAML = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: big, namespace: default}
+spec:
+  replicas: 60
+  selector: {matchLabels: {app: big}}
+  template:
+    metadata: {labels: {app: big}}
+    spec:
+      containers: [{name: big, image: nginx, ports: [{name: http, containerPort: 80}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: big, namespace: default}
+spec:
+  clusterIP: None
+  selector: {app: big}
+  ports: [{name: http, port: 80}]
+"""

@@ -24,7 +24,7 @@ from netsim.dns.message import handle
 from netsim.dns.resolver import ClusterDNS
 from netsim.dns.server import DNSServer
 from netsim.manifests import load_text
-from dns_fixtures import ensure_loopback
+from dns_fixtures import HEADLESS_60_YAML, ensure_loopback
 
 SIXTY = """
 apiVersion: netsim.io/v1
@@ -32,26 +32,7 @@ kind: Cluster
 metadata: {name: big}
 spec:
   nodes: [{name: node-1, ip: 192.168.49.2}, {name: node-2, ip: 192.168.49.3}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: big, namespace: default}
-spec:
-  replicas: 60
-  selector: {matchLabels: {app: big}}
-  template:
-    metadata: {labels: {app: big}}
-    spec:
-      containers: [{name: big, image: nginx, ports: [{name: http, containerPort: 80}]}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: big, namespace: default}
-spec:
-  clusterIP: None
-  selector: {app: big}
-  ports: [{name: http, port: 80}]
----
+---""" + HEADLESS_60_YAML + """---
 apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: default}

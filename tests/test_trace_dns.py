@@ -5,27 +5,9 @@ from __future__ import annotations
 
 from netsim.manifests import load_text
 from netsim.walker import Walker
+from dns_fixtures import HEADLESS_60_YAML
 
-BIG = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: big}
-spec:
-  replicas: 60
-  selector: {matchLabels: {app: big}}
-  template:
-    metadata: {labels: {app: big}}
-    spec:
-      containers: [{name: big, image: nginx, ports: [{name: http, containerPort: 80}]}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: big}
-spec:
-  clusterIP: None
-  selector: {app: big}
-  ports: [{name: http, port: 80}]
----
+BIG = HEADLESS_60_YAML + """---
 apiVersion: v1
 kind: Pod
 metadata: {name: client}
