@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Union
 
 import yaml
+from netaddr import IPSet
 
 from netsim import objects
 from netsim import validation as v
@@ -216,6 +217,7 @@ def cluster_config(doc: Doc) -> tuple[ClusterConfig, Optional[list[Node]]]:
     default_pool = f"{node_net.broadcast_address - 15}/28" if node_net.prefixlen <= 28 else cfg.node_network
     cfg.load_balancer_pool = doc.check(doc.get(spec, "loadBalancerPool", "spec.loadBalancerPool", str, default_pool),
                                        "spec.loadBalancerPool", v.ipv4_cidr)
+    check_address_plan(doc, pod_cidr, cfg)
     cfg.external_client_ip = doc.get(spec, "externalClientIP", "spec.externalClientIP", str, None)
     if cfg.external_client_ip:
         doc.check(cfg.external_client_ip, "spec.externalClientIP", v.ipv4)
@@ -263,6 +265,28 @@ def cluster_config(doc: Doc) -> tuple[ClusterConfig, Optional[list[Node]]]:
             raise doc.fail(f"{path}.ip", f"Duplicate value: {ip!r} is already the IP of node {taken!r}")
         nodes.append(Node(name=name, ip=ip, labels=labels, zone=zone))
     return cfg, nodes
+
+
+def check_address_plan(doc: Doc, pod_cidr: str, cfg: ClusterConfig) -> None:
+    """kubeadm refuses overlapping pod, service and node networks (routing would be ambiguous: a
+    ClusterIP inside the pod CIDR would be routed to a node instead of being DNATed); the
+    LoadBalancer pool must not take pod or service addresses either. netaddr's IPSet does the
+    set algebra."""
+    # clusterCIDR is left out: kube-proxy's --cluster-cidr only tells local traffic apart and may be
+    # wider than the pod network (kube-proxy's own tests use 10.0.0.0/8).
+    nets = [("spec.podCIDR", pod_cidr), ("spec.serviceCIDR", cfg.service_cidr),
+            ("spec.nodeNetwork", cfg.node_network)]
+    for i, (field_a, a) in enumerate(nets):
+        for field_b, b in nets[i + 1:]:
+            common = IPSet([a]) & IPSet([b])
+            if common:
+                raise doc.fail(field_b, f"Invalid value: {b!r}: overlaps {field_a} {a} "
+                               f"(at {common.iter_cidrs()[0]})")
+    pool = IPSet([cfg.load_balancer_pool])
+    for field_a, a in nets[:-1]:
+        if pool & IPSet([a]):
+            raise doc.fail("spec.loadBalancerPool", f"Invalid value: {cfg.load_balancer_pool!r}: overlaps "
+                           f"{field_a} {a}")
 
 
 def default_nodes(cfg: ClusterConfig, count: int = 3) -> list[Node]:

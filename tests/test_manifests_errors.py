@@ -256,3 +256,23 @@ def test_duplicate_node_ip_names_the_field(tmp_path):
         load([str(f)])
     assert str(e.value) == (f"{f}: document 1 (Cluster): spec.nodes[1].ip: Duplicate value: "
                             "'192.168.49.2' is already the IP of node 'a'")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("podCIDR: 10.96.0.0/16", "spec.serviceCIDR: Invalid value: '10.96.0.0/12': overlaps spec.podCIDR "
+                              "10.96.0.0/16 (at 10.96.0.0/16)"),
+    ("nodeNetwork: 10.244.3.0/24", "spec.nodeNetwork: Invalid value: '10.244.3.0/24': overlaps spec.podCIDR "
+                                   "10.244.0.0/16 (at 10.244.3.0/24)"),
+    ("loadBalancerPool: 10.100.0.0/28", "spec.loadBalancerPool: Invalid value: '10.100.0.0/28': overlaps "
+                                        "spec.serviceCIDR 10.96.0.0/12"),
+])
+def test_overlapping_address_plan_is_refused(spec, message):
+    """kubeadm refuses a pod subnet overlapping the service subnet; so do we, for node and LB ranges too."""
+    with pytest.raises(ManifestError) as e:
+        load_text(f"apiVersion: netsim.io/v1\nkind: Cluster\nspec:\n  {spec}\n", source="plan.yaml")
+    assert str(e.value) == f"plan.yaml: document 1 (Cluster): {message}"
+
+
+def test_kube_proxy_cluster_cidr_may_be_wider_than_the_pod_network():
+    c = load_text("apiVersion: netsim.io/v1\nkind: Cluster\nspec:\n  clusterCIDR: 10.0.0.0/8\n")
+    assert c.config.cluster_cidr == "10.0.0.0/8"
