@@ -71,3 +71,20 @@ def test_verify_builtin_examples_via_cli(kernel_run_dir, example):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "200 flows" in out.stdout and " 0 disagreements" in out.stdout
     assert not [n for n in netns.listnetns() if n.startswith(name + "-")]
+
+
+def test_verify_host_gw_with_masquerade_all(kernel_run_dir, tmp_path):
+    """The other pod network (host-gw routes instead of VXLAN) and kube-proxy's masqueradeAll
+    (every Service packet SNATed): the kernel and the emulator still agree flow by flow."""
+    from netsim.manifests import example_path
+    text = Path(example_path("shop")).read_text()
+    assert "podNetwork: vxlan" in text and "proxyMode: iptables" in text
+    f = tmp_path / "shop-hostgw.yaml"
+    f.write_text(text.replace("podNetwork: vxlan", "podNetwork: host-gw")
+                     .replace("proxyMode: iptables", "proxyMode: iptables\n  masqueradeAll: true"))
+    name = unique_name("v")
+    out = subprocess.run([*NETSIM, "verify", "-f", str(f), "--flows", "200", "--name", name],
+                         capture_output=True, text=True, env=dict(os.environ), timeout=120)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "200 flows" in out.stdout and " 0 disagreements" in out.stdout
+    assert not [n for n in netns.listnetns() if n.startswith(name + "-")]
