@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from dns_fixtures import HEADLESS_60_YAML
 from kernel_helpers import scratch_netns
 
 pytestmark = pytest.mark.kernel
@@ -28,23 +29,7 @@ metadata: {name: kdns}
 spec:
   nodes: [{name: node-1, ip: 192.168.49.2}, {name: node-2, ip: 192.168.49.3}]
   upstreamDNS: {example.com: [93.184.216.34]}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: big, namespace: default}
-spec:
-  replicas: 60
-  selector: {matchLabels: {app: big}}
-  template:
-    metadata: {labels: {app: big}}
-    spec:
-      containers: [{name: big, image: nginx, ports: [{name: http, containerPort: 80}]}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: big, namespace: default}
-spec: {clusterIP: None, selector: {app: big}, ports: [{name: http, port: 80}]}
----
+---""" + HEADLESS_60_YAML + """---
 apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: default}
