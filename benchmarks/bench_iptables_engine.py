@@ -1,6 +1,6 @@
 """Benchmark the iptables engine at 100 vs 10,000 ClusterIP Services.
 
-Each Service has the chains kube-proxy writes (reference kube-proxy-iptables.md §1.5): a
+Each Service has the chains kube-proxy writes (kube-proxy proxier_test.go TestOverallIPTablesRules): a
 KUBE-SERVICES rule, a KUBE-SVC chain (masquerade rule + 5 statistic rules) and 5 KUBE-SEP
 chains (hairpin masquerade + DNAT), in iptables-save form. Measures parse, Engine build (chains
 compile lazily, on a packet's first entry), compiling every chain (`Engine.compile_all`), and

@@ -21,8 +21,8 @@ selecting the web pods (one TCP port each). For each mode and N:
 * ``kernel_ms``      – the real-kernel anchor for iptables mode from benchmarks/results/kernel.json
                        (first connect() to the first / last Service, iptables-nft in a netns) when
                        present. IPVS has no kernel anchor here (the VM has no ip_vs module); its
-                       kernel cost is flat in N by construction (hash lookups, reference note
-                       bench-anchors.md §6.2) – state that next to any IPVS figure.
+                       kernel cost is flat in N by construction (hash lookups: ip_vs_ctl.c
+                       ip_vs_service_find, ip_vs_conn.c ip_vs_conn_in_get; KEP-3866) – state that next to any IPVS figure.
 
 Prints a markdown table and writes benchmarks/results/modes.json. --quick: N = 100 and 1,000 and
 fewer traces (a CI smoke run).
@@ -201,7 +201,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
            "machine": platform.machine(), "cpus": os.cpu_count(), "rows": rows,
            "ip_vs_available": os.path.exists("/proc/net/ip_vs"),
            "notes": ["IPVS kernel cost is not measured here (no ip_vs module); it rests on the published "
-                     "shape: hash lookups, flat in N (reference bench-anchors.md §6.2).",
+                     "shape: hash lookups, flat in N (ip_vs_ctl.c ip_vs_service_find, ip_vs_conn.c ip_vs_conn_in_get; KEP-3866).",
                      "rules_first_pkt counts every hop of the SYN (client node and endpoint node).",
                      "ipvs_lookups_per_conn counts ip_vs service and connection-table lookups for the SYN "
                      "and the SYN-ACK of one connection."]}

@@ -10,7 +10,7 @@ from netsim.packet import Packet, ip2int
 from netsim.rules.iptables import Engine, EvalContext, IptablesError, parse
 from netsim.rules.iptables.engine import Verdict
 
-# Tables run in priority order at each hook (reference kube-proxy-iptables.md §3.1).
+# Tables run in priority order at each hook (include/uapi/linux/netfilter_ipv4.h nf_ip_hook_priorities).
 REPLAY_TABLES = {"PREROUTING": ("raw", "mangle", "nat"), "OUTPUT": ("raw", "mangle", "nat", "filter")}
 
 

@@ -5,7 +5,7 @@ and the outcome. Each query goes through `query_fn(qname, qtype) -> DNSRecord | 
 after all retries), so a caller can carry it as a real packet (the walker: UDP through the kube-dns
 Service's DNAT to a CoreDNS pod) or answer it directly (ClusterDNS.answer).
 
-The walk (glibc 2.36, measured in the reference note §2.2):
+The walk (glibc resolv/res_query.c __res_context_search; checked with getaddrinfo on glibc 2.36):
   1. a trailing dot: the name as is, and stop whatever the result;
   2. dots >= ndots: the name as is first; success stops;
   3. each search domain appended in order; NXDOMAIN, NODATA and SERVFAIL go on to the next domain,

@@ -1,6 +1,6 @@
 """Connection tracking as Linux's nf_conntrack does it, per network namespace.
 
-Facts followed (see /work/shared/reference/kube-proxy-iptables.md §3.2–3.3, and the kernel's
+Facts followed (conntrack(8), Documentation/networking/nf_conntrack-sysctl.rst and the kernel's
 nf_conntrack_core.c, nf_conntrack_proto_{tcp,udp,icmp}.c, nf_nat_core.c, nf_nat_masquerade.c):
 
 * An entry has an ORIGINAL tuple (the first packet's) and a REPLY tuple (the inverse of the

@@ -1,7 +1,7 @@
 """The hop-by-hop walker: carries real packets through the cluster as the Linux stack would.
 
 On every host (network namespace) a packet goes through the netfilter hooks in the kernel's
-order (reference kube-proxy-iptables.md §3.1):
+order (include/uapi/linux/netfilter_ipv4.h nf_ip_hook_priorities):
 
 * received:  conntrack (−200) → [raw, mangle] → nat PREROUTING (first packet only: DNAT)
              → routing decision on the post-DNAT destination →

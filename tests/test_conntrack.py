@@ -1,7 +1,9 @@
 """Conntrack: tuples, states, timeouts, NAT bindings, MASQUERADE ports, ICMP RELATED, cleanup.
 
-Expectations: reference kube-proxy-iptables.md §3.2 (tuples, default timeouts, UDP stream rule,
-ASSURED), §3.3 (MASQUERADE keeps the port unless taken; --random-fully draws), §1.12 (UDP cleanup).
+Expectations: conntrack(8) and nf_conntrack_proto_tcp.c tcp_timeouts / nf_conntrack_proto_udp.c
+nf_conntrack_udp_packet (tuples, default timeouts, UDP stream rule, ASSURED), nf_nat_core.c
+get_unique_tuple (MASQUERADE keeps the port unless taken; --random-fully draws), kube-proxy
+pkg/proxy/conntrack/cleanup.go (UDP cleanup).
 """
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 pod's kubelet-written resolv.conf (bind-mounted by `ip netns exec` from /etc/netns/<ns>/resolv.conf)
 and the server listening on 127.0.0.1:53 in that namespace.
 
-Expected query sequences and results: reference note cluster-dns.md §2.2 (glibc 2.36 measured) and
-§5.5 (the 60-record headless answer needs glibc's TCP retry after TC=1, with A and AAAA on one
+Expected query sequences and results: glibc resolv/res_query.c __res_context_search (glibc 2.36) and
+res_send.c send_vc (the 60-record headless answer needs glibc's TCP retry after TC=1, with A and AAAA on one
 connection).
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@ connection, malformed input, and a fuzz run.
 
 Expectations: miekg/dns server.go + msg_truncate.go (what CoreDNS's listener does: FORMERR/NOTIMP,
 drop, Truncate keeps the question and sets TC), CoreDNS request.SizeAndDo (OPT echoed), RFC 7766
-§6.2.1 (several queries per TCP connection), and the reference note §5.5 (dnslib pitfalls this
+§6.2.1 (several queries per TCP connection), and dnslib 0.9.26's server.py DNSHandler (pitfalls this
 server must avoid: header-only truncation, one message per TCP connection, AD echoed).
 """
 from __future__ import annotations
@@ -157,7 +157,7 @@ def tcp_exchange(port, queries, timeout=3.0):
 
 
 def test_several_queries_on_one_tcp_connection(srv):
-    # glibc sends A and AAAA on one connection after TC=1 (reference §5.5 pitfall 2)
+    # glibc sends A and AAAA on one connection after TC=1 (glibc resolv/res_send.c send_vc)
     qa = DNSRecord.question(BIG, "A")
     qaaaa = DNSRecord.question(BIG, "AAAA")
     ra, raaaa = tcp_exchange(srv.port, [qa.pack(), qaaaa.pack()])

@@ -1,7 +1,7 @@
 """The ipset model: entry syntax, packet tests per set type, `ipset save` / `ipset list` text.
 
 SAVE below is verbatim `ipset save` output from ipset v7.17 in a scratch netns (the sets kube-proxy's
-IPVS mode uses, reference kube-proxy-ipvs.md §3, plus nomatch/timeout/comment variants).
+IPVS mode uses, kube-proxy pkg/proxy/ipvs/ipset.go, plus nomatch/timeout/comment variants).
 """
 from __future__ import annotations
 

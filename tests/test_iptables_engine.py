@@ -1,7 +1,7 @@
 """Evaluating packets through parsed rulesets: matches, targets, traversal, index equivalence.
 
 Semantics pinned here come from the kernel (ip_tables.c ipt_do_table, xt_statistic.c,
-xt_recent.c, xt_MARK.c) as summarised in reference kube-proxy-iptables.md §2, and from runs
+xt_recent.c, xt_MARK.c) iptables-extensions(8), and from runs
 in a scratch netns noted per test.
 """
 from __future__ import annotations
@@ -63,7 +63,7 @@ def hits(e: Engine, pkt, chain="INPUT", table="filter", ctx=None) -> list[str]:
     ("-i eth+", tcp(iif="eth0"), True),
     ("-i eth+", tcp(iif="cni0"), False),
     ("-i eth0", tcp(iif=None), False),           # OUTPUT has no input device
-    ("! -i cni0", tcp(iif=None), True),          # so `! -i X` is true for host traffic (§1.6)
+    ("! -i cni0", tcp(iif=None), True),          # so `! -i X` is true for host traffic (pkg/proxy/util/localdetector.go; no input device at OUTPUT)
     ("-o flannel.1", tcp(oif="flannel.1"), True),
     ("! -o veth+", tcp(oif="veth12"), False),
 ])
@@ -116,7 +116,7 @@ def test_icmp_type():
 
 
 def test_conntrack_virtual_dnat_state_status_and_origdst():
-    # kube-proxy's KUBE-FIREWALL: `! --ctstate RELATED,ESTABLISHED,DNAT` (reference §1.3)
+    # kube-proxy's KUBE-FIREWALL: `! --ctstate RELATED,ESTABLISHED,DNAT` (proxier.go syncProxyRules)
     e = eng("-A INPUT -m conntrack --ctstate DNAT -j DROP\n"
             "-A INPUT -m conntrack --ctstatus ASSURED -j REJECT\n"
             "-A INPUT -m conntrack --ctorigdst 172.30.0.0/16 --ctorigdstport 80 -j RETURN")
@@ -254,7 +254,7 @@ def test_run_hook_orders_tables_and_stops_at_drop():
 
 # --- statistic ----------------------------------------------------------------------------------
 def _svc_chain(n: int) -> str:
-    """A KUBE-SVC chain the way kube-proxy writes it: 1/n, 1/(n-1), ..., last without statistic (§1.4)."""
+    """A KUBE-SVC chain the way kube-proxy writes it: 1/n, 1/(n-1), ..., last without statistic (proxier.go writeServiceToEndpointRules)."""
     lines = [f":SEP{i} - [0:0]" for i in range(n)] + [":SVC - [0:0]", "-A PREROUTING -j SVC"]
     for i in range(n):
         stat = f"-m statistic --mode random --probability {1.0 / (n - i):0.10f} " if i < n - 1 else ""
@@ -303,7 +303,7 @@ def test_statistic_nth_matches_kernel_counter():
 # --- recent (ClientIP affinity) -----------------------------------------------------------------
 AFFINITY = (":KUBE-SVC-A - [0:0]\n:KUBE-SEP-1 - [0:0]\n:KUBE-SEP-2 - [0:0]\n"
             "-A PREROUTING -j KUBE-SVC-A\n"
-            # kube-proxy order (§1.5): all --rcheck rules first, then the statistic rules
+            # kube-proxy order (TestOverallIPTablesRules svc5): all --rcheck rules first, then the statistic rules
             "-A KUBE-SVC-A -m recent --name KUBE-SEP-1 --rcheck --seconds 10800 --reap -j KUBE-SEP-1\n"
             "-A KUBE-SVC-A -m recent --name KUBE-SEP-2 --rcheck --seconds 10800 --reap -j KUBE-SEP-2\n"
             "-A KUBE-SVC-A -m statistic --mode random --probability 0.5000000000 -j KUBE-SEP-1\n"
@@ -387,7 +387,7 @@ def test_kube_proxy_cluster_ip_flow():
 def test_kube_proxy_no_endpoints_rejects_in_filter_and_lb_firewall_drops():
     e = kube_proxy_engine()
     p = tcp(src="10.0.0.5", dst="172.30.0.46", ctstate="NEW")
-    assert e.run("nat", "PREROUTING", p, EvalContext()).nat is None        # §1.5: zero nat rules
+    assert e.run("nat", "PREROUTING", p, EvalContext()).nat is None        # TestNoEndpointsReject: zero nat rules
     v = e.run("filter", "FORWARD", p, EvalContext())
     assert (v.verdict, v.reject_with) == ("REJECT", "icmp-port-unreachable")
     assert v.steps[-1].comment == "ns6/svc6:p80 has no endpoints"

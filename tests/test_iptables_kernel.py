@@ -2,8 +2,8 @@
 
 Runs as root in a scratch network namespace (``ip netns add netsim-iptpx-<random>``), deleted in
 ``finally``. The two nfacct objects kube-proxy creates before its restore are created over netlink
-(NFNL_SUBSYS_ACCT) inside the namespace: without them the restore must fail as a whole (reference
-§1.7, [R]). Both iptables backends are exercised where present (nf_tables: ``iptables-restore``;
+(NFNL_SUBSYS_ACCT) inside the namespace: without them the restore must fail as a whole (checked in
+a scratch netns; kube-proxy proxier.go syncProxyRules creates them first). Both iptables backends are exercised where present (nf_tables: ``iptables-restore``;
 legacy: ``iptables-legacy-restore``).
 """
 from __future__ import annotations
@@ -86,7 +86,7 @@ def test_render_round_trips_through_the_kernel(netns: str, backend: str, example
         # the kernel's re-spelling of the matches).
         assert kernels[table] == ours[table], f"table {table} differs after iptables-restore/iptables-save"
     lines = saved.splitlines()
-    # How the kernel spells kube-proxy's restore arguments (reference §1.3, §1.4 [R]).
+    # How the kernel spells kube-proxy's restore arguments (proxier.go syncProxyRules, checked with iptables-save).
     assert "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000" in lines
     assert "-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0" in lines
     assert ('-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" '
@@ -95,7 +95,7 @@ def test_render_round_trips_through_the_kernel(netns: str, backend: str, example
 
 
 def test_restore_fails_atomically_without_nfacct_objects(netns: str) -> None:
-    """A rule naming a missing nfacct object fails the whole restore (reference §1.7 [R])."""
+    """A rule naming a missing nfacct object fails the whole restore (checked in a scratch netns)."""
     if shutil.which("iptables-restore") is None:
         pytest.skip("iptables-restore is not installed")
     text = render(load([SHAPES]), "node-1")

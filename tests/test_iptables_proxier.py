@@ -142,7 +142,7 @@ def test_bad_input_names_the_field() -> None:
 def test_node_view_builtin_jumps_in_reverse_insertion_order() -> None:
     text = render(load(["example:httpd-app"]), "node-1")
     targets = {chain: [r.split(" -j ")[-1] for r in rules_of(text, chain)] for chain in ("INPUT", "FORWARD", "OUTPUT")}
-    # Reference §1.2 [R]: EnsureRule(Prepend) leaves each built-in chain in reverse insertion order.
+    # pkg/util/iptables/iptables.go EnsureRule(Prepend) leaves each built-in chain in reverse insertion order.
     assert targets["INPUT"] == ["KUBE-FIREWALL", "KUBE-PROXY-FIREWALL", "KUBE-NODEPORTS", "KUBE-EXTERNAL-SERVICES"]
     assert targets["FORWARD"] == ["KUBE-PROXY-FIREWALL", "KUBE-FORWARD", "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES"]
     assert targets["OUTPUT"][:3] == ["KUBE-FIREWALL", "KUBE-PROXY-FIREWALL", "KUBE-SERVICES"]

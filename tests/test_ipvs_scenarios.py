@@ -17,16 +17,17 @@ Where expectations come from:
   - the KUBE-CLUSTER-IP "src,dst" rule's comment: "The kube dummy interface has all service VIPs
     assigned which results in the service VIP being picked as the source IP to reach a VIP";
   - syncProxyRules ends with conntrack.CleanStaleEntries (UDP) as the iptables proxier does.
-* /work/shared/reference/kube-proxy-ipvs.md §2 (virtual servers per Service, rr default, real
-  servers weight 1 Masq, destinations added at the list head so rr starts at the newest), §2.3
-  (no endpoints: ip_vs_leave answers ICMP port unreachable and drops), §2.4 (graceful termination).
+* kube-proxy pkg/proxy/ipvs/proxier.go syncService / syncEndpoint (virtual servers per Service, rr
+  default, real servers weight 1 Masq), the kernel's ip_vs_ctl.c __ip_vs_update_dest (destinations
+  added at the list head so rr starts at the newest), ip_vs_core.c ip_vs_leave (no endpoints: ICMP
+  port unreachable and drop), pkg/proxy/ipvs/graceful_termination.go (graceful termination).
 * Linux net/netfilter/ipvs/ip_vs_core.c (>= 5.9, "ipvs: queue delayed work to expire no
   destination connections if expire_nodest_conn=1" and "ipvs: allow connection reuse for
   unconfirmed conntrack"): connections to a deleted real server are flushed, so a UDP flow that
   reuses its source port is scheduled afresh.
 
 Cluster: tests/walker_cluster.py (web-1 10.244.0.2 on node-1, web-2 10.244.1.2 on node-2). The
-emulated proxier adds real servers in IP:port order (kube-proxy: Go set order, reference §2.3) and
+emulated proxier adds real servers in IP:port order (kube-proxy: Go set order, proxier.go syncEndpoint) and
 the kernel inserts each at the head of the list, so a two-endpoint virtual server lists
 [web-2, web-1] and rr on every node starts with web-2, then alternates exactly. Each node has its
 own IPVS state (its own rr position). ipvsadm -Ln sorts destinations for display.
@@ -302,7 +303,7 @@ def test_no_endpoints_ipvs_answers_port_unreachable_without_a_reject_rule():
     c, w = walker()
     ip = svc_ip(c, "empty")
     t = w.connect(w.host_for("pod/client-1"), ip, 80)
-    # the virtual server exists with no real server (reference §2.3) ...
+    # the virtual server exists with no real server (proxier.go syncEndpoint; ip_vs_core.c ip_vs_leave) ...
     assert real_servers(w, "node-1", ip, 80) == []
     assert f"TCP  {ip}:80 rr\n" in ipvsadm(w, "node-1")
     # ... and kube-proxy writes no per-Service REJECT ("has no endpoints") rule in IPVS mode: the

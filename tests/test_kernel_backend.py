@@ -2,10 +2,11 @@
 
 Run as root (CI: under `unshare --net`). Every cluster gets a unique prefix and is removed in
 `finally`; the ledger lives in a temporary run directory. Expectations come from the kernel's and
-kube-proxy's documented behaviour (reference kube-proxy-iptables.md): ClusterIP DNAT without SNAT
-for pod clients (§1.5), NodePort with eTP Cluster masqueraded to the egress device's address (§3.3),
-eTP Local keeping the client address and dropping on nodes without a local endpoint (§1.5, §5.10),
-REJECT for a Service without endpoints giving ECONNREFUSED (§3.4).
+kube-proxy's documented behaviour (kube-proxy proxier_test.go TestOverallIPTablesRules,
+kernel nf_nat_masquerade.c, ipt_REJECT.c): ClusterIP DNAT without SNAT for pod clients, NodePort
+with eTP Cluster masqueraded to the egress device's address (nf_nat_masquerade_ipv4), eTP Local
+keeping the client address and dropping on nodes without a local endpoint (TestExternalTrafficPolicyLocal),
+REJECT for a Service without endpoints giving ECONNREFUSED (TestNoEndpointsReject, ipt_REJECT.c).
 """
 from __future__ import annotations
 

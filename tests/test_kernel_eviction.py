@@ -2,8 +2,8 @@
 
 Expectations (docs: Force Delete StatefulSet Pods; StatefulSet controller "waiting for Pod to
 Terminate"): after the eviction the pod stays Terminating on the unreachable node, keeps its network
-namespace and is no endpoint, so the Service has none (kube-proxy REJECTs: ECONNREFUSED, reference
-kube-proxy-iptables.md §3.4); a force delete frees the identity, the controller recreates db-0 on a
+namespace and is no endpoint, so the Service has none (kube-proxy REJECTs: ECONNREFUSED, proxier_test.go
+TestNoEndpointsReject); a force delete frees the identity, the controller recreates db-0 on a
 running node, and the kernel backend replaces the old namespace with a new one there.
 """
 from __future__ import annotations

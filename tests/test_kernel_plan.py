@@ -43,7 +43,7 @@ def test_plan_matches_flannel_and_emulator_topology():
     plan = build_plan(c, "kt")
     topo = Topology(c)
     n1 = plan.nodes["node-1"]
-    # flannel (reference §4.1): flannel.1 holds the podCIDR network address /32; cni0 the .1
+    # flannel (pkg/backend/vxlan/vxlan_network.go, device.go): flannel.1 holds the podCIDR network address /32; cni0 the .1
     assert n1.pod_cidr == c.node("node-1").pod_cidr
     assert n1.vtep_ip == n1.pod_cidr.split("/")[0]
     assert n1.cni_ip.endswith(".1")
@@ -81,7 +81,7 @@ def test_ipvs_mode_is_refused_with_the_missing_module_named():
 
 
 def test_jump_rules_follow_reverse_insertion_order():
-    # reference kube-proxy-iptables.md §1.2 [R]: INPUT = KUBE-FIREWALL, KUBE-PROXY-FIREWALL,
+    # kube-proxy proxier.go iptablesJumpChains + EnsureRule(Prepend), checked with iptables-save: INPUT = KUBE-FIREWALL, KUBE-PROXY-FIREWALL,
     # KUBE-NODEPORTS, KUBE-EXTERNAL-SERVICES; FORWARD = KUBE-PROXY-FIREWALL, KUBE-FORWARD,
     # KUBE-SERVICES, KUBE-EXTERNAL-SERVICES; OUTPUT = KUBE-FIREWALL, KUBE-PROXY-FIREWALL, KUBE-SERVICES.
     text = rules.with_jump_rules("*filter\n:KUBE-FORWARD - [0:0]\nCOMMIT\n*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n")

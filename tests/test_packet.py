@@ -208,7 +208,7 @@ def test_builders_take_integer_addresses() -> None:
 
 
 def test_udp_without_dont_fragment_matches_scapy() -> None:
-    # flannel's VXLAN outer header leaves DF clear (reference kube-proxy-iptables.md §4.1)
+    # flannel's VXLAN outer header leaves DF clear (tcpdump on a flannel underlay; drivers/net/vxlan vxlan_xmit_one: df unset by default)
     p = Packet.udp("192.168.49.4", "192.168.49.2", 40000, 8472, payload=b"\x08" + b"\x00" * 60, df=False)
     assert not p.buf[6] & 0x40 and IP(bytes(p.buf)).flags == 0
     assert_checksums_match_scapy(p)

@@ -1,7 +1,7 @@
 """Topology: interfaces, routes (longest-prefix match), flannel VXLAN / host-gw wiring, resolv.conf.
 
-Expectations: reference kube-proxy-iptables.md §4.1 (flannel.1 /32 = subnet network address,
-``<subnet> via <subnet net> dev flannel.1 onlink``), §4.2 (host-gw ``<subnet> via <node IP>``),
+Expectations: flannel pkg/backend/vxlan/vxlan_network.go and device.go (flannel.1 /32 = subnet network address,
+``<subnet> via <subnet net> dev flannel.1 onlink``), pkg/backend/hostgw/hostgw.go (host-gw ``<subnet> via <node IP>``),
 kubelet ClusterFirst resolv.conf (search <ns>.svc.<domain> svc.<domain> <domain>, ndots:5).
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Names resolved inside `netsim trace` follow the wire rules a real pod meets: CoreDNS truncates a
-UDP answer that does not fit 512 bytes (TC=1, question kept) and glibc retries over TCP (reference
-cluster-dns.md §1.14 and §2.2); a datagram that is not a DNS query gets no answer."""
+UDP answer that does not fit 512 bytes (TC=1, question kept) and glibc retries over TCP (CoreDNS
+request.Scrub, miekg/dns Msg.Truncate; glibc res_send.c); a datagram that is not a DNS query gets no answer."""
 from __future__ import annotations
 
 from netsim.manifests import load_text

@@ -126,7 +126,7 @@ def test_vxlan_outer_header_template_builds_what_packet_udp_builds():
 def test_rule_steps_are_recorded_in_the_order_the_rules_matched():
     # IptablesNetfilter.run appends each hit's RULE step to the hop as the engine reports it: the
     # SYN to a ClusterIP shows nat PREROUTING -> KUBE-SERVICES -> KUBE-SVC-* -> KUBE-SEP-* (DNAT),
-    # the chain order of kube-proxy's iptables rules (reference kube-proxy-iptables.md).
+    # the chain order of kube-proxy's iptables rules (proxier_test.go TestOverallIPTablesRules).
     c = scenario_cluster()
     w = Walker(c)
     t = w.connect(w.host_for("pod/client-3"), svc_ip(c, "web"), 80)

@@ -1,11 +1,13 @@
 """Scenario tests: real packets through kube-proxy's rules, conntrack, the bridge and the overlay.
 
-Where expectations come from (reference notes in /work/shared/reference/):
-* kube-proxy-iptables.md §1.5 (rules per Service shape: SEP hairpin masquerade, EXT masquerade for
-  NodePorts, eTP=Local "has no local endpoints" DROP, no-endpoint REJECT), §1.12 (UDP conntrack
-  cleanup), §3.1 (hook order; node → ClusterIP masqueraded to the egress device address),
-  §3.2 (reply un-NAT by conntrack), §3.3 (MASQUERADE = egress device primary address),
-  §3.6 (hairpin: the pod sees the bridge-side address), §4.1 (flannel VXLAN: flannel.1, UDP 8472).
+Where expectations come from:
+* kube-proxy proxier_test.go TestOverallIPTablesRules (rules per Service shape: SEP hairpin
+  masquerade, EXT masquerade for NodePorts, eTP=Local "has no local endpoints" DROP, no-endpoint
+  REJECT), pkg/proxy/conntrack/cleanup.go (UDP conntrack cleanup);
+* the kernel: netfilter_ipv4.h nf_ip_hook_priorities (hook order), nf_nat_masquerade.c
+  nf_nat_masquerade_ipv4 (MASQUERADE = egress device primary address; node → ClusterIP),
+  nf_nat_core.c (reply un-NAT by conntrack), br_netfilter_hooks.c (hairpin: the pod sees the
+  bridge-side address); flannel pkg/backend/vxlan (flannel.1, UDP 8472).
 * Kubernetes docs: externalTrafficPolicy Local preserves the client source address.
 """
 from __future__ import annotations
@@ -75,7 +77,7 @@ def test_same_seed_same_endpoints():
 
 
 def test_random_choice_is_roughly_uniform(cluster):
-    # statistic --probability 0.5 then fall-through: each endpoint 1/2 (reference §2.2 statistic)
+    # statistic --probability 0.5 then fall-through: each endpoint 1/2 (xt_statistic.c statistic_mt)
     w = Walker(cluster)
     client = w.host_for("pod/client-3")
     n = 400
@@ -105,7 +107,7 @@ def test_node_to_clusterip_masquerades_to_egress_device(cluster):
     t = w.connect(node3, svc_ip(cluster, "web"), 80)
     assert t.flow.src == "192.168.49.4"                    # source chosen by the default route (eth0)
     assert t.outcome.disposition == "DELIVERED"
-    # ! -s 10.244.0.0/16 masquerade rule → MASQUERADE picks flannel.1's 10.244.2.0 (reference §3.1 lab)
+    # ! -s 10.244.0.0/16 masquerade rule → MASQUERADE picks flannel.1's 10.244.2.0 (nf_nat_masquerade.c nf_nat_masquerade_ipv4)
     assert t.outcome.seen_source.split(":")[0] == "10.244.2.0"
     assert t.outcome.reply.matches_request
     assert t.request.hops[0].steps[1].action == "CONNTRACK"     # OUTPUT path: conntrack, then nat OUTPUT
@@ -207,7 +209,7 @@ def test_conntrack_listing_shows_the_nat(cluster):
     ep = t.outcome.ip
     listing = w.conntrack_listing("node-1")
     line = next(l for l in listing.splitlines() if f"dst={svc_ip(cluster, 'web')}" in l)
-    # ORIGINAL to the ClusterIP, REPLY from the endpoint (conntrack -L layout, reference §3.2)
+    # ORIGINAL to the ClusterIP, REPLY from the endpoint (conntrack -L layout, conntrack(8))
     assert line.startswith("tcp      6 60 SYN_RECV src=10.244.0.5")
     assert f"src={ep} dst=10.244.0.5 sport=8080" in line
 
@@ -297,7 +299,7 @@ def test_vxlan_packet_on_the_wire_is_flannel_shaped(cluster):
     outer = next(Packet(b) for h, i, b, c in pt.pcap if i == "eth0" and h == "node-1")
     assert outer.proto == IPPROTO_UDP and outer.dport == 8472          # flannel default, not 4789
     assert outer.src_ip == "192.168.49.2" and outer.dst_ip == "192.168.49.3"
-    assert outer.ttl == 64 and not (outer.buf[6] & 0x40)                # DF not set (reference §4.1)
+    assert outer.ttl == 64 and not (outer.buf[6] & 0x40)                # DF not set (drivers/net/vxlan vxlan_xmit_one)
     assert outer.payload[0] == 0x08 and outer.payload[4:7] == b"\x00\x00\x01"   # I flag, VNI 1
     assert outer.checksums_ok()
 
@@ -347,7 +349,7 @@ def extra_cluster():
 
 
 def test_load_balancer_source_ranges_drop_outsiders():
-    # reference §1.5: KUBE-FW admits the ranges; the rest is dropped in filter KUBE-PROXY-FIREWALL
+    # proxier_test.go TestOverallIPTablesRules (svc5): KUBE-FW admits the ranges; the rest is dropped in filter KUBE-PROXY-FIREWALL
     c = extra_cluster()
     w = Walker(c)
     lb_ip = c.service("default", "web-fw").load_balancer_ips[0]
@@ -358,7 +360,7 @@ def test_load_balancer_source_ranges_drop_outsiders():
 
 
 def test_internal_traffic_policy_local_drops_without_local_endpoint():
-    # reference §1.5: iTP=Local, no local endpoints but endpoints elsewhere → filter DROP
+    # proxier_test.go TestInternalTrafficPolicy: iTP=Local, no local endpoints but endpoints elsewhere → filter DROP
     c = extra_cluster()
     w = Walker(c)
     ip = c.service("default", "web-itp").cluster_ip

@@ -28,12 +28,12 @@ VXLAN_OVERHEAD = 50                 # flannel: outer Ethernet 14 + IP 20 + UDP 8
 UNDERLAY_MTU = 1500
 NODE_SYSCTLS = (
     ("net.ipv4.ip_forward", "1"),                     # a node routes pod traffic
-    ("net.ipv4.conf.all.route_localnet", "1"),        # kube-proxy: localhost NodePorts (reference §1.8)
+    ("net.ipv4.conf.all.route_localnet", "1"),        # kube-proxy: localhost NodePorts (proxier.go NewProxier)
     ("net.bridge.bridge-nf-call-iptables", "1"),      # br_netfilter: bridged pod traffic sees iptables
     # Not a kubeadm default: without it the per-peer ICMP limiter (icmp_ratelimit 1000 ms, burst 6;
     # ratemask 6168 covers destination-unreachable) swallows REJECT's port-unreachable after a
     # burst, so a batch of flows to a Service without endpoints would see timeouts instead of
-    # ECONNREFUSED (reference §3.4). The emulator does not model rate limits.
+    # ECONNREFUSED (Documentation/networking/ip-sysctl.rst: icmp_ratelimit, icmp_ratemask). The emulator does not model rate limits.
     ("net.ipv4.icmp_ratemask", "0"),
 )
 

@@ -79,4 +79,4 @@ EXTERNAL_PORT = "u-external"
 CNI_BRIDGE = "cni0"
 VXLAN_DEV = "flannel.1"       # flannel: "flannel.<VNI>", VNI 1
 VXLAN_VNI = 1
-VXLAN_PORT = 8472             # flannel default: the kernel's vxlan default port (reference §4.1)
+VXLAN_PORT = 8472             # flannel default: the kernel's vxlan default port (flannel pkg/backend/vxlan/vxlan.go: Port 0)

@@ -2,10 +2,11 @@
 
 The text comes from the proxier (`netsim.rules.iptables.proxier.render(cluster, node)`), i.e. the
 iptables-restore input kube-proxy writes. Two things kube-proxy does outside that text are done here:
-- the jump rules from the built-in chains (EnsureRule -I on every full sync; reference
-  kube-proxy-iptables.md §1.2), added when the text does not carry them, in the order the
+- the jump rules from the built-in chains (EnsureRule -I on every full sync: kube-proxy
+  pkg/proxy/iptables/proxier.go syncProxyRules / iptablesJumpChains, pkg/util/iptables/iptables.go EnsureRule), added when the text does not carry them, in the order the
   insert-at-top sequence leaves on a fresh node;
-- the nfacct counter objects (created over netlink before the restore; §1.7): a rule naming a missing
+- the nfacct counter objects (created over netlink before the restore: proxier.go
+  syncProxyRules, pkg/proxy/util/nfacct): a rule naming a missing
   counter makes the whole restore fail.
 """
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 
 from netsim.kernel import netns
 
-# (table, built-in chain, rule args) in final iptables-save order (reverse of insertion), §1.2.
+# (table, built-in chain, rule args) in final iptables-save order (reverse of insertion:
+# EnsureRule(Prepend) inserts at position 1 and never moves an existing rule).
 JUMP_RULES: tuple[tuple[str, str, str], ...] = (
     ("filter", "INPUT", "-j KUBE-FIREWALL"),
     ("filter", "INPUT", '-m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL'),

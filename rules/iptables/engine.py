@@ -1,4 +1,4 @@
-"""Evaluate a packet through one table at one hook, as ipt_do_table does (reference §2.1).
+"""Evaluate a packet through one table at one hook, as ipt_do_table does (net/ipv4/netfilter/ip_tables.c).
 
 Rules run in order; header fields then matches, ANDed. -j pushes a return point, -g does not;
 RETURN or falling off a user chain pops it; at the bottom the built-in chain's policy applies.
@@ -214,7 +214,7 @@ class Engine:
         return Verdict(start.policy, None, None, steps, total, table, start.name)
 
 
-# The order in which tables run at each hook (reference §3.1 priorities; security omitted).
+# The order in which tables run at each hook (include/uapi/linux/netfilter_ipv4.h nf_ip_hook_priorities; security omitted).
 HOOK_TABLES: dict[str, tuple[str, ...]] = {
     "PREROUTING": ("raw", "mangle", "nat"),
     "INPUT": ("mangle", "filter", "nat"),

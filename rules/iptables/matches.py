@@ -225,7 +225,7 @@ def _nfacct(opts, header, where, key) -> Match:
     o = _one(opts, "--nfacct-name")
     if o is None:
         raise IptablesError(f"{where}: -m nfacct needs --nfacct-name NAME")
-    # libxt_nfacct prints two spaces before the name (reference §1.11)
+    # libxt_nfacct prints two spaces before the name (iptables extensions/libxt_nfacct.c nfacct_save)
     return Match("nfacct", opts, f"-m nfacct --nfacct-name  {o.args[0]}", always_true, always=True)
 
 
@@ -400,7 +400,8 @@ def packet_ctstates(p) -> set[str]:
     """The packet's conntrack states, including the virtual SNAT/DNAT states.
 
     A packet the walker did not mark (ctstate None) is taken as NEW: conntrack classifies
-    every packet it sees before the first table runs (reference §3.1, prio -200). SNAT/DNAT
+    every packet it sees before the first table runs (include/uapi/linux/netfilter_ipv4.h:
+NF_IP_PRI_CONNTRACK = -200). SNAT/DNAT
     come from the entry's NAT bindings (netsim.conntrack.ConntrackEntry.snat/.dnat).
     """
     states = {p.ctstate or "NEW"}

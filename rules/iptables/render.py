@@ -1,6 +1,7 @@
 """Render a Ruleset as iptables-save (nf_tables backend, v1.8.9) prints it.
 
-Observed in a scratch netns (reference §1.11): header fields are hoisted first in the order
+Observed with iptables-save v1.8.9 (nf_tables) in a scratch netns (iptables/nft-shared.c
+save_rule / libxtables' per-match ->save callbacks): header fields are hoisted first in the order
 -s -d -i -o -p (addresses always with a prefix length), then each match with its options in
 the module's own order, then the target; built-in chains first, then user chains sorted by
 name; tables in the order raw, mangle, filter, nat, security. Rules that lenient parsing kept

@@ -1,6 +1,6 @@
 """The `-j` targets: option syntax, canonical iptables-save text, and what each does to a packet.
 
-Kernel behaviour (reference §2.1): ACCEPT/DROP end the table at this hook; REJECT drops and
+Kernel behaviour (net/ipv4/netfilter/ip_tables.c ipt_do_table; iptables-extensions(8)): ACCEPT/DROP end the table at this hook; REJECT drops and
 answers; DNAT/SNAT/MASQUERADE return ACCEPT after recording a NAT binding (the walker applies
 it); MARK/CONNMARK/LOG/NFLOG/CT continue with the next rule.
 """
