@@ -6,13 +6,18 @@ import click
 from netsim.cluster import Cluster
 from netsim.docfields import ManifestError
 
+# grep(1)'s convention, the same for every command (documented in README "Exit status").
+EXIT_OK = 0             # delivered / answered / agreed
+EXIT_NOT_DELIVERED = 1  # not delivered / not answered / disagreed
+EXIT_INPUT_ERROR = 2    # usage or input error (click.UsageError already exits 2)
+
 file_option = click.option(
     "-f", "--filename", "files", multiple=True, required=True, metavar="FILE",
     help="Manifest file (multi-document YAML) or example:NAME; repeatable.")
 
 
 def load_cluster(files: tuple[str, ...], quiet: bool = False) -> Cluster:
-    """Load manifests; bad input becomes a one-line error and exit code 1, never a traceback."""
+    """Load manifests; bad input becomes a one-line error and exit code 2, never a traceback."""
     from netsim.manifests import load
     try:
         cluster = load(list(files))

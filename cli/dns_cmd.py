@@ -6,9 +6,9 @@ import sys
 from typing import Optional
 
 import click
-from dnslib import QTYPE, DNSRecord
+from dnslib import QTYPE, RCODE, DNSRecord
 
-from netsim.cli.common import file_option, load_cluster
+from netsim.cli.common import EXIT_NOT_DELIVERED, file_option, load_cluster
 
 
 @click.group("dns")
@@ -84,6 +84,8 @@ def query(files, name: str, qtype: str, from_pod: Optional[str], namespace: str,
     click.echo(f";; SERVER: CoreDNS stand-in, zone {cluster.config.cluster_domain} "
                f"({cluster.config.dns_service_ip}#53/{'tcp' if tcp else 'udp'})")
     click.echo(str(reply))
+    if reply.header.rcode != RCODE.NOERROR:  # grep's convention: 1 = not answered (NXDOMAIN, SERVFAIL, ...)
+        sys.exit(EXIT_NOT_DELIVERED)
 
 
 def _walk(cluster, resolver, name: str, from_pod: str, namespace: str, family: str) -> None:
@@ -116,4 +118,4 @@ def _walk(cluster, resolver, name: str, from_pod: str, namespace: str, family: s
         click.echo(f"=> {', '.join(result.answer_ips)}  ({result.answered_name})")
     else:
         click.echo(f"=> {result.error}")
-        sys.exit(2)
+        sys.exit(EXIT_NOT_DELIVERED)

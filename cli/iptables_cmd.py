@@ -5,7 +5,7 @@ import random
 
 import click
 
-from netsim.cli.common import read_dump
+from netsim.cli.common import EXIT_NOT_DELIVERED, read_dump
 from netsim.packet import Packet, ip2int
 from netsim.rules.iptables import Engine, EvalContext, IptablesError, parse
 from netsim.rules.iptables.engine import Verdict
@@ -122,3 +122,5 @@ def replay(dump: str, src: str, dst: str, proto: str, hook: str, seed: int, loca
     click.echo(f"rewrite: {'; '.join(rewrites) if rewrites else 'none'}")
     click.echo(f"mark: 0x{pkt.mark:x}")
     click.echo(f"rules evaluated: {total}")
+    if final != "ACCEPT":  # grep's convention: 1 = the packet did not get through
+        raise SystemExit(EXIT_NOT_DELIVERED)

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from netsim.cli.common import file_option, load_cluster
+from netsim.cli.common import EXIT_NOT_DELIVERED, file_option, load_cluster
 
 
 def _fail(msg: str) -> "click.ClickException":
@@ -181,7 +181,7 @@ def verify(files, flows, name, seed, verbose, mode) -> None:
     for line in report.lines(verbose=verbose):
         click.echo(line)
     if report.disagreements:
-        sys.exit(1)
+        sys.exit(EXIT_NOT_DELIVERED)
 
 
 KERNEL_COMMANDS = (up, down, status, exec_, verify)

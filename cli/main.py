@@ -1,8 +1,14 @@
-"""The `netsim` command group: each subcommand lives in its own module and is registered here."""
+"""The `netsim` command group: each subcommand lives in its own module and is registered here.
+
+Exit codes follow grep(1)'s convention for every command: 0 the thing asked about happened (the
+request was delivered, the name answered, the kernel agreed), 1 it did not, 2 usage or input error
+(bad manifests, unknown options, files that cannot be read, a kernel backend that cannot start).
+"""
 from __future__ import annotations
 
 import click
 
+from netsim.cli.common import EXIT_INPUT_ERROR
 from netsim.cli.demo_cmd import demo
 from netsim.cli.dns_cmd import dns
 from netsim.cli.events_cmd import events
@@ -14,11 +20,26 @@ from netsim.cli.kernel_cmd import KERNEL_COMMANDS
 from netsim.cli.rules_cmd import rules
 from netsim.cli.trace_cmd import trace
 
+class NetsimGroup(click.Group):
+    """A click group whose one-line errors exit 2 (grep's "error"), leaving 1 for "not delivered"."""
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as e:
+            # click.ClickException exits 1 and click.UsageError 2: every error is an input error here.
+            e.exit_code = EXIT_INPUT_ERROR
+            raise
+
+
+@click.group(cls=NetsimGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kube-netsim")
 def cli() -> None:
-    """kube-netsim: where a request to a Kubernetes Service goes, and why."""
+    """kube-netsim: where a request to a Kubernetes Service goes, and why.
+
+    Exit status (grep's convention, every command): 0 delivered / answered / agreed,
+    1 not delivered / not answered / disagreed, 2 usage or input error.
+    """
 
 
 for _command in (demo, trace, rules, get, events, examples, dns, iptables, ipvs, *KERNEL_COMMANDS):

@@ -7,7 +7,7 @@ from typing import Optional
 
 import click
 
-from netsim.cli.common import file_option, load_cluster
+from netsim.cli.common import EXIT_NOT_DELIVERED, file_option, load_cluster
 
 
 def run_traces(cluster, client: str, namespace: str, to: str, proto: Optional[str], mode: Optional[str],
@@ -101,7 +101,7 @@ def trace(files, client, namespace, to, proto, mode, seed, output, pcap, count, 
         if ct_text:
             click.echo(ct_text)
         if not t.outcome.ok:
-            raise SystemExit(2)
+            raise SystemExit(EXIT_NOT_DELIVERED)
         return
     s = summarize(traces)
     if output == "json":
@@ -114,3 +114,5 @@ def trace(files, client, namespace, to, proto, mode, seed, output, pcap, count, 
         click.echo(render_summary(s))
         if ct_text:
             click.echo(ct_text)
+    if any(not t.outcome.ok for t in traces):
+        raise SystemExit(EXIT_NOT_DELIVERED)

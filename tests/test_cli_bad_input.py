@@ -50,16 +50,16 @@ def test_dns_query_rejects_an_illegal_name_without_a_traceback():
 
 def test_dns_query_from_a_node_asks_for_a_pod():
     r = run("dns", "query", "-f", "example:httpd-app", "httpd-app", "--from", "node/node-1")
-    assert_one_line_error(r, 1, "--from node/node-1: expected pod/NAME")
+    assert_one_line_error(r, 2, "--from node/node-1: expected pod/NAME")
     r = run("dns", "query", "-f", "example:httpd-app", "httpd-app", "--from", "pod/nope")
-    assert_one_line_error(r, 1, 'pod "nope" not found in namespace "default"')
+    assert_one_line_error(r, 2, 'pod "nope" not found in namespace "default"')
 
 
 def test_trace_rejects_an_illegal_target_name():
     with pytest.raises(TargetError, match=r"'a\.\.b' is not a legal name \(empty label\)"):
         parse_target("http://a..b/")
     r = run("trace", "-f", "example:httpd-app", "--from", "pod/client", "--to", f"{LONG_LABEL}:80")
-    assert_one_line_error(r, 1, "is not a legal name (label too long)")
+    assert_one_line_error(r, 2, "is not a legal name (label too long)")
 
 
 def test_trace_url_port_zero_is_refused_like_the_host_port_form():
@@ -73,7 +73,7 @@ def test_trace_url_port_zero_is_refused_like_the_host_port_form():
 def test_trace_pcap_into_a_missing_directory(tmp_path):
     out = tmp_path / "no-such-dir" / "x.pcapng"
     r = run("trace", "-f", "example:httpd-app", "--from", "pod/client", "--to", "httpd-app:80", "--pcap", str(out))
-    assert_one_line_error(r, 1, f"--pcap {out}: cannot write: No such file or directory")
+    assert_one_line_error(r, 2, f"--pcap {out}: cannot write: No such file or directory")
 
 
 def test_events_refuses_to_run_the_clock_backwards():
@@ -93,7 +93,7 @@ def test_replay_of_a_binary_dump(tmp_path, argv, expected):
     dump = tmp_path / "dump.bin"
     dump.write_bytes(b"\x80\xf3\xff\x00garbage")
     r = run(*argv, "--dump", str(dump))
-    assert_one_line_error(r, 1, f"{dump}: not a text file (expected {expected})")
+    assert_one_line_error(r, 2, f"{dump}: not a text file (expected {expected})")
 
 
 def test_nftables_mode_is_announced_and_refused_in_one_line(tmp_path):
@@ -109,7 +109,7 @@ def test_nftables_mode_is_announced_and_refused_in_one_line(tmp_path):
     for args in (["rules", "-f", str(f), "--node", "node-1"],
                  ["trace", "-f", str(f), "--from", "node/node-1", "--to", "10.96.0.10:53", "--proto", "udp"]):
         res = runner.invoke(cli, args)
-        assert res.exit_code == 1, args
+        assert res.exit_code == 2, args
         assert "proxy mode nftables: not emulated yet" in res.output and "Traceback" not in res.output
     ok = runner.invoke(cli, ["trace", "-f", str(f), "--from", "node/node-1", "--to", "10.96.0.10:53",
                              "--proto", "udp", "--mode", "iptables"])

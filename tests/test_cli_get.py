@@ -108,7 +108,7 @@ def test_events_and_fault_flags():
     reasons = [l for l in r.stdout.splitlines() if "NodeNotReady" in l and "node/node-2" in l]
     assert len(reasons) == 1 and "t+55s" in reasons[0]
     bad = run("events", "-f", "example:httpd-app", "--stop-node", "node-9")
-    assert bad.exit_code == 1 and bad.stderr.strip() == "Error: --stop-node: no node named 'node-9'"
+    assert bad.exit_code == 2 and bad.stderr.strip() == "Error: --stop-node: no node named 'node-9'"
 
 
 def test_events_namespace_filter():
@@ -124,7 +124,7 @@ def test_examples_list_and_show():
     r = run("examples", "shop")
     assert r.exit_code == 0 and yaml.safe_load_all(r.stdout) and "kind: Cluster" in r.stdout
     r = run("examples", "nope")
-    assert r.exit_code == 1 and r.stderr.startswith("Error: example:nope: no such built-in example")
+    assert r.exit_code == 2 and r.stderr.startswith("Error: example:nope: no such built-in example")
 
 
 def test_bad_input_is_one_line_nonzero_no_traceback(tmp_path):
@@ -132,7 +132,7 @@ def test_bad_input_is_one_line_nonzero_no_traceback(tmp_path):
     bad.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  ports: [{port: 70000}]\n")
     for args in (["get", "pods"], ["events"]):
         r = run(*args, "-f", str(bad))
-        assert r.exit_code == 1
+        assert r.exit_code == 2
         assert r.stdout == ""
         assert r.stderr == (f"Error: {bad}: document 1 (Service 'web'): spec.ports[0].port: Invalid value: 70000: "
                             "must be between 1 and 65535, inclusive\n")
@@ -141,4 +141,4 @@ def test_bad_input_is_one_line_nonzero_no_traceback(tmp_path):
 
 def test_missing_file_is_one_line_error():
     r = run("get", "pods", "-f", "/no/such.yaml")
-    assert r.exit_code == 1 and r.stderr == "Error: /no/such.yaml: cannot read: No such file or directory\n"
+    assert r.exit_code == 2 and r.stderr == "Error: /no/such.yaml: cannot read: No such file or directory\n"

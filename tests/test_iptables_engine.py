@@ -563,5 +563,5 @@ def test_cli_replay_bad_dump_is_one_line_error(tmp_path):
     bad = tmp_path / "bad.dump"
     bad.write_text(FILTER + "-A INPUT -m bogus -j DROP\nCOMMIT\n")
     r = CliRunner().invoke(cli, ["iptables", "replay", "--dump", str(bad), "--src", "1.1.1.1", "--dst", "2.2.2.2:80"])
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert r.output.strip() == f"Error: {bad}:5: unknown match module -m bogus"

@@ -211,6 +211,6 @@ def test_cli_rules_command() -> None:
     assert ok.exit_code == 0 and ok.output.startswith("*nat\n") and "*filter" not in ok.output
     assert "-A KUBE-SERVICES -m comment --comment \"default/httpd-app" in ok.output
     bad = runner.invoke(cli, ["rules", "-f", "example:httpd-app", "--node", "node-9"])
-    assert bad.exit_code == 1 and "node 'node-9' not found" in bad.output and "Traceback" not in bad.output
+    assert bad.exit_code == 2 and "node 'node-9' not found" in bad.output and "Traceback" not in bad.output
     nft = runner.invoke(cli, ["rules", "-f", "example:httpd-app", "--node", "node-1", "--mode", "nftables"])
-    assert nft.exit_code == 1 and "nftables: not emulated yet" in nft.output
+    assert nft.exit_code == 2 and "nftables: not emulated yet" in nft.output

@@ -36,5 +36,5 @@ def test_replay_bad_dump_is_one_line_error(tmp_path):
     dump = tmp_path / "bad.txt"
     dump.write_text("-A -t 10.96.0.1:443 -s nope\n")
     r = CliRunner().invoke(cli, ["ipvs", "replay", "--dump", str(dump), "--src", "1.1.1.1", "--to", "10.96.0.1:443"])
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert r.output.strip() == f"Error: {dump}:1: unknown scheduler 'nope' (expected one of rr, wrr, lc, wlc, sed, nq, lblc, lblcr, sh, dh, mh)"

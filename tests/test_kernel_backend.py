@@ -190,7 +190,7 @@ def test_rules_live_prints_kernel_counters_that_move_with_traffic(services):
     assert sep_packets() == before + 1
     missing = subprocess.run([*NETSIM, "rules", "--live", "--node", "nope", "--name", kc.name],
                              capture_output=True, text=True, timeout=30)
-    assert missing.returncode == 1 and "has no node 'nope'" in missing.stderr
+    assert missing.returncode == 2 and "has no node 'nope'" in missing.stderr
 
 
 def test_exec_runs_in_the_pod_and_refuses_missing_namespaces(services):
@@ -204,7 +204,7 @@ def test_exec_runs_in_the_pod_and_refuses_missing_namespaces(services):
     assert client.ip in ok.stdout
     bad = subprocess.run([*NETSIM, "exec", "pod/nope", "--name", kc.name,
                           "--", "true"], capture_output=True, text=True, env=env, timeout=30)
-    assert bad.returncode != 0 and 'pod "nope" not found' in bad.stderr
+    assert bad.returncode == 2 and 'pod "nope" not found' in bad.stderr
 
 
 # ---------------------------------------------------------------------------- faults

@@ -113,7 +113,7 @@ def test_up_with_mode_override_refuses_before_building_anything():
         pytest.skip("this kernel has ip_vs")
     before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     res = CliRunner().invoke(cli, ["up", "-f", "example:httpd-app", "--mode", "ipvs", "--name", "kmode"])
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert "ip_vs kernel module" in res.output and "Traceback" not in res.output
     after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     assert not [n for n in after - before if n.startswith("kmode")]

@@ -72,15 +72,15 @@ def test_count_summary(manifest):
     assert j["count"] == 10 and sum(j["endpoints"].values()) == 10 and len(j["traces"]) == 10
 
 
-def test_failed_trace_exits_2_and_bad_input_exits_1(manifest):
+def test_failed_trace_exits_1_and_bad_input_exits_2(manifest):
     r = run("trace", "-f", manifest, "--from", "pod/client-1", "--to", "empty:80")
-    assert r.exit_code == 2 and "REJECTED" in r.output
+    assert r.exit_code == 1 and "REJECTED" in r.output
     r = run("trace", "-f", manifest, "--from", "pod/nobody", "--to", "web:80")
-    assert r.exit_code == 1 and "no pod 'nobody' in namespace 'default'" in r.output
+    assert r.exit_code == 2 and "no pod 'nobody' in namespace 'default'" in r.output
     assert "Traceback" not in r.output
     # a ClusterIP is not routable from outside the cluster: the router has no route for it
     r = run("trace", "-f", manifest, "--from", "external", "--to", "web:80")
-    assert r.exit_code == 2 and "direct lookup in the cluster model" in r.output
+    assert r.exit_code == 1 and "direct lookup in the cluster model" in r.output
     assert "NO_ROUTE router" in r.output
 
 
