@@ -180,14 +180,21 @@ class ServicePortInfo:
     def endpoint_chain(self, endpoint: EndpointInfo) -> str:
         return endpoint_chain_name(self.name_string, self.proto, endpoint.string)
 
-    # --- policy helpers (pkg/proxy/serviceport.go) ---
+    # --- policy helpers (pkg/proxy/serviceport.go, BaseServicePortInfo) ---
     def externally_accessible(self) -> bool:
+        """ExternallyAccessible: reachable other than by ClusterIP (NodePort, LoadBalancer VIP, externalIP)."""
         return self.node_port != 0 or bool(self.load_balancer_vips) or bool(self.external_ips)
 
     def uses_cluster_endpoints(self) -> bool:
-        return (not self.internal_policy_local) or (self.externally_accessible() and not self.external_policy_local)
+        """UsesClusterEndpoints: internal policy Cluster, or reachable from outside at all.
+
+        Even with externalTrafficPolicy Local the Cluster endpoints are needed: the EXT chain
+        short-circuits pod and node-local traffic to the cluster-policy chain (KUBE-SVC-*).
+        """
+        return (not self.internal_policy_local) or self.externally_accessible()
 
     def uses_local_endpoints(self) -> bool:
+        """UsesLocalEndpoints: internal policy Local, or external policy Local on an externally accessible port."""
         return self.internal_policy_local or (self.external_policy_local and self.externally_accessible())
 
 

@@ -23,7 +23,9 @@ Per service port (sorted by ``ns/name:port``; kube-proxy walks a Go map):
 Virtual servers get the configured scheduler (default rr), flag persistent + timeout for
 ClientIP affinity, flag 0x10 (mh-port) with mh; real servers weight 1, masquerading. With a
 Local policy and no local endpoints the virtual server falls back to the cluster endpoints
-(kubernetes PR #97081) – which are none when only internalTrafficPolicy is Local.
+(kubernetes PR #97081) – which are none when the Service never uses Cluster endpoints
+(internalTrafficPolicy Local on a port reachable only by ClusterIP: serviceport.go
+UsesClusterEndpoints); an externally reachable port with both policies Local does fall back.
 Real servers of one virtual server are added in ``IP:port`` order (kube-proxy: Go set order),
 so the kernel list – newest first – holds them in reverse.
 """
