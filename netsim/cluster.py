@@ -775,7 +775,8 @@ def _copy_pod(template: Pod) -> Pod:
     """A fresh pod from a template (a deep copy; dataclasses.replace is ~10x cheaper than deepcopy)."""
     return dataclasses.replace(
         template, labels=dict(template.labels), node_selector=dict(template.node_selector),
-        ports=[dataclasses.replace(p) for p in template.ports],
+        ports=[dataclasses.replace(p) for p in template.ports], images=list(template.images),
+        listen=list(template.listen) if template.listen is not None else None,
         dns_config=copy.deepcopy(template.dns_config) if template.dns_config is not None else None)
 
 

@@ -11,7 +11,7 @@ from typing import Iterable, Optional, Union
 import yaml
 from netaddr import IPSet
 
-from netsim import objects
+from netsim import listen, objects
 from netsim import validation as v
 from netsim.cluster import Cluster, ClusterError
 from netsim.docfields import Doc, ManifestError
@@ -314,7 +314,8 @@ def coredns_objects(cfg: ClusterConfig) -> list:
 
 def selector_warnings(cluster: Cluster) -> list[str]:
     """What `kubectl apply` would not catch but a user wants to know: selectors matching nothing,
-    named targetPorts no selected pod declares."""
+    named targetPorts no selected pod declares, and targetPorts no selected pod listens on (a wrong
+    targetPort is a common bug: the Service has endpoints, and every connection is refused)."""
     out = []
     for svc in cluster.services():
         if not svc.selector or svc.type == "ExternalName":
@@ -324,9 +325,18 @@ def selector_warnings(cluster: Cluster) -> list[str]:
             out.append(f"warning: Service {svc.key}: selector {svc.selector} matches no pods")
             continue
         for sp in svc.ports:
-            if isinstance(sp.target_port, str) and all(resolve_target_port(sp, p) is None for p in pods):
+            resolved = [(p, resolve_target_port(sp, p)) for p in pods]
+            resolved = [(p, port) for p, port in resolved if port is not None]
+            if not resolved:
                 out.append(f"warning: Service {svc.key}: port {sp.name or sp.port}: targetPort "
                            f"{sp.target_port!r} is not a {sp.protocol} containerPort name of any selected pod")
+            elif not any(listen.listens_on(p, port, sp.protocol) for p, port in resolved):
+                pod, port = resolved[0]
+                more = f" (and {len(resolved) - 1} more selected pods)" if len(resolved) > 1 else ""
+                how = listen.hint(pod, port, sp.protocol)
+                out.append(f"warning: Service {svc.key}: port {sp.name or sp.port}: targetPort "
+                           f"{port}/{sp.protocol.lower()}: no selected pod listens on it: "
+                           f"{listen.describe(pod)}{more}" + (f"; {how}" if how else ""))
     return out
 
 

@@ -45,6 +45,8 @@ class Pod:
     dns_config: Optional[dict] = None          # {nameservers, searches, options:[{name,value}]}
     owner: Optional[tuple[str, str]] = None   # (kind, name) of the controller
     uid: str = ""
+    images: list[str] = field(default_factory=list)             # spec.containers[].image
+    listen: Optional[list[tuple[int, str]]] = None              # annotation netsim.io/listen (None: absent)
 
     @property
     def key(self) -> str:

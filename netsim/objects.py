@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from typing import Optional
 
 from netsim import validation as v
 from netsim.docfields import Doc
+from netsim.listen import LISTEN_ANNOTATION, parse_listen
 from netsim.model import (PROTOCOLS, ContainerPort, Deployment, Endpoint, EndpointPort, EndpointSlice,
                           Namespace, Pod, Service, ServicePort)
 
@@ -36,9 +38,13 @@ def pod_spec(doc: Doc, spec: dict, path: str) -> Pod:
     ports: list[ContainerPort] = []
     seen: dict[tuple, str] = {}
     names: set[str] = set()
+    images: list[str] = []
     for ci, c in enumerate(containers):
         cpath = f"{path}.containers[{ci}]"
         doc.get(c, "name", f"{cpath}.name", str)
+        image = doc.get(c, "image", f"{cpath}.image", str, None)
+        if image:
+            images.append(image)
         for pi, p in enumerate(doc.get(c, "ports", f"{cpath}.ports", list, [])):
             ppath = f"{cpath}.ports[{pi}]"
             num = doc.check(doc.get(p, "containerPort", f"{ppath}.containerPort", int), f"{ppath}.containerPort",
@@ -70,7 +76,7 @@ def pod_spec(doc: Doc, spec: dict, path: str) -> Pod:
         doc.check(hostname, f"{path}.hostname", v.dns1123_label)
     if subdomain:
         doc.check(subdomain, f"{path}.subdomain", v.dns1123_label)
-    return Pod(name="", ports=ports,
+    return Pod(name="", ports=ports, images=images,
                node_name=doc.get(spec, "nodeName", f"{path}.nodeName", str, None),
                node_selector=doc.str_map(spec, "nodeSelector", f"{path}.nodeSelector"),
                hostname=hostname, subdomain=subdomain,
@@ -78,10 +84,26 @@ def pod_spec(doc: Doc, spec: dict, path: str) -> Pod:
                dns_policy=dns_policy, dns_config=dns_config)
 
 
+def listen_annotation(doc: Doc, meta: dict, path: str) -> Optional[list[tuple[int, str]]]:
+    """metadata.annotations["netsim.io/listen"]: the exact ports the pod's processes listen on."""
+    ann = doc.get(meta, "annotations", f"{path}.annotations", dict, {})
+    value = ann.get(LISTEN_ANNOTATION)
+    if value is None:
+        return None
+    where = f"{path}.annotations.{LISTEN_ANNOTATION}"
+    if not isinstance(value, str):
+        raise doc.fail(where, f"expected a string, e.g. \"80/tcp,53/udp\", got {value!r}")
+    try:
+        return parse_listen(value)
+    except ValueError as e:
+        raise doc.fail(where, f"Invalid value: {e}") from None
+
+
 def pod(doc: Doc) -> Pod:
     name, ns, labels = metadata(doc)
     p = pod_spec(doc, doc.get(doc.body, "spec", "spec", dict), "spec")
     p.name, p.namespace, p.labels = name, ns, labels
+    p.listen = listen_annotation(doc, doc.body["metadata"], "metadata")
     status = doc.get(doc.body, "status", "status", dict, {})
     for i, cond in enumerate(doc.get(status, "conditions", "status.conditions", list, [])):
         ctype = doc.get(cond, "type", f"status.conditions[{i}].type", str)
@@ -112,6 +134,7 @@ def workload(doc: Doc) -> Deployment:
                        f"template `labels` {match}")
     proto = pod_spec(doc, doc.get(tmpl, "spec", "spec.template.spec", dict), "spec.template.spec")
     proto.labels = tlabels
+    proto.listen = listen_annotation(doc, tmeta, "spec.template.metadata")
     service_name = None
     if doc.kind == "StatefulSet":
         service_name = doc.get(spec, "serviceName", "spec.serviceName", str, None)

@@ -1,6 +1,7 @@
 """The sockets of the emulated hosts: servers listening on containerPorts, and client connections.
 
-A pod listens on each of its containerPorts (protocol as declared):
+A pod listens on the ports its processes open (netsim.listen: containerPorts, the image's
+default ports, or the netsim.io/listen annotation):
 
 * TCP: SYN → SYN-ACK; data → ACK + an HTTP/1.1 response naming the pod and the peer it saw;
   FIN → FIN-ACK. A port nobody listens on answers RST-ACK (tcp_v4_send_reset).
@@ -15,6 +16,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from netsim import listen
 from netsim.packet import (ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
                            Packet)
 
@@ -54,9 +56,10 @@ def http_response(owner: str, peer: str) -> bytes:
 class Sockets:
     """Listening and connected sockets of one host."""
 
-    def __init__(self) -> None:
+    def __init__(self, closed_hint: Optional[Callable[[str, int], str]] = None) -> None:
         self.listeners: dict[tuple[int, int], Listener] = {}
         self.clients: dict[tuple[int, int, int], object] = {}   # (proto, local port, local ip) -> waiter
+        self.closed_hint = closed_hint     # (proto, port) -> what the host does listen on, for the refusal
 
     def listen(self, proto: int, port: int, owner: str,
                handler: Optional[Callable[[bytes], bytes]] = None) -> None:
@@ -74,7 +77,8 @@ class Sockets:
         lst = self.listeners.get((p, pkt._dport))
         if lst is None:
             return Delivery("closed", replies=[_refuse(pkt)],
-                            detail=f"nothing listens on {pkt.proto_name}/{pkt.dport}")
+                            detail=f"nothing listens on {pkt.proto_name}/{pkt.dport}"
+                            + (self.closed_hint(pkt.proto_name, pkt.dport) if self.closed_hint else ""))
         peer = f"{pkt.src_ip}:{pkt._sport}"
         if p == IPPROTO_TCP:
             return Delivery("listener", lst.owner, _tcp_answer(pkt, lst.owner, peer, rng),
@@ -129,8 +133,13 @@ def refusal(pkt: Packet) -> Packet:
 
 
 def pod_sockets(pod) -> Sockets:
-    s = Sockets()
-    for cp in pod.ports:
-        proto = {"TCP": IPPROTO_TCP, "UDP": IPPROTO_UDP, "SCTP": 132}.get(cp.protocol, IPPROTO_TCP)
-        s.listen(proto, cp.container_port, pod.key)
+    """The listening sockets of a pod's processes; a closed port's refusal names what it does listen on."""
+    def closed_hint(proto: str, port: int) -> str:
+        how = listen.hint(pod, port, proto)
+        return f": {listen.describe(pod, with_pod=False)}" + (f"; {how}" if how else "")
+
+    s = Sockets(closed_hint)
+    for lp in listen.listen_ports(pod):
+        proto = {"TCP": IPPROTO_TCP, "UDP": IPPROTO_UDP, "SCTP": 132}.get(lp.protocol, IPPROTO_TCP)
+        s.listen(proto, lp.port, pod.key)
     return s

@@ -104,7 +104,9 @@ def test_pcap_option(manifest, tmp_path):
 def test_demo_runs_every_mode():
     r = run("demo", "--count", "4")
     assert r.exit_code == 0, r.output
-    assert "=== [iptables] pod client -> Service httpd-app by name" in r.output
-    assert "=== [iptables] external client -> NodePort 30080" in r.output
-    assert "=== [ipvs]" in r.output
-    assert r.output.count("4 new connections") == 4
+    assert "=== [iptables] example:httpd-app (the httpd-app example with a client pod): pod client -> " \
+           "Service httpd-app by name" in r.output
+    assert "=== [iptables] example:httpd-app (the httpd-app example with a client pod): external client -> " \
+           "NodePort 30080" in r.output
+    assert "=== [ipvs] example:kubectl-httpd" in r.output
+    assert r.output.count("4 new connections") == 6

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from netsim.kernel import naming
+from netsim.listen import listen_ports
 from netsim.packet import int2ip
 from netsim.topology import Topology
 
@@ -42,7 +43,7 @@ class PodPlan:
     prefixlen: int
     gateway: str
     veth: str
-    ports: list[tuple[int, str]] = field(default_factory=list)   # (containerPort, protocol)
+    ports: list[tuple[int, str]] = field(default_factory=list)   # (port, protocol) the pod listens on (netsim.listen)
     host_network: bool = False
     dns_server: bool = False             # a CoreDNS pod: runs the DNS stand-in on 53/UDP+TCP
     resolv_conf: Optional[str] = None
@@ -144,7 +145,7 @@ def build_plan(cluster: Any, name: str) -> KernelPlan:
         pods[p.key] = PodPlan(
             namespace=p.namespace, name=p.name, netns=netns, node=node.name, ip=p.ip,
             prefixlen=cidr.prefixlen, gateway=node.cni_ip, veth=naming.pod_veth(p.namespace, p.name),
-            ports=[(cp.container_port, cp.protocol) for cp in p.ports],
+            ports=[(lp.port, lp.protocol) for lp in listen_ports(p)],
             host_network=p.host_network,
             dns_server=p.namespace == "kube-system" and p.labels.get(DNS_LABEL[0]) == DNS_LABEL[1],
             resolv_conf=resolv_conf(p, cfg))
