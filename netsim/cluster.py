@@ -253,31 +253,24 @@ class Cluster:
             except AllocationError as e:
                 raise ClusterError(f"spec.clusterIP: Invalid value: {svc.cluster_ip!r}: {e}") from None
             allocated.append(("ip", svc.cluster_ip))
-        wants_node_ports = svc.type == "NodePort" or (
-            svc.type == "LoadBalancer" and svc.allocate_load_balancer_node_ports)
         for i, p in enumerate(svc.ports):
-            if p.node_port and not wants_node_ports and svc.type != "LoadBalancer":
+            if p.node_port and svc.type not in ("NodePort", "LoadBalancer"):
                 raise ClusterError(f"spec.ports[{i}].nodePort: Forbidden: may not be used when `type` is '{svc.type}'")
-            if p.node_port:
-                try:
-                    self._node_ports.reserve(p.node_port)
-                except AllocationError as e:
-                    raise ClusterError(f"spec.ports[{i}].nodePort: Invalid value: {p.node_port}: {e}") from None
-                allocated.append(("port", p.node_port))
-            elif wants_node_ports:
-                p.node_port = self._node_ports.allocate()
-                allocated.append(("port", p.node_port))
+        if svc.type in ("NodePort", "LoadBalancer"):
+            self._allocate_node_ports(svc, allocated)
+        if svc.type == "LoadBalancer" and svc.external_traffic_policy == "Local":
+            # alloc.go allocHealthCheckNodePort (apiservice.NeedsHealthCheck): the requested one, or any
+            hc = svc.health_check_node_port
+            try:
+                if hc:
+                    self._node_ports.reserve(hc)
+                else:
+                    svc.health_check_node_port = hc = self._node_ports.allocate()
+            except AllocationError as e:
+                what = f"requested HealthCheck NodePort {hc}" if hc else "a HealthCheck NodePort 0"
+                raise ClusterError(f"Internal error occurred: failed to allocate {what}: {e}") from None
+            allocated.append(("port", hc))
         if svc.type == "LoadBalancer":
-            if svc.external_traffic_policy == "Local" and not svc.health_check_node_port:
-                svc.health_check_node_port = self._node_ports.allocate()
-                allocated.append(("port", svc.health_check_node_port))
-            elif svc.health_check_node_port:
-                try:
-                    self._node_ports.reserve(svc.health_check_node_port)
-                except AllocationError as e:
-                    raise ClusterError(f"spec.healthCheckNodePort: Invalid value: {svc.health_check_node_port}: "
-                                       f"{e}") from None
-                allocated.append(("port", svc.health_check_node_port))
             if svc.load_balancer_ips:
                 for ip in svc.load_balancer_ips:
                     self._lb_ips.reserve(ip)
@@ -289,6 +282,37 @@ class Cluster:
                     # as MetalLB does: the Service is accepted, its EXTERNAL-IP stays <pending>
                     self.record("AllocationFailed", f"service/{svc.name}", f"Failed to allocate IP for "
                                 f'"{svc.key}": {e}', "netsim-lb-controller", svc.namespace, "Warning")
+
+    def _allocate_node_ports(self, svc: Service, allocated: list) -> None:
+        """kube-apiserver's initNodePorts (pkg/registry/core/service/storage/alloc.go): node ports go
+        per service port *number*. The first port of a number takes the nodePort requested by any port
+        of that number (findRequestedNodePort) or the next free one; a later port of the same number
+        (another protocol) without one reuses it, one that names a different nodePort allocates that too.
+        Without ``allocateLoadBalancerNodePorts`` only requested nodePorts are allocated."""
+        allocate_new = svc.type == "NodePort" or svc.allocate_load_balancer_node_ports
+        by_number: dict[int, int] = {}
+        for i, p in enumerate(svc.ports):
+            if not p.node_port and not allocate_new:
+                continue
+            have = by_number.get(p.port, 0)
+            if have and (not p.node_port or p.node_port == have):
+                p.node_port = have
+                continue
+            wanted = p.node_port or (0 if have else next(
+                (q.node_port for q in svc.ports if q.port == p.port and q.node_port), 0))
+            if wanted:
+                try:
+                    self._node_ports.reserve(wanted)
+                except AllocationError as e:
+                    raise ClusterError(f"spec.ports[{i}].nodePort: Invalid value: {wanted}: {e}") from None
+                p.node_port = wanted
+            else:
+                try:
+                    p.node_port = self._node_ports.allocate()
+                except AllocationError as e:
+                    raise ClusterError(f"Internal error occurred: failed to allocate a nodePort: {e}") from None
+            allocated.append(("port", p.node_port))
+            by_number.setdefault(p.port, p.node_port)
 
     def _create_workload(self, w: Deployment) -> None:
         self._require_namespace(w.namespace)

@@ -114,10 +114,12 @@ class PortAllocator:
         self.static_band = _range_offset(hi - lo + 1, lo=16, hi=128, step=32)
 
     def reserve(self, port: int) -> None:
+        """portallocator.Allocate: ErrNotInRange / ErrAllocated, worded as the API server words them."""
         if not self.lo <= port <= self.hi:
-            raise AllocationError(f"provided port {port} is not in the valid range {self.lo}-{self.hi}")
+            raise AllocationError(f"provided port is not in the valid range. The range of valid ports is "
+                                  f"{self.lo}-{self.hi}")
         if port in self.used:
-            raise AllocationError(f"provided port {port} is already allocated")
+            raise AllocationError("provided port is already allocated")
         self.used.add(port)
 
     def allocate(self) -> int:
@@ -131,7 +133,7 @@ class PortAllocator:
             if cand not in self.used:
                 self.used.add(cand)
                 return cand
-        raise AllocationError(f"node port range {self.lo}-{self.hi} is full")
+        raise AllocationError("range is full")            # portallocator ErrFull
 
     def release(self, port: Optional[int]) -> None:
         if port:

@@ -221,6 +221,7 @@ def service_ports(doc: Doc, spec: dict, typ: str) -> list[ServicePort]:
     ports: list[ServicePort] = []
     names: set[str] = set()
     seen: set[tuple[int, str]] = set()
+    node_ports: set[tuple[int, str]] = set()
     for i, p in enumerate(raw):
         path = f"spec.ports[{i}]"
         num = doc.check(doc.get(p, "port", f"{path}.port", int), f"{path}.port", v.port_number)
@@ -244,9 +245,16 @@ def service_ports(doc: Doc, spec: dict, typ: str) -> list[ServicePort]:
             doc.check(tp, f"{path}.targetPort", v.port_number)
         else:       # IntOrString: a quoted number is a string, so it must be a valid port name
             doc.check(tp, f"{path}.targetPort", v.port_name)
-        np = doc.get(p, "nodePort", f"{path}.nodePort", int, None)
-        if np is not None and typ not in ("NodePort", "LoadBalancer"):
-            raise doc.fail(f"{path}.nodePort", f"Forbidden: may not be used when `type` is '{typ}'")
+        np = doc.get(p, "nodePort", f"{path}.nodePort", int, None) or None      # 0: not set
+        if np is not None:
+            doc.check(np, f"{path}.nodePort", v.port_number)
+            if typ not in ("NodePort", "LoadBalancer"):
+                raise doc.fail(f"{path}.nodePort", f"Forbidden: may not be used when `type` is '{typ}'")
+            # ValidateService: duplicate NodePorts are (protocol, nodePort) pairs, so a TCP and a UDP
+            # port may name the same nodePort
+            if (np, proto) in node_ports:
+                raise doc.fail(f"{path}.nodePort", f"Duplicate value: {np}")
+            node_ports.add((np, proto))
         ports.append(ServicePort(port=num, protocol=proto, name=name, target_port=tp, node_port=np,
                                  app_protocol=doc.get(p, "appProtocol", f"{path}.appProtocol", str, None)))
     return ports
@@ -270,13 +278,16 @@ def endpoint_slice(doc: Doc) -> EndpointSlice:
         if at == "IPv4":
             for j, a in enumerate(addrs):
                 doc.check(a, f"{path}.addresses[{j}]", v.ipv4)
+        # discovery.k8s.io/v1 EndpointConditions: a nil ready or serving is "true", a nil terminating
+        # "false" (types.go), as kube-proxy reads them (endpointslicecache.go newEndpointSliceInfo) and
+        # CoreDNS does for ready. Absent is not a copy of another condition.
         cond = doc.get(e, "conditions", f"{path}.conditions", dict, {})
-        ready = doc.get(cond, "ready", f"{path}.conditions.ready", bool, True)
         ref = doc.get(e, "targetRef", f"{path}.targetRef", dict, None)
         endpoints.append(Endpoint(
-            addresses=list(addrs), ready=ready,
-            serving=doc.get(cond, "serving", f"{path}.conditions.serving", bool, ready),
-            terminating=doc.get(cond, "terminating", f"{path}.conditions.terminating", bool, False),
+            addresses=list(addrs),
+            ready=_condition(doc, cond, "ready", path, True),
+            serving=_condition(doc, cond, "serving", path, True),
+            terminating=_condition(doc, cond, "terminating", path, False),
             node_name=doc.get(e, "nodeName", f"{path}.nodeName", str, None),
             hostname=doc.get(e, "hostname", f"{path}.hostname", str, None),
             zone=doc.get(e, "zone", f"{path}.zone", str, None),
@@ -291,6 +302,12 @@ def endpoint_slice(doc: Doc) -> EndpointSlice:
         ports.append(EndpointPort(num, proto, doc.get(p, "name", f"{path}.name", str, "")))
     return EndpointSlice(name=name, namespace=ns, service_name=svc_name, address_type=at, endpoints=endpoints,
                          ports=ports, managed_by=labels.get("endpointslice.kubernetes.io/managed-by", "user"))
+
+
+def _condition(doc: Doc, cond: dict, name: str, path: str, if_nil: bool) -> bool:
+    """One EndpointConditions field; absent or null (nil) reads as ``if_nil``."""
+    value = doc.get(cond, name, f"{path}.conditions.{name}", bool, None)
+    return if_nil if value is None else value
 
 
 def _enum(doc: Doc, spec: dict, key: str, allowed: tuple, default: str) -> str:

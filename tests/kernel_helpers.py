@@ -54,3 +54,24 @@ def scratch_netns(prefix: str, *tools: str) -> Iterator[str]:
         yield name
     finally:
         run(["ip", "netns", "delete", name])
+
+
+def iptables_restore_in_scratch_netns(text: str, prefix: str, ipsets: Optional[str] = None) -> str:
+    """Load a node's rule set as kube-proxy does (its nfacct objects first, ``ipset restore`` for the
+    IPVS proxier's sets) with the real ``iptables-restore`` in a scratch namespace; fails the test with
+    the tool's message if it is refused, else returns ``iptables-save``'s text."""
+    from netsim.benchmarks.bench_iptables_render import NFACCT_ADD_SCRIPT
+    tools = ("iptables-restore", "iptables-save") + (("ipset",) if ipsets is not None else ())
+    with scratch_netns(prefix, *tools) as ns:
+        made = in_netns(ns, [sys.executable, "-c", NFACCT_ADD_SCRIPT,
+                             "ct_state_invalid_dropped_pkts", "localhost_nps_accepted_pkts"])
+        if made.returncode != 0:
+            pytest.skip(f"kernel has no nfnetlink_acct: {made.stderr.strip()}")
+        if ipsets is not None:
+            restored = in_netns(ns, ["ipset", "restore"], ipsets)
+            assert restored.returncode == 0, f"ipset restore refused: {restored.stderr}"
+        loaded = in_netns(ns, ["iptables-restore"], text)
+        assert loaded.returncode == 0, f"iptables-restore refused the rule set: {loaded.stderr}"
+        saved = in_netns(ns, ["iptables-save"])
+        assert saved.returncode == 0, saved.stderr
+        return saved.stdout

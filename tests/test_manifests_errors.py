@@ -29,12 +29,12 @@ CASES = [
      D1 + "spec.clusterIP: Invalid value: '10.96.0.300': must be a valid IPv4 address"),
     # allocator conflicts: NodePort
     (SVC + "  type: NodePort\n  ports: [{port: 80, nodePort: 80}]\n",
-     D1 + "Service default/web: spec.ports[0].nodePort: Invalid value: 80: provided port 80 is not in the valid "
-          "range 30000-32767"),
+     D1 + "Service default/web: spec.ports[0].nodePort: Invalid value: 80: provided port is not in the valid "
+          "range. The range of valid ports is 30000-32767"),
     (SVC + "  type: NodePort\n  ports: [{port: 80, nodePort: 30001}]\n---\n"
      + SVC.replace("web", "web2") + "  type: NodePort\n  ports: [{port: 80, nodePort: 30001}]\n",
      "app.yaml: document 2 (Service 'web2'): Service default/web2: spec.ports[0].nodePort: Invalid value: 30001: "
-     "provided port 30001 is already allocated"),
+     "provided port is already allocated"),
     (SVC + "  ports: [{port: 80, nodePort: 30001}]\n",
      D1 + "spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"),
     (SVC + "  type: ExternalName\n  externalName: db.example.com\n  clusterIP: 10.96.0.5\n",
@@ -42,8 +42,9 @@ CASES = [
     (SVC + "  sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}\n  ports: [{port: 80}]\n",
      D1 + "spec.sessionAffinityConfig: Forbidden: must not be set when `sessionAffinity` is None"),
     (SVC + "  type: LoadBalancer\n  externalTrafficPolicy: Local\n  healthCheckNodePort: 80\n  ports: [{port: 80}]\n",
-     D1 + "Service default/web: spec.healthCheckNodePort: Invalid value: 80: provided port 80 is not in the valid "
-          "range 30000-32767"),
+     # alloc.go allocHealthCheckNodePort answers with an internal error, not a field error
+     D1 + "Service default/web: Internal error occurred: failed to allocate requested HealthCheck NodePort 80: "
+          "provided port is not in the valid range. The range of valid ports is 30000-32767"),
     # names
     ("apiVersion: v1\nkind: Service\nmetadata: {name: 1web}\nspec:\n  ports: [{port: 80}]\n",
      "app.yaml: document 1 (Service '1web'): metadata.name: Invalid value: '1web': a DNS-1035 label must consist "
@@ -240,7 +241,7 @@ def test_refused_service_releases_what_it_had_allocated():
     c.add(Service("a", type="NodePort", cluster_ip="10.96.1.1", ports=[ServicePort(80, node_port=30001)]))
     bad = Service("b", type="NodePort", cluster_ip="10.96.1.2",
                   ports=[ServicePort(80, name="x", node_port=30002), ServicePort(81, name="y", node_port=30001)])
-    with pytest.raises(ClusterError, match="30001 is already allocated"):
+    with pytest.raises(ClusterError, match=r"spec.ports\[1\].nodePort: Invalid value: 30001: provided port is already allocated"):
         c.add(bad)
     c.add(Service("c", type="NodePort", cluster_ip="10.96.1.2", ports=[ServicePort(80, node_port=30002)]))
     assert c.service("default", "c").ports[0].node_port == 30002

@@ -8,6 +8,8 @@ Our own implementation of the rules in kubernetes/kubernetes pkg/proxy/topology.
   independently of the Cluster fallback).
 * ``has_any_endpoints``: some endpoint is Ready, or Serving and Terminating.
 * Endpoints are ordered by their ``IP:port`` string (endpointslicecache.go byEndpoint).
+* Absent EndpointSlice conditions were already read by the loader (nil ready/serving = true,
+  nil terminating = false: endpointslicecache.go newEndpointSliceInfo).
 """
 from __future__ import annotations
 
@@ -25,10 +27,12 @@ class CategorizedEndpoints:
 
 
 def sort_endpoints(endpoints: list[EndpointInfo]) -> list[EndpointInfo]:
-    """Deduplicate by ``IP:port`` (last one wins, as the slice cache's map does) and sort by that string."""
+    """Deduplicate by ``IP:port`` and sort by that string (endpointslicecache.go addEndpoints: the
+    first one seen stays unless a later duplicate is local, "we favor a true value here")."""
     unique: dict[str, EndpointInfo] = {}
     for ep in endpoints:
-        unique[ep.string] = ep
+        if ep.string not in unique or ep.is_local:
+            unique[ep.string] = ep
     return [unique[k] for k in sorted(unique)]
 
 
