@@ -11,16 +11,42 @@ EXIT_OK = 0             # delivered / answered / agreed
 EXIT_NOT_DELIVERED = 1  # not delivered / not answered / disagreed
 EXIT_INPUT_ERROR = 2    # usage or input error (click.UsageError already exits 2)
 
-file_option = click.option(
-    "-f", "--filename", "files", multiple=True, required=True, metavar="FILE",
-    help="Manifest file (multi-document YAML) or example:NAME; repeatable.")
+_VALIDATE_KEY = "netsim.validate"
+
+
+def _remember_validate(ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from netsim.apischema import normalize_mode
+    try:
+        ctx.meta[_VALIDATE_KEY] = normalize_mode(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e).split(": ", 1)[1]) from None
+    return value
+
+
+validate_option = click.option(
+    "--validate", default="strict", show_default=True, expose_value=False, callback=_remember_validate,
+    metavar="strict|warn|ignore",
+    help="As kubectl: refuse (strict), warn about or ignore fields the Kubernetes API does not have.")
+
+
+def file_option(command):
+    """-f/--filename (repeatable) and kubectl's --validate for every command that loads manifests."""
+    return click.option(
+        "-f", "--filename", "files", multiple=True, required=True, metavar="FILE",
+        help="Manifest file (multi-document YAML) or example:NAME; repeatable.")(validate_option(command))
+
+
+def validate_mode() -> str:
+    """The --validate value of the running command (strict outside a command)."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(_VALIDATE_KEY, "strict") if ctx is not None else "strict"
 
 
 def load_cluster(files: tuple[str, ...], quiet: bool = False) -> Cluster:
     """Load manifests; bad input becomes a one-line error and exit code 2, never a traceback."""
     from netsim.manifests import load
     try:
-        cluster = load(list(files))
+        cluster = load(list(files), validate=validate_mode())
     except ManifestError as e:
         raise click.ClickException(str(e)) from None
     if not quiet:

@@ -5,10 +5,11 @@ import importlib
 
 import click
 
-from netsim.cli.common import load_cluster
+from netsim.cli.common import load_cluster, validate_option
 
 
 @click.command("rules")
+@validate_option
 @click.option("-f", "--filename", "files", multiple=True, metavar="FILE",
               help="Manifest file (multi-document YAML) or example:NAME; repeatable (not needed with --live).")
 @click.option("--node", required=True, metavar="NODE", help="Node whose rules to show.")

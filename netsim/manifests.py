@@ -11,7 +11,7 @@ from typing import Iterable, Optional, Union
 import yaml
 from netaddr import IPSet
 
-from netsim import listen, objects
+from netsim import apischema, listen, objects
 from netsim import validation as v
 from netsim.cluster import Cluster, ClusterError
 from netsim.docfields import Doc, ManifestError
@@ -52,8 +52,11 @@ def example_path(name: str) -> str:
     return str(f)
 
 
-def load(sources: Union[str, Iterable[str]]) -> Cluster:
-    """Read files (or `example:NAME`) and build the cluster; ManifestError on bad input."""
+def load(sources: Union[str, Iterable[str]], validate: str = "strict") -> Cluster:
+    """Read files (or `example:NAME`) and build the cluster; ManifestError on bad input.
+
+    `validate` is kubectl's --validate: "strict" refuses fields the Kubernetes API does not have,
+    "warn" loads and adds a warning to the notices, "ignore" says nothing."""
     if isinstance(sources, str):
         sources = [sources]
     texts = []
@@ -65,14 +68,15 @@ def load(sources: Union[str, Iterable[str]]) -> Cluster:
             raise ManifestError(f"{s}: cannot read: {e.strerror or e}") from None
         except UnicodeDecodeError:
             raise ManifestError(f"{s}: not a text file (expected YAML)") from None
-    return _build(texts)
+    return _build(texts, validate)
 
 
-def load_text(text: str, source: str = "<string>") -> Cluster:
-    return _build([(source, text)])
+def load_text(text: str, source: str = "<string>", validate: str = "strict") -> Cluster:
+    return _build([(source, text)], validate)
 
 
-def _build(texts: list[tuple[str, str]]) -> Cluster:
+def _build(texts: list[tuple[str, str]], validate: str = "strict") -> Cluster:
+    validate = apischema.normalize_mode(validate)
     docs = [d for source, text in texts for d in _documents(source, text)]
     notices: list[str] = []
     config_docs = [d for d in docs if d.body.get("apiVersion") == "netsim.io/v1"]
@@ -102,6 +106,8 @@ def _build(texts: list[tuple[str, str]]) -> Cluster:
                 raise d.fail("apiVersion", f"Unsupported value: {d.body.get('apiVersion')!r}: expected {want!r}")
             notices.append(f"{d.where}: skipped: {d.kind} does not affect Service networking")
             continue
+        if validate != "ignore":
+            check_fields(d, validate, notices)
         objs.append(parser(d))
         origins.append(d.where)
     cluster = Cluster(config)
@@ -114,6 +120,20 @@ def _build(texts: list[tuple[str, str]]) -> Cluster:
                        "`trace` and `up` need --mode iptables or --mode ipvs")
     cluster.notices = notices + selector_warnings(cluster)
     return cluster
+
+
+def check_fields(doc: Doc, validate: str, notices: list[str]) -> None:
+    """kubectl's field validation against the API's schema: strict refuses the document (naming the
+    first unknown field and the closest known one), warn adds one warning per unknown field."""
+    unknown = apischema.unknown_fields(doc.body["apiVersion"], doc.kind, doc.body)
+    if not unknown:
+        return
+    if validate == "strict":
+        more = f" (and {len(unknown) - 1} more unknown fields)" if len(unknown) > 1 else ""
+        raise ManifestError(f"{doc.where}: strict decoding error: {unknown[0].describe()}{more}; "
+                            "--validate=warn or --validate=ignore to load it anyway")
+    for u in unknown:
+        notices.append(f"warning: {doc.where}: {u.describe()}")
 
 
 MAX_NESTING = 1000
