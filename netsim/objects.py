@@ -174,7 +174,8 @@ def service(doc: Doc) -> Service:
     if "selector" in spec and spec["selector"] is not None:
         svc.selector = doc.str_map(spec, "selector", "spec.selector")
     svc.ports = service_ports(doc, spec, typ)
-    svc.external_ips = [doc.check(ip, f"spec.externalIPs[{i}]", v.ipv4)
+    svc.external_ips = [doc.check(doc.check(ip, f"spec.externalIPs[{i}]", v.ipv4), f"spec.externalIPs[{i}]",
+                                  v.non_special_ip)
                         for i, ip in enumerate(doc.get(spec, "externalIPs", "spec.externalIPs", list, []))]
     svc.load_balancer_source_ranges = [
         doc.check(r, f"spec.loadBalancerSourceRanges[{i}]", _cidr_loose)
@@ -277,7 +278,8 @@ def endpoint_slice(doc: Doc) -> EndpointSlice:
             raise doc.fail(f"{path}.addresses", "Invalid value: must have between 1 and 100 addresses")
         if at == "IPv4":
             for j, a in enumerate(addrs):
-                doc.check(a, f"{path}.addresses[{j}]", v.ipv4)
+                # discovery validation: a valid IPv4 address, then ValidateNonSpecialIP
+                doc.check(doc.check(a, f"{path}.addresses[{j}]", v.ipv4), f"{path}.addresses[{j}]", v.non_special_ip)
         # discovery.k8s.io/v1 EndpointConditions: a nil ready or serving is "true", a nil terminating
         # "false" (types.go), as kube-proxy reads them (endpointslicecache.go newEndpointSliceInfo) and
         # CoreDNS does for ready. Absent is not a copy of another condition.

@@ -95,3 +95,34 @@ def ipv4_cidr(v: str) -> Optional[str]:
     except ValueError:
         return "must be a valid IPv4 CIDR (network address with prefix length, e.g. 10.96.0.0/12)"
     return None
+
+
+def non_special_ip(v: str) -> Optional[str]:
+    """ValidateNonSpecialIP (pkg/apis/core/validation/validation.go), for Service externalIPs and
+    EndpointSlice addresses: not unspecified, loopback, link-local or link-local multicast (Go's
+    net.IP IsUnspecified / IsLoopback / IsLinkLocalUnicast / IsLinkLocalMulticast). Other multicast
+    addresses pass, as they do in the API server."""
+    try:
+        ip = ipaddress.ip_address(v)
+    except ValueError:
+        return "must be a valid IP address"
+    if ip.is_unspecified:
+        return f"may not be unspecified ({v})"
+    if ip.is_loopback:
+        return "may not be in the loopback range (127.0.0.0/8, ::1/128)"
+    if ip in _LINK_LOCAL_UNICAST[ip.version]:
+        return "may not be in the link-local range (169.254.0.0/16, fe80::/10)"
+    if _link_local_multicast(ip):
+        return "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)"
+    return None
+
+
+_LINK_LOCAL_UNICAST = {4: ipaddress.ip_network("169.254.0.0/16"), 6: ipaddress.ip_network("fe80::/10")}
+
+
+def _link_local_multicast(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Go's IsLinkLocalMulticast: IPv4 224.0.0.0/24; IPv6 ff02::/16 whatever the flags nibble."""
+    if ip.version == 4:
+        return ip in ipaddress.ip_network("224.0.0.0/24")
+    packed = ip.packed
+    return packed[0] == 0xFF and packed[1] & 0x0F == 0x02
