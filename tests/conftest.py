@@ -1,5 +1,8 @@
-"""Shared fixtures: the built-in example clusters, freshly loaded for each test."""
+"""Shared fixtures: the built-in example clusters, freshly loaded for each test; the fuzz budget."""
 from __future__ import annotations
+
+import os
+from dataclasses import dataclass
 
 import pytest
 
@@ -44,3 +47,29 @@ def kernel_run_dir(tmp_path_factory):
         os.environ.pop("NETSIM_RUN_DIR", None)
     else:
         os.environ["NETSIM_RUN_DIR"] = old
+
+
+# ---------------------------------------------------------------------------- generator-driven fuzz
+def pytest_addoption(parser):
+    parser.addoption("--netsim-fuzz-long", type=int, default=None, metavar="N",
+                     help="nightly-style fuzz: N generated clusters per fuzz test, random seeds "
+                          "(also NETSIM_FUZZ_LONG=N); default: the bounded, derandomized CI budget")
+
+
+@dataclass(frozen=True)
+class FuzzBudget:
+    """How much the generator-driven fuzz tests do (tests/test_fuzz_*.py)."""
+    rules_examples: int          # clusters whose every rule set is loaded into the kernel
+    verify_clusters: int         # clusters brought up and compared with `netsim verify`
+    verify_flows: int            # flows per verified cluster
+    long: bool                   # random seeds (a nightly run) instead of derandomized CI examples
+
+
+@pytest.fixture(scope="session")
+def fuzz_budget(request) -> FuzzBudget:
+    n = request.config.getoption("--netsim-fuzz-long")
+    if n is None and os.environ.get("NETSIM_FUZZ_LONG"):
+        n = int(os.environ["NETSIM_FUZZ_LONG"])
+    if n:
+        return FuzzBudget(rules_examples=n, verify_clusters=n, verify_flows=120, long=True)
+    return FuzzBudget(rules_examples=40, verify_clusters=5, verify_flows=60, long=False)

@@ -1,0 +1,116 @@
+"""The kernel as oracle for rendered rule sets: load many of them with the real `iptables-restore`
+(nf_tables and legacy backends) and `ipset restore`, in one scratch network namespace, batched.
+
+Batching: the rule sets are concatenated into one restore input. `iptables-restore` commits each
+`*table ... COMMIT` block on its own (iptables-restore(8): "the table is flushed ... and then
+committed") and stops at the first block it cannot load, naming the line; the block's owner is
+recorded as rejected and the rest is loaded in the next run. So N accepted rule sets cost one process
+per backend, not N. `ipset restore` works the same way ("Error in line N"); the kube-proxy ipsets of
+every node share names and types, so `-exist` lets all nodes' entries go into the same sets.
+
+Every namespace here is created by the caller (kernel_helpers.scratch_netns) and deleted by it.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+from netsim.kernel import rules as kernel_rules
+
+RESTORE = {"nft": "iptables-restore", "legacy": "iptables-legacy-restore"}
+_LINE = re.compile(r"(?:Error occurred at line: |line )(\d+)|Error in line (\d+)")
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """One text to load: `kind` is "iptables" (an iptables-restore input) or "ipset" (ipset restore)."""
+    label: str
+    kind: str
+    text: str
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(f"{self.kind}\0{self.text}".encode()).hexdigest()
+
+
+@dataclass
+class Rejection:
+    ruleset: RuleSet
+    tool: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.tool} rejected {self.ruleset.label}: {self.message}"
+
+
+def available_backends() -> list[str]:
+    return [b for b, tool in RESTORE.items() if shutil.which(tool)]
+
+
+def _run(netns: str, argv: list[str], text: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", "netns", "exec", netns, *argv], input=text, capture_output=True, text=True,
+                          timeout=300)
+
+
+def _batched(netns: str, argv: list[str], sets: list[RuleSet], tool: str) -> list[Rejection]:
+    """Load `sets` with one `argv` process per rejection (plus one); return the rejected ones."""
+    rejected: list[Rejection] = []
+    todo = list(sets)
+    while todo:
+        starts, lines = [], []
+        for s in todo:
+            starts.append(len(lines) + 1)
+            body = s.text if s.text.endswith("\n") else s.text + "\n"
+            lines += body.splitlines()
+        proc = _run(netns, argv, "\n".join(lines) + "\n")
+        if proc.returncode == 0:
+            break
+        msg = " ".join((proc.stderr or proc.stdout).split())
+        m = _LINE.search(msg)
+        if m is None:
+            if len(todo) == 1:
+                rejected.append(Rejection(todo[0], tool, msg))
+                break
+            # no line to blame: load one by one
+            for s in todo:
+                rejected += _batched(netns, argv, [s], tool)
+            break
+        line = int(m.group(1) or m.group(2))
+        i = max(k for k, start in enumerate(starts) if start <= line)
+        rel = line - starts[i] + 1
+        rejected.append(Rejection(todo[i], tool, f"line {rel}: {todo[i].text.splitlines()[rel - 1] if rel <= len(todo[i].text.splitlines()) else ''} — {msg}"))
+        todo = todo[i + 1:]
+    return rejected
+
+
+def load_all(netns: str, sets: Iterable[RuleSet], backends: Optional[list[str]] = None) -> list[Rejection]:
+    """Load every rule set into `netns` (ipsets first: iptables rules name them); the rejected ones."""
+    unique = list({s.digest: s for s in sets}.values())
+    ipsets = [s for s in unique if s.kind == "ipset"]
+    tables = [s for s in unique if s.kind == "iptables"]
+    rejected: list[Rejection] = []
+    if tables:
+        kernel_rules.ensure_nfacct(netns, "\n".join(t.text for t in tables))
+    if ipsets:
+        rejected += _batched(netns, ["ipset", "restore", "-exist"], ipsets, "ipset restore")
+    for backend in backends or available_backends():
+        rejected += _batched(netns, [RESTORE[backend], "-w", "5"], tables, RESTORE[backend])
+    return rejected
+
+
+def node_rule_sets(cluster: object, label: str, node_names: Iterable[str]) -> list[RuleSet]:
+    """Every rule set kube-proxy would load on each node, in every mode this kernel can hold:
+    iptables mode (the node's iptables-save view) and IPVS mode (its ipsets and iptables rules)."""
+    from netsim.rules.iptables.proxier import render
+    from netsim.rules.ipvs.proxier import build
+    out = []
+    for node in node_names:
+        out.append(RuleSet(f"{label} node {node} (iptables mode)", "iptables", render(cluster, node)))
+        state = build(cluster, node)
+        out.append(RuleSet(f"{label} node {node} (ipvs mode, ipset save)", "ipset", state.ipset_save()))
+        out.append(RuleSet(f"{label} node {node} (ipvs mode, iptables)", "iptables", state.iptables))
+    return out
