@@ -48,6 +48,17 @@ TARGET_NAMES = {"TCP": ["http", "alt", "missing"], "UDP": ["echo", "missing"], "
 TARGET_NUMBERS = {"TCP": [8080, 8081, 8082], "UDP": [5353, 5354], "SCTP": [9000]}
 APPS = ["web", "api"]
 
+# Defects the generator has found that are not fixed yet: the generator leaves out the construct (so the
+# bounded CI fuzz stays green and keeps looking for new ones) and tests/test_fuzz_found.py keeps the
+# minimal example as xfail(strict=True). Remove an entry when its fix lands.
+OPEN_DEFECTS: dict[str, str] = {
+    "zero-cidr-source-range": "loadBalancerSourceRanges containing 0.0.0.0/0 means 'allow any' "
+                              "(pkg/proxy/serviceport.go newBaseServiceInfo, IsZeroCIDR); IPVS mode writes it "
+                              "into KUBE-LOAD-BALANCER-SOURCE-CIDR and `ipset restore` refuses a /0 entry",
+    "nodeport-per-number": "defect 5: one nodePort for the TCP and UDP ports of one number "
+                           "(pkg/registry/core/service/portallocator, alloc.go initNodePorts)",
+}
+
 
 @dataclass
 class GeneratedCluster:
@@ -140,7 +151,7 @@ def _service_ports(draw: Any, typ: str, node_ports: list[int]) -> list[dict]:
             p["targetPort"] = draw(st.sampled_from(TARGET_NUMBERS[proto]))
         if typ in ("NodePort", "LoadBalancer") and draw(st.integers(0, 3)) == 0:
             same = [q for q in ports if q["port"] == num and "nodePort" in q]
-            if same and draw(st.booleans()):
+            if same and "nodeport-per-number" not in OPEN_DEFECTS and draw(st.booleans()):
                 p["nodePort"] = same[0]["nodePort"]     # one nodePort for TCP and UDP of one number
             elif node_ports:
                 p["nodePort"] = node_ports.pop(0)
@@ -187,7 +198,8 @@ def _service(draw: Any, i: int, node_ports: list[int], external_ips: list[str], 
             spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": draw(st.sampled_from([10, 10800]))}}
     if typ == "LoadBalancer":
         if draw(st.booleans()):
-            spec["loadBalancerSourceRanges"] = draw(st.lists(st.sampled_from(SOURCE_RANGES), min_size=1,
+            ranges = [r for r in SOURCE_RANGES if r != "0.0.0.0/0" or "zero-cidr-source-range" not in OPEN_DEFECTS]
+            spec["loadBalancerSourceRanges"] = draw(st.lists(st.sampled_from(ranges), min_size=1,
                                                              max_size=2, unique=True))
         if draw(st.integers(0, 3)) == 0:
             spec["allocateLoadBalancerNodePorts"] = False

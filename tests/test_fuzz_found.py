@@ -1,0 +1,71 @@
+"""What the generator-driven fuzz found, each as the minimal example it shrank to.
+
+A defect fixed in this branch is a plain regression test; one still open in another lane is
+xfail(strict=True) naming the defect class (the entry in tests/strategies.py OPEN_DEFECTS keeps the
+generator away from it meanwhile): when the fix lands the test passes, strict xfail turns that into a
+failure, and whoever lands it removes the mark and the OPEN_DEFECTS entry.
+"""
+from __future__ import annotations
+
+import pytest
+
+from kernel_helpers import scratch_netns
+from kernel_oracle import load_all, node_rule_sets
+from netsim.manifests import load_text
+from strategies import OPEN_DEFECTS
+
+CLUSTER = """\
+apiVersion: netsim.io/v1
+kind: Cluster
+metadata: {name: fz}
+spec:
+  nodes:
+  - {name: node-1, ip: 192.168.49.2}
+  coredns: {enabled: false}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-0
+  labels: {app: web}
+spec:
+  nodeName: node-1
+  containers:
+  - name: srv
+    image: httpd
+    ports:
+    - {name: http, containerPort: 8080}
+"""
+
+
+def _service(spec: str) -> str:
+    return CLUSTER + "---\napiVersion: v1\nkind: Service\nmetadata: {name: s0}\nspec:\n" + spec
+
+
+@pytest.mark.kernel
+@pytest.mark.xfail("zero-cidr-source-range" in OPEN_DEFECTS, strict=True,
+                   reason="open (proxier-fidelity lane): " + OPEN_DEFECTS.get("zero-cidr-source-range", ""))
+def test_zero_cidr_source_range_is_allow_any_and_loads_in_ipvs_mode():
+    """loadBalancerSourceRanges [.., 0.0.0.0/0]: kube-proxy treats a zero-masked range as no ranges at all
+    (pkg/proxy/serviceport.go newBaseServiceInfo: `slices.ContainsFunc(cidrs, proxyutil.IsZeroCIDR)`), so
+    no firewall chain or source-CIDR ipset entry is written; `ipset restore` refuses a /0 entry in
+    hash:ip,port,net (kubernetes/kubernetes#132719)."""
+    c = load_text(_service("  type: LoadBalancer\n  selector: {app: web}\n"
+                           "  ports: [{port: 80, targetPort: 8080}]\n"
+                           "  loadBalancerSourceRanges: [192.168.49.100/32, 0.0.0.0/0]\n"))
+    from netsim.rules.iptables.proxier import render
+    assert "KUBE-FW-" not in render(c, "node-1")
+    with scratch_netns("netsim-fzf", "iptables-restore", "ipset") as ns:
+        rejected = load_all(ns, node_rule_sets(c, "zero-cidr", ["node-1"]))
+    assert not rejected, "\n".join(map(str, rejected))
+
+
+@pytest.mark.xfail("nodeport-per-number" in OPEN_DEFECTS, strict=True,
+                   reason="open (proxier-fidelity lane): " + OPEN_DEFECTS.get("nodeport-per-number", ""))
+def test_tcp_and_udp_ports_of_one_number_share_a_node_port():
+    """The API server allocates node ports per port number (defect 5): an explicit nodePort given to the
+    TCP and UDP ports of one number is accepted, and a second port that omits it reuses the first's."""
+    c = load_text(_service("  type: NodePort\n  selector: {app: web}\n  ports:\n"
+                           "  - {name: a, port: 53, protocol: TCP, targetPort: 8080, nodePort: 30053}\n"
+                           "  - {name: b, port: 53, protocol: UDP, targetPort: 8080, nodePort: 30053}\n"))
+    assert [p.node_port for p in c.service("default", "s0").ports] == [30053, 30053]
