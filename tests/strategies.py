@@ -55,8 +55,6 @@ OPEN_DEFECTS: dict[str, str] = {
     "zero-cidr-source-range": "loadBalancerSourceRanges containing 0.0.0.0/0 means 'allow any' "
                               "(pkg/proxy/serviceport.go newBaseServiceInfo, IsZeroCIDR); IPVS mode writes it "
                               "into KUBE-LOAD-BALANCER-SOURCE-CIDR and `ipset restore` refuses a /0 entry",
-    "nodeport-per-number": "defect 5: one nodePort for the TCP and UDP ports of one number "
-                           "(pkg/registry/core/service/portallocator, alloc.go initNodePorts)",
 }
 
 

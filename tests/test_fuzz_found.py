@@ -60,11 +60,9 @@ def test_zero_cidr_source_range_is_allow_any_and_loads_in_ipvs_mode():
     assert not rejected, "\n".join(map(str, rejected))
 
 
-@pytest.mark.xfail("nodeport-per-number" in OPEN_DEFECTS, strict=True,
-                   reason="open (proxier-fidelity lane): " + OPEN_DEFECTS.get("nodeport-per-number", ""))
 def test_tcp_and_udp_ports_of_one_number_share_a_node_port():
-    """The API server allocates node ports per port number (defect 5): an explicit nodePort given to the
-    TCP and UDP ports of one number is accepted, and a second port that omits it reuses the first's."""
+    """Found by the generator (fixed by proxier-fidelity, defect 5): the API server allocates node ports
+    per port number, so an explicit nodePort given to the TCP and UDP ports of one number is accepted."""
     c = load_text(_service("  type: NodePort\n  selector: {app: web}\n  ports:\n"
                            "  - {name: a, port: 53, protocol: TCP, targetPort: 8080, nodePort: 30053}\n"
                            "  - {name: b, port: 53, protocol: UDP, targetPort: 8080, nodePort: 30053}\n"))
