@@ -13,11 +13,19 @@ nf_conntrack_core.c, nf_conntrack_proto_{tcp,udp,icmp}.c, nf_nat_core.c, nf_nat_
   POSTROUTING/INPUT (``nf_nat_ipv4_fn`` with the manip type of the hook).
 * MASQUERADE keeps the source port unless the resulting reply tuple is taken; ``--random-fully``
   always draws the port (1024–65535) — here from the caller's random.Random.
-* Timeouts are the kernel defaults (nf_conntrack_tcp_timeout_*, udp 30/120, icmp 30), measured on
-  the cluster clock.
+* Timeouts are the kernel defaults (nf_conntrack_proto_tcp.c tcp_timeouts[], udp 30/120 in
+  nf_conntrack_proto_udp.c, icmp 30), measured on the cluster clock. An entry past its timeout is
+  gone: a lookup no longer finds it, and it is freed as the kernel's gc_worker
+  (nf_conntrack_core.c) frees it — here lazily, whenever the table is used after the clock passed
+  the earliest expiry — so the table holds only live connections however many were made.
+* The table holds at most ``max_entries`` (net.netfilter.nf_conntrack_max; kube-proxy sets it to
+  max(--conntrack-min 131072, 32768 per core)). A new connection beyond it first evicts an entry
+  that is not ASSURED or is a closing TCP connection (early_drop / tcp_can_early_drop); when there
+  is none the packet is dropped ("nf_conntrack: table full, dropping packet").
 """
 from __future__ import annotations
 
+import heapq
 import random
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
@@ -28,6 +36,14 @@ Tuple5 = tuple[int, int, int, int, int]        # (proto, src, sport, dst, dport)
 
 # TCP flags
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
+
+# kube-proxy's nf_conntrack_max floor (cmd/kube-proxy/app/server_linux.go getConntrackMax,
+# KubeProxyConntrackConfiguration.Min = 131072; MaxPerCore 32768 for the cores above 4)
+CONNTRACK_MAX = 131072
+# TCP states tcp_can_early_drop (nf_conntrack_proto_tcp.c) lets early_drop evict even when ASSURED
+_EARLY_DROP_TCP = frozenset({"FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE"})
+TABLE_FULL = "TABLE_FULL"      # classify's state when no entry could be made: the packet is dropped
+_EARLY_DROP_SCAN = 64          # early_drop looks at a few buckets only (NF_CT_EVICTION_RANGE 8)
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,7 @@ class ConntrackEntry:
     mark: int = 0
     nat_dev: Optional[str] = None          # MASQUERADE: the egress device the binding depends on
     packets: list[int] = field(default_factory=lambda: [0, 0])   # per direction
+    gc_at: float = 0.0                     # when the table's expiry heap looks at it next
 
     @property
     def proto(self) -> int:
@@ -140,10 +157,19 @@ class ConntrackSnapshot:
 class Conntrack:
     """The conntrack table of one network namespace."""
 
-    def __init__(self, timeouts: Optional[ConntrackTimeouts] = None) -> None:
+    def __init__(self, timeouts: Optional[ConntrackTimeouts] = None, max_entries: int = CONNTRACK_MAX) -> None:
         self.timeouts = timeouts or ConntrackTimeouts()
+        self.max_entries = max_entries
         self._table: dict[Tuple5, tuple[ConntrackEntry, bool]] = {}   # tuple -> (entry, is_reply)
+        self._count = 0                                                  # confirmed entries
+        # (expiry when pushed, sequence, entry): the item whose time is the entry's gc_at is live;
+        # an entry is re-pushed when its timeout was extended or shortened since, so popping in
+        # order frees exactly the timed-out entries
+        self._expiry: list[tuple[float, int, ConntrackEntry]] = []
+        self._seq = 0
         self.insert_failed = 0                                           # conntrack -S insert_failed
+        self.early_drop = 0                                              # conntrack -S early_drop
+        self.drop = 0                                                    # conntrack -S drop (table full)
 
     # ------------------------------------------------------------------ lookup / create
     def lookup(self, t: Tuple5, now: float) -> Optional[tuple[ConntrackEntry, bool]]:
@@ -155,10 +181,29 @@ class Conntrack:
             return None
         return hit
 
-    def new(self, pkt: Packet, now: float) -> ConntrackEntry:
-        """An unconfirmed entry for pkt's flow (inserted by :meth:`confirm`)."""
+    def new(self, pkt: Packet, now: float) -> Optional[ConntrackEntry]:
+        """An unconfirmed entry for pkt's flow (inserted by :meth:`confirm`); None when the table is
+        full and early_drop found nothing to evict (__nf_conntrack_alloc: the packet is dropped)."""
+        if self._count >= self.max_entries:
+            self.gc(now)
+            if self._count >= self.max_entries and not self._early_drop():
+                self.drop += 1
+                return None
         t = pkt.tuple()
         return ConntrackEntry(t, invert(t), now, now + self.timeouts.generic)
+
+    def _early_drop(self) -> bool:
+        """early_drop_list: evict one entry that is not ASSURED, or a TCP connection that is closing.
+        The kernel looks in the buckets near the new tuple's hash; here the oldest entries are looked
+        at (a bounded scan, as the kernel's)."""
+        for n, (e, _is_reply) in enumerate(self._table.values()):
+            if n >= _EARLY_DROP_SCAN:
+                break
+            if not e.assured or e.tcp_state in _EARLY_DROP_TCP:
+                self.delete(e)
+                self.early_drop += 1
+                return True
+        return False
 
     def confirm(self, e: ConntrackEntry, now: Optional[float] = None) -> bool:
         """Insert the entry. False when its original or reply tuple is already taken by another live
@@ -176,14 +221,42 @@ class Conntrack:
         e.confirmed = True
         self._table[e.orig] = (e, False)
         self._table[e.reply] = (e, True)
+        self._count += 1
+        self._push(e)
         return True
+
+    def _push(self, e: ConntrackEntry) -> None:
+        self._seq += 1
+        e.gc_at = e.expires
+        heapq.heappush(self._expiry, (e.expires, self._seq, e))
 
     def delete(self, e: ConntrackEntry) -> None:
         for t in (e.orig, e.reply):
             hit = self._table.get(t)
             if hit is not None and hit[0] is e:
                 del self._table[t]
+        if e.confirmed:
+            self._count -= 1
         e.confirmed = False
+        if len(self._expiry) > 2 * self._count + 1024:
+            # deleted entries (flushes, early drops) wait in the heap until their expiry: compact
+            self._expiry = [x for x in self._expiry if x[2].confirmed and x[0] == x[2].gc_at]
+            heapq.heapify(self._expiry)
+
+    def gc(self, now: float) -> int:
+        """Free every entry whose timeout has passed (gc_worker); returns how many went."""
+        heap = self._expiry
+        gone = 0
+        while heap and heap[0][0] <= now:
+            at, _, e = heapq.heappop(heap)
+            if not e.confirmed or at != e.gc_at:
+                continue                              # deleted, or superseded by a later push
+            if e.expires <= now:
+                self.delete(e)
+                gone += 1
+            else:                                     # refreshed since it was pushed
+                self._push(e)
+        return gone
 
     def classify(self, pkt: Packet, now: float) -> tuple[Optional[ConntrackEntry], bool, str]:
         """nf_conntrack_in: find or create the entry; returns (entry, is_reply, ctstate).
@@ -191,6 +264,9 @@ class Conntrack:
         An unknown TCP packet that is not a SYN is picked up mid-stream (nf_conntrack_tcp_loose=1),
         except a lone RST, which is INVALID.
         """
+        heap = self._expiry
+        if heap and heap[0][0] <= now:
+            self.gc(now)
         t = pkt.tuple()
         hit = self._table.get(t)
         if hit is not None and hit[0].expires <= now:
@@ -212,7 +288,8 @@ class Conntrack:
             flags = pkt.tcp_flags
             if flags & _RST or (flags & (_SYN | _ACK)) == (_SYN | _ACK):
                 return None, False, "INVALID"
-        return self.new(pkt, now), False, "NEW"
+        e = self.new(pkt, now)
+        return (e, False, "NEW") if e is not None else (None, False, TABLE_FULL)
 
     # ------------------------------------------------------------------ NAT bindings
     def bind_dnat(self, e: ConntrackEntry, ip: int, port: int) -> None:
@@ -367,6 +444,8 @@ class Conntrack:
             e.expires = now + to.generic
         if is_reply:
             e.seen_reply = True
+        if e.expires < e.gc_at and e.confirmed:       # a shorter timeout (e.g. SYN_SENT -> SYN_RECV)
+            self._push(e)
 
     # ------------------------------------------------------------------ listing / cleanup
     def entries(self, now: Optional[float] = None) -> list[ConntrackEntry]:
@@ -378,10 +457,7 @@ class Conntrack:
 
     def expire(self, now: float) -> int:
         """Garbage-collect timed-out entries; returns how many went."""
-        gone = [e for e in self.entries() if e.expires <= now]
-        for e in gone:
-            self.delete(e)
-        return len(gone)
+        return self.gc(now)
 
     def listing(self, now: float) -> str:
         """``conntrack -L`` output (plus its summary line on stderr, here appended)."""
@@ -395,7 +471,8 @@ class Conntrack:
         return len(gone)
 
     def __len__(self) -> int:
-        return len(self.entries())
+        """Entries in the table (``conntrack -C``), including timed-out ones not yet collected."""
+        return self._count
 
 
 def stale_udp_filter(services: Iterable, slices_by_service: dict[str, list]) -> list[tuple]:

@@ -230,6 +230,7 @@ class Outcome:
     port: Optional[int] = None
     seen_source: Optional[str] = None   # "ip:port" the server saw the request come from
     reply: Reply = field(default_factory=Reply)
+    client_error: Optional[str] = None  # errno the client process gets when its host drops its packet
 
     @property
     def ok(self) -> bool:
@@ -238,7 +239,7 @@ class Outcome:
     def to_dict(self) -> dict:
         return {"disposition": self.disposition, "host": self.host, "pod": self.pod, "ip": self.ip,
                 "port": self.port, "seen_source": self.seen_source, "detail": self.detail,
-                "reply": self.reply.to_dict()}
+                "reply": self.reply.to_dict(), "client_error": self.client_error}
 
 
 @dataclass

@@ -3,13 +3,23 @@
 On every host (network namespace) a packet goes through the netfilter hooks in the kernel's
 order (include/uapi/linux/netfilter_ipv4.h nf_ip_hook_priorities):
 
-* received:  conntrack (−200) → [raw, mangle] → nat PREROUTING (first packet only: DNAT)
-             → routing decision on the post-DNAT destination →
-             local: filter INPUT → (IPVS LOCAL_IN) → socket
-             else:  filter FORWARD → (IPVS reply un-DNAT) → nat POSTROUTING (first packet only:
-                    MASQUERADE) → conntrack confirm → transmit
-* generated: route lookup → conntrack → nat OUTPUT (first packet only) → re-route if the
-             destination changed → (IPVS LOCAL_OUT) → filter OUTPUT → POSTROUTING → transmit.
+* received:  raw PREROUTING (−300) → conntrack (−200) → mangle PREROUTING (−150) → nat
+             PREROUTING (−100, first packet only: DNAT) → routing decision on the post-DNAT
+             destination →
+             local: mangle INPUT → filter INPUT → (IPVS LOCAL_IN) → conntrack confirm → socket
+             else:  mangle FORWARD → filter FORWARD → (IPVS reply un-DNAT) → mangle POSTROUTING →
+                    nat POSTROUTING (+100, first packet only: MASQUERADE) → conntrack confirm
+                    (INT_MAX) → transmit
+* generated: route lookup → raw OUTPUT → conntrack → mangle OUTPUT → nat OUTPUT (first packet
+             only) → re-route if the destination changed → (IPVS LOCAL_OUT) → filter OUTPUT →
+             POSTROUTING → transmit.
+* A raw-table ``-j CT --notrack`` (or ``-j NOTRACK``) leaves the packet untracked: conntrack
+  (nf_conntrack_in) skips a packet that already carries the untracked template, so it gets no
+  entry, ctstate UNTRACKED, and nat never sees it (nf_nat_inet_fn needs a conntrack entry).
+* A local process whose packet a rule drops in OUTPUT or POSTROUTING learns it at once: the
+  hook's NF_DROP makes ip_local_out return -EPERM (nf_hook_slow), so UDP's and ICMP's send fails
+  with EPERM, while TCP ignores the error of its SYN (tcp_connect) and retransmits until
+  connect() fails with ETIMEDOUT; REJECT's ICMP error makes it ECONNREFUSED.
 * bridged (pod → pod on one cni0 bridge, br_netfilter on): PREROUTING, FORWARD and POSTROUTING
   run on the node without a routing decision, so conntrack still reverses NAT on the reply.
 
@@ -26,7 +36,9 @@ import zlib
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
 
-from netsim.conntrack import Conntrack, ConntrackEntry, flush_stale_udp
+import heapq
+
+from netsim.conntrack import TABLE_FULL, Conntrack, ConntrackEntry, flush_stale_udp
 from netsim.netfilter import HookResult, Netfilter
 from netsim.packet import (_UDP_HDR, IPPROTO_TCP, IPPROTO_UDP, PROTO_NUMBERS, Packet, _finish, _ip_sum,
                            _pseudo_sum, int2ip, ip2int)
@@ -36,6 +48,14 @@ from netsim.topology import (FLANNEL_VNI, FLANNEL_VXLAN_PORT, Host, Interface, T
 from netsim.trace import Addr, Flow, Hop, Outcome, PacketSnapshot, PacketTrace, Reply, Step, Trace, TranslatedStep
 
 EPHEMERAL_PORTS = (32768, 60999)        # net.ipv4.ip_local_port_range default
+# The load balancer forgets a flow after this long without a packet, as a cloud L4 load balancer
+# does (AWS Network Load Balancer: TCP 350 s, UDP 120 s, "Connection idle timeout",
+# https://docs.aws.amazon.com/elasticloadbalancing/latest/network/network-load-balancers.html).
+LB_IDLE_TIMEOUT = {IPPROTO_TCP: 350.0, IPPROTO_UDP: 120.0}
+LB_IDLE_TIMEOUT_OTHER = 120.0
+# net.ipv4.tcp_syn_retries = 6: SYNs at 0, 1, 3, 7, 15, 31, 63 s, connect() gives up at 127 s
+# (Documentation/networking/ip-sysctl.rst)
+TCP_SYN_TIMEOUT = 127
 VXLAN_OVERHEAD = 14 + 8                 # inner Ethernet + VXLAN header inside the outer UDP
 
 
@@ -46,7 +66,7 @@ class WalkError(ValueError):
 class End:
     """How one packet's walk ended."""
 
-    __slots__ = ("disposition", "host", "detail", "owner", "pkt", "generated")
+    __slots__ = ("disposition", "host", "detail", "owner", "pkt", "generated", "client_error")
 
     def __init__(self, disposition: str, host: Optional[Host] = None, detail: str = "",
                  owner: Optional[str] = None, pkt: Optional[Packet] = None,
@@ -58,6 +78,7 @@ class End:
         self.owner = owner              # pod key whose socket got it
         self.pkt = pkt                  # the packet as it arrived
         self.generated = generated if generated is not None else []
+        self.client_error: Optional[str] = None     # errno the sending process sees (local drops)
 
     def __repr__(self) -> str:
         return (f"End({self.disposition!r}, host={self.host!r}, detail={self.detail!r}, owner={self.owner!r}, "
@@ -101,7 +122,8 @@ class Walker:
         self._ipvs: dict[str, Any] = {}
         self.conntrack: dict[str, Conntrack] = {}
         self.sockets: dict[str, Sockets] = {}
-        self.lb_flows: dict[tuple, str] = {}
+        self.lb_flows: dict[tuple, tuple[str, float]] = {}       # flow -> (node, idle expiry)
+        self._lb_expiry: list[tuple[float, tuple]] = []           # (expiry when pushed, flow)
         self._clients: dict[str, set[tuple[int, int]]] = {}     # host -> {(proto, local port)} connecting
         self._topology: Optional[Topology] = None
         self._coredns = None
@@ -382,7 +404,8 @@ class Walker:
     def _outcome(self, end: End) -> Outcome:
         d = end.disposition
         host = end.host.name if end.host else None
-        o = Outcome(d if d not in ("CLIENT", "KERNEL") else "DELIVERED", end.detail, host=host)
+        o = Outcome(d if d not in ("CLIENT", "KERNEL") else "DELIVERED", end.detail, host=host,
+                    client_error=end.client_error)
         if d in ("DELIVERED", "NO_LISTENER", "KERNEL", "CLIENT") and end.pkt is not None:
             o.ip, o.port = end.pkt.dst_ip, end.pkt.dport
             o.seen_source = f"{end.pkt.src_ip}:{end.pkt.sport}"
@@ -421,15 +444,16 @@ class Walker:
         if is_node:
             nf = self.netfilter(host.name)
             ct = self.conntrack_for(host.name)
-            e = self._conntrack_in(host, ct, pkt, hop)
-            if pkt.ctstate != "INVALID":
-                if e is not None and not e.confirmed and pkt.ctstate == "NEW":
+            stop, e = self._raw_conntrack_mangle(host, nf, ct, pkt, pt, hop, "OUTPUT")
+            if stop is not None:
+                return self._sender_sees(stop, pkt)
+            if e is not None:
+                if not e.confirmed and pkt.ctstate == "NEW":
                     res = self._run(host, nf, hop, pt, "nat", "OUTPUT", pkt)
                     if res.nat is not None and res.nat.kind == "DNAT":
                         self._bind(host, ct, e, res, pkt, hop)
-                if e is not None:
-                    self._translate(ct.nat_dst(pkt, e, pkt.ct_reply), "dst", hop,
-                                    "DNAT" if not pkt.ct_reply else "un-SNAT (conntrack)")
+                self._translate(ct.nat_dst(pkt, e, pkt.ct_reply), "dst", hop,
+                                "DNAT" if not pkt.ct_reply else "un-SNAT (conntrack)")
             if ipvs is not None:
                 dec = ipvs.reply(pkt, self.now, "LOCAL_OUT") or ipvs.local_out(pkt, self.now)
                 stop = self._ipvs_step(host, hop, dec, pkt, ct, e)
@@ -442,15 +466,17 @@ class Walker:
                 return End("NO_ROUTE", host, f"{host.name}: no route to {pkt.dst_ip}")
             res = self._run(host, nf, hop, pt, "filter", "OUTPUT", pkt)
             if res.verdict != "ACCEPT":
-                return self._refused(host, hop, res, pkt, "OUTPUT")
+                return self._sender_sees(self._refused(host, hop, res, pkt, "OUTPUT"), pkt)
             if local:
                 hop.add("ROUTED", f"{pkt.dst_ip} is local: loopback to INPUT")
-                self._postrouting(host, nf, ct, e, pkt, pt, hop, "lo")
+                r = self._postrouting(host, nf, ct, e, pkt, pt, hop, "lo")
+                if r is not None:
+                    return self._sender_sees(r, pkt)
                 return self._local_in(host, "lo", pkt, pt, hop, ct, e, nf)
             hop.steps.append(self._routed_step(route))
             r = self._postrouting(host, nf, ct, e, pkt, pt, hop, route.dev)
             if r is not None:
-                return r
+                return self._sender_sees(r, pkt)
             return self._transmit(host, route, pkt, pt, hop)
         if host.routes.is_local(pkt.dst):
             return self._deliver(host, "lo", pkt, hop)
@@ -530,21 +556,20 @@ class Walker:
         ct = self.conntrack.get(name)
         if ct is None:
             ct = self.conntrack_for(name)
-        e = self._conntrack_in(host, ct, pkt, hop)
-        if pkt.ctstate != "INVALID":
-            if nf.has_rules("mangle", "PREROUTING"):
-                self._run(host, nf, hop, pt, "mangle", "PREROUTING", pkt)
-            if e is not None:
-                is_reply = pkt.ct_reply
-                if not e.confirmed and pkt.ctstate == "NEW":
-                    res = self._run(host, nf, hop, pt, "nat", "PREROUTING", pkt)
-                    if res.nat is not None and res.nat.kind == "DNAT":
-                        self._bind(host, ct, e, res, pkt, hop)
-                if e.snat if is_reply else e.dnat:          # Conntrack.nat_dst applies only a binding
-                    change = ct.nat_dst(pkt, e, is_reply)
-                    if change is not None:
-                        hop.steps.append(TranslatedStep("DNAT" if not is_reply else "un-SNAT (conntrack)",
-                                                        "dst", change))
+        stop, e = self._raw_conntrack_mangle(host, nf, ct, pkt, pt, hop, "PREROUTING")
+        if stop is not None:
+            return stop
+        if e is not None:
+            is_reply = pkt.ct_reply
+            if not e.confirmed and pkt.ctstate == "NEW":
+                res = self._run(host, nf, hop, pt, "nat", "PREROUTING", pkt)
+                if res.nat is not None and res.nat.kind == "DNAT":
+                    self._bind(host, ct, e, res, pkt, hop)
+            if e.snat if is_reply else e.dnat:          # Conntrack.nat_dst applies only a binding
+                change = ct.nat_dst(pkt, e, is_reply)
+                if change is not None:
+                    hop.steps.append(TranslatedStep("DNAT" if not is_reply else "un-SNAT (conntrack)",
+                                                    "dst", change))
         routes = host.routes
         dst = pkt._dst
         local = dst in routes.local or (dst & 0xFF000000) == LOOPBACK_NET      # RoutingTable.is_local
@@ -578,6 +603,10 @@ class Walker:
     def _forward(self, host: Host, nf: Netfilter, ct: Conntrack, e: Optional[ConntrackEntry], pkt: Packet,
                  pt: PacketTrace, hop: Hop, route: Optional[Route], bridged_to: Optional[Interface]):
         pkt.oif = route.dev if route is not None else "cni0"
+        if nf.has_rules("mangle", "FORWARD"):
+            res = self._run(host, nf, hop, pt, "mangle", "FORWARD", pkt)
+            if res.verdict != "ACCEPT":
+                return self._refused(host, hop, res, pkt, "FORWARD", "mangle")
         res = self._run(host, nf, hop, pt, "filter", "FORWARD", pkt)
         if res.verdict != "ACCEPT":
             return self._refused(host, hop, res, pkt, "FORWARD")
@@ -597,6 +626,10 @@ class Walker:
 
     def _local_in(self, host: Host, iif: str, pkt: Packet, pt: PacketTrace, hop: Hop, ct: Conntrack,
                   e: Optional[ConntrackEntry], nf: Netfilter):
+        if nf.has_rules("mangle", "INPUT"):
+            res = self._run(host, nf, hop, pt, "mangle", "INPUT", pkt)
+            if res.verdict != "ACCEPT":
+                return self._refused(host, hop, res, pkt, "INPUT", "mangle")
         res = self._run(host, nf, hop, pt, "filter", "INPUT", pkt)
         if res.verdict != "ACCEPT":
             return self._refused(host, hop, res, pkt, "INPUT")
@@ -637,7 +670,11 @@ class Walker:
     def _postrouting(self, host: Host, nf: Netfilter, ct: Conntrack, e: Optional[ConntrackEntry], pkt: Packet,
                      pt: PacketTrace, hop: Hop, oif: str):
         pkt.oif = oif
-        if e is not None and pkt.ctstate != "INVALID":
+        if nf.has_rules("mangle", "POSTROUTING"):
+            res = self._run(host, nf, hop, pt, "mangle", "POSTROUTING", pkt)
+            if res.verdict != "ACCEPT":
+                return self._refused(host, hop, res, pkt, "POSTROUTING", "mangle")
+        if e is not None:
             if not e.confirmed and pkt.ctstate == "NEW":
                 res = self._run(host, nf, hop, pt, "nat", "POSTROUTING", pkt)
                 if res.nat is not None and res.nat.kind in ("SNAT", "MASQUERADE"):
@@ -663,10 +700,67 @@ class Walker:
         return End("DROPPED", host, "conntrack insert_failed (tuple clash)")
 
     # ------------------------------------------------------------------ conntrack + NAT helpers
+    def _raw_conntrack_mangle(self, host: Host, nf: Netfilter, ct: Conntrack, pkt: Packet, pt: PacketTrace,
+                              hop: Hop, hook: str) -> tuple[Optional[End], Optional[ConntrackEntry]]:
+        """The hook's first three stages in priority order (netfilter_ipv4.h: NF_IP_PRI_RAW -300,
+        NF_IP_PRI_CONNTRACK -200, NF_IP_PRI_MANGLE -150). Returns (how the walk ended, or None; the
+        packet's conntrack entry, None when it is untracked or invalid)."""
+        pkt.ct, pkt.ct_reply, pkt.ctstate = None, False, None
+        if nf.has_rules("raw", hook):
+            # before conntrack the packet has no entry: --ctstate sees INVALID (xt_conntrack, no ct)
+            pkt.ctstate = "INVALID"
+            res = self._run(host, nf, hop, pt, "raw", hook, pkt)
+            if res.verdict != "ACCEPT":
+                return self._refused(host, hop, res, pkt, hook, "raw"), None
+            if pkt.ctstate != "UNTRACKED":
+                pkt.ctstate = None
+        if pkt.ctstate == "UNTRACKED":
+            hop.add("CONNTRACK", "ctstate UNTRACKED (raw CT --notrack): no conntrack entry, so no NAT either")
+            e = None
+        else:
+            e = self._conntrack_in(host, ct, pkt, hop)
+            if pkt.ctstate == TABLE_FULL:
+                return End("DROPPED", host, f"{host.name}: nf_conntrack table full"), None
+            if pkt.ctstate == "INVALID":
+                e = None
+        if nf.has_rules("mangle", hook):
+            res = self._run(host, nf, hop, pt, "mangle", hook, pkt)
+            if res.verdict != "ACCEPT":
+                return self._refused(host, hop, res, pkt, hook, "mangle"), e
+        return None, e
+
+    @staticmethod
+    def _sender_sees(end: End, pkt: Packet) -> End:
+        """What the local process learns when its own packet ends in OUTPUT or POSTROUTING.
+
+        NF_DROP from a hook makes ip_local_out return -EPERM (nf_hook_slow): UDP's and ICMP's send()
+        fails with EPERM at once, whether a rule DROPs or REJECTs. TCP's tcp_connect ignores its
+        SYN's error and retransmits (tcp_syn_retries), so a DROP ends in ETIMEDOUT; a REJECT's ICMP
+        error (or RST) reaches the socket in SYN_SENT (tcp_v4_err) and connect() fails with
+        ECONNREFUSED. Checked in a scratch netns: tests/test_local_drop.py."""
+        if end.disposition not in ("DROPPED", "REJECTED"):
+            return end
+        if pkt.proto == IPPROTO_TCP or pkt.proto == 132:
+            if end.disposition == "DROPPED":
+                end.client_error = "ETIMEDOUT"
+                end.detail += (f"; the client's connect() retransmits the SYN and fails with ETIMEDOUT after "
+                               f"about {TCP_SYN_TIMEOUT} s (tcp_syn_retries 6)")
+            else:
+                end.client_error = "ECONNREFUSED"
+                end.detail += "; the client's connect() fails at once with ECONNREFUSED"
+        else:
+            end.client_error = "EPERM"
+            end.detail += "; the client's send() fails at once with EPERM (Operation not permitted)"
+        return end
+
     def _conntrack_in(self, host: Host, ct: Conntrack, pkt: Packet, hop: Hop) -> Optional[ConntrackEntry]:
         now = self.cluster.clock.now
         e, is_reply, state = ct.classify(pkt, now)
         pkt.ct, pkt.ct_reply, pkt.ctstate = e, is_reply, state
+        if state == TABLE_FULL:
+            hop.add("DROPPED", f"nf_conntrack: table full, dropping packet (nf_conntrack_max {ct.max_entries}, "
+                    "no entry early_drop could evict)")
+            return None
         if e is None:
             hop.add("CONNTRACK", "ctstate %s: no connection matches %s", None, (state, PacketSnapshot(bytes(pkt.buf))))
             return None
@@ -717,9 +811,9 @@ class Walker:
         self.stats["rules_evaluated"] += n
         return res
 
-    def _refused(self, host: Host, hop: Hop, res: HookResult, pkt: Packet, chain: str) -> End:
+    def _refused(self, host: Host, hop: Hop, res: HookResult, pkt: Packet, chain: str, table: str = "filter") -> End:
         last = res.hits[-1] if res.hits else None
-        where = f"filter:{chain}" + (f" ({last.chain} #{last.number})" if last else "")
+        where = f"{table}:{chain}" + (f" ({last.chain} #{last.number})" if last else "")
         if res.verdict == "REJECT":
             err = self._reject_packet(host, pkt, res.reject_with)
             hop.add("REJECTED", f"{where}: REJECT --reject-with {res.reject_with}; "
@@ -871,22 +965,28 @@ class Walker:
 
         Candidates are nodes that are Ready. For a Service with externalTrafficPolicy Local only nodes
         with a ready endpoint of the Service pass the LB health check (healthCheckNodePort), as
-        cloud LBs do. The choice is a seeded draw, remembered per flow.
+        cloud LBs do. The choice is a seeded draw, remembered per flow until the flow has been idle
+        for LB_IDLE_TIMEOUT (then the next packet is a new flow).
         """
         key = pkt.tuple()
-        chosen = self.lb_flows.get(key)
+        now = self.now
+        self._lb_expire(now)
+        hit = self.lb_flows.get(key)
         topo = self.topology
-        if chosen is None:
+        idle = LB_IDLE_TIMEOUT.get(pkt.proto, LB_IDLE_TIMEOUT_OTHER)
+        if hit is None or hit[1] <= now:
             cands, why = self._lb_candidates(pkt)
             if not cands:
                 hop.add("DROPPED", f"load balancer: no healthy node for {pkt.dst_ip}:{pkt.dport} ({why})")
                 return End("DROPPED", lb, f"load balancer has no healthy backend node ({why})")
             chosen = self.rng.choice(cands)
-            self.lb_flows[key] = chosen
+            heapq.heappush(self._lb_expiry, (now + idle, key))
             hop.add("BALANCED", f"{pkt.dst_ip}:{pkt.dport} -> node {chosen} (seeded choice among "
                     f"{', '.join(cands)}; {why})")
         else:
+            chosen = hit[0]
             hop.add("BALANCED", f"existing flow -> node {chosen}")
+        self.lb_flows[key] = (chosen, now + idle)
         node = topo.hosts[chosen]
         eth0 = node.interfaces["eth0"]
         pkt.decrement_ttl()
@@ -894,6 +994,19 @@ class Walker:
                 {"interface": "eth0"})
         self._capture(pt, lb, "eth0", pkt, "passed through to a node")
         return (node, eth0, pkt, None)
+
+    def _lb_expire(self, now: float) -> None:
+        """Forget flows idle past their timeout (one heap item per flow, re-pushed when refreshed)."""
+        heap = self._lb_expiry
+        while heap and heap[0][0] <= now:
+            _, key = heapq.heappop(heap)
+            hit = self.lb_flows.get(key)
+            if hit is None:
+                continue
+            if hit[1] <= now:
+                del self.lb_flows[key]
+            else:
+                heapq.heappush(heap, (hit[1], key))
 
     def _lb_candidates(self, pkt: Packet) -> tuple[list[str], str]:
         nodes = [n for n in self.cluster.nodes() if n.ready]

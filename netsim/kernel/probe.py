@@ -3,7 +3,8 @@
 Each socket is created after setns() into the client's namespace (it stays there), then all are
 driven together with a selector. A TCP probe sends one line and reads the pod server's answer; a UDP
 probe sends one datagram and reads the echo. Outcomes: answered, refused (RST or ICMP port
-unreachable: what kube-proxy's REJECT gives), unreachable (ICMP host/net unreachable), timeout
+unreachable: what kube-proxy's REJECT gives), unreachable (ICMP host/net unreachable), denied
+(EPERM: a rule on the client's own host dropped its datagram in OUTPUT/POSTROUTING), timeout
 (dropped somewhere).
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ class Probe:
 @dataclass
 class ProbeResult:
     probe: Probe
-    outcome: str                            # answered | refused | unreachable | timeout | error
+    outcome: str                            # answered | refused | unreachable | denied | timeout | error
     src: Optional[str] = None
     sport: Optional[int] = None
     answer: dict[str, str] = field(default_factory=dict)
@@ -61,6 +62,8 @@ def _classify(err: int) -> str:
         return "unreachable"
     if err == errno.ETIMEDOUT:
         return "timeout"
+    if err == errno.EPERM:
+        return "denied"
     return "error"
 
 

@@ -31,7 +31,7 @@ _DISPOSITION = {"DELIVERED": "delivered", "REJECTED": "refused", "NO_LISTENER": 
                 "NEIGHBOR_UNREACHABLE": "unreachable", "TTL_EXCEEDED": "unreachable",
                 "UNRESOLVED": "unresolved"}
 _KERNEL = {"answered": "delivered", "refused": "refused", "timeout": "dropped",
-           "unreachable": "unreachable", "error": "error"}
+           "unreachable": "unreachable", "denied": "denied", "error": "error"}
 
 
 class VerifyError(RuntimeError):
@@ -197,10 +197,14 @@ def emulator_outcome(trace: Any, client_host: str = "") -> Outcome:
     * No route at a later hop (the router): the ICMP net unreachable aborts a TCP connect in
       SYN_SENT (tcp_v4_err) but is ignored by UDP without IP_RECVERR (__udp4_lib_err, non-fatal
       code): TCP "unreachable-remote", UDP dropped.
+    * Dropped or rejected by the client's own host (OUTPUT/POSTROUTING): the walker says what the
+      process sees (Outcome.client_error); UDP's send fails with EPERM: "denied".
     """
     o = trace.outcome
     proto = trace.flow.proto
     d = _DISPOSITION.get(o.disposition, o.disposition.lower())
+    if o.client_error == "EPERM":
+        return ("denied", None, None)
     if d == "unreachable" and o.host and o.host != client_host:
         d = "unreachable-remote" if proto == "tcp" else "dropped"
     if d == "delivered" and not (o.reply.received and o.reply.matches_request):

@@ -120,9 +120,10 @@ class Engine:
         return chain in self.tables.get(table, {})
 
     def has_rules(self, table: str, chain: str) -> bool:
-        """Whether `chain` of `table` exists and has at least one rule (without compiling it)."""
+        """Whether `chain` of `table` exists and can do anything to a packet: it has a rule, or (a
+        built-in chain) a policy other than ACCEPT. Without compiling it."""
         cc = self.tables.get(table, {}).get(chain)
-        return cc is not None and cc.n > 0
+        return cc is not None and (cc.n > 0 or cc.policy not in (None, "-", "ACCEPT"))
 
     def run(self, table: str, chain: str, pkt, ctx: EvalContext) -> Verdict:
         chains = self.tables.get(table)
