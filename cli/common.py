@@ -29,8 +29,20 @@ validate_option = click.option(
     help="As kubectl: refuse (strict), warn about or ignore fields the Kubernetes API does not have.")
 
 
+def _remember_verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    ctx.meta[_VERBOSE_KEY] = value
+    return value
+
+
+_VERBOSE_KEY = "netsim.verbose"
+
+
 def file_option(command):
-    """-f/--filename (repeatable) and kubectl's --validate for every command that loads manifests."""
+    """-f/--filename (repeatable) and kubectl's --validate for every command that loads manifests,
+    and -v (each skipped object named) where the command has no -v of its own."""
+    if not any(p.name == "verbose" for p in getattr(command, "__click_params__", [])):
+        command = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_remember_verbose,
+                               help="Name every object the loader skipped.")(command)
     return click.option(
         "-f", "--filename", "files", multiple=True, required=True, metavar="FILE",
         help="Manifest file (multi-document YAML) or example:NAME; repeatable.")(validate_option(command))
@@ -52,6 +64,10 @@ def load_cluster(files: tuple[str, ...], quiet: bool = False) -> Cluster:
     if not quiet:
         for n in cluster.notices:
             click.echo(n, err=True)
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None and (ctx.params.get("verbose") or ctx.meta.get(_VERBOSE_KEY)):
+            for n in cluster.skipped:
+                click.echo(n, err=True)
     return cluster
 
 

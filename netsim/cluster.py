@@ -46,6 +46,7 @@ class Cluster:
         self.clock = Clock()
         self.event_log: list[Event] = []
         self.notices: list[str] = []                   # loader notices and warnings (skipped kinds, ...)
+        self.skipped: list[str] = []                   # one line per object the loader skipped (shown with -v)
         self._watchers: list[Watcher] = []
         self._namespaces: dict[str, Namespace] = {}
         self._nodes: dict[str, Node] = {}

@@ -79,6 +79,7 @@ def _build(texts: list[tuple[str, str]], validate: str = "strict") -> Cluster:
     validate = apischema.normalize_mode(validate)
     docs = [d for source, text in texts for d in _documents(source, text)]
     notices: list[str] = []
+    skipped: dict[str, list[str]] = {}          # kind -> where each skipped object was
     config_docs = [d for d in docs if d.body.get("apiVersion") == "netsim.io/v1"]
     if len(config_docs) > 1:
         raise ManifestError(f"{config_docs[1].where}: only one netsim.io/v1 Cluster document is allowed "
@@ -104,7 +105,7 @@ def _build(texts: list[tuple[str, str]], validate: str = "strict") -> Cluster:
             if d.kind in known_kinds:
                 want = next(av for av, k in KINDS if k == d.kind)
                 raise d.fail("apiVersion", f"Unsupported value: {d.body.get('apiVersion')!r}: expected {want!r}")
-            notices.append(f"{d.where}: skipped: {d.kind} does not affect Service networking")
+            skipped.setdefault(d.kind, []).append(d.where)
             continue
         if validate != "ignore":
             check_fields(d, validate, notices)
@@ -118,8 +119,41 @@ def _build(texts: list[tuple[str, str]], validate: str = "strict") -> Cluster:
     if config.proxy_mode == "nftables":
         notices.append("notice: proxyMode nftables is accepted but not emulated yet: `netsim rules`, "
                        "`trace` and `up` need --mode iptables or --mode ipvs")
-    cluster.notices = notices + selector_warnings(cluster)
+    summary, cluster.skipped = skipped_notices(skipped)
+    cluster.notices = summary + notices + selector_warnings(cluster)
     return cluster
+
+
+# Kinds that do change what a Service's traffic does in a real cluster, but that netsim does not model.
+NOT_EMULATED = {
+    "NetworkPolicy": "NetworkPolicy is not emulated: no traffic is filtered by it (the CNI plugin "
+                     "enforces it in a real cluster)",
+    "Endpoints": "v1 Endpoints are not emulated: the EndpointSlice mirroring controller would mirror them "
+                 "into EndpointSlices for a selector-less Service; write discovery.k8s.io/v1 EndpointSlices",
+}
+
+
+def skipped_notices(skipped: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    """One summary line per reason (`skipped 11 objects that do not affect Service networking:
+    ServiceAccount x11`), and one line per object for -v."""
+    summary, detail = [], []
+    for kind, reason in NOT_EMULATED.items():
+        wheres = skipped.get(kind, [])
+        if wheres:
+            summary.append(f"skipped {_objects(len(wheres))} that netsim does not emulate: {kind} x{len(wheres)} "
+                           f"({reason})")
+            detail += [f"{w}: skipped: {reason}" for w in wheres]
+    rest = sorted(((k, w) for k, w in skipped.items() if k not in NOT_EMULATED), key=lambda kw: (-len(kw[1]), kw[0]))
+    if rest:
+        total = sum(len(w) for _, w in rest)
+        summary.append(f"skipped {_objects(total)} that {'does' if total == 1 else 'do'} not affect Service networking: "
+                       + ", ".join(f"{k} x{len(w)}" for k, w in rest))
+        detail += [f"{w}: skipped: {k} does not affect Service networking" for k, w in rest for w in w]
+    return summary, detail
+
+
+def _objects(n: int) -> str:
+    return f"{n} object" if n == 1 else f"{n} objects"
 
 
 def check_fields(doc: Doc, validate: str, notices: list[str]) -> None:

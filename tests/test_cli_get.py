@@ -95,8 +95,11 @@ def test_get_empty_namespace_says_so():
 
 def test_skipped_kind_notice_goes_to_stderr():
     r = run("get", "pods", "-n", "shop", "-f", "example:shop")
-    assert "skipped: ConfigMap does not affect Service networking" in r.stderr
+    assert r.stderr.splitlines() == ["skipped 1 object that does not affect Service networking: ConfigMap x1"]
     assert "ConfigMap" not in r.stdout
+    r = run("get", "pods", "-n", "shop", "-f", "example:shop", "-v")
+    assert r.stderr.splitlines()[1:] == [
+        "example:shop: document 12 (ConfigMap 'shop-config'): skipped: ConfigMap does not affect Service networking"]
 
 
 def test_events_and_fault_flags():

@@ -411,7 +411,28 @@ def test_kind_list_and_skipped_kinds_and_empty_documents():
                   "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\n", "x.yaml")
     assert c.pod("default", "a") is not None
     # "---\n---\n": document 1 is empty, the List is document 2
-    assert c.notices == ["x.yaml: document 3 (ConfigMap 'cfg'): skipped: ConfigMap does not affect Service networking"]
+    assert c.notices == ["skipped 1 object that does not affect Service networking: ConfigMap x1"]
+    assert c.skipped == ["x.yaml: document 3 (ConfigMap 'cfg'): skipped: ConfigMap does not affect Service networking"]
+
+
+def test_skipped_kinds_summarised_network_policy_not_emulated():
+    """Online Boutique's 11 ServiceAccounts: one summary line; NetworkPolicy and Endpoints are said to be
+    not emulated (they do change Service traffic in a real cluster)."""
+    docs = [f"apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: sa{i}}}\n" for i in range(11)]
+    docs += ["apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\n",
+             "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny}\nspec: {podSelector: {}}\n",
+             "apiVersion: v1\nkind: Endpoints\nmetadata: {name: legacy}\n"]
+    c = load_text("---\n".join(docs), "b.yaml")
+    assert c.notices == [
+        "skipped 1 object that netsim does not emulate: NetworkPolicy x1 (NetworkPolicy is not emulated: no "
+        "traffic is filtered by it (the CNI plugin enforces it in a real cluster))",
+        "skipped 1 object that netsim does not emulate: Endpoints x1 (v1 Endpoints are not emulated: the "
+        "EndpointSlice mirroring controller would mirror them into EndpointSlices for a selector-less Service; "
+        "write discovery.k8s.io/v1 EndpointSlices)",
+        "skipped 12 objects that do not affect Service networking: ServiceAccount x11, ConfigMap x1"]
+    assert len(c.skipped) == 14 and c.skipped[0].startswith("b.yaml: document 13 (NetworkPolicy 'deny'): skipped: ")
+    assert c.skipped[2] == ("b.yaml: document 1 (ServiceAccount 'sa0'): skipped: ServiceAccount does not affect "
+                            "Service networking")
 
 
 def test_several_files_load_into_one_cluster(tmp_path):
