@@ -18,6 +18,7 @@ from netsim.cli.iptables_cmd import iptables
 from netsim.cli.ipvs_cmd import ipvs
 from netsim.cli.kernel_cmd import KERNEL_COMMANDS
 from netsim.cli.rules_cmd import rules
+from netsim.cli.state_cmd import STATE_COMMANDS
 from netsim.cli.trace_cmd import trace
 
 class NetsimGroup(click.Group):
@@ -42,5 +43,5 @@ def cli() -> None:
     """
 
 
-for _command in (demo, trace, rules, get, events, examples, dns, iptables, ipvs, *KERNEL_COMMANDS):
+for _command in (demo, trace, rules, get, events, examples, dns, iptables, ipvs, *KERNEL_COMMANDS, *STATE_COMMANDS):
     cli.add_command(_command)

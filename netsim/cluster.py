@@ -623,6 +623,21 @@ class Cluster:
             if owner and owner.kind == "StatefulSet":
                 self._sync_workload(owner)
 
+    def delete_workload(self, namespace: str, name: str, kind: str) -> None:
+        """`kubectl delete deployment|replicaset|statefulset NAME`: the object goes, and the garbage
+        collector deletes the pods it owns (each terminating with its grace period)."""
+        w = self._workloads.get(f"{namespace}/{name}")
+        if w is None or w.kind != kind:
+            raise ClusterError(f'{kind.lower()}s.apps "{name}" not found in namespace {namespace}')
+        del self._workloads[w.key]
+        self._notify("DELETED", w.kind, w)
+        for key in sorted(self._pods_by_owner.get((namespace, w.kind, w.name), ()), key=lambda k: self._order[k]):
+            pod = self._pods[key]
+            if not pod.terminating:
+                self._start_deletion(pod)
+        self._finish_deletions()
+        self._reconcile()
+
     def delete_service(self, namespace: str, name: str) -> None:
         svc = self._services.pop(f"{namespace}/{name}", None)
         if svc is None:
@@ -662,9 +677,14 @@ class Cluster:
             raise ClusterError(f'workload "{name}" not found in namespace {namespace}')
         if replicas < 0:
             raise ClusterError(f"spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0")
-        w.replicas = replicas
-        self.record("ScalingReplicaSet", f"{w.kind.lower()}/{name}", f"Scaled to {replicas}",
-                    f"{w.kind.lower()}-controller", namespace)
+        was, w.replicas = w.replicas, replicas
+        if w.kind == "Deployment":      # deployment controller's event (pkg/controller/deployment/sync.go scaleReplicaSet)
+            self.record("ScalingReplicaSet", f"deployment/{name}",
+                        f"Scaled {'up' if replicas > was else 'down'} replica set {w.name}-{w.template_hash} "
+                        f"from {was} to {replicas}", "deployment-controller", namespace)
+        else:
+            self.record("ScalingReplicaSet", f"{w.kind.lower()}/{name}", f"Scaled to {replicas}",
+                        f"{w.kind.lower()}-controller", namespace)
         self._sync_workload(w)
         self._finish_deletions()                       # unscheduled pods scaled away go at once
         self._reconcile()

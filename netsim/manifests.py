@@ -19,6 +19,7 @@ from netsim.endpointslices import resolve_target_port
 from netsim.model import ClusterConfig, ContainerPort, Deployment, Node, Pod, Service, ServicePort
 
 EXAMPLE_PREFIX = "example:"
+STATE_PREFIX = "state:"          # a saved cluster (netsim.statedir), e.g. state:.netsim-state
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available: ~10x faster
 KINDS = {
     ("v1", "Namespace"): objects.namespace,
@@ -59,16 +60,30 @@ def load(sources: Union[str, Iterable[str]], validate: str = "strict") -> Cluste
     "warn" loads and adds a warning to the notices, "ignore" says nothing."""
     if isinstance(sources, str):
         sources = [sources]
-    texts = []
+    sources = list(sources)
+    states = [s for s in sources if s.startswith(STATE_PREFIX)]
+    if states:
+        if len(sources) > 1:
+            raise ManifestError(f"{states[0]}: a saved cluster is read alone (apply more files to it with "
+                                "`netsim apply -f FILE --state DIR`)")
+        from netsim.statedir import load_state
+        return load_state(states[0], validate)
+    return build_documents(read_documents(sources), validate)
+
+
+def read_documents(sources: Iterable[str]) -> list[Doc]:
+    """The documents of files (or `example:NAME`), in order, a `kind: List` opened up."""
+    docs = []
     for s in sources:
         path = example_path(s[len(EXAMPLE_PREFIX):]) if s.startswith(EXAMPLE_PREFIX) else s
         try:
-            texts.append((s, Path(path).read_text()))
+            text = Path(path).read_text()
         except OSError as e:
             raise ManifestError(f"{s}: cannot read: {e.strerror or e}") from None
         except UnicodeDecodeError:
             raise ManifestError(f"{s}: not a text file (expected YAML)") from None
-    return _build(texts, validate)
+        docs += _documents(s, text)
+    return docs
 
 
 def load_text(text: str, source: str = "<string>", validate: str = "strict") -> Cluster:
@@ -76,10 +91,13 @@ def load_text(text: str, source: str = "<string>", validate: str = "strict") -> 
 
 
 def _build(texts: list[tuple[str, str]], validate: str = "strict") -> Cluster:
+    return build_documents([d for source, text in texts for d in _documents(source, text)], validate)
+
+
+def build_documents(docs: list[Doc], validate: str = "strict") -> Cluster:
+    """A new cluster from parsed documents: the Cluster document (or kubeadm's defaults), the nodes,
+    CoreDNS, then every Kubernetes object, applied together."""
     validate = apischema.normalize_mode(validate)
-    docs = [d for source, text in texts for d in _documents(source, text)]
-    notices: list[str] = []
-    skipped: dict[str, list[str]] = {}          # kind -> where each skipped object was
     config_docs = [d for d in docs if d.body.get("apiVersion") == "netsim.io/v1"]
     if len(config_docs) > 1:
         raise ManifestError(f"{config_docs[1].where}: only one netsim.io/v1 Cluster document is allowed "
@@ -92,9 +110,41 @@ def _build(texts: list[tuple[str, str]], validate: str = "strict") -> Cluster:
     if config.coredns:      # kubeadm installs CoreDNS before any user workload
         objs += coredns_objects(config)
         origins += ["built-in CoreDNS"] * 2
+    notices: list[str] = []
+    skipped: dict[str, list[str]] = {}          # kind -> where each skipped object was
+    more, more_origins = parse_objects([d for d in docs if d not in config_docs], validate, notices, skipped)
+    cluster = Cluster(config)
+    _apply(cluster, objs + more, origins + more_origins)
+    if config.proxy_mode == "nftables":
+        notices.append("notice: proxyMode nftables is accepted but not emulated yet: `netsim rules`, "
+                       "`trace` and `up` need --mode iptables or --mode ipvs")
+    _set_notices(cluster, notices, skipped)
+    return cluster
+
+
+def apply_documents(cluster: Cluster, docs: list[Doc], validate: str = "strict") -> list:
+    """`kubectl apply` of more documents to an existing cluster; returns the model objects created.
+    The cluster's notices become this apply's notices."""
+    validate = apischema.normalize_mode(validate)
     for d in docs:
         if d.body.get("apiVersion") == "netsim.io/v1":
-            continue
+            raise ManifestError(f"{d.where}: a netsim.io/v1 Cluster document can only create a cluster "
+                                "(the first apply), not change one")
+    notices: list[str] = []
+    skipped: dict[str, list[str]] = {}
+    objs, origins = parse_objects(docs, validate, notices, skipped)
+    _apply(cluster, objs, origins)
+    _set_notices(cluster, notices, skipped)
+    return objs
+
+
+def parse_objects(docs: list[Doc], validate: str, notices: list[str],
+                  skipped: dict[str, list[str]]) -> tuple[list, list[str]]:
+    """Kubernetes documents → model objects (and where each came from); other kinds are recorded in
+    `skipped`, field-validation warnings in `notices`."""
+    objs: list = []
+    origins: list[str] = []
+    for d in docs:
         for field in ("apiVersion", "kind"):
             d.get(d.body, field, field, str, None)
         parser = KINDS.get((d.body.get("apiVersion"), d.kind))
@@ -111,17 +161,19 @@ def _build(texts: list[tuple[str, str]], validate: str = "strict") -> Cluster:
             check_fields(d, validate, notices)
         objs.append(parser(d))
         origins.append(d.where)
-    cluster = Cluster(config)
+    return objs, origins
+
+
+def _apply(cluster: Cluster, objs: list, origins: list[str]) -> None:
     try:
         cluster.apply(objs, origins)
     except ClusterError as e:
         raise ManifestError(str(e)) from None
-    if config.proxy_mode == "nftables":
-        notices.append("notice: proxyMode nftables is accepted but not emulated yet: `netsim rules`, "
-                       "`trace` and `up` need --mode iptables or --mode ipvs")
+
+
+def _set_notices(cluster: Cluster, notices: list[str], skipped: dict[str, list[str]]) -> None:
     summary, cluster.skipped = skipped_notices(skipped)
     cluster.notices = summary + notices + selector_warnings(cluster)
-    return cluster
 
 
 # Kinds that do change what a Service's traffic does in a real cluster, but that netsim does not model.
