@@ -1,6 +1,7 @@
 """`netsim rules -f FILE --node NODE`: the rule text kube-proxy programs on one node."""
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 import click
@@ -18,17 +19,24 @@ from netsim.cli.common import load_cluster, validate_option
 @click.option("--table", "tables", multiple=True, type=click.Choice(["filter", "nat", "mangle"]),
               help="Only this table (repeatable; iptables mode).")
 @click.option("--restore-input", is_flag=True,
-              help="Print exactly what kube-proxy hands to iptables-restore (no built-in chains or jumps).")
+              help="Print exactly what kube-proxy hands to iptables-restore, in its own spelling "
+                   "(no built-in chains or jumps; in IPVS mode the iptables part as kube-proxy writes it).")
 @click.option("--live", is_flag=True,
               help="Read `iptables-save -c` (with counters) from NODE's namespace in a running `netsim up` cluster.")
 @click.option("--name", default=None, help="With --live: the kernel cluster (default: the only one up).")
 def rules(files, node: str, mode, tables, restore_input: bool, live: bool, name) -> None:
-    """Show the rules kube-proxy writes on NODE, as iptables-save would list them."""
+    """Show the rules kube-proxy writes on NODE, as iptables-save prints them once loaded.
+
+    Rules come in iptables-save's canonical spelling (-s/-d/-p first, /32 on addresses, MARK as
+    --set-xmark, tables and chains in save order), the same text a trace shows for a matched rule;
+    --restore-input prints kube-proxy's own spelling instead."""
     if live:
         _live(node, name)
         return
     if not files:
         raise click.UsageError("Missing option '-f' / '--filename' (or use --live).")
+    from netsim.rules.iptables.proxier import ProxierInputError
+    from netsim.rules.iptables.render import iptables_save
     cluster = load_cluster(files, quiet=True)
     mode = mode or cluster.config.proxy_mode
     if mode == "nftables":
@@ -40,15 +48,21 @@ def rules(files, node: str, mode, tables, restore_input: bool, live: bool, name)
         except ModuleNotFoundError:
             raise click.ClickException("--mode ipvs: the IPVS proxier (netsim.rules.ipvs.proxier) "
                                        "is not available in this build") from None
-        click.echo(ipvs_proxier.render(cluster, node), nl=False)
+        try:
+            state = ipvs_proxier.build(cluster, node)
+        except (ProxierInputError, ValueError) as e:
+            raise click.ClickException(str(e)) from None
+        if not restore_input:
+            state = dataclasses.replace(state, iptables=iptables_save(state.iptables))
+        click.echo(ipvs_proxier.render_sections(state), nl=False)
         return
-    from netsim.rules.iptables.proxier import ProxierInputError, node_view_text, restore_data
+    from netsim.rules.iptables.proxier import node_view_text, restore_data
     try:
         data = restore_data(cluster, node)
         if restore_input:
             text = data.text()
         else:
-            text = node_view_text(data, tables=tuple(tables) or None)
+            text = iptables_save(node_view_text(data), tables=tables or None)
     except ProxierInputError as e:
         raise click.ClickException(str(e)) from None
     click.echo(text, nl=False)

@@ -8,6 +8,8 @@ line shapes asserted here are the ones proxier.go writes for those cases.
 """
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import pytest
@@ -209,8 +211,36 @@ def test_cli_rules_command() -> None:
     runner = CliRunner()
     ok = runner.invoke(cli, ["rules", "-f", "example:httpd-app", "--node", "node-1", "--table", "nat"])
     assert ok.exit_code == 0 and ok.output.startswith("*nat\n") and "*filter" not in ok.output
-    assert "-A KUBE-SERVICES -m comment --comment \"default/httpd-app" in ok.output
+    # iptables-save's spelling: header fields first, /32, the comment where it was written
+    assert re.search(r'^-A KUBE-SERVICES -d [0-9.]+/32 -p tcp -m comment --comment "default/httpd-app cluster IP" '
+                     r"-m tcp --dport 80 -j KUBE-SVC-", ok.output, re.M)
+    raw = runner.invoke(cli, ["rules", "-f", "example:httpd-app", "--node", "node-1", "--restore-input"])
+    assert raw.exit_code == 0 and "-A KUBE-MARK-MASQ -j MARK --or-mark 0x00004000" in raw.output
     bad = runner.invoke(cli, ["rules", "-f", "example:httpd-app", "--node", "node-9"])
     assert bad.exit_code == 2 and "node 'node-9' not found" in bad.output and "Traceback" not in bad.output
     nft = runner.invoke(cli, ["rules", "-f", "example:httpd-app", "--node", "node-1", "--mode", "nftables"])
     assert nft.exit_code == 2 and "nftables: not emulated yet" in nft.output
+
+
+def test_a_rule_copied_from_a_trace_is_found_in_netsim_rules() -> None:
+    """Every rule a trace shows is a line of `netsim rules` for that node (same canonical form)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from netsim.cli.main import cli
+    runner = CliRunner()
+    for client, to in (("external", "192.168.49.2:30080"), ("pod/client", "http://httpd-app/")):
+        t = json.loads(runner.invoke(cli, ["trace", "-f", "example:httpd-app", "--from", client, "--to", to,
+                                           "-o", "json"]).stdout)
+        seen = 0
+        for packet in t["packets"]:
+            for hop in packet["hops"]:
+                if hop["kind"] != "node":
+                    continue
+                lines = runner.invoke(cli, ["rules", "-f", "example:httpd-app", "--node", hop["host"]]).output
+                for step in hop["steps"]:
+                    if step.get("rule", "").startswith("-A "):
+                        assert step["rule"] in lines.splitlines(), step["rule"]
+                        seen += 1
+        assert seen >= 5

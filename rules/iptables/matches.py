@@ -229,10 +229,54 @@ def _nfacct(opts, header, where, key) -> Match:
     return Match("nfacct", opts, f"-m nfacct --nfacct-name  {o.args[0]}", always_true, always=True)
 
 
+# xt_limit's fixed point (include/uapi/linux/netfilter/xt_limit.h XT_LIMIT_SCALE) and the units
+# libxt_limit.c parses and prints, largest first (print_rate picks the largest that keeps the rate whole).
+_LIMIT_SCALE = 10000
+_LIMIT_UNITS = (("day", 86400), ("hour", 3600), ("min", 60), ("sec", 1))
+_LIMIT_PARSE = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def _limit_period(text: str, where: str) -> int:
+    """libxt_limit.c parse_rate: 'N/unit' (unit any prefix of second, minute, hour, day) → period."""
+    num, _, unit = text.partition("/")
+    mult = 1
+    if unit:
+        hits = [m for name, m in _LIMIT_PARSE.items() if name.startswith(unit.lower())]
+        if len(hits) != 1:
+            raise IptablesError(f"{where}: bad --limit rate {text!r} (expected N/sec, N/min, N/hour or N/day)")
+        mult = hits[0]
+    rate = parse_int(num, where, "--limit", 1)
+    period = _LIMIT_SCALE * mult // rate
+    if period == 0:
+        raise IptablesError(f"{where}: --limit {text!r}: rate too fast")
+    return period
+
+
+def _limit_rate_text(period: int) -> str:
+    """libxt_limit.c print_rate."""
+    i = 1
+    while i < len(_LIMIT_UNITS):
+        mult = _LIMIT_UNITS[i][1] * _LIMIT_SCALE
+        if period > mult or mult // period < mult % period:
+            break
+        i += 1
+    name, secs = _LIMIT_UNITS[i - 1]
+    return f"{secs * _LIMIT_SCALE // period}/{name}"
+
+
 def _limit(opts, header, where, key) -> Match:
-    # Tolerated: the emulator does not model token buckets, so a limit always matches.
-    parts = [f"{o.name} {o.args[0]}" for o in opts]
-    return Match("limit", opts, " ".join(["-m limit"] + parts), always_true, always=True)
+    # Tolerated: the emulator does not model token buckets, so a limit always matches. Printed as
+    # libxt_limit.c limit_save does: the rate in its largest whole unit (default 3/hour), the
+    # burst unless it is the default 5.
+    rate = _one(opts, "--limit")
+    period = _limit_period(rate.args[0], where) if rate is not None else _LIMIT_SCALE * 3600 // 3
+    parts = ["-m limit", f"--limit {_limit_rate_text(period)}"]
+    burst = _one(opts, "--limit-burst")
+    if burst is not None:
+        n = parse_int(burst.args[0], where, "--limit-burst", 1)
+        if n != 5:
+            parts.append(f"--limit-burst {n}")
+    return Match("limit", opts, " ".join(parts), always_true, always=True)
 
 
 # --- mark / connmark (xt_mark.c, xt_connmark.c): (mark & mask) == value --------------------

@@ -15,8 +15,10 @@ BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
     "security": ("INPUT", "FORWARD", "OUTPUT"),
 }
 
-# iptables-save (nf_tables backend, v1.8.9) prints existing tables in this order.
-TABLE_ORDER = ("raw", "mangle", "filter", "nat", "security")
+# iptables-save (nf_tables backend, v1.8.9) prints existing tables in this order: iptables/nft.h
+# enum nft_table_type (MANGLE, SECURITY, RAW, FILTER, NAT), checked in a scratch netns. The legacy
+# backend follows /proc/net/ip_tables_names, i.e. the order the kernel registered the tables.
+TABLE_ORDER = ("mangle", "security", "raw", "filter", "nat")
 
 Pred = Callable[[Any, Any], bool]
 

@@ -183,19 +183,57 @@ def build_target(name: str, opts: list[Opt], header: Header, table: str, where: 
         return Target(name, opts, goto, f"-j MARK --set-xmark 0x{value:x}/0x{mask:x}", MarkAction(value, mask))
     if name == "CONNMARK":
         return _connmark(opts, where)
-    if name in ("LOG", "NFLOG"):
-        parts = [f"-j {name}"]
-        for o in opts:
-            if o.name in ("--log-prefix", "--nflog-prefix"):
-                parts.append(f"{o.name} {save_string(o.args[0])}")
-            else:
-                parts.append(o.name + "".join(" " + a for a in o.args))
-        return Target(name, opts, goto, " ".join(parts), Continue(name))
+    if name == "LOG":
+        return Target(name, opts, goto, _log_text(opts, where), Continue(name))
+    if name == "NFLOG":
+        return Target(name, opts, goto, _nflog_text(opts, where), Continue(name))
     if name == "CT":
         notrack = _has(opts, "--notrack")
         parts = ["-j CT"] + [o.name + "".join(" " + a for a in o.args) for o in opts]
         return Target(name, opts, goto, " ".join(parts), Continue("CT", notrack))
     raise IptablesError(f"{where}: unknown target {name!r} (not a built-in target and no such chain in the table)")
+
+
+# syslog levels by name (iptables extensions/libxt_LOG.c log_names)
+_LOG_LEVELS = {"emerg": 0, "alert": 1, "crit": 2, "error": 3, "err": 3, "warning": 4, "warn": 4,
+               "notice": 5, "info": 6, "debug": 7, "panic": 0}
+_LOG_FLAGS = ("--log-tcp-sequence", "--log-tcp-options", "--log-ip-options", "--log-uid", "--log-macdecode")
+
+
+def _log_text(opts: list[Opt], where: str) -> str:
+    """How iptables-save prints LOG (libxt_LOG.c LOG_save): prefix, level unless the default 4,
+    then the flags in a fixed order, whatever order they were written in."""
+    parts = ["-j LOG"]
+    prefix = _one(opts, "--log-prefix")
+    if prefix is not None and prefix.args[0]:
+        parts.append(f"--log-prefix {save_string(prefix.args[0])}")
+    level = _one(opts, "--log-level")
+    if level is not None:
+        word = level.args[0].lower()
+        n = _LOG_LEVELS.get(word)
+        if n is None:
+            n = parse_int(word, where, "--log-level")
+            if not 0 <= n <= 7:
+                raise IptablesError(f"{where}: --log-level must be 0-7 or a syslog level name, got {word!r}")
+        if n != 4:
+            parts.append(f"--log-level {n}")
+    parts += [f for f in _LOG_FLAGS if _has(opts, f)]
+    return " ".join(parts)
+
+
+def _nflog_text(opts: list[Opt], where: str) -> str:
+    """How iptables-save prints NFLOG (libxt_NFLOG.c nflog_print): prefix, group unless 0, size,
+    threshold unless 1; --nflog-range is accepted and dropped as the nf_tables backend does (the
+    legacy backend keeps printing it)."""
+    parts = ["-j NFLOG"]
+    prefix = _one(opts, "--nflog-prefix")
+    if prefix is not None and prefix.args[0]:
+        parts.append(f"--nflog-prefix {save_string(prefix.args[0])}")
+    for flag, default in (("--nflog-group", 0), ("--nflog-size", None), ("--nflog-threshold", 1)):
+        o = _one(opts, flag)
+        if o is not None and parse_int(o.args[0], where, flag) != default:
+            parts.append(f"{flag} {parse_int(o.args[0], where, flag)}")
+    return " ".join(parts)
 
 
 def _mark_op(opts: list[Opt], where: str, what: str) -> tuple[int, int]:
