@@ -56,17 +56,23 @@ def scratch_netns(prefix: str, *tools: str) -> Iterator[str]:
         run(["ip", "netns", "delete", name])
 
 
+def add_kube_proxy_nfacct(ns: str) -> None:
+    """Create the nfacct objects kube-proxy creates before its first restore (proxier.go
+    syncProxyRules) inside `ns`; skip the test when the kernel has no nfnetlink_acct."""
+    from netsim.benchmarks.bench_iptables_render import NFACCT_ADD_SCRIPT
+    created = in_netns(ns, [sys.executable, "-c", NFACCT_ADD_SCRIPT,
+                            "ct_state_invalid_dropped_pkts", "localhost_nps_accepted_pkts"])
+    if created.returncode != 0:
+        pytest.skip(f"kernel has no nfnetlink_acct: {created.stderr.strip()}")
+
+
 def iptables_restore_in_scratch_netns(text: str, prefix: str, ipsets: Optional[str] = None) -> str:
     """Load a node's rule set as kube-proxy does (its nfacct objects first, ``ipset restore`` for the
     IPVS proxier's sets) with the real ``iptables-restore`` in a scratch namespace; fails the test with
     the tool's message if it is refused, else returns ``iptables-save``'s text."""
-    from netsim.benchmarks.bench_iptables_render import NFACCT_ADD_SCRIPT
     tools = ("iptables-restore", "iptables-save") + (("ipset",) if ipsets is not None else ())
     with scratch_netns(prefix, *tools) as ns:
-        made = in_netns(ns, [sys.executable, "-c", NFACCT_ADD_SCRIPT,
-                             "ct_state_invalid_dropped_pkts", "localhost_nps_accepted_pkts"])
-        if made.returncode != 0:
-            pytest.skip(f"kernel has no nfnetlink_acct: {made.stderr.strip()}")
+        add_kube_proxy_nfacct(ns)
         if ipsets is not None:
             restored = in_netns(ns, ["ipset", "restore"], ipsets)
             assert restored.returncode == 0, f"ipset restore refused: {restored.stderr}"

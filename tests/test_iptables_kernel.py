@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import shlex
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-from netsim.benchmarks.bench_iptables_render import NFACCT_ADD_SCRIPT
 from netsim.manifests import load
 from netsim.rules.iptables.proxier import render
-from kernel_helpers import in_netns, scratch_netns
+from kernel_helpers import add_kube_proxy_nfacct, in_netns, scratch_netns
 
 pytestmark = pytest.mark.kernel
 
 SHAPES = str(Path(__file__).parent / "fixtures" / "iptables_shapes.yaml")
 
-NFACCT_ADD = NFACCT_ADD_SCRIPT  # netlink nfacct creation, shared with the benchmark
 
 
 BACKENDS = {"nft": ("iptables-restore", "iptables-save"), "legacy": ("iptables-legacy-restore", "iptables-legacy-save")}
@@ -63,10 +60,7 @@ def _restore_roundtrip(ns: str, backend: str, text: str) -> str:
     restore, save = BACKENDS[backend]
     if shutil.which(restore) is None:
         pytest.skip(f"{restore} is not installed")
-    created = in_netns(ns, [sys.executable, "-c", NFACCT_ADD,
-                          "ct_state_invalid_dropped_pkts", "localhost_nps_accepted_pkts"])
-    if created.returncode != 0:
-        pytest.skip(f"kernel has no nfnetlink_acct: {created.stderr.strip()}")
+    add_kube_proxy_nfacct(ns)
     loaded = in_netns(ns, [restore], text)
     assert loaded.returncode == 0, f"{restore} failed: {loaded.stderr}"
     saved = in_netns(ns, [save])

@@ -14,19 +14,17 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from netsim.benchmarks.bench_iptables_render import NFACCT_ADD_SCRIPT
 from netsim.cli.main import cli
 from netsim.manifests import load
 from netsim.rules.iptables.proxier import JUMP_RULES, restore_text
 from netsim.rules.iptables.proxier_sync import KUBE_PROXY_CANARY
 from netsim.rules.iptables.render import iptables_save
-from kernel_helpers import in_netns, scratch_netns
+from kernel_helpers import add_kube_proxy_nfacct, in_netns, scratch_netns
 
 pytestmark = pytest.mark.kernel
 
@@ -69,10 +67,7 @@ def prepare(ns: str, backend: str) -> None:
     binary = BACKENDS[backend][0]
     if shutil.which(binary) is None:
         pytest.skip(f"{binary} is not installed")
-    made = in_netns(ns, [sys.executable, "-c", NFACCT_ADD_SCRIPT,
-                         "ct_state_invalid_dropped_pkts", "localhost_nps_accepted_pkts"])
-    if made.returncode != 0:
-        pytest.skip(f"kernel has no nfnetlink_acct: {made.stderr.strip()}")
+    add_kube_proxy_nfacct(ns)
 
 
 def as_kube_proxy(ns: str, backend: str, restore_input: str) -> None:
