@@ -7,6 +7,7 @@ reason when it is not root, a tool is missing, or the kernel refuses a namespace
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -80,4 +81,15 @@ def iptables_restore_in_scratch_netns(text: str, prefix: str, ipsets: Optional[s
         assert loaded.returncode == 0, f"iptables-restore refused the rule set: {loaded.stderr}"
         saved = in_netns(ns, ["iptables-save"])
         assert saved.returncode == 0, saved.stderr
+        assert_iptables_save_form(text, saved.stdout)
         return saved.stdout
+
+
+def assert_iptables_save_form(text: str, saved: str) -> None:
+    """`saved` (what the kernel's iptables-save printed after `text` was restored into an empty
+    namespace) equals our rendering of `text` byte for byte, its comment lines and counters aside:
+    the form `netsim rules` prints and traces quote."""
+    from netsim.rules.iptables.render import iptables_save
+    kernels = "".join(re.sub(r" \[\d+:\d+\]$", " [0:0]", line) + "\n" if line.startswith(":") else line + "\n"
+                      for line in saved.splitlines() if not line.startswith("#"))
+    assert iptables_save(text) == kernels, "netsim's iptables-save rendering differs from the kernel's"
