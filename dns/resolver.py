@@ -254,8 +254,12 @@ class ClusterDNS:
         ttl = self.corefile.kubernetes.ttl
         key = f"{svc.name}.{svc.namespace}.svc.{st.zone_q}"
         if svc.type == "ExternalName":
-            # Nothing lives below an ExternalName; an IP in externalName makes no CNAME.
-            if r.endpoint or not svc.external_name or ip_family(svc.external_name):
+            # kubernetes.go findServices: an ExternalName has no endpoints, nor does it accept the
+            # _port._protocol pseudo-subdomains, so a name with more labels than the Service's own
+            # (endpoint, or port and protocol) finds nothing: NXDOMAIN for every query type (coredns
+            # PR #6162, issue #6161: `www.google.com.default.svc...` matched a Service named `com`).
+            # An IP in externalName makes no CNAME either.
+            if r.endpoint or r.port or r.protocol or not svc.external_name or ip_family(svc.external_name):
                 raise NameError_(st.name)
             return [Backend(host=svc.external_name, ttl=ttl, key=key)]
         out: list[Backend] = []
