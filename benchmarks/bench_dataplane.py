@@ -45,11 +45,13 @@ def build_cluster(n_services: int, seed: int = 1) -> Cluster:
     return c
 
 
-def bench_traces(n_services: int, n_traces: int, rounds: int = 3) -> dict:
-    """Best of ``rounds`` timed rounds (the machine is shared; the best round is the least disturbed)."""
+def bench_traces(n_services: int, n_traces: int, rounds: int = 3, mode: str = "iptables",
+                 changes: bool = True) -> dict:
+    """Best of ``rounds`` timed rounds (the machine is shared; the best round is the least disturbed),
+    every round's rate in ``rounds_traces_per_s``."""
     t0 = time.perf_counter()
     c = build_cluster(n_services)
-    w = Walker(c, "iptables")
+    w = Walker(c, mode)
     client = w.host_for("pod/client")
     ips = [s.cluster_ip for s in c.services() if s.name.startswith("svc-")]
     # warm-up: render + compile each node's rules once (kube-proxy's sync, not per packet); the engine
@@ -82,7 +84,7 @@ def bench_traces(n_services: int, n_traces: int, rounds: int = 3) -> dict:
             dt += time.perf_counter() - t1
         per_round.append(round(n_traces / dt, 1))
         best = dt if best is None else min(best, dt)
-    change = bench_changes(c, w, client)
+    change = bench_changes(c, w, client) if changes else {}
     return {"services": n_services, "traces": n_traces, "seconds": round(best, 3),
             "traces_per_s": round(n_traces / best, 1), "rounds_traces_per_s": per_round,
             "delivered_with_reply": delivered,
@@ -105,9 +107,9 @@ def bench_changes(c: Cluster, w: Walker, client) -> dict:
     return {"after_pod_change_s": round(pod_s, 4), "after_service_change_s": round(svc_s, 2)}
 
 
-def bench_established(n_services: int, n_packets: int, rounds: int = 3) -> dict:
+def bench_established(n_services: int, n_packets: int, rounds: int = 3, mode: str = "iptables") -> dict:
     c = build_cluster(n_services)
-    w = Walker(c, "iptables")
+    w = Walker(c, mode)
     client = w.host_for("pod/client")
     ip = next(s.cluster_ip for s in c.services() if s.name == "svc-0")
     tr = w.connect(client, ip, 80, sport=45000)
@@ -118,6 +120,7 @@ def bench_established(n_services: int, n_packets: int, rounds: int = 3) -> dict:
     best = None
     hops = 0
     end = None
+    per_round = []
     for _ in range(rounds):
         hops = 0
         t1 = time.perf_counter()
@@ -125,8 +128,10 @@ def bench_established(n_services: int, n_packets: int, rounds: int = 3) -> dict:
             end, pt = w.send(client, pkt.copy())
             hops += len(pt.hops)
         dt = time.perf_counter() - t1
+        per_round.append(round(n_packets / dt, 1))
         best = dt if best is None else min(best, dt)
     return {"services": n_services, "packets": n_packets, "seconds": round(best, 3),
+            "rounds_packets_per_s": per_round,
             "packets_per_s": round(n_packets / best, 1), "hops_per_packet": round(hops / n_packets, 1),
             "final_disposition": end.disposition if end else None}
 

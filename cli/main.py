@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from netsim.cli.bench_cmd import bench
 from netsim.cli.common import EXIT_INPUT_ERROR
 from netsim.cli.demo_cmd import demo
 from netsim.cli.dns_cmd import dns
@@ -43,5 +44,6 @@ def cli() -> None:
     """
 
 
-for _command in (demo, trace, rules, get, events, examples, dns, iptables, ipvs, *KERNEL_COMMANDS, *STATE_COMMANDS):
+for _command in (bench, demo, trace, rules, get, events, examples, dns, iptables, ipvs, *KERNEL_COMMANDS,
+                 *STATE_COMMANDS):
     cli.add_command(_command)

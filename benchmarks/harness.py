@@ -1,0 +1,252 @@
+"""`netsim bench`: the iptables-vs-IPVS comparison as one instrument.
+
+Stages, each a scenario module of this package, each writing records of one format (records.py):
+
+1. ``sync``           – sync.py: render time, rule-set size, incremental change (emulator / model);
+2. ``kernel-load``    – kernel_measure.measure_load via the kernel runner: iptables-restore (nft and
+                        legacy backends), ipset restore, the incremental --noflush restore (kernel);
+3. ``first-packet``   – first_packet.py: rules evaluated by Service position, mean / p99, established
+                        packet (model);
+4. ``kernel-connect`` – kernel_measure.measure_connect via the kernel runner: first-connection latency
+                        p50 / p99, CPU per connection, first and last Service, the empty-rule-set floor;
+5. ``emulator``       – emulator_speed.py (bench_dataplane's loops): traces/s, established packets/s,
+                        peak RSS (emulator).
+
+Kernel stages go through a :class:`netsim.benchmarks.kernel_runner.KernelRunner` (the hook point for a
+VM: pass ``kernel_runner=`` to :func:`run_bench`; the default is the local-namespace runner) and
+only run as root inside a network namespace of their own (``unshare --net --mount``).
+Profiles: ``quick`` (CI, under 2 minutes on 2 cores) and ``full`` (the sweep).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from netsim.benchmarks.records import Record, environment, write_results
+
+KNOWN_MODES = ("iptables", "ipvs", "nftables")
+STAGES = ("sync", "kernel-load", "first-packet", "kernel-connect", "emulator")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes and repeat counts of one sweep (each stage may cap the Service counts it runs)."""
+    name: str
+    modes: tuple[str, ...]
+    services: tuple[int, ...]
+    endpoints: tuple[int, ...]
+    repeats: int = 5                     # timings: median of this many, min/max kept
+    connections: int = 1000              # kernel first connections per target
+    backends: tuple[str, ...] = ("iptables-nft", "iptables-legacy")
+    model_sample: int = 1000             # Services sampled for mean / p99 rules evaluated
+    traces: int = 1000                   # emulator: traces per round
+    packets: int = 5000                  # emulator: established packets per round
+    emulator_max_services: int = 10_000
+    connect_max_services: int = 30_000
+    connect_endpoints: tuple[int, ...] = (1,)
+    emulator_endpoints_note: str = "2 (bench_dataplane's cluster)"
+
+
+PROFILES = {
+    "quick": Profile("quick", ("iptables", "ipvs"), (100, 1000), (1,), repeats=5, connections=200,
+                     model_sample=300, traces=200, packets=1000, emulator_max_services=1000),
+    "full": Profile("full", ("iptables", "ipvs"), (100, 1000, 5000, 10_000, 30_000), (1, 4), repeats=5,
+                    connections=1000, model_sample=1000, traces=1000, packets=5000, emulator_max_services=10_000),
+}
+
+
+class BenchError(RuntimeError):
+    """The bench cannot run as asked (one line: what and why)."""
+
+
+def in_own_netns() -> bool:
+    """True when this process runs in a network namespace of its own (e.g. ``unshare --net``): not the one
+    PID 1 lives in, or – where PID 1's is not readable – one whose only interface is loopback."""
+    try:
+        return os.stat("/proc/self/ns/net").st_ino != os.stat("/proc/1/ns/net").st_ino
+    except OSError:
+        pass
+    try:
+        with open("/proc/self/net/dev") as f:
+            names = [line.split(":", 1)[0].strip() for line in f.readlines()[2:]]
+    except OSError:
+        return False
+    return names == ["lo"]
+
+
+def nftables_available() -> Optional[str]:
+    """None when the emulator has an nftables proxier, else why nftables is skipped."""
+    from netsim.proxy import ProxyModeError, netfilter_factory_for
+    try:
+        netfilter_factory_for("nftables")
+    except ProxyModeError as e:
+        return str(e)
+    return None
+
+
+@dataclass
+class Progress:
+    """What the harness reports while it runs (the CLI draws rich progress bars from it)."""
+    start_stage: Callable[[str, int], None] = lambda stage, total: None
+    advance: Callable[[str, str], None] = lambda stage, what: None
+    finish_stage: Callable[[str, str], None] = lambda stage, headline: None
+    note: Callable[[str], None] = lambda text: None
+
+
+@dataclass
+class BenchResult:
+    environment: dict
+    records: list[Record]
+    skipped: list[str] = field(default_factory=list)
+    out: Optional[Path] = None
+
+
+def _pick(records: Sequence[Record], **want) -> list[Record]:
+    out = []
+    for r in records:
+        d = {"mode": r.mode, "services": r.services, "endpoints_per_service": r.endpoints_per_service,
+             "metric": r.metric, "source": r.source, **r.labels}
+        if all(d.get(k) == v for k, v in want.items()):
+            out.append(r)
+    return out
+
+
+def _fmt_s(v: float) -> str:
+    return f"{v * 1e3:.1f} ms" if v < 1 else f"{v:.2f} s"
+
+
+def headline(stage: str, records: Sequence[Record]) -> str:
+    """One line with the stage's main figure at the largest size it ran."""
+    if not records:
+        return "no records"
+    n = max(r.services for r in records)
+    parts = []
+    if stage == "sync":
+        for r in _pick(records, services=n, metric="ruleset_rules", table="all", endpoints_per_service=1):
+            parts.append(f"{r.mode} {int(r.value)} iptables rules")
+        for r in _pick(records, services=n, metric="virtual_servers", endpoints_per_service=1):
+            parts.append(f"{int(r.value)} IPVS virtual servers")
+        for r in _pick(records, services=n, metric="render_seconds", sync="full", endpoints_per_service=1):
+            parts.append(f"{r.mode} render {_fmt_s(r.value)}")
+    elif stage == "kernel-load":
+        for r in _pick(records, services=n, metric="kernel_load_seconds", tool="iptables-restore",
+                       endpoints_per_service=1):
+            parts.append(f"{r.mode} {r.labels.get('backend')} restore {_fmt_s(r.value)}")
+    elif stage == "first-packet":
+        for r in _pick(records, services=n, metric="rules_first_packet", position="last", endpoints_per_service=1):
+            parts.append(f"{r.mode} {int(r.value)} rules (last Service)")
+    elif stage == "kernel-connect":
+        floor = _pick(records, metric="kernel_first_connection_latency_p50", position="pod-ip")
+        if floor:
+            parts.append(f"floor p50 {floor[0].value:.0f} µs")
+        for r in _pick(records, services=n, metric="kernel_first_connection_latency_p50", position="last"):
+            parts.append(f"{r.labels.get('backend')} last p50 {r.value:.0f} µs")
+    elif stage == "emulator":
+        n = max(r.services for r in records)
+        for r in _pick(records, services=n, metric="traces_per_second"):
+            parts.append(f"{r.mode} {r.value:.0f} traces/s")
+    return f"N={n}: " + ", ".join(parts) if parts else "no records"
+
+
+def plan_stage_steps(profile: Profile, stage: str, kernel: bool) -> list[tuple]:
+    modes = [m for m in profile.modes if m != "nftables"]
+    if stage == "sync":
+        return [(m, n, e) for m in modes for n in profile.services for e in profile.endpoints]
+    if stage == "first-packet":
+        return [(m, n, e) for m in modes for n in profile.services for e in profile.endpoints]
+    if stage == "emulator":
+        return [(m, n) for m in modes for n in profile.services if n <= profile.emulator_max_services]
+    from netsim.benchmarks.kernel_runner import KernelJob
+    if not kernel:
+        return []
+    if stage == "kernel-load":
+        return [KernelJob("load", m, n, e, backend=b, repeats=profile.repeats)
+                for m in modes for n in profile.services for e in profile.endpoints
+                for b in (profile.backends if m == "iptables" else profile.backends[:1])]
+    if stage == "kernel-connect":
+        jobs = [KernelJob("connect", "iptables", 0, 1, backend="iptables-nft", repeats=profile.repeats,
+                          connections=profile.connections)]
+        jobs += [KernelJob("connect", m, n, e, backend=b, repeats=profile.repeats, connections=profile.connections)
+                 for m in modes for n in profile.services if n <= profile.connect_max_services
+                 for e in profile.connect_endpoints
+                 for b in (profile.backends if m == "iptables" else profile.backends[:1])]
+        return jobs
+    raise BenchError(f"unknown stage {stage!r}")
+
+
+def run_bench(profile: Profile, out: Optional[Path] = None, kernel: Optional[bool] = None, seed: int = 1,
+              progress: Progress = Progress(), kernel_runner=None,
+              stages: Sequence[str] = STAGES) -> BenchResult:
+    """Run the sweep; write DIR/results.json + results.csv when ``out`` is given."""
+    from netsim.benchmarks.emulator_speed import speed_records
+    from netsim.benchmarks.first_packet import model_records
+    from netsim.benchmarks.kernel_runner import LocalNetnsRunner
+    from netsim.benchmarks.sync import sync_records
+
+    for m in profile.modes:
+        if m not in KNOWN_MODES:
+            raise BenchError(f"--modes: expected some of {', '.join(KNOWN_MODES)}, got {m!r}")
+    skipped: list[str] = []
+    if "nftables" in profile.modes:
+        why = nftables_available()
+        if why:
+            skipped.append(f"nftables: {why}")
+            progress.note(f"skipping nftables: {why}")
+            profile = replace(profile, modes=tuple(m for m in profile.modes if m != "nftables"))
+    runner = kernel_runner or LocalNetnsRunner()
+    reason = runner.unavailable()
+    if reason is None and kernel_runner is None and not in_own_netns():
+        reason = ("not inside a network namespace of its own: run under "
+                  "`unshare --net --mount --propagation private -- netsim bench ...`")
+    if kernel and reason:
+        raise BenchError(f"--kernel: {reason}")
+    use_kernel = (kernel is not False) and reason is None
+    if not use_kernel:
+        skipped.append(f"kernel measurements: {reason or 'disabled with --no-kernel'}")
+        progress.note(f"skipping kernel measurements: {reason or '--no-kernel'}")
+
+    records: list[Record] = []
+    for stage in stages:
+        steps = plan_stage_steps(profile, stage, use_kernel)
+        if not steps:
+            continue
+        progress.start_stage(stage, len(steps))
+        got: list[Record] = []
+        if stage in ("kernel-load", "kernel-connect"):
+            runnable = []
+            for job in steps:
+                why = runner.supports(job)
+                if why:
+                    skipped.append(f"{job.describe()}: {why}")
+                    progress.advance(stage, f"skipped {job.describe()}")
+                else:
+                    runnable.append(job)
+            got = runner.run(runnable, lambda job, recs: progress.advance(stage, job.describe()))
+        else:
+            for step in steps:
+                if stage == "sync":
+                    recs, _ = sync_records(*step, repeats=profile.repeats)
+                elif stage == "first-packet":
+                    recs = model_records(*step, sample=profile.model_sample, seed=seed)
+                else:
+                    recs = speed_records(*step, traces=profile.traces, packets=profile.packets,
+                                         rounds=profile.repeats)
+                for r in recs:
+                    r.labels.setdefault("stage", stage)
+                got += recs
+                progress.advance(stage, " ".join(str(s) for s in step))
+        for r in got:
+            r.labels.setdefault("stage", stage)
+        records += got
+        progress.finish_stage(stage, headline(stage, got))
+
+    env = environment(seed, profile.name, kernel_runner=runner.name if use_kernel else None,
+                      modes=list(profile.modes), services=list(profile.services),
+                      endpoints=list(profile.endpoints), repeats=profile.repeats,
+                      connections=profile.connections, skipped=skipped)
+    result = BenchResult(env, records, skipped, out)
+    if out is not None:
+        write_results(Path(out), env, records)
+    return result

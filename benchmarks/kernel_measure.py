@@ -1,0 +1,223 @@
+"""Kernel measurements of `netsim bench` (``source: kernel``): rule loading and first-connection latency.
+
+Everything here creates its own network namespaces and deletes them in ``finally``; run it only
+inside ``unshare --net --mount --propagation private`` (the harness refuses otherwise).
+
+* :func:`measure_load` – a fresh namespace per repeat; the sync scenario's full text loaded with
+  ``iptables-restore`` (iptables-nft or iptables-legacy), IPVS mode's ``ipset restore`` and iptables
+  text (and ``ipvsadm -R`` where the kernel has ip_vs), then the incremental change applied as
+  kube-proxy applies it (``iptables-restore --noflush``; for IPVS the ``ipvsadm -a`` of the new real
+  server where ip_vs exists). The tool runs in a child forked from a thread already inside the
+  namespace (no ``ip netns exec`` in the timing).
+* :func:`measure_connect` – a one-node kernel cluster (``KernelCluster.up``): a client pod and E
+  server pods, N ClusterIP Services selecting them, the node's kube-proxy rules loaded with the
+  chosen backend; new TCP connections from the client pod's namespace to the ClusterIP of the
+  Service whose KUBE-SERVICES rule comes first and of the one that comes last (SYN → SYN-ACK through
+  the node's nat PREROUTING, un-NAT of the reply by conntrack), timed around ``connect()``; the client
+  process's CPU time (getrusage) per connection; and the floor: the same connections straight to a
+  server pod's IP with no kube-proxy rules loaded at all.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from typing import Any, Optional
+
+from netsim.benchmarks.records import Record, distribution, timed
+
+BACKENDS = {"iptables-nft": "iptables-nft-restore", "iptables-legacy": "iptables-legacy-restore"}
+
+
+class KernelMeasureError(RuntimeError):
+    """A kernel measurement could not run (the message says what is missing)."""
+
+
+def in_namespace(ns: str, argv: list[str], text: str) -> float:
+    """Run ``argv`` with ``text`` on stdin inside namespace ``ns``; seconds from spawn to exit."""
+    from netsim.kernel import netns
+    with netns.entered(ns):
+        t0 = time.perf_counter()
+        proc = subprocess.run(argv, input=text, capture_output=True, text=True, timeout=1800)
+        dt = time.perf_counter() - t0
+    if proc.returncode != 0:
+        msg = " ".join((proc.stderr or proc.stdout).split())[:300]
+        raise KernelMeasureError(f"{' '.join(argv)} in {ns}: exit {proc.returncode}: {msg}")
+    return dt
+
+
+def _scratch_ns() -> str:
+    from netsim.kernel import netns
+    name = f"nsb-{uuid.uuid4().hex[:8]}"
+    netns.create(name)
+    return name
+
+
+def backend_tool(backend: str) -> str:
+    tool = BACKENDS.get(backend)
+    if tool is None:
+        raise KernelMeasureError(f"iptables backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if shutil.which(tool) is None:
+        raise KernelMeasureError(f"{tool} is not installed (Debian package iptables)")
+    return tool
+
+
+def ip_vs_present() -> bool:
+    return os.path.exists("/proc/net/ip_vs")
+
+
+def measure_load(mode: str, services: int, endpoints: int, backend: str, repeats: int) -> list[Record]:
+    """Kernel load time of one full sync and of the incremental change, ``repeats`` fresh namespaces."""
+    from netsim.benchmarks.sync import sync_records
+    from netsim.kernel import netns, rules
+    _, texts = sync_records(mode, services, endpoints, repeats=1)
+    tool = backend_tool(backend)
+    full: list[float] = []
+    inc: list[float] = []
+    ipset_t: list[float] = []
+    ipvs_t: list[float] = []
+    ipvs_inc: list[float] = []
+    with_ipvs = mode == "ipvs" and ip_vs_present() and shutil.which("ipvsadm") is not None
+    for _ in range(repeats):
+        ns = _scratch_ns()
+        try:
+            rules.ensure_nfacct(ns, texts.iptables_full)
+            if mode == "ipvs":
+                ipset_t.append(in_namespace(ns, ["ipset", "restore"], texts.ipset_full))
+                if with_ipvs:
+                    ipvs_t.append(in_namespace(ns, ["ipvsadm", "-R"], texts.ipvs_full))
+            full.append(in_namespace(ns, [tool, "-w", "5"], texts.iptables_full))
+            inc.append(in_namespace(ns, [tool, "-w", "5", "--noflush"], texts.iptables_incremental))
+            if with_ipvs:
+                t = 0.0
+                for op in texts.ipvs_incremental_ops:
+                    t += in_namespace(ns, op.split(), "")
+                ipvs_inc.append(t)
+        finally:
+            netns.remove(ns)
+    tool_name = "iptables-restore"
+    out = [timed(mode, services, endpoints, "kernel_load_seconds", full, "s", "kernel", backend=backend,
+                 tool=tool_name),
+           timed(mode, services, endpoints, "kernel_incremental_seconds", inc, "s", "kernel", backend=backend,
+                 tool=tool_name + " --noflush", change="add-one-endpoint")]
+    if ipset_t:
+        out.append(timed(mode, services, endpoints, "kernel_load_seconds", ipset_t, "s", "kernel",
+                         backend=backend, tool="ipset restore"))
+    if ipvs_t:
+        out.append(timed(mode, services, endpoints, "kernel_load_seconds", ipvs_t, "s", "kernel",
+                         backend=backend, tool="ipvsadm -R"))
+        out.append(timed(mode, services, endpoints, "kernel_incremental_seconds", ipvs_inc, "s", "kernel",
+                         backend=backend, tool="ipvsadm -a", change="add-one-endpoint"))
+    return out
+
+
+# ---------------------------------------------------------------- first connection
+def connect_cluster(services: int, endpoints: int) -> Any:
+    """One node; a client pod and ``endpoints`` server pods (bench_kernel's topology with one node);
+    ``services`` ClusterIP Services selecting the servers."""
+    from netsim.benchmarks.bench_kernel import topology
+    from netsim.model import Service, ServicePort
+    cluster = topology(1, endpoints + 1)
+    if services:
+        cluster.apply([Service(name=f"svc-{i:05d}", namespace="default", selector={"app": "web"},
+                               ports=[ServicePort(port=80, target_port=8080, name="http")])
+                       for i in range(services)])
+    return cluster
+
+
+def service_order(text: str) -> list[str]:
+    """ClusterIPs in KUBE-SERVICES order (the order a first packet tries them)."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("-A KUBE-SERVICES ") and " -d " in line and "--dport 80 " in line \
+                and "-j KUBE-SVC-" in line:
+            out.append(line.split(" -d ", 1)[1].split()[0].split("/")[0])
+    return out
+
+
+def _connections(client_ns: str, ip: str, port: int, n: int) -> tuple[list[float], float]:
+    """``n`` new TCP connections; their connect() latencies (s) and the process CPU they cost (s)."""
+    from netsim.kernel import netns
+    lat = []
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    for _ in range(n):
+        with netns.entered(client_ns):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.settimeout(3.0)
+            t0 = time.perf_counter()
+            s.connect((ip, port))
+            lat.append(time.perf_counter() - t0)
+        finally:
+            s.close()
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return lat, cpu
+
+
+def _load_with(backend: str, ns: str, text: str) -> None:
+    from netsim.kernel import rules
+    rules.ensure_nfacct(ns, text)
+    in_namespace(ns, [backend_tool(backend), "-w", "5"], text)
+
+
+def measure_connect(mode: str, services: int, endpoints: int, backend: str, connections: int,
+                    chunks: int = 5) -> list[Record]:
+    """First-connection latency (p50/p99) and CPU per connection, first and last Service (or the floor
+    when ``services`` is 0: straight to a server pod, no kube-proxy rules)."""
+    if mode != "iptables":
+        raise KernelMeasureError(f"first-connection latency for mode {mode}: the local kernel backend "
+                                 "programs iptables only")
+    from netsim.kernel import rules
+    from netsim.kernel.build import KernelCluster
+    backend_tool(backend)
+    cluster = connect_cluster(services, endpoints)
+    name = "nb" + uuid.uuid4().hex[:6]
+    kc = KernelCluster.up(cluster, name, load_rules=False)
+    try:
+        plan = kc.plan
+        node = plan.nodes["node-1"]
+        client = plan.pods["default/client"].netns
+        if services:
+            text = rules.restore_input(cluster, "node-1")
+            _load_with(backend, node.netns, text)
+            order = service_order(text)
+            targets = {"first": order[0], "last": order[-1]}
+            port = 80
+        else:
+            web = sorted(p.ip for k, p in plan.pods.items() if k.startswith("default/web-"))
+            targets = {"pod-ip": web[0]}
+            port = 8080
+        out: list[Record] = []
+        for position, ip in targets.items():
+            _connections(client, ip, port, 20)                    # neighbour entries, caches
+            lat: list[float] = []
+            cpu: list[float] = []
+            per = max(1, connections // chunks)
+            for _ in range(chunks):
+                got, c = _connections(client, ip, port, per)
+                lat += got
+                cpu.append(c / per)
+            labels = dict(position=position, backend=backend if services else "none",
+                          rules="kube-proxy" if services else "none")
+            out += distribution(mode, services, endpoints, "kernel_first_connection_latency", lat, "µs",
+                                "kernel", scale=1e6, **labels)
+            out.append(timed(mode, services, endpoints, "kernel_cpu_per_connection", cpu, "µs", "kernel",
+                             scale=1e6, digits=2, **labels, process="client"))
+        return out
+    finally:
+        kc.down()
+
+
+def root_reason() -> Optional[str]:
+    """Why kernel measurements cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "not root (kernel measurements need network namespaces; run under unshare --net --mount as root)"
+    if shutil.which("iptables-restore") is None:
+        return "iptables-restore is not installed"
+    return None

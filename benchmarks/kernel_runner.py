@@ -1,0 +1,143 @@
+"""Where `netsim bench` runs its kernel measurements: the hook point for other kernels (e.g. a VM).
+
+The harness never calls the kernel itself. It collects :class:`KernelJob` s (plain, JSON-able:
+``kind`` "load" | "connect", mode, services, endpoints_per_service, backend, repeats, connections)
+and hands them, in one batch, to a :class:`KernelRunner`:
+
+    class KernelRunner(Protocol):
+        name: str                                   # shown in results.json "environment.kernel_runner"
+        def unavailable(self) -> Optional[str]      # None, or why this runner cannot run at all
+        def supports(self, job) -> Optional[str]    # None, or why this job is skipped (recorded)
+        def run(self, jobs) -> list[Record]         # one batch: e.g. one VM boot per command
+
+:class:`LocalNetnsRunner` is the implementation for this machine's kernel (the caller is already
+inside ``unshare --net --mount``): it executes each job with :func:`execute`, which dispatches
+``(kind, mode)`` through a ``measures`` table (:data:`DEFAULT_MEASURES`: iptables load/connect, IPVS
+load of ipsets + iptables, and ``ipvsadm -R`` where /proc/net/ip_vs exists).
+
+Plugging in a VM (``netsim bench --vm``): a runner whose ``run`` boots the guest once and, inside it,
+executes ``python -m netsim.benchmarks.kernel_runner`` with the jobs as JSON on stdin; that entry
+point prints ``{"records": [...]}`` (records as in results.json) on stdout, which the runner reads
+back with :func:`records_from_json`. A runner that can program IPVS for real passes its own table,
+e.g. ``measures={**DEFAULT_MEASURES, ("connect", "ipvs"): measure_ipvs_connect}``, to :func:`execute`
+(``python -m netsim.benchmarks.kernel_runner --measures module:NAME`` selects such a table inside the
+guest). Records keep ``source: kernel`` and should carry a label naming the kernel they ran on
+(``kernel_runner``), so VM figures never share a series with this machine's.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
+from typing import Callable, Mapping, Optional, Protocol, Sequence
+
+from netsim.benchmarks import kernel_measure as km
+from netsim.benchmarks.records import Record
+
+
+@dataclass(frozen=True)
+class KernelJob:
+    """One kernel measurement at one size (JSON-able, so it can cross into a VM)."""
+    kind: str                      # "load" | "connect"
+    mode: str                      # iptables | ipvs | nftables
+    services: int
+    endpoints_per_service: int
+    backend: str = "iptables-nft"  # iptables-nft | iptables-legacy
+    repeats: int = 5               # load: fresh namespaces; connect: chunks for CPU per connection
+    connections: int = 1000        # connect: per target (first, last, floor)
+
+    def describe(self) -> str:
+        return (f"{self.kind} {self.mode} {self.services}x{self.endpoints_per_service} {self.backend}")
+
+
+Measure = Callable[[KernelJob], list[Record]]
+
+
+def _load(job: KernelJob) -> list[Record]:
+    return km.measure_load(job.mode, job.services, job.endpoints_per_service, job.backend, job.repeats)
+
+
+def _connect(job: KernelJob) -> list[Record]:
+    return km.measure_connect(job.mode, job.services, job.endpoints_per_service, job.backend, job.connections,
+                              chunks=job.repeats)
+
+
+DEFAULT_MEASURES: Mapping[tuple[str, str], Measure] = MappingProxyType({
+    ("load", "iptables"): _load,
+    ("load", "ipvs"): _load,
+    ("connect", "iptables"): _connect,
+})
+
+
+def execute(job: KernelJob, measures: Mapping[tuple[str, str], Measure] = DEFAULT_MEASURES) -> list[Record]:
+    fn = measures.get((job.kind, job.mode))
+    if fn is None:
+        raise km.KernelMeasureError(f"no kernel measurement for {job.kind} in mode {job.mode}")
+    return fn(job)
+
+
+class KernelRunner(Protocol):
+    name: str
+
+    def unavailable(self) -> Optional[str]: ...
+
+    def supports(self, job: KernelJob) -> Optional[str]: ...
+
+    def run(self, jobs: Sequence[KernelJob], progress: Callable[[KernelJob, list[Record]], None]) -> list[Record]: ...
+
+
+@dataclass
+class LocalNetnsRunner:
+    """This machine's kernel, in namespaces of the calling process (already under unshare)."""
+    name: str = "local-netns"
+    measures: Mapping[tuple[str, str], Measure] = field(default_factory=lambda: DEFAULT_MEASURES)
+
+    def unavailable(self) -> Optional[str]:
+        return km.root_reason()
+
+    def supports(self, job: KernelJob) -> Optional[str]:
+        if (job.kind, job.mode) not in self.measures:
+            if job.mode == "ipvs":
+                return (f"{job.kind} in IPVS mode needs a kernel with ip_vs "
+                        "(this one has none; `netsim bench --vm` runs it in a VM)")
+            return f"no kernel measurement for {job.kind} in mode {job.mode}"
+        if job.kind == "connect" and job.mode == "ipvs" and not km.ip_vs_present():
+            return "IPVS first-connection needs ip_vs"
+        return None
+
+    def run(self, jobs: Sequence[KernelJob], progress: Callable[[KernelJob, list[Record]], None]) -> list[Record]:
+        out: list[Record] = []
+        for job in jobs:
+            recs = execute(job, self.measures)
+            for r in recs:
+                r.labels.setdefault("kernel_runner", self.name)
+            progress(job, recs)
+            out += recs
+        return out
+
+
+def records_from_json(text: str) -> list[Record]:
+    """The records printed by ``python -m netsim.benchmarks.kernel_runner`` (e.g. inside a VM)."""
+    return [Record.from_dict(d) for d in json.loads(text)["records"]]
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Run jobs given as JSON on stdin ([{"kind": .., "mode": .., ...}, ...]); print records as JSON."""
+    ap = argparse.ArgumentParser(prog="python -m netsim.benchmarks.kernel_runner", description=main.__doc__)
+    ap.add_argument("--measures", help="module:NAME of a measures table to use instead of the default")
+    args = ap.parse_args(argv)
+    measures = DEFAULT_MEASURES
+    if args.measures:
+        mod, _, attr = args.measures.partition(":")
+        measures = getattr(importlib.import_module(mod), attr)
+    jobs = [KernelJob(**j) for j in json.loads(sys.stdin.read())]
+    records = [r.to_dict() for job in jobs for r in execute(job, measures)]
+    json.dump({"records": records, "jobs": [asdict(j) for j in jobs]}, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""`netsim bench`: the quick profile end to end (as CI runs it), the result format, --compare."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from netsim.benchmarks.compare import compare, render_compare
+from netsim.benchmarks.harness import in_own_netns
+from netsim.benchmarks.records import REQUIRED_FIELDS, SOURCES, Record, counted, read_results, timed
+from netsim.cli.main import cli
+
+
+def _one(records, **want):
+    got = [r for r in records
+           if all({"mode": r.mode, "services": r.services, "metric": r.metric,
+                   "endpoints_per_service": r.endpoints_per_service, **r.labels}.get(k) == v
+                  for k, v in want.items())]
+    assert len(got) == 1, (want, got)
+    return got[0]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    res = CliRunner().invoke(cli, ["bench", "--profile", "quick", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return out, res
+
+
+def test_quick_profile_records_have_their_fields(quick_run):
+    out, _ = quick_run
+    data = json.loads((out / "results.json").read_text())
+    env = data["environment"]
+    for key in ("kernel", "cpu", "python", "packages", "iptables", "commit", "seed"):
+        assert key in env, key
+    assert data["results"], "no records"
+    for row in data["results"]:
+        missing = [k for k in REQUIRED_FIELDS if k not in row]
+        assert not missing, (row, missing)
+        assert row["source"] in SOURCES
+        if row["spread"] is not None and row["unit"] in ("s", "traces/s", "packets/s"):
+            assert row["repeats"] >= 5 and len(row["rounds"]) == row["repeats"], row
+            assert row["spread"]["min"] <= row["value"] <= row["spread"]["max"], row
+    with open(out / "results.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(data["results"])
+
+
+def test_quick_profile_iptables_grows_with_services_and_ipvs_is_flat(quick_run):
+    out, _ = quick_run
+    _, records = read_results(out / "results.json")
+    for position in ("last", "middle"):
+        small = _one(records, mode="iptables", services=100, metric="rules_first_packet", position=position)
+        big = _one(records, mode="iptables", services=1000, metric="rules_first_packet", position=position)
+        assert big.value >= 5 * small.value, (position, small.value, big.value)
+    for metric, extra in (("rules_first_packet", {"position": "last"}), ("rules_first_packet_mean", {}),
+                          ("rules_established_packet", {})):
+        small = _one(records, mode="ipvs", services=100, metric=metric, **extra)
+        big = _one(records, mode="ipvs", services=1000, metric=metric, **extra)
+        assert big.value == small.value, (metric, small.value, big.value)
+    # the rule-set size follows kube-proxy's TestNumberIptablesRules: nat = 5 + N * (2 + 3E)
+    assert _one(records, mode="iptables", services=1000, metric="ruleset_rules", table="nat").value == 5 + 1000 * 5
+    assert _one(records, mode="ipvs", services=1000, metric="virtual_servers").value == 1000
+
+
+def test_quick_profile_kernel_records_exist_when_root(quick_run):
+    out, res = quick_run
+    _, records = read_results(out / "results.json")
+    kernel = [r for r in records if r.source == "kernel"]
+    if os.geteuid() != 0 or not in_own_netns():
+        assert not kernel and "skipping kernel measurements" in res.output
+        pytest.skip("not root inside a private network namespace: the kernel records are (rightly) absent")
+    for backend in ("iptables-nft", "iptables-legacy"):
+        for n in (100, 1000):
+            load = _one(records, mode="iptables", services=n, metric="kernel_load_seconds", backend=backend,
+                        tool="iptables-restore")
+            assert load.repeats >= 5 and load.value > 0
+            for position in ("first", "last"):
+                p50 = _one(records, mode="iptables", services=n, metric="kernel_first_connection_latency_p50",
+                           backend=backend, position=position)
+                assert p50.repeats >= 100 and p50.value > 0
+    floor = _one(records, services=0, metric="kernel_first_connection_latency_p50", position="pod-ip")
+    assert floor.labels["rules"] == "none"
+    assert _one(records, mode="ipvs", services=1000, metric="kernel_load_seconds", tool="ipset restore").value > 0
+
+
+def test_compare_against_itself_flags_nothing_and_reports_every_metric(quick_run):
+    out, _ = quick_run
+    res = CliRunner().invoke(cli, ["bench", "--report-only", "--out", str(out),
+                                   "--compare", str(out / "results.json")])
+    assert res.exit_code == 0, res.output
+    _, records = read_results(out / "results.json")
+    assert f"compare: {len(records)} metrics, 0 changed beyond the measured spread" in res.output
+
+
+def test_compare_flags_changes_beyond_the_spread():
+    old = [timed("iptables", 100, 1, "render_seconds", [1.0, 1.1, 0.9, 1.0, 1.05], "s", "emulator"),
+           counted("iptables", 100, 1, "ruleset_rules", 505, "rules")]
+    new = [timed("iptables", 100, 1, "render_seconds", [2.0, 2.1, 1.9, 2.0, 2.2], "s", "emulator"),
+           counted("iptables", 100, 1, "ruleset_rules", 505, "rules")]
+    changes = compare(old, new)
+    assert [c.flagged for c in changes] == [True, False]
+    assert changes[0].ratio == pytest.approx(2.0)
+    text = render_compare(changes)
+    assert "1 changed beyond the measured spread" in text and "+100.0%" in text
+    within = [timed("iptables", 100, 1, "render_seconds", [1.05, 1.0, 0.95, 1.02, 1.08], "s", "emulator")]
+    assert not compare(old[:1], within)[0].flagged
+
+
+def test_record_roundtrip_keeps_labels_and_rounds(tmp_path):
+    from netsim.benchmarks.records import write_results
+    r = timed("ipvs", 10, 1, "render_seconds", [0.1] * 5, "s", "emulator", sync="full")
+    write_results(tmp_path, {"seed": 1}, [r])
+    _, back = read_results(tmp_path / "results.json")
+    assert back[0].to_dict() == r.to_dict() and back[0].labels == {"sync": "full"}
+    with pytest.raises(ValueError):
+        Record("iptables", 1, 1, "x", 1, "s", "guess")
+
+
+def test_compare_with_a_file_that_is_not_results_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "old.json"
+    bad.write_text('{"rows": []}')
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps({"environment": {}, "results": []}))
+    res = CliRunner().invoke(cli, ["bench", "--report-only", "--out", str(out), "--compare", str(bad)])
+    assert res.exit_code == 2
+    assert f"{bad}: expected a netsim bench results.json" in res.output
+    assert "Traceback" not in res.output
