@@ -18,6 +18,7 @@ from netsim.cli.get_cmd import get
 from netsim.cli.iptables_cmd import iptables
 from netsim.cli.ipvs_cmd import ipvs
 from netsim.cli.kernel_cmd import KERNEL_COMMANDS
+from netsim.cli.proxy_status_cmd import proxy_status
 from netsim.cli.rules_cmd import rules
 from netsim.cli.state_cmd import STATE_COMMANDS
 from netsim.cli.trace_cmd import trace
@@ -44,6 +45,6 @@ def cli() -> None:
     """
 
 
-for _command in (bench, demo, trace, rules, get, events, examples, dns, iptables, ipvs, *KERNEL_COMMANDS,
-                 *STATE_COMMANDS):
+for _command in (bench, demo, trace, rules, get, events, examples, dns, iptables, ipvs, proxy_status,
+                 *KERNEL_COMMANDS, *STATE_COMMANDS):
     cli.add_command(_command)

@@ -63,6 +63,7 @@ class KernelCluster:
     state: ClusterState
     plan: Optional[KernelPlan] = None
     log: Callable[[str], None] = field(default=lambda msg: None)
+    kube_proxies: dict = field(default_factory=dict)     # node -> netsim.proxy_status.KubeProxyNode
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -293,7 +294,30 @@ class KernelCluster:
             model_node = self.cluster.node(name)
             if model_node is not None and not model_node.running:
                 continue                           # a stopped kube-proxy does not resync
-            rules.restore(node.netns, rules.restore_input(self.cluster, name))
+            self._kube_proxy(name).sync()
+            self._write_proxy_status(name)
+
+    def _kube_proxy(self, name: str):
+        """The node's kube-proxy (metrics, health) whose syncs load the rules with iptables-restore.
+
+        The backend restores the node's whole rule set on every sync (no partial restores), so the
+        metrics count full syncs only. A status left by an earlier command is continued."""
+        kp = self.kube_proxies.get(name)
+        if kp is None:
+            from netsim.kernel import proxyport
+            from netsim.proxy_status import KubeProxyNode
+            path = proxyport.status_path(self.state.directory, name)
+            previous = proxyport.read_status(path) if path.exists() else None
+            netns_name = self.plan.nodes[name].netns
+            kp = self.kube_proxies[name] = KubeProxyNode(
+                self.cluster, name, "iptables", partial_syncs=False, status=previous,
+                initial_list=previous is None,
+                restore=lambda text, full: rules.restore(netns_name, rules.restore_input(self.cluster, name)))
+        return kp
+
+    def _write_proxy_status(self, name: str) -> None:
+        from netsim.kernel import proxyport
+        proxyport.write_status(proxyport.status_path(self.state.directory, name), self._kube_proxy(name).status)
 
     # ------------------------------------------------------------------ servers
     def _start_servers(self, node_names: Iterable[str]) -> None:
@@ -305,6 +329,13 @@ class KernelCluster:
             node = self.plan.nodes[node_name]
             pods = [p for p in self.plan.pods.values() if p.node == node_name]
             self._stop_servers(node_name)
+            if self.cluster.config.proxy_mode != "none":
+                from netsim.kernel import proxyport
+                if not proxyport.status_path(self.state.directory, node_name).exists():
+                    self._write_proxy_status(node_name)          # started, not synced yet
+                pl = proxyport.launch(self.name, node.netns, node_name, self.state.directory)
+                self.state.own_process(ProcessRecord(pid=pl.pid, role="kube-proxy", netns=node.netns, argv=pl.argv))
+                launches.append(pl)
             if not pods:
                 continue
             spec = podserver.ServerSpec(cluster=self.name, node=node_name, pods=[
