@@ -51,11 +51,7 @@ APPS = ["web", "api"]
 # Defects the generator has found that are not fixed yet: the generator leaves out the construct (so the
 # bounded CI fuzz stays green and keeps looking for new ones) and tests/test_fuzz_found.py keeps the
 # minimal example as xfail(strict=True). Remove an entry when its fix lands.
-OPEN_DEFECTS: dict[str, str] = {
-    "zero-cidr-source-range": "loadBalancerSourceRanges containing 0.0.0.0/0 means 'allow any' "
-                              "(pkg/proxy/serviceport.go newBaseServiceInfo, IsZeroCIDR); IPVS mode writes it "
-                              "into KUBE-LOAD-BALANCER-SOURCE-CIDR and `ipset restore` refuses a /0 entry",
-}
+OPEN_DEFECTS: dict[str, str] = {}
 
 
 @dataclass

@@ -12,7 +12,6 @@ import pytest
 from kernel_helpers import scratch_netns
 from kernel_oracle import load_all, node_rule_sets
 from netsim.manifests import load_text
-from strategies import OPEN_DEFECTS
 
 CLUSTER = """\
 apiVersion: netsim.io/v1
@@ -43,8 +42,6 @@ def _service(spec: str) -> str:
 
 
 @pytest.mark.kernel
-@pytest.mark.xfail("zero-cidr-source-range" in OPEN_DEFECTS, strict=True,
-                   reason="open (proxier-fidelity lane): " + OPEN_DEFECTS.get("zero-cidr-source-range", ""))
 def test_zero_cidr_source_range_is_allow_any_and_loads_in_ipvs_mode():
     """loadBalancerSourceRanges [.., 0.0.0.0/0]: kube-proxy treats a zero-masked range as no ranges at all
     (pkg/proxy/serviceport.go newBaseServiceInfo: `slices.ContainsFunc(cidrs, proxyutil.IsZeroCIDR)`), so

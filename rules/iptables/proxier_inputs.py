@@ -147,6 +147,10 @@ class ServicePortInfo:
                                    for ip in self.load_balancer_vips]
         self.load_balancer_source_ranges = [normalize_cidr(c, f"{where}: loadBalancerSourceRanges")
                                             for c in self.load_balancer_source_ranges]
+        # newBaseServiceInfo (pkg/proxy/serviceport.go): a zero-masked CIDR means "allow any", the
+        # same as no loadBalancerSourceRanges (proxyutil.IsZeroCIDR)
+        if any(c.endswith("/0") for c in self.load_balancer_source_ranges):
+            self.load_balancer_source_ranges = []
         for label, value in (("port", self.port), ("nodePort", self.node_port),
                              ("healthCheckNodePort", self.health_check_node_port)):
             if not 0 <= int(value) < 65536 or (label == "port" and int(value) == 0):
