@@ -56,13 +56,14 @@ class _Q:
     qtype: int
     zone: str              # the matched zone, lower case
     zone_q: str            # the matched zone, in the query's case
+    local_ip: Optional[str] = None     # the answering CoreDNS pod's address, when known
 
     @property
     def name(self) -> str:
         return self.qname.lower()
 
     def ask(self, qname: str, qtype: int) -> "_Q":
-        return _Q(qname if qname.endswith(".") else qname + ".", qtype, self.zone, self.zone_q)
+        return _Q(qname if qname.endswith(".") else qname + ".", qtype, self.zone, self.zone_q, self.local_ip)
 
 
 class ClusterDNS:
@@ -125,8 +126,11 @@ class ClusterDNS:
         return (self._dns_service_ip,) if self._dns_service_ip else ("127.0.0.1",)
 
     # ------------------------------------------------------------------ entry point
-    def answer(self, query: Union[bytes, DNSRecord]) -> DNSRecord:
-        """The reply to one query (no EDNS echo or truncation: see netsim.dns.message.handle)."""
+    def answer(self, query: Union[bytes, DNSRecord], local_ip: Optional[str] = None) -> DNSRecord:
+        """The reply to one query (no EDNS echo or truncation: see netsim.dns.message.handle).
+
+        ``local_ip``: the address of the CoreDNS pod that answers (ns.go's k.localIPs), when one
+        ClusterDNS serves several pods; otherwise the one given at construction."""
         request = query if isinstance(query, DNSRecord) else DNSRecord.parse(query)
         q = request.q
         qname = str(q.qname)
@@ -135,7 +139,7 @@ class ClusterDNS:
         if zone is None:
             return self._forward(request)
         zone_q = qname[len(qname) - len(zone):] if zone != "." else "."
-        st = _Q(qname, q.qtype, zone, zone_q)
+        st = _Q(qname, q.qtype, zone, zone_q, local_ip)
         idx = self.index()
         try:
             records, extra = self._serve(idx, st)
@@ -288,7 +292,7 @@ class ClusterDNS:
         """ns.go nsAddrs: (name, IP) of the Service(s) whose endpoints hold this CoreDNS's own IP."""
         out: list[tuple[str, str]] = []
         found = False
-        for local in self.local_ips:
+        for local in ((st.local_ip,) if st.local_ip else self.local_ips):
             seen: set[tuple[str, str]] = set()
             for ns, name, hostname in idx.endpoints_by_ip.get(local, ()):
                 if (ns, name) in seen:
@@ -305,7 +309,7 @@ class ClusterDNS:
                 else:
                     out.extend((svc_name, ip) for ip in svc.cluster_ips)
         if not found:
-            out = [(DEFAULT_NS_NAME + st.zone_q, ip) for ip in self.local_ips]
+            out = [(DEFAULT_NS_NAME + st.zone_q, ip) for ip in ((st.local_ip,) if st.local_ip else self.local_ips)]
         return out
 
     # ------------------------------------------------------------------ backend_lookup.go

@@ -20,7 +20,7 @@ from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from netsim.dns.names import name_problem
-from netsim.packet import IPPROTO_UDP, Packet, PacketError, ip2int
+from netsim.packet import IPPROTO_TCP, IPPROTO_UDP, Packet, PacketError, ip2int
 
 
 class TargetError(ValueError):
@@ -227,10 +227,14 @@ def _resolve_by_dns(walker, client_host, name: str) -> tuple[Optional[str], str,
         if not o.ok:
             notes.append(f"DNS {qname} {qtype} -> {server}:53/tcp: {o.disposition} {o.detail}")
             return None
-        handler = walker.dns_handler()
+        # the answer comes from the DNS server of the pod whose TCP socket accepted the connection
+        socks = walker.sockets.get(o.pod or "")
+        lst = socks.listeners.get((IPPROTO_TCP, 53)) if socks is not None else None
+        handler = lst.handler if lst is not None else None
         wire = handler(DNSRecord.question(qname, qtype).pack(), "tcp") if handler else None
         if wire is None:
-            notes.append(f"DNS {qname} {qtype} -> {server}:53/tcp (to {o.pod}): no answer")
+            what = "no answer" if handler else "no DNS server behind that socket"
+            notes.append(f"DNS {qname} {qtype} -> {server}:53/tcp (to {o.pod}): {what}")
             return None
         reply = DNSRecord.parse(wire)
         ans = ", ".join(str(r.rdata) for r in reply.rr) or "-"
@@ -253,6 +257,13 @@ def _rcode(reply) -> str:
 
 def coredns_handler(cluster) -> Any:
     """A UDP handler answering DNS like CoreDNS does (netsim.dns.resolver.ClusterDNS)."""
+    factory = coredns_handlers(cluster)
+    return factory(None) if factory is not None else None
+
+
+def coredns_handlers(cluster) -> Any:
+    """``for_pod(ip) -> handler``: the DNS server of the CoreDNS pod at ``ip`` (its own address is
+    ns.go's local IP); the pods share one record index, as they watch the same API server."""
     try:
         from netsim.dns.resolver import ClusterDNS
     except ImportError:  # pragma: no cover
@@ -260,8 +271,22 @@ def coredns_handler(cluster) -> Any:
     from netsim.dns.message import handle as handle_wire
     dns = ClusterDNS(cluster)
 
-    def handle(payload: bytes, protocol: str = "udp") -> Optional[bytes]:
-        # CoreDNS's listener rules: garbage is dropped or FORMERR, a UDP answer is truncated (TC=1)
-        # to the client's size; None means no answer at all.
-        return handle_wire(dns, payload, protocol)
-    return handle
+    def for_pod(ip: Optional[str]):
+        server = dns if ip is None else _PodDNS(dns, ip)
+
+        def handle(payload: bytes, protocol: str = "udp") -> Optional[bytes]:
+            # CoreDNS's listener rules: garbage is dropped or FORMERR, a UDP answer is truncated
+            # (TC=1) to the client's size; None means no answer at all.
+            return handle_wire(server, payload, protocol)
+        return handle
+    return for_pod
+
+
+class _PodDNS:
+    """One CoreDNS pod's view of the shared ClusterDNS: answers with the pod's own address as local."""
+
+    def __init__(self, dns: Any, ip: str) -> None:
+        self.dns, self.ip = dns, ip
+
+    def answer(self, request: Any) -> Any:
+        return self.dns.answer(request, local_ip=self.ip)

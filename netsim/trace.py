@@ -183,6 +183,31 @@ class PacketTrace:
     def to_dict(self) -> dict:
         return {"direction": self.direction, "summary": self.summary, "hops": [h.to_dict() for h in self.hops]}
 
+    def translated_by(self) -> list[str]:
+        """Who rewrote this packet's addresses on its way, in order, from its own steps: a nat-table
+        rule (the connection's first packet), conntrack applying a NAT binding, IPVS (scheduling to
+        a real server, or undoing that on a reply). Empty when nothing rewrote it."""
+        out: list[str] = []
+        for h in self.hops:
+            nat_rule = any(s.action == "RULE" and s.extra and s.extra.get("table") == "nat"
+                           and (" -j DNAT" in s.extra["rule"] or " -j SNAT" in s.extra["rule"]
+                                or " -j MASQUERADE" in s.extra["rule"]) for s in h.steps)
+            for s in h.steps:
+                who = None
+                if s.action == "TRANSLATED":
+                    who = "nat rule" if nat_rule and "conntrack" not in s.detail else "conntrack"
+                elif s.action == "IPVS" and (": dnat " in s.detail or ": un-dnat " in s.detail):
+                    who = "IPVS"
+                if who is not None and who not in out:
+                    out.append(who)
+        return out
+
+    def collapsed_label(self) -> str:
+        """The one-line summary of a packet whose hops are not printed."""
+        by = self.translated_by()
+        nat = f"addresses rewritten by {' and '.join(by)}" if by else "no address rewritten"
+        return f"({len(self.hops)} hops, {nat})"
+
 
 class Reply:
     """What came back to the client; ``summary`` may be given as a PacketSnapshot (rendered when read)."""
@@ -295,7 +320,7 @@ class Trace:
         first_reply = next((p for p in self.packets if p.direction == "reply"), None)
         for pt in self.packets:
             if not verbose and pt is not self.packets[0] and pt is not first_reply:
-                lines.append(f"--- {pt.direction}: {pt.summary}  ({len(pt.hops)} hops, conntrack)")
+                lines.append(f"--- {pt.direction}: {pt.summary}  {pt.collapsed_label()}")
                 continue
             lines.append(f"--- {pt.direction}: {pt.summary}")
             for h in pt.hops:

@@ -127,6 +127,7 @@ class Walker:
         self._clients: dict[str, set[tuple[int, int]]] = {}     # host -> {(proto, local port)} connecting
         self._topology: Optional[Topology] = None
         self._coredns = None
+        self._coredns_pods: dict[Optional[str], Any] = {}
         self._running: tuple = ()
         self._ipvs_advanced: dict[str, float] = {}
         self.ipvs_proxiers: dict[str, Any] = {}   # IPVS mode: KubeProxyIpvs per node (kept across syncs)
@@ -163,8 +164,10 @@ class Walker:
                     s.listeners[k] = v
             elif pod.key in self._topology.hosts:
                 socks = self.sockets[pod.key] = pod_sockets(pod)
-                if pod.labels.get("k8s-app") == "kube-dns" and (IPPROTO_UDP, 53) in socks.listeners:
-                    socks.listeners[(IPPROTO_UDP, 53)].handler = self.dns_handler()
+                if pod.labels.get("k8s-app") == "kube-dns":
+                    for key in ((IPPROTO_UDP, 53), (IPPROTO_TCP, 53)):
+                        if key in socks.listeners:          # this pod's own CoreDNS server
+                            socks.listeners[key].handler = self.dns_handler(pod.ip)
         self._routed.clear()
         self._links.clear()
         self._vxlan_prefix.clear()
@@ -187,12 +190,18 @@ class Walker:
             self._rules_dirty = False
         self._dirty = False
 
-    def dns_handler(self):
-        """The CoreDNS pods' server (netsim.dns wire rules), shared by every CoreDNS pod."""
+    def dns_handler(self, pod_ip: Optional[str] = None):
+        """The DNS server (netsim.dns wire rules) of the CoreDNS pod at ``pod_ip`` (its own address
+        is what ns.go answers as local); one record index serves every CoreDNS pod."""
         if self._coredns is None:
-            from netsim.target import coredns_handler
-            self._coredns = coredns_handler(self.cluster)
-        return self._coredns
+            from netsim.target import coredns_handlers
+            self._coredns = coredns_handlers(self.cluster)
+        if self._coredns is None:
+            return None
+        h = self._coredns_pods.get(pod_ip)
+        if h is None:
+            h = self._coredns_pods[pod_ip] = self._coredns(pod_ip)
+        return h
 
     def _flush_udp(self) -> None:
         slices: dict[str, list] = {}

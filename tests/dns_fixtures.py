@@ -126,3 +126,13 @@ spec:
   selector: {app: big}
   ports: [{name: http, port: 80}]
 """
+
+# the same, plus a client pod on node-1 (the trace tests resolve the Service from it)
+HEADLESS_60_WITH_CLIENT_YAML = HEADLESS_60_YAML + """---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  nodeName: node-1
+  containers: [{name: c, image: curl}]
+"""

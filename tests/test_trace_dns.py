@@ -5,16 +5,8 @@ from __future__ import annotations
 
 from netsim.manifests import load_text
 from netsim.walker import Walker
-from dns_fixtures import HEADLESS_60_YAML
+from dns_fixtures import HEADLESS_60_WITH_CLIENT_YAML as BIG
 
-BIG = HEADLESS_60_YAML + """---
-apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec:
-  nodeName: node-1
-  containers: [{name: c, image: curl}]
-"""
 
 
 def test_headless_60_truncated_on_udp_then_resolved_over_tcp():
