@@ -1,6 +1,8 @@
 """Options and error handling shared by the netsim commands."""
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
 from netsim.cluster import Cluster
@@ -37,15 +39,57 @@ def _remember_verbose(ctx: click.Context, _param: click.Parameter, value: bool) 
 _VERBOSE_KEY = "netsim.verbose"
 
 
+_LIMITS_KEY = "netsim.input-limits"
+
+
+def _remember_limit(ctx: click.Context, param: click.Parameter, value):
+    from netsim.inputread import InputLimits, parse_size
+    if value is None:
+        return value
+    limits = ctx.meta.get(_LIMITS_KEY, InputLimits())
+    try:
+        n = parse_size(value) if param.name == "max_input_bytes" else int(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    field = "max_bytes" if param.name == "max_input_bytes" else "max_values"
+    ctx.meta[_LIMITS_KEY] = dataclasses.replace(limits, **{field: n})
+    return value
+
+
+limit_options = [
+    click.option("--max-input-bytes", envvar="NETSIM_MAX_INPUT_BYTES", default=None, expose_value=False,
+                 callback=_remember_limit, metavar="SIZE",
+                 help="Refuse a manifest source larger than this (default 64Mi; env NETSIM_MAX_INPUT_BYTES)."),
+    click.option("--max-yaml-values", envvar="NETSIM_MAX_YAML_VALUES", default=None, expose_value=False,
+                 callback=_remember_limit, metavar="N",
+                 help="Refuse a source with more YAML values than this (default 1000000; env NETSIM_MAX_YAML_VALUES)."),
+]
+
+
+def input_limits():
+    """The --max-input-bytes / --max-yaml-values of the running command, else the environment's."""
+    from netsim.inputread import limits_from_env
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and _LIMITS_KEY in ctx.meta:
+        return ctx.meta[_LIMITS_KEY]
+    try:
+        return limits_from_env()
+    except ValueError as e:
+        raise click.ClickException(f"NETSIM_MAX_INPUT_BYTES / NETSIM_MAX_YAML_VALUES: {e}") from None
+
+
 def file_option(command):
     """-f/--filename (repeatable) and kubectl's --validate for every command that loads manifests,
     and -v (each skipped object named) where the command has no -v of its own."""
     if not any(p.name == "verbose" for p in getattr(command, "__click_params__", [])):
         command = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_remember_verbose,
                                help="Name every object the loader skipped.")(command)
+    for option in limit_options:
+        command = option(command)
     return click.option(
         "-f", "--filename", "files", multiple=True, required=True, metavar="FILE",
-        help="Manifest file (multi-document YAML) or example:NAME; repeatable.")(validate_option(command))
+        help="Manifest file (multi-document YAML), - for standard input, or example:NAME; repeatable.")(
+        validate_option(command))
 
 
 def validate_mode() -> str:
@@ -58,7 +102,7 @@ def load_cluster(files: tuple[str, ...], quiet: bool = False) -> Cluster:
     """Load manifests; bad input becomes a one-line error and exit code 2, never a traceback."""
     from netsim.manifests import load
     try:
-        cluster = load(list(files), validate=validate_mode())
+        cluster = load(list(files), validate=validate_mode(), limits=input_limits())
     except ManifestError as e:
         raise click.ClickException(str(e)) from None
     if not quiet:

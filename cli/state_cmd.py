@@ -10,7 +10,7 @@ from typing import Optional
 
 import click
 
-from netsim.cli.common import validate_mode, validate_option
+from netsim.cli.common import input_limits, validate_mode, validate_option
 from netsim.docfields import ManifestError
 from netsim.events import format_table
 
@@ -116,7 +116,7 @@ def apply(files, state_dir) -> None:
     from netsim.manifests import read_documents
     from netsim.statedir import op_apply
     try:
-        docs = read_documents(files)
+        docs = read_documents(files, input_limits())
     except ManifestError as e:
         raise click.ClickException(str(e)) from None
     _step(state_dir, op_apply([d.body for d in docs], ",".join(files), "netsim apply " +

@@ -5,7 +5,6 @@ import difflib
 import ipaddress
 import re
 from importlib import resources
-from pathlib import Path
 from typing import Iterable, Optional, Union
 
 import yaml
@@ -16,6 +15,7 @@ from netsim import validation as v
 from netsim.cluster import Cluster, ClusterError
 from netsim.docfields import Doc, ManifestError
 from netsim.endpointslices import resolve_target_port
+from netsim.inputread import STDIN, InputLimits, read_source, yaml_documents
 from netsim.model import ClusterConfig, ContainerPort, Deployment, Node, Pod, Service, ServicePort
 
 EXAMPLE_PREFIX = "example:"
@@ -53,11 +53,14 @@ def example_path(name: str) -> str:
     return str(f)
 
 
-def load(sources: Union[str, Iterable[str]], validate: str = "strict") -> Cluster:
-    """Read files (or `example:NAME`) and build the cluster; ManifestError on bad input.
+def load(sources: Union[str, Iterable[str]], validate: str = "strict",
+         limits: Optional[InputLimits] = None) -> Cluster:
+    """Read files (``-`` is standard input, ``example:NAME`` a built-in example) and build the
+    cluster; ManifestError on bad input.
 
     `validate` is kubectl's --validate: "strict" refuses fields the Kubernetes API does not have,
-    "warn" loads and adds a warning to the notices, "ignore" says nothing."""
+    "warn" loads and adds a warning to the notices, "ignore" says nothing. `limits` bounds each
+    source's size, YAML values and alias expansion (netsim.inputread)."""
     if isinstance(sources, str):
         sources = [sources]
     sources = list(sources)
@@ -68,21 +71,33 @@ def load(sources: Union[str, Iterable[str]], validate: str = "strict") -> Cluste
                                 "`netsim apply -f FILE --state DIR`)")
         from netsim.statedir import load_state
         return load_state(states[0], validate)
-    return build_documents(read_documents(sources), validate)
+    notices: list[str] = []
+    cluster = build_documents(read_documents(sources, limits, notices), validate)
+    cluster.notices[:0] = notices
+    return cluster
 
 
-def read_documents(sources: Iterable[str]) -> list[Doc]:
-    """The documents of files (or `example:NAME`), in order, a `kind: List` opened up."""
-    docs = []
+def read_documents(sources: Iterable[str], limits: Optional[InputLimits] = None,
+                   notices: Optional[list[str]] = None) -> list[Doc]:
+    """The documents of files (``-`` = standard input, or `example:NAME`), in order, a `kind: List`
+    opened up. A source without objects is a warning in `notices`; all of them empty, an error
+    (kubectl: "no objects passed to apply")."""
+    limits = limits or InputLimits()
+    sources = list(sources)
+    docs: list[Doc] = []
+    empty: list[str] = []
     for s in sources:
         path = example_path(s[len(EXAMPLE_PREFIX):]) if s.startswith(EXAMPLE_PREFIX) else s
-        try:
-            text = Path(path).read_text()
-        except OSError as e:
-            raise ManifestError(f"{s}: cannot read: {e.strerror or e}") from None
-        except UnicodeDecodeError:
-            raise ManifestError(f"{s}: not a text file (expected YAML)") from None
-        docs += _documents(s, text)
+        name = "stdin" if s == STDIN else s
+        found = _documents(name, read_source(path, limits, name), limits)
+        if not found:
+            empty.append(name)
+        docs += found
+    if sources and len(empty) == len(sources):
+        raise ManifestError(f"{', '.join(empty)}: no objects in the input (empty, or only comments and "
+                            "'---'; expected Kubernetes manifests)")
+    if notices is not None:
+        notices += [f"warning: {name}: no objects in it (empty, or only comments and '---')" for name in empty]
     return docs
 
 
@@ -243,12 +258,12 @@ def _flow_depth(text: str) -> int:
 _NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 
 
-def _documents(source: str, text: str) -> list[Doc]:
+def _documents(source: str, text: str, limits: Optional[InputLimits] = None) -> list[Doc]:
     if _flow_depth(text) > MAX_NESTING:
         # libyaml recurses once per level and overflows the C stack near 40,000 levels
         raise ManifestError(f"{source}: nesting deeper than {MAX_NESTING} levels (not a Kubernetes manifest)")
     try:
-        raw = list(yaml.load_all(text, Loader=_SafeLoader))
+        raw = list(yaml_documents(source, text, limits or InputLimits()))
     except RecursionError:
         raise ManifestError(f"{source}: nesting too deep to parse (not a Kubernetes manifest)") from None
     except yaml.YAMLError as e:
