@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from netsim.benchmarks.records import Record, environment, write_results
+from netsim.benchmarks.records import Record, environment, select, write_results
 
 KNOWN_MODES = ("iptables", "ipvs", "nftables")
 STAGES = ("sync", "kernel-load", "first-packet", "kernel-connect", "emulator")
@@ -103,16 +103,6 @@ class BenchResult:
     out: Optional[Path] = None
 
 
-def _pick(records: Sequence[Record], **want) -> list[Record]:
-    out = []
-    for r in records:
-        d = {"mode": r.mode, "services": r.services, "endpoints_per_service": r.endpoints_per_service,
-             "metric": r.metric, "source": r.source, **r.labels}
-        if all(d.get(k) == v for k, v in want.items()):
-            out.append(r)
-    return out
-
-
 def _fmt_s(v: float) -> str:
     return f"{v * 1e3:.1f} ms" if v < 1 else f"{v:.2f} s"
 
@@ -124,28 +114,28 @@ def headline(stage: str, records: Sequence[Record]) -> str:
     n = max(r.services for r in records)
     parts = []
     if stage == "sync":
-        for r in _pick(records, services=n, metric="ruleset_rules", table="all", endpoints_per_service=1):
+        for r in select(records, services=n, metric="ruleset_rules", table="all", endpoints_per_service=1):
             parts.append(f"{r.mode} {int(r.value)} iptables rules")
-        for r in _pick(records, services=n, metric="virtual_servers", endpoints_per_service=1):
+        for r in select(records, services=n, metric="virtual_servers", endpoints_per_service=1):
             parts.append(f"{int(r.value)} IPVS virtual servers")
-        for r in _pick(records, services=n, metric="render_seconds", sync="full", endpoints_per_service=1):
+        for r in select(records, services=n, metric="render_seconds", sync="full", endpoints_per_service=1):
             parts.append(f"{r.mode} render {_fmt_s(r.value)}")
     elif stage == "kernel-load":
-        for r in _pick(records, services=n, metric="kernel_load_seconds", tool="iptables-restore",
+        for r in select(records, services=n, metric="kernel_load_seconds", tool="iptables-restore",
                        endpoints_per_service=1):
             parts.append(f"{r.mode} {r.labels.get('backend')} restore {_fmt_s(r.value)}")
     elif stage == "first-packet":
-        for r in _pick(records, services=n, metric="rules_first_packet", position="last", endpoints_per_service=1):
+        for r in select(records, services=n, metric="rules_first_packet", position="last", endpoints_per_service=1):
             parts.append(f"{r.mode} {int(r.value)} rules (last Service)")
     elif stage == "kernel-connect":
-        floor = _pick(records, metric="kernel_first_connection_latency_p50", position="pod-ip")
+        floor = select(records, metric="kernel_first_connection_latency_p50", position="pod-ip")
         if floor:
             parts.append(f"floor p50 {floor[0].value:.0f} µs")
-        for r in _pick(records, services=n, metric="kernel_first_connection_latency_p50", position="last"):
+        for r in select(records, services=n, metric="kernel_first_connection_latency_p50", position="last"):
             parts.append(f"{r.labels.get('backend')} last p50 {r.value:.0f} µs")
     elif stage == "emulator":
         n = max(r.services for r in records)
-        for r in _pick(records, services=n, metric="traces_per_second"):
+        for r in select(records, services=n, metric="traces_per_second"):
             parts.append(f"{r.mode} {r.value:.0f} traces/s")
     return f"N={n}: " + ", ".join(parts) if parts else "no records"
 

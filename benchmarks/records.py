@@ -67,6 +67,17 @@ class Record:
         return cls(**base, labels=extra, rounds=d.get("rounds"))
 
 
+def select(records: Sequence["Record"], **want: Any) -> list["Record"]:
+    """The records whose fields and labels equal every ``want`` (e.g. metric=..., position=...), by Services."""
+    out = []
+    for r in records:
+        d = {"mode": r.mode, "services": r.services, "endpoints_per_service": r.endpoints_per_service,
+             "metric": r.metric, "source": r.source, "unit": r.unit, **r.labels}
+        if all(d.get(k) == v for k, v in want.items()):
+            out.append(r)
+    return sorted(out, key=lambda r: r.services)
+
+
 def timed(mode: str, services: int, endpoints: int, metric: str, samples: Sequence[float], unit: str,
           source: str, scale: float = 1.0, digits: int = 6, **labels: Any) -> Record:
     """A timing record: the median of the repeats, with min/max and every round (scaled to ``unit``)."""

@@ -130,3 +130,28 @@ def test_compare_with_a_file_that_is_not_results_is_a_one_line_error(tmp_path):
     assert res.exit_code == 2
     assert f"{bad}: expected a netsim bench results.json" in res.output
     assert "Traceback" not in res.output
+
+
+def test_quick_profile_writes_plots_and_a_report_from_the_results(quick_run):
+    out, res = quick_run
+    for name in ("rules_evaluated", "sync_time", "ruleset_size", "kernel_latency"):
+        if name == "kernel_latency" and (os.geteuid() != 0 or not in_own_netns()):
+            continue
+        for ext in ("png", "svg"):
+            assert (out / "plots" / f"{name}.{ext}").stat().st_size > 1000, (name, ext)
+    report = (out / "REPORT.md").read_text()
+    _, records = read_results(out / "results.json")
+    rules = _one(records, mode="iptables", services=1000, metric="ruleset_rules", table="all")
+    assert f"| 1,000 | {int(rules.value):,} | 1,000 |" in report          # the headline row, from the records
+    assert "![rules evaluated vs Services](plots/rules_evaluated.png)" in report
+    assert "https://kubernetes.io/blog/2025/02/28/nftables-kube-proxy/" in report
+    (out / "REPORT.md").unlink()
+    again = CliRunner().invoke(cli, ["bench", "--report-only", "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert (out / "REPORT.md").read_text() == report
+
+
+def test_published_anchors_name_their_public_source():
+    from netsim.benchmarks.anchors import FIRST_PACKET, published_ratio
+    assert FIRST_PACKET and all(a.source.startswith("https://") for a in FIRST_PACKET)
+    assert published_ratio("iptables", "kernel_first_connection_latency_p50", 5000, 30000) == pytest.approx(272 / 48)
