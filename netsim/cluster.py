@@ -831,7 +831,8 @@ def _copy_service(svc: Service) -> Service:
         svc, selector=dict(svc.selector) if svc.selector is not None else None,
         ports=[dataclasses.replace(p) for p in svc.ports], external_ips=list(svc.external_ips),
         load_balancer_ips=list(svc.load_balancer_ips),
-        load_balancer_source_ranges=list(svc.load_balancer_source_ranges), labels=dict(svc.labels))
+        load_balancer_source_ranges=list(svc.load_balancer_source_ranges), labels=dict(svc.labels),
+        ip_families=list(svc.ip_families))
 
 
 def _describe(obj) -> str:

@@ -89,6 +89,8 @@ class Service:
     health_check_node_port: Optional[int] = None
     labels: dict[str, str] = field(default_factory=dict)
     allocate_load_balancer_node_ports: bool = True
+    ip_family_policy: Optional[str] = "SingleStack"   # None for ExternalName (API server defaults)
+    ip_families: list[str] = field(default_factory=lambda: ["IPv4"])
 
     @property
     def key(self) -> str:

@@ -177,9 +177,7 @@ def service(doc: Doc) -> Service:
     svc.external_ips = [doc.check(doc.check(ip, f"spec.externalIPs[{i}]", v.ipv4), f"spec.externalIPs[{i}]",
                                   v.non_special_ip)
                         for i, ip in enumerate(doc.get(spec, "externalIPs", "spec.externalIPs", list, []))]
-    svc.load_balancer_source_ranges = [
-        doc.check(r, f"spec.loadBalancerSourceRanges[{i}]", _cidr_loose)
-        for i, r in enumerate(doc.get(spec, "loadBalancerSourceRanges", "spec.loadBalancerSourceRanges", list, []))]
+    svc.load_balancer_source_ranges = _source_ranges(doc, spec, typ)
     svc.session_affinity = _enum(doc, spec, "sessionAffinity", ("None", "ClientIP"), "None")
     if svc.session_affinity == "None" and spec.get("sessionAffinityConfig") is not None:
         raise doc.fail("spec.sessionAffinityConfig", "Forbidden: must not be set when `sessionAffinity` is None")
@@ -192,18 +190,27 @@ def service(doc: Doc) -> Service:
                            f"Invalid value: {t}: must be greater than 0 and less than 86400")
         svc.affinity_timeout = t
     svc.external_traffic_policy = _enum(doc, spec, "externalTrafficPolicy", ("Cluster", "Local"), "Cluster")
-    if "externalTrafficPolicy" in spec and typ not in ("NodePort", "LoadBalancer") and not svc.external_ips:
-        raise doc.fail("spec.externalTrafficPolicy", "Invalid value: may only be set for externally-accessible services")
+    # validateServiceExternalTrafficPolicy: only for apiservice.ExternallyAccessible Services (NodePort,
+    # LoadBalancer, or ClusterIP with externalIPs); SetDefaults_Service defaults it to Cluster on those
+    externally_accessible = typ in ("NodePort", "LoadBalancer") or (typ == "ClusterIP" and bool(svc.external_ips))
+    if spec.get("externalTrafficPolicy") is not None and not externally_accessible:
+        raise doc.fail("spec.externalTrafficPolicy", f"Invalid value: {svc.external_traffic_policy!r}: may only be "
+                       "set for externally-accessible services")
     svc.internal_traffic_policy = _enum(doc, spec, "internalTrafficPolicy", ("Cluster", "Local"), "Cluster")
     svc.publish_not_ready_addresses = doc.get(spec, "publishNotReadyAddresses", "spec.publishNotReadyAddresses",
                                               bool, False)
-    svc.allocate_load_balancer_node_ports = doc.get(spec, "allocateLoadBalancerNodePorts",
-                                                    "spec.allocateLoadBalancerNodePorts", bool, True)
-    hc = doc.get(spec, "healthCheckNodePort", "spec.healthCheckNodePort", int, None)
+    # SetDefaults_Service: true for type LoadBalancer; ValidateService forbids it on other types
+    alloc = doc.get(spec, "allocateLoadBalancerNodePorts", "spec.allocateLoadBalancerNodePorts", bool, None)
+    if alloc is not None and typ != "LoadBalancer":
+        raise doc.fail("spec.allocateLoadBalancerNodePorts", "Forbidden: may only be used when `type` is "
+                       "'LoadBalancer'")
+    svc.allocate_load_balancer_node_ports = True if alloc is None else alloc
+    hc = doc.get(spec, "healthCheckNodePort", "spec.healthCheckNodePort", int, None) or None    # 0: not set
     if hc is not None and not (typ == "LoadBalancer" and svc.external_traffic_policy == "Local"):
-        raise doc.fail("spec.healthCheckNodePort", "Invalid value: may only be set when `type` is 'LoadBalancer' "
-                       "and `externalTrafficPolicy` is 'Local'")
+        raise doc.fail("spec.healthCheckNodePort", f"Invalid value: {hc}: may only be set when `type` is "
+                       "'LoadBalancer' and `externalTrafficPolicy` is 'Local'")
     svc.health_check_node_port = hc
+    svc.ip_family_policy, svc.ip_families = _ip_families(doc, spec, svc)
     status = doc.get(doc.body, "status", "status", dict, {})
     lb = doc.get(status, "loadBalancer", "status.loadBalancer", dict, {})
     for i, ing in enumerate(doc.get(lb, "ingress", "status.loadBalancer.ingress", list, [])):
@@ -222,7 +229,7 @@ def service_ports(doc: Doc, spec: dict, typ: str) -> list[ServicePort]:
     ports: list[ServicePort] = []
     names: set[str] = set()
     seen: set[tuple[int, str]] = set()
-    node_ports: set[tuple[int, str]] = set()
+    node_ports: set[tuple[int, str, int]] = set()
     for i, p in enumerate(raw):
         path = f"spec.ports[{i}]"
         num = doc.check(doc.get(p, "port", f"{path}.port", int), f"{path}.port", v.port_number)
@@ -238,24 +245,27 @@ def service_ports(doc: Doc, spec: dict, typ: str) -> list[ServicePort]:
             if name in names:
                 raise doc.fail(f"{path}.name", f"Duplicate value: {name!r}")
             names.add(name)
-        if (num, proto) in seen:
-            raise doc.fail(path, f"Duplicate value: {{port: {num}, protocol: {proto}}}")
-        seen.add((num, proto))
         tp = doc.get(p, "targetPort", f"{path}.targetPort", (int, str), num)
+        if tp in (0, ""):       # SetDefaults_Service (pkg/apis/core/v1/defaults.go): unset targetPort = port
+            tp = num
         if isinstance(tp, int):
             doc.check(tp, f"{path}.targetPort", v.port_number)
         else:       # IntOrString: a quoted number is a string, so it must be a valid port name
             doc.check(tp, f"{path}.targetPort", v.port_name)
         np = doc.get(p, "nodePort", f"{path}.nodePort", int, None) or None      # 0: not set
         if np is not None:
-            doc.check(np, f"{path}.nodePort", v.port_number)
             if typ not in ("NodePort", "LoadBalancer"):
                 raise doc.fail(f"{path}.nodePort", f"Forbidden: may not be used when `type` is '{typ}'")
-            # ValidateService: duplicate NodePorts are (protocol, nodePort) pairs, so a TCP and a UDP
-            # port may name the same nodePort
-            if (np, proto) in node_ports:
+            # The API server allocates node ports (storage beginCreate -> alloc.go initNodePorts) before
+            # ValidateService runs, so a nodePort out of range, or the same nodePort on two port numbers,
+            # is reported by the allocator (netsim/cluster.py). ValidateService's duplicate check, on
+            # (protocol, nodePort) pairs, is only reachable for two ports of the same number.
+            if (np, proto, num) in node_ports:
                 raise doc.fail(f"{path}.nodePort", f"Duplicate value: {np}")
-            node_ports.add((np, proto))
+            node_ports.add((np, proto, num))
+        if (num, proto) in seen:
+            raise doc.fail(path, f"Duplicate value: {{port: {num}, protocol: {proto}}}")
+        seen.add((num, proto))
         ports.append(ServicePort(port=num, protocol=proto, name=name, target_port=tp, node_port=np,
                                  app_protocol=doc.get(p, "appProtocol", f"{path}.appProtocol", str, None)))
     return ports
@@ -310,6 +320,69 @@ def _condition(doc: Doc, cond: dict, name: str, path: str, if_nil: bool) -> bool
     """One EndpointConditions field; absent or null (nil) reads as ``if_nil``."""
     value = doc.get(cond, name, f"{path}.conditions.{name}", bool, None)
     return if_nil if value is None else value
+
+
+def _source_ranges(doc: Doc, spec: dict, typ: str) -> list[str]:
+    """ValidateService on loadBalancerSourceRanges: LoadBalancer only, a list of CIDRs (space padding
+    allowed, host bits allowed: apiservice.GetLoadBalancerSourceRanges). The field path is spelled
+    ``spec.LoadBalancerSourceRanges`` there, as the API server's messages show it."""
+    ranges = doc.get(spec, "loadBalancerSourceRanges", "spec.loadBalancerSourceRanges", list, [])
+    if not ranges:
+        return []
+    path = "spec.LoadBalancerSourceRanges"
+    if typ != "LoadBalancer":
+        raise doc.fail(path, "Forbidden: may only be used when `type` is 'LoadBalancer'")
+    if any(not isinstance(r, str) or _cidr_loose(r.strip()) for r in ranges):
+        shown = "[" + " ".join(str(r) for r in ranges) + "]"
+        raise doc.fail(path, f"Invalid value: {shown!r}: must be a list of IP ranges. For example, "
+                       "10.240.0.0/24,10.250.0.0/24")
+    return [r.strip() for r in ranges]
+
+
+IP_FAMILY_POLICIES = ("PreferDualStack", "RequireDualStack", "SingleStack")
+
+
+def _ip_families(doc: Doc, spec: dict, svc: Service) -> tuple[Optional[str], list[str]]:
+    """ipFamilyPolicy / ipFamilies on a single-stack IPv4 cluster (netsim's): ValidateServiceClusterIPsRelatedFields
+    then alloc.go initIPFamilyFields. Defaults: SingleStack and [IPv4]; headless selector-less Services
+    RequireDualStack and [IPv4, IPv6] (the one dual-family case a single-stack cluster allows);
+    ExternalName Services none."""
+    policy = doc.get(spec, "ipFamilyPolicy", "spec.ipFamilyPolicy", str, None)
+    families = doc.get(spec, "ipFamilies", "spec.ipFamilies", list, [])
+    if svc.type == "ExternalName":
+        if policy is not None:
+            raise doc.fail("spec.ipFamilyPolicy", "Forbidden: must not be set for ExternalName services")
+        if families:
+            raise doc.fail("spec.ipFamilies", "Forbidden: must not be set for ExternalName services")
+        return None, []
+    if policy is not None and policy not in IP_FAMILY_POLICIES:
+        raise doc.fail("spec.ipFamilyPolicy", f"Unsupported value: {policy!r}: supported values: "
+                       + ", ".join(f'"{p}"' for p in IP_FAMILY_POLICIES))
+    if len(families) > 2:
+        raise doc.fail("spec.ipFamilies", f"Invalid value: {families!r}: may specify no more than two IP families")
+    for i, fam in enumerate(families):
+        if fam not in ("IPv4", "IPv6"):
+            raise doc.fail(f"spec.ipFamilies[{i}]", f'Unsupported value: {fam!r}: supported values: "IPv4", "IPv6"')
+        if fam in families[:i]:
+            raise doc.fail(f"spec.ipFamilies[{i}]", f"Duplicate value: {fam!r}")
+    headless_selectorless = svc.cluster_ip == "None" and not svc.selector
+    if policy is None:
+        policy = "RequireDualStack" if headless_selectorless else "SingleStack"
+    if policy == "SingleStack" and len(families) == 2:
+        raise doc.fail("spec.ipFamilyPolicy", "Invalid value: 'SingleStack': must be 'RequireDualStack' or "
+                       "'PreferDualStack' when multiple IP families are specified")
+    if headless_selectorless:
+        families = list(families) or ["IPv4"]
+        if len(families) < 2 and policy != "SingleStack":
+            families.append("IPv6" if families[0] == "IPv4" else "IPv4")
+        return policy, families
+    if policy == "RequireDualStack":
+        raise doc.fail("spec.ipFamilyPolicy", "Invalid value: 'RequireDualStack': this cluster is not configured "
+                       "for dual-stack services")
+    for i, fam in enumerate(families):
+        if fam != "IPv4":
+            raise doc.fail(f"spec.ipFamilies[{i}]", f"Invalid value: {fam!r}: not configured on this cluster")
+    return policy, families or ["IPv4"]
 
 
 def _enum(doc: Doc, spec: dict, key: str, allowed: tuple, default: str) -> str:

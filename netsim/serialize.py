@@ -65,8 +65,15 @@ def service_to_k8s(s: Service) -> dict:
     spec["sessionAffinity"] = s.session_affinity
     if s.session_affinity == "ClientIP":
         spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": s.affinity_timeout}}
-    if s.type in ("NodePort", "LoadBalancer"):
-        spec["externalTrafficPolicy"] = s.external_traffic_policy
+    if s.type in ("NodePort", "LoadBalancer") or (s.type == "ClusterIP" and s.external_ips):
+        spec["externalTrafficPolicy"] = s.external_traffic_policy       # SetDefaults_Service
+    if s.type == "LoadBalancer":
+        spec["allocateLoadBalancerNodePorts"] = s.allocate_load_balancer_node_ports
+    if s.type != "ExternalName":
+        if s.cluster_ip:
+            spec["clusterIPs"] = [s.cluster_ip]
+        spec["ipFamilies"] = list(s.ip_families)
+        spec["ipFamilyPolicy"] = s.ip_family_policy
     if s.type != "ExternalName":
         spec["internalTrafficPolicy"] = s.internal_traffic_policy
     if s.health_check_node_port:

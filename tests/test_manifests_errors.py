@@ -113,7 +113,7 @@ CASES = [
      D1 + "spec.sessionAffinityConfig.clientIP.timeoutSeconds: Invalid value: 86401: must be greater than 0 and "
           "less than 86400"),
     (SVC + "  externalTrafficPolicy: Local\n  ports: [{port: 80}]\n",
-     D1 + "spec.externalTrafficPolicy: Invalid value: may only be set for externally-accessible services"),
+     D1 + "spec.externalTrafficPolicy: Invalid value: 'Local': may only be set for externally-accessible services"),
     (SVC + "  type: ExternalName\n", D1 + "spec.externalName: Required value"),
     (SVC + "  ports: {port: 80}\n", D1 + "spec.ports: expected a list, got dict {'port': 80}"),
     (SVC + "  selector: {app: [a]}\n  ports: [{port: 80}]\n",

@@ -93,15 +93,23 @@ def test_same_node_port_on_other_port_numbers_is_refused_by_the_allocator() -> N
                                    "provided port is already allocated")
 
 
-def test_duplicate_node_port_of_one_protocol_is_a_validation_error() -> None:
+def test_duplicate_node_port_is_reported_by_the_allocator() -> None:
+    # storage beginCreate allocates node ports before ValidateService runs: port 81 asks for 30080 again
     with pytest.raises(ManifestError) as err:
         node_ports("  - {name: a, port: 80, nodePort: 30080}\n  - {name: b, port: 81, nodePort: 30080}\n")
+    assert str(err.value).endswith("spec.ports[1].nodePort: Invalid value: 30080: provided port is already allocated")
+
+
+def test_duplicate_node_port_on_one_port_number_is_a_validation_error() -> None:
+    # the allocator shares it (same number), ValidateService then sees the (protocol, nodePort) pair twice
+    with pytest.raises(ManifestError) as err:
+        node_ports("  - {name: a, port: 80, nodePort: 30080}\n  - {name: b, port: 80, nodePort: 30080}\n")
     assert str(err.value) == "app.yaml: document 3 (Service 'dns'): spec.ports[1].nodePort: Duplicate value: 30080"
 
 
-def test_node_port_outside_port_numbers_is_a_validation_error() -> None:
-    with pytest.raises(ManifestError, match=r"spec.ports\[0\].nodePort: Invalid value: 70000: must be between 1 "
-                                            r"and 65535, inclusive$"):
+def test_node_port_outside_the_range_is_reported_by_the_allocator() -> None:
+    with pytest.raises(ManifestError, match=r"spec.ports\[0\].nodePort: Invalid value: 70000: provided port is not "
+                                            r"in the valid range. The range of valid ports is 30000-32767$"):
         node_ports("  - {port: 80, nodePort: 70000}\n")
 
 
