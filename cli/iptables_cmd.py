@@ -7,11 +7,15 @@ import click
 
 from netsim.cli.common import EXIT_NOT_DELIVERED, read_dump
 from netsim.packet import Packet, ip2int
-from netsim.rules.iptables import Engine, EvalContext, IptablesError, parse
+from netsim.rules.iptables import Engine, IptablesError, parse
 from netsim.rules.iptables.engine import Verdict
 
-# Tables run in priority order at each hook (include/uapi/linux/netfilter_ipv4.h nf_ip_hook_priorities).
-REPLAY_TABLES = {"PREROUTING": ("raw", "mangle", "nat"), "OUTPUT": ("raw", "mangle", "nat", "filter")}
+from netsim.rules.iptables.replay import START_HOOKS, ReplayPath, flow_summary, replay as replay_one, \
+    replay_all, with_kube_proxy_jumps
+
+_PACKETS = {"tcp": lambda s, d, sp, dp: Packet.tcp(s, d, sp, dp, flags="S"),
+            "udp": lambda s, d, sp, dp: Packet.udp(s, d, sp, dp),
+            "sctp": lambda s, d, sp, dp: Packet.sctp(s, d, sp, dp)}
 
 
 def _endpoint(text: str, what: str, need_port: bool) -> tuple[str, int]:
@@ -27,17 +31,6 @@ def _endpoint(text: str, what: str, need_port: bool) -> tuple[str, int]:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise click.BadParameter(f"port must be 1-65535, got {port!r}", param_hint=what)
     return ip, int(port)
-
-
-def _apply_dnat(pkt: Packet, v: Verdict) -> str:
-    """What conntrack would do before the next table: rewrite the destination (presentation only)."""
-    nat = v.nat
-    before = f"{pkt.dst_ip}:{pkt.dport}"
-    if nat.kind == "DNAT":
-        pkt.dst = nat.ip
-        if nat.port is not None:
-            pkt.dport = nat.port
-    return f"{nat.kind} {before} -> {pkt.dst_ip}:{pkt.dport}"
 
 
 def _print_table(v: Verdict) -> None:
@@ -59,23 +52,31 @@ def iptables() -> None:
 
 @iptables.command()
 @click.option("--dump", "dump", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="iptables-save output to evaluate")
+              help="iptables-save output (or kube-proxy's iptables-restore input) to evaluate")
 @click.option("--src", required=True, help="source IP[:PORT] (default port 40000)")
 @click.option("--dst", required=True, help="destination IP:PORT")
-@click.option("--proto", type=click.Choice(["tcp", "udp"]), default="tcp", show_default=True)
-@click.option("--hook", type=click.Choice(sorted(REPLAY_TABLES)), default="PREROUTING", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="seed for -m statistic draws")
+@click.option("--proto", type=click.Choice(sorted(_PACKETS)), default="tcp", show_default=True)
+@click.option("--hook", type=click.Choice(START_HOOKS), default="PREROUTING", show_default=True,
+              help="where the packet enters: PREROUTING (arriving) or OUTPUT (sent by the node)")
+@click.option("--full-path", is_flag=True,
+              help="go on after the routing decision: INPUT when the (DNATed) destination is a --local-addr, "
+                   "else FORWARD and POSTROUTING")
+@click.option("--all", "all_paths", is_flag=True,
+              help="every way the statistic rules can fall: the whole set of endpoints the packet may reach")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed for -m statistic draws (one walk)")
 @click.option("--local-addr", "local_addrs", multiple=True,
-              help="an address of the node (addrtype LOCAL); repeatable")
+              help="an address of the node (addrtype LOCAL, routing to INPUT); repeatable")
 @click.option("--in-interface", "iif", default=None, help="input device (PREROUTING), e.g. eth0")
-@click.option("--out-interface", "oif", default=None, help="output device (OUTPUT)")
+@click.option("--out-interface", "oif", default=None, help="output device (OUTPUT, FORWARD, POSTROUTING)")
 @click.option("--mark", type=str, default="0", help="initial packet mark, e.g. 0x4000")
 @click.option("--ctstate", type=click.Choice(["NEW", "ESTABLISHED", "RELATED", "INVALID"]), default="NEW",
               show_default=True)
 @click.option("--lenient", is_flag=True, help="treat rules with unknown matches/targets as non-matching")
-def replay(dump: str, src: str, dst: str, proto: str, hook: str, seed: int, local_addrs: tuple[str, ...],
-           iif: str | None, oif: str | None, mark: str, ctstate: str, lenient: bool) -> None:
-    """Replay one packet through DUMP at HOOK: raw, mangle, nat (and filter at OUTPUT)."""
+def replay(dump: str, src: str, dst: str, proto: str, hook: str, full_path: bool, all_paths: bool, seed: int,
+           local_addrs: tuple[str, ...], iif: str | None, oif: str | None, mark: str, ctstate: str,
+           lenient: bool) -> None:
+    """Replay one packet through DUMP from HOOK: raw, mangle, nat (and filter at OUTPUT); with
+    --full-path also INPUT or FORWARD and POSTROUTING; with --all every endpoint it may reach."""
     s_ip, s_port = _endpoint(src, "--src", False)
     d_ip, d_port = _endpoint(dst, "--dst", True)
     try:
@@ -86,41 +87,62 @@ def replay(dump: str, src: str, dst: str, proto: str, hook: str, seed: int, loca
         mark_v = int(mark, 0)
     except ValueError:
         raise click.BadParameter(f"expected a number like 0x4000, got {mark!r}", param_hint="--mark")
-    text = read_dump(dump, "iptables-save output")
+    text, jump_notes = with_kube_proxy_jumps(read_dump(dump, "iptables-save output"))
     try:
         rs = parse(text, source=dump, lenient=lenient)
         engine = Engine(rs)
     except IptablesError as e:
         raise click.ClickException(str(e))
-    build = Packet.tcp if proto == "tcp" else Packet.udp
-    pkt = build(s_ip, d_ip, s_port, d_port)
-    pkt.mark, pkt.ctstate = mark_v, ctstate
-    pkt.iif = iif if hook == "PREROUTING" else None
-    pkt.oif = oif if hook == "OUTPUT" else None
-    ctx = EvalContext(local_addrs=local, rng=random.Random(seed))
-    click.echo(f"replay {proto} {s_ip}:{s_port} -> {d_ip}:{d_port} at {hook} ({dump})")
+    build = _PACKETS[proto]
+
+    def make() -> Packet:
+        return build(s_ip, d_ip, s_port, d_port)
+
+    kw = dict(full_path=full_path, ctstate=ctstate, mark=mark_v, iif=iif, oif=oif)
+    click.echo(f"replay {proto} {s_ip}:{s_port} -> {d_ip}:{d_port} at {hook}"
+               f"{' (full path)' if full_path else ''} ({dump})")
+    for msg in jump_notes:
+        click.echo(f"note: {msg}")
     for msg in rs.unsupported:
         click.echo(f"warning: {msg}")
-    rewrites: list[str] = []
-    final = "ACCEPT"
-    total = 0
-    for table in REPLAY_TABLES[hook]:
-        if not engine.has_chain(table, hook):
-            continue
-        try:
-            v = engine.run(table, hook, pkt, ctx)
-        except IptablesError as e:
-            raise click.ClickException(str(e))
-        _print_table(v)
-        total += v.rules_evaluated
-        if v.nat is not None:
-            rewrites.append(_apply_dnat(pkt, v))
-        if v.verdict != "ACCEPT":
-            final = v.verdict + (f" ({v.reject_with})" if v.reject_with else "")
-            break
-    click.echo(f"verdict: {final}")
-    click.echo(f"rewrite: {'; '.join(rewrites) if rewrites else 'none'}")
-    click.echo(f"mark: 0x{pkt.mark:x}")
-    click.echo(f"rules evaluated: {total}")
-    if final != "ACCEPT":  # grep's convention: 1 = the packet did not get through
+    try:
+        if all_paths:
+            paths = replay_all(engine, make, hook, local, **kw)
+        else:
+            paths = [replay_one(engine, make, hook, local, rng=random.Random(seed), **kw)]
+    except IptablesError as e:
+        raise click.ClickException(str(e))
+    if all_paths:
+        _print_all(paths)
+    else:
+        _print_path(paths[0])
+    if all(p.verdict != "ACCEPT" for p in paths):  # grep's convention: 1 = the packet did not get through
         raise SystemExit(EXIT_NOT_DELIVERED)
+
+
+def _verdict_text(p: ReplayPath) -> str:
+    return p.verdict + (f" ({p.reject_with})" if p.reject_with else "")
+
+
+def _print_path(p: ReplayPath) -> None:
+    hook = None
+    for h, v in p.tables:
+        if h != hook and len(p.hooks) > 1:
+            click.echo(f"[{h}]" + (f"  route: {p.route}" if h in ("INPUT", "FORWARD") and p.route else ""))
+        hook = h
+        _print_table(v)
+    click.echo(f"verdict: {_verdict_text(p)}")
+    click.echo(f"rewrite: {'; '.join(p.rewrites) if p.rewrites else 'none'}")
+    click.echo(f"mark: 0x{p.mark:x}")
+    click.echo(f"rules evaluated: {p.rules_evaluated}")
+
+
+def _print_all(paths: list[ReplayPath]) -> None:
+    click.echo(f"{len(paths)} way{'s' if len(paths) != 1 else ''} through the rules:")
+    for i, p in enumerate(paths, 1):
+        click.echo(f"  {i}. {' -> '.join(p.hooks)}: {_verdict_text(p)}"
+                   f"{'; DNAT to ' + p.dnat if p.dnat else ''}{'; masqueraded' if p.masquerade else ''}"
+                   f"; {p.rules_evaluated} rules evaluated")
+    reaches, masq = flow_summary(paths)
+    click.echo(f"reaches: {reaches or '(no rule decided: the chain policies accept it unchanged)'}")
+    click.echo(f"masquerade: {'yes' if masq else 'no'}")

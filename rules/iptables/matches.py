@@ -445,8 +445,7 @@ def packet_ctstates(p) -> set[str]:
 
     A packet the walker did not mark (ctstate None) is taken as NEW: conntrack classifies
     every packet it sees before the first table runs (include/uapi/linux/netfilter_ipv4.h:
-NF_IP_PRI_CONNTRACK = -200). SNAT/DNAT
-    come from the entry's NAT bindings (netsim.conntrack.ConntrackEntry.snat/.dnat).
+    NF_IP_PRI_CONNTRACK = -200). SNAT/DNAT come from the entry's NAT bindings (netsim.conntrack.ConntrackEntry.snat/.dnat).
     """
     states = {p.ctstate or "NEW"}
     ct = p.ct

@@ -166,10 +166,14 @@ class _Parser:
         counters = _counters(parts[2], w) if len(parts) > 2 else None
         builtin = name in BUILTIN_CHAINS[self.table.name]
         if builtin:
-            if policy not in ("ACCEPT", "DROP"):
-                raise IptablesError(f"{w}: built-in chain {name} needs policy ACCEPT or DROP, got {policy!r}")
+            if policy not in ("ACCEPT", "DROP", "-"):
+                raise IptablesError(f"{w}: built-in chain {name} needs policy ACCEPT, DROP or '-', got {policy!r}")
             c = self.table.chains[name]
-            c.policy, c.line, c.counters = policy, lineno, counters
+            c.line, c.counters = lineno, counters
+            if policy != "-":
+                # iptables-restore (iptables/iptables-restore.c): '-' leaves the chain's policy as it
+                # is, i.e. ACCEPT on a table this dump creates
+                c.policy = policy
         else:
             if policy != "-":
                 raise IptablesError(f"{w}: user chain {name} must have policy '-', got {policy!r}")
