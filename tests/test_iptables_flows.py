@@ -3,10 +3,14 @@
 Upstream: kubernetes/kubernetes pkg/proxy/iptables/proxier_test.go, tracePacket / runPacketFlowTests
 (source, protocol, destination, port -> every endpoint the packet may be DNATed to, or the ACCEPT /
 DROP / REJECT a rule gives, or "" when no rule decides; and whether it is masqueraded). The flow
-tables below are upstream's, case for case. The rules are upstream's text too: TestTracePacket's
-own rules (built-in chains with the '-' policy), and TestOverallIPTablesRules' `expected` restore
-input (tests/golden/iptables/overall.txt), which has no jumps from the built-in chains: replay adds
-the ones kube-proxy ensures (EnsureRule), as a node would have them.
+tables below are upstream's, case for case (TestTracePacket, TestNoEndpointsReject,
+TestClusterIPGeneral, TestLoadBalancer, TestNodePorts' IPv4 default case,
+TestExternalTrafficPolicyLocal/Cluster). Where upstream gives the rules as text, that text is
+used: TestTracePacket's own rules (built-in chains with the '-' policy), and
+TestOverallIPTablesRules' `expected` restore input (tests/golden/iptables/overall.txt), which has
+no jumps from the built-in chains: replay adds the ones kube-proxy ensures (EnsureRule), as a node
+would have them. The other tests build their Services in Go; here the same objects are loaded as
+manifests and our proxier renders the node's rules.
 
 Our replay follows the packet's real path (--full-path): PREROUTING, or OUTPUT when the source is
 a node address, then INPUT or FORWARD and POSTROUTING, where upstream's tracer runs nat PREROUTING
@@ -17,11 +21,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from netsim.cli.main import cli
+from netsim.manifests import load_text
 from netsim.packet import Packet, ip2int
 from netsim.rules.iptables import Engine, parse
+from netsim.rules.iptables.proxier import render
 from netsim.rules.iptables.replay import flow_summary, replay_all, with_kube_proxy_jumps
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -54,7 +61,7 @@ def trace_packet(engine: Engine, source: str, proto: str, dest: str, port: int,
                  node_ips=TEST_NODE_IPS) -> tuple[str, bool]:
     """The upstream tracePacket question, answered by walking the packet's whole path."""
     local = {ip2int(a) for a in node_ips}
-    hook = "OUTPUT" if ip2int(source) in local else "PREROUTING"
+    hook = "OUTPUT" if ip2int(source) in local or source.startswith("127.") else "PREROUTING"
     paths = replay_all(engine, lambda: _BUILD[proto](source, dest, port), hook, local, full_path=True)
     return flow_summary(paths)
 
@@ -117,3 +124,157 @@ def test_cli_sctp():
     assert r.exit_code == 0, r.output
     assert "replay sctp 10.0.0.2:40000 -> 172.30.0.41:80" in r.output
     assert "reaches: (no rule decided" in r.output               # svc1's rules are TCP only
+
+
+# ---------------------------------------------------------------------------- proxier + replay
+# The other upstream flow tables build their Services in Go (NewFakeProxier: pod CIDR 10.0.0.0/8 as
+# the local-traffic detector, node "test-node" at 192.168.0.2); here the same objects are loaded as
+# manifests, our proxier renders the node's rules, and replay answers each upstream flow.
+CLUSTER = {"apiVersion": "netsim.io/v1", "kind": "Cluster", "metadata": {"name": "upstream"},
+           "spec": {"nodes": [{"name": "test-node", "ip": TEST_NODE_IP}], "podCIDR": "10.0.0.0/8",
+                    "serviceCIDR": "172.30.0.0/16", "nodeNetwork": "192.168.0.0/24",
+                    "nodePortRange": "3000-32767", "loadBalancerPool": "192.168.0.240/28",
+                    "coredns": {"enabled": False}}}
+
+
+def service(name, type_="ClusterIP", ports=(("p80", 80, "TCP", None, None),), ns="ns1", **spec):
+    """ports: (name, port, protocol, nodePort, targetPort)"""
+    s = {"type": type_, "ports": [{k: v for k, v in (("name", n), ("port", p), ("protocol", proto),
+                                                       ("nodePort", np), ("targetPort", tp)) if v is not None}
+                                  for n, p, proto, np, tp in ports]}
+    lb = spec.pop("lb_ips", None)
+    s.update(spec)
+    doc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns}, "spec": s}
+    if lb:
+        doc["status"] = {"loadBalancer": {"ingress": [{"ip": ip} for ip in lb]}}
+    return doc
+
+
+def endpoint_slice(svc, endpoints, ports=(("p80", 80, "TCP"),), ns="ns1"):
+    """endpoints: (address, nodeName or None)"""
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{svc}-1", "namespace": ns, "labels": {"kubernetes.io/service-name": svc}},
+            "addressType": "IPv4",
+            "endpoints": [dict({"addresses": [a]}, **({"nodeName": n} if n else {})) for a, n in endpoints],
+            "ports": [{"name": n, "port": p, "protocol": proto} for n, p, proto in ports]}
+
+
+def node_engine(*docs) -> Engine:
+    namespaces = sorted({d["metadata"]["namespace"] for d in docs})
+    objs = [CLUSTER] + [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in namespaces]
+    cluster = load_text(yaml.safe_dump_all(objs + list(docs)), "upstream.yaml")
+    return Engine(parse(render(cluster, "test-node"), source="test-node"))
+
+
+def _run(engine, flows):
+    got = {name: trace_packet(engine, src, proto, dst, port) for name, src, proto, dst, port, _, _ in flows}
+    want = {name: (out, masq) for name, _, _, _, _, out, masq in flows}
+    assert got == want
+
+
+def test_no_endpoints_reject():
+    e = node_engine(service("svc1", "LoadBalancer", (("p80", 80, "TCP", 3001, None),), clusterIP="172.30.0.41",
+                            externalIPs=["192.168.99.11"], lb_ips=["1.2.3.4"]))
+    _run(e, [("pod to cluster IP with no endpoints", "10.0.0.2", "tcp", "172.30.0.41", 80, "REJECT", False),
+             ("external to external IP with no endpoints", TEST_EXTERNAL_CLIENT, "tcp", "192.168.99.11", 80,
+              "REJECT", False),
+             ("pod to NodePort with no endpoints", "10.0.0.2", "tcp", TEST_NODE_IP, 3001, "REJECT", False),
+             ("external to NodePort with no endpoints", TEST_EXTERNAL_CLIENT, "tcp", TEST_NODE_IP, 3001,
+              "REJECT", False),
+             ("pod to LoadBalancer IP with no endpoints", "10.0.0.2", "tcp", "1.2.3.4", 80, "REJECT", False),
+             ("external to LoadBalancer IP with no endpoints", TEST_EXTERNAL_CLIENT, "tcp", "1.2.3.4", 80,
+              "REJECT", False)])
+
+
+def test_cluster_ip_general():
+    e = node_engine(
+        service("svc1", clusterIP="172.30.0.41", ports=(("http", 80, "TCP", None, None),)),
+        service("svc2", clusterIP="172.30.0.42", ports=(("http", 80, "TCP", None, None),
+                                                        ("https", 443, "TCP", None, 8443),
+                                                        ("dns-udp", 53, "UDP", None, None),
+                                                        ("dns-tcp", 53, "TCP", None, 5353),
+                                                        ("dns-sctp", 53, "SCTP", None, None))),
+        endpoint_slice("svc1", [("10.180.0.1", "test-node")], (("http", 80, "TCP"),)),
+        endpoint_slice("svc2", [("10.180.0.1", "test-node"), ("10.180.2.1", "node2")],
+                       (("http", 80, "TCP"), ("https", 8443, "TCP"), ("dns-udp", 53, "UDP"),
+                        ("dns-tcp", 5353, "TCP"), ("dns-sctp", 53, "SCTP"))))
+    both = lambda p: f"10.180.0.1:{p}, 10.180.2.1:{p}"          # noqa: E731
+    _run(e, [("simple clusterIP", "10.180.0.2", "tcp", "172.30.0.41", 80, "10.180.0.1:80", False),
+             ("hairpin to cluster IP", "10.180.0.1", "tcp", "172.30.0.41", 80, "10.180.0.1:80", True),
+             ("clusterIP with multiple endpoints", "10.180.0.2", "tcp", "172.30.0.42", 80, both(80), False),
+             ("clusterIP with TargetPort", "10.180.0.2", "tcp", "172.30.0.42", 443, both(8443), False),
+             ("same port (TCP)", "10.180.0.2", "tcp", "172.30.0.42", 53, both(5353), False),
+             ("same port (UDP)", "10.180.0.2", "udp", "172.30.0.42", 53, both(53), False),
+             ("same port (SCTP)", "10.180.0.2", "sctp", "172.30.0.42", 53, both(53), False),
+             ("TCP-only port does not match UDP traffic", "10.180.0.2", "udp", "172.30.0.42", 80, "", False),
+             ("svc1 does not accept svc2's ports", "10.180.0.2", "tcp", "172.30.0.41", 443, "", False)])
+
+
+def test_load_balancer():
+    e = node_engine(service("svc1", "LoadBalancer", (("p80", 80, "TCP", 3001, None),), clusterIP="172.30.0.41",
+                            loadBalancerSourceRanges=["192.168.0.0/24", " 203.0.113.0/25"],
+                            lb_ips=["1.2.3.4", "5.6.7.8"]),
+                    endpoint_slice("svc1", [("10.180.0.1", None)]))
+    ep = "10.180.0.1:80"
+    _run(e, [("pod to cluster IP", "10.0.0.2", "tcp", "172.30.0.41", 80, ep, False),
+             ("external to nodePort", TEST_EXTERNAL_CLIENT, "tcp", TEST_NODE_IP, 3001, ep, True),
+             ("nodePort bypasses LoadBalancerSourceRanges", TEST_EXTERNAL_CLIENT_BLOCKED, "tcp", TEST_NODE_IP,
+              3001, ep, True),
+             ("accepted external to LB1", TEST_EXTERNAL_CLIENT, "tcp", "1.2.3.4", 80, ep, True),
+             ("accepted external to LB2", TEST_EXTERNAL_CLIENT, "tcp", "5.6.7.8", 80, ep, True),
+             ("blocked external to LB1", TEST_EXTERNAL_CLIENT_BLOCKED, "tcp", "1.2.3.4", 80, "DROP", False),
+             ("blocked external to LB2", TEST_EXTERNAL_CLIENT_BLOCKED, "tcp", "5.6.7.8", 80, "DROP", False),
+             ("pod to LB1 (blocked by LoadBalancerSourceRanges)", "10.0.0.2", "tcp", "1.2.3.4", 80, "DROP", False),
+             ("pod to LB2 (blocked by LoadBalancerSourceRanges)", "10.0.0.2", "tcp", "5.6.7.8", 80, "DROP", False),
+             ("node to LB1 (allowed by LoadBalancerSourceRanges)", TEST_NODE_IP, "tcp", "1.2.3.4", 80, ep, True),
+             ("node to LB2 (allowed by LoadBalancerSourceRanges)", TEST_NODE_IP, "tcp", "5.6.7.8", 80, ep, True),
+             ("same node to LB1, SNATted to LB1 (implicitly allowed)", "1.2.3.4", "tcp", "1.2.3.4", 80, ep, True),
+             ("same node to LB2, SNATted to LB2 (implicitly allowed)", "5.6.7.8", "tcp", "5.6.7.8", 80, ep, True)])
+
+
+def test_node_ports_ipv4_localhost_nodeports_enabled():
+    e = node_engine(service("svc1", "NodePort", (("p80", 80, "TCP", 3001, None),), clusterIP="172.30.0.41"),
+                    endpoint_slice("svc1", [("10.180.0.1", None), ("10.180.2.1", "test-node")]))
+    out = "10.180.0.1:80, 10.180.2.1:80"
+    _run(e, [("pod to cluster IP", "10.0.0.2", "tcp", "172.30.0.41", 80, out, False),
+             ("external to nodePort", TEST_EXTERNAL_CLIENT, "tcp", TEST_NODE_IP, 3001, out, True),
+             ("node to nodePort", TEST_NODE_IP, "tcp", TEST_NODE_IP, 3001, out, True),
+             ("localhost to nodePort gets masqueraded", "127.0.0.1", "tcp", "127.0.0.1", 3001, out, True),
+             ("external to nodePort on secondary IP", TEST_EXTERNAL_CLIENT, "tcp", "192.168.1.2", 3001, out, True)])
+
+
+def _etp_service(policy):
+    return service("svc1", "LoadBalancer", (("p80", 80, "TCP", 3001, 80),), clusterIP="172.30.0.41",
+                   externalIPs=["192.168.99.11"], externalTrafficPolicy=policy, lb_ips=["1.2.3.4"],
+                   **({"healthCheckNodePort": 30000} if policy == "Local" else {}))
+
+
+def test_external_traffic_policy_local():
+    e = node_engine(_etp_service("Local"), endpoint_slice("svc1", [("10.180.0.1", None), ("10.180.2.1", "test-node")]))
+    both, local = "10.180.0.1:80, 10.180.2.1:80", "10.180.2.1:80"
+    _run(e, [("pod to cluster IP hits both endpoints, unmasqueraded", "10.0.0.2", "tcp", "172.30.0.41", 80, both, False),
+             ("pod to external IP hits both endpoints, unmasqueraded", "10.0.0.2", "tcp", "192.168.99.11", 80, both,
+              False),
+             ("external to external IP hits only local endpoint, unmasqueraded", TEST_EXTERNAL_CLIENT, "tcp",
+              "192.168.99.11", 80, local, False),
+             ("pod to LB IP hits only both endpoints, unmasqueraded", "10.0.0.2", "tcp", "1.2.3.4", 80, both, False),
+             ("external to LB IP hits only local endpoint, unmasqueraded", TEST_EXTERNAL_CLIENT, "tcp", "1.2.3.4", 80,
+              local, False),
+             ("pod to NodePort hits both endpoints, unmasqueraded", "10.0.0.2", "tcp", TEST_NODE_IP, 3001, both, False),
+             ("external to NodePort hits only local endpoint, unmasqueraded", TEST_EXTERNAL_CLIENT, "tcp", TEST_NODE_IP,
+              3001, local, False)])
+
+
+def test_external_traffic_policy_cluster():
+    e = node_engine(_etp_service("Cluster"), endpoint_slice("svc1", [("10.180.0.1", None), ("10.180.2.1", "test-node")]))
+    both = "10.180.0.1:80, 10.180.2.1:80"
+    _run(e, [("pod to cluster IP hits both endpoints, unmasqueraded", "10.0.0.2", "tcp", "172.30.0.41", 80, both, False),
+             ("pod to external IP hits both endpoints, masqueraded", "10.0.0.2", "tcp", "192.168.99.11", 80, both, True),
+             ("external to external IP hits both endpoints, masqueraded", TEST_EXTERNAL_CLIENT, "tcp", "192.168.99.11",
+              80, both, True),
+             ("pod to LB IP hits both endpoints, masqueraded", "10.0.0.2", "tcp", "1.2.3.4", 80, both, True),
+             ("external to LB IP hits both endpoints, masqueraded", TEST_EXTERNAL_CLIENT, "tcp", "1.2.3.4", 80, both,
+              True),
+             ("pod to NodePort hits both endpoints, masqueraded", "10.0.0.2", "tcp", TEST_NODE_IP, 3001, both, True),
+             ("external to NodePort hits both endpoints, masqueraded", TEST_EXTERNAL_CLIENT, "tcp", TEST_NODE_IP, 3001,
+              both, True)])
