@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING, Optional
 
 import click
 
-from netsim.cluster import Cluster
 from netsim.docfields import ManifestError
+
+if TYPE_CHECKING:
+    from netsim.api import Emulator
+    from netsim.cluster import Cluster
 
 # grep(1)'s convention, the same for every command (documented in README "Exit status").
 EXIT_OK = 0             # delivered / answered / agreed
@@ -98,21 +102,27 @@ def validate_mode() -> str:
     return ctx.meta.get(_VALIDATE_KEY, "strict") if ctx is not None else "strict"
 
 
-def load_cluster(files: tuple[str, ...], quiet: bool = False) -> Cluster:
-    """Load manifests; bad input becomes a one-line error and exit code 2, never a traceback."""
-    from netsim.manifests import load
+def load_emulator(files: tuple[str, ...], quiet: bool = False, mode: Optional[str] = None,
+                  seed: Optional[int] = None) -> "Emulator":
+    """netsim.load; bad input becomes a one-line error and exit code 2, never a traceback."""
+    from netsim.api import load
     try:
-        cluster = load(list(files), validate=validate_mode(), limits=input_limits())
+        em = load(*files, mode=mode, seed=seed, validate=validate_mode(), limits=input_limits())
     except ManifestError as e:
         raise click.ClickException(str(e)) from None
     if not quiet:
-        for n in cluster.notices:
+        for n in em.notices:
             click.echo(n, err=True)
         ctx = click.get_current_context(silent=True)
         if ctx is not None and (ctx.params.get("verbose") or ctx.meta.get(_VERBOSE_KEY)):
-            for n in cluster.skipped:
+            for n in em.cluster.skipped:
                 click.echo(n, err=True)
-    return cluster
+    return em
+
+
+def load_cluster(files: tuple[str, ...], quiet: bool = False) -> "Cluster":
+    """The control plane alone (commands that only read the store)."""
+    return load_emulator(files, quiet).cluster
 
 
 def read_dump(path: str, expected: str) -> str:

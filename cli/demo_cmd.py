@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import click
 
-from netsim.cli.trace_cmd import render_summary, run_traces, summarize
-
+from netsim.summary import render_summary, summarize
 
 MODES = ("iptables", "ipvs")
 
@@ -40,20 +39,20 @@ EXAMPLES = (
 def demo(mode, count, verbose) -> None:
     """kubectl's own manifests of the httpd-app flow (external → NodePort), then the httpd-app example
     (pod → Service by name, external → NodePort), traced in each proxy mode."""
-    from netsim.manifests import load
+    from netsim.api import load
     for example, what in EXAMPLES:
         for m in MODES if mode == "all" else (mode,):
-            cluster = load([f"example:{example}"])
-            for n in cluster.notices:
+            em = load(f"example:{example}", mode=m)
+            for n in em.notices:
                 click.echo(n, err=True)
-            for client, to, title in demo_scenarios(cluster, example):
+            for client, to, title in demo_scenarios(em.cluster, example):
                 click.secho(f"=== [{m}] example:{example} ({what}): {title}", bold=True)
                 try:
-                    _w, traces = run_traces(cluster, client, "default", to, None, m, 1, False)
-                    _w2, many = run_traces(cluster, client, "default", to, None, m, count, False)
+                    first = em.copy().trace(client, to)
+                    many = em.copy().traces(client, to, count)
                 except ValueError as e:
                     raise click.ClickException(str(e)) from None
-                click.echo(traces[0].render(verbose=verbose))
+                click.echo(first.render(verbose=verbose))
                 click.echo("")
                 click.echo(render_summary(summarize(many)))
                 click.echo("")

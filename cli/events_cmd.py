@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from netsim.cli.common import file_option, load_cluster
+from netsim.cli.common import file_option, load_emulator
 from netsim.events import format_events
 
 
@@ -14,12 +14,11 @@ from netsim.events import format_events
 @click.option("--stop-node", multiple=True, metavar="NODE", help="Stop a node's kubelet at t=0 (fault injection).")
 def events(files, namespace, advance: float, stop_node) -> None:
     """Print the ordered event log: apply, scheduling, pod start, endpoint slices, kube-proxy syncs."""
-    cluster = load_cluster(files)
+    em = load_emulator(files)
     for n in stop_node:
-        if cluster.node(n) is None:
+        if em.cluster.node(n) is None:
             raise click.ClickException(f"--stop-node: no node named {n!r}")
-        cluster.stop_node(n)
+        em.stop_node(n)
     if advance:
-        cluster.advance(advance)
-    evs = [e for e in cluster.event_log if namespace is None or e.namespace in ("", namespace)]
-    click.echo(format_events(evs))
+        em.advance(advance)
+    click.echo(format_events(em.events(namespace)))

@@ -1,12 +1,9 @@
 """`netsim rules -f FILE --node NODE`: the rule text kube-proxy programs on one node."""
 from __future__ import annotations
 
-import dataclasses
-import importlib
-
 import click
 
-from netsim.cli.common import load_cluster, validate_option
+from netsim.cli.common import load_emulator, validate_option
 
 
 @click.command("rules")
@@ -35,35 +32,10 @@ def rules(files, node: str, mode, tables, restore_input: bool, live: bool, name)
         return
     if not files:
         raise click.UsageError("Missing option '-f' / '--filename' (or use --live).")
-    from netsim.rules.iptables.proxier import ProxierInputError
-    from netsim.rules.iptables.render import iptables_save
-    cluster = load_cluster(files, quiet=True)
-    mode = mode or cluster.config.proxy_mode
-    if mode == "nftables":
-        from netsim.proxy import NFTABLES_NOT_YET
-        raise click.ClickException(NFTABLES_NOT_YET)
-    if mode == "ipvs":
-        try:
-            ipvs_proxier = importlib.import_module("netsim.rules.ipvs.proxier")
-        except ModuleNotFoundError:
-            raise click.ClickException("--mode ipvs: the IPVS proxier (netsim.rules.ipvs.proxier) "
-                                       "is not available in this build") from None
-        try:
-            state = ipvs_proxier.build(cluster, node)
-        except (ProxierInputError, ValueError) as e:
-            raise click.ClickException(str(e)) from None
-        if not restore_input:
-            state = dataclasses.replace(state, iptables=iptables_save(state.iptables))
-        click.echo(ipvs_proxier.render_sections(state), nl=False)
-        return
-    from netsim.rules.iptables.proxier import node_view_text, restore_data
+    em = load_emulator(files, quiet=True)
     try:
-        data = restore_data(cluster, node)
-        if restore_input:
-            text = data.text()
-        else:
-            text = iptables_save(node_view_text(data), tables=tables or None)
-    except ProxierInputError as e:
+        text = em.rules(node, mode=mode, restore_input=restore_input, tables=tuple(tables) or None)
+    except ValueError as e:
         raise click.ClickException(str(e)) from None
     click.echo(text, nl=False)
 

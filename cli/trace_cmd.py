@@ -2,61 +2,11 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
-from typing import Optional
 
 import click
 
-from netsim.cli.common import EXIT_NOT_DELIVERED, file_option, load_cluster
-
-
-def run_traces(cluster, client: str, namespace: str, to: str, proto: Optional[str], mode: Optional[str],
-               count: int, capture: bool):
-    """Resolve the target and walk ``count`` new connections; returns (walker, traces). Raises ValueError."""
-    from netsim.target import parse_target, resolve
-    from netsim.walker import Walker
-    walker = Walker(cluster, mode)
-    host = walker.host_for(client, namespace)
-    target = parse_target(to)
-    ns = host.name.split("/", 1)[0] if host.kind == "pod" else namespace
-    traces = []
-    for _ in range(count):
-        r = resolve(walker, host, target, proto, ns)
-        full = target.http and r.proto == "tcp"
-        payload = f"GET {target.path} HTTP/1.1\r\nHost: {target.host}\r\n\r\n".encode() if full else b""
-        traces.append(walker.connect(host, r.ip, r.port, r.proto, full=full, payload=payload, capture=capture,
-                                     target=to, resolved_by=r.how, notes=r.notes))
-    return walker, traces
-
-
-def conntrack_tables(walker) -> str:
-    out = []
-    for node in sorted(walker.conntrack):
-        if len(walker.conntrack[node]):
-            out.append(f"# conntrack -L (node {node})")
-            out.append(walker.conntrack_listing(node))
-    return "\n".join(out)
-
-
-def summarize(traces) -> dict:
-    by_endpoint: Counter = Counter()
-    by_outcome: Counter = Counter()
-    for t in traces:
-        o = t.outcome
-        by_outcome[o.disposition] += 1
-        if o.ok:
-            by_endpoint[f"{o.pod or o.host} {o.ip}:{o.port}"] += 1
-    return {"schema": "netsim.trace-summary/v1", "count": len(traces),
-            "outcomes": dict(sorted(by_outcome.items())), "endpoints": dict(sorted(by_endpoint.items()))}
-
-
-def render_summary(s: dict) -> str:
-    lines = [f"{s['count']} new connections"]
-    lines.append(f"{'ENDPOINT':<60} {'CONNECTIONS':>11} {'SHARE':>6}")
-    for ep, n in s["endpoints"].items():
-        lines.append(f"{ep:<60} {n:>11} {100.0 * n / s['count']:>5.1f}%")
-    lines.append("outcomes: " + ", ".join(f"{k} {v}" for k, v in s["outcomes"].items()))
-    return "\n".join(lines)
+from netsim.cli.common import EXIT_NOT_DELIVERED, file_option, load_emulator
+from netsim.summary import render_summary, summarize
 
 
 @click.command("trace")
@@ -80,21 +30,18 @@ def render_summary(s: dict) -> str:
 @click.option("--conntrack", "show_ct", is_flag=True, help="Afterwards, print `conntrack -L` of every node with entries.")
 def trace(files, client, namespace, to, proto, mode, seed, output, pcap, count, verbose, show_ct) -> None:
     """Trace a request from a pod, a node or the external host to its destination and back."""
-    cluster = load_cluster(files)
-    if seed is not None:
-        cluster.rng.seed(seed)
+    em = load_emulator(files, seed=seed)
     try:
-        walker, traces = run_traces(cluster, client, namespace, to, proto, mode, count, pcap is not None)
+        traces = em.traces(client, to, count, proto=proto, namespace=namespace, mode=mode, capture=pcap is not None)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     if pcap:
-        from netsim.pcap import save_traces
         try:
-            n = save_traces(pcap, traces, cluster.clock.now)
+            n = em.write_pcap(pcap, traces)
         except OSError as e:
             raise click.ClickException(f"--pcap {pcap}: cannot write: {e.strerror or e}") from None
         click.echo(f"wrote {n} packets to {pcap}", err=True)
-    ct_text = conntrack_tables(walker) if show_ct and output == "text" else ""
+    ct_text = em.conntrack(mode) if show_ct and output == "text" else ""
     if count == 1:
         t = traces[0]
         click.echo(t.to_json() if output == "json" else t.render(verbose=verbose))

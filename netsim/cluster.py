@@ -48,6 +48,7 @@ class Cluster:
         self.notices: list[str] = []                   # loader notices and warnings (skipped kinds, ...)
         self.skipped: list[str] = []                   # one line per object the loader skipped (shown with -v)
         self._watchers: list[Watcher] = []
+        self._shared = False                            # read-only, shared by emulator copies (share())
         self._namespaces: dict[str, Namespace] = {}
         self._nodes: dict[str, Node] = {}
         self._pods: dict[str, Pod] = {}
@@ -134,13 +135,22 @@ class Cluster:
 
     # ------------------------------------------------------------------ watch / events
     def watch(self, callback: Watcher) -> None:
-        self._watchers.append(callback)
+        if not self._shared:
+            self._watchers.append(callback)
+
+    def share(self) -> None:
+        """Declare this cluster read-only from now on, shared by several emulators
+        (``netsim.api.Emulator.copy``): it will never change again, so it keeps no watchers and
+        ``watch`` registers none. Whoever wants to change it works on a copy (pickle or snapshot)."""
+        self._shared = True
+        self._watchers = []
 
     def __getstate__(self) -> dict:
         """Copies and pickles of a cluster carry its objects, clock and RNG, not its watchers
-        (callbacks belong to whoever registered them in this process)."""
+        (callbacks belong to whoever registered them in this process); a copy is not shared."""
         state = self.__dict__.copy()
         state["_watchers"] = []
+        state["_shared"] = False
         return state
 
     def snapshot(self) -> "Cluster":

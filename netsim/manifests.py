@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import os
 import re
 from importlib import resources
 from typing import Iterable, Optional, Union
@@ -55,16 +56,17 @@ def example_path(name: str) -> str:
 
 def load(sources: Union[str, Iterable[str]], validate: str = "strict",
          limits: Optional[InputLimits] = None) -> Cluster:
-    """Read files (``-`` is standard input, ``example:NAME`` a built-in example) and build the
-    cluster; ManifestError on bad input.
+    """Read files (``-`` is standard input, ``example:NAME`` a built-in example, a str with a
+    newline is YAML text) and build the cluster, several sources merged as ``-f a -f b`` is;
+    ManifestError on bad input.
 
     `validate` is kubectl's --validate: "strict" refuses fields the Kubernetes API does not have,
     "warn" loads and adds a warning to the notices, "ignore" says nothing. `limits` bounds each
     source's size, YAML values and alias expansion (netsim.inputread)."""
     if isinstance(sources, str):
         sources = [sources]
-    sources = list(sources)
-    states = [s for s in sources if s.startswith(STATE_PREFIX)]
+    sources = [os.fspath(s) for s in sources]
+    states = [s for s in sources if "\n" not in s and s.startswith(STATE_PREFIX)]
     if states:
         if len(sources) > 1:
             raise ManifestError(f"{states[0]}: a saved cluster is read alone (apply more files to it with "
@@ -86,7 +88,14 @@ def read_documents(sources: Iterable[str], limits: Optional[InputLimits] = None,
     sources = list(sources)
     docs: list[Doc] = []
     empty: list[str] = []
-    for s in sources:
+    for i, s in enumerate(sources):
+        if "\n" in s:                                  # YAML text (netsim.load)
+            name = "<string>" if len(sources) == 1 else f"<string {i + 1}>"
+            found = _documents(name, s, limits)
+            if not found:
+                empty.append(name)
+            docs += found
+            continue
         path = example_path(s[len(EXAMPLE_PREFIX):]) if s.startswith(EXAMPLE_PREFIX) else s
         name = "stdin" if s == STDIN else s
         found = _documents(name, read_source(path, limits, name), limits)

@@ -39,6 +39,19 @@ class IptablesNetfilter:
             self.ctx.ipsets = ipsets
         return self
 
+    def fork(self, rng, memo: dict) -> "IptablesNetfilter":
+        """The same parsed and compiled rules with an evaluation context of its own (RNG, xt_recent
+        lists, statistic nth counters; ipsets mapped through ``memo``, a deepcopy memo of the
+        forked IPVS proxier that owns them): a rule set shared copy-on-write between emulators,
+        never re-rendered. The hit caches only hold rendered rule text and are shared."""
+        import copy
+        import dataclasses
+        f = copy.copy(self)
+        ctx = self.ctx
+        f.ctx = dataclasses.replace(ctx, rng=rng, recent=copy.deepcopy(ctx.recent), nth=dict(ctx.nth),
+                                    ipsets=memo.get(id(ctx.ipsets), ctx.ipsets) if ctx.ipsets is not None else None)
+        return f
+
     def has_rules(self, table: str, chain: str) -> bool:
         key = (table, chain)
         has = self._has.get(key)

@@ -312,6 +312,9 @@ class Trace:
         return json.dumps(self.to_dict(), indent=indent)
 
     # ------------------------------------------------------------------ text rendering
+    def __str__(self) -> str:
+        return self.render()
+
     def render(self, verbose: bool = False) -> str:
         f = self.flow
         lines = [f"flow  {f.client} {f.src}:{f.sport} -> {f.dst}:{f.dport} {f.proto.upper()}"

@@ -137,6 +137,46 @@ class Walker:
         self.stats = {"packets": 0, "rules_evaluated": 0}
         cluster.watch(self._on_event)
 
+    # ------------------------------------------------------------------ copies
+    def fork(self, rng) -> "Walker":
+        """An independent walker over the same cluster, which must not change while both use it
+        (``netsim.api.Emulator.copy`` shares it read-only): own RNG, conntrack tables, LB flows,
+        IPVS tables and connections, xt_recent lists; the hosts, sockets and each node's parsed and
+        compiled rules are shared (every rule set gets its own evaluation context). Cost: the
+        connection state, not the cluster's size (IPVS tables are copied per node)."""
+        import copy as _copy
+        w = Walker.__new__(Walker)
+        w.__dict__.update(self.__dict__)
+        for k, v in self.__dict__.items():         # containers not handled below: shallow copies
+            if isinstance(v, (dict, list, set)):
+                setattr(w, k, v.copy())
+        w.rng = rng
+        memo: dict = {id(self.cluster): self.cluster, id(self.rng): rng}
+        w.ipvs_proxiers = {n: _copy.deepcopy(kp, memo) for n, kp in self.ipvs_proxiers.items()}
+        w.ipvs_states = {n: w.ipvs_proxiers[n].state if n in w.ipvs_proxiers else _copy.deepcopy(st, memo)
+                         for n, st in self.ipvs_states.items()}
+        w._nf = {n: _fork_netfilter(nf, rng, memo) for n, nf in self._nf.items()}
+        w._previous_nf = {n: _fork_netfilter(nf, rng, memo) for n, nf in self._previous_nf.items()}
+        w._ipvs = {}                                   # hooks over the copied IPVS proxiers, made again lazily
+        w.conntrack = {n: _copy.deepcopy(ct) for n, ct in self.conntrack.items()}
+        w._clients = {}
+        w._coredns = None                              # own DNS servers (ClusterDNS has its own RNG), made lazily
+        w._coredns_pods = {}
+        w.sockets = {k: _with_dns_handlers(s, w, k) for k, s in self.sockets.items()}
+        self.cluster.watch(w._on_event)
+        return w
+
+    def rebind(self, cluster) -> None:
+        """Carry on over ``cluster`` (a copy of the one this walker had, with the same history):
+        connection state and compiled rules are kept; hosts and sockets are rebuilt at the next sync."""
+        self.cluster = cluster
+        for kp in self.ipvs_proxiers.values():
+            kp.cluster = cluster
+        self._coredns = None
+        self._coredns_pods = {}
+        self._dirty = True
+        cluster.watch(self._on_event)
+
     # ------------------------------------------------------------------ state
     def _on_event(self, ev) -> None:
         self._dirty = True
@@ -1110,3 +1150,39 @@ def _matches(req: tuple, r: Packet) -> bool:
 def _default_iptables_factory():
     from netsim.proxy import netfilter_factory_for
     return netfilter_factory_for("iptables")
+
+
+def _fork_netfilter(nf: Any, rng, memo: dict) -> Any:
+    """A node's rules for a forked walker: shared rule set, own evaluation context (see proxy.py)."""
+    fork = getattr(nf, "fork", None)
+    return fork(rng, memo) if fork is not None else nf
+
+
+def _with_dns_handlers(socks: Sockets, walker: "Walker", key: str) -> Sockets:
+    """``socks`` itself, or — for a CoreDNS pod, whose port 53 listeners answer through one walker's
+    DNS servers — a copy whose listeners answer through ``walker``'s server for that pod."""
+    import dataclasses
+    keys = [k for k in ((IPPROTO_UDP, 53), (IPPROTO_TCP, 53))
+            if k in socks.listeners and socks.listeners[k].handler is not None]
+    if not keys:
+        return socks
+    pod = walker.cluster.pod(*key.split("/", 1)) if "/" in key else None
+    handler = _PodDNSHandler(walker, pod.ip if pod is not None else None)
+    copy = Sockets()
+    copy.listeners = dict(socks.listeners)
+    for k in keys:
+        copy.listeners[k] = dataclasses.replace(socks.listeners[k], handler=handler)
+    return copy
+
+
+class _PodDNSHandler:
+    """A CoreDNS pod's DNS server, looked up in its walker when first asked."""
+
+    __slots__ = ("walker", "ip")
+
+    def __init__(self, walker: "Walker", ip: Optional[str]) -> None:
+        self.walker, self.ip = walker, ip
+
+    def __call__(self, payload: bytes, protocol: str = "udp") -> Optional[bytes]:
+        handler = self.walker.dns_handler(self.ip)
+        return handler(payload, protocol) if handler is not None else None

@@ -30,3 +30,8 @@ def test_every_command_the_readme_shows_exists():
     for cmd in sorted(shown | {"demo"}):
         res = runner.invoke(cli, [cmd, "--help"])
         assert res.exit_code == 0, (cmd, res.output)
+
+
+def test_readme_python_api_example_runs():
+    block = README.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(block, "README.md", "exec"), {})
