@@ -4,8 +4,10 @@ Upstream: kubernetes/kubernetes pkg/proxy/iptables/proxier_test.go, tracePacket 
 (source, protocol, destination, port -> every endpoint the packet may be DNATed to, or the ACCEPT /
 DROP / REJECT a rule gives, or "" when no rule decides; and whether it is masqueraded). The flow
 tables below are upstream's, case for case (TestTracePacket, TestNoEndpointsReject,
-TestClusterIPGeneral, TestLoadBalancer, TestNodePorts' IPv4 default case,
-TestExternalTrafficPolicyLocal/Cluster). Where upstream gives the rules as text, that text is
+TestClusterIPGeneral, TestLoadBalancer, TestNodePorts' IPv4 rows, TestHealthCheckNodePort,
+TestExternalTrafficPolicyLocal/Cluster; TestInternalTrafficPolicy and
+TestTerminatingEndpointsTrafficPolicyLocal as read in pkg/proxy/nftables/proxier_test.go, which
+asks the same packetFlowTest questions). Where upstream gives the rules as text, that text is
 used: TestTracePacket's own rules (built-in chains with the '-' policy), and
 TestOverallIPTablesRules' `expected` restore input (tests/golden/iptables/overall.txt), which has
 no jumps from the built-in chains: replay adds the ones kube-proxy ensures (EnsureRule), as a node
@@ -29,6 +31,7 @@ from netsim.manifests import load_text
 from netsim.packet import Packet, ip2int
 from netsim.rules.iptables import Engine, parse
 from netsim.rules.iptables.proxier import render
+from netsim.rules.iptables.proxier_cluster import proxier_config_for_node
 from netsim.rules.iptables.replay import flow_summary, replay_all, with_kube_proxy_jumps
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -151,19 +154,29 @@ def service(name, type_="ClusterIP", ports=(("p80", 80, "TCP", None, None),), ns
 
 
 def endpoint_slice(svc, endpoints, ports=(("p80", 80, "TCP"),), ns="ns1"):
-    """endpoints: (address, nodeName or None)"""
+    """endpoints: (address, nodeName or None[, (ready, serving, terminating)])"""
+    def ep(a, n, cond=None):
+        e = {"addresses": [a]}
+        if n:
+            e["nodeName"] = n
+        if cond is not None:
+            e["conditions"] = dict(zip(("ready", "serving", "terminating"), cond))
+        return e
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": f"{svc}-1", "namespace": ns, "labels": {"kubernetes.io/service-name": svc}},
-            "addressType": "IPv4",
-            "endpoints": [dict({"addresses": [a]}, **({"nodeName": n} if n else {})) for a, n in endpoints],
-            "ports": [{"name": n, "port": p, "protocol": proto} for n, p, proto in ports]}
+            "addressType": "IPv4", "endpoints": [ep(*e) for e in endpoints],
+            "ports": [{"name": n, "port": p, "protocol": proto} if n else {"port": p, "protocol": proto}
+                      for n, p, proto in ports]}
 
 
-def node_engine(*docs) -> Engine:
+def node_engine(*docs, **proxier) -> Engine:
+    """The test node's rules; ``proxier`` overrides kube-proxy settings (fp.localhostNodePorts, ...)."""
     namespaces = sorted({d["metadata"]["namespace"] for d in docs})
     objs = [CLUSTER] + [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in namespaces]
     cluster = load_text(yaml.safe_dump_all(objs + list(docs)), "upstream.yaml")
-    return Engine(parse(render(cluster, "test-node"), source="test-node"))
+    # NewFakeProxier's interfaces: lo 127.0.0.1, eth0 testNodeIP, eth1 testNodeIPAlt
+    config = proxier_config_for_node(cluster, "test-node", node_ips=["127.0.0.1", *TEST_NODE_IPS[:2]], **proxier)
+    return Engine(parse(render(cluster, "test-node", config=config), source="test-node"))
 
 
 def _run(engine, flows):
@@ -232,15 +245,40 @@ def test_load_balancer():
              ("same node to LB2, SNATted to LB2 (implicitly allowed)", "5.6.7.8", "tcp", "5.6.7.8", 80, ep, True)])
 
 
-def test_node_ports_ipv4_localhost_nodeports_enabled():
+NODE_PORT_CASES = [
+    # (name, localhostNodePorts, nodePortAddresses, allowAltNodeIP) -- TestNodePorts, IPv4 rows
+    ("ipv4, localhost-nodeports enabled", True, None, True),
+    ("ipv4, localhost-nodeports disabled", False, None, True),
+    ("ipv4, localhost-nodeports disabled, localhost in nodeport-addresses", False,
+     ["192.168.0.0/24", "127.0.0.1/32"], False),
+    ("ipv4, localhost-nodeports enabled, multiple nodeport-addresses", False,
+     ["192.168.0.0/24", "192.168.1.0/24", "2001:db8::/64"], True),
+]
+
+
+@pytest.mark.parametrize("name,localhost,addresses,alt", NODE_PORT_CASES, ids=[c[0] for c in NODE_PORT_CASES])
+def test_node_ports(name, localhost, addresses, alt):
     e = node_engine(service("svc1", "NodePort", (("p80", 80, "TCP", 3001, None),), clusterIP="172.30.0.41"),
-                    endpoint_slice("svc1", [("10.180.0.1", None), ("10.180.2.1", "test-node")]))
+                    endpoint_slice("svc1", [("10.180.0.1", None), ("10.180.2.1", "test-node")]),
+                    localhost_nodeports=localhost, node_port_addresses=addresses)
     out = "10.180.0.1:80, 10.180.2.1:80"
     _run(e, [("pod to cluster IP", "10.0.0.2", "tcp", "172.30.0.41", 80, out, False),
              ("external to nodePort", TEST_EXTERNAL_CLIENT, "tcp", TEST_NODE_IP, 3001, out, True),
              ("node to nodePort", TEST_NODE_IP, "tcp", TEST_NODE_IP, 3001, out, True),
-             ("localhost to nodePort gets masqueraded", "127.0.0.1", "tcp", "127.0.0.1", 3001, out, True),
-             ("external to nodePort on secondary IP", TEST_EXTERNAL_CLIENT, "tcp", "192.168.1.2", 3001, out, True)])
+             ("localhost to nodePort", "127.0.0.1", "tcp", "127.0.0.1", 3001,
+              out if localhost else "", localhost),
+             ("external to nodePort on secondary IP", TEST_EXTERNAL_CLIENT, "tcp", "192.168.1.2", 3001,
+              out if alt else "", alt)])
+
+
+def test_health_check_node_port():
+    svc = service("svc1", "LoadBalancer", (("p80", 80, "TCP", 3001, None),), clusterIP="172.30.0.42",
+                  externalTrafficPolicy="Local", healthCheckNodePort=30000)
+    flow = ("firewall accepts HealthCheckNodePort", "1.2.3.4", "tcp", TEST_NODE_IP, 30000)
+    _run(node_engine(svc, node_port_addresses=["127.0.0.0/8"]), [flow + ("ACCEPT", False)])
+    # fp.OnServiceDelete(svc): the Service is gone, and with it the rule
+    empty = Engine(parse(render(load_text(yaml.safe_dump(CLUSTER), "upstream.yaml"), "test-node"), source="none"))
+    _run(empty, [flow + ("", False)])
 
 
 def _etp_service(policy):
@@ -278,3 +316,54 @@ def test_external_traffic_policy_cluster():
              ("pod to NodePort hits both endpoints, masqueraded", "10.0.0.2", "tcp", TEST_NODE_IP, 3001, both, True),
              ("external to NodePort hits both endpoints, masqueraded", TEST_EXTERNAL_CLIENT, "tcp", TEST_NODE_IP, 3001,
               both, True)])
+
+
+# pkg/proxy/nftables/proxier_test.go, where these two tables were read (same packetFlowTest shape)
+ITP_CASES = [
+    ("internalTrafficPolicy is cluster", "Cluster",
+     [("10.0.1.1", "test-node"), ("10.0.1.2", "node1"), ("10.0.1.3", "node2")], "10.0.1.1:80, 10.0.1.2:80, 10.0.1.3:80"),
+    ("internalTrafficPolicy is local and there is one local endpoint", "Local",
+     [("10.0.1.1", "test-node"), ("10.0.1.2", "node1"), ("10.0.1.3", "node2")], "10.0.1.1:80"),
+    ("internalTrafficPolicy is local and there are multiple local endpoints", "Local",
+     [("10.0.1.1", "test-node"), ("10.0.1.2", "test-node"), ("10.0.1.3", "node2")], "10.0.1.1:80, 10.0.1.2:80"),
+    ("internalTrafficPolicy is local and there are no local endpoints", "Local",
+     [("10.0.1.1", "node0"), ("10.0.1.2", "node1"), ("10.0.1.3", "node2")], "DROP"),
+]
+
+
+@pytest.mark.parametrize("name,policy,endpoints,output", ITP_CASES, ids=[c[0] for c in ITP_CASES])
+def test_internal_traffic_policy(name, policy, endpoints, output):
+    svc = service("svc1", clusterIP="172.30.1.1", ports=((None, 80, "TCP", None, None),), internalTrafficPolicy=policy)
+    ready = [(a, n, (True, None, None)) for a, n in endpoints]
+    slice_ = endpoint_slice("svc1", ready, ((None, 80, "TCP"),))
+    flow = ("pod to ClusterIP", "10.0.0.2", "tcp", "172.30.1.1", 80)
+    _run(node_engine(svc, slice_), [flow + (output, False)])
+    _run(node_engine(svc), [flow + ("REJECT", False)])                 # endpoints deleted
+
+
+T, F = True, False
+TERMINATING_LOCAL_CASES = [
+    ("ready endpoints exist",
+     [("10.0.1.1", "test-node", (T, T, F)), ("10.0.1.2", "test-node", (T, T, F)),
+      ("10.0.1.3", "test-node", (F, T, T)), ("10.0.1.4", "test-node", (F, F, T)), ("10.0.1.5", "node-1", (T, T, F))],
+     "10.0.1.1:80, 10.0.1.2:80, 10.0.1.5:80", "10.0.1.1:80, 10.0.1.2:80"),
+    ("only terminating endpoints exist",
+     [("10.0.1.2", "test-node", (F, T, T)), ("10.0.1.3", "test-node", (F, T, T)),
+      ("10.0.1.4", "test-node", (F, F, T)), ("10.0.1.5", "node-1", (T, T, F))],
+     "10.0.1.5:80", "10.0.1.2:80, 10.0.1.3:80"),
+    ("terminating endpoints on remote node", [("10.0.1.5", "node-1", (F, T, T))], "10.0.1.5:80", "DROP"),
+    ("no usable endpoints on any node",
+     [("10.0.1.5", "test-node", (F, F, T)), ("10.0.1.5", "node-1", (F, F, T))], "REJECT", "REJECT"),
+]
+
+
+@pytest.mark.parametrize("name,endpoints,to_cluster_ip,to_lb", TERMINATING_LOCAL_CASES,
+                         ids=[c[0] for c in TERMINATING_LOCAL_CASES])
+def test_terminating_endpoints_traffic_policy_local(name, endpoints, to_cluster_ip, to_lb):
+    svc = service("svc1", "LoadBalancer", ((None, 80, "TCP", None, 80),), clusterIP="172.30.1.1",
+                  externalTrafficPolicy="Local", healthCheckNodePort=30000, lb_ips=["1.2.3.4"])
+    flows = [("pod to clusterIP", "10.0.0.2", "tcp", "172.30.1.1", 80),
+             ("external to LB", TEST_EXTERNAL_CLIENT, "tcp", "1.2.3.4", 80)]
+    _run(node_engine(svc, endpoint_slice("svc1", endpoints, ((None, 80, "TCP"),))),
+         [flows[0] + (to_cluster_ip, False), flows[1] + (to_lb, False)])
+    _run(node_engine(svc), [f + ("REJECT", False) for f in flows])    # endpoints deleted
