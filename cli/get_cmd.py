@@ -55,8 +55,11 @@ def get(resource: str, files, namespace: str, all_namespaces: bool, output) -> N
 def _nodes(nodes, wide):
     header = ["NAME", "STATUS", "ROLES", "AGE", "VERSION"] + (["INTERNAL-IP", "POD-CIDR"] if wide else [])
     rows = []
-    for i, n in enumerate(nodes):
-        row = [n.name, "Ready" if n.ready else "NotReady", "control-plane" if i == 0 else "<none>", "-", "v1.33.0"]
+    for n in nodes:
+        # kubectl's node printer: every node-role.kubernetes.io/ROLE label, and kubernetes.io/role
+        roles = sorted({k.split("/", 1)[1] for k in n.labels if k.startswith("node-role.kubernetes.io/")}
+                       | ({n.labels["kubernetes.io/role"]} if n.labels.get("kubernetes.io/role") else set()))
+        row = [n.name, "Ready" if n.ready else "NotReady", ",".join(roles) or "<none>", "-", "v1.33.0"]
         rows.append(row + ([n.ip, n.pod_cidr] if wide else []))
     return header, rows
 

@@ -18,7 +18,7 @@ from netsim.events import Event, WatchEvent, Watcher
 from netsim.ipam import (AllocationError, ClusterIPAllocator, LoadBalancerIPAllocator,
                          NodeCIDRAllocator, PodIPAllocator, PortAllocator)
 from netsim.model import ClusterConfig, Deployment, EndpointSlice, Namespace, Node, Pod, Service
-from netsim.scheduler import schedule
+from netsim.scheduler import schedule, unschedulable_message
 
 NODE_MONITOR_PERIOD = 5.0          # kube-controller-manager --node-monitor-period
 TERMINATION_GRACE_PERIOD = 30.0    # pod.spec.terminationGracePeriodSeconds default
@@ -481,13 +481,12 @@ class Cluster:
                 del self._pending[key]
                 continue
             if not pod.node_name:
-                chosen = schedule(pod, nodes, counts, self.rng)
+                chosen = schedule(pod, nodes, counts, self.rng, self._siblings_per_node(pod))
                 if chosen is None:
                     if key not in self._unschedulable_reported:
                         self._unschedulable_reported.add(key)
-                        self.record("FailedScheduling", f"pod/{pod.name}",
-                                    f"0/{len(nodes)} nodes are available: no Ready node matches nodeSelector "
-                                    f"{pod.node_selector}", "default-scheduler", pod.namespace, "Warning")
+                        self.record("FailedScheduling", f"pod/{pod.name}", unschedulable_message(pod, nodes),
+                                    "default-scheduler", pod.namespace, "Warning")
                     continue
                 pod.node_name = chosen
                 counts[chosen] = counts.get(chosen, 0) + 1
@@ -495,6 +494,16 @@ class Cluster:
                             f"Successfully assigned {pod.namespace}/{pod.name} to {chosen}",
                             "default-scheduler", pod.namespace)
             self._kubelet_start(pod)
+
+    def _siblings_per_node(self, pod: Pod) -> dict[str, int]:
+        """Bound pods with the same owner as `pod`, per node (what default topology spreading counts)."""
+        out: dict[str, int] = {}
+        if pod.owner:
+            for key in self._pods_by_owner.get((pod.namespace, pod.owner[0], pod.owner[1]), ()):
+                other = self._pods[key]
+                if other.node_name and not other.terminating:
+                    out[other.node_name] = out.get(other.node_name, 0) + 1
+        return out
 
     def _kubelet_start(self, pod: Pod) -> None:
         node = self._nodes[pod.node_name]
@@ -830,6 +839,7 @@ def _copy_pod(template: Pod) -> Pod:
     """A fresh pod from a template (a deep copy; dataclasses.replace is ~10x cheaper than deepcopy)."""
     return dataclasses.replace(
         template, labels=dict(template.labels), node_selector=dict(template.node_selector),
+        tolerations=list(template.tolerations),
         ports=[dataclasses.replace(p) for p in template.ports], images=list(template.images),
         listen=list(template.listen) if template.listen is not None else None,
         dns_config=copy.deepcopy(template.dns_config) if template.dns_config is not None else None)

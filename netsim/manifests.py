@@ -17,7 +17,8 @@ from netsim.cluster import Cluster, ClusterError
 from netsim.docfields import Doc, ManifestError
 from netsim.endpointslices import resolve_target_port
 from netsim.inputread import STDIN, InputLimits, read_source, yaml_documents
-from netsim.model import ClusterConfig, ContainerPort, Deployment, Node, Pod, Service, ServicePort
+from netsim.model import (CONTROL_PLANE_TAINT_KEY, TAINT_EFFECTS, ClusterConfig, ContainerPort, Deployment, Node,
+                          Pod, Service, ServicePort, Taint, Toleration)
 
 EXAMPLE_PREFIX = "example:"
 STATE_PREFIX = "state:"          # a saved cluster (netsim.statedir), e.g. state:.netsim-state
@@ -371,12 +372,14 @@ def cluster_config(doc: Doc) -> tuple[ClusterConfig, Optional[list[Node]]]:
         raise doc.fail("spec.nodes", "Required value: at least one node")
     node_net = ipaddress.ip_network(cfg.node_network)
     nodes, names = [], set()
+    roles: list[Optional[str]] = []
+    taints: list[Optional[list[Taint]]] = []
     for i, n in enumerate(raw_nodes):
         path = f"spec.nodes[{i}]"
         if isinstance(n, str):
             n = {"name": n}
         if isinstance(n, dict):
-            _no_unknown_fields(doc, n, path, ("ip", "labels", "name", "zone"))
+            _no_unknown_fields(doc, n, path, ("ip", "labels", "name", "role", "taints", "zone"))
         name = doc.check(doc.get(n, "name", f"{path}.name", str), f"{path}.name", v.dns1123_subdomain)
         if name in names:
             raise doc.fail(f"{path}.name", f"Duplicate value: {name!r}")
@@ -393,8 +396,50 @@ def cluster_config(doc: Doc) -> tuple[ClusterConfig, Optional[list[Node]]]:
         taken = next((n.name for n in nodes if n.ip == ip), None)
         if taken:
             raise doc.fail(f"{path}.ip", f"Duplicate value: {ip!r} is already the IP of node {taken!r}")
+        role = doc.get(n, "role", f"{path}.role", str, None)
+        if role not in (None, "control-plane", "worker"):
+            raise doc.fail(f"{path}.role", f'Unsupported value: {role!r}: supported values: "control-plane", "worker"')
+        roles.append(role)
+        taints.append(_node_taints(doc, n, path))
         nodes.append(Node(name=name, ip=ip, labels=labels, zone=zone))
+    kubeadm_roles(nodes, roles, taints)
     return cfg, nodes
+
+
+def _node_taints(doc: Doc, n: dict, path: str) -> Optional[list[Taint]]:
+    """A node's taints as kubeadm's nodeRegistration.taints sets them (None: kubeadm's default)."""
+    raw = doc.get(n, "taints", f"{path}.taints", list, None)
+    if raw is None:
+        return None
+    out = []
+    for j, t in enumerate(raw):
+        tpath = f"{path}.taints[{j}]"
+        if isinstance(t, dict):
+            _no_unknown_fields(doc, t, tpath, ("effect", "key", "value"))
+        key = doc.check(doc.get(t, "key", f"{tpath}.key", str), f"{tpath}.key", v.qualified_name)
+        effect = doc.get(t, "effect", f"{tpath}.effect", str)
+        if effect not in TAINT_EFFECTS:
+            raise doc.fail(f"{tpath}.effect", f"Unsupported value: {effect!r}: supported values: "
+                           + ", ".join(f'"{e}"' for e in TAINT_EFFECTS))
+        out.append(Taint(key, doc.get(t, "value", f"{tpath}.value", str, ""), effect))
+    return out
+
+
+def kubeadm_roles(nodes: list[Node], roles: list[Optional[str]], taints: list[Optional[list[Taint]]]) -> None:
+    """kubeadm's node roles: the node `kubeadm init` ran on (the first, unless some node says
+    `role: control-plane`) is the control plane, labelled node-role.kubernetes.io/control-plane and
+    node.kubernetes.io/exclude-from-external-load-balancers and tainted
+    node-role.kubernetes.io/control-plane:NoSchedule (kubeadm's default nodeRegistration.taints).
+    A one-node cluster's control plane is not tainted: workloads must run somewhere (the kubeadm
+    docs' "control plane node isolation" step for single-machine clusters, minikube and kind)."""
+    if "control-plane" not in roles:
+        roles = ["control-plane"] + list(roles[1:]) if roles and roles[0] is None else list(roles)
+    for node, role, own in zip(nodes, roles, taints):
+        if role == "control-plane":
+            node.labels.setdefault(CONTROL_PLANE_TAINT_KEY, "")
+            node.labels.setdefault("node.kubernetes.io/exclude-from-external-load-balancers", "")
+        default = [Taint(CONTROL_PLANE_TAINT_KEY, "", "NoSchedule")] if role == "control-plane" and len(nodes) > 1 else []
+        node.taints = list(own) if own is not None else default
 
 
 def check_address_plan(doc: Doc, pod_cidr: str, cfg: ClusterConfig) -> None:
@@ -422,15 +467,21 @@ def check_address_plan(doc: Doc, pod_cidr: str, cfg: ClusterConfig) -> None:
 def default_nodes(cfg: ClusterConfig, count: int = 3) -> list[Node]:
     """Without a Cluster document: three nodes node-1..node-3 at .2, .3, .4 of the node network."""
     net = ipaddress.ip_network(cfg.node_network)
-    return [Node(name=f"node-{i}", ip=str(net.network_address + 1 + i),
-                 labels={"kubernetes.io/hostname": f"node-{i}"}) for i in range(1, count + 1)]
+    nodes = [Node(name=f"node-{i}", ip=str(net.network_address + 1 + i),
+                  labels={"kubernetes.io/hostname": f"node-{i}"}) for i in range(1, count + 1)]
+    kubeadm_roles(nodes, [None] * count, [None] * count)
+    return nodes
 
 
 def coredns_objects(cfg: ClusterConfig) -> list:
     """kubeadm's CoreDNS: Deployment `coredns` and Service `kube-dns` in kube-system."""
     template = Pod(name="", namespace="kube-system", labels={"k8s-app": "kube-dns"},
                    ports=[ContainerPort(53, "UDP", "dns"), ContainerPort(53, "TCP", "dns-tcp"),
-                          ContainerPort(9153, "TCP", "metrics")], dns_policy="Default")
+                          ContainerPort(9153, "TCP", "metrics")], dns_policy="Default",
+                   images=["registry.k8s.io/coredns/coredns:v1.12.0"],
+                   # kubeadm's CoreDNS Deployment (cmd/kubeadm/app/phases/addons/dns/manifests.go)
+                   tolerations=[Toleration("CriticalAddonsOnly", "Exists"),
+                                Toleration(CONTROL_PLANE_TAINT_KEY, "Equal", "", "NoSchedule")])
     deploy = Deployment(kind="Deployment", name="coredns", namespace="kube-system", replicas=cfg.coredns_replicas,
                         selector={"k8s-app": "kube-dns"}, template=template,
                         template_hash=objects.pod_template_hash({"coredns": cfg.coredns_replicas}))

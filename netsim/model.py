@@ -14,6 +14,38 @@ class ContainerPort:
     name: Optional[str] = None
 
 
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+CONTROL_PLANE_TAINT_KEY = "node-role.kubernetes.io/control-plane"   # kubeadm's control-plane label and taint
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    value: str = ""
+    effect: str = "NoSchedule"
+
+    def __str__(self) -> str:                  # as kubectl describe node prints it
+        return f"{self.key}{'=' + self.value if self.value else ''}:{self.effect}"
+
+
+@dataclass(frozen=True)
+class Toleration:
+    key: str = ""                              # empty with operator Exists: tolerates every taint
+    operator: str = "Equal"                    # Equal | Exists
+    value: str = ""
+    effect: str = ""                           # empty: every effect
+
+    def tolerates(self, taint: Taint) -> bool:
+        """core/v1 Toleration.ToleratesTaint (staging/src/k8s.io/api/core/v1/toleration.go)."""
+        if self.effect and self.effect != taint.effect:
+            return False
+        if self.key and self.key != taint.key:
+            return False
+        if self.operator == "Exists":
+            return True
+        return self.value == taint.value
+
+
 @dataclass
 class Node:
     name: str
@@ -24,6 +56,11 @@ class Node:
     running: bool = True                      # kubelet alive (fault injection: stop/start)
     last_heartbeat: float = 0.0               # cluster clock seconds
     zone: Optional[str] = None
+    taints: list[Taint] = field(default_factory=list)
+
+    @property
+    def control_plane(self) -> bool:
+        return CONTROL_PLANE_TAINT_KEY in self.labels
 
 
 @dataclass
@@ -47,6 +84,7 @@ class Pod:
     uid: str = ""
     images: list[str] = field(default_factory=list)             # spec.containers[].image
     listen: Optional[list[tuple[int, str]]] = None              # annotation netsim.io/listen (None: absent)
+    tolerations: list[Toleration] = field(default_factory=list)
 
     @property
     def key(self) -> str:

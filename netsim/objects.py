@@ -8,8 +8,8 @@ from typing import Optional
 from netsim import validation as v
 from netsim.docfields import Doc
 from netsim.listen import LISTEN_ANNOTATION, parse_listen
-from netsim.model import (PROTOCOLS, ContainerPort, Deployment, Endpoint, EndpointPort, EndpointSlice,
-                          Namespace, Pod, Service, ServicePort)
+from netsim.model import (PROTOCOLS, TAINT_EFFECTS, ContainerPort, Deployment, Endpoint, EndpointPort,
+                          EndpointSlice, Namespace, Pod, Service, ServicePort, Toleration)
 
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
@@ -76,12 +76,38 @@ def pod_spec(doc: Doc, spec: dict, path: str) -> Pod:
         doc.check(hostname, f"{path}.hostname", v.dns1123_label)
     if subdomain:
         doc.check(subdomain, f"{path}.subdomain", v.dns1123_label)
-    return Pod(name="", ports=ports, images=images,
+    tolerations = parse_tolerations(doc, spec, path)
+    return Pod(name="", ports=ports, images=images, tolerations=tolerations,
                node_name=doc.get(spec, "nodeName", f"{path}.nodeName", str, None),
                node_selector=doc.str_map(spec, "nodeSelector", f"{path}.nodeSelector"),
                hostname=hostname, subdomain=subdomain,
                host_network=doc.get(spec, "hostNetwork", f"{path}.hostNetwork", bool, False),
                dns_policy=dns_policy, dns_config=dns_config)
+
+
+def parse_tolerations(doc: Doc, spec: dict, path: str) -> list[Toleration]:
+    """spec.tolerations, checked as ValidateTolerations (pkg/apis/core/validation) does."""
+    out = []
+    for i, t in enumerate(doc.get(spec, "tolerations", f"{path}.tolerations", list, [])):
+        tpath = f"{path}.tolerations[{i}]"
+        key = doc.get(t, "key", f"{tpath}.key", str, "")
+        op = doc.get(t, "operator", f"{tpath}.operator", str, "Equal")
+        value = doc.get(t, "value", f"{tpath}.value", str, "")
+        effect = doc.get(t, "effect", f"{tpath}.effect", str, "")
+        if key:
+            doc.check(key, f"{tpath}.key", v.qualified_name)
+        if op not in ("Equal", "Exists"):
+            raise doc.fail(f"{tpath}.operator", f'Unsupported value: {op!r}: supported values: "Equal", "Exists"')
+        if not key and op != "Exists":
+            raise doc.fail(f"{tpath}.operator", f"Invalid value: {op!r}: operator must be Exists when `key` is empty, "
+                           "which means \"match all values and all keys\"")
+        if op == "Exists" and value:
+            raise doc.fail(f"{tpath}.operator", "Invalid value: value must be empty when `operator` is 'Exists'")
+        if effect and effect not in TAINT_EFFECTS:
+            raise doc.fail(f"{tpath}.effect", f"Unsupported value: {effect!r}: supported values: "
+                           + ", ".join(f'"{e}"' for e in TAINT_EFFECTS))
+        out.append(Toleration(key, op, value, effect))
+    return out
 
 
 def listen_annotation(doc: Doc, meta: dict, path: str) -> Optional[list[tuple[int, str]]]:

@@ -26,7 +26,7 @@ Where expectations come from:
   unconfirmed conntrack"): connections to a deleted real server are flushed, so a UDP flow that
   reuses its source port is scheduled afresh.
 
-Cluster: tests/walker_cluster.py (web-1 10.244.0.2 on node-1, web-2 10.244.1.2 on node-2). The
+Cluster: tests/walker_cluster.py (web-1 10.244.0.2 on node-1, web-2 10.244.1.3 on node-2 after a CoreDNS replica). The
 emulated proxier adds real servers in IP:port order (kube-proxy: Go set order, proxier.go syncEndpoint) and
 the kernel inserts each at the head of the list, so a two-endpoint virtual server lists
 [web-2, web-1] and rr on every node starts with web-2, then alternates exactly. Each node has its
@@ -102,7 +102,7 @@ def test_clusterip_rr_alternates_exactly_and_each_node_schedules_alone():
     c, w = walker()
     vip = svc_ip(c, "web")
     # kernel list [web-2, web-1] (newest first): rr starts at the head, then alternates
-    assert real_servers(w, "node-1", vip, 80) == [("10.244.1.2:8080", 1), ("10.244.0.2:8080", 1)]
+    assert real_servers(w, "node-1", vip, 80) == [("10.244.1.3:8080", 1), ("10.244.0.2:8080", 1)]
     seq = [w.connect(w.host_for("pod/client-1"), vip, 80).outcome.pod for _ in range(6)]
     assert seq == [WEB2, WEB1] * 3
     # node-3's IPVS has its own rr position: its first connection also goes to the list head
@@ -112,7 +112,7 @@ def test_clusterip_rr_alternates_exactly_and_each_node_schedules_alone():
     listing = ipvsadm(w, "node-1")
     block = listing.split(f"TCP  {vip}:80 rr\n", 1)[1].splitlines()[:2]
     assert [line.split() for line in block] == [["->", "10.244.0.2:8080", "Masq", "1", "3", "0"],
-                                                ["->", "10.244.1.2:8080", "Masq", "1", "3", "0"]]
+                                                ["->", "10.244.1.3:8080", "Masq", "1", "3", "0"]]
 
 
 def test_trace_shows_virtual_server_and_scheduler_instead_of_rule_traversal():
@@ -128,9 +128,9 @@ def test_trace_shows_virtual_server_and_scheduler_instead_of_rule_traversal():
     assert any(s.detail == f"{vip} is local -> INPUT" for s in t.request.steps("ROUTED"))
     # ... and IPVS at LOCAL_IN names the virtual server, the scheduler and the real server
     [step] = ipvs_steps(t)
-    assert step == (f"LOCAL_IN: dnat {vip}:80 -> 10.244.1.2:8080 "
-                    f"({vip}:80/TCP: rr scheduled 10.244.1.2:8080)")
-    assert t.request.steps("IPVS")[0].extra == {"before": f"{vip}:80", "after": "10.244.1.2:8080"}
+    assert step == (f"LOCAL_IN: dnat {vip}:80 -> 10.244.1.3:8080 "
+                    f"({vip}:80/TCP: rr scheduled 10.244.1.3:8080)")
+    assert t.request.steps("IPVS")[0].extra == {"before": f"{vip}:80", "after": "10.244.1.3:8080"}
 
 
 def test_rules_evaluated_per_first_packet_do_not_grow_with_services():
@@ -237,7 +237,7 @@ def test_nodeport_local_policy_without_local_endpoint_differs_between_modes():
     # -- the reply does not match the client's connection and is discarded.
     c, w = walker("ipvs")
     t = w.connect(w.host_for("external"), "192.168.49.4", 30081)
-    assert real_servers(w, "node-3", "192.168.49.4", 30081) == [("10.244.1.2:8080", 1), ("10.244.0.2:8080", 1)]
+    assert real_servers(w, "node-3", "192.168.49.4", 30081) == [("10.244.1.3:8080", 1), ("10.244.0.2:8080", 1)]
     assert t.outcome.disposition == "DELIVERED" and t.outcome.pod == WEB2
     assert t.outcome.seen_source == f"{t.flow.src}:{t.flow.sport}"   # no masquerade (Local policy)
     r = t.outcome.reply
@@ -330,9 +330,9 @@ def test_named_target_port_resolves_per_pod_and_alternates():
     client = w.host_for("pod/client-3")
     seen = [(t.outcome.pod, t.outcome.port) for t in
             (w.connect(client, svc_ip(c, "multi"), 80) for _ in range(4))]
-    # real servers 10.244.0.3:8080 (multi-a) and 10.244.1.3:9090 (multi-b); list head = multi-b
+    # real servers 10.244.0.3:8080 (multi-a) and 10.244.1.4:9090 (multi-b); list head = multi-b
     assert seen == [("default/multi-b", 9090), ("default/multi-a", 8080)] * 2
-    assert real_servers(w, "node-3", svc_ip(c, "multi"), 80) == [("10.244.1.3:9090", 1), ("10.244.0.3:8080", 1)]
+    assert real_servers(w, "node-3", svc_ip(c, "multi"), 80) == [("10.244.1.4:9090", 1), ("10.244.0.3:8080", 1)]
 
 
 @both_modes
@@ -381,7 +381,7 @@ def test_node_failure_after_grace_period(mode):
     if mode == "ipvs":
         # web-2 is no longer schedulable: deleted, or quiesced at weight 0 while its (dead)
         # connections drain (kube-proxy graceful termination)
-        assert all(w_ == 0 for a, w_ in real_servers(w, "node-3", ip, 80) if a == "10.244.1.2:8080")
+        assert all(w_ == 0 for a, w_ in real_servers(w, "node-3", ip, 80) if a == "10.244.1.3:8080")
 
 
 def test_reply_is_un_natted_by_ipvs_and_conntrack_tracks_it():

@@ -93,7 +93,11 @@ def test_cluster_document_every_field():
     assert cfg.seed == 42 and cfg.upstream_dns == {"example.com": ["93.184.216.34"]}
     a, b = c.nodes()
     assert (a.name, a.ip, a.zone, a.pod_cidr) == ("a", "10.1.0.5", "z1", "10.32.0.0/20")
-    assert a.labels == {"disk": "ssd", "kubernetes.io/hostname": "a", "topology.kubernetes.io/zone": "z1"}
+    # a, listed first, is where kubeadm init ran: the control plane, labelled and tainted as kubeadm does
+    assert a.labels == {"disk": "ssd", "kubernetes.io/hostname": "a", "topology.kubernetes.io/zone": "z1",
+                        "node-role.kubernetes.io/control-plane": "",
+                        "node.kubernetes.io/exclude-from-external-load-balancers": ""}
+    assert [str(t) for t in a.taints] == ["node-role.kubernetes.io/control-plane:NoSchedule"] and b.taints == []
     assert (b.name, b.ip, b.pod_cidr) == ("b", "10.1.0.3", "10.32.16.0/20")   # default IP: .2 + index
 
 
@@ -178,7 +182,8 @@ def test_pods_spread_over_nodes():
     per_node = {}
     for p in c.pods():
         per_node[p.node_name] = per_node.get(p.node_name, 0) + 1
-    assert per_node == {"node-1": 2, "node-2": 2, "node-3": 2}
+    # node-1 is kubeadm's control plane, tainted NoSchedule: the pods spread over the two workers
+    assert per_node == {"node-2": 3, "node-3": 3}
 
 
 @pytest.mark.parametrize("status, ready", [("True", True), ("False", False), ("Unknown", False)])

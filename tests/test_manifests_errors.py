@@ -177,7 +177,7 @@ CASES = [
     (CLUSTER + "spec: {proxymode: ipvs}\n",
      "app.yaml: document 1 (Cluster 'a'): spec.proxymode: unknown field (did you mean \"proxyMode\"?)"),
     (CLUSTER + "spec: {nodes: [{name: a, adress: 192.168.49.9}]}\n",
-     "app.yaml: document 1 (Cluster 'a'): spec.nodes[0].adress: unknown field (known: ip, labels, name, zone)"),
+     "app.yaml: document 1 (Cluster 'a'): spec.nodes[0].adress: unknown field (known: ip, labels, name, role, taints, zone)"),
     (CLUSTER + "spec: {coredns: {enable: false}}\n",
      "app.yaml: document 1 (Cluster 'a'): spec.coredns.enable: unknown field (did you mean \"enabled\"?)"),
     (CLUSTER + "spec: {nodes: []}\n", "app.yaml: document 1 (Cluster 'a'): spec.nodes: Required value: at least one node"),

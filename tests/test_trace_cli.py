@@ -65,7 +65,7 @@ def test_count_summary(manifest):
     r = run("trace", "-f", manifest, "--from", "pod/client-3", "--to", "web:80", "--count", "40", "--seed", "5")
     assert r.exit_code == 0, r.output
     assert "40 new connections" in r.output
-    assert "default/web-1 10.244.0.2:8080" in r.output and "default/web-2 10.244.1.2:8080" in r.output
+    assert "default/web-1 10.244.0.2:8080" in r.output and "default/web-2 10.244.1.3:8080" in r.output
     assert "outcomes: DELIVERED 40" in r.output
     j = json.loads(run("trace", "-f", manifest, "--from", "pod/client-3", "--to", "web:80",
                        "--count", "10", "-o", "json").stdout)
@@ -94,7 +94,7 @@ def test_conntrack_flag_lists_node_tables(manifest):
 
 def test_pcap_option(manifest, tmp_path):
     out = tmp_path / "x.pcapng"
-    r = CliRunner().invoke(cli, ["trace", "-f", manifest, "--from", "pod/client-1", "--to", "10.244.1.2:8080",
+    r = CliRunner().invoke(cli, ["trace", "-f", manifest, "--from", "pod/client-1", "--to", "10.244.1.3:8080",
                                  "--pcap", str(out)])
     assert r.exit_code == 0, r.output
     data = out.read_bytes()
