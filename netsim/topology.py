@@ -130,6 +130,14 @@ def _mac(seed: str) -> str:
     return "02:" + ":".join(f"{b:02x}" for b in h[:5])    # locally administered
 
 
+def external_ip_node(cluster) -> Optional[str]:
+    """The node a Service's externalIPs are routed to: the network admin's static route, to the first
+    Ready node by name (the same for every externalIP; no health check, so with externalTrafficPolicy
+    Local and no local endpoint there, kube-proxy drops the traffic on that node)."""
+    ready = sorted(n.name for n in cluster.nodes() if n.ready and n.running)
+    return ready[0] if ready else None
+
+
 class Topology:
     """All hosts of one cluster, wired as a kubeadm + flannel cluster wires them."""
 
@@ -144,6 +152,7 @@ class Topology:
         self.node_by_ip: dict[int, Host] = {}
         self.lb_ips: set[int] = set()
         self.external_ips: set[int] = set()
+        self.external_ip_nodes: dict[int, str] = {}     # externalIP -> the node the admin routes it to
         net, plen = parse_cidr(cfg.node_network)
         self.node_net, self.node_plen = net, plen
         self.underlay = Segment("node-network")
@@ -263,10 +272,20 @@ class Topology:
                     r.routes.add(Route(a, 32, "eth0", via=self.lb_host_ip, proto="static"))
             for ip in svc.external_ips:
                 a = ip2int(ip)
+                if a in self.lb_ips:
+                    continue                   # also a LoadBalancer ingress IP: the LB owns it
                 self.external_ips.add(a)
-                # The network admin routes externalIPs to the cluster edge; here: via the LB host.
-                if a not in self.underlay.neighbours:
-                    r.routes.add(Route(a, 32, "eth0", via=self.lb_host_ip, proto="static"))
+                # An externalIP is no host's address: kube-proxy only DNATs it on the node it reaches
+                # (Kubernetes docs, Service "External IPs": "Kubernetes does not manage allocation of
+                # externalIPs; these are the responsibility of the cluster administrator"). The admin
+                # routes it to a node: router and external client send it via the edge host, also when
+                # it lies inside the node network (nobody answers ARP for it there), and the edge
+                # forwards it, unchanged, to one fixed node (external_ip_node) — no health check.
+                for h in (r, c):
+                    h.routes.add(Route(a, 32, "eth0", via=self.lb_host_ip, proto="static"))
+                node = external_ip_node(self.cluster)
+                if node is not None:
+                    self.external_ip_nodes[a] = node
 
     # ------------------------------------------------------------------ queries
     def host(self, name: str) -> Host:

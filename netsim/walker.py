@@ -1058,6 +1058,10 @@ class Walker:
                 heapq.heappush(heap, (hit[1], key))
 
     def _lb_candidates(self, pkt: Packet) -> tuple[list[str], str]:
+        static = self.topology.external_ip_nodes.get(pkt.dst)
+        if pkt.dst in self.topology.external_ips:
+            # externalIPs: the admin's static route to one node (netsim.topology.external_ip_node)
+            return ([static] if static else []), "externalIP: the network admin's static route to a node"
         nodes = [n for n in self.cluster.nodes() if n.ready]
         svc = None
         for s in self.cluster.services():

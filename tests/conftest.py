@@ -73,3 +73,40 @@ def fuzz_budget(request) -> FuzzBudget:
     if n:
         return FuzzBudget(rules_examples=n, verify_clusters=n, verify_flows=120, long=True)
     return FuzzBudget(rules_examples=40, verify_clusters=5, verify_flows=60, long=False)
+
+
+# ---------------------------------------------------------------------------- every rendered rule set
+# tests/rule_collector.py: every rule set any test renders is kept (deduplicated) and loaded into the
+# kernel by the session's last test, tests/test_zz_rendered_rule_sets.py.
+COLLECTOR_TEST = "test_zz_rendered_rule_sets.py"
+
+
+def pytest_configure(config):
+    from rule_collector import RuleSetCollector
+    config.netsim_rule_sets = RuleSetCollector()
+    config.netsim_rule_sets.install()
+
+
+def pytest_unconfigure(config):
+    collector = getattr(config, "netsim_rule_sets", None)
+    if collector is not None:
+        collector.uninstall()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    last = [i for i in items if i.path.name == COLLECTOR_TEST]
+    items[:] = [i for i in items if i.path.name != COLLECTOR_TEST] + last
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    collector = getattr(item.config, "netsim_rule_sets", None)
+    if collector is not None:
+        collector.current_test = item.nodeid
+    yield
+
+
+@pytest.fixture(scope="session")
+def rendered_rule_sets(request):
+    """Everything the tests so far have rendered (tests/rule_collector.py)."""
+    return request.config.netsim_rule_sets

@@ -273,10 +273,18 @@ def clusters(draw: Any, max_services: int = 4) -> GeneratedCluster:
 
 
 def describe(gc: GeneratedCluster) -> str:
-    """A failing example as a reader wants it: the YAML and the command that reproduces it."""
+    """A failing example as a reader wants it: the YAML (also saved to a file) and the command that
+    reproduces it."""
+    import hashlib
+    import tempfile
+    from pathlib import Path
+    out = Path(tempfile.gettempdir()) / "netsim-fuzz"
+    out.mkdir(exist_ok=True)
+    path = out / f"fuzz-{hashlib.sha256(gc.text.encode()).hexdigest()[:12]}.yaml"
+    path.write_text(gc.text)
     return textwrap.dedent(f"""\
-        # reproduce: save this as fuzz.yaml, then (as root)
-        #   unshare --net --mount --propagation private -- {gc.reproduce()}
+        # reproduce (saved as {path}), as root:
+        #   unshare --net --mount --propagation private -- {gc.reproduce(str(path))}
         """) + gc.text
 
 

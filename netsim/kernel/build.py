@@ -239,6 +239,10 @@ class KernelCluster:
         if pod.host_network:
             return
         self._new_netns(pod.netns)
+        # a pod answers a datagram to a port nothing listens on with ICMP port unreachable; without this
+        # the per-peer ICMP limiter swallows those after a burst (see NODE_SYSCTLS), which the emulator
+        # does not model
+        netns.write_sysctl(pod.netns, "net.ipv4.icmp_ratemask", "0")
         mtu = UNDERLAY_MTU - VXLAN_OVERHEAD if self.plan.pod_network == "vxlan" else UNDERLAY_MTU
         with netns.iproute(node.netns) as ipr:
             ipr.link("add", ifname=pod.veth, kind="veth", mtu=mtu,

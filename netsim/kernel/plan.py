@@ -14,7 +14,7 @@ from typing import Any, Optional
 from netsim.kernel import naming
 from netsim.listen import listen_ports
 from netsim.packet import int2ip
-from netsim.topology import Topology
+from netsim.topology import Topology, external_ip_node
 
 DNS_LABEL = ("k8s-app", "kube-dns")      # CoreDNS pods' label (kubeadm's coredns Deployment)
 
@@ -157,9 +157,13 @@ def build_plan(cluster: Any, name: str) -> KernelPlan:
         if svc.type != "LoadBalancer" and not svc.external_ips:
             continue
         node_name = announcing_node(cluster, svc)
-        for ip in list(svc.load_balancer_ips) + list(svc.external_ips):
+        for ip in svc.load_balancer_ips:
             if node_name:
                 edge.vip_routes[ip] = nodes[node_name].ip
+        static = external_ip_node(cluster)         # the admin's static route: one node, no health check
+        for ip in svc.external_ips:
+            if static and ip not in edge.vip_routes:
+                edge.vip_routes[ip] = nodes[static].ip
     return KernelPlan(cluster=name, underlay_netns=naming.underlay_netns(name),
                       node_prefixlen=node_net.prefixlen, pod_network=cfg.pod_network,
                       nodes=nodes, pods=pods, edge=edge)

@@ -139,6 +139,8 @@ def flow_kinds(cluster: Any, plan: Any) -> list[FlowSpec]:
             clients.append((f"node/{name}", "", n.netns))
     external = ("external", "", plan.edge.external_netns)
     domain = cluster.config.cluster_domain
+    # by-name flows need the cluster DNS: the kube-dns Service at dnsServiceIP (coredns enabled)
+    dns = any(s.cluster_ip == cluster.config.dns_service_ip for s in cluster.services())
     specs: list[FlowSpec] = []
     running_nodes = [n for n in plan.nodes.values() if n.running]
     for svc in sorted(cluster.services(), key=lambda s: s.key):
@@ -154,7 +156,7 @@ def flow_kinds(cluster: Any, plan: Any) -> list[FlowSpec]:
             for label, kns, ns in clients:
                 specs.append(FlowSpec(label, kns, ns, svc.cluster_ip, sp.port, sp.protocol, f"ClusterIP {tgt}",
                                       affinity=aff))
-                if label.startswith("pod/"):
+                if label.startswith("pod/") and dns:
                     specs.append(FlowSpec(label, kns, ns, svc.cluster_ip, sp.port, sp.protocol,
                                           f"ClusterIP {tgt}", by_name=f"{svc.name}.{svc.namespace}.svc.{domain}",
                                           affinity=aff))
@@ -194,6 +196,9 @@ def emulator_outcome(trace: Any, client_host: str = "") -> Outcome:
     * Delivered, but the reply does not come back from the address the client sent to (NAT not
       undone, e.g. an asymmetric path) or not at all: the client's TCP handshake never completes
       and a connected UDP socket ignores the stray datagram, so the client times out: dropped.
+    * Refused, but the RST or ICMP error is lost on the way back (e.g. conntrack INVALID where the
+      request's NAT happened on another node) or comes back without the NAT undone (the same
+      asymmetric path): no socket matches it, so the client times out as well: dropped.
     * No route at a later hop (the router): the ICMP net unreachable aborts a TCP connect in
       SYN_SENT (tcp_v4_err) but is ignored by UDP without IP_RECVERR (__udp4_lib_err, non-fatal
       code): TCP "unreachable-remote", UDP dropped.
@@ -208,6 +213,11 @@ def emulator_outcome(trace: Any, client_host: str = "") -> Outcome:
     if d == "unreachable" and o.host and o.host != client_host:
         d = "unreachable-remote" if proto == "tcp" else "dropped"
     if d == "delivered" and not (o.reply.received and o.reply.matches_request):
+        d = "dropped"
+    if d == "refused" and o.client_error != "ECONNREFUSED" and not (o.reply.received and o.reply.matches_request):
+        # the RST / ICMP port unreachable is lost, or comes back on an asymmetric path with the NAT not
+        # undone: its addresses (or the datagram quoted in the ICMP error) name the endpoint, not what
+        # the client connected to, so no socket takes it (tcp_v4_rcv / __udp4_lib_err find none)
         d = "dropped"
     if d != "delivered":
         return (d, None, None)
