@@ -382,15 +382,15 @@ class Conntrack:
         if which == "dst":
             # outer dst <- target dst; quoted packet's *source* was that address
             old = pkt.dst
-            if old == ip and inner.src == ip:
-                return None
+            if old == ip and inner.src == ip and (not port or inner.sport == port):
+                return None                  # (MASQUERADE may keep the address and change the port)
             pkt.dst = ip
             inner.src = ip
             if inner.sport != port and port:
                 inner.sport = port
         else:
             old = pkt.src
-            if old == ip and inner.dst == ip:
+            if old == ip and inner.dst == ip and (not port or inner.dport == port):
                 return None
             pkt.src = ip
             inner.dst = ip

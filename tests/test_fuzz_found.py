@@ -64,3 +64,21 @@ def test_tcp_and_udp_ports_of_one_number_share_a_node_port():
                            "  - {name: a, port: 53, protocol: TCP, targetPort: 8080, nodePort: 30053}\n"
                            "  - {name: b, port: 53, protocol: UDP, targetPort: 8080, nodePort: 30053}\n"))
     assert [p.node_port for p in c.service("default", "s0").ports] == [30053, 30053]
+
+
+def test_icmp_error_undoes_a_masquerade_that_kept_the_address():
+    """Found by the verify fuzz: a node sends UDP to a ClusterIP whose endpoint on another node has no
+    listener. kube-proxy masquerades (not from the pod network), MASQUERADE keeps the node's address and
+    --random-fully changes the port; the pod's ICMP port unreachable must get the quoted datagram's
+    source port restored (nf_nat_icmp_reply_translation), so the client's socket sees ECONNREFUSED."""
+    from netsim.walker import Walker
+    c = load_text(CLUSTER.replace("  - {name: node-1, ip: 192.168.49.2}\n",    # host-gw: the node's own
+                                  "  - {name: node-1, ip: 192.168.49.2}\n  - {name: node-2, ip: 192.168.49.3}\n"
+                                  "  podNetwork: host-gw\n")                     # address is the source
+                  .replace("nodeName: node-1", "nodeName: node-2")
+                  + "---\napiVersion: v1\nkind: Service\nmetadata: {name: s0}\nspec:\n  selector: {app: web}\n"
+                    "  ports: [{port: 443, protocol: UDP, targetPort: 8080}]\n")
+    w = Walker(c)
+    t = w.connect(w.host_for("node/node-1"), c.service("default", "s0").cluster_ip, 443, "udp")
+    assert t.outcome.disposition == "NO_LISTENER"
+    assert t.outcome.reply.received and t.outcome.reply.matches_request
