@@ -306,12 +306,18 @@ def endpoint_slice(doc: Doc) -> EndpointSlice:
     at = doc.get(doc.body, "addressType", "addressType", str)
     if at not in ("IPv4", "IPv6", "FQDN"):
         raise doc.fail("addressType", f'Unsupported value: {at!r}: supported values: "IPv4", "IPv6", "FQDN"')
+    # pkg/apis/discovery/validation ValidateEndpointSlice: validateEndpoints, validatePorts
     endpoints = []
-    for i, e in enumerate(doc.get(doc.body, "endpoints", "endpoints", list, [])):
+    raw_endpoints = doc.get(doc.body, "endpoints", "endpoints", list, [])
+    if len(raw_endpoints) > 1000:
+        raise doc.fail("endpoints", f"Too many: {len(raw_endpoints)}: must have at most 1000 items")
+    for i, e in enumerate(raw_endpoints):
         path = f"endpoints[{i}]"
-        addrs = doc.get(e, "addresses", f"{path}.addresses", list)
-        if not 1 <= len(addrs) <= 100:
-            raise doc.fail(f"{path}.addresses", "Invalid value: must have between 1 and 100 addresses")
+        addrs = doc.get(e, "addresses", f"{path}.addresses", list, [])
+        if not addrs:
+            raise doc.fail(f"{path}.addresses", "Required value: must contain at least 1 address")
+        if len(addrs) > 100:
+            raise doc.fail(f"{path}.addresses", f"Too many: {len(addrs)}: must have at most 100 items")
         if at == "IPv4":
             for j, a in enumerate(addrs):
                 # discovery validation: a valid IPv4 address, then ValidateNonSpecialIP
@@ -326,20 +332,37 @@ def endpoint_slice(doc: Doc) -> EndpointSlice:
             ready=_condition(doc, cond, "ready", path, True),
             serving=_condition(doc, cond, "serving", path, True),
             terminating=_condition(doc, cond, "terminating", path, False),
-            node_name=doc.get(e, "nodeName", f"{path}.nodeName", str, None),
-            hostname=doc.get(e, "hostname", f"{path}.hostname", str, None),
+            node_name=_checked(doc, e, "nodeName", path, v.dns1123_subdomain),      # ValidateNodeName
+            hostname=_checked(doc, e, "hostname", path, v.dns1123_label),
             zone=doc.get(e, "zone", f"{path}.zone", str, None),
             target_ref=(ref.get("kind", "Pod"), ref.get("namespace", ns), ref.get("name", "")) if ref else None))
     ports = []
+    port_names: set[str] = set()
     for i, p in enumerate(doc.get(doc.body, "ports", "ports", list, [])):
         path = f"ports[{i}]"
-        num = doc.check(doc.get(p, "port", f"{path}.port", int), f"{path}.port", v.port_number)
-        proto = doc.get(p, "protocol", f"{path}.protocol", str, "TCP")
+        pname = doc.get(p, "name", f"{path}.name", str, "")          # SetDefaults_EndpointPort: ""
+        if pname:
+            doc.check(pname, f"{path}.name", v.dns1123_label)
+        if pname in port_names:
+            raise doc.fail(f"{path}.name", f"Duplicate value: {pname!r}")
+        port_names.add(pname)
+        proto = doc.get(p, "protocol", f"{path}.protocol", str, "TCP")   # SetDefaults_EndpointPort: TCP
         if proto not in PROTOCOLS:
-            raise doc.fail(f"{path}.protocol", f"Unsupported value: {proto!r}")
-        ports.append(EndpointPort(num, proto, doc.get(p, "name", f"{path}.name", str, "")))
+            raise doc.fail(f"{path}.protocol", f"Unsupported value: {proto!r}: supported values: "
+                           + ", ".join(f'"{x}"' for x in sorted(PROTOCOLS)))
+        num = doc.get(p, "port", f"{path}.port", int, None)
+        if not num:
+            # the API server accepts a port without a number ("all ports", not implemented); kube-proxy
+            # skips it (endpointslicecache.go: "Ignoring invalid endpoint port"), so it is not kept
+            continue
+        ports.append(EndpointPort(doc.check(num, f"{path}.port", v.port_number), proto, pname))
     return EndpointSlice(name=name, namespace=ns, service_name=svc_name, address_type=at, endpoints=endpoints,
                          ports=ports, managed_by=labels.get("endpointslice.kubernetes.io/managed-by", "user"))
+
+
+def _checked(doc: Doc, obj: dict, key: str, path: str, rule) -> Optional[str]:
+    value = doc.get(obj, key, f"{path}.{key}", str, None)
+    return None if value is None else doc.check(value, f"{path}.{key}", rule)
 
 
 def _condition(doc: Doc, cond: dict, name: str, path: str, if_nil: bool) -> bool:
