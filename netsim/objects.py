@@ -197,6 +197,7 @@ def service(doc: Doc) -> Service:
     if cip == "None" and typ not in ("ClusterIP",):
         raise doc.fail("spec.clusterIP", "Invalid value: \"None\": may only be set to 'None' for ClusterIP services")
     svc.cluster_ip = cip or None
+    _check_cluster_ips(doc, spec, cip)
     if "selector" in spec and spec["selector"] is not None:
         svc.selector = doc.str_map(spec, "selector", "spec.selector")
     svc.ports = service_ports(doc, spec, typ)
@@ -386,6 +387,26 @@ def _source_ranges(doc: Doc, spec: dict, typ: str) -> list[str]:
         raise doc.fail(path, f"Invalid value: {shown!r}: must be a list of IP ranges. For example, "
                        "10.240.0.0/24,10.250.0.0/24")
     return [r.strip() for r in ranges]
+
+
+def _check_cluster_ips(doc: Doc, spec: dict, cip: Optional[str]) -> None:
+    """spec.clusterIPs next to spec.clusterIP (ValidateServiceClusterIPsRelatedFields; the API server fills
+    clusterIPs from clusterIP, never the reverse), and a second cluster IP on a single-stack cluster
+    (alloc.go initIPFamilyFields)."""
+    ips = doc.get(spec, "clusterIPs", "spec.clusterIPs", list, [])
+    if not ips:
+        return
+    if not cip:
+        raise doc.fail("spec.clusterIPs", f"Invalid value: {ips!r}: must be empty when `clusterIP` is not specified")
+    if ips[0] != cip:
+        raise doc.fail("spec.clusterIPs", f"Invalid value: {ips!r}: first value must match `clusterIP`")
+    if len(ips) > 1:
+        policy = spec.get("ipFamilyPolicy") or "SingleStack"
+        if policy == "SingleStack":
+            raise doc.fail("spec.ipFamilyPolicy", "Invalid value: 'SingleStack': must be 'RequireDualStack' or "
+                           "'PreferDualStack' when multiple cluster IPs are specified")
+        family = "IPv6" if ":" in str(ips[1]) else "IPv4"
+        raise doc.fail("spec.clusterIPs[1]", f"Invalid value: {ips!r}: {family} is not configured on this cluster")
 
 
 IP_FAMILY_POLICIES = ("PreferDualStack", "RequireDualStack", "SingleStack")

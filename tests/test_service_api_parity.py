@@ -123,3 +123,18 @@ def test_ip_families_default_single_stack_ipv4() -> None:
 ])
 def test_ip_families_the_cluster_cannot_serve_are_refused(spec: str, message: str) -> None:
     assert refused(spec + "  ports: [{port: 80}]\n") == D + message
+
+
+def test_cluster_ips_next_to_cluster_ip() -> None:
+    _, s = svc("  clusterIP: 10.96.0.50\n  clusterIPs: [10.96.0.50]\n  ports: [{port: 80}]\n")
+    assert s.cluster_ip == "10.96.0.50"
+    assert refused("  clusterIPs: [10.96.0.50]\n  ports: [{port: 80}]\n") == (
+        D + "spec.clusterIPs: Invalid value: ['10.96.0.50']: must be empty when `clusterIP` is not specified")
+    assert refused("  clusterIP: 10.96.0.50\n  clusterIPs: [10.96.0.51]\n  ports: [{port: 80}]\n") == (
+        D + "spec.clusterIPs: Invalid value: ['10.96.0.51']: first value must match `clusterIP`")
+    assert refused("  clusterIP: 10.96.0.50\n  clusterIPs: [10.96.0.50, 'fd00::5']\n  ports: [{port: 80}]\n") == (
+        D + "spec.ipFamilyPolicy: Invalid value: 'SingleStack': must be 'RequireDualStack' or 'PreferDualStack' "
+            "when multiple cluster IPs are specified")
+    assert refused("  clusterIP: 10.96.0.50\n  clusterIPs: [10.96.0.50, 'fd00::5']\n  ipFamilyPolicy: PreferDualStack\n"
+                   "  ports: [{port: 80}]\n") == (
+        D + "spec.clusterIPs[1]: Invalid value: ['10.96.0.50', 'fd00::5']: IPv6 is not configured on this cluster")
