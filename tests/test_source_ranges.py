@@ -35,3 +35,14 @@ def test_zero_cidr_means_no_source_ranges(ranges: list[str]) -> None:
 
 def test_other_ranges_are_kept() -> None:
     assert _lb(["192.168.0.0/16", " 10.0.0.1/8"]).load_balancer_source_ranges == ["192.168.0.0/16", "10.0.0.0/8"]
+
+
+def test_ipvs_node_port_without_node_addresses_skips_its_health_check_port() -> None:
+    """pkg/proxy/ipvs/proxier.go syncProxyRules: without node IPs the nodePort block `continue`s, and the
+    healthCheckNodePort handling after it is skipped with it."""
+    svc = ServicePortInfo(namespace="ns1", name="svc1", cluster_ip="172.30.0.41", port=80, node_port=3001,
+                          load_balancer_vips=["1.2.3.4"], external_policy_local=True, health_check_node_port=30000)
+    eps = {endpoints_key(svc): [EndpointInfo("10.180.0.1", 80, is_local=True)]}
+    cfg = ProxierConfig.upstream_test_fake()
+    assert desired_state([svc], eps, cfg, []).ipset_entries[S.KUBE_HEALTH_CHECK_NODE_PORT] == set()
+    assert desired_state([svc], eps, cfg, ["192.168.0.2"]).ipset_entries[S.KUBE_HEALTH_CHECK_NODE_PORT] == {"30000"}

@@ -186,7 +186,11 @@ def desired_state(ports: list[ServicePortInfo], endpoints: dict[str, list[Endpoi
                     out.lb_no_node_access.append((lb, proto, svc.port))
             vs(lb, svc.port, "LoadBalancer", lb not in node_addr_set, svc.external_policy_local)
 
-        if svc.node_port and nodeport_addresses:
+        if svc.node_port and not nodeport_addresses:
+            # syncProxyRules: "Skip nodePort configuration since an error occurred when computing
+            # nodeAddresses or nodeIPs" -- a `continue` that also skips the healthCheckNodePort below
+            continue
+        if svc.node_port:
             if proto == "sctp":
                 np_entries = [f"{ip},sctp:{svc.node_port}" for ip in nodeport_addresses]
                 np_set, np_local = S.KUBE_NODE_PORT_SCTP, S.KUBE_NODE_PORT_LOCAL_SCTP
