@@ -192,6 +192,9 @@ def parse_objects(docs: list[Doc], validate: str, notices: list[str],
 def _apply(cluster: Cluster, objs: list, origins: list[str]) -> None:
     try:
         cluster.apply(objs, origins)
+        for pod in objs:        # manifests of pods being deleted (metadata.deletionTimestamp)
+            if isinstance(pod, Pod) and pod.deletion_grace_period is not None and not pod.terminating:
+                cluster.delete_pod(pod.namespace, pod.name, grace_period=pod.deletion_grace_period)
     except ClusterError as e:
         raise ManifestError(str(e)) from None
 

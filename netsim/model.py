@@ -77,6 +77,7 @@ class Pod:
     ready: bool = True                        # Ready condition (readiness probe)
     phase: str = "Pending"                    # Pending | Running | Failed
     terminating: bool = False                 # deletionTimestamp set
+    deletion_grace_period: Optional[float] = None   # a manifest's deletionTimestamp: delete once placed
     host_network: bool = False
     dns_policy: str = "ClusterFirst"
     dns_config: Optional[dict] = None          # {nameservers, searches, options:[{name,value}]}

@@ -130,6 +130,13 @@ def pod(doc: Doc) -> Pod:
     p = pod_spec(doc, doc.get(doc.body, "spec", "spec", dict), "spec")
     p.name, p.namespace, p.labels = name, ns, labels
     p.listen = listen_annotation(doc, doc.body["metadata"], "metadata")
+    # a pod being deleted, as `kubectl get pod -o yaml` shows it during its grace period: the loader
+    # deletes it once it runs (netsim.manifests._apply), so it is Terminating with its endpoints
+    # terminating (serving while Ready: EndpointSlice controller podToEndpoint)
+    meta = doc.body["metadata"]
+    if doc.get(meta, "deletionTimestamp", "metadata.deletionTimestamp", str, None):
+        p.deletion_grace_period = float(doc.get(meta, "deletionGracePeriodSeconds",
+                                                "metadata.deletionGracePeriodSeconds", int, 30))
     status = doc.get(doc.body, "status", "status", dict, {})
     for i, cond in enumerate(doc.get(status, "conditions", "status.conditions", list, [])):
         ctype = doc.get(cond, "type", f"status.conditions[{i}].type", str)

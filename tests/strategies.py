@@ -108,6 +108,9 @@ def _pods(draw: Any, node_names: list[str]) -> list[dict]:
         variant = draw(st.sampled_from(sorted(POD_PORTS)))
         ports = [{"name": nm, "containerPort": num, "protocol": proto} for nm, num, proto in POD_PORTS[variant]]
         meta: dict[str, Any] = {"name": f"{app}-{i}", "labels": {"app": app}}
+        if draw(st.integers(0, 4)) == 0:         # being deleted: Terminating for its grace period
+            meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+            meta["deletionGracePeriodSeconds"] = 30
         pod: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
                                "spec": {"nodeName": draw(st.sampled_from(node_names)),
                                         "containers": [{"name": "srv", "image": "httpd", "ports": ports}]}}

@@ -82,3 +82,16 @@ def test_icmp_error_undoes_a_masquerade_that_kept_the_address():
     t = w.connect(w.host_for("node/node-1"), c.service("default", "s0").cluster_ip, 443, "udp")
     assert t.outcome.disposition == "NO_LISTENER"
     assert t.outcome.reply.received and t.outcome.reply.matches_request
+
+
+def test_a_pod_manifest_with_a_deletion_timestamp_is_terminating():
+    """The generator's terminating pods: a pod as `kubectl get -o yaml` shows it while it is being deleted
+    runs on its node, is Terminating, and its endpoint is terminating and serving (ready false)."""
+    c = load_text(CLUSTER.replace("  name: web-0\n", "  name: web-0\n  deletionTimestamp: '2026-01-01T00:00:00Z'\n"
+                                  "  deletionGracePeriodSeconds: 30\n")
+                  + "---\napiVersion: v1\nkind: Service\nmetadata: {name: s0}\nspec:\n  selector: {app: web}\n"
+                    "  ports: [{port: 80, targetPort: 8080}]\n")
+    pod = c.pod("default", "web-0")
+    assert pod.terminating and pod.ip and pod.phase == "Running"
+    (ep,) = [e for s in c.endpoint_slices("default", "s0") for e in s.endpoints]
+    assert (ep.ready, ep.serving, ep.terminating) == (False, True, True)
