@@ -95,3 +95,29 @@ def test_a_pod_manifest_with_a_deletion_timestamp_is_terminating():
     assert pod.terminating and pod.ip and pod.phase == "Running"
     (ep,) = [e for s in c.endpoint_slices("default", "s0") for e in s.endpoints]
     assert (ep.ready, ep.serving, ep.terminating) == (False, True, True)
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_no_arp_answer_on_the_clients_own_host_may_time_out_first(proto):
+    """Found by the verify fuzz: a hand-written endpoint at a free pod address on the client node. The
+    emulator says NEIGHBOR_UNREACHABLE at once; the kernel reports EHOSTUNREACH only after neighbour
+    resolution gives up (3 probes, 1 s apart), so a client with a shorter timeout times out. verify
+    accepts both, and nothing else."""
+    from netsim.kernel.probe import Probe, ProbeResult
+    from netsim.kernel.verify import FlowSpec, Prediction, compare, emulator_outcome
+    from netsim.walker import Walker
+    c = load_text(CLUSTER + "---\napiVersion: v1\nkind: Service\nmetadata: {name: s0}\nspec:\n"
+                  f"  ports: [{{port: 80, protocol: {proto.upper()}}}]\n---\n"
+                  "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: s0-manual\n"
+                  "  labels: {kubernetes.io/service-name: s0}\naddressType: IPv4\n"
+                  "endpoints: [{addresses: [10.244.0.200], nodeName: node-1}]\n"
+                  f"ports: [{{port: 80, protocol: {proto.upper()}}}]\n")
+    w = Walker(c)
+    vip = c.service("default", "s0").cluster_ip
+    t = w.connect(w.host_for("node/node-1"), vip, 80, proto)
+    assert t.outcome.disposition == "NEIGHBOR_UNREACHABLE"
+    pred = Prediction(outcomes={emulator_outcome(t, "node-1")})
+    spec = FlowSpec("node/node-1", "", "ns", vip, 80, proto.upper(), "ClusterIP default/s0:80")
+    verdict = {k: compare(spec, ProbeResult(Probe("ns", vip, 80, proto.upper()), k), pred)[0]
+               for k in ("timeout", "unreachable", "refused", "answered")}
+    assert verdict == {"timeout": True, "unreachable": True, "refused": False, "answered": False}

@@ -199,6 +199,8 @@ def emulator_outcome(trace: Any, client_host: str = "") -> Outcome:
     * Refused, but the RST or ICMP error is lost on the way back (e.g. conntrack INVALID where the
       request's NAT happened on another node) or comes back without the NAT undone (the same
       asymmetric path): no socket matches it, so the client times out as well: dropped.
+    * No ARP answer on the client's own host: "unreachable-neighbour" (EHOSTUNREACH after about
+      3 s, or a timeout first; see _ALSO_ACCEPTED).
     * No route at a later hop (the router): the ICMP net unreachable aborts a TCP connect in
       SYN_SENT (tcp_v4_err) but is ignored by UDP without IP_RECVERR (__udp4_lib_err, non-fatal
       code): TCP "unreachable-remote", UDP dropped.
@@ -212,6 +214,8 @@ def emulator_outcome(trace: Any, client_host: str = "") -> Outcome:
         return ("denied", None, None)
     if d == "unreachable" and o.host and o.host != client_host:
         d = "unreachable-remote" if proto == "tcp" else "dropped"
+    elif o.disposition == "NEIGHBOR_UNREACHABLE":
+        d = "unreachable-neighbour"
     if d == "delivered" and not (o.reply.received and o.reply.matches_request):
         d = "dropped"
     if d == "refused" and o.client_error != "ECONNREFUSED" and not (o.reply.received and o.reply.matches_request):
@@ -283,7 +287,11 @@ def resolve_a(netns_name: str, name: str, server: str, timeout: float = 2.0) -> 
 # An ICMP error sent by a forwarding host for a missing route goes through ip_error()'s own limiter
 # (net.ipv4.route.error_cost 1 s, error_burst 5 s: a host-global sysctl we must not change), so after
 # a burst the TCP client of such a flow times out instead of failing at once.
-_ALSO_ACCEPTED = {"unreachable-remote": {"unreachable", "dropped"}}
+_ALSO_ACCEPTED = {"unreachable-remote": {"unreachable", "dropped"},
+                  # The client's own host gets no ARP answer: the kernel reports EHOSTUNREACH only once
+                  # neighbour resolution fails, after mcast_solicit (3) probes retrans_time_ms (1 s)
+                  # apart (ip-sysctl.rst, neigh/default); a probe with a shorter timeout sees a timeout.
+                  "unreachable-neighbour": {"unreachable", "dropped"}}
 
 
 def compare(spec: FlowSpec, kernel: ProbeResult, pred: Prediction) -> tuple[bool, str]:
