@@ -21,8 +21,9 @@ import uuid
 from pathlib import Path
 
 from netsim.rules.iptables.proxier import node_view_text
-from netsim.rules.iptables.proxier_inputs import EndpointInfo, LocalTrafficDetector, ProxierConfig, ServicePortInfo
-from netsim.rules.iptables.proxier_sync import endpoints_key, sync_proxy_rules
+from netsim.benchmarks.sync import synthetic_inputs
+from netsim.rules.iptables.proxier_inputs import ProxierConfig, ServicePortInfo
+from netsim.rules.iptables.proxier_sync import sync_proxy_rules
 
 RESULTS = Path(__file__).parent / "results" / "iptables_render.json"
 # Creates nfacct objects in the current netns over netlink (NFNL_SUBSYS_ACCT / NFNL_MSG_ACCT_NEW),
@@ -45,17 +46,8 @@ for name in sys.argv[1:]:
 
 
 def build_inputs(n_services: int, n_endpoints: int) -> tuple[list[ServicePortInfo], dict, ProxierConfig]:
-    ports, eps = [], {}
-    for i in range(n_services):
-        svc = ServicePortInfo("bench", f"svc-{i}", f"10.{96 + i // 65536}.{(i // 256) % 256}.{i % 256}", 80,
-                              port_name="http")
-        ports.append(svc)
-        eps[endpoints_key(svc)] = [EndpointInfo(f"10.{128 + (i * n_endpoints + j) // 65536}."
-                                                f"{((i * n_endpoints + j) // 256) % 256}.{(i * n_endpoints + j) % 256}",
-                                                8080, is_local=j == 0) for j in range(n_endpoints)]
-    cfg = ProxierConfig(node_name="node-1", node_ip="192.168.49.2",
-                        local_detector=LocalTrafficDetector.by_cidr("10.128.0.0/9"))
-    return ports, eps, cfg
+    """N Services × E endpoints of kube-proxy's shape (the `netsim bench` sync scenario's inputs)."""
+    return synthetic_inputs(n_services, n_endpoints)
 
 
 def kernel_restore(text: str) -> dict:

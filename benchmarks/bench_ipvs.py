@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from netsim.packet import Packet
-from netsim.rules.iptables.proxier_inputs import EndpointInfo, LocalTrafficDetector, ProxierConfig, ServicePortInfo
-from netsim.rules.iptables.proxier_sync import endpoints_key
+from netsim.benchmarks.sync import synthetic_inputs
+from netsim.rules.iptables.proxier_inputs import ProxierConfig, ServicePortInfo
 from netsim.rules.ipvs.proxier import KubeProxyIpvs, desired_state
 
 RESULTS = Path(__file__).parent / "results" / "ipvs.json"
@@ -32,20 +32,9 @@ ENDPOINTS = 3
 REPEATS = 3
 
 
-def _ip(base: int, i: int) -> str:
-    return f"10.{base + i // 65536}.{(i // 256) % 256}.{i % 256}"
-
-
 def build_inputs(n: int) -> tuple[list[ServicePortInfo], dict, ProxierConfig]:
-    ports, eps = [], {}
-    for i in range(n):
-        svc = ServicePortInfo("bench", f"svc-{i}", _ip(96, i), 80, port_name="http")
-        ports.append(svc)
-        eps[endpoints_key(svc)] = [EndpointInfo(_ip(128, i * ENDPOINTS + j), 8080, is_local=j == 0)
-                                   for j in range(ENDPOINTS)]
-    cfg = ProxierConfig(node_name="node-1", node_ip="192.168.49.2",
-                        local_detector=LocalTrafficDetector.by_cidr("10.128.0.0/9"))
-    return ports, eps, cfg
+    """N Services × 3 endpoints (the `netsim bench` sync scenario's inputs)."""
+    return synthetic_inputs(n, ENDPOINTS)
 
 
 def run(n: int, packets: int) -> dict:

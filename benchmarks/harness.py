@@ -194,8 +194,9 @@ def run_bench(profile: Profile, out: Optional[Path] = None, kernel: Optional[boo
         raise BenchError(f"--kernel: {reason}")
     use_kernel = (kernel is not False) and reason is None
     if not use_kernel:
-        skipped.append(f"kernel measurements: {reason or 'disabled with --no-kernel'}")
-        progress.note(f"skipping kernel measurements: {reason or '--no-kernel'}")
+        why = "disabled with --no-kernel" if kernel is False else reason
+        skipped.append(f"kernel measurements: {why}")
+        progress.note(f"skipping kernel measurements: {why}")
 
     records: list[Record] = []
     for stage in stages:

@@ -37,6 +37,10 @@ class _RichProgress:
 
     def advance(self, stage: str, what: str) -> None:
         self.bar.update(self.tasks[stage], advance=1, what=what)
+        if not self.console.is_terminal:          # a log file: one line per finished step instead of a bar
+            task = self.bar.tasks[[t.id for t in self.bar.tasks].index(self.tasks[stage])]
+            self.console.print(f"{stage}: {what} ({int(task.completed)}/{int(task.total or 0)})",
+                               highlight=False)
 
     def finish_stage(self, stage: str, line: str) -> None:
         self.bar.remove_task(self.tasks.pop(stage))
