@@ -216,3 +216,22 @@ def read_results(path: Path) -> tuple[dict, list[Record]]:
         except (TypeError, ValueError) as e:
             raise ResultsError(f"{path}: results[{i}]: {e}") from None
     return data["environment"], records
+
+
+def merge_results(paths: Sequence[Path]) -> tuple[dict, list[Record]]:
+    """Records of several runs of one sweep (e.g. stage groups run as separate processes) as one run: the
+    first environment, every run's skipped list, and a note naming the parts."""
+    env: dict = {}
+    records: list[Record] = []
+    skipped: list[str] = []
+    for p in paths:
+        e, recs = read_results(Path(p))
+        if not env:
+            env = dict(e)
+        elif e.get("kernel_runner") and not env.get("kernel_runner"):
+            env["kernel_runner"] = e["kernel_runner"]
+        skipped += [s for s in e.get("skipped", []) if s not in skipped]
+        records += recs
+    env["skipped"] = skipped
+    env["merged_from"] = [str(p) for p in paths]
+    return env, records

@@ -283,6 +283,9 @@ def render_report(env: dict, records: Sequence[Record], plots: dict[str, Path], 
              "counted by the emulator from the rules kube-proxy writes, **emulator** = the Python emulator's own "
              "speed. Timings are medians of the repeats with min–max in brackets; every ratio between modes "
              "comes from this one run.", "", "## Environment", "", environment_table(env), ""]
+    if env.get("merged_from"):
+        lines += [f"The sweep ran as {len(env['merged_from'])} processes side by side (groups of stages, merged "
+                  "with `netsim bench --report-only --merge`); kernel stages ran in one of them.", ""]
     if skipped:
         lines += ["Skipped: " + "; ".join(skipped), ""]
     lines += ["## Headline", "", headline_table(records), "",

@@ -74,11 +74,16 @@ def _console():
 @click.option("--connections", type=click.IntRange(10), help="Kernel first connections per target.")
 @click.option("--repeats", type=click.IntRange(5), help="Repeats per timing (at least 5).")
 @click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--stages", metavar="LIST",
+              help="Only these stages: sync,kernel-load,first-packet,kernel-connect,emulator (default: all).")
 @click.option("--report-only", is_flag=True,
               help="Do not measure: redraw plots and REPORT.md from OUT/results.json.")
+@click.option("--merge", "merge_files", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="With --report-only: first combine these results.json files (parts of one sweep, e.g. stage "
+                   "groups run as separate processes) into OUT/results.json.")
 def bench(profile: str, modes: Optional[str], services: Optional[str], endpoints: Optional[str], out_dir: str,
           compare_to: Optional[str], kernel: Optional[bool], connections: Optional[int], repeats: Optional[int],
-          seed: int, report_only: bool) -> None:
+          seed: int, stages: Optional[str], report_only: bool, merge_files: tuple[str, ...]) -> None:
     """Compare kube-proxy modes with numbers: sync cost, rule-set size, kernel load time, rules per first
     packet, real first-connection latency, the emulator's own speed.
 
@@ -88,13 +93,24 @@ def bench(profile: str, modes: Optional[str], services: Optional[str], endpoints
         unshare --net --mount --propagation private -- netsim bench --profile quick
     Plots need matplotlib: pip install 'kube-netsim[bench]'.
     """
-    from netsim.benchmarks.harness import PROFILES, BenchError, Progress, run_bench
-    from netsim.benchmarks.records import ResultsError, read_results
+    from netsim.benchmarks.harness import PROFILES, STAGES, BenchError, Progress, run_bench
+    from netsim.benchmarks.records import ResultsError, merge_results, read_results, write_results
     console = _console()
     out = Path(out_dir)
+    if merge_files and not report_only:
+        raise click.UsageError("--merge goes with --report-only")
+    chosen = tuple(x.strip() for x in stages.split(",") if x.strip()) if stages else STAGES
+    unknown = [x for x in chosen if x not in STAGES]
+    if unknown:
+        raise click.BadParameter(f"expected some of {', '.join(STAGES)}, got {', '.join(unknown)}",
+                                 param_hint="--stages")
     if report_only:
         try:
-            env, records = read_results(out / "results.json")
+            if merge_files:
+                env, records = merge_results([Path(f) for f in merge_files])
+                write_results(out, env, records)
+            else:
+                env, records = read_results(out / "results.json")
         except ResultsError as e:
             raise click.ClickException(str(e)) from None
     else:
@@ -114,7 +130,7 @@ def bench(profile: str, modes: Optional[str], services: Optional[str], endpoints
         rp = _RichProgress(console)
         progress = Progress(rp.start_stage, rp.advance, rp.finish_stage, rp.note)
         try:
-            result = run_bench(prof, out=out, kernel=kernel, seed=seed, progress=progress)
+            result = run_bench(prof, out=out, kernel=kernel, seed=seed, progress=progress, stages=chosen)
         except BenchError as e:
             raise click.ClickException(str(e)) from None
         env, records = result.environment, result.records

@@ -155,3 +155,24 @@ def test_published_anchors_name_their_public_source():
     from netsim.benchmarks.anchors import FIRST_PACKET, published_ratio
     assert FIRST_PACKET and all(a.source.startswith("https://") for a in FIRST_PACKET)
     assert published_ratio("iptables", "kernel_first_connection_latency_p50", 5000, 30000) == pytest.approx(272 / 48)
+
+
+def test_stage_groups_run_apart_merge_into_one_run(tmp_path):
+    runner = CliRunner()
+    parts = []
+    for stage in ("sync", "first-packet"):
+        out = tmp_path / stage
+        res = runner.invoke(cli, ["bench", "--modes", "iptables", "--services", "10,100", "--no-kernel",
+                                  "--stages", stage, "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        parts.append(out / "results.json")
+    res = runner.invoke(cli, ["bench", "--report-only", "--out", str(tmp_path / "all"),
+                              *[a for p in parts for a in ("--merge", str(p))]])
+    assert res.exit_code == 0, res.output
+    env, merged = read_results(tmp_path / "all" / "results.json")
+    assert len(merged) == sum(len(read_results(p)[1]) for p in parts)
+    assert {r.labels["stage"] for r in merged} == {"sync", "first-packet"}
+    assert env["merged_from"] == [str(p) for p in parts]
+    assert "ran as 2 processes side by side" in (tmp_path / "all" / "REPORT.md").read_text()
+    res = runner.invoke(cli, ["bench", "--stages", "sync,bogus", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "--stages" in res.output
