@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from netsim.docfields import ManifestError
-from netsim.trace import Trace
+from netsim.trace import Disposition, Trace
 
 if TYPE_CHECKING:
     from netsim.cluster import Cluster
@@ -131,6 +131,8 @@ class Emulator:
         self._mode = mode or cluster.config.proxy_mode
         self._walkers: dict[str, "Walker"] = {}
         self._dns: Any = None
+        self._recorder: Any = None            # a list (or deque) that gets every trace (pytest plugin)
+        self._capture_all = False             # capture packets of every trace (plugin's --netsim-trace-dir)
 
     def __repr__(self) -> str:
         c = self._cluster
@@ -174,6 +176,8 @@ class Emulator:
         other._rng.setstate(self._rng.getstate())
         other._walkers = {m: w.fork(other._rng) for m, w in self._walkers.items()}
         other._dns = None
+        other._recorder = None
+        other._capture_all = False
         return other
 
     def _own(self) -> None:
@@ -222,13 +226,18 @@ class Emulator:
         host = walker.host_for(src, namespace)
         target = parse_target(dst)
         ns = host.name.split("/", 1)[0] if host.kind == "pod" else namespace
+        capture = capture or self._capture_all
         out = []
         for _ in range(n):
             r = resolve(walker, host, target, proto, ns)
             full = target.http and r.proto == "tcp"
             payload = f"GET {target.path} HTTP/1.1\r\nHost: {target.host}\r\n\r\n".encode() if full else b""
-            out.append(walker.connect(host, r.ip, r.port, r.proto, full=full, payload=payload, capture=capture,
-                                      target=dst, resolved_by=r.how, notes=r.notes))
+            t = walker.connect(host, r.ip, r.port, r.proto, full=full, payload=payload, capture=capture,
+                               target=dst, resolved_by=r.how, notes=r.notes)
+            t.outcome.disposition = Disposition(t.outcome.disposition, t)
+            if self._recorder is not None:
+                self._recorder.append(t)
+            out.append(t)
         return out
 
     def conntrack(self, mode: Optional[str] = None) -> str:

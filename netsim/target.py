@@ -27,6 +27,11 @@ class TargetError(ValueError):
     """A --to value that cannot be parsed or resolved."""
 
 
+class Unresolved(TargetError):
+    """A well-formed --to name that does not resolve to an address (the client's DNS lookup fails,
+    or there is no such Service, or a headless Service has no ready endpoints)."""
+
+
 _IP_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 
 
@@ -149,10 +154,10 @@ def resolve(walker, client_host, target: Target, proto: Optional[str] = None,
         ip, how, dns_notes = _resolve_by_dns(walker, client_host, target.host)
         notes += dns_notes
         if ip is None:
-            raise TargetError(f"--to {target.text}: {how}")
+            raise Unresolved(f"--to {target.text}: {how}")
     else:
         if svc is None:
-            raise TargetError(f"--to {target.text}: no Service {name!r} in namespace {ns!r}")
+            raise Unresolved(f"--to {target.text}: no Service {name!r} in namespace {ns!r}")
         ip = _direct_address(walker, svc)
         how = (f"direct lookup in the cluster model ({client_host.name} does not use cluster DNS; "
                f"DNS not emulated for it)")
@@ -174,7 +179,7 @@ def _direct_address(walker, svc) -> str:
         ips = sorted({a for sl in walker.cluster.endpoint_slices(svc.namespace, svc.name)
                       for ep in sl.endpoints if ep.ready for a in ep.addresses})
         if not ips:
-            raise TargetError(f"headless Service {svc.key} has no ready endpoints (no A records)")
+            raise Unresolved(f"headless Service {svc.key} has no ready endpoints (no A records)")
         return walker.rng.choice(ips)
     if not svc.cluster_ip:
         raise TargetError(f"Service {svc.key} has no ClusterIP yet")

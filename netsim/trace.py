@@ -245,6 +245,20 @@ class Reply:
                 "summary": self.summary}
 
 
+class Disposition(str):
+    """An outcome's disposition ("DELIVERED", "REJECTED", ...): a str that knows its trace, so that a
+    failing ``assert t.outcome.disposition == "DELIVERED"`` can show the trace (netsim.pytest_plugin).
+    Pickles and serializes as the plain string."""
+
+    def __new__(cls, value: str, trace: Optional["Trace"] = None) -> "Disposition":
+        obj = super().__new__(cls, value)
+        obj.trace = trace
+        return obj
+
+    def __reduce__(self) -> tuple:
+        return (str, (str(self),))
+
+
 @dataclass
 class Outcome:
     disposition: str

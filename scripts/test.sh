@@ -25,7 +25,17 @@ python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 
 if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null 2>&1; then
   # A private network namespace (and mount namespace, for /etc/netns bind mounts and /run/netns).
-  exec unshare --net --mount --propagation private -- python3 -m pytest -q -p no:cacheprovider "$@"
+  isolate=(unshare --net --mount --propagation private --)
 else
-  exec python3 -m pytest -q -p no:cacheprovider "$@"
+  isolate=()
 fi
+"${isolate[@]}" python3 -m pytest -q -p no:cacheprovider "$@"
+
+# The user test suite shipped with the package, run as a user runs it: through the installed pytest
+# plugin (entry point, no conftest, not the project's pytest settings), from outside the checkout,
+# once per kube-proxy mode.
+examples="$(python3 -c 'import netsim, os; print(os.path.join(os.path.dirname(netsim.__file__), "examples", "tests"))')"
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+(cd "$scratch" && "${isolate[@]}" python3 -m pytest -q -p no:cacheprovider -c /dev/null --rootdir="$scratch" \
+   --confcutdir="$examples" --netsim-mode=iptables,ipvs "$examples")
