@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from netsim.cli.bench_cmd import bench
+from netsim.cli.check_cmd import check
 from netsim.cli.common import EXIT_INPUT_ERROR
 from netsim.cli.demo_cmd import demo
 from netsim.cli.dns_cmd import dns
@@ -45,6 +46,6 @@ def cli() -> None:
     """
 
 
-for _command in (bench, demo, trace, rules, get, events, examples, dns, iptables, ipvs, proxy_status,
+for _command in (bench, check, demo, trace, rules, get, events, examples, dns, iptables, ipvs, proxy_status,
                  *KERNEL_COMMANDS, *STATE_COMMANDS):
     cli.add_command(_command)
