@@ -213,13 +213,14 @@ class Emulator:
               mode: Optional[str] = None, capture: bool = False) -> Trace:
         """One new connection from ``src`` (``pod/NAME``, ``node/NAME``, ``external``) to ``dst``
         (``http://name[.ns][:port]/path``, ``name[.ns]:port|:portname``, ``IP:port``), walked there
-        and back. A bad src or dst raises ValueError with the CLI's message."""
+        and back. A name that does not resolve gives outcome UNRESOLVED; a bad src or dst raises
+        ValueError with the CLI's message."""
         return self.traces(src, dst, 1, proto=proto, namespace=namespace, mode=mode, capture=capture)[0]
 
     def traces(self, src: str, dst: str, n: int, *, proto: Optional[str] = None, namespace: str = "default",
                mode: Optional[str] = None, capture: bool = False) -> list[Trace]:
         """``n`` new connections (what ``netsim trace --count n`` sends), each resolved afresh."""
-        from netsim.target import parse_target, resolve
+        from netsim.target import Unresolved, parse_target, resolve, unresolved_trace
         if n < 1:
             raise ValueError(f"count: expected at least 1 connection, got {n}")
         walker = self._walker(mode)
@@ -229,7 +230,11 @@ class Emulator:
         capture = capture or self._capture_all
         out = []
         for _ in range(n):
-            r = resolve(walker, host, target, proto, ns)
+            try:
+                r = resolve(walker, host, target, proto, ns)
+            except Unresolved as e:          # a name that does not resolve is an outcome, not an error
+                out.append(unresolved_trace(walker, host, target, proto, e))
+                continue
             full = target.http and r.proto == "tcp"
             payload = f"GET {target.path} HTTP/1.1\r\nHost: {target.host}\r\n\r\n".encode() if full else b""
             t = walker.connect(host, r.ip, r.port, r.proto, full=full, payload=payload, capture=capture,

@@ -20,7 +20,8 @@ from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from netsim.dns.names import name_problem
-from netsim.packet import IPPROTO_TCP, IPPROTO_UDP, Packet, PacketError, ip2int
+from netsim.packet import IPPROTO_TCP, IPPROTO_UDP, Packet, PacketError, int2ip, ip2int
+from netsim.trace import Flow, Outcome, Trace
 
 
 class TargetError(ValueError):
@@ -28,8 +29,12 @@ class TargetError(ValueError):
 
 
 class Unresolved(TargetError):
-    """A well-formed --to name that does not resolve to an address (the client's DNS lookup fails,
-    or there is no such Service, or a headless Service has no ready endpoints)."""
+    """The target's name does not resolve: not an input error but a trace outcome (UNRESOLVED), with
+    the DNS queries the pod's resolver sent on the way (``notes``)."""
+
+    def __init__(self, message: str, notes: Optional[list[str]] = None) -> None:
+        super().__init__(message)
+        self.notes = list(notes or [])
 
 
 _IP_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
@@ -154,10 +159,11 @@ def resolve(walker, client_host, target: Target, proto: Optional[str] = None,
         ip, how, dns_notes = _resolve_by_dns(walker, client_host, target.host)
         notes += dns_notes
         if ip is None:
-            raise Unresolved(f"--to {target.text}: {how}")
+            raise Unresolved(how, notes)
     else:
         if svc is None:
-            raise Unresolved(f"--to {target.text}: no Service {name!r} in namespace {ns!r}")
+            raise Unresolved(f"no Service {name!r} in namespace {ns!r} (direct lookup in the cluster model: "
+                             f"{client_host.name} does not use cluster DNS)")
         ip = _direct_address(walker, svc)
         how = (f"direct lookup in the cluster model ({client_host.name} does not use cluster DNS; "
                f"DNS not emulated for it)")
@@ -295,3 +301,17 @@ class _PodDNS:
 
     def answer(self, request: Any) -> Any:
         return self.dns.answer(request, local_ip=self.ip)
+
+
+def unresolved_trace(walker, client_host, target: Target, proto: Optional[str], err: Unresolved) -> Trace:
+    """The trace of a connection that never started because its name did not resolve: no packet
+    after the DNS queries (kept as notes), outcome UNRESOLVED, flow dst null."""
+    src = next((int2ip(i.addr) for i in client_host.interfaces.values() if i.addr is not None and i.name != "lo"),
+               "0.0.0.0")
+    label = (f"pod/{client_host.name}" if client_host.kind == "pod" else
+             f"node/{client_host.name}" if client_host.kind == "node" else client_host.name)
+    flow = Flow(label, proto or "tcp", src, 0, None, target.port, target.text, None)
+    trace = Trace(flow, walker.mode, notes=list(err.notes))
+    trace.outcome = Outcome("UNRESOLVED", f"{target.host}: {err}", host=client_host.name,
+                            client_error="EAI_AGAIN" if "EAI_AGAIN" in str(err) else "EAI_NONAME")
+    return trace

@@ -11,7 +11,8 @@ JSON schema ``netsim.trace/v1`` (stable; fields are only ever added)::
     "schema": "netsim.trace/v1",
     "mode": "iptables" | "ipvs" | "none",
     "flow": {"client": str, "proto": "tcp"|"udp"|"icmp"|"sctp", "src": ip, "sport": int,
-             "dst": ip, "dport": int, "target": str, "resolved_by": str|null},
+             "dst": ip|null, "dport": int|null,    # null: UNRESOLVED (no address)
+             "target": str, "resolved_by": str|null},
     "packets": [                                   # every packet walked, in order
       {"direction": "request"|"reply", "summary": str,
        "hops": [{"n": int, "host": str, "kind": "pod"|"node"|"router"|"external"|"loadbalancer",
@@ -23,9 +24,11 @@ JSON schema ``netsim.trace/v1`` (stable; fields are only ever added)::
                                "NEIGHBOR_UNREACHABLE"|"LOST"|"TTL_EXCEEDED"|"UNRESOLVED",
                 "host": str|null, "pod": "ns/name"|null, "ip": str|null, "port": int|null,
                 "seen_source": "ip:port"|null, "detail": str,
+                "client_error": "EPERM"|"ETIMEDOUT"|"ECONNREFUSED"|"EAI_NONAME"|"EAI_AGAIN"|null,
                 "reply": {"received": bool, "from": "ip:port"|null, "matches_request": bool,
                           "summary": str|null}},
-    "rules_evaluated": int                        # what the kernel would have evaluated
+    "rules_evaluated": int,                       # what the kernel would have evaluated
+    "notes": [str]                                # e.g. each DNS query of a by-name trace from a pod
   }
 """
 from __future__ import annotations
@@ -331,7 +334,8 @@ class Trace:
 
     def render(self, verbose: bool = False) -> str:
         f = self.flow
-        lines = [f"flow  {f.client} {f.src}:{f.sport} -> {f.dst}:{f.dport} {f.proto.upper()}"
+        dst = f"{f.dst}:{f.dport}" if f.dst is not None else "?"          # UNRESOLVED: no address
+        lines = [f"flow  {f.client} {f.src}:{f.sport} -> {dst} {f.proto.upper()}"
                  + (f"   ({f.target}{'; ' + f.resolved_by if f.resolved_by else ''})" if f.target else "")]
         lines += [f"note  {n}" for n in self.notes]
         first_reply = next((p for p in self.packets if p.direction == "reply"), None)

@@ -110,3 +110,30 @@ def test_demo_runs_every_mode():
            "NodePort 30080" in r.output
     assert "=== [ipvs] example:kubectl-httpd" in r.output
     assert r.output.count("4 new connections") == 6
+
+
+def test_an_unresolvable_name_is_a_trace_outcome(manifest):
+    """UNRESOLVED in text and JSON, exit 1 (not delivered), never an input error."""
+    r = run("trace", "-f", manifest, "--from", "pod/client-1", "--to", "http://nothing/")
+    assert r.exit_code == 1, r.output
+    assert "-> ? TCP   (http://nothing/)" in r.stdout
+    assert "note  DNS nothing.default.svc.cluster.local. A -> 10.96.0.10:53" in r.stdout
+    # no upstreamDNS table: the last query of the search walk ("nothing.") gets SERVFAIL, so EAI_AGAIN
+    assert "UNRESOLVED default/client-1\n  nothing: cannot resolve 'nothing': EAI_AGAIN (8 queries)" in r.stdout
+    j = json.loads(run("trace", "-f", manifest, "--from", "node/node-1", "--to", "nothing:80", "-o", "json").stdout)
+    assert j["schema"] == SCHEMA and j["packets"] == [] and j["flow"]["dst"] is None and j["flow"]["dport"] == 80
+    assert j["outcome"]["disposition"] == "UNRESOLVED" and j["outcome"]["client_error"] == "EAI_NONAME"
+    assert "no Service 'nothing' in namespace 'default'" in j["outcome"]["detail"]
+    many = run("trace", "-f", manifest, "--from", "external", "--to", "nothing:80", "--count", "3", "-o", "json")
+    assert many.exit_code == 1 and json.loads(many.stdout)["outcomes"] == {"UNRESOLVED": 3}
+
+
+def test_count_prints_the_documented_summary_schema(manifest):
+    """`--count N -o json` is netsim.trace-summary/v1, exactly the fields README documents."""
+    r = run("trace", "-f", manifest, "--from", "pod/client-1", "--to", "web:80", "--count", "4", "-o", "json")
+    s = json.loads(r.stdout)
+    assert list(s) == ["schema", "count", "outcomes", "endpoints", "first", "traces"]
+    assert s["schema"] == "netsim.trace-summary/v1" and s["count"] == 4 and sum(s["outcomes"].values()) == 4
+    assert s["first"]["schema"] == SCHEMA and len(s["traces"]) == 4
+    assert all(list(t) == ["outcome", "flow"] for t in s["traces"])
+    assert all(key.startswith("default/web-") and key.rsplit(" ", 1)[1].count(":") == 1 for key in s["endpoints"])
