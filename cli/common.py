@@ -82,13 +82,50 @@ def input_limits():
         raise click.ClickException(f"NETSIM_MAX_INPUT_BYTES / NETSIM_MAX_YAML_VALUES: {e}") from None
 
 
+_FAULTS_KEY = "netsim.faults"
+
+
+def _remember_fault(ctx: click.Context, param: click.Parameter, value):
+    faults = ctx.meta.setdefault(_FAULTS_KEY, {})
+    faults[param.name] = value
+    return value
+
+
+fault_options = [
+    click.option("--stop-node", multiple=True, metavar="NODE", expose_value=False, callback=_remember_fault,
+                 help="Fault injection: stop NODE's kubelet at t=0 (repeatable)."),
+    click.option("--delete-pod", multiple=True, metavar="[NS/]POD", expose_value=False, callback=_remember_fault,
+                 help="Fault injection: delete a pod at t=0 as `kubectl delete pod` does (repeatable)."),
+    click.option("--advance", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS", expose_value=False,
+                 callback=_remember_fault, help="Run the cluster clock forward (after the faults) before reading."),
+]
+
+
+def apply_faults(em: "Emulator") -> None:
+    """The running command's --stop-node / --delete-pod, then --advance, on a loaded emulator."""
+    ctx = click.get_current_context(silent=True)
+    faults = ctx.meta.get(_FAULTS_KEY, {}) if ctx is not None else {}
+    for n in faults.get("stop_node", ()):
+        if em.cluster.node(n) is None:
+            raise click.ClickException(f"--stop-node: no node named {n!r}")
+        em.stop_node(n)
+    for ref in faults.get("delete_pod", ()):
+        ns, _, name = ref.rpartition("/")
+        ns = ns or "default"
+        if em.cluster.pod(ns, name) is None:
+            raise click.ClickException(f'--delete-pod: pod "{name}" not found in namespace "{ns}"')
+        em.delete_pod(name, namespace=ns)
+    if faults.get("advance"):
+        em.advance(faults["advance"])
+
+
 def file_option(command):
     """-f/--filename (repeatable) and kubectl's --validate for every command that loads manifests,
     and -v (each skipped object named) where the command has no -v of its own."""
     if not any(p.name == "verbose" for p in getattr(command, "__click_params__", [])):
         command = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_remember_verbose,
                                help="Name every object the loader skipped.")(command)
-    for option in limit_options:
+    for option in limit_options + fault_options:
         command = option(command)
     return click.option(
         "-f", "--filename", "files", multiple=True, required=True, metavar="FILE",
@@ -110,6 +147,7 @@ def load_emulator(files: tuple[str, ...], quiet: bool = False, mode: Optional[st
         em = load(*files, mode=mode, seed=seed, validate=validate_mode(), limits=input_limits())
     except ManifestError as e:
         raise click.ClickException(str(e)) from None
+    apply_faults(em)
     if not quiet:
         for n in em.notices:
             click.echo(n, err=True)

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import click
 
-from netsim.cli.common import load_emulator, validate_option
+from netsim.cli.common import fault_options, load_emulator, validate_option
 
 
 @click.command("rules")
+@fault_options[0]
+@fault_options[1]
+@fault_options[2]
 @validate_option
 @click.option("-f", "--filename", "files", multiple=True, metavar="FILE",
               help="Manifest file (multi-document YAML) or example:NAME; repeatable (not needed with --live).")

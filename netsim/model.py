@@ -84,6 +84,7 @@ class Pod:
     owner: Optional[tuple[str, str]] = None   # (kind, name) of the controller
     uid: str = ""
     images: list[str] = field(default_factory=list)             # spec.containers[].image
+    containers: list[str] = field(default_factory=list)         # spec.containers[].name
     listen: Optional[list[tuple[int, str]]] = None              # annotation netsim.io/listen (None: absent)
     tolerations: list[Toleration] = field(default_factory=list)
 

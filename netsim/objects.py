@@ -39,9 +39,10 @@ def pod_spec(doc: Doc, spec: dict, path: str) -> Pod:
     seen: dict[tuple, str] = {}
     names: set[str] = set()
     images: list[str] = []
+    container_names: list[str] = []
     for ci, c in enumerate(containers):
         cpath = f"{path}.containers[{ci}]"
-        doc.get(c, "name", f"{cpath}.name", str)
+        container_names.append(doc.get(c, "name", f"{cpath}.name", str))
         image = doc.get(c, "image", f"{cpath}.image", str, None)
         if image:
             images.append(image)
@@ -77,7 +78,7 @@ def pod_spec(doc: Doc, spec: dict, path: str) -> Pod:
     if subdomain:
         doc.check(subdomain, f"{path}.subdomain", v.dns1123_label)
     tolerations = parse_tolerations(doc, spec, path)
-    return Pod(name="", ports=ports, images=images, tolerations=tolerations,
+    return Pod(name="", ports=ports, images=images, containers=container_names, tolerations=tolerations,
                node_name=doc.get(spec, "nodeName", f"{path}.nodeName", str, None),
                node_selector=doc.str_map(spec, "nodeSelector", f"{path}.nodeSelector"),
                hostname=hostname, subdomain=subdomain,

@@ -36,8 +36,10 @@ def test_get_pods_default_namespace(httpd_cluster):
 def test_get_pods_wide_all_namespaces(httpd_cluster):
     r = run("get", "pods", "-A", "-o", "wide", "-f", "example:httpd-app")
     header, rows = header_and_rows(r.stdout)
-    assert header == ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
+    assert header == ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED NODE",
+                      "READINESS GATES"]                       # printers.go podColumnDefinitions
     got = {(row[0], row[1]): (row[6], row[7]) for row in rows}
+    assert all(row[8:] == ["<none>", "<none>"] for row in rows)
     assert got == {(p.namespace, p.name): (p.ip, p.node_name) for p in httpd_cluster.pods()}
     assert {ns for ns, _ in got} == {"default", "kube-system"}
 
@@ -58,10 +60,12 @@ def test_get_services_in_namespace_wide(shop_cluster):
 def test_get_nodes_wide():
     r = run("get", "nodes", "-o", "wide", "-f", "example:httpd-app")
     header, rows = header_and_rows(r.stdout)
-    assert header == ["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP", "POD-CIDR"]
+    # printers.go nodeColumnDefinitions; a node without nodeInfo prints <unknown> there
+    assert header == ["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE",
+                      "KERNEL-VERSION", "CONTAINER-RUNTIME"]
     assert [(row[0], row[1], row[5], row[6]) for row in rows] == [
-        ("node-1", "Ready", "192.168.49.2", "10.244.0.0/24"), ("node-2", "Ready", "192.168.49.3", "10.244.1.0/24"),
-        ("node-3", "Ready", "192.168.49.4", "10.244.2.0/24")]
+        ("node-1", "Ready", "192.168.49.2", "<none>"), ("node-2", "Ready", "192.168.49.3", "<none>"),
+        ("node-3", "Ready", "192.168.49.4", "<none>")]
 
 
 def test_get_endpointslices_json(httpd_cluster):
@@ -145,3 +149,61 @@ def test_bad_input_is_one_line_nonzero_no_traceback(tmp_path):
 def test_missing_file_is_one_line_error():
     r = run("get", "pods", "-f", "/no/such.yaml")
     assert r.exit_code == 2 and r.stderr == "Error: /no/such.yaml: cannot read: No such file or directory\n"
+
+
+def test_short_names_several_types_and_all():
+    r = run("get", "svc,ep", "-f", "example:httpd-app")
+    assert r.exit_code == 0, r.output
+    svc_table, ep_table = r.stdout.strip().split("\n\n")
+    assert svc_table.splitlines()[1].startswith("service/httpd-app ")
+    header, rows = header_and_rows(ep_table)
+    assert header == ["NAME", "ENDPOINTS", "AGE"] and rows[0][0] == "endpoints/httpd-app"
+    assert rows[0][1] == "10.244.0.2:80,10.244.1.3:80"
+    for short, long in (("deploy", "deployments"), ("rs", "replicasets"), ("sts", "statefulsets"), ("po", "pods")):
+        a, b = run("get", short, "-n", "shop", "-f", "example:shop"), run("get", long, "-n", "shop", "-f", "example:shop")
+        assert a.exit_code == 0 and a.stdout == b.stdout and a.stdout, (short, a.output)
+    everything = run("get", "all", "-n", "shop", "-f", "example:shop").stdout
+    kinds = [block.splitlines()[1].split("/")[0] for block in everything.strip().split("\n\n")]
+    assert kinds == ["pod", "service", "deployment.apps", "replicaset.apps", "statefulset.apps"]
+    header, rows = header_and_rows(run("get", "deploy", "-n", "shop", "-o", "wide", "-f", "example:shop").stdout)
+    assert header == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"]
+    assert ["frontend", "3/3", "3", "3", "0s", "web", "nginx", "app=frontend"] in rows
+    header, rows = header_and_rows(run("get", "sts", "-n", "shop", "-o", "wide", "-f", "example:shop").stdout)
+    assert header == ["NAME", "READY", "AGE", "CONTAINERS", "IMAGES"] and rows == [["db", "2/2", "0s", "postgres",
+                                                                                    "postgres"]]
+    bad = run("get", "frobs", "-f", "example:shop")
+    assert bad.exit_code == 2 and 'the server doesn\'t have a resource type "frobs"' in bad.output
+
+
+def test_get_by_name_and_not_found():
+    r = run("get", "svc", "httpd-app", "-f", "example:httpd-app")
+    header, rows = header_and_rows(r.stdout)
+    assert r.exit_code == 0 and [row[0] for row in rows] == ["httpd-app"]
+    r = run("get", "svc", "httpd-app", "nope", "-f", "example:httpd-app")
+    assert r.exit_code == 1 and 'Error from server (NotFound): services "nope" not found' in r.stderr
+    one = json.loads(run("get", "svc", "httpd-app", "-o", "json", "-f", "example:httpd-app").stdout)
+    assert one["kind"] == "Service" and one["metadata"]["name"] == "httpd-app"
+
+
+def test_age_follows_the_cluster_clock_and_fault_flags_work_everywhere():
+    """AGE is duration.HumanDuration of the cluster clock; --stop-node/--advance on every reader."""
+    r = run("get", "pods", "-f", "example:httpd-app", "--stop-node", "node-2", "--advance", "400")
+    header, rows = header_and_rows(r.stdout)
+    ages = {row[0]: row[4] for row in rows}
+    assert ages["client"] == "6m40s"
+    replacement = [row for row in rows if row[2] == "Running" and row[4] == "45s"]   # created at t+5m55s
+    assert len(replacement) == 1 and any(row[2] == "Terminating" for row in rows)
+    assert run("get", "pods", "-f", "example:httpd-app", "--advance", "7200").stdout.count(" 120m") >= 3
+    t = run("trace", "-f", "example:httpd-app", "--from", "pod/client", "--to", "http://httpd-app/",
+            "--stop-node", "node-1", "--stop-node", "node-2", "--stop-node", "node-3", "--advance", "400")
+    assert t.exit_code == 1, t.output
+    rules = run("rules", "-f", "example:httpd-app", "--node", "node-1", "--stop-node", "node-2", "--advance", "60")
+    before = run("rules", "-f", "example:httpd-app", "--node", "node-1").stdout
+    assert rules.exit_code == 0 and '-> 10.244.1.' in before and '-> 10.244.1.' not in rules.stdout   # node-2's pods
+
+
+def test_json_items_in_kubectls_order():
+    """`-o json`: items sorted by namespace then name (the API server's list order), keys sorted."""
+    doc = json.loads(run("get", "pods", "-A", "-o", "json", "-f", "example:shop").stdout)
+    keys = [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in doc["items"]]
+    assert keys == sorted(keys) and list(doc) == ["apiVersion", "items", "kind", "metadata"]
