@@ -24,12 +24,17 @@ from netsim.summary import render_summary, summarize
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--pcap", "pcap", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write every packet at every hop to this pcapng file.")
+@click.option("--pcap-at", "pcap_at", default=None, metavar="HOST[:IFACE]",
+              help="With --pcap: keep one capture point, as `tcpdump -i IFACE` (or -i any) on HOST would see it: "
+                   "node-1, node-1:cni0, pod/NAME[:eth0] (namespace -n), external, router, loadbalancer.")
 @click.option("--count", type=click.IntRange(1, 100000), default=1, show_default=True,
               help="New connections to send; >1 prints which endpoints got them.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every packet of the connection in full.")
 @click.option("--conntrack", "show_ct", is_flag=True, help="Afterwards, print `conntrack -L` of every node with entries.")
-def trace(files, client, namespace, to, proto, mode, seed, output, pcap, count, verbose, show_ct) -> None:
+def trace(files, client, namespace, to, proto, mode, seed, output, pcap, pcap_at, count, verbose, show_ct) -> None:
     """Trace a request from a pod, a node or the external host to its destination and back."""
+    if pcap_at and not pcap:
+        raise click.UsageError("--pcap-at needs --pcap FILE")
     em = load_emulator(files, seed=seed)
     try:
         traces = em.traces(client, to, count, proto=proto, namespace=namespace, mode=mode, capture=pcap is not None)
@@ -37,10 +42,12 @@ def trace(files, client, namespace, to, proto, mode, seed, output, pcap, count, 
         raise click.ClickException(str(e)) from None
     if pcap:
         try:
-            n = em.write_pcap(pcap, traces)
+            n = em.write_pcap(pcap, traces, at=pcap_at, namespace=namespace)
         except OSError as e:
             raise click.ClickException(f"--pcap {pcap}: cannot write: {e.strerror or e}") from None
-        click.echo(f"wrote {n} packets to {pcap}", err=True)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+        click.echo(f"wrote {n} packets to {pcap}" + (f" (capture point {pcap_at})" if pcap_at else ""), err=True)
     ct_text = em.conntrack(mode) if show_ct and output == "text" else ""
     if count == 1:
         t = traces[0]

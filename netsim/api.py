@@ -20,6 +20,7 @@ import io
 import os
 import pickle
 import random
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -133,6 +134,7 @@ class Emulator:
         self._dns: Any = None
         self._recorder: Any = None            # a list (or deque) that gets every trace (pytest plugin)
         self._capture_all = False             # capture packets of every trace (plugin's --netsim-trace-dir)
+        self._wall_start = time.time()        # the real instant cluster time 0 stands for (pcap clocks)
 
     def __repr__(self) -> str:
         c = self._cluster
@@ -178,6 +180,7 @@ class Emulator:
         other._dns = None
         other._recorder = None
         other._capture_all = False
+        other._wall_start = self._wall_start
         return other
 
     def _own(self) -> None:
@@ -231,7 +234,7 @@ class Emulator:
         out = []
         for _ in range(n):
             try:
-                r = resolve(walker, host, target, proto, ns)
+                r = resolve(walker, host, target, proto, ns, capture=capture)
             except Unresolved as e:          # a name that does not resolve is an outcome, not an error
                 out.append(unresolved_trace(walker, host, target, proto, e))
                 continue
@@ -242,6 +245,7 @@ class Emulator:
             t.outcome.disposition = Disposition(t.outcome.disposition, t)
             if self._recorder is not None:
                 self._recorder.append(t)
+            t.capture_only[:0] = [(0, walk) for walk in r.dns_walks]     # the DNS packets come first
             out.append(t)
         return out
 
@@ -257,11 +261,34 @@ class Emulator:
                 out.append(w.conntrack_listing(node))
         return "\n".join(out)
 
-    def write_pcap(self, path: Union[str, "os.PathLike[str]"], traces: list[Trace]) -> int:
-        """Every captured packet of ``traces`` (traced with ``capture=True``) to a pcapng file;
-        returns the number of packets written. OSError when the file cannot be written."""
+    def write_pcap(self, path: Union[str, "os.PathLike[str]"], traces: list[Trace], *, at: Optional[str] = None,
+                   namespace: str = "default") -> int:
+        """Every captured packet of ``traces`` (traced with ``capture=True``) to a pcapng file, time-
+        stamped with the real time this emulator was loaded plus the cluster clock; ``at``
+        (``HOST[:IFACE]``: ``node-1``, ``node-1:cni0``, ``pod/NAME`` in ``namespace``, ``external``,
+        ``router``, ``loadbalancer``) keeps one capture point, as ``tcpdump -i IFACE`` (or ``-i any``)
+        there would record it. Returns the number of packets written. ValueError for an unknown
+        capture point, OSError when the file cannot be written."""
         from netsim.pcap import save_traces
-        return save_traces(os.fspath(path), traces, self._cluster.clock.now)
+        point = self._capture_point(at, namespace) if at else None
+        return save_traces(os.fspath(path), traces, self._wall_start + self._cluster.clock.now, point)
+
+    def _capture_point(self, text: str, namespace: str) -> tuple[str, Optional[str]]:
+        host, _, iface = text.partition(":")
+        kind, sep, name = host.partition("/")
+        if sep and kind in ("pod", "po"):
+            host = name if "/" in name else f"{namespace}/{name}"
+        elif sep and kind in ("node", "no"):
+            host = name
+        hosts = self._walker(None).topology.hosts
+        h = hosts.get(host)
+        if h is None:
+            raise ValueError(f"--pcap-at {text}: no host {host!r} (expected a node, pod/NAME, external, router or "
+                             "loadbalancer)")
+        if iface and iface not in h.interfaces:
+            raise ValueError(f"--pcap-at {text}: {host} has no interface {iface!r} (it has "
+                             f"{', '.join(sorted(h.interfaces))})")
+        return host, iface or None
 
     # ------------------------------------------------------------------ DNS and rules
     def resolve(self, name: str, qtype: str = "A", *, from_pod: Optional[str] = None,

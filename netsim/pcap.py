@@ -4,12 +4,14 @@ Written block by block (pcapng spec, draft-ietf-opsawg-pcapng): a Section Header
 Interface Description Block per ``host/interface`` (LINKTYPE_RAW = 101: the bytes are the IPv4
 datagram; ``if_name`` carries ``node-1/cni0``), and one Enhanced Packet Block per capture point with
 an ``opt_comment`` naming the step. Wireshark/tshark show the comment as ``frame.comment``.
-Timestamps are the cluster clock plus one microsecond per capture, so packets keep their order.
+Timestamps are wall-clock: the run's real start plus the cluster clock, plus one microsecond per
+capture so packets keep their order. ``at`` keeps one capture point, as ``tcpdump -i IFACE`` (or
+``-i any``) on that host would record it.
 """
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO, Iterable
+from typing import BinaryIO, Iterable, Optional
 
 LINKTYPE_RAW = 101
 
@@ -61,15 +63,25 @@ def write_pcapng(out: BinaryIO, captures: Iterable[tuple[str, str, bytes, str]],
 
 
 def trace_captures(traces) -> list[tuple[str, str, bytes, str]]:
-    """All capture records of one or more traces (walked with capture=True), in walk order."""
+    """All capture records of one or more traces (walked with capture=True), in walk order: a
+    by-name trace's DNS queries first, the handshake's final ACK after the SYN-ACK."""
     out = []
     for t in traces:
-        for pt in t.packets:
+        for pt in t.walks_in_order():
             if pt.pcap:
                 out.extend(pt.pcap)
     return out
 
 
-def save_traces(path: str, traces, start_s: float = 0.0) -> int:
+def capture_point(captures, host: str, iface: Optional[str] = None) -> list[tuple[str, str, bytes, str]]:
+    """The records `tcpdump -i IFACE` (or `-i any` when ``iface`` is None) on ``host`` would see."""
+    return [c for c in captures if c[0] == host and (iface is None or c[1] == iface)]
+
+
+def save_traces(path: str, traces, start_s: float = 0.0, at: Optional[tuple[str, Optional[str]]] = None) -> int:
+    """Write the traces' capture records to ``path`` (only those of capture point ``at``, if given)."""
+    captures = trace_captures(traces)
+    if at is not None:
+        captures = capture_point(captures, *at)
     with open(path, "wb") as f:
-        return write_pcapng(f, trace_captures(traces), start_s)
+        return write_pcapng(f, captures, start_s)

@@ -13,6 +13,8 @@ hostNetwork pods listen on their node's addresses.
 from __future__ import annotations
 
 import random
+import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -89,10 +91,9 @@ class Sockets:
                 if answer is None:
                     return Delivery("listener", lst.owner,
                                     detail=f"socket {lst.describe()} read from {peer}; no answer (not a valid query)")
-                r = Packet.udp(pkt.dst_ip, pkt.src_ip, pkt.dport, pkt.sport, payload=answer)
+                r = _udp_reply(pkt, answer)
                 return Delivery("listener", lst.owner, [r], detail=f"socket {lst.describe()} answered {peer}")
-            r = Packet.udp(pkt.dst_ip, pkt.src_ip, pkt.dport, pkt.sport,
-                           payload=f"pod {lst.owner} got: ".encode() + pkt.payload)
+            r = _udp_reply(pkt, f"pod {lst.owner} got: ".encode() + pkt.payload)
             return Delivery("listener", lst.owner, [r], detail=f"socket {lst.describe()} read from {peer}")
         return Delivery("listener", lst.owner, detail=f"socket {lst.describe()}")
 
@@ -101,30 +102,57 @@ def _u16(buf: bytearray, off: int) -> int:
     return buf[off] << 8 | buf[off + 1]
 
 
+def socket_ip_id(seed: int) -> int:
+    """The first IP ID of a connected socket: Linux draws inet_id with get_random_u16() when a socket
+    connects (tcp_v4_connect, ip4_datagram_connect) or is accepted (tcp_v4_syn_recv_sock), then adds
+    one per packet (include/net/ip.h ip_select_ident_segs). Taken here from bits of a value the
+    connection already drew at random (its ISN), so the seeded RNG sequence is unchanged."""
+    return (seed >> 16) & 0xFFFF
+
+
+def unconnected_ip_id(src: int, dst: int, proto: int) -> int:
+    """An unconnected socket's datagram without DF enforcement gets __ip_select_ident's hashed
+    counter: pseudo-random per (addresses, protocol); a stand-in hash of those fields."""
+    return zlib.crc32(struct.pack("!IIB", src, dst, proto)) & 0xFFFF
+
+
+def _udp_reply(pkt: Packet, payload: bytes) -> Packet:
+    """A server's answer from an unconnected UDP socket (sendto): DF set for a datagram under the path
+    MTU (IP_PMTUDISC_WANT, __ip_make_skb), and ignore_df makes the IP ID __ip_select_ident's."""
+    return Packet.udp(pkt.dst, pkt.src, pkt.dport, pkt.sport, payload=payload,
+                      ident=unconnected_ip_id(pkt.dst, pkt.src, IPPROTO_UDP))
+
+
 def _tcp_answer(pkt: Packet, owner: str, peer: str, rng: random.Random) -> list[Packet]:
     flags = pkt.tcp_flags
     src, dst, sp, dp = pkt.dst, pkt.src, pkt.dport, pkt.sport
     if flags & _RST:
         return []
     if flags & _SYN:
-        return [Packet.tcp(src, dst, sp, dp, flags="SA", seq=rng.getrandbits(32), ack=pkt.seq + 1)]
+        # tcp_v4_send_synack -> ip_build_and_send_pkt: DF set and IP ID 0
+        return [Packet.tcp(src, dst, sp, dp, flags="SA", seq=rng.getrandbits(32), ack=pkt.seq + 1, ident=0)]
     data = pkt.payload
     out = []
+    ident = socket_ip_id(pkt.ack - 1)            # the accepted socket's inet_id (from its ISN)
     if data:
         body = http_response(owner, peer) if data[:4] in (b"GET ", b"HEAD", b"POST", b"PUT ") else data
-        out.append(Packet.tcp(src, dst, sp, dp, flags="PA", seq=pkt.ack, ack=pkt.seq + len(data), payload=body))
+        out.append(Packet.tcp(src, dst, sp, dp, flags="PA", seq=pkt.ack, ack=pkt.seq + len(data), payload=body,
+                              ident=ident))
+        ident += 1
     if flags & _FIN:
-        out.append(Packet.tcp(src, dst, sp, dp, flags="FA", seq=pkt.ack, ack=pkt.seq + len(data) + 1))
+        out.append(Packet.tcp(src, dst, sp, dp, flags="FA", seq=pkt.ack, ack=pkt.seq + len(data) + 1, ident=ident))
     return out
 
 
 def _refuse(pkt: Packet) -> Packet:
     """What Linux sends for a closed port: RST-ACK for TCP, ICMP port unreachable otherwise."""
     if pkt.proto == IPPROTO_TCP:
+        # tcp_v4_send_reset answers from the per-netns control socket (pmtudisc DO, unconnected): DF, IP ID 0
         if pkt.tcp_flags & _ACK:
-            return Packet.tcp(pkt.dst_ip, pkt.src_ip, pkt.dport, pkt.sport, flags="R", seq=pkt.ack)
+            return Packet.tcp(pkt.dst_ip, pkt.src_ip, pkt.dport, pkt.sport, flags="R", seq=pkt.ack, ident=0)
         seg = len(pkt.payload) + (1 if pkt.tcp_flags & (_SYN | _FIN) else 0)
-        return Packet.tcp(pkt.dst_ip, pkt.src_ip, pkt.dport, pkt.sport, flags="RA", seq=0, ack=pkt.seq + seg)
+        return Packet.tcp(pkt.dst_ip, pkt.src_ip, pkt.dport, pkt.sport, flags="RA", seq=0, ack=pkt.seq + seg,
+                          ident=0)
     return Packet.icmp_error(pkt.dst_ip, pkt)
 
 

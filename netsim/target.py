@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from netsim.dns.names import name_problem
 from netsim.packet import IPPROTO_TCP, IPPROTO_UDP, Packet, PacketError, int2ip, ip2int
+from netsim.servers import socket_ip_id
 from netsim.trace import Flow, Outcome, Trace
 
 
@@ -32,9 +33,10 @@ class Unresolved(TargetError):
     """The target's name does not resolve: not an input error but a trace outcome (UNRESOLVED), with
     the DNS queries the pod's resolver sent on the way (``notes``)."""
 
-    def __init__(self, message: str, notes: Optional[list[str]] = None) -> None:
+    def __init__(self, message: str, notes: Optional[list[str]] = None, dns_walks: Optional[list] = None) -> None:
         super().__init__(message)
         self.notes = list(notes or [])
+        self.dns_walks = list(dns_walks or [])
 
 
 _IP_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
@@ -62,6 +64,7 @@ class Resolved:
     how: str                                   # e.g. "DNS via 10.96.0.10 (coredns-x)", "literal IP"
     notes: list[str] = field(default_factory=list)
     service: Optional[Any] = None
+    dns_walks: list = field(default_factory=list)   # the DNS packets' walks (captured when asked)
 
 
 def parse_target(text: str) -> Target:
@@ -140,8 +143,9 @@ def _service_port(svc, t: Target, proto: Optional[str]):
 
 
 def resolve(walker, client_host, target: Target, proto: Optional[str] = None,
-            namespace: str = "default") -> Resolved:
-    """The address ``client_host`` would connect to for ``target``."""
+            namespace: str = "default", capture: bool = False) -> Resolved:
+    """The address ``client_host`` would connect to for ``target`` (``capture``: keep the DNS
+    packets' capture records in ``dns_walks``)."""
     cluster = walker.cluster
     if target.is_ip:
         try:
@@ -156,10 +160,11 @@ def resolve(walker, client_host, target: Target, proto: Optional[str] = None,
     svc = cluster.service(ns, name)
     notes: list[str] = []
     if client_host.kind == "pod":
-        ip, how, dns_notes = _resolve_by_dns(walker, client_host, target.host)
+        walks: list = []
+        ip, how, dns_notes = _resolve_by_dns(walker, client_host, target.host, walks if capture else None)
         notes += dns_notes
         if ip is None:
-            raise Unresolved(how, notes)
+            raise Unresolved(how, notes, walks)
     else:
         if svc is None:
             raise Unresolved(f"no Service {name!r} in namespace {ns!r} (direct lookup in the cluster model: "
@@ -174,7 +179,7 @@ def resolve(walker, client_host, target: Target, proto: Optional[str] = None,
         proto = proto or sp.protocol.lower()
     if port is None:
         raise TargetError(f"--to {target.text}: no port given and none could be inferred")
-    return Resolved(ip, port, proto or "tcp", how, notes, svc)
+    return Resolved(ip, port, proto or "tcp", how, notes, svc, walks if client_host.kind == "pod" else [])
 
 
 def _direct_address(walker, svc) -> str:
@@ -193,7 +198,10 @@ def _direct_address(walker, svc) -> str:
 
 
 # ---------------------------------------------------------------------- DNS through the data plane
-def _resolve_by_dns(walker, client_host, name: str) -> tuple[Optional[str], str, list[str]]:
+def _resolve_by_dns(walker, client_host, name: str, walks: Optional[list] = None
+                    ) -> tuple[Optional[str], str, list[str]]:
+    """Resolve as the pod's libc does, each query walked through the data plane; with ``walks`` a
+    list, every DNS packet's walk is captured into it (for a pcap)."""
     try:
         from dnslib import DNSRecord
         from netsim.dns.stub import search
@@ -208,17 +216,23 @@ def _resolve_by_dns(walker, client_host, name: str) -> tuple[Optional[str], str,
         return None, f"{client_host.name}: resolv.conf has no nameserver", []
     server = rc.nameservers[0]
     notes: list[str] = []
+    capture = walks is not None
     src = client_host.interfaces["eth0"].ip
 
     def query(qname: str, qtype: str):
         q = DNSRecord.question(qname, qtype)
         sport = walker.rng.randint(32768, 60999)
-        pkt = Packet.udp(src, server, sport, 53, payload=q.pack())
+        # glibc res_send connects its UDP socket: inet_id starts at a random value (socket_ip_id)
+        pkt = Packet.udp(src, server, sport, 53, payload=q.pack(), ident=socket_ip_id(sport << 16 | q.header.id))
         with walker.client_socket(client_host, IPPROTO_UDP, sport):
-            end, _pt = walker.send(client_host, pkt)
+            end, qpt = walker.send(client_host, pkt, capture=capture)
+            if capture:
+                walks.append(qpt)
             served = end.owner or (end.host.name if end.host else "?")
             for origin, rp in end.generated:
-                rend, _rpt = walker.send(origin, rp, "reply")
+                rend, rpt = walker.send(origin, rp, "reply", capture=capture)
+                if capture:
+                    walks.append(rpt)
                 if rend.disposition == "CLIENT" and rend.pkt is not None and not rend.pkt.is_icmp_error:
                     reply = DNSRecord.parse(rend.pkt.payload)
                     ans = ", ".join(str(r.rdata) for r in reply.rr) or "-"
@@ -233,7 +247,9 @@ def _resolve_by_dns(walker, client_host, name: str) -> tuple[Optional[str], str,
         """TC=1: glibc asks again over TCP. The connection to the nameserver is walked (handshake
         through kube-dns's DNAT to a CoreDNS pod); the answer is what that pod's server gives over
         TCP (the emulated TCP socket carries the handshake, not the DNS stream)."""
-        t = walker.connect(client_host, server, 53, "tcp")
+        t = walker.connect(client_host, server, 53, "tcp", capture=capture)
+        if capture:
+            walks.extend(t.walks_in_order())
         o = t.outcome
         if not o.ok:
             notes.append(f"DNS {qname} {qtype} -> {server}:53/tcp: {o.disposition} {o.detail}")
@@ -311,7 +327,7 @@ def unresolved_trace(walker, client_host, target: Target, proto: Optional[str], 
     label = (f"pod/{client_host.name}" if client_host.kind == "pod" else
              f"node/{client_host.name}" if client_host.kind == "node" else client_host.name)
     flow = Flow(label, proto or "tcp", src, 0, None, target.port, target.text, None)
-    trace = Trace(flow, walker.mode, notes=list(err.notes))
+    trace = Trace(flow, walker.mode, notes=list(err.notes), capture_only=[(0, w) for w in err.dns_walks])
     trace.outcome = Outcome("UNRESOLVED", f"{target.host}: {err}", host=client_host.name,
                             client_error="EAI_AGAIN" if "EAI_AGAIN" in str(err) else "EAI_NONAME")
     return trace

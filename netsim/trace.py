@@ -308,10 +308,18 @@ class Trace:
     outcome: Optional[Outcome] = None
     rules_evaluated: int = 0
     notes: list[str] = field(default_factory=list)
+    # packets walked for a pcap only, as (index in packets they come before, walk): the DNS queries
+    # of a by-name trace, the handshake's final ACK
+    capture_only: list[tuple[int, "PacketTrace"]] = field(default_factory=list)
 
     @property
     def request(self) -> PacketTrace:
         return self.packets[0]
+
+    def walks_in_order(self) -> list[PacketTrace]:
+        """Every packet walked, the capture-only ones (DNS, final ACK) in their place: what a pcap holds."""
+        merged = sorted(self.capture_only + list(enumerate(self.packets)), key=lambda x: x[0])   # stable
+        return [walk for _i, walk in merged]
 
     def replies(self) -> list[PacketTrace]:
         return [p for p in self.packets if p.direction == "reply"]

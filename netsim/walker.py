@@ -32,6 +32,7 @@ host-gw routes. The external load balancer passes packets through to a node it p
 """
 from __future__ import annotations
 
+import struct
 import zlib
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
@@ -43,7 +44,7 @@ from netsim.netfilter import HookResult, Netfilter
 from netsim.packet import (_UDP_HDR, IPPROTO_TCP, IPPROTO_UDP, PROTO_NUMBERS, Packet, _finish, _ip_sum,
                            _pseudo_sum, int2ip, ip2int)
 from netsim.routing import LOOPBACK_NET, Route
-from netsim.servers import Sockets, pod_sockets
+from netsim.servers import Sockets, pod_sockets, socket_ip_id
 from netsim.topology import (FLANNEL_VNI, FLANNEL_VXLAN_PORT, Host, Interface, Topology)
 from netsim.trace import Addr, Flow, Hop, Outcome, PacketSnapshot, PacketTrace, Reply, Step, Trace, TranslatedStep
 
@@ -363,9 +364,10 @@ class Walker:
         src = src_addr
         if proto == "tcp":
             isn = self.rng.getrandbits(32)
-            pkt = Packet.tcp(src, d, sport, dport, flags="S", seq=isn)
+            pkt = Packet.tcp(src, d, sport, dport, flags="S", seq=isn, ident=socket_ip_id(isn))
         elif proto == "udp":
-            pkt = Packet.udp(src, d, sport, dport, payload=payload or b"hello")
+            pkt = Packet.udp(src, d, sport, dport, payload=payload or b"hello",
+                             ident=socket_ip_id(zlib.crc32(struct.pack("!IIHH", src, d, sport, dport))))
         elif proto == "icmp":
             pkt = Packet.icmp(src, d, id=sport & 0xFFFF, seq=1, payload=payload or b"ping")
         else:
@@ -415,9 +417,16 @@ class Walker:
                                   _matches(req, r), PacketSnapshot(bytes(r.buf)))
             if r.is_icmp_error and outcome.disposition in ("DELIVERED",):
                 outcome.disposition = "NO_LISTENER"
+            if capture and proto == "tcp" and r.tcp_flags == 0x12:
+                # the handshake's final ACK, walked for the capture only (the trace lists SYN and SYN-ACK)
+                ack = Packet.tcp(src, dst, sport, dport, flags="A", seq=isn + 1, ack=r.seq + 1,
+                                 ident=socket_ip_id(isn) + 1)
+                _e, apt = self._walk(client, ack, "request", capture)
+                trace.capture_only.append((len(trace.packets), apt))
             if full and proto == "tcp" and r.tcp_flags == 0x12:
                 data = payload or f"GET / HTTP/1.1\r\nHost: {target or dst}\r\n\r\n".encode()
-                p2 = Packet.tcp(src, dst, sport, dport, flags="PA", seq=isn + 1, ack=r.seq + 1, payload=data)
+                p2 = Packet.tcp(src, dst, sport, dport, flags="PA", seq=isn + 1, ack=r.seq + 1, payload=data,
+                                ident=socket_ip_id(isn) + 2)
                 e2, pt2 = self._walk(client, p2, "request", capture)
                 trace.packets.append(pt2)
                 for origin, rp in e2.generated:
@@ -982,7 +991,7 @@ class Walker:
             inner_eth = bytes.fromhex(("02" * 6) + fl.mac.replace(":", "")) + b"\x08\x00"
             vx = bytes([0x08, 0, 0, 0]) + FLANNEL_VNI.to_bytes(3, "big") + b"\x00"
             src = host.interfaces["eth0"].addr
-            tpl = self._vxlan_prefix[key] = (vx + inner_eth, src, _ip_sum(src, remote, IPPROTO_UDP, 0, 64, 1, 0),
+            tpl = self._vxlan_prefix[key] = (vx + inner_eth, src, _ip_sum(src, remote, IPPROTO_UDP, 0, 64, 0, 0),
                                              _pseudo_sum(src, remote, IPPROTO_UDP, 0) + FLANNEL_VXLAN_PORT)
         prefix, src, ip_base, udp_base = tpl
         buf = pkt.buf
@@ -997,8 +1006,10 @@ class Walker:
         if ulen & 1:
             v <<= 8                             # odd length: pad with a zero byte
         c = _finish(udp_base + ulen + ulen + sport + v) or 0xFFFF     # RFC 768: a computed 0 is sent as all ones
-        # flannel's outer header: DF not set, ident 1, TTL 64 (as Packet.udp's defaults)
-        out = bytearray(_UDP_HDR.pack(0x45, 0, total, 1, 0, 64, IPPROTO_UDP, _finish(ip_base + total),
+        # the outer header as iptunnel_xmit writes it: DF not set (vxlan's df unset), TTL 64, and the IP ID
+        # from __ip_select_ident (a hashed, randomly advanced counter; here bits of the flow hash)
+        ident = h >> 16
+        out = bytearray(_UDP_HDR.pack(0x45, 0, total, ident, 0, 64, IPPROTO_UDP, _finish(ip_base + total + ident),
                                       src, remote, sport, FLANNEL_VXLAN_PORT, ulen, c))
         out += payload
         return Packet._built(out, IPPROTO_UDP, src, remote, 20, sport, FLANNEL_VXLAN_PORT)
