@@ -105,7 +105,8 @@ def test_translated_step_reads_like_before():
 def test_vxlan_outer_header_template_builds_what_packet_udp_builds():
     # The walker fills in a per-(node, remote VTEP) outer-header template; the bytes must be exactly the
     # datagram Packet.udp builds for flannel's encapsulation (outer UDP to 8472, DF clear, TTL 64,
-    # source port = hash of the inner flow, as the kernel's udp_flow_src_port), checksums valid.
+    # source port = hash of the inner flow, as the kernel's udp_flow_src_port; the IP ID, which
+    # __ip_select_ident draws, taken from the template), checksums valid.
     from netsim.packet import Packet
     from netsim.topology import FLANNEL_VXLAN_PORT
     c = scenario_cluster()
@@ -117,7 +118,7 @@ def test_vxlan_outer_header_template_builds_what_packet_udp_builds():
         outer = w._encap(node, inner, remote)
         prefix = bytes(outer.buf[28:28 + 8 + 14])                   # VXLAN header + inner Ethernet header
         want = Packet.udp(node.interfaces["eth0"].addr, remote, outer.sport, FLANNEL_VXLAN_PORT,
-                          payload=prefix + bytes(inner.buf), df=False)
+                          payload=prefix + bytes(inner.buf), df=False, ident=outer.buf[4] << 8 | outer.buf[5])
         assert bytes(outer.buf) == bytes(want.buf)
         assert outer.checksums_ok() and outer.tuple() == want.tuple()
         assert bytes(w._decap(outer).buf) == bytes(inner.buf)
