@@ -164,11 +164,10 @@ def load_cluster(files: tuple[str, ...], quiet: bool = False) -> "Cluster":
 
 
 def read_dump(path: str, expected: str) -> str:
-    """A rule dump's text; unreadable or binary files become a one-line error naming what was expected."""
+    """A rule dump's text, read in chunks under the input limits (``-f``'s); unreadable, binary or
+    oversized files become a one-line error naming what was expected."""
+    from netsim.inputread import read_source
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError as e:
-        raise click.ClickException(f"{path}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise click.ClickException(f"{path}: not a text file (expected {expected})") from None
+        return read_source(path, input_limits(), expected=expected)
+    except ManifestError as e:
+        raise click.ClickException(str(e)) from None

@@ -57,19 +57,20 @@ def parse_size(text: str) -> int:
     return int(m.group(1)) * _UNITS[m.group(2).lower()]
 
 
-def read_source(path: str, limits: InputLimits, display: Optional[str] = None) -> str:
-    """The text of a manifest file, or of standard input for ``-``, read in chunks under ``limits``."""
+def read_source(path: str, limits: InputLimits, display: Optional[str] = None, expected: str = "YAML") -> str:
+    """The text of a manifest file (or rule dump), or of standard input for ``-``, read in chunks
+    under ``limits``; ``expected`` names what a binary file should have been."""
     name = display or ("stdin" if path == STDIN else path)
     try:
         if path == STDIN:
-            return _read_bounded(sys.stdin.buffer, name, limits)
+            return _read_bounded(sys.stdin.buffer, name, limits, expected)
         with open(path, "rb") as f:
-            return _read_bounded(f, name, limits)
+            return _read_bounded(f, name, limits, expected)
     except OSError as e:
         raise ManifestError(f"{name}: cannot read: {e.strerror or e}") from None
 
 
-def _read_bounded(f: BinaryIO, name: str, limits: InputLimits) -> str:
+def _read_bounded(f: BinaryIO, name: str, limits: InputLimits, expected: str) -> str:
     chunks: list[bytes] = []
     total = 0
     while True:
@@ -77,7 +78,7 @@ def _read_bounded(f: BinaryIO, name: str, limits: InputLimits) -> str:
         if not chunk:
             break
         if not chunks and b"\0" in chunk:
-            raise ManifestError(f"{name}: not a text file (expected YAML)")
+            raise ManifestError(f"{name}: not a text file (expected {expected})")
         total += len(chunk)
         if total > limits.max_bytes:
             raise ManifestError(f"{name}: more than {_size(limits.max_bytes)} of input (the limit; raise it with "
@@ -86,7 +87,7 @@ def _read_bounded(f: BinaryIO, name: str, limits: InputLimits) -> str:
     try:
         return b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError:
-        raise ManifestError(f"{name}: not a text file (expected YAML in UTF-8)") from None
+        raise ManifestError(f"{name}: not a text file (expected {expected})") from None
 
 
 def _size(n: int) -> str:

@@ -166,3 +166,8 @@ def test_stdin_and_empty_sources(tmp_path):
                    f"{empty}: no objects in the input (empty, or only comments and '---'")
     r = run_bounded(["get", "pods", "-f", str(empty), "-f", "example:httpd-app"])
     assert r.returncode == 0 and f"warning: {empty}: no objects in it".encode() in r.stderr
+
+
+def test_rule_dumps_are_read_under_the_same_bounds():
+    one_line_error(run_bounded(["iptables", "replay", "--dump", "/dev/zero", "--src", "1.1.1.1", "--dst", "2.2.2.2:80"]),
+                   "/dev/zero: not a text file (expected iptables-save output)")
