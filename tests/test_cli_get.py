@@ -151,14 +151,16 @@ def test_missing_file_is_one_line_error():
     assert r.exit_code == 2 and r.stderr == "Error: /no/such.yaml: cannot read: No such file or directory\n"
 
 
-def test_short_names_several_types_and_all():
+def test_short_names_several_types_and_all(httpd_cluster):
     r = run("get", "svc,ep", "-f", "example:httpd-app")
     assert r.exit_code == 0, r.output
     svc_table, ep_table = r.stdout.strip().split("\n\n")
     assert svc_table.splitlines()[1].startswith("service/httpd-app ")
     header, rows = header_and_rows(ep_table)
     assert header == ["NAME", "ENDPOINTS", "AGE"] and rows[0][0] == "endpoints/httpd-app"
-    assert rows[0][1] == "10.244.0.2:80,10.244.1.3:80"
+    ips = sorted((p.ip for p in httpd_cluster.pods("default") if p.name.startswith("httpd-app-")),
+                 key=lambda ip: tuple(map(int, ip.split("."))))
+    assert rows[0][1] == ",".join(f"{ip}:80" for ip in ips)                 # printers.go formatEndpoints
     for short, long in (("deploy", "deployments"), ("rs", "replicasets"), ("sts", "statefulsets"), ("po", "pods")):
         a, b = run("get", short, "-n", "shop", "-f", "example:shop"), run("get", long, "-n", "shop", "-f", "example:shop")
         assert a.exit_code == 0 and a.stdout == b.stdout and a.stdout, (short, a.output)
