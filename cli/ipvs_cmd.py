@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from netsim.cli.common import file_option, load_cluster, read_dump
-from netsim.packet import Packet, PacketError, ip2int
+from netsim.packet import PacketError, ip2int
 
 
 def _endpoint(text: str, what: str) -> tuple[str, int]:
@@ -56,10 +56,26 @@ def show(files, node: str, fmt: str, scheduler) -> None:
 @click.option("--proto", type=click.Choice(["tcp", "udp"]), default="tcp", show_default=True)
 @click.option("--count", type=click.IntRange(1, 100000), default=1, show_default=True,
               help="New connections, from consecutive source ports.")
-def replay(dump: str, src: str, dst: str, proto: str, count: int) -> None:
-    """Schedule COUNT new connections through the dump's virtual servers, as the kernel would."""
+@click.option("--close", is_flag=True,
+              help="Complete and close each TCP connection before the next starts (a short-lived "
+                   "client: it ends in TIME_WAIT, an inactive connection for 2 minutes). Without it "
+                   "every connection completes its handshake and stays open (ESTABLISHED, active for "
+                   "15 minutes: long-lived or concurrent clients).")
+@click.option("--interval", type=click.FloatRange(0, 86400), default=1.0, show_default=True,
+              help="Seconds between new connections; the kernel's connection timers run on this clock.")
+def replay(dump: str, src: str, dst: str, proto: str, count: int, close: bool, interval: float) -> None:
+    """Schedule COUNT new connections through the dump's virtual servers, as the kernel would.
+
+    \b
+    The schedulers that count connections (lc, wlc, sed, nq, lblc, lblcr) see active
+    (open) connections and inactive (closed, TIME_WAIT; or UDP) ones differently, so the
+    two forms can choose differently:
+      default   each connection stays open: long-lived or concurrent clients
+      --close   each connection closes before the next: short-lived clients
+    Connections expire on the kernel's timeouts (tcp 900 s, TIME_WAIT 120 s, udp 300 s)."""
     from netsim.rules.ipvs.datapath import IpvsNode
     from netsim.rules.ipvs.ipvsadm import parse_save, render_list
+    from netsim.rules.ipvs.replay import replay as run_replay
     from netsim.rules.ipvs.table import IpvsError
     try:
         table = parse_save(read_dump(dump, "ipvsadm -Sn output"), source=dump)
@@ -70,13 +86,10 @@ def replay(dump: str, src: str, dst: str, proto: str, count: int) -> None:
     sip, sport = _endpoint(src, "--src")
     dip, dport = _endpoint(dst, "--to")
     node = IpvsNode(table)
-    for i in range(count):
-        sp = (sport + i - 1) % 65535 + 1
-        pkt = (Packet.tcp(sip, dip, sp, dport, flags="S") if proto == "tcp"
-               else Packet.udp(sip, dip, sp, dport, b"x"))
-        dec = node.local_in(pkt, now=float(i))
-        if dec is None:
-            raise click.ClickException(f"no virtual server {proto.upper()} {dip}:{dport} in {dump}")
-        click.echo(f"{sip}:{sp} -> {dip}:{dport}  {dec.action}  {dec.reason}")
+    try:
+        for c in run_replay(node, proto, sip, sport, dip, dport, count, close=close, interval=interval):
+            click.echo(f"{sip}:{c.sport} -> {dip}:{dport}  {c.decision.action}  {c.decision.reason}")
+    except LookupError:
+        raise click.ClickException(f"no virtual server {proto.upper()} {dip}:{dport} in {dump}") from None
     click.echo()
     click.echo(render_list(table), nl=False)

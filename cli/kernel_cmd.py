@@ -165,18 +165,30 @@ def exec_(target, namespace, name, command) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Print every flow, not only disagreements.")
 @click.option("--mode", type=click.Choice(["iptables", "ipvs", "nftables"]), default=None,
               help="kube-proxy mode (default: the Cluster document's proxyMode).")
-def verify(files, flows, name, seed, verbose, mode) -> None:
+@click.option("--scheduler", type=click.Choice(["rr", "wrr", "lc", "wlc", "sed", "nq", "lblc", "lblcr", "sh", "dh", "mh"]),
+              default=None, help="IPVS scheduler (default: the Cluster document's ipvsScheduler).")
+@click.option("--vm", is_flag=True,
+              help="Run the kernel half in a VM booted on Debian's kernel (has ip_vs; qemu without KVM, "
+                   "no network device): one boot, minutes under software emulation.")
+def verify(files, flows, name, seed, verbose, mode, scheduler, vm) -> None:
     """Send real connections through the kernel and compare each with the emulator's trace."""
     from netsim.kernel.build import KernelBackendError
     from netsim.kernel.rules import RulesError
     from netsim.kernel.verify import VerifyError, run_verify
+    from netsim.kernel.vm import VmError
     _need_root()
     cluster = load_cluster(files)
     cluster.config.proxy_mode = mode or cluster.config.proxy_mode
+    cluster.config.ipvs_scheduler = scheduler or cluster.config.ipvs_scheduler
     name = name or f"v{os.getpid() % 100000}"
     try:
-        report = run_verify(cluster, name, flows=flows, seed=seed, sources=list(files))
-    except (KernelBackendError, RulesError, VerifyError) as e:
+        if vm:
+            from netsim.kernel.verify_vm import run_verify_vm
+            report = run_verify_vm(cluster, name, flows=flows, seed=seed,
+                                   log=lambda m: click.echo(f"  {m}", err=True))
+        else:
+            report = run_verify(cluster, name, flows=flows, seed=seed, sources=list(files))
+    except (KernelBackendError, RulesError, VerifyError, VmError) as e:
         raise _fail(str(e)) from None
     for line in report.lines(verbose=verbose):
         click.echo(line)

@@ -189,6 +189,11 @@ class KubeProxyNode:
                 getattr(t, "key", None) == TO_BE_DELETED_TAINT for t in taints)
 
     @property
+    def ipvs_proxier(self) -> Any:
+        """The IPVS proxier (netsim.rules.ipvs.proxier.KubeProxyIpvs) after a sync in IPVS mode, else None."""
+        return self._ipvs
+
+    @property
     def pending(self) -> bool:
         return bool(self._pending_services or self._pending_slices)
 

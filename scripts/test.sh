@@ -23,6 +23,23 @@ fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 
+# The IPVS VM (tests marked `vm`): Debian's kernel has ip_vs as a module, qemu boots it without KVM
+# through virtme-ng. Only as root (the guest needs root for namespaces); NETSIM_VM_TESTS=0 skips it.
+if [ "$(id -u)" = 0 ] && [ "${NETSIM_VM_TESTS:-1}" != 0 ]; then
+  vm_debs=()
+  command -v qemu-system-x86_64 >/dev/null 2>&1 || vm_debs+=(qemu-system-x86)
+  ls /lib/modules/*/kernel/net/netfilter/ipvs/ip_vs.ko* >/dev/null 2>&1 && ls /boot/vmlinuz-* >/dev/null 2>&1 \
+    || vm_debs+=(linux-image-amd64)
+  command -v busybox >/dev/null 2>&1 || vm_debs+=(busybox-static)
+  if [ "${#vm_debs[@]}" -gt 0 ]; then
+    echo "installing Debian packages for the IPVS VM: ${vm_debs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${vm_debs[@]}" >/dev/null
+  fi
+  python3 -m pip install -q --disable-pip-version-check -e '.[vm]'
+fi
+
 if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null 2>&1; then
   # A private network namespace (and mount namespace, for /etc/netns bind mounts and /run/netns).
   isolate=(unshare --net --mount --propagation private --)

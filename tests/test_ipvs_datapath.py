@@ -186,17 +186,23 @@ def test_graceful_termination_udp_deletes_at_once_and_expires_nodest_conns():
     assert again.action == "dnat" and again.new_conn and dest_of(q) == EP1
 
 
-def test_endpoint_coming_back_is_re_added_fresh():
+def test_endpoint_coming_back_is_revived_from_the_dest_trash():
+    """kube-proxy deletes the weight-0 real server and adds it again (MoveRSOutofGracefulDeleteList
+    + AddRealServer); the kernel takes the deleted destination back out of its trash
+    (ip_vs_add_dest -> ip_vs_trash_get_dest) with its counters, and its connection keeps flowing."""
     kp = proxy()
-    kp.node.local_in(syn(40000), 0.0)                        # keeps web-2 busy
+    first = kp.node.local_in(syn(40000), 0.0)                # keeps web-2 busy
     c = kp.cluster
     c.set_pod_ready("default", "web-2", False)
     kp.sync()
-    assert rs(kp, EP2).weight == 0
+    old = rs(kp, EP2)
+    assert old.weight == 0
     c.set_pod_ready("default", "web-2", True)
     st = kp.sync()
-    assert rs(kp, EP2).weight == 1 and st.graceful == []
-    assert rs(kp, EP2).activeconns == 0                      # a new kernel destination
+    assert rs(kp, EP2) is old and old.weight == 1 and st.graceful == []
+    assert old.activeconns == 1 and first.conn in kp.node.conns.all()
+    p = Packet.tcp(CLIENT, VIP, 40000, 80, flags="A")
+    assert kp.node.local_in(p, 1.0).action == "dnat" and dest_of(p) == EP2
 
 
 def test_new_syn_on_time_wait_connection_is_rescheduled():

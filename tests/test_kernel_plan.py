@@ -73,11 +73,13 @@ def test_lb_vip_goes_to_a_node_with_a_local_endpoint_for_etp_local():
 
 def test_ipvs_mode_is_refused_with_the_missing_module_named():
     if os.path.exists("/proc/net/ip_vs"):
-        with pytest.raises(KernelBackendError, match="iptables rules only"):
-            check_kernel_support("ipvs")
+        check_kernel_support("ipvs")                 # programmed for real (netsim.kernel.ipvs)
     else:
-        with pytest.raises(KernelBackendError, match="ip_vs kernel module"):
+        with pytest.raises(KernelBackendError, match="ip_vs kernel module") as e:
             check_kernel_support("ipvs")
+        assert "\n" not in str(e.value) and "--vm" in str(e.value)
+    with pytest.raises(KernelBackendError, match="iptables and ipvs rules only"):
+        check_kernel_support("nftables")
 
 
 def test_jump_rules_follow_reverse_insertion_order():

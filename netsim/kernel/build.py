@@ -44,15 +44,16 @@ class KernelBackendError(RuntimeError):
 
 def check_kernel_support(proxy_mode: str) -> None:
     """Refuse proxy modes this kernel cannot run, naming what is missing."""
-    if proxy_mode == "ipvs" and not (os.path.exists("/proc/net/ip_vs")
-                                     or os.path.isdir("/sys/module/ip_vs")):
+    from netsim.kernel.ipvs import kernel_has_ipvs
+    if proxy_mode == "ipvs" and not kernel_has_ipvs():
         raise KernelBackendError(
             "proxy mode ipvs needs the ip_vs kernel module, which this kernel does not have "
-            "(no /proc/net/ip_vs, no /sys/module/ip_vs); use proxyMode: iptables")
+            "(no /proc/net/ip_vs, no /sys/module/ip_vs); run it in a VM with `netsim verify --vm`, "
+            "or use proxyMode: iptables")
     if proxy_mode not in ("iptables", "ipvs", "nftables"):
         raise KernelBackendError(f"proxy mode {proxy_mode!r}: expected iptables, ipvs or nftables")
-    if proxy_mode != "iptables":
-        raise KernelBackendError(f"proxy mode {proxy_mode}: the kernel backend loads iptables rules only")
+    if proxy_mode == "nftables":
+        raise KernelBackendError(f"proxy mode {proxy_mode}: the kernel backend loads iptables and ipvs rules only")
 
 
 @dataclass
@@ -292,7 +293,8 @@ class KernelCluster:
 
     # ------------------------------------------------------------------ rules
     def sync_rules(self, nodes: Optional[Iterable[str]] = None) -> None:
-        """Render kube-proxy's rules for each running node and load them with iptables-restore."""
+        """Render kube-proxy's rules for each running node and load them: iptables-restore, or in
+        IPVS mode ipsets + iptables + kube-ipvs0 + virtual servers (netsim.kernel.ipvs)."""
         for name in (nodes if nodes is not None else self.plan.nodes):
             node = self.plan.nodes[name]
             model_node = self.cluster.node(name)
@@ -313,10 +315,21 @@ class KernelCluster:
             path = proxyport.status_path(self.state.directory, name)
             previous = proxyport.read_status(path) if path.exists() else None
             netns_name = self.plan.nodes[name].netns
+            mode = self.cluster.config.proxy_mode
+            if mode == "ipvs":
+                from netsim.kernel import ipvs
+
+                def restore(text: str, full: bool) -> None:
+                    try:
+                        ipvs.program_node(netns_name, kp.ipvs_proxier.state)
+                    except ipvs.IpvsKernelError as e:
+                        raise KernelBackendError(str(e)) from None
+            else:
+                def restore(text: str, full: bool) -> None:
+                    rules.restore(netns_name, rules.restore_input(self.cluster, name))
             kp = self.kube_proxies[name] = KubeProxyNode(
-                self.cluster, name, "iptables", partial_syncs=False, status=previous,
-                initial_list=previous is None,
-                restore=lambda text, full: rules.restore(netns_name, rules.restore_input(self.cluster, name)))
+                self.cluster, name, mode, partial_syncs=False, status=previous,
+                initial_list=previous is None, restore=restore)
         return kp
 
     def _write_proxy_status(self, name: str) -> None:

@@ -4,12 +4,14 @@ A process signals readiness by creating its ready file once every socket is boun
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
-READY_TIMEOUT = 30.0
+READY_TIMEOUT = 30.0          # seconds; $NETSIM_READY_TIMEOUT overrides (a software-emulated VM is slow)
 
 
 @dataclass
@@ -32,8 +34,10 @@ def spawn(argv: list[str], ready: Path, log: Path, label: str) -> Launch:
     return Launch(proc, argv, ready, log, label)
 
 
-def wait_ready(launches: list[Launch], timeout: float = READY_TIMEOUT) -> None:
+def wait_ready(launches: list[Launch], timeout: Optional[float] = None) -> None:
     """Wait for every ready file; raise naming the first process that died or hung."""
+    if timeout is None:
+        timeout = float(os.environ.get("NETSIM_READY_TIMEOUT") or READY_TIMEOUT)
     deadline = time.monotonic() + timeout
     pending = list(launches)
     while pending:

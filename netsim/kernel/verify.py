@@ -338,27 +338,32 @@ def _check_affinity(results: list[FlowResult]) -> None:
                     r.reason = f"sessionAffinity ClientIP: earlier flows of this client went to {main}"
 
 
-def verify_running(kc: Any, flows: int = 200, seed: int = 0, timeout: float = 1.5) -> VerifyReport:
-    """Send `flows` real connections through the running kernel cluster `kc` and compare each."""
-    from netsim.walker import Walker
-    cluster, plan = kc.cluster, kc.plan
-    rng = random.Random(seed)
-    specs = sample_flows(flow_kinds(cluster, plan), flows, rng)
+def probe_kernel(kc: Any, specs: list[FlowSpec], timeout: float = 1.5,
+                 concurrency: int = 128) -> tuple[list[ProbeResult], dict[tuple[str, str], Optional[str]], float]:
+    """The kernel half of verify: resolve the by-name flows with real DNS queries, then send every flow
+    through the running kernel cluster `kc`. Returns (results, DNS answers, seconds)."""
     from concurrent.futures import ThreadPoolExecutor
+    cluster = kc.cluster
     pairs = sorted({(s.netns, s.by_name) for s in specs if s.by_name})
     with ThreadPoolExecutor(max_workers=32) as pool:      # setns() is per thread: each query in its own
         answers = pool.map(lambda p: resolve_a(p[0], p[1], cluster.config.dns_service_ip, timeout=timeout),
                            pairs)
         resolved: dict[tuple[str, str], Optional[str]] = dict(zip(pairs, answers))
     t0 = time.monotonic()
-    probes, todo = [], []
+    probes = []
     for s in specs:
         dst = resolved[(s.netns, s.by_name)] if s.by_name else s.dst
         if dst is None:
             continue
         probes.append(Probe(s.netns, dst, s.dport, s.proto, tag=s))
-    kernel = run_probes(probes, timeout=timeout, concurrency=128)
-    t_kernel = time.monotonic() - t0
+    kernel = run_probes(probes, timeout=timeout, concurrency=concurrency)
+    return kernel, resolved, time.monotonic() - t0
+
+
+def judge(cluster: Any, name: str, specs: list[FlowSpec], kernel: list[ProbeResult],
+          resolved: dict[tuple[str, str], Optional[str]], seconds_kernel: float = 0.0) -> VerifyReport:
+    """The emulator half of verify: predict each kind of flow and compare the kernel's results."""
+    from netsim.walker import Walker
     walker = Walker(cluster)
     fresh = None                       # affinity-free twin: the endpoint set before any --set
     if any(s.affinity for s in specs):
@@ -366,7 +371,6 @@ def verify_running(kc: Any, flows: int = 200, seed: int = 0, timeout: float = 1.
     preds: dict[FlowSpec, Prediction] = {}
     t0 = time.monotonic()
     results: list[FlowResult] = []
-    by_spec = {id(p): p for p in probes}
     for r in kernel:
         s: FlowSpec = r.probe.tag
         if s not in preds:
@@ -377,15 +381,20 @@ def verify_running(kc: Any, flows: int = 200, seed: int = 0, timeout: float = 1.
     for s in specs:
         if s.by_name and resolved[(s.netns, s.by_name)] != s.dst:
             got = resolved[(s.netns, s.by_name)]
-            todo.append(s)
             results.append(FlowResult(s, ProbeResult(Probe(s.netns, s.dst, s.dport, s.proto), "error",
                                                      error=f"DNS answered {got}"),
                                       ("unresolved", None, None), False,
                                       f"DNS: {s.by_name} resolved to {got}, expected the ClusterIP {s.dst}"))
-    del by_spec
     _check_affinity(results)
     t_emu = time.monotonic() - t0
-    return VerifyReport(kc.name, results, preds, seconds_kernel=t_kernel, seconds_emulator=t_emu)
+    return VerifyReport(name, results, preds, seconds_kernel=seconds_kernel, seconds_emulator=t_emu)
+
+
+def verify_running(kc: Any, flows: int = 200, seed: int = 0, timeout: float = 1.5) -> VerifyReport:
+    """Send `flows` real connections through the running kernel cluster `kc` and compare each."""
+    specs = sample_flows(flow_kinds(kc.cluster, kc.plan), flows, random.Random(seed))
+    kernel, resolved, t_kernel = probe_kernel(kc, specs, timeout=timeout)
+    return judge(kc.cluster, kc.name, specs, kernel, resolved, t_kernel)
 
 
 def run_verify(cluster: Any, name: str, flows: int = 200, seed: int = 0, sources: Optional[list[str]] = None,

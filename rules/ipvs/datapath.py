@@ -69,6 +69,13 @@ class IpvsNode:
     sysctls: IpvsSysctls = field(default_factory=IpvsSysctls)
     local_addresses: frozenset[int] = frozenset()   # node addresses (a real server here is "local")
 
+    def advance(self, now: float) -> int:
+        """The kernel's timers up to `now`: due connections expire (ip_vs_conn_expire), then the
+        destination trash is swept (ip_vs_dest_trash_expire). Returns how many connections went."""
+        n = self.conns.expire_all(now)
+        self.table.expire_trash(now)
+        return n
+
     # ------------------------------------------------------------------ request direction
     def local_in(self, pkt: Any, now: float) -> Optional[IpvsDecision]:
         return self._in(pkt, now, "LOCAL_IN")

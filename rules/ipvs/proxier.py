@@ -333,7 +333,7 @@ class KubeProxyIpvs:
 
     def advance(self, now: float) -> list[str]:
         """Time passes: connection timers run, then the graceful-termination loop (every 60 s)."""
-        self.node.conns.expire_all(now)
+        self.node.advance(now)
         done = self.graceful.advance(now)
         if done:
             self.node.expire_nodest_conns()

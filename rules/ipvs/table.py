@@ -9,6 +9,12 @@ as scheduling and ipvsadm output need:
 - ``last_weight`` keeps the latest non-zero weight ("keep the last_weight with latest non-0 weight",
   ip_vs_ctl.c); the mh scheduler builds its table from it.
 - every add/delete/update of a destination calls the scheduler's add_dest/del_dest/upd_dest hook.
+- a deleted destination goes to the table's *destination trash* (``__ip_vs_del_dest``) and stays
+  there, counters and all, while connections still reference it and for
+  ``IP_VS_DEST_TRASH_PERIOD`` after the last one went (``ip_vs_dest_trash_expire``, a timer every
+  half period). Adding the same real server to the same virtual server again brings that very
+  destination back (``ip_vs_add_dest`` → ``ip_vs_trash_get_dest``): its active/inactive counters,
+  and the connections that still point at it, carry on.
 """
 from __future__ import annotations
 
@@ -36,6 +42,9 @@ FWD_LOCAL = "Local"
 FWD_TUNNEL = "Tunnel"
 FWD_ROUTE = "Route"
 FORWARD_METHODS = (FWD_MASQ, FWD_LOCAL, FWD_TUNNEL, FWD_ROUTE)
+
+
+IP_VS_DEST_TRASH_PERIOD = 120.0     # seconds (ip_vs_ctl.c: 120 * HZ)
 
 
 class IpvsError(ValueError):
@@ -68,6 +77,11 @@ class RealServer:
     available: bool = True          # IP_VS_DEST_F_AVAILABLE (cleared when unlinked)
     overloaded: bool = False        # IP_VS_DEST_F_OVERLOAD (only set by u_threshold)
     stats: IpvsStats = field(default_factory=IpvsStats)
+    idle_start: Optional[float] = None    # in the trash: when the trash timer first saw it unreferenced
+
+    def references(self) -> int:
+        """Connections and templates bound to this destination (its refcnt in the trash)."""
+        return self.activeconns + self.inactconns + self.persistconns
 
     @property
     def addr(self) -> str:
@@ -94,6 +108,7 @@ class VirtualServer:
     dests: list[RealServer] = field(default_factory=list)   # kernel list order (head first)
     stats: IpvsStats = field(default_factory=IpvsStats)
     sched: Optional["Scheduler"] = field(default=None, repr=False)
+    table: Optional["IpvsTable"] = field(default=None, repr=False)   # owner: holds the dest trash
 
     def __post_init__(self) -> None:
         if self.protocol not in IPPROTO:
@@ -131,7 +146,13 @@ class VirtualServer:
             raise IpvsError(f"{self}: destination {int2ip(ip)}:{port} already exists")
         if weight < 0:
             raise IpvsError(f"{self}: weight must be >= 0, got {weight}")
-        d = RealServer(ip, port, weight=weight, forward=forward, last_weight=weight)
+        d = self.table.trash_get(self, ip, port) if self.table is not None else None
+        if d is None:
+            d = RealServer(ip, port, weight=weight, forward=forward, last_weight=weight)
+        else:                            # __ip_vs_update_dest(add=1) on the trashed dest
+            d.weight, d.forward, d.available, d.idle_start = weight, forward, True, None
+            if weight != 0:
+                d.last_weight = weight
         self.dests.insert(0, d)          # list_add_rcu at the head
         self.sched.add_dest(self, d)
         return d
@@ -156,6 +177,8 @@ class VirtualServer:
         del self.dests[idx]
         d.available = False
         self.sched.del_dest(self, d, idx)
+        if self.table is not None:
+            self.table.trash_put(self, d)
         return d
 
     def set_scheduler(self, name: str, flags: Optional[int] = None) -> None:
@@ -173,6 +196,10 @@ class IpvsTable:
 
     def __init__(self) -> None:
         self._svcs: dict[tuple[int, int, int], VirtualServer] = {}
+        # ipvs->dest_trash: (proto, vaddr, vport, daddr, dport) -> the deleted destination
+        self.trash: dict[tuple[int, int, int, int, int], RealServer] = {}
+        self.trash_timer: Optional[float] = None     # next run of ip_vs_dest_trash_expire
+        self.now = 0.0                               # the owner's clock (IpvsNode.advance)
 
     def __len__(self) -> int:
         return len(self._svcs)
@@ -192,16 +219,49 @@ class IpvsTable:
         if isinstance(ip, str):
             ip = ip2int(ip)
         vs = VirtualServer(protocol, ip, port, scheduler=scheduler, flags=flags, timeout=timeout,
-                           netmask=netmask)
+                           netmask=netmask, table=self)
         if vs.key in self._svcs:
             raise IpvsError(f"virtual server {vs} already exists")
         self._svcs[vs.key] = vs
         return vs
 
     def del_service(self, vs: VirtualServer) -> None:
+        """__ip_vs_del_service: every destination is unlinked and goes to the trash."""
         self._svcs.pop(vs.key, None)
         for d in vs.dests:
             d.available = False
+            self.trash_put(vs, d)
+        vs.dests = []
+
+    # -- the destination trash (ip_vs_ctl.c) -----------------------------------------------------
+    def trash_put(self, vs: VirtualServer, d: RealServer) -> None:
+        """__ip_vs_del_dest: into the trash; the expiry timer starts if the trash was empty."""
+        if not self.trash:
+            self.trash_timer = self.now + IP_VS_DEST_TRASH_PERIOD / 2
+        d.idle_start = None
+        self.trash[(vs.key[0], vs.ip, vs.port, d.ip, d.port)] = d
+
+    def trash_get(self, vs: VirtualServer, ip: int, port: int) -> Optional[RealServer]:
+        """ip_vs_trash_get_dest: the same real server of the same virtual server, taken out."""
+        return self.trash.pop((vs.key[0], vs.ip, vs.port, ip, port), None)
+
+    def expire_trash(self, now: float) -> list[RealServer]:
+        """Run ip_vs_dest_trash_expire up to `now` (every half period while the trash is not empty):
+        a destination nobody references is stamped idle, and freed one period after that stamp."""
+        freed: list[RealServer] = []
+        while self.trash_timer is not None and self.trash_timer <= now:
+            t = self.trash_timer
+            for key, d in list(self.trash.items()):
+                if d.references() > 0:
+                    continue
+                if d.idle_start is None:
+                    d.idle_start = t
+                elif t >= d.idle_start + IP_VS_DEST_TRASH_PERIOD:
+                    del self.trash[key]
+                    freed.append(d)
+            self.trash_timer = t + IP_VS_DEST_TRASH_PERIOD / 2 if self.trash else None
+        self.now = max(self.now, now)
+        return freed
 
     def services(self) -> list[VirtualServer]:
         return list(self._svcs.values())
