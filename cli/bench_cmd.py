@@ -81,9 +81,12 @@ def _console():
 @click.option("--merge", "merge_files", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
               help="With --report-only: first combine these results.json files (parts of one sweep, e.g. stage "
                    "groups run as separate processes) into OUT/results.json.")
+@click.option("--vm", is_flag=True,
+              help="Kernel measurements in one VM boot of Debian's kernel (has ip_vs: IPVS measured for real "
+                   "beside iptables). Software-emulated: its figures are reported as IPVS/iptables ratios.")
 def bench(profile: str, modes: Optional[str], services: Optional[str], endpoints: Optional[str], out_dir: str,
           compare_to: Optional[str], kernel: Optional[bool], connections: Optional[int], repeats: Optional[int],
-          seed: int, stages: Optional[str], report_only: bool, merge_files: tuple[str, ...]) -> None:
+          seed: int, stages: Optional[str], report_only: bool, merge_files: tuple[str, ...], vm: bool) -> None:
     """Compare kube-proxy modes with numbers: sync cost, rule-set size, kernel load time, rules per first
     packet, real first-connection latency, the emulator's own speed.
 
@@ -130,7 +133,12 @@ def bench(profile: str, modes: Optional[str], services: Optional[str], endpoints
         rp = _RichProgress(console)
         progress = Progress(rp.start_stage, rp.advance, rp.finish_stage, rp.note)
         try:
-            result = run_bench(prof, out=out, kernel=kernel, seed=seed, progress=progress, stages=chosen)
+            runner = None
+            if vm:
+                from netsim.benchmarks.vm_runner import VmKernelRunner
+                runner = VmKernelRunner()
+            result = run_bench(prof, out=out, kernel=kernel, seed=seed, progress=progress, stages=chosen,
+                               kernel_runner=runner)
         except BenchError as e:
             raise click.ClickException(str(e)) from None
         env, records = result.environment, result.records

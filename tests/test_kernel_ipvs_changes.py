@@ -43,3 +43,25 @@ def test_ipset_restore_flushes_each_set_before_filling_it():
     creates = [i for i, l in enumerate(lines) if l.startswith("create KUBE-CLUSTER-IP ")]
     assert creates and lines[creates[0] + 1] == "flush KUBE-CLUSTER-IP"
     assert any(l.startswith("add KUBE-CLUSTER-IP ") for l in lines)
+
+
+def test_vm_bench_figures_become_ipvs_to_iptables_ratios():
+    """`netsim bench --vm`: VM timings are quoted only as IPVS / iptables of the same boot."""
+    from netsim.benchmarks.kernel_runner import KernelJob
+    from netsim.benchmarks.records import distribution
+    from netsim.benchmarks.vm_runner import VmKernelRunner, mode_ratios
+    recs = (distribution("iptables", 100, 1, "kernel_first_connection_latency", [100e-6] * 10, "µs", "kernel",
+                         scale=1e6, position="first", backend="iptables-nft")
+            + distribution("iptables", 100, 1, "kernel_first_connection_latency", [100e-6] * 10, "µs", "kernel",
+                           scale=1e6, position="first", backend="iptables-legacy")
+            + distribution("ipvs", 100, 1, "kernel_first_connection_latency", [80e-6] * 10, "µs", "kernel",
+                           scale=1e6, position="first", backend="ipvs"))
+    ratios = mode_ratios(recs, "vm-test")
+    assert {(r.metric, r.labels["statistic"], r.value) for r in ratios} == {
+        ("kernel_first_connection_latency_p50_ratio_to_iptables", "p50", 0.8),
+        ("kernel_first_connection_latency_p99_ratio_to_iptables", "p99", 0.8)}
+    assert all(r.unit == "ratio" and "software-emulated" in r.labels["vm"] for r in ratios)
+    runner = VmKernelRunner()
+    assert runner.supports(KernelJob("connect", "ipvs", 100, 1)) is None
+    assert runner.supports(KernelJob("connect", "ipvs", 0, 1)) is not None
+    assert runner.supports(KernelJob("connect", "nftables", 100, 1)) is not None

@@ -94,4 +94,6 @@ def guest_main(shared: Optional[str] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(guest_main(sys.argv[1] if len(sys.argv) > 1 else None))
+    # through the package module, so the answer pickles as netsim.kernel.verify_vm.GuestAnswer
+    from netsim.kernel.verify_vm import guest_main as _guest_main
+    sys.exit(_guest_main(sys.argv[1] if len(sys.argv) > 1 else None))
