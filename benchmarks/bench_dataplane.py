@@ -22,10 +22,10 @@ import platform
 import random
 import time
 
-from netsim.cluster import Cluster
-from netsim.model import ClusterConfig, ContainerPort, Node, Pod, Service, ServicePort
-from netsim.packet import Packet
-from netsim.walker import Walker
+from netsim.control.cluster import Cluster
+from netsim.control.model import ClusterConfig, ContainerPort, Node, Pod, Service, ServicePort
+from netsim.skb.packet import Packet
+from netsim.dataplane.walker import Walker
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "dataplane.json")
 

@@ -28,7 +28,7 @@ from netsim.dns.resolvconf import pod_resolv_conf
 from netsim.dns.resolver import ClusterDNS
 from netsim.dns.server import DNSServer
 from netsim.dns.stub import search, wire_query_fns
-from netsim.manifests import load_text
+from netsim.control.manifests import load_text
 
 CLUSTER = """
 apiVersion: netsim.io/v1

@@ -21,7 +21,7 @@ import random
 import statistics
 import time
 
-from netsim.packet import Packet
+from netsim.skb.packet import Packet
 from netsim.rules.iptables import Engine, EvalContext, parse
 
 ENDPOINTS = 5

@@ -22,7 +22,7 @@ import os
 import time
 from pathlib import Path
 
-from netsim.packet import Packet
+from netsim.skb.packet import Packet
 from netsim.benchmarks.sync import synthetic_inputs
 from netsim.rules.iptables.proxier_inputs import ProxierConfig, ServicePortInfo
 from netsim.rules.ipvs.proxier import KubeProxyIpvs, desired_state

@@ -27,8 +27,8 @@ from typing import Any
 
 from netsim.kernel import netns, rules
 from netsim.kernel.build import KernelCluster
-from netsim.manifests import load_text
-from netsim.model import Service, ServicePort
+from netsim.control.manifests import load_text
+from netsim.control.model import Service, ServicePort
 
 TOPOLOGY = """
 apiVersion: netsim.io/v1
@@ -132,7 +132,7 @@ def bench_services(n_services: int, samples: int) -> dict:
 
 def bench_verify(example: str, flows: int) -> dict:
     from netsim.kernel.verify import run_verify
-    from netsim.manifests import load
+    from netsim.control.manifests import load
     t0 = time.perf_counter()
     report = run_verify(load([f"example:{example}"]), _name(), flows=flows)
     return {"example": example, "flows": len(report.results), "kinds": len(report.predictions),

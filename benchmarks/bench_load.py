@@ -41,7 +41,7 @@ def cluster_yaml(services: int, endpoints: int, nodes: int) -> str:
 
 
 def cluster_objects(services: int, endpoints: int, nodes: int):
-    from netsim.model import ClusterConfig, ContainerPort, Deployment, Node, Pod, Service, ServicePort
+    from netsim.control.model import ClusterConfig, ContainerPort, Deployment, Node, Pod, Service, ServicePort
     cfg = ClusterConfig(name="bench", cluster_cidr="10.0.0.0/8", node_cidr_mask=22, node_network="172.16.0.0/16",
                         seed=1)
     objs: list = [Node(f"node-{i}", f"172.16.{i // 250}.{i % 250 + 2}",
@@ -65,7 +65,7 @@ def _summary(cluster) -> dict:
 
 def measure_yaml(services: int, endpoints: int, nodes: int) -> dict:
     import yaml
-    from netsim import manifests
+    from netsim.control import manifests
     text = cluster_yaml(services, endpoints, nodes)
     t0 = time.perf_counter()
     n_docs = sum(1 for _ in yaml.load_all(text, Loader=manifests._SafeLoader))
@@ -78,7 +78,7 @@ def measure_yaml(services: int, endpoints: int, nodes: int) -> dict:
 
 
 def measure_apply(services: int, endpoints: int, nodes: int) -> dict:
-    from netsim.cluster import Cluster
+    from netsim.control.cluster import Cluster
     cfg, objs = cluster_objects(services, endpoints, nodes)
     t0 = time.perf_counter()
     cluster = Cluster(cfg)
@@ -90,7 +90,7 @@ def measure_apply(services: int, endpoints: int, nodes: int) -> dict:
 def measure_heap(services: int, endpoints: int, nodes: int) -> dict:
     import gc
     import tracemalloc
-    from netsim.cluster import Cluster
+    from netsim.control.cluster import Cluster
     cfg, objs = cluster_objects(services, endpoints, nodes)
     gc.collect()
     tracemalloc.start()
@@ -106,8 +106,8 @@ def measure_heap(services: int, endpoints: int, nodes: int) -> dict:
 
 
 def measure_baseline(*_args) -> dict:
-    import netsim.cluster  # noqa: F401  (the import's own footprint)
-    import netsim.manifests  # noqa: F401
+    import netsim.control.cluster  # noqa: F401  (the import's own footprint)
+    import netsim.control.manifests  # noqa: F401
     return {"max_rss_mib": _max_rss_mib()}
 
 

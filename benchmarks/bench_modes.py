@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from netsim.benchmarks.bench_dataplane import build_cluster  # the same 3-node cluster
-from netsim.cluster import Cluster
-from netsim.walker import Walker
+from netsim.control.cluster import Cluster
+from netsim.dataplane.walker import Walker
 
 RESULTS = Path(__file__).parent / "results" / "modes.json"
 KERNEL = Path(__file__).parent / "results" / "kernel.json"

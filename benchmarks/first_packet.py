@@ -20,10 +20,10 @@ import random
 import statistics
 
 from netsim.benchmarks.records import Record, counted, percentile
-from netsim.cluster import Cluster
-from netsim.model import ClusterConfig, ContainerPort, Node, Pod, Service, ServicePort
-from netsim.packet import Packet
-from netsim.walker import Walker
+from netsim.control.cluster import Cluster
+from netsim.control.model import ClusterConfig, ContainerPort, Node, Pod, Service, ServicePort
+from netsim.skb.packet import Packet
+from netsim.dataplane.walker import Walker
 
 
 def model_cluster(n_services: int, n_endpoints: int, seed: int = 1) -> Cluster:

@@ -78,7 +78,7 @@ def in_own_netns() -> bool:
 
 def nftables_available() -> Optional[str]:
     """None when the emulator has an nftables proxier, else why nftables is skipped."""
-    from netsim.proxy import ProxyModeError, netfilter_factory_for
+    from netsim.dataplane.proxy import ProxyModeError, netfilter_factory_for
     try:
         netfilter_factory_for("nftables")
     except ProxyModeError as e:

@@ -120,7 +120,7 @@ def connect_cluster(services: int, endpoints: int) -> Any:
     """One node; a client pod and ``endpoints`` server pods (bench_kernel's topology with one node);
     ``services`` ClusterIP Services selecting the servers."""
     from netsim.benchmarks.bench_kernel import topology
-    from netsim.model import Service, ServicePort
+    from netsim.control.model import Service, ServicePort
     cluster = topology(1, endpoints + 1)
     if services:
         cluster.apply([Service(name=f"svc-{i:05d}", namespace="default", selector={"app": "web"},

@@ -22,7 +22,7 @@ from netsim.cli.common import EXIT_NOT_DELIVERED, file_option, load_emulator
 def check(files, expect_file: str, fmt: str, modes, output: str) -> None:
     """Check every expectation in EXPECT against the emulated cluster; failures print their trace."""
     from netsim.check import read_expectations, render_table, render_tap, run
-    from netsim.docfields import ManifestError
+    from netsim.control.docfields import ManifestError
     em = load_emulator(files)
     try:
         expectations = read_expectations(expect_file, em, fmt)

@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Optional
 
 import click
 
-from netsim.docfields import ManifestError
+from netsim.control.docfields import ManifestError
 
 if TYPE_CHECKING:
     from netsim.api import Emulator
-    from netsim.cluster import Cluster
+    from netsim.control.cluster import Cluster
 
 # grep(1)'s convention, the same for every command (documented in README "Exit status").
 EXIT_OK = 0             # delivered / answered / agreed
@@ -21,7 +21,7 @@ _VALIDATE_KEY = "netsim.validate"
 
 
 def _remember_validate(ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    from netsim.apischema import normalize_mode
+    from netsim.control.apischema import normalize_mode
     try:
         ctx.meta[_VALIDATE_KEY] = normalize_mode(value)
     except ValueError as e:
@@ -47,7 +47,7 @@ _LIMITS_KEY = "netsim.input-limits"
 
 
 def _remember_limit(ctx: click.Context, param: click.Parameter, value):
-    from netsim.inputread import InputLimits, parse_size
+    from netsim.control.inputread import InputLimits, parse_size
     if value is None:
         return value
     limits = ctx.meta.get(_LIMITS_KEY, InputLimits())
@@ -72,7 +72,7 @@ limit_options = [
 
 def input_limits():
     """The --max-input-bytes / --max-yaml-values of the running command, else the environment's."""
-    from netsim.inputread import limits_from_env
+    from netsim.control.inputread import limits_from_env
     ctx = click.get_current_context(silent=True)
     if ctx is not None and _LIMITS_KEY in ctx.meta:
         return ctx.meta[_LIMITS_KEY]
@@ -166,7 +166,7 @@ def load_cluster(files: tuple[str, ...], quiet: bool = False) -> "Cluster":
 def read_dump(path: str, expected: str) -> str:
     """A rule dump's text, read in chunks under the input limits (``-f``'s); unreadable, binary or
     oversized files become a one-line error naming what was expected."""
-    from netsim.inputread import read_source
+    from netsim.control.inputread import read_source
     try:
         return read_source(path, input_limits(), expected=expected)
     except ManifestError as e:

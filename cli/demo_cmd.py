@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from netsim.summary import render_summary, summarize
+from netsim.dataplane.summary import render_summary, summarize
 
 MODES = ("iptables", "ipvs")
 

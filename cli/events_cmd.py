@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from netsim.cli.common import file_option, load_emulator
-from netsim.events import format_events
+from netsim.control.events import format_events
 
 
 @click.command("events")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from netsim.manifests import example_path, list_examples
+from netsim.control.manifests import example_path, list_examples
 
 
 @click.command("examples")

@@ -17,7 +17,7 @@ import yaml
 
 from netsim.cli.common import EXIT_NOT_DELIVERED, file_option, load_cluster
 from netsim.cli.printers import PRINTERS, creation_times, k8s_object
-from netsim.events import format_table
+from netsim.control.events import format_table
 
 # kubectl's resource names: plural, singular and short names (kubectl api-resources)
 RESOURCES = {

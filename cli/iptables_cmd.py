@@ -6,7 +6,7 @@ import random
 import click
 
 from netsim.cli.common import EXIT_NOT_DELIVERED, read_dump
-from netsim.packet import Packet, ip2int
+from netsim.skb.packet import Packet, ip2int
 from netsim.rules.iptables import Engine, IptablesError, parse
 from netsim.rules.iptables.engine import Verdict
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from netsim.cli.common import file_option, load_cluster, read_dump
-from netsim.packet import PacketError, ip2int
+from netsim.skb.packet import PacketError, ip2int
 
 
 def _endpoint(text: str, what: str) -> tuple[str, int]:

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from netsim.serialize import node_to_k8s, pod_to_k8s, service_to_k8s, slice_to_k8s
+from netsim.control.serialize import node_to_k8s, pod_to_k8s, service_to_k8s, slice_to_k8s
 
 KUBELET_VERSION = "v1.33.0"
 

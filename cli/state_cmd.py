@@ -11,8 +11,8 @@ from typing import Optional
 import click
 
 from netsim.cli.common import input_limits, validate_mode, validate_option
-from netsim.docfields import ManifestError
-from netsim.events import format_table
+from netsim.control.docfields import ManifestError
+from netsim.control.events import format_table
 
 state_option = click.option("--state", "state_dir", default=".netsim-state", show_default=True, metavar="DIR",
                             help="Directory of the saved cluster (read it elsewhere with -f state:DIR).")
@@ -20,8 +20,8 @@ namespace_option = click.option("-n", "--namespace", default="default", show_def
 
 
 def _step(state_dir: str, op: dict) -> None:
-    from netsim.cluster import ClusterError
-    from netsim.statedir import StateDir, StateError, describe_events
+    from netsim.control.cluster import ClusterError
+    from netsim.control.statedir import StateDir, StateError, describe_events
     try:
         result = StateDir(state_dir).step(op, validate_mode())
     except (StateError, ManifestError, ClusterError) as e:
@@ -53,8 +53,8 @@ def _step(state_dir: str, op: dict) -> None:
 @validate_option
 def run(name: str, image: str, replicas: Optional[int], port: Optional[int], namespace: str, state_dir: str) -> None:
     """kubectl run NAME --image=IMG [--replicas=N] on the saved cluster (started if there is none)."""
-    from netsim import generators
-    from netsim.statedir import op_apply
+    from netsim.control import generators
+    from netsim.control.statedir import op_apply
     body = generators.run(name, image, replicas, port)
     if namespace != "default":
         body["metadata"]["namespace"] = namespace
@@ -77,8 +77,8 @@ def run(name: str, image: str, replicas: Optional[int], port: Optional[int], nam
 @validate_option
 def expose(resource, name, port, target_port, type_, svc_name, protocol, namespace, state_dir) -> None:
     """kubectl expose deployment|pod NAME --port=P [--target-port=T] [--type=NodePort]."""
-    from netsim import generators
-    from netsim.statedir import RESOURCE_ALIASES, StateDir, StateError, find_document, op_apply
+    from netsim.control import generators
+    from netsim.control.statedir import RESOURCE_ALIASES, StateDir, StateError, find_document, op_apply
     try:
         body = find_document(StateDir(state_dir), RESOURCE_ALIASES[resource], name, namespace)
         svc = generators.expose(body, port, target_port, type_, svc_name, protocol)
@@ -100,7 +100,7 @@ def expose(resource, name, port, target_port, type_, svc_name, protocol, namespa
 @validate_option
 def scale(resource, name, replicas, namespace, state_dir) -> None:
     """kubectl scale deployment NAME --replicas=N."""
-    from netsim.statedir import RESOURCE_ALIASES
+    from netsim.control.statedir import RESOURCE_ALIASES
     res = RESOURCE_ALIASES[resource]
     _step(state_dir, {"op": "scale", "command": f"netsim scale {res} {name} --replicas {replicas}",
                       "resource": res, "name": name, "namespace": namespace, "replicas": replicas})
@@ -113,8 +113,8 @@ def scale(resource, name, replicas, namespace, state_dir) -> None:
 @validate_option
 def apply(files, state_dir) -> None:
     """kubectl apply -f FILE on the saved cluster (a first apply may carry the netsim.io/v1 Cluster document)."""
-    from netsim.manifests import read_documents
-    from netsim.statedir import op_apply
+    from netsim.control.manifests import read_documents
+    from netsim.control.statedir import op_apply
     try:
         docs = read_documents(files, input_limits())
     except ManifestError as e:
@@ -133,7 +133,7 @@ def apply(files, state_dir) -> None:
 def delete(resource, name, namespace, state_dir) -> None:
     """kubectl delete KIND NAME; waits until it and its pods are gone (the cluster clock runs through
     their grace period)."""
-    from netsim.statedir import RESOURCE_ALIASES
+    from netsim.control.statedir import RESOURCE_ALIASES
     res = RESOURCE_ALIASES[resource]
     _step(state_dir, {"op": "delete", "command": f"netsim delete {res} {name}", "resource": res, "name": name,
                       "namespace": namespace})

@@ -6,7 +6,7 @@ import json
 import click
 
 from netsim.cli.common import EXIT_NOT_DELIVERED, file_option, load_emulator
-from netsim.summary import render_summary, summarize
+from netsim.dataplane.summary import render_summary, summarize
 
 
 @click.command("trace")

@@ -24,13 +24,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from netsim.docfields import ManifestError
-from netsim.trace import Disposition, Trace
+from netsim.control.docfields import ManifestError
+from netsim.dataplane.trace import Disposition, Trace
 
 if TYPE_CHECKING:
-    from netsim.cluster import Cluster
-    from netsim.events import Event
-    from netsim.walker import Walker
+    from netsim.control.cluster import Cluster
+    from netsim.control.events import Event
+    from netsim.dataplane.walker import Walker
 
 __all__ = ["load", "Emulator", "Resolution", "ManifestError", "Trace", "DnsQueryError"]
 
@@ -47,9 +47,9 @@ def load(*sources: Source, mode: Optional[str] = None, seed: Optional[int] = Non
     rules); ``seed`` reseeds the cluster's RNG after loading, as ``netsim trace --seed`` does
     (addresses allocated while loading follow the Cluster document's seed); ``validate`` is
     kubectl's --validate (strict: unknown fields refused; warn: a notice; ignore); ``limits`` a
-    ``netsim.inputread.InputLimits`` (source size, YAML values, aliases). Bad input raises
+    ``netsim.control.inputread.InputLimits`` (source size, YAML values, aliases). Bad input raises
     :class:`ManifestError` with a one-line message naming file, document and field."""
-    from netsim.manifests import load as load_manifests
+    from netsim.control.manifests import load as load_manifests
     flat: list[str] = []
     for s in sources:
         if isinstance(s, (list, tuple)):
@@ -144,7 +144,7 @@ class Emulator:
     # ------------------------------------------------------------------ state
     @property
     def cluster(self) -> "Cluster":
-        """The control plane (``netsim.cluster.Cluster``). On a copy the first access makes the
+        """The control plane (``netsim.control.cluster.Cluster``). On a copy the first access makes the
         copy's own store (its changes must never reach the original); ask again after ``copy()``."""
         self._own()
         return self._cluster
@@ -197,7 +197,7 @@ class Emulator:
         m = mode or self._mode
         w = self._walkers.get(m)
         if w is None:
-            from netsim.walker import Walker
+            from netsim.dataplane.walker import Walker
             w = Walker(self._cluster, m)
             w.rng = self._rng
             self._walkers[m] = w
@@ -223,7 +223,7 @@ class Emulator:
     def traces(self, src: str, dst: str, n: int, *, proto: Optional[str] = None, namespace: str = "default",
                mode: Optional[str] = None, capture: bool = False) -> list[Trace]:
         """``n`` new connections (what ``netsim trace --count n`` sends), each resolved afresh."""
-        from netsim.target import Unresolved, parse_target, resolve, unresolved_trace
+        from netsim.dataplane.target import Unresolved, parse_target, resolve, unresolved_trace
         if n < 1:
             raise ValueError(f"count: expected at least 1 connection, got {n}")
         walker = self._walker(mode)
@@ -269,7 +269,7 @@ class Emulator:
         ``router``, ``loadbalancer``) keeps one capture point, as ``tcpdump -i IFACE`` (or ``-i any``)
         there would record it. Returns the number of packets written. ValueError for an unknown
         capture point, OSError when the file cannot be written."""
-        from netsim.pcap import save_traces
+        from netsim.dataplane.pcap import save_traces
         point = self._capture_point(at, namespace) if at else None
         return save_traces(os.fspath(path), traces, self._wall_start + self._cluster.clock.now, point)
 
@@ -359,7 +359,7 @@ class Emulator:
         view (``tables`` to pick filter/nat/mangle), or with ``restore_input`` exactly what
         kube-proxy hands to iptables-restore; in IPVS mode ``ipvsadm -Sn``, ``ipset save`` and
         the iptables text. ValueError for an unknown node or a mode that is not emulated."""
-        from netsim.proxy import NFTABLES_NOT_YET, ProxyModeError
+        from netsim.dataplane.proxy import NFTABLES_NOT_YET, ProxyModeError
         m = mode or self._mode
         if m == "nftables":
             raise ProxyModeError(NFTABLES_NOT_YET)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from netsim.docfields import ManifestError
+from netsim.control.docfields import ManifestError
 from netsim.testing import DISPOSITIONS
 
 if TYPE_CHECKING:
@@ -220,7 +220,7 @@ def run(em: "Emulator", expectations: list[Expectation], modes: list[str]) -> Re
 
 
 def render_table(report: Report) -> str:
-    from netsim.events import format_table
+    from netsim.control.events import format_table
     rows = [["PASS" if r.ok else "FAIL", r.mode, r.expectation.name, r.expectation.expect.lower(), r.got.lower()]
             for r in report.results]
     n_fail = len(report.failed)

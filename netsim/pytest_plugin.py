@@ -258,7 +258,7 @@ def pytest_assertrepr_compare(config: pytest.Config, op: str, left: Any, right: 
     """``assert t.outcome.disposition == "DELIVERED"`` (the disposition knows its trace) and
     comparisons of traces or outcomes: the expectation, then the trace."""
     import sys
-    trace_mod = sys.modules.get("netsim.trace")
+    trace_mod = sys.modules.get("netsim.dataplane.trace")
     if trace_mod is None or op not in ("==", "!="):
         return None
     for a, b in ((left, right), (right, left)):

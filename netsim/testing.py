@@ -13,7 +13,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Iterable, Optional, Union
 
 from netsim.chisquare import uniform_test
-from netsim.trace import Trace
+from netsim.dataplane.trace import Trace
 
 if TYPE_CHECKING:
     from netsim.api import Emulator, Resolution
@@ -44,7 +44,7 @@ def attempt(em: "Emulator", src: str, dst: str, *, proto: Optional[str] = None, 
             mode: Optional[str] = None) -> Attempt:
     """``em.trace`` that turns a destination name that does not resolve into an UNRESOLVED attempt
     (a malformed source or destination still raises ValueError)."""
-    from netsim.target import Unresolved
+    from netsim.dataplane.target import Unresolved
     try:
         return Attempt(src, dst, em.trace(src, dst, proto=proto, namespace=namespace, mode=mode))
     except Unresolved as e:

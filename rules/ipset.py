@@ -18,7 +18,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Protocol
 
-from netsim.packet import int2ip, prefix_mask
+from netsim.skb.packet import int2ip, prefix_mask
 
 __all__ = [
     "IpsetError", "IpSet", "IpsetStore", "SET_TYPES", "parse_save",

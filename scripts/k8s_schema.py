@@ -28,7 +28,7 @@ import json
 import sys
 from typing import Any, Optional
 
-# the kinds netsim loads (netsim.manifests.KINDS) and the schema type of each
+# the kinds netsim loads (netsim.control.manifests.KINDS) and the schema type of each
 KINDS = {
     "v1/Namespace": "io.k8s.api.core.v1.Namespace",
     "v1/Pod": "io.k8s.api.core.v1.Pod",

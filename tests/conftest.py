@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from netsim.cluster import Cluster
-from netsim.manifests import load
+from netsim.control.cluster import Cluster
+from netsim.control.manifests import load
 
 
 @pytest.fixture

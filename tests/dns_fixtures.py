@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 
 from dnslib import DNSRecord, QTYPE
 
-from netsim.model import (ClusterConfig, Endpoint, EndpointPort, EndpointSlice, Namespace, Pod,
+from netsim.control.model import (ClusterConfig, Endpoint, EndpointPort, EndpointSlice, Namespace, Pod,
                           Service, ServicePort)
 
 
 @dataclass
 class StoreCluster:
-    """The read side of netsim.cluster.Cluster: enough for netsim.dns to answer from."""
+    """The read side of netsim.control.cluster.Cluster: enough for netsim.dns to answer from."""
 
     config: ClusterConfig = field(default_factory=ClusterConfig)
     ns: list = field(default_factory=list)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import textwrap
 from typing import Optional
 
-from netsim.manifests import load_text
+from netsim.control.manifests import load_text
 
 HEADER = """\
 apiVersion: netsim.io/v1

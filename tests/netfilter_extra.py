@@ -2,8 +2,8 @@
 an OUTPUT DROP, ...), as an administrator or another agent on the node would add them."""
 from __future__ import annotations
 
-from netsim.proxy import IptablesNetfilter
-from netsim.walker import Walker
+from netsim.dataplane.proxy import IptablesNetfilter
+from netsim.dataplane.walker import Walker
 
 
 def with_rules(text: str, table: str, rules: list[str]) -> str:

@@ -73,7 +73,7 @@ class GeneratedCluster:
         printer.text(repr(self))
 
     def load(self) -> Any:
-        from netsim.manifests import load_text
+        from netsim.control.manifests import load_text
         return load_text(self.text, source="fuzz.yaml")
 
 
@@ -258,7 +258,7 @@ def clusters(draw: Any, max_services: int = 4) -> GeneratedCluster:
     base = [cluster_doc] + pods + services
     slices: list[dict] = []
     if any(k == "selectorless" for k in kinds.values()):
-        from netsim.manifests import ManifestError, load_text
+        from netsim.control.manifests import ManifestError, load_text
         try:    # pod IPs are deterministic (host-local IPAM): learn them from the cluster without slices
             pods_now = load_text(_dump(base), source="fuzz.yaml").pods()
         except ManifestError:

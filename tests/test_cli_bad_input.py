@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from netsim.cli.main import cli
 from netsim.dns.names import name_problem
-from netsim.manifests import load
-from netsim.target import TargetError, parse_target
+from netsim.control.manifests import load
+from netsim.dataplane.target import TargetError, parse_target
 
 LONG_LABEL = "a" * 64
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from netsim.cluster import Cluster, ClusterError
-from netsim.events import format_events
-from netsim.model import ClusterConfig, ContainerPort, Deployment, Node, Pod, Service, ServicePort
+from netsim.control.cluster import Cluster, ClusterError
+from netsim.control.events import format_events
+from netsim.control.model import ClusterConfig, ContainerPort, Deployment, Node, Pod, Service, ServicePort
 
 
 def watched(c: Cluster) -> list[tuple[str, str, str]]:

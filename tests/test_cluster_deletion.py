@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from netsim.cluster import Cluster, ClusterError
-from netsim.model import ClusterConfig, ContainerPort, Deployment, Node, Pod, Service, ServicePort
+from netsim.control.cluster import Cluster, ClusterError
+from netsim.control.model import ClusterConfig, ContainerPort, Deployment, Node, Pod, Service, ServicePort
 
 
 def web_cluster(replicas: int = 2) -> Cluster:

@@ -17,8 +17,8 @@ import ipaddress
 
 from hypothesis import given, settings, strategies as st
 
-from netsim.cluster import Cluster
-from netsim.manifests import load
+from netsim.control.cluster import Cluster
+from netsim.control.manifests import load
 
 NODES = ["node-1", "node-2", "node-3"]
 

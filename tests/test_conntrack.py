@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import random
 
-from netsim.conntrack import Conntrack, ConntrackTimeouts, flush_stale_udp
-from netsim.model import Endpoint, EndpointPort, EndpointSlice, Service, ServicePort
-from netsim.packet import Packet, ip2int
+from netsim.dataplane.conntrack import Conntrack, ConntrackTimeouts, flush_stale_udp
+from netsim.control.model import Endpoint, EndpointPort, EndpointSlice, Service, ServicePort
+from netsim.skb.packet import Packet, ip2int
 
 
 def syn(src="10.244.1.2", dst="10.96.0.10", sport=41540, dport=80):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dnslib import DNSRecord, RCODE
 
 from netsim.dns.resolver import ClusterDNS
-from netsim.manifests import load, load_text
+from netsim.control.manifests import load, load_text
 from dns_fixtures import ask, rrset
 
 HEADLESS = """

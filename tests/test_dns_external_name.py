@@ -18,7 +18,7 @@ from netsim.dns.resolvconf import ResolvConf
 from netsim.dns.resolver import ClusterDNS
 from netsim.dns.stub import search
 from netsim.dns.upstream import UpstreamResolver
-from netsim.model import Service
+from netsim.control.model import Service
 from dns_fixtures import ask, coredns_testns, rrset
 
 SOA5 = "cluster.local. 5 SOA ns.dns.cluster.local. hostmaster.cluster.local. 0 7200 1800 86400 5"

@@ -72,7 +72,7 @@ def netns(tmp_path_factory):
 def served(netns):
     """The server in the namespace on 127.0.0.1:53, and the client pod's resolv.conf pointed at it."""
     from netsim.dns.resolvconf import ResolvConf, pod_resolv_conf
-    from netsim.manifests import load_text
+    from netsim.control.manifests import load_text
     name, etc, tmp = netns
     manifest = tmp / "cluster.yaml"
     manifest.write_text(CLUSTER)

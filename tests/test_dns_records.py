@@ -225,7 +225,7 @@ def test_pods_disabled_is_nxdomain():
 def test_pods_verified_needs_a_pod_with_that_ip():
     # handler_pod_verified_test.go: 10-240-0-1.podns answers only because pod podns/foo has that IP
     c = coredns_testns()
-    from netsim.model import Pod
+    from netsim.control.model import Pod
     c.pod_list.append(Pod("foo", "podns", ip="10.240.0.1"))
     kp = KubernetesPlugin(zones=("cluster.local.",), ttl=5, pods="verified")
     dns = ClusterDNS(c, corefile=Corefile(kubernetes=kp))
@@ -239,9 +239,9 @@ def reverse_dns() -> ClusterDNS:
     kp = KubernetesPlugin(zones=("cluster.local.", "0.10.in-addr.arpa.", "168.192.in-addr.arpa.",
                                  "ip6.arpa."), ttl=5, fallthrough=())
     c = coredns_testns()
-    from netsim.model import Service, ServicePort
+    from netsim.control.model import Service, ServicePort
     c.svcs.append(Service("svc1", "testns2", cluster_ip="192.168.1.100", ports=[ServicePort(80, "TCP", "http")]))
-    c.ns.append(__import__("netsim.model", fromlist=["Namespace"]).Namespace("testns2"))
+    c.ns.append(__import__("netsim.control.model", fromlist=["Namespace"]).Namespace("testns2"))
     from dns_fixtures import _slice
     c.slices.append(_slice("rev", "testns", "svc1", [("10.0.0.100", "ep1a"), ("10.0.0.99", "double-ep")], []))
     c.svcs.append(Service("svc2", "testns", cluster_ip="10.0.0.2"))

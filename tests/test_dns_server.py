@@ -23,7 +23,7 @@ from netsim.dns import server as server_mod
 from netsim.dns.message import handle
 from netsim.dns.resolver import ClusterDNS
 from netsim.dns.server import DNSServer
-from netsim.manifests import load_text
+from netsim.control.manifests import load_text
 from dns_fixtures import HEADLESS_60_YAML, ensure_loopback
 
 SIXTY = """

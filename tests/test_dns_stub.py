@@ -13,8 +13,8 @@ from dnslib import DNSRecord, RCODE
 from netsim.dns.resolvconf import ResolvConf, ResolvConfError, pod_resolv_conf
 from netsim.dns.resolver import ClusterDNS
 from netsim.dns.stub import resolve, search, search_candidates
-from netsim.manifests import load_text
-from netsim.model import ClusterConfig, Pod
+from netsim.control.manifests import load_text
+from netsim.control.model import ClusterConfig, Pod
 
 CLUSTER = """
 apiVersion: netsim.io/v1

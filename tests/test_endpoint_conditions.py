@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from netsim.manifests import load_text
+from netsim.control.manifests import load_text
 from netsim.rules.iptables.proxier import render
 from netsim.rules.ipvs.proxier import build
 

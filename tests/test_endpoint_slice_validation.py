@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from netsim.docfields import ManifestError
-from netsim.manifests import load_text
+from netsim.control.docfields import ManifestError
+from netsim.control.manifests import load_text
 
 HEAD = """\
 apiVersion: discovery.k8s.io/v1

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import random
 
-from netsim import endpointslices as eps
-from netsim.cluster import Cluster
-from netsim.model import ClusterConfig, ContainerPort, Node, Pod, Service, ServicePort
+from netsim.control import endpointslices as eps
+from netsim.control.cluster import Cluster
+from netsim.control.model import ClusterConfig, ContainerPort, Node, Pod, Service, ServicePort
 
 
 def small_cluster(**cfg) -> Cluster:
@@ -150,7 +150,7 @@ def test_endpoint_fields_zone_node_hostname():
 
 def test_selector_matches_only_same_namespace_and_all_labels():
     c = small_cluster()
-    from netsim.model import Namespace
+    from netsim.control.model import Namespace
     c.apply([Namespace("other"), web_service(),
              Pod("x", namespace="other", labels={"app": "web"}),
              Pod("y", labels={"app": "web", "extra": "1"}), Pod("z", labels={"app": "api"})])
@@ -159,7 +159,7 @@ def test_selector_matches_only_same_namespace_and_all_labels():
 
 
 def test_user_slice_for_selector_service_is_left_alone():
-    from netsim.model import Endpoint, EndpointPort, EndpointSlice
+    from netsim.control.model import Endpoint, EndpointPort, EndpointSlice
     c = small_cluster()
     user = EndpointSlice("web-extra", "default", "web", endpoints=[Endpoint(["10.9.9.9"])],
                          ports=[EndpointPort(8080)], managed_by="user")

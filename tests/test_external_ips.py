@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from netsim.manifests import load_text
-from netsim.walker import Walker
+from netsim.control.manifests import load_text
+from netsim.dataplane.walker import Walker
 
 CLUSTER = """\
 apiVersion: netsim.io/v1

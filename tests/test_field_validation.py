@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from netsim import apischema
+from netsim.control import apischema
 from netsim.cli.main import cli
-from netsim.docfields import ManifestError
-from netsim.manifests import example_path, load_text
+from netsim.control.docfields import ManifestError
+from netsim.control.manifests import example_path, load_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = Path(example_path("kubectl-httpd")).read_text()

@@ -11,7 +11,7 @@ import pytest
 
 from kernel_helpers import scratch_netns
 from kernel_oracle import load_all, node_rule_sets
-from netsim.manifests import load_text
+from netsim.control.manifests import load_text
 
 CLUSTER = """\
 apiVersion: netsim.io/v1
@@ -71,7 +71,7 @@ def test_icmp_error_undoes_a_masquerade_that_kept_the_address():
     listener. kube-proxy masquerades (not from the pod network), MASQUERADE keeps the node's address and
     --random-fully changes the port; the pod's ICMP port unreachable must get the quoted datagram's
     source port restored (nf_nat_icmp_reply_translation), so the client's socket sees ECONNREFUSED."""
-    from netsim.walker import Walker
+    from netsim.dataplane.walker import Walker
     c = load_text(CLUSTER.replace("  - {name: node-1, ip: 192.168.49.2}\n",    # host-gw: the node's own
                                   "  - {name: node-1, ip: 192.168.49.2}\n  - {name: node-2, ip: 192.168.49.3}\n"
                                   "  podNetwork: host-gw\n")                     # address is the source
@@ -105,7 +105,7 @@ def test_no_arp_answer_on_the_clients_own_host_may_time_out_first(proto):
     accepts both, and nothing else."""
     from netsim.kernel.probe import Probe, ProbeResult
     from netsim.kernel.verify import FlowSpec, Prediction, compare, emulator_outcome
-    from netsim.walker import Walker
+    from netsim.dataplane.walker import Walker
     c = load_text(CLUSTER + "---\napiVersion: v1\nkind: Service\nmetadata: {name: s0}\nspec:\n"
                   f"  ports: [{{port: 80, protocol: {proto.upper()}}}]\n---\n"
                   "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: s0-manual\n"

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 
 from kernel_helpers import scratch_netns
 from kernel_oracle import load_all, node_rule_sets
-from netsim.manifests import ManifestError
+from netsim.control.manifests import ManifestError
 from strategies import GeneratedCluster, clusters, describe
 
 pytestmark = pytest.mark.kernel

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from kernel_helpers import unique_name
 from netsim.kernel import netns
-from netsim.manifests import ManifestError
+from netsim.control.manifests import ManifestError
 from strategies import GeneratedCluster, clusters, describe
 
 pytestmark = pytest.mark.kernel

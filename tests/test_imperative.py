@@ -9,10 +9,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from netsim import generators
+from netsim.control import generators
 from netsim.cli.main import cli
-from netsim.manifests import example_path, load
-from netsim.walker import Walker
+from netsim.control.manifests import example_path, load
+from netsim.dataplane.walker import Walker
 
 RANK = {"kube-apiserver": 0, "kube-controller-manager": 1, "kube-scheduler": 2, "kubelet": 3, "kube-proxy": 4}
 

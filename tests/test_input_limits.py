@@ -1,4 +1,4 @@
-"""Hostile or accidental input cannot run for minutes or exhaust memory (netsim.inputread): a bound on
+"""Hostile or accidental input cannot run for minutes or exhaust memory (netsim.control.inputread): a bound on
 bytes (streamed, so /dev/zero is never read whole), on YAML values, and kubectl's rule against
 excessive alias expansion; `-f -` reads standard input; a source without objects is said so.
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from netsim.docfields import ManifestError
-from netsim.inputread import InputLimits, estimate_values, parse_size, yaml_documents
-from netsim.manifests import example_path
+from netsim.control.docfields import ManifestError
+from netsim.control.inputread import InputLimits, estimate_values, parse_size, yaml_documents
+from netsim.control.manifests import example_path
 
 NETSIM = [sys.executable, "-c", "import sys; from netsim.cli.main import cli; sys.exit(cli())"]
 AS_LIMIT = 1 << 30

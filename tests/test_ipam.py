@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from netsim.ipam import (AllocationError, ClusterIPAllocator, LoadBalancerIPAllocator, NodeCIDRAllocator,
+from netsim.control.ipam import (AllocationError, ClusterIPAllocator, LoadBalancerIPAllocator, NodeCIDRAllocator,
                          PodIPAllocator, PortAllocator)
 
 

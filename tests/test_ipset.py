@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from netsim.packet import Packet
+from netsim.skb.packet import Packet
 from netsim.rules.ipset import IpsetError, IpsetStore, parse_save
 
 SAVE = """\

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netsim.conntrack import ConntrackEntry
-from netsim.packet import Packet, ip2int
+from netsim.dataplane.conntrack import ConntrackEntry
+from netsim.skb.packet import Packet, ip2int
 from netsim.rules.ipset import IpsetStore
 from netsim.rules.iptables import Engine, EvalContext, RecentState, parse, run_hook
 

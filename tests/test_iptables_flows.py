@@ -27,8 +27,8 @@ import yaml
 from click.testing import CliRunner
 
 from netsim.cli.main import cli
-from netsim.manifests import load_text
-from netsim.packet import Packet, ip2int
+from netsim.control.manifests import load_text
+from netsim.skb.packet import Packet, ip2int
 from netsim.rules.iptables import Engine, parse
 from netsim.rules.iptables.proxier import render
 from netsim.rules.iptables.proxier_cluster import proxier_config_for_node

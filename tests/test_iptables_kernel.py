@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from netsim.manifests import load
+from netsim.control.manifests import load
 from netsim.rules.iptables.proxier import render
 from kernel_helpers import add_kube_proxy_nfacct, in_netns, scratch_netns
 

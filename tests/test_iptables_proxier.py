@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from netsim.manifests import load, load_text
+from netsim.control.manifests import load, load_text
 from netsim.rules.iptables.proxier import (
     EndpointInfo,
     ProxierConfig,

@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from netsim.cli.main import cli
-from netsim.manifests import load
+from netsim.control.manifests import load
 from netsim.rules.iptables.proxier import JUMP_RULES, restore_text
 from netsim.rules.iptables.proxier_sync import KUBE_PROXY_CANARY
 from netsim.rules.iptables.render import iptables_save

@@ -10,7 +10,7 @@ web-2 first.
 from __future__ import annotations
 
 from ipvs_helpers import cluster_with
-from netsim.packet import Packet, ip2int
+from netsim.skb.packet import Packet, ip2int
 from netsim.rules.ipvs.ipvsadm import render_connections, render_list, render_stats
 from netsim.rules.ipvs.proxier import KubeProxyIpvs
 
@@ -142,7 +142,7 @@ def test_affinity_template_survives_while_it_controls_connections():
 
 
 def dest_of_conn(dec) -> tuple[str, int]:
-    from netsim.packet import int2ip
+    from netsim.skb.packet import int2ip
     return int2ip(dec.dest.ip), dec.dest.port
 
 

@@ -17,8 +17,8 @@ from typing import Any, Optional
 import pytest
 import yaml
 
-from netsim.manifests import load
-from netsim.model import Endpoint, EndpointPort, EndpointSlice, Service, ServicePort
+from netsim.control.manifests import load
+from netsim.control.model import Endpoint, EndpointPort, EndpointSlice, Service, ServicePort
 from netsim.rules.ipset import parse_save as parse_ipset_save
 from netsim.rules.iptables.proxier_cluster import endpoints_for_node, service_port_infos
 from netsim.rules.iptables.proxier_inputs import ProxierConfig

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from netsim.packet import ip2int
+from netsim.skb.packet import ip2int
 from netsim.rules.ipvs.ipvsadm import _largenum, parse_save, render_list, render_save, sorted_services
 from netsim.rules.ipvs.table import IP_VS_SVC_F_PERSISTENT, IP_VS_SVC_F_SCHED2, IpvsError, IpvsTable
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from netsim.manifests import load
+from netsim.control.manifests import load
 from netsim.rules.ipset import parse_save as parse_ipset
 from netsim.rules.ipvs.proxier import build
 from kernel_helpers import in_netns, scratch_netns

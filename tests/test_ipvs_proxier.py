@@ -342,7 +342,7 @@ def test_sync_keeps_table_and_adds_new_endpoint_at_the_head():
     c = cluster_with(CLUSTER_IP, pods={"web-1": "node-1"})
     kp = KubeProxyIpvs(c, "node-1")
     vs = kp.sync().table.get("TCP", "10.96.100.10", 80)
-    from netsim.model import ContainerPort, Pod
+    from netsim.control.model import ContainerPort, Pod
     c.add(Pod(name="web-3", labels={"app": "web"}, node_name="node-2", ports=[ContainerPort(8080, name="http")]))
     st = kp.sync()
     assert st.table.get("TCP", "10.96.100.10", 80) is vs                 # same kernel object

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from netsim.cli.main import cli
-from netsim.packet import Packet, ip2int
+from netsim.skb.packet import Packet, ip2int
 from netsim.rules.ipvs.datapath import IpvsNode
 from netsim.rules.ipvs.replay import replay
 from netsim.rules.ipvs.table import IP_VS_DEST_TRASH_PERIOD, IpvsTable

@@ -38,8 +38,8 @@ from collections import Counter
 
 import pytest
 
-from netsim.packet import Packet, ip2int
-from netsim.walker import Walker
+from netsim.skb.packet import Packet, ip2int
+from netsim.dataplane.walker import Walker
 
 from walker_cluster import SCENARIO_YAML, scenario_cluster
 
@@ -140,7 +140,7 @@ def test_rules_evaluated_per_first_packet_do_not_grow_with_services():
         f"---\napiVersion: v1\nkind: Service\nmetadata: {{name: filler-{i}}}\n"
         f"spec:\n  selector: {{app: web}}\n  ports: [{{port: {1000 + i}, targetPort: 8080}}]\n"
         for i in range(40))
-    from netsim.manifests import load_text
+    from netsim.control.manifests import load_text
 
     def first_packet_rules(mode: str, more: bool) -> int:
         text = SCENARIO_YAML % {"pod_network": "vxlan"} + (extra if more else "")

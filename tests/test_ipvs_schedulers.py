@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 
-from netsim.packet import ip2int
+from netsim.skb.packet import ip2int
 from netsim.rules.ipvs.hashing import hash_32, hsiphash_u32
 from netsim.rules.ipvs.schedulers import MH_HASH1, MH_TAB_SIZE, make_scheduler
 from netsim.rules.ipvs.table import (IP_VS_SVC_F_SCHED1, IP_VS_SVC_F_SCHED2, IpvsError, IpvsTable,

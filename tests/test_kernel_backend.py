@@ -26,7 +26,7 @@ from netsim.kernel.cleanup import alive
 from netsim.kernel.build import KernelCluster
 from netsim.kernel.probe import Probe, probe, run_probes
 from netsim.kernel.state import ClusterState
-from netsim.manifests import load
+from netsim.control.manifests import load
 from kernel_helpers import NETSIM, unique_name
 
 pytestmark = pytest.mark.kernel
@@ -259,7 +259,7 @@ def test_stopped_node_loses_its_endpoints_and_traffic_moves(kernel_run_dir):
 
 _UP_AND_HANG = """
 import sys, time
-from netsim.manifests import load
+from netsim.control.manifests import load
 from netsim.kernel.build import KernelCluster
 KernelCluster.up(load([sys.argv[1]]), sys.argv[2])
 print("UP", flush=True)

@@ -13,7 +13,7 @@ import pytest
 from netsim.kernel import netns
 from netsim.kernel.build import KernelCluster
 from netsim.kernel.probe import Probe, run_probes
-from netsim.manifests import load_text
+from netsim.control.manifests import load_text
 from kernel_helpers import unique_name
 
 pytestmark = pytest.mark.kernel

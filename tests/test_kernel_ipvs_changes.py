@@ -4,7 +4,7 @@ per-object netlink calls), so the kernel keeps its connections and counters."""
 from __future__ import annotations
 
 from netsim.kernel.ipvs import ipset_restore_input, ipvsadm_changes
-from netsim.manifests import load
+from netsim.control.manifests import load
 from netsim.rules.ipvs.ipvsadm import parse_save
 from netsim.rules.ipvs.proxier import KubeProxyIpvs
 from netsim.rules.ipvs.table import IpvsTable

@@ -9,8 +9,8 @@ import pytest
 from netsim.kernel import naming, rules
 from netsim.kernel.build import KernelBackendError, check_kernel_support
 from netsim.kernel.plan import build_plan
-from netsim.manifests import load
-from netsim.topology import Topology
+from netsim.control.manifests import load
+from netsim.dataplane.topology import Topology
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "kernel_services.yaml")
 

@@ -14,7 +14,7 @@ import pytest
 
 from netsim.kernel import netns
 from netsim.kernel.build import KernelCluster
-from netsim.manifests import load
+from netsim.control.manifests import load
 from kernel_helpers import NETSIM, unique_name
 
 pytestmark = pytest.mark.kernel
@@ -76,7 +76,7 @@ def test_verify_builtin_examples_via_cli(kernel_run_dir, example):
 def test_verify_host_gw_with_masquerade_all(kernel_run_dir, tmp_path):
     """The other pod network (host-gw routes instead of VXLAN) and kube-proxy's masqueradeAll
     (every Service packet SNATed): the kernel and the emulator still agree flow by flow."""
-    from netsim.manifests import example_path
+    from netsim.control.manifests import example_path
     text = Path(example_path("shop")).read_text()
     assert "podNetwork: vxlan" in text and "proxyMode: iptables" in text
     f = tmp_path / "shop-hostgw.yaml"

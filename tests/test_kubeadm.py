@@ -6,10 +6,10 @@ import pytest
 from click.testing import CliRunner
 
 from netsim.cli.main import cli
-from netsim.docfields import ManifestError
-from netsim.manifests import load, load_text
-from netsim.model import Taint, Toleration
-from netsim.scheduler import untolerated_taint
+from netsim.control.docfields import ManifestError
+from netsim.control.manifests import load, load_text
+from netsim.control.model import Taint, Toleration
+from netsim.control.scheduler import untolerated_taint
 
 CP = "node-role.kubernetes.io/control-plane"
 

@@ -7,10 +7,10 @@ import pytest
 from click.testing import CliRunner
 
 from netsim.cli.main import cli
-from netsim.docfields import ManifestError
-from netsim.listen import image_repository, listen_ports, parse_listen
-from netsim.manifests import load, load_text
-from netsim.walker import Walker
+from netsim.control.docfields import ManifestError
+from netsim.control.listen import image_repository, listen_ports, parse_listen
+from netsim.control.manifests import load, load_text
+from netsim.dataplane.walker import Walker
 
 SEED = "example:kubectl-httpd"
 
@@ -130,7 +130,7 @@ def test_seed_flow_delivered_from_outside_through_every_nodes_nodeport(mode):
 
 
 def test_wrong_target_port_warns_and_ends_no_listener_with_the_hint(tmp_path):
-    from netsim.manifests import example_path
+    from netsim.control.manifests import example_path
     text = open(example_path("kubectl-httpd")).read().replace("targetPort: 80", "targetPort: 8080")
     c = load_text(text, "wrong.yaml")
     warn = [n for n in c.notices if "8080" in n]
@@ -197,7 +197,7 @@ def test_seed_flow_curled_through_the_nodeport_in_real_namespaces(kernel_run_dir
 
 def test_readme_lists_every_image_of_the_table():
     from pathlib import Path
-    from netsim.listen import IMAGE_DEFAULT_PORTS
+    from netsim.control.listen import IMAGE_DEFAULT_PORTS
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     table = readme.split("| image | listens on (TCP) |", 1)[1].split("\n\n", 1)[0]
     rows = {}

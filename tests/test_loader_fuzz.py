@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from netsim.cluster import Cluster
-from netsim.manifests import ManifestError, example_path, list_examples, load_text
+from netsim.control.cluster import Cluster
+from netsim.control.manifests import ManifestError, example_path, list_examples, load_text
 
 EXAMPLE_DOCS = [d for n in list_examples() for d in yaml.safe_load_all(Path(example_path(n)).read_text()) if d]
 
@@ -108,7 +108,7 @@ def test_deep_nesting_is_refused_before_the_parser_sees_it():
         else:
             raise AssertionError("accepted")
     check("a: " + "[" * 900 + "]" * 900)
-    from netsim.manifests import _flow_depth
+    from netsim.control.manifests import _flow_depth
     assert _flow_depth("a: [" + ", ".join(["[1]"] * 1500) + "]") == 2     # many brackets, shallow: fine
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import tracemalloc
 
-from netsim.conntrack import Conntrack
-from netsim.packet import Packet
-from netsim.walker import LB_IDLE_TIMEOUT, Walker
+from netsim.dataplane.conntrack import Conntrack
+from netsim.skb.packet import Packet
+from netsim.dataplane.walker import LB_IDLE_TIMEOUT, Walker
 
 from walker_cluster import scenario_cluster
 

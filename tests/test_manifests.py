@@ -13,8 +13,8 @@ import re
 
 import pytest
 
-from netsim.manifests import example_path, list_examples, load, load_text
-from netsim.model import ClusterConfig
+from netsim.control.manifests import example_path, list_examples, load, load_text
+from netsim.control.model import ClusterConfig
 
 SAFE = "bcdfghjklmnpqrstvwxz2456789"      # k8s.io/apimachinery/pkg/util/rand's alphabet
 
@@ -284,8 +284,8 @@ def test_external_name_may_end_with_a_dot():
 
 
 def test_service_object_given_to_the_cluster_is_not_mutated():
-    from netsim.cluster import Cluster
-    from netsim.model import Service, ServicePort
+    from netsim.control.cluster import Cluster
+    from netsim.control.model import Service, ServicePort
     mine = Service("web", type="NodePort", ports=[ServicePort(80)])
     c = Cluster(ClusterConfig(coredns=False))
     c.add(mine)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from netsim.manifests import ManifestError, load, load_text
+from netsim.control.manifests import ManifestError, load, load_text
 
 SVC = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n"
 POD = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n"
@@ -235,8 +235,8 @@ def test_message_names_the_right_file_among_several(tmp_path):
 
 def test_refused_service_releases_what_it_had_allocated():
     """A Service refused half way (second nodePort taken) must not leak its first nodePort or ClusterIP."""
-    from netsim.cluster import Cluster, ClusterError
-    from netsim.model import Service, ServicePort
+    from netsim.control.cluster import Cluster, ClusterError
+    from netsim.control.model import Service, ServicePort
     c = Cluster()
     c.add(Service("a", type="NodePort", cluster_ip="10.96.1.1", ports=[ServicePort(80, node_port=30001)]))
     bad = Service("b", type="NodePort", cluster_ip="10.96.1.2",
@@ -248,8 +248,8 @@ def test_refused_service_releases_what_it_had_allocated():
 
 
 def test_duplicate_node_ip_names_the_field(tmp_path):
-    from netsim.docfields import ManifestError
-    from netsim.manifests import load
+    from netsim.control.docfields import ManifestError
+    from netsim.control.manifests import load
     f = tmp_path / "dup.yaml"
     f.write_text("apiVersion: netsim.io/v1\nkind: Cluster\nspec:\n"
                  "  nodes: [{name: a, ip: 192.168.49.2}, {name: b, ip: 192.168.49.2}]\n")

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import pytest
 
-from netsim.cluster import Cluster
-from netsim.events import WatchEvent
-from netsim.manifests import load
+from netsim.control.cluster import Cluster
+from netsim.control.events import WatchEvent
+from netsim.control.manifests import load
 
 
 def httpd(grace: float = 40.0) -> tuple[Cluster, str, list[WatchEvent]]:
@@ -57,7 +57,7 @@ def test_stopped_node_goes_not_ready_on_the_first_monitor_tick_past_the_grace_pe
 
 
 def test_default_timings_are_kube_controller_managers():
-    from netsim.model import ClusterConfig
+    from netsim.control.model import ClusterConfig
     cfg = ClusterConfig()
     # node-monitor-grace-period 50 s since v1.32 (PR #126287); 300 s unreachable toleration; kubelet 10 s
     assert (cfg.node_monitor_grace_period, cfg.pod_eviction_timeout, cfg.heartbeat_interval) == (50.0, 300.0, 10.0)

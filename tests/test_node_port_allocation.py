@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import pytest
 
-from netsim.cluster import ClusterError
-from netsim.docfields import ManifestError
-from netsim.manifests import load_text
+from netsim.control.cluster import ClusterError
+from netsim.control.docfields import ManifestError
+from netsim.control.manifests import load_text
 from netsim.rules.iptables.proxier import render
 from netsim.rules.ipvs.proxier import build
 from kernel_helpers import iptables_restore_in_scratch_netns
@@ -123,7 +123,7 @@ def test_load_balancer_without_node_port_allocation_keeps_only_requested_ones() 
 def test_shared_node_port_is_released_once_with_its_service() -> None:
     c, _ = node_ports("  - {name: a, port: 53, protocol: TCP, nodePort: 30053}\n  - {name: b, port: 53, protocol: UDP}\n")
     c.delete_service("default", "dns")
-    from netsim.model import Service, ServicePort
+    from netsim.control.model import Service, ServicePort
     c.add(Service("again", type="NodePort", ports=[ServicePort(53, node_port=30053)]))
     assert c.service("default", "again").ports[0].node_port == 30053
     with pytest.raises(ClusterError, match="provided port is already allocated"):

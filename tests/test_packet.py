@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.sctp import SCTP
 
-from netsim.packet import (
+from netsim.skb.packet import (
     IPPROTO_ICMP, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, Packet, PacketError,
     csum_replace16, int2ip, ip2int,
 )
@@ -177,12 +177,12 @@ def rfc1071(data: bytes, initial: int = 0) -> int:
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=90), initial=st.integers(0, 0x3FFFF))
 def test_checksum_equals_rfc1071_word_loop(data: bytes, initial: int) -> None:
-    from netsim.packet import checksum
+    from netsim.skb.packet import checksum
     assert checksum(data, initial) == rfc1071(data, initial)
 
 
 def test_checksum_edge_cases() -> None:
-    from netsim.packet import checksum
+    from netsim.skb.packet import checksum
     assert checksum(b"") == 0xFFFF                     # sum 0 -> ~0
     assert checksum(b"\xff\xff") == 0x0000             # sum 0xFFFF (ones' complement -0) -> 0
     assert checksum(b"\xff\xff\xff\xff") == 0x0000

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from netsim.cli.main import cli
-from netsim.manifests import load
-from netsim.proxy_status import HEALTH_TIMEOUT_SECONDS, KubeProxyNode
+from netsim.control.manifests import load
+from netsim.dataplane.proxy_status import HEALTH_TIMEOUT_SECONDS, KubeProxyNode
 
 # pkg/proxy/metrics/metrics.go: RegisterMetrics(ProxyModeIPTables) families and their types
 IPTABLES_FAMILIES = {

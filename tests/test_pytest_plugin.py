@@ -240,7 +240,7 @@ def test_installed_but_unused_costs_no_imports(pytester):
         import sys
 
         def test_nothing_heavy_imported():
-            heavy = [m for m in ("netsim.api", "netsim.walker", "netsim.cluster", "yaml", "scapy", "dnslib")
+            heavy = [m for m in ("netsim.api", "netsim.dataplane.walker", "netsim.control.cluster", "yaml", "scapy", "dnslib")
                      if m in sys.modules]
             assert "netsim.pytest_plugin" in sys.modules and heavy == []
     """)

@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from netsim.cli.main import cli
-from netsim.manifests import load_text
+from netsim.control.manifests import load_text
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from netsim.docfields import ManifestError
-from netsim.manifests import load_text
+from netsim.control.docfields import ManifestError
+from netsim.control.manifests import load_text
 from netsim.rules.iptables.proxier import render
-from netsim.serialize import service_to_k8s
+from netsim.control.serialize import service_to_k8s
 
 HEAD = """\
 apiVersion: netsim.io/v1

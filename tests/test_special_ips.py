@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from netsim import validation as v
-from netsim.docfields import ManifestError
-from netsim.manifests import load_text
+from netsim.control import validation as v
+from netsim.control.docfields import ManifestError
+from netsim.control.manifests import load_text
 
 SVC = """\
 apiVersion: v1

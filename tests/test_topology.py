@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from netsim.packet import ip2int
-from netsim.routing import Route, RoutingTable, parse_cidr
-from netsim.topology import Topology, TopologyError, veth_name
+from netsim.skb.packet import ip2int
+from netsim.dataplane.routing import Route, RoutingTable, parse_cidr
+from netsim.dataplane.topology import Topology, TopologyError, veth_name
 
 from walker_cluster import scenario_cluster
 

@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from netsim.cli.main import cli
-from netsim.target import TargetError, parse_target, split_service_name
-from netsim.trace import SCHEMA
+from netsim.dataplane.target import TargetError, parse_target, split_service_name
+from netsim.dataplane.trace import SCHEMA
 
 from walker_cluster import SCENARIO_YAML
 

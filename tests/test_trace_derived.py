@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from netsim.manifests import load_text
-from netsim.packet import IPPROTO_TCP
-from netsim.target import parse_target, resolve
-from netsim.walker import Walker
+from netsim.control.manifests import load_text
+from netsim.skb.packet import IPPROTO_TCP
+from netsim.dataplane.target import parse_target, resolve
+from netsim.dataplane.walker import Walker
 from dns_fixtures import HEADLESS_60_WITH_CLIENT_YAML as BIG
 from walker_cluster import scenario_cluster
 

@@ -3,14 +3,14 @@ UDP answer that does not fit 512 bytes (TC=1, question kept) and glibc retries o
 request.Scrub, miekg/dns Msg.Truncate; glibc res_send.c); a datagram that is not a DNS query gets no answer."""
 from __future__ import annotations
 
-from netsim.manifests import load_text
-from netsim.walker import Walker
+from netsim.control.manifests import load_text
+from netsim.dataplane.walker import Walker
 from dns_fixtures import HEADLESS_60_WITH_CLIENT_YAML as BIG
 
 
 
 def test_headless_60_truncated_on_udp_then_resolved_over_tcp():
-    from netsim.target import parse_target, resolve
+    from netsim.dataplane.target import parse_target, resolve
     cluster = load_text(BIG)
     w = Walker(cluster, "iptables")
     client = w.host_for("pod/client")

@@ -20,7 +20,7 @@ import shlex
 
 import pytest
 
-from netsim.manifests import load_text
+from netsim.control.manifests import load_text
 from netsim.rules.iptables.proxier import (EndpointInfo, ProxierConfig, ServicePortInfo, endpoints_key, render,
                                            sync_proxy_rules)
 from netsim.rules.iptables.proxier_endpoints import categorize_endpoints

@@ -9,9 +9,9 @@ never let one trace's content change another's.
 """
 from __future__ import annotations
 
-from netsim.cluster import Cluster
-from netsim.model import ClusterConfig, ContainerPort, Node, Pod, Service, ServicePort
-from netsim.walker import Walker
+from netsim.control.cluster import Cluster
+from netsim.control.model import ClusterConfig, ContainerPort, Node, Pod, Service, ServicePort
+from netsim.dataplane.walker import Walker
 
 from walker_cluster import scenario_cluster
 
@@ -107,8 +107,8 @@ def test_vxlan_outer_header_template_builds_what_packet_udp_builds():
     # datagram Packet.udp builds for flannel's encapsulation (outer UDP to 8472, DF clear, TTL 64,
     # source port = hash of the inner flow, as the kernel's udp_flow_src_port; the IP ID, which
     # __ip_select_ident draws, taken from the template), checksums valid.
-    from netsim.packet import Packet
-    from netsim.topology import FLANNEL_VXLAN_PORT
+    from netsim.skb.packet import Packet
+    from netsim.dataplane.topology import FLANNEL_VXLAN_PORT
     c = scenario_cluster()
     w = Walker(c)
     node = w.topology.hosts["node-3"]

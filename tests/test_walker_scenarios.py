@@ -18,8 +18,8 @@ from collections import Counter
 
 import pytest
 
-from netsim.packet import IPPROTO_UDP, Packet
-from netsim.walker import Walker
+from netsim.skb.packet import IPPROTO_UDP, Packet
+from netsim.dataplane.walker import Walker
 
 from walker_cluster import scenario_cluster
 
@@ -306,7 +306,7 @@ def test_vxlan_packet_on_the_wire_is_flannel_shaped(cluster):
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 def test_pcapng_opens_in_tshark(cluster, tmp_path):
-    from netsim.pcap import save_traces
+    from netsim.dataplane.pcap import save_traces
     w = Walker(cluster)
     t = w.connect(w.host_for("pod/client-1"), svc_ip(cluster, "web"), 80, capture=True)
     path = tmp_path / "t.pcapng"
@@ -343,7 +343,7 @@ spec:
 
 
 def extra_cluster():
-    from netsim.manifests import load_text
+    from netsim.control.manifests import load_text
     from walker_cluster import SCENARIO_YAML
     return load_text(SCENARIO_YAML % {"pod_network": "vxlan"} + "---" + EXTRA_YAML, "extra.yaml")
 

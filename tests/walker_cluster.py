@@ -151,7 +151,7 @@ spec:
 
 
 def scenario_cluster(pod_network: str = "vxlan", proxy_mode: str = "iptables"):
-    from netsim.manifests import load_text
+    from netsim.control.manifests import load_text
     text = SCENARIO_YAML % {"pod_network": pod_network}
     text = text.replace("proxyMode: iptables", f"proxyMode: {proxy_mode}")
     return load_text(text, "walker_cluster.yaml")

@@ -59,12 +59,12 @@ def check_kernel_support(proxy_mode: str) -> None:
 @dataclass
 class KernelCluster:
     """A cluster model realised in namespaces named `<name>-*`."""
-    cluster: Any                                  # netsim.cluster.Cluster
+    cluster: Any                                  # netsim.control.cluster.Cluster
     name: str
     state: ClusterState
     plan: Optional[KernelPlan] = None
     log: Callable[[str], None] = field(default=lambda msg: None)
-    kube_proxies: dict = field(default_factory=dict)     # node -> netsim.proxy_status.KubeProxyNode
+    kube_proxies: dict = field(default_factory=dict)     # node -> netsim.dataplane.proxy_status.KubeProxyNode
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -311,7 +311,7 @@ class KernelCluster:
         kp = self.kube_proxies.get(name)
         if kp is None:
             from netsim.kernel import proxyport
-            from netsim.proxy_status import KubeProxyNode
+            from netsim.dataplane.proxy_status import KubeProxyNode
             path = proxyport.status_path(self.state.directory, name)
             previous = proxyport.read_status(path) if path.exists() else None
             netns_name = self.plan.nodes[name].netns

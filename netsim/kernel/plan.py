@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from netsim.kernel import naming
-from netsim.listen import listen_ports
-from netsim.packet import int2ip
-from netsim.topology import Topology, external_ip_node
+from netsim.control.listen import listen_ports
+from netsim.skb.packet import int2ip
+from netsim.dataplane.topology import Topology, external_ip_node
 
 DNS_LABEL = ("k8s-app", "kube-dns")      # CoreDNS pods' label (kubeadm's coredns Deployment)
 
@@ -43,7 +43,7 @@ class PodPlan:
     prefixlen: int
     gateway: str
     veth: str
-    ports: list[tuple[int, str]] = field(default_factory=list)   # (port, protocol) the pod listens on (netsim.listen)
+    ports: list[tuple[int, str]] = field(default_factory=list)   # (port, protocol) the pod listens on (netsim.control.listen)
     host_network: bool = False
     dns_server: bool = False             # a CoreDNS pod: runs the DNS stand-in on 53/UDP+TCP
     resolv_conf: Optional[str] = None
@@ -55,7 +55,7 @@ class PodPlan:
 
 @dataclass
 class EdgePlan:
-    """The hosts outside the cluster on the node network (as netsim.topology builds them): the router
+    """The hosts outside the cluster on the node network (as netsim.dataplane.topology builds them): the router
     (every node's default gateway), the external client, and the load balancer that owns the
     LoadBalancer ingress IPs and passes their packets, unchanged, to a node."""
     router_netns: str

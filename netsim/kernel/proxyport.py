@@ -3,7 +3,7 @@
 One detached process per node (``python -m netsim.kernel.proxyport --cluster NAME --netns NS --status FILE``) binds
 both sockets inside the node namespace (kube-proxy's default metricsBindAddress 127.0.0.1:10249 and
 healthzBindAddress 0.0.0.0:10256) and answers each request from the status file the kernel backend
-writes after every sync of that node (netsim.proxy_status.ProxyStatus as JSON), so
+writes after every sync of that node (netsim.dataplane.proxy_status.ProxyStatus as JSON), so
 ``curl -s 127.0.0.1:10249/proxyMode`` run in the node answers the mode and ``/metrics`` the counters
 of the syncs that really loaded its rules.
 """
@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional
 
-from netsim.proxy_status import HEALTHZ_PORT, METRICS_PORT, ProxyStatus
+from netsim.dataplane.proxy_status import HEALTHZ_PORT, METRICS_PORT, ProxyStatus
 
 
 def status_path(run_dir: Path, node: str) -> Path:

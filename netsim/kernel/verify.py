@@ -2,7 +2,7 @@
 
 Flows go from pods, nodes and the external client to ClusterIPs (by IP and by Service name, resolved
 with a real DNS query through the kube-dns ClusterIP), NodePorts on every node, LoadBalancer IPs and
-pod IPs. For each kind of flow the emulator (netsim.walker) is walked until its set of possible
+pod IPs. For each kind of flow the emulator (netsim.dataplane.walker) is walked until its set of possible
 outcomes stops growing; each kernel flow must then be one of them:
 
 * the same disposition (delivered; refused = REJECT or no listener; dropped; unreachable),
@@ -363,7 +363,7 @@ def probe_kernel(kc: Any, specs: list[FlowSpec], timeout: float = 1.5,
 def judge(cluster: Any, name: str, specs: list[FlowSpec], kernel: list[ProbeResult],
           resolved: dict[tuple[str, str], Optional[str]], seconds_kernel: float = 0.0) -> VerifyReport:
     """The emulator half of verify: predict each kind of flow and compare the kernel's results."""
-    from netsim.walker import Walker
+    from netsim.dataplane.walker import Walker
     walker = Walker(cluster)
     fresh = None                       # affinity-free twin: the endpoint set before any --set
     if any(s.affinity for s in specs):

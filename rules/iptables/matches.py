@@ -445,7 +445,7 @@ def packet_ctstates(p) -> set[str]:
 
     A packet the walker did not mark (ctstate None) is taken as NEW: conntrack classifies
     every packet it sees before the first table runs (include/uapi/linux/netfilter_ipv4.h:
-    NF_IP_PRI_CONNTRACK = -200). SNAT/DNAT come from the entry's NAT bindings (netsim.conntrack.ConntrackEntry.snat/.dnat).
+    NF_IP_PRI_CONNTRACK = -200). SNAT/DNAT come from the entry's NAT bindings (netsim.dataplane.conntrack.ConntrackEntry.snat/.dnat).
     """
     states = {p.ctstate or "NEW"}
     ct = p.ct
@@ -469,7 +469,7 @@ def ct_statuses(ct) -> set[str]:
     return out
 
 
-# conntrack tuple field -> (tuple attribute, index in netsim.conntrack's (proto, src, sport, dst, dport))
+# conntrack tuple field -> (tuple attribute, index in netsim.dataplane.conntrack's (proto, src, sport, dst, dport))
 _CT_FIELDS = {
     "orig_src": ("orig", 1), "orig_dst": ("orig", 3), "orig_sport": ("orig", 2), "orig_dport": ("orig", 4),
     "reply_src": ("reply", 1), "reply_dst": ("reply", 3), "reply_sport": ("reply", 2), "reply_dport": ("reply", 4),

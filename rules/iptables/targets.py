@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from netsim.packet import int2ip
+from netsim.skb.packet import int2ip
 from netsim.rules.iptables.ruleset import Header, IptablesError, Opt, Target
 from netsim.rules.iptables.values import ip2int, parse_int, parse_mark, save_string
 

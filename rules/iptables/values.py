@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from netsim.packet import int2ip, prefix_mask
+from netsim.skb.packet import int2ip, prefix_mask
 from netsim.rules.iptables.ruleset import IptablesError
 
 PROTO_NUM = {"all": 0, "icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "ah": 51,

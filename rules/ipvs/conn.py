@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from netsim.packet import int2ip
+from netsim.skb.packet import int2ip
 from netsim.rules.ipvs.table import PROTO_NAME, RealServer, VirtualServer
 
 # TCP states (ip_vs_proto_tcp.c, enum in include/net/ip_vs.h)

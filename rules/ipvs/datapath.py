@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from netsim.packet import Packet, checksum, int2ip
+from netsim.skb.packet import Packet, checksum, int2ip
 from netsim.rules.ipvs.conn import CLOSE_STATE, ConnTable, IpvsConn, TIME_WAIT_STATE
 from netsim.rules.ipvs.table import IpvsTable, RealServer, VirtualServer
 

@@ -12,7 +12,7 @@ import shlex
 from functools import cmp_to_key
 from typing import Iterable, Optional
 
-from netsim.packet import PacketError, int2ip, ip2int
+from netsim.skb.packet import PacketError, int2ip, ip2int
 from netsim.rules.ipvs.conn import IpvsConn
 from netsim.rules.ipvs.schedulers import SCHED_FLAG_NAMES, SCHEDULERS
 from netsim.rules.ipvs.table import (FWD_LOCAL, FWD_MASQ, FWD_ROUTE, FWD_TUNNEL, IP_VS_SVC_F_ONEPACKET,

@@ -35,7 +35,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from netsim.packet import ip2int
+from netsim.skb.packet import ip2int
 from netsim.rules.ipset import IpsetStore
 from netsim.rules.iptables.proxier_cluster import (endpoints_for_node, proxier_config_for_node,
                                                    service_port_infos)
@@ -84,7 +84,7 @@ class DesiredState:
 
 def node_addresses_for(cluster: Any, node_name: str) -> list[str]:
     """nodeAddressSet on a kubeadm + flannel node: eth0 (InternalIP), cni0 (podCIDR .1) and, with
-    the vxlan backend, flannel.1 (podCIDR network address), as netsim/topology.py wires them."""
+    the vxlan backend, flannel.1 (podCIDR network address), as netsim/dataplane/topology.py wires them."""
     node = cluster.node(node_name)
     if node is None:
         names = ", ".join(n.name for n in cluster.nodes()) or "none"

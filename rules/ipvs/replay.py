@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
-from netsim.packet import Packet, int2ip
+from netsim.skb.packet import Packet, int2ip
 from netsim.rules.ipvs.datapath import IpvsDecision, IpvsNode
 
 # (direction, TCP flags) after the SYN: the handshake, then the close

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
-from netsim.packet import int2ip, ip2int
+from netsim.skb.packet import int2ip, ip2int
 
 if TYPE_CHECKING:  # pragma: no cover
     from netsim.rules.ipvs.schedulers import Scheduler

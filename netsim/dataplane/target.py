@@ -20,9 +20,9 @@ from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from netsim.dns.names import name_problem
-from netsim.packet import IPPROTO_TCP, IPPROTO_UDP, Packet, PacketError, int2ip, ip2int
-from netsim.servers import socket_ip_id
-from netsim.trace import Flow, Outcome, Trace
+from netsim.skb.packet import IPPROTO_TCP, IPPROTO_UDP, Packet, PacketError, int2ip, ip2int
+from netsim.dataplane.servers import socket_ip_id
+from netsim.dataplane.trace import Flow, Outcome, Trace
 
 
 class TargetError(ValueError):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from netsim.model import Pod
+from netsim.control.model import Pod
 
 LISTEN_ANNOTATION = "netsim.io/listen"
 

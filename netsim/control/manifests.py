@@ -11,17 +11,17 @@ from typing import Iterable, Optional, Union
 import yaml
 from netaddr import IPSet
 
-from netsim import apischema, listen, objects
-from netsim import validation as v
-from netsim.cluster import Cluster, ClusterError
-from netsim.docfields import Doc, ManifestError
-from netsim.endpointslices import resolve_target_port
-from netsim.inputread import STDIN, InputLimits, read_source, yaml_documents
-from netsim.model import (CONTROL_PLANE_TAINT_KEY, TAINT_EFFECTS, ClusterConfig, ContainerPort, Deployment, Node,
+from netsim.control import apischema, listen, objects
+from netsim.control import validation as v
+from netsim.control.cluster import Cluster, ClusterError
+from netsim.control.docfields import Doc, ManifestError
+from netsim.control.endpointslices import resolve_target_port
+from netsim.control.inputread import STDIN, InputLimits, read_source, yaml_documents
+from netsim.control.model import (CONTROL_PLANE_TAINT_KEY, TAINT_EFFECTS, ClusterConfig, ContainerPort, Deployment, Node,
                           Pod, Service, ServicePort, Taint, Toleration)
 
 EXAMPLE_PREFIX = "example:"
-STATE_PREFIX = "state:"          # a saved cluster (netsim.statedir), e.g. state:.netsim-state
+STATE_PREFIX = "state:"          # a saved cluster (netsim.control.statedir), e.g. state:.netsim-state
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available: ~10x faster
 KINDS = {
     ("v1", "Namespace"): objects.namespace,
@@ -63,7 +63,7 @@ def load(sources: Union[str, Iterable[str]], validate: str = "strict",
 
     `validate` is kubectl's --validate: "strict" refuses fields the Kubernetes API does not have,
     "warn" loads and adds a warning to the notices, "ignore" says nothing. `limits` bounds each
-    source's size, YAML values and alias expansion (netsim.inputread)."""
+    source's size, YAML values and alias expansion (netsim.control.inputread)."""
     if isinstance(sources, str):
         sources = [sources]
     sources = [os.fspath(s) for s in sources]
@@ -72,7 +72,7 @@ def load(sources: Union[str, Iterable[str]], validate: str = "strict",
         if len(sources) > 1:
             raise ManifestError(f"{states[0]}: a saved cluster is read alone (apply more files to it with "
                                 "`netsim apply -f FILE --state DIR`)")
-        from netsim.statedir import load_state
+        from netsim.control.statedir import load_state
         return load_state(states[0], validate)
     notices: list[str] = []
     cluster = build_documents(read_documents(sources, limits, notices), validate)

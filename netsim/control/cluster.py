@@ -13,12 +13,12 @@ import math
 import random
 from typing import Iterable, Optional
 
-from netsim import endpointslices as eps
-from netsim.events import Event, WatchEvent, Watcher
-from netsim.ipam import (AllocationError, ClusterIPAllocator, LoadBalancerIPAllocator,
+from netsim.control import endpointslices as eps
+from netsim.control.events import Event, WatchEvent, Watcher
+from netsim.control.ipam import (AllocationError, ClusterIPAllocator, LoadBalancerIPAllocator,
                          NodeCIDRAllocator, PodIPAllocator, PortAllocator)
-from netsim.model import ClusterConfig, Deployment, EndpointSlice, Namespace, Node, Pod, Service
-from netsim.scheduler import schedule, unschedulable_message
+from netsim.control.model import ClusterConfig, Deployment, EndpointSlice, Namespace, Node, Pod, Service
+from netsim.control.scheduler import schedule, unschedulable_message
 
 NODE_MONITOR_PERIOD = 5.0          # kube-controller-manager --node-monitor-period
 TERMINATION_GRACE_PERIOD = 30.0    # pod.spec.terminationGracePeriodSeconds default

@@ -66,7 +66,7 @@ class Doc:
     def str_map(self, obj: Any, key: str, path: str) -> dict[str, str]:
         """A label map (labels, selectors, nodeSelector): keys are qualified names, values label values.
         Unquoted YAML numbers and booleans are taken as their text."""
-        from netsim import validation
+        from netsim.control import validation
         m = self.get(obj, key, path, dict, {})
         out = {}
         for k, v in m.items():

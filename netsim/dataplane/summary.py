@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable
 
-from netsim.trace import Trace
+from netsim.dataplane.trace import Trace
 
 SCHEMA = "netsim.trace-summary/v1"
 

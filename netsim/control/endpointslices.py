@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 from typing import Iterable, Optional
 
-from netsim.model import Endpoint, EndpointPort, EndpointSlice, Pod, Service
+from netsim.control.model import Endpoint, EndpointPort, EndpointSlice, Pod, Service
 
 MANAGED_BY = "endpointslice-controller.k8s.io"   # label endpointslice.kubernetes.io/managed-by
 MAX_ENDPOINTS_PER_SLICE = 100   # kube-controller-manager --max-endpoints-per-slice default

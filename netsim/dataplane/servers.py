@@ -1,6 +1,6 @@
 """The sockets of the emulated hosts: servers listening on containerPorts, and client connections.
 
-A pod listens on the ports its processes open (netsim.listen: containerPorts, the image's
+A pod listens on the ports its processes open (netsim.control.listen: containerPorts, the image's
 default ports, or the netsim.io/listen annotation):
 
 * TCP: SYN → SYN-ACK; data → ACK + an HTTP/1.1 response naming the pod and the peer it saw;
@@ -18,8 +18,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from netsim import listen
-from netsim.packet import (ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
+from netsim.control import listen
+from netsim.skb.packet import (ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
                            Packet)
 
 _SYN, _RST, _ACK, _FIN = 0x02, 0x04, 0x10, 0x01

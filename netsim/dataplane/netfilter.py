@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
-from netsim.trace import Step
+from netsim.dataplane.trace import Step
 
 
 @dataclass

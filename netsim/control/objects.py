@@ -5,10 +5,10 @@ import ipaddress
 import json
 from typing import Optional
 
-from netsim import validation as v
-from netsim.docfields import Doc
-from netsim.listen import LISTEN_ANNOTATION, parse_listen
-from netsim.model import (PROTOCOLS, TAINT_EFFECTS, ContainerPort, Deployment, Endpoint, EndpointPort,
+from netsim.control import validation as v
+from netsim.control.docfields import Doc
+from netsim.control.listen import LISTEN_ANNOTATION, parse_listen
+from netsim.control.model import (PROTOCOLS, TAINT_EFFECTS, ContainerPort, Deployment, Endpoint, EndpointPort,
                           EndpointSlice, Namespace, Pod, Service, ServicePort, Toleration)
 
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
@@ -132,7 +132,7 @@ def pod(doc: Doc) -> Pod:
     p.name, p.namespace, p.labels = name, ns, labels
     p.listen = listen_annotation(doc, doc.body["metadata"], "metadata")
     # a pod being deleted, as `kubectl get pod -o yaml` shows it during its grace period: the loader
-    # deletes it once it runs (netsim.manifests._apply), so it is Terminating with its endpoints
+    # deletes it once it runs (netsim.control.manifests._apply), so it is Terminating with its endpoints
     # terminating (serving while Ready: EndpointSlice controller podToEndpoint)
     meta = doc.body["metadata"]
     if doc.get(meta, "deletionTimestamp", "metadata.deletionTimestamp", str, None):
@@ -293,7 +293,7 @@ def service_ports(doc: Doc, spec: dict, typ: str) -> list[ServicePort]:
                 raise doc.fail(f"{path}.nodePort", f"Forbidden: may not be used when `type` is '{typ}'")
             # The API server allocates node ports (storage beginCreate -> alloc.go initNodePorts) before
             # ValidateService runs, so a nodePort out of range, or the same nodePort on two port numbers,
-            # is reported by the allocator (netsim/cluster.py). ValidateService's duplicate check, on
+            # is reported by the allocator (netsim/control/cluster.py). ValidateService's duplicate check, on
             # (protocol, nodePort) pairs, is only reachable for two ports of the same number.
             if (np, proto, num) in node_ports:
                 raise doc.fail(f"{path}.nodePort", f"Duplicate value: {np}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from netsim.netfilter import EmptyNetfilter, HookResult, NatRequest, RuleHit
+from netsim.dataplane.netfilter import EmptyNetfilter, HookResult, NatRequest, RuleHit
 
 PROXY_MODES = ("iptables", "ipvs", "none")
 
@@ -131,7 +131,7 @@ class _IpvsHooks:
         self.state = state
 
     def virtual_addresses(self) -> list[int]:
-        from netsim.packet import ip2int
+        from netsim.skb.packet import ip2int
         return [ip2int(a) for a in self.state.bound_addresses]
 
     def local_in(self, pkt, now):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from netsim.packet import int2ip, ip2int, prefix_mask
+from netsim.skb.packet import int2ip, ip2int, prefix_mask
 
 LOOPBACK_NET = ip2int("127.0.0.0")
 

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, Iterator, Optional
 
 import yaml
 
-from netsim.docfields import ManifestError
+from netsim.control.docfields import ManifestError
 
 STDIN = "-"
 _CHUNK = 1 << 20

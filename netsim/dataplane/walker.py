@@ -39,14 +39,14 @@ from typing import Any, Callable, Iterator, Optional
 
 import heapq
 
-from netsim.conntrack import TABLE_FULL, Conntrack, ConntrackEntry, flush_stale_udp
-from netsim.netfilter import HookResult, Netfilter
-from netsim.packet import (_UDP_HDR, IPPROTO_TCP, IPPROTO_UDP, PROTO_NUMBERS, Packet, _finish, _ip_sum,
+from netsim.dataplane.conntrack import TABLE_FULL, Conntrack, ConntrackEntry, flush_stale_udp
+from netsim.dataplane.netfilter import HookResult, Netfilter
+from netsim.skb.packet import (_UDP_HDR, IPPROTO_TCP, IPPROTO_UDP, PROTO_NUMBERS, Packet, _finish, _ip_sum,
                            _pseudo_sum, int2ip, ip2int)
-from netsim.routing import LOOPBACK_NET, Route
-from netsim.servers import Sockets, pod_sockets, socket_ip_id
-from netsim.topology import (FLANNEL_VNI, FLANNEL_VXLAN_PORT, Host, Interface, Topology)
-from netsim.trace import Addr, Flow, Hop, Outcome, PacketSnapshot, PacketTrace, Reply, Step, Trace, TranslatedStep
+from netsim.dataplane.routing import LOOPBACK_NET, Route
+from netsim.dataplane.servers import Sockets, pod_sockets, socket_ip_id
+from netsim.dataplane.topology import (FLANNEL_VNI, FLANNEL_VXLAN_PORT, Host, Interface, Topology)
+from netsim.dataplane.trace import Addr, Flow, Hop, Outcome, PacketSnapshot, PacketTrace, Reply, Step, Trace, TranslatedStep
 
 EPHEMERAL_PORTS = (32768, 60999)        # net.ipv4.ip_local_port_range default
 # The load balancer forgets a flow after this long without a packet, as a cloud L4 load balancer
@@ -103,7 +103,7 @@ class Walker:
         self.rng = cluster.rng
         self.flush_stale_udp = flush_stale_udp
         if netfilter_factory is None:
-            from netsim.proxy import netfilter_factory_for, ipvs_factory_for
+            from netsim.dataplane.proxy import netfilter_factory_for, ipvs_factory_for
             netfilter_factory = netfilter_factory_for(self.mode)
             if ipvs_factory is None:
                 ipvs_factory = ipvs_factory_for(self.mode)
@@ -132,7 +132,7 @@ class Walker:
         self._running: tuple = ()
         self._ipvs_advanced: dict[str, float] = {}
         self.ipvs_proxiers: dict[str, Any] = {}   # IPVS mode: KubeProxyIpvs per node (kept across syncs)
-        self.ipvs_states: dict[str, Any] = {}      # IPVS mode: the last IpvsNodeState per node (netsim.proxy)
+        self.ipvs_states: dict[str, Any] = {}      # IPVS mode: the last IpvsNodeState per node (netsim.dataplane.proxy)
         self._dirty = True
         self._rules_dirty = True
         self.stats = {"packets": 0, "rules_evaluated": 0}
@@ -235,7 +235,7 @@ class Walker:
         """The DNS server (netsim.dns wire rules) of the CoreDNS pod at ``pod_ip`` (its own address
         is what ns.go answers as local); one record index serves every CoreDNS pod."""
         if self._coredns is None:
-            from netsim.target import coredns_handlers
+            from netsim.dataplane.target import coredns_handlers
             self._coredns = coredns_handlers(self.cluster)
         if self._coredns is None:
             return None
@@ -1071,7 +1071,7 @@ class Walker:
     def _lb_candidates(self, pkt: Packet) -> tuple[list[str], str]:
         static = self.topology.external_ip_nodes.get(pkt.dst)
         if pkt.dst in self.topology.external_ips:
-            # externalIPs: the admin's static route to one node (netsim.topology.external_ip_node)
+            # externalIPs: the admin's static route to one node (netsim.dataplane.topology.external_ip_node)
             return ([static] if static else []), "externalIP: the network admin's static route to a node"
         nodes = [n for n in self.cluster.nodes() if n.ready]
         svc = None
@@ -1163,7 +1163,7 @@ def _matches(req: tuple, r: Packet) -> bool:
 
 
 def _default_iptables_factory():
-    from netsim.proxy import netfilter_factory_for
+    from netsim.dataplane.proxy import netfilter_factory_for
     return netfilter_factory_for("iptables")
 
 

@@ -22,8 +22,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Optional
 
-from netsim.packet import int2ip, ip2int, prefix_mask
-from netsim.routing import Route, RoutingTable, parse_cidr
+from netsim.skb.packet import int2ip, ip2int, prefix_mask
+from netsim.dataplane.routing import Route, RoutingTable, parse_cidr
 
 FLANNEL_DEVICE = "flannel.1"      # flannel.<VNI>, VNI defaults to 1
 FLANNEL_VNI = 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 from typing import Optional
 
-from netsim.model import Node, Pod
+from netsim.control.model import Node, Pod
 
 FILTERING_EFFECTS = ("NoSchedule", "NoExecute")
 

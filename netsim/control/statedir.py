@@ -15,11 +15,11 @@ from typing import Any, Optional
 
 import yaml
 
-from netsim import manifests
-from netsim.cluster import Cluster, ClusterError
-from netsim.docfields import Doc, ManifestError
-from netsim.events import Event
-from netsim.manifests import STATE_PREFIX
+from netsim.control import manifests
+from netsim.control.cluster import Cluster, ClusterError
+from netsim.control.docfields import Doc, ManifestError
+from netsim.control.events import Event
+from netsim.control.manifests import STATE_PREFIX
 
 DEFAULT_STATE_DIR = ".netsim-state"
 LOG_NAME = "operations.yaml"

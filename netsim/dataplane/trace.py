@@ -88,7 +88,7 @@ class TranslatedStep(Step):
         self._change = (label, which, change)
 
     def _render(self) -> None:
-        from netsim.packet import int2ip
+        from netsim.skb.packet import int2ip
         label, which, (oi, op, ni, np_) = self._change
         before = f"{int2ip(oi)}:{op}" if op else int2ip(oi)
         after = f"{int2ip(ni)}:{np_}" if np_ else int2ip(ni)
@@ -117,7 +117,7 @@ class PacketSnapshot:
         self.data = data
 
     def __str__(self) -> str:
-        from netsim.packet import Packet
+        from netsim.skb.packet import Packet
         return Packet(self.data).summary()
 
 
@@ -130,7 +130,7 @@ class Addr:
         self.n = n
 
     def __str__(self) -> str:
-        from netsim.packet import int2ip
+        from netsim.skb.packet import int2ip
         return int2ip(self.n)
 
 

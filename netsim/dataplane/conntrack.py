@@ -30,7 +30,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
-from netsim.packet import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Packet, PROTO_NAMES, int2ip
+from netsim.skb.packet import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Packet, PROTO_NAMES, int2ip
 
 Tuple5 = tuple[int, int, int, int, int]        # (proto, src, sport, dst, dport)
 
@@ -481,7 +481,7 @@ def stale_udp_filter(services: Iterable, slices_by_service: dict[str, list]) -> 
     Only UDP service ports with at least one serving endpoint are considered (cleanup.go):
     frontends = {(ClusterIP|LB IP|externalIP, port)}, nodeports = {nodePort}, serving = {(ip, port)}.
     """
-    from netsim.packet import ip2int
+    from netsim.skb.packet import ip2int
     out = []
     for svc in services:
         if svc.headless or not svc.cluster_ip or svc.type == "ExternalName":

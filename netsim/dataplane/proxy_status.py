@@ -2,7 +2,7 @@
 filled by real syncs of our proxiers.
 
 * :10249 (``metricsBindAddress``, default 127.0.0.1:10249; cmd/kube-proxy/app/server.go
-  ``serveMetrics``): ``/proxyMode`` (the mode as plain text), ``/metrics`` (netsim.proxy_metrics),
+  ``serveMetrics``): ``/proxyMode`` (the mode as plain text), ``/metrics`` (netsim.dataplane.proxy_metrics),
   ``/healthz`` (component-base's ``ok``).
 * :10256 (``healthzBindAddress``, default 0.0.0.0:10256; pkg/proxy/healthcheck/proxier_health.go):
   ``/healthz`` → ``{"lastUpdated": %q,"currentTime": %q, "nodeEligible": %v}`` and ``/livez`` →
@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from netsim.proxy_metrics import KubeProxyMetrics
+from netsim.dataplane.proxy_metrics import KubeProxyMetrics
 
 METRICS_PORT = 10249
 HEALTHZ_PORT = 10256
@@ -129,7 +129,7 @@ class KubeProxyNode:
     def __init__(self, cluster: Any, node: str, mode: Optional[str] = None, *, partial_syncs: bool = True,
                  restore: Optional[Restore] = None, status: Optional[ProxyStatus] = None,
                  initial_list: bool = True) -> None:
-        from netsim.proxy import PROXY_MODES, ProxyModeError
+        from netsim.dataplane.proxy import PROXY_MODES, ProxyModeError
         self.cluster = cluster
         self.node = node
         self.mode = mode or cluster.config.proxy_mode

@@ -1,7 +1,7 @@
 """Model objects back to Kubernetes API shape (what `kubectl get -o json|yaml` prints)."""
 from __future__ import annotations
 
-from netsim.model import EndpointSlice, Node, Pod, Service
+from netsim.control.model import EndpointSlice, Node, Pod, Service
 
 
 def node_to_k8s(n: Node) -> dict:
