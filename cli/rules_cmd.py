@@ -21,15 +21,19 @@ from netsim.cli.common import fault_options, load_emulator, validate_option
 @click.option("--restore-input", is_flag=True,
               help="Print exactly what kube-proxy hands to iptables-restore, in its own spelling "
                    "(no built-in chains or jumps; in IPVS mode the iptables part as kube-proxy writes it).")
+@click.option("--kube-proxy-release", "release", default=None, metavar="X.Y",
+              help="nftables mode: the kube-proxy release whose ruleset to print (1.31-1.35; default 1.34).")
 @click.option("--live", is_flag=True,
               help="Read `iptables-save -c` (with counters) from NODE's namespace in a running `netsim up` cluster.")
 @click.option("--name", default=None, help="With --live: the kernel cluster (default: the only one up).")
-def rules(files, node: str, mode, tables, restore_input: bool, live: bool, name) -> None:
+def rules(files, node: str, mode, tables, restore_input: bool, release, live: bool, name) -> None:
     """Show the rules kube-proxy writes on NODE, as iptables-save prints them once loaded.
 
     Rules come in iptables-save's canonical spelling (-s/-d/-p first, /32 on addresses, MARK as
     --set-xmark, tables and chains in save order), the same text a trace shows for a matched rule;
-    --restore-input prints kube-proxy's own spelling instead."""
+    --restore-input prints kube-proxy's own spelling instead. In nftables mode the output is the
+    node's `ip kube-proxy` table as `nft -f` input (loadable in one transaction); --restore-input
+    prints the transaction kube-proxy itself sends on its first sync."""
     if live:
         _live(node, name)
         return
@@ -37,7 +41,8 @@ def rules(files, node: str, mode, tables, restore_input: bool, live: bool, name)
         raise click.UsageError("Missing option '-f' / '--filename' (or use --live).")
     em = load_emulator(files, quiet=True)
     try:
-        text = em.rules(node, mode=mode, restore_input=restore_input, tables=tuple(tables) or None)
+        text = em.rules(node, mode=mode, restore_input=restore_input, tables=tuple(tables) or None,
+                        release=release)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     click.echo(text, nl=False)

@@ -354,15 +354,20 @@ class Emulator:
                           resolv_conf=rc.render())
 
     def rules(self, node: str, *, mode: Optional[str] = None, restore_input: bool = False,
-              tables: Optional[tuple[str, ...]] = None) -> str:
+              tables: Optional[tuple[str, ...]] = None, release: Optional[str] = None) -> str:
         """The rules kube-proxy programs on ``node`` (what ``netsim rules`` prints): iptables-save's
         view (``tables`` to pick filter/nat/mangle), or with ``restore_input`` exactly what
         kube-proxy hands to iptables-restore; in IPVS mode ``ipvsadm -Sn``, ``ipset save`` and
-        the iptables text. ValueError for an unknown node or a mode that is not emulated."""
-        from netsim.dataplane.proxy import NFTABLES_NOT_YET, ProxyModeError
+        the iptables text; in nftables mode the ``ip kube-proxy`` table as ``nft -f`` input (with
+        ``restore_input`` the transaction kube-proxy sends on its first sync; ``release`` picks the
+        kube-proxy ruleset, see netsim.rules.nftables.config). ValueError for an unknown node or a
+        mode that programs no rules."""
+        from netsim.dataplane.proxy import ProxyModeError
         m = mode or self._mode
         if m == "nftables":
-            raise ProxyModeError(NFTABLES_NOT_YET)
+            from netsim.rules.nftables.proxier import config_for_node, proxier_for_node
+            fp = proxier_for_node(self._cluster, node, config_for_node(self._cluster, node, release=release))
+            return fp.last_sync.text() if restore_input else fp.state.dump()
         from netsim.rules.iptables.render import iptables_save
         if m == "ipvs":
             import dataclasses

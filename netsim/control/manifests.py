@@ -141,8 +141,8 @@ def build_documents(docs: list[Doc], validate: str = "strict") -> Cluster:
     cluster = Cluster(config)
     _apply(cluster, objs + more, origins + more_origins)
     if config.proxy_mode == "nftables":
-        notices.append("notice: proxyMode nftables is accepted but not emulated yet: `netsim rules`, "
-                       "`trace` and `up` need --mode iptables or --mode ipvs")
+        notices.append("notice: proxyMode nftables: `netsim rules` prints kube-proxy's nftables table; packets are "
+                       "not emulated yet: `trace` and `up` need --mode iptables or --mode ipvs")
     _set_notices(cluster, notices, skipped)
     return cluster
 
