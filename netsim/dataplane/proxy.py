@@ -159,7 +159,7 @@ def _ipvs_hooks_factory(walker, node: str) -> _IpvsHooks:
     return _IpvsHooks(kp, walker.ipvs_states[node])
 
 
-NFTABLES_NOT_YET = ("proxy mode nftables: not emulated yet (kube-proxy's nftables proxier is planned); "
+NFTABLES_NOT_YET = ("proxy mode nftables: not emulated yet (packets through kube-proxy's nftables table; `netsim rules` prints it); "
                     "use --mode iptables or --mode ipvs")
 
 
