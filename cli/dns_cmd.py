@@ -24,15 +24,18 @@ def _listen(value: str) -> tuple[str, int]:
 @dns.command("serve")
 @file_option
 @click.option("--listen", default="127.0.0.1:5353", show_default=True, help="HOST:PORT for UDP and TCP.")
-@click.option("-q", "--quiet", is_flag=True, help="Do not log queries.")
-def serve(files, listen: str, quiet: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Log every query and its outcome (one line each).")
+@click.option("-q", "--quiet", is_flag=True, hidden=True, help="No query log (the default).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="UDP worker processes on SO_REUSEPORT sockets (CoreDNS's `reuseport`); try one per core.")
+def serve(files, listen: str, verbose: bool, quiet: bool, workers: int) -> None:
     """Answer DNS for the cluster on UDP and TCP until interrupted."""
     from netsim.dns.server import serve as start
     host, port = _listen(listen)
     cluster = load_cluster(files)
     try:
-        server = start(cluster, host=host, port=port, block=False,
-                       log=None if quiet else (lambda line: click.echo(line)))
+        server = start(cluster, host=host, port=port, block=False, workers=workers,
+                       log=(lambda line: click.echo(line)) if verbose and not quiet else None)
     except OSError as e:
         raise click.ClickException(f"--listen {listen}: cannot bind: {e.strerror or e}") from None
     click.echo(f"serving {cluster.config.cluster_domain} on {host}:{server.port} (udp+tcp); Ctrl-C stops",

@@ -8,10 +8,15 @@ kubeadm's Corefile (cmd/kubeadm/app/phases/addons/dns/manifests.go):
        ttl 30
     }
     forward . /etc/resolv.conf { max_concurrent 1000 }
+    cache 30
+    loop
+    reload
+    loadbalance
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 POD_MODES = ("disabled", "insecure", "verified")
 
@@ -62,11 +67,31 @@ class KubernetesPlugin:
 
 
 @dataclass(frozen=True)
+class CachePlugin:
+    """`cache [TTL]`: caps (seconds) of the success and denial caches (coredns plugin/cache setup.go:
+    a bare number sets both; defaults 3600 / 1800, minimum TTL 5, SERVFAIL kept 5 s, 10,000 items)."""
+
+    success_ttl: int = 30                           # kubeadm: cache 30
+    denial_ttl: int = 30
+    min_success_ttl: int = 5                        # dnsutil.MinimalDefaultTTL
+    min_denial_ttl: int = 5
+    servfail_ttl: int = 5                           # cache.go failttl = minNTTL
+    capacity: int = 10000                           # cache.go defaultCap, per cache
+
+    def __post_init__(self) -> None:
+        # setup.go: "cache TTL can not be zero or negative"
+        for name in ("success_ttl", "denial_ttl"):
+            if getattr(self, name) <= 0:
+                raise CorefileError(f"cache: {name} {getattr(self, name)}: expected a positive number of seconds")
+
+
+@dataclass(frozen=True)
 class Corefile:
     """The parts of a kubeadm Corefile that decide answers: the kubernetes plugin, then forward."""
 
     kubernetes: KubernetesPlugin = field(default_factory=KubernetesPlugin)
     loadbalance: bool = True        # kubeadm: `loadbalance` shuffles A/AAAA/MX in each answer
+    cache: Optional[CachePlugin] = field(default_factory=CachePlugin)   # kubeadm: `cache 30`; None: off
 
     @classmethod
     def kubeadm(cls, cluster_domain: str = "cluster.local") -> "Corefile":

@@ -25,7 +25,15 @@ OPCODE_QUERY, OPCODE_NOTIFY = 0, 4
 
 
 def handle(resolver: Any, data: bytes, protocol: str = "udp") -> Optional[bytes]:
-    """The reply bytes for query `data`, or None when the query must be dropped."""
+    """The reply bytes for query `data`, or None when the query must be dropped.
+
+    `resolver`: a ClusterDNS, a PodDNS (one CoreDNS pod of it), or anything with answer(request).
+    The first two serve repeated questions from their pre-encoded replies (netsim.dns.wire)."""
+    wire = _wire(resolver)
+    if wire is not None:
+        out = wire.lookup(data, protocol)
+        if out is not None:
+            return out
     if len(data) < 12:
         return None
     _id, flags, qd, an, ns, ar = struct.unpack("!6H", data[:12])
@@ -41,10 +49,20 @@ def handle(resolver: Any, data: bytes, protocol: str = "udp") -> Optional[bytes]
     except Exception:
         return _reject(data, RCODE.FORMERR, with_question=True)
     try:
+        if wire is not None:
+            return wire.answer(data, request, protocol)
         reply = resolver.answer(request)
     except Exception:
         reply = servfail(request)
     return finish(request, reply, protocol).pack()
+
+
+def _wire(resolver: Any) -> Any:
+    wire = getattr(resolver, "wire", None)
+    if wire is None:
+        make = getattr(resolver, "wire_cache", None)
+        wire = make() if callable(make) else None
+    return wire
 
 
 def finish(request: DNSRecord, reply: DNSRecord, protocol: str = "udp") -> DNSRecord:
@@ -114,18 +132,24 @@ def _opt(request: DNSRecord):
 
 
 def _reject(data: bytes, rcode: int, with_question: bool) -> bytes:
-    """MsgReject / unpack failure: FORMERR (or NOTIMP) echoing id, opcode, RD, CD (and the question if it parsed)."""
+    """MsgReject / unpack failure: FORMERR (or NOTIMP) echoing id, opcode, RD, CD (and the question if it parsed).
+
+    The header is built with struct rather than dnslib: garbage is answered at the cost of a header,
+    so a burst of it cannot hold up the queries queued behind it."""
     _id, flags = struct.unpack("!HH", data[:4])
-    opcode = (flags >> 11) & 0xF
-    rd = (flags >> 8) & 1
-    cd = (flags >> 4) & 1
-    header = DNSHeader(id=_id, qr=1, opcode=opcode, rd=rd, cd=cd, rcode=rcode)
-    reply = DNSRecord(header)
-    if with_question:
-        try:
-            buf = DNSBuffer(data)
-            buf.offset = 12
-            reply.add_question(DNSQuestion.parse(buf))
-        except Exception:
-            pass
-    return reply.pack()
+    flags = 0x8000 | (flags & 0x7800) | (flags & 0x0100) | (flags & 0x0010) | (rcode & 0xF)
+    question = _dnslib_question(data) if with_question else b""
+    return struct.pack("!6H", _id, flags, 1 if question else 0, 0, 0, 0) + question
+
+
+def _dnslib_question(data: bytes) -> bytes:
+    """The first question as dnslib reads and writes it back, or b"" when it does not parse."""
+    try:
+        buf = DNSBuffer(data)
+        buf.offset = 12
+        q = DNSQuestion.parse(buf)
+    except Exception:
+        return b""
+    out = DNSRecord(DNSHeader())
+    out.add_question(q)
+    return bytes(out.pack()[12:])

@@ -3,7 +3,9 @@
 Structure mirrors CoreDNS so each rule can be traced to its source:
   handler.go ServeDNS (qtype switch, NXDOMAIN/NODATA via BackendError, fallthrough),
   kubernetes.go Services/Records/findServices/findPods, reverse.go, ns.go nsAddrs,
-  plugin/backend_lookup.go A/AAAA/SRV/TXT/CNAME/PTR/NS/SOA, plugin/loadbalance.
+  plugin/backend_lookup.go A/AAAA/SRV/TXT/CNAME/PTR/NS/SOA, then plugin/cache (netsim.dns.cache) around
+  them and plugin/loadbalance outermost (plugin.cfg orders loadbalance before cache: it shuffles
+  every reply on the way out, cached or not).
 The records come from a `RecordIndex` snapshot of the live cluster, rebuilt after watch events.
 """
 from __future__ import annotations
@@ -16,12 +18,14 @@ from typing import Any, Optional, Union
 
 from dnslib import (AAAA, CNAME, DNSHeader, DNSRecord, NS, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, A)
 
+from netsim.dns.cache import AnswerCache, cache_key
 from netsim.dns.corefile import DNS_SCHEMA_TTL, DNS_SCHEMA_VERSION, Corefile
 from netsim.dns.names import (POD, InvalidRequest, address_from_reverse, endpoint_hostname, ip_family,
                               is_reverse, match_zone, parse_request, pod_ip_from_label, split_labels,
                               trim_zone)
 from netsim.dns.records import NO_PORT, RecordIndex, build_index
 from netsim.dns.upstream import UpstreamResolver
+from netsim.dns.wire import WireCache
 
 MAX_CNAME_CHAIN = 10            # plugin/backend_lookup.go maxCnameChainLength
 DEFAULT_NS_NAME = "ns.dns."     # plugin/kubernetes/ns.go defaultNSName
@@ -87,6 +91,9 @@ class ClusterDNS:
         self._rng = rng or random.Random(getattr(config, "seed", 0))
         self._lock = threading.Lock()
         self._index: Optional[RecordIndex] = None
+        self._caches: dict[Optional[str], AnswerCache] = {}     # per answering pod (local_ip)
+        self._wire: dict[Optional[str], WireCache] = {}
+        self._generation = object()
         self._stale = True
         self._serial = 0
         watch = getattr(cluster, "watch", None)
@@ -99,6 +106,24 @@ class ClusterDNS:
             clock = getattr(self.cluster, "clock", None)
             self._serial = int(getattr(clock, "now", 0))
             self._stale = True
+
+    def snapshot_token(self) -> tuple:
+        """What a stored reply depends on besides the question: the record index (None while it
+        is rebuilt first when a watch event made it stale) and the cluster clock (the cache's TTLs)."""
+        if self._stale or self._index is None:
+            self.index()
+        return self._generation, self.now()
+
+    def wire_cache(self, local_ip: Optional[str] = None) -> "WireCache":
+        """The pre-encoded replies of the CoreDNS pod at ``local_ip`` (netsim.dns.wire)."""
+        w = self._wire.get(local_ip)
+        if w is None:
+            w = self._wire.setdefault(local_ip, WireCache(self, local_ip))
+        return w
+
+    def pod(self, local_ip: Optional[str]) -> "PodDNS":
+        """One CoreDNS pod's server: this record index, the pod's own cache and address."""
+        return PodDNS(self, local_ip)
 
     def refresh(self) -> None:
         """Rebuild the record snapshot now (for cluster stores without watch())."""
@@ -113,6 +138,7 @@ class ClusterDNS:
             if self._index is None or self._stale:
                 self._stale = False
                 self._index = build_index(self.cluster, self._serial)
+                self._generation = object()
             return self._index
 
     @property
@@ -130,8 +156,43 @@ class ClusterDNS:
         """The reply to one query (no EDNS echo or truncation: see netsim.dns.message.handle).
 
         ``local_ip``: the address of the CoreDNS pod that answers (ns.go's k.localIPs), when one
-        ClusterDNS serves several pods; otherwise the one given at construction."""
+        ClusterDNS serves several pods; otherwise the one given at construction. Each pod has its
+        own `cache` (they are separate CoreDNS processes)."""
         request = query if isinstance(query, DNSRecord) else DNSRecord.parse(query)
+        reply, _ = self.answer_parts(request, local_ip)
+        self.load_balance(reply)
+        return reply
+
+    def answer_parts(self, request: DNSRecord, local_ip: Optional[str] = None,
+                     probe: bool = False) -> tuple[DNSRecord, bool]:
+        """The reply before `loadbalance` shuffles it, and whether asking again at the same cluster
+        instant (nothing changed) gives the same reply: true unless this one filled the `cache` with
+        a non-authoritative reply (the cached copy has AA=1 also for forwarded answers, item.go toMsg).
+        ``probe``: do not fill the cache (the wire fast path's case check)."""
+        plugin = self.corefile.cache
+        if plugin is None:
+            return self._compose(request, local_ip), True
+        cache = self._caches.get(local_ip)
+        if cache is None:
+            cache = self._caches.setdefault(local_ip, AnswerCache(plugin))
+        now = self.now()
+        key = cache_key(request)
+        item = cache.get(key, now)
+        if item is not None:
+            return item.to_msg(request, now), True
+        reply = self._compose(request, local_ip)
+        stored = cache.write(key, reply, now, store=not probe)
+        # The cached copy answers with AA=1, the same records and (at this instant) the same TTL:
+        # the same bytes unless this reply was not authoritative (forward's).
+        return reply, not stored or bool(reply.header.aa)
+
+    def now(self) -> float:
+        """The cluster clock (seconds): the cache's TTLs count down on it."""
+        clock = getattr(self.cluster, "clock", None)
+        return float(getattr(clock, "now", 0.0))
+
+    def _compose(self, request: DNSRecord, local_ip: Optional[str]) -> DNSRecord:
+        """The kubernetes plugin's reply, or forward's for names outside its zones (or fallthrough)."""
         q = request.q
         qname = str(q.qname)
         name = qname.lower()
@@ -154,8 +215,6 @@ class ClusterDNS:
         if not records:
             return self._backend_error(request, st, idx, RCODE.NOERROR)
         reply = _reply(request, aa=1)
-        if self.corefile.loadbalance:
-            records, extra = self._round_robin(records), self._round_robin(extra)
         for rr in records:
             reply.add_answer(rr)
         for rr in extra:
@@ -440,18 +499,53 @@ class ClusterDNS:
             reply.add_answer(rr)
         return reply
 
-    def _round_robin(self, rrs: list[RR]) -> list[RR]:
-        """plugin/loadbalance roundRobin: CNAMEs first, then others, then shuffled addresses, then MX."""
-        if len(rrs) < 2:
-            return rrs
-        cname = [r for r in rrs if r.rtype == QTYPE.CNAME]
-        address = [r for r in rrs if r.rtype in (QTYPE.A, QTYPE.AAAA)]
-        mx = [r for r in rrs if r.rtype == QTYPE.MX]
-        rest = [r for r in rrs if r.rtype not in (QTYPE.CNAME, QTYPE.A, QTYPE.AAAA, QTYPE.MX)]
+    def load_balance(self, reply: DNSRecord) -> None:
+        """plugin/loadbalance: round-robin the sections `load_balance_sections` names (in place)."""
+        sections = self.load_balance_sections(reply)
+        if sections is None:
+            return
+        for section, rtypes in zip(("rr", "auth", "ar"), sections):
+            if len(rtypes) > 1:
+                rrs = getattr(reply, section)
+                setattr(reply, section, [rrs[i] for i in self.round_robin_order(list(rtypes))])
+
+    def load_balance_sections(self, reply: DNSRecord) -> Optional[tuple[tuple[int, ...], ...]]:
+        """loadbalance handler.go WriteMsg: NOERROR replies other than AXFR/IXFR have their answer,
+        authority and additional sections round-robined; their record types, or None when the
+        reply is left alone."""
+        if not self.corefile.loadbalance or reply.header.rcode != RCODE.NOERROR:
+            return None
+        if reply.questions and reply.q.qtype in (QTYPE.AXFR, QTYPE.IXFR):
+            return None
+        sections = tuple(tuple(r.rtype for r in rrs) for rrs in (reply.rr, reply.auth, reply.ar))
+        return sections if any(len(t) > 1 for t in sections) else None
+
+    def round_robin_order(self, rtypes: list[int]) -> list[int]:
+        """loadbalance.go roundRobin as positions: CNAMEs first, then others, then the shuffled
+        addresses, then the shuffled MX records. The RNG is drawn on the same way whatever the
+        records are, so the wire fast path reproduces a reply's order from its types alone."""
+        if len(rtypes) < 2:
+            return list(range(len(rtypes)))
+        cname = [i for i, t in enumerate(rtypes) if t == QTYPE.CNAME]
+        address = [i for i, t in enumerate(rtypes) if t in (QTYPE.A, QTYPE.AAAA)]
+        mx = [i for i, t in enumerate(rtypes) if t == QTYPE.MX]
+        rest = [i for i, t in enumerate(rtypes) if t not in (QTYPE.CNAME, QTYPE.A, QTYPE.AAAA, QTYPE.MX)]
         with self._lock:
             self._rng.shuffle(address)
             self._rng.shuffle(mx)
         return cname + rest + address + mx
+
+
+class PodDNS:
+    """One CoreDNS pod's view of a shared ClusterDNS: answers with the pod's own address as ns.go's
+    local IP, from the pod's own cache, and with the pod's own pre-encoded replies."""
+
+    def __init__(self, dns: ClusterDNS, local_ip: Optional[str]) -> None:
+        self.dns, self.local_ip = dns, local_ip
+        self.wire = dns.wire_cache(local_ip)
+
+    def answer(self, request: Union[bytes, DNSRecord]) -> DNSRecord:
+        return self.dns.answer(request, local_ip=self.local_ip)
 
 
 def _port_matches(r: Any, p: Any) -> bool:

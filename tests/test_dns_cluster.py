@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dnslib import DNSRecord, RCODE
 
+from netsim.dns.corefile import Corefile
 from netsim.dns.resolver import ClusterDNS
 from netsim.control.manifests import load, load_text
 from dns_fixtures import ask, rrset
@@ -93,9 +94,12 @@ def test_external_name_chased_through_upstream():
         ("payments.example.com.", "203.0.113.10")]
 
 
+NO_CACHE = Corefile(cache=None)          # the kubernetes plugin's own answers, without `cache 30`
+
+
 def test_headless_follows_readiness_and_publish_not_ready():
     c = load_text(HEADLESS)
-    dns = ClusterDNS(c)
+    dns = ClusterDNS(c, corefile=NO_CACHE)
     pods = sorted(c.pods("default"), key=lambda p: p.name)
     assert ips(ask(dns, "web-hl.default.svc.cluster.local.")) == {p.ip for p in pods}
     c.set_pod_ready("default", pods[0].name, False)
@@ -111,7 +115,7 @@ def test_headless_follows_readiness_and_publish_not_ready():
 
 def test_scale_adds_records_and_deleted_service_disappears():
     c = load_text(HEADLESS)
-    dns = ClusterDNS(c)
+    dns = ClusterDNS(c, corefile=NO_CACHE)
     c.scale("default", "web", 5)
     assert len(ask(dns, "web-hl.default.svc.cluster.local.").rr) == 5
     c.delete_service("default", "web-hl")

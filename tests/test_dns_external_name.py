@@ -28,7 +28,7 @@ QTYPES = ("A", "AAAA", "CNAME", "TXT", "SRV", "MX", "PTR", "HINFO")
 def _dns(cluster=None) -> ClusterDNS:
     kp = KubernetesPlugin(zones=("cluster.local.",), ttl=5, pods="disabled", fallthrough=(), namespaces=())
     up = UpstreamResolver.from_config({"ext.interwebs.test": ["1.2.3.4"], "www.google.com": ["142.250.1.1"]})
-    return ClusterDNS(cluster or coredns_testns(), corefile=Corefile(kubernetes=kp, loadbalance=False), upstream=up)
+    return ClusterDNS(cluster or coredns_testns(), corefile=Corefile(kubernetes=kp, loadbalance=False, cache=None), upstream=up)
 
 
 @pytest.mark.parametrize("qtype", QTYPES)

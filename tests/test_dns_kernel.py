@@ -84,7 +84,7 @@ def served(netns):
     log = open(tmp / "serve.log", "w")
     proc = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-c",
                              "from netsim.cli.main import cli; cli()", "dns", "serve",
-                             "-f", str(manifest), "--listen", "127.0.0.1:53"],
+                             "-f", str(manifest), "--listen", "127.0.0.1:53", "-v"],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         for _ in range(100):

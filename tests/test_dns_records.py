@@ -24,7 +24,7 @@ def handler_test_dns(**plugin) -> ClusterDNS:
     kp = KubernetesPlugin(zones=("cluster.local.",), ttl=5, pods="disabled", fallthrough=(),
                           namespaces=("testns",), **plugin)
     up = UpstreamResolver.from_config({"ext.interwebs.test": ["1.2.3.4"]})
-    return ClusterDNS(coredns_testns(), corefile=Corefile(kubernetes=kp, loadbalance=False), upstream=up)
+    return ClusterDNS(coredns_testns(), corefile=Corefile(kubernetes=kp, loadbalance=False, cache=None), upstream=up)
 
 
 N = "NOERROR"
@@ -153,7 +153,7 @@ def test_external_name_outside_zone_goes_upstream_cname_first():
 def test_external_name_unknown_upstream_still_cname_noerror():
     # [C] backend_lookup.go A(): the upstream's answer is appended whatever its rcode
     kp = KubernetesPlugin(zones=("cluster.local.",), ttl=5, namespaces=("testns",))
-    dns = ClusterDNS(coredns_testns(), corefile=Corefile(kubernetes=kp), upstream=UpstreamResolver())
+    dns = ClusterDNS(coredns_testns(), corefile=Corefile(kubernetes=kp, cache=None), upstream=UpstreamResolver())
     reply = ask(dns, "external.testns.svc.cluster.local.", "A")
     assert RCODE.get(reply.header.rcode) == "NOERROR"
     assert rrset(reply.rr) == {"external.testns.svc.cluster.local. 5 CNAME ext.interwebs.test."}
@@ -208,7 +208,7 @@ POD_CASES = [
 @pytest.mark.parametrize("qname,qtype,rcode,answer", POD_CASES)
 def test_pods_insecure(qname, qtype, rcode, answer):
     kp = KubernetesPlugin(zones=("cluster.local.",), ttl=5, pods="insecure", fallthrough=())
-    reply = ask(ClusterDNS(coredns_testns(), corefile=Corefile(kubernetes=kp)), qname, qtype)
+    reply = ask(ClusterDNS(coredns_testns(), corefile=Corefile(kubernetes=kp, cache=None)), qname, qtype)
     assert RCODE.get(reply.header.rcode) == rcode
     assert rrset(reply.rr) == answer
     if not answer:
@@ -218,7 +218,7 @@ def test_pods_insecure(qname, qtype, rcode, answer):
 def test_pods_disabled_is_nxdomain():
     # the plugin default `pods disabled`: findPods returns errNoItems
     kp = KubernetesPlugin(zones=("cluster.local.",), ttl=5, pods="disabled")
-    reply = ask(ClusterDNS(coredns_testns(), corefile=Corefile(kubernetes=kp)), "10-240-0-1.podns.pod.cluster.local.")
+    reply = ask(ClusterDNS(coredns_testns(), corefile=Corefile(kubernetes=kp, cache=None)), "10-240-0-1.podns.pod.cluster.local.")
     assert RCODE.get(reply.header.rcode) == "NXDOMAIN"
 
 
@@ -228,7 +228,7 @@ def test_pods_verified_needs_a_pod_with_that_ip():
     from netsim.control.model import Pod
     c.pod_list.append(Pod("foo", "podns", ip="10.240.0.1"))
     kp = KubernetesPlugin(zones=("cluster.local.",), ttl=5, pods="verified")
-    dns = ClusterDNS(c, corefile=Corefile(kubernetes=kp))
+    dns = ClusterDNS(c, corefile=Corefile(kubernetes=kp, cache=None))
     assert rrset(ask(dns, "10-240-0-1.podns.pod.cluster.local.").rr) == {
         "10-240-0-1.podns.pod.cluster.local. 5 A 10.240.0.1"}
     assert RCODE.get(ask(dns, "172-0-0-2.podns.pod.cluster.local.").header.rcode) == "NXDOMAIN"
@@ -246,7 +246,7 @@ def reverse_dns() -> ClusterDNS:
     c.slices.append(_slice("rev", "testns", "svc1", [("10.0.0.100", "ep1a"), ("10.0.0.99", "double-ep")], []))
     c.svcs.append(Service("svc2", "testns", cluster_ip="10.0.0.2"))
     c.slices.append(_slice("rev2", "testns", "svc2", [("10.0.0.99", "double-ep")], []))
-    return ClusterDNS(c, corefile=Corefile(kubernetes=kp, loadbalance=False))
+    return ClusterDNS(c, corefile=Corefile(kubernetes=kp, loadbalance=False, cache=None))
 
 
 REVERSE_CASES = [
@@ -300,7 +300,7 @@ def test_apex_ns_falls_back_to_ns_dns_with_local_ip():
     c = coredns_testns()
     c.pod_list = []
     kp = KubernetesPlugin(zones=("cluster.local.",), ttl=5)
-    dns = ClusterDNS(c, corefile=Corefile(kubernetes=kp), local_ip="127.0.0.1")
+    dns = ClusterDNS(c, corefile=Corefile(kubernetes=kp, cache=None), local_ip="127.0.0.1")
     assert rrset(ask(dns, "cluster.local.", "NS").rr) == {"cluster.local. 5 NS ns.dns.cluster.local."}
     assert rrset(ask(dns, "cluster.local.", "NS").ar) == {"ns.dns.cluster.local. 5 A 127.0.0.1"}
     assert rrset(ask(dns, "ns.dns.cluster.local.", "A").rr) == {"ns.dns.cluster.local. 5 A 127.0.0.1"}

@@ -281,3 +281,66 @@ def test_handle_never_raises(data):
 
 
 _DNS_FOR_HYPOTHESIS = ClusterDNS(load_text(SIXTY))
+
+
+# ---------------------------------------------------------------------- garbage, workers, logging
+def _udp_ask(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.settimeout(timeout)
+        s.sendto(data, ("127.0.0.1", port))
+        while True:
+            reply = s.recv(65535)
+            if reply[:2] == data[:2]:
+                return reply
+    finally:
+        s.close()
+
+
+def test_good_query_after_a_garbage_burst_is_answered(dns, cluster):
+    ensure_loopback()
+    rng = random.Random(4)
+    with DNSServer(dns, "127.0.0.1", 0) as s:
+        junk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            for _ in range(3000):
+                junk.sendto(rng.randbytes(rng.randint(1, 512)), ("127.0.0.1", s.port))
+        finally:
+            junk.close()
+        reply = DNSRecord.parse(_udp_ask(s.port, DNSRecord.question("web.default.svc.cluster.local").pack()))
+    assert [str(r.rdata) for r in reply.rr] == [cluster.service("default", "web").cluster_ip]
+    # the garbage was read: dropped (responses, short) or answered with a header (FORMERR/NOTIMP)
+    assert s.stats.udp_queries >= 3001
+
+
+def test_a_garbage_reply_is_a_header_echoing_id_opcode_rd_cd(dns):
+    ensure_loopback()
+    with DNSServer(dns, "127.0.0.1", 0) as s:
+        # opcode 2 (STATUS), RD and CD set: NOTIMP with id, opcode, RD, CD echoed and no question
+        reply = _udp_ask(s.port, bytes.fromhex("beef1110") + b"\x00" * 8)
+    assert reply == bytes.fromhex("beef9114") + b"\x00" * 8
+
+
+def test_reuseport_workers_answer_on_one_port(dns, cluster):
+    ensure_loopback()
+    with DNSServer(dns, "127.0.0.1", 0, workers=2) as s:
+        assert len(s._children) == 1
+        ip = cluster.service("default", "web").cluster_ip
+        for i in range(20):                      # different source ports: the kernel spreads them
+            q = DNSRecord.question("web.default.svc.cluster.local")
+            q.header.id = i
+            assert [str(r.rdata) for r in DNSRecord.parse(_udp_ask(s.port, q.pack())).rr] == [ip]
+    assert s._children == []
+
+
+def test_queries_are_logged_only_when_asked(dns):
+    ensure_loopback()
+    lines: list[str] = []
+    q = DNSRecord.question("web.default.svc.cluster.local").pack()
+    with DNSServer(dns, "127.0.0.1", 0) as quiet:
+        for _ in range(3):
+            _udp_ask(quiet.port, q)
+    with DNSServer(dns, "127.0.0.1", 0, log=lines.append) as loud:
+        for _ in range(3):                       # the third comes from the encoded replies: logged too
+            _udp_ask(loud.port, q)
+    assert len(lines) == 3 and all("web.default.svc.cluster.local. A -> NOERROR answers=1" in ln for ln in lines)

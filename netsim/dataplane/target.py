@@ -14,6 +14,7 @@ cluster model (they could not resolve them; the trace says so).
 """
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -203,8 +204,8 @@ def _resolve_by_dns(walker, client_host, name: str, walks: Optional[list] = None
     """Resolve as the pod's libc does, each query walked through the data plane; with ``walks`` a
     list, every DNS packet's walk is captured into it (for a pcap)."""
     try:
-        from dnslib import DNSRecord
         from netsim.dns.stub import search
+        from netsim.dns.wire import build_query, read_reply
     except ImportError:  # pragma: no cover - dns package missing
         return None, "DNS resolver not available", []
     from netsim.dns.resolvconf import pod_resolv_conf
@@ -220,10 +221,11 @@ def _resolve_by_dns(walker, client_host, name: str, walks: Optional[list] = None
     src = client_host.interfaces["eth0"].ip
 
     def query(qname: str, qtype: str):
-        q = DNSRecord.question(qname, qtype)
+        qid = random.randint(0, 65535)         # the query ID, drawn as dnslib's DNSRecord.question draws it
+        payload = build_query(qname, qtype, qid)
         sport = walker.rng.randint(32768, 60999)
         # glibc res_send connects its UDP socket: inet_id starts at a random value (socket_ip_id)
-        pkt = Packet.udp(src, server, sport, 53, payload=q.pack(), ident=socket_ip_id(sport << 16 | q.header.id))
+        pkt = Packet.udp(src, server, sport, 53, payload=payload, ident=socket_ip_id(sport << 16 | qid))
         with walker.client_socket(client_host, IPPROTO_UDP, sport):
             end, qpt = walker.send(client_host, pkt, capture=capture)
             if capture:
@@ -234,7 +236,7 @@ def _resolve_by_dns(walker, client_host, name: str, walks: Optional[list] = None
                 if capture:
                     walks.append(rpt)
                 if rend.disposition == "CLIENT" and rend.pkt is not None and not rend.pkt.is_icmp_error:
-                    reply = DNSRecord.parse(rend.pkt.payload)
+                    reply = read_reply(rend.pkt.payload)     # rcode, TC and the answers only
                     ans = ", ".join(str(r.rdata) for r in reply.rr) or "-"
                     tc = " TC=1 (truncated)" if reply.header.tc else ""
                     notes.append(f"DNS {qname} {qtype} -> {server}:53 (DNAT to {served}): "
@@ -258,12 +260,12 @@ def _resolve_by_dns(walker, client_host, name: str, walks: Optional[list] = None
         socks = walker.sockets.get(o.pod or "")
         lst = socks.listeners.get((IPPROTO_TCP, 53)) if socks is not None else None
         handler = lst.handler if lst is not None else None
-        wire = handler(DNSRecord.question(qname, qtype).pack(), "tcp") if handler else None
+        wire = handler(build_query(qname, qtype), "tcp") if handler else None
         if wire is None:
             what = "no answer" if handler else "no DNS server behind that socket"
             notes.append(f"DNS {qname} {qtype} -> {server}:53/tcp (to {o.pod}): {what}")
             return None
-        reply = DNSRecord.parse(wire)
+        reply = read_reply(wire)
         ans = ", ".join(str(r.rdata) for r in reply.rr) or "-"
         notes.append(f"DNS {qname} {qtype} -> {server}:53/tcp (DNAT to {o.pod}, TC=1 retry): "
                      f"{_rcode(reply)} {len(reply.rr)} records {ans if len(reply.rr) <= 4 else ans[:60] + '...'}")
@@ -299,7 +301,7 @@ def coredns_handlers(cluster) -> Any:
     dns = ClusterDNS(cluster)
 
     def for_pod(ip: Optional[str]):
-        server = dns if ip is None else _PodDNS(dns, ip)
+        server = dns if ip is None else dns.pod(ip)      # the pod's own cache and pre-encoded replies
 
         def handle(payload: bytes, protocol: str = "udp") -> Optional[bytes]:
             # CoreDNS's listener rules: garbage is dropped or FORMERR, a UDP answer is truncated
@@ -307,16 +309,6 @@ def coredns_handlers(cluster) -> Any:
             return handle_wire(server, payload, protocol)
         return handle
     return for_pod
-
-
-class _PodDNS:
-    """One CoreDNS pod's view of the shared ClusterDNS: answers with the pod's own address as local."""
-
-    def __init__(self, dns: Any, ip: str) -> None:
-        self.dns, self.ip = dns, ip
-
-    def answer(self, request: Any) -> Any:
-        return self.dns.answer(request, local_ip=self.ip)
 
 
 def unresolved_trace(walker, client_host, target: Target, proto: Optional[str], err: Unresolved) -> Trace:

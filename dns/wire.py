@@ -1,0 +1,279 @@
+"""DNS messages read and written straight from bytes, for the two hot paths.
+
+Server side (`WireCache`): CoreDNS answers the same question with the same bytes while nothing
+changes, so a reply is encoded once (dnslib, netsim.dns.message) and served again with the query's
+ID and question name (0x20 case) patched in. Only the plain shape is served this way: a QUERY
+(opcode 0, QR=0) with one question, no answer/authority records and at most one OPT record
+(RFC 1035 §4.1, RFC 6891 §6.1.1); anything else goes the dnslib way. The entries are dropped when
+the cluster's record index is rebuilt or the cluster clock moves (the `cache` TTLs count down on it),
+and a reply is kept only once asking again gives the same bytes (`ClusterDNS.answer_parts`).
+`loadbalance` still shuffles every reply: the shuffle order is drawn from the resolver's RNG exactly
+as the dnslib path draws it, and each order's bytes are kept.
+
+Client side (`build_query`, `read_reply`): the stub resolver builds glibc-shaped queries and reads
+only rcode, TC and the answer records of a reply; anything beyond A records goes to dnslib.
+"""
+from __future__ import annotations
+
+import copy
+import random
+import socket
+import struct
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from dnslib import QTYPE, DNSRecord
+
+MAX_PERMUTATIONS = 64           # orders kept per question (loadbalance); others are encoded each time
+MAX_ENTRIES = 100_000           # questions kept before the cache starts over
+_PLAIN_COUNTS = (b"\x00\x01\x00\x00\x00\x00\x00\x00", b"\x00\x01\x00\x00\x00\x00\x00\x01")
+_TYPE_OPT = 41
+
+
+def question_end(data: bytes) -> int:
+    """The offset just past the question name of a plain query (see the module docstring), or -1.
+
+    Checks the header (QR=0, opcode QUERY, QDCOUNT=1, AN/NS=0, AR≤1), the name (uncompressed labels
+    of 1–63 octets, at most 255 octets, RFC 1035 §3.1), the 4 bytes of type and class, and that what
+    follows is exactly nothing or one OPT record (RFC 6891 §6.1.2: owner root, type 41)."""
+    n = len(data)
+    if n < 17 or data[2] & 0xF8 or data[4:12] not in _PLAIN_COUNTS:
+        return -1
+    i = 12
+    while True:
+        length = data[i]
+        if length == 0:
+            break
+        if length > 63:
+            return -1                           # a compression pointer or an extended label type
+        i += length + 1
+        if i >= n or i - 12 > 254:
+            return -1
+    end = i + 1
+    rest = end + 4
+    if rest > n:
+        return -1
+    if data[11] == 0:
+        return end if rest == n else -1
+    # one OPT RR: root owner, type 41, class (UDP size), TTL (ext-rcode, version, flags), rdlen, rdata
+    if rest + 11 > n or data[rest] != 0 or data[rest + 1] != 0 or data[rest + 2] != _TYPE_OPT:
+        return -1
+    rdlen = (data[rest + 9] << 8) | data[rest + 10]
+    return end if rest + 11 + rdlen == n else -1
+
+
+@dataclass
+class _Entry:
+    request: DNSRecord
+    reply: DNSRecord                        # before loadbalance
+    protocol: str
+    sections: Optional[tuple]               # rtypes of (answer, authority, additional) to round-robin
+    body: bytes = b""                       # the reply when nothing is shuffled
+    orders: dict = field(default_factory=dict)
+
+
+class WireCache:
+    """Pre-encoded replies of one answering resolver (a CoreDNS pod), keyed by the query's bytes
+    after the ID with the question name lower-cased (only for replies whose bytes outside the
+    question do not depend on the name's case; others are keyed case-exact)."""
+
+    def __init__(self, resolver: Any, local_ip: Optional[str] = None) -> None:
+        self.resolver = resolver
+        self.local_ip = local_ip
+        self._folded: dict[tuple[str, bytes], _Entry] = {}
+        self._exact: dict[tuple[str, bytes], _Entry] = {}
+        self._token: Any = None
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    # ------------------------------------------------------------------ hot path
+    def lookup(self, data: bytes, protocol: str) -> Optional[bytes]:
+        """The reply for `data`, or None when this query must take the dnslib path."""
+        if type(data) is not bytes:
+            data = bytes(data)
+        end = question_end(data)
+        if end < 0:
+            return None
+        token = self.resolver.snapshot_token()
+        if token is None:
+            return None
+        if token != self._token:
+            self._reset(token)
+            return None
+        tail = data[end:]
+        entry = self._folded.get((protocol, data[2:12] + data[12:end].lower() + tail))
+        if entry is None:
+            entry = self._exact.get((protocol, data[2:]))
+            if entry is None:
+                return None
+        body = entry.body if entry.sections is None else self._ordered(entry)
+        self.hits += 1
+        return data[:2] + body[2:12] + data[12:end] + body[end:]
+
+    def _ordered(self, entry: _Entry) -> bytes:
+        order = tuple(tuple(self.resolver.round_robin_order(list(t))) if len(t) > 1 else None for t in entry.sections)
+        body = entry.orders.get(order)
+        if body is None:
+            body = self._encode(entry, order)
+            if len(entry.orders) < MAX_PERMUTATIONS:
+                entry.orders[order] = body
+        return body
+
+    # ------------------------------------------------------------------ filling
+    def answer(self, data: bytes, request: DNSRecord, protocol: str) -> bytes:
+        """The dnslib path's reply bytes for a parsed query; kept for the next identical query when
+        the reply is stable and the query has the plain shape."""
+        from netsim.dns.message import finish
+        data = bytes(data)
+        resolver = self.resolver
+        token = resolver.snapshot_token()
+        reply, stable = resolver.answer_parts(request, self.local_ip)
+        sections = resolver.load_balance_sections(reply)
+        entry = _Entry(request, reply, protocol, sections)
+        if sections is None:
+            out = bytes(finish(request, _copy(reply), protocol).pack())
+            entry.body = out
+        else:
+            order = tuple(tuple(resolver.round_robin_order(list(t))) if len(t) > 1 else None for t in sections)
+            out = self._encode(entry, order)
+            entry.orders[order] = out
+        end = question_end(data)
+        if stable and end >= 0 and token is not None and token == resolver.snapshot_token():
+            with self._lock:
+                if token != self._token:
+                    self._reset(token)
+                if len(self._folded) + len(self._exact) >= MAX_ENTRIES:
+                    self._folded.clear()
+                    self._exact.clear()
+                if self._case_free(data, end, entry):
+                    self._folded[(protocol, data[2:12] + data[12:end].lower() + data[end:])] = entry
+                else:
+                    self._exact[(protocol, data[2:])] = entry
+        return out
+
+    def _reset(self, token: Any) -> None:
+        self._folded = {}
+        self._exact = {}
+        self._token = token
+
+    def _encode(self, entry: _Entry, order: tuple) -> bytes:
+        from netsim.dns.message import finish
+        reply = _copy(entry.reply)
+        for section, positions in zip(("rr", "auth", "ar"), order):
+            if positions is not None:
+                rrs = getattr(reply, section)
+                setattr(reply, section, [rrs[i] for i in positions])
+        return bytes(finish(entry.request, reply, entry.protocol).pack())
+
+    def _case_free(self, data: bytes, end: int, entry: _Entry) -> bool:
+        """Whether the reply's bytes outside the question name are the same for the name in lower
+        and in upper case (then any mix of case gets them too, with its own question copied in)."""
+        from netsim.dns.message import finish
+        base = finish(entry.request, _copy(entry.reply), entry.protocol).pack()
+        for variant in (data[12:end].lower(), data[12:end].upper()):
+            request = DNSRecord.parse(data[:12] + variant + data[end:])
+            reply, _ = self.resolver.answer_parts(request, self.local_ip, probe=True)
+            other = finish(request, reply, entry.protocol).pack()
+            if other[:12] != base[:12] or other[end:] != base[end:]:
+                return False
+        return True
+
+
+def _copy(reply: DNSRecord) -> DNSRecord:
+    """A record that finish() may change (sections and header) without touching `reply`."""
+    return DNSRecord(copy.copy(reply.header), questions=list(reply.questions), rr=list(reply.rr),
+                     auth=list(reply.auth), ar=list(reply.ar))
+
+
+# ---------------------------------------------------------------------- client side
+@dataclass(frozen=True)
+class ReplyHeader:
+    id: int
+    rcode: int
+    tc: int
+
+
+@dataclass(frozen=True)
+class AnswerRecord:
+    rtype: int
+    rdata: str              # presentation form, as str(dnslib rdata)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a stub resolver reads of a reply: the header's rcode and TC, and the answer records
+    (duck-typed like dnslib's DNSRecord for .header.rcode, .header.tc, .rr[i].rtype/.rdata)."""
+
+    header: ReplyHeader
+    rr: tuple[AnswerRecord, ...]
+
+
+def build_query(qname: str, qtype: str, ident: Optional[int] = None) -> bytes:
+    """The bytes of DNSRecord.question(qname, qtype) (RD=1, class IN, no EDNS): a random ID from the
+    `random` module as dnslib's DNSHeader draws it, unless given. Names that are not plain ASCII
+    labels go through dnslib."""
+    if ident is None:
+        ident = random.randint(0, 65535)
+    t = getattr(QTYPE, qtype, None) if isinstance(qtype, str) else qtype
+    name = qname.rstrip(".")
+    if t is None or not qname.isascii() or ".." in qname or "\\" in qname:
+        q = DNSRecord.question(qname, qtype)
+        q.header.id = ident
+        return q.pack()
+    parts = [b""]
+    if name:
+        for label in name.split("."):
+            b = label.encode()
+            if not 0 < len(b) < 64:
+                q = DNSRecord.question(qname, qtype)
+                q.header.id = ident
+                return q.pack()
+            parts.append(bytes((len(b),)) + b)
+    return struct.pack("!6H", ident, 0x0100, 1, 0, 0, 0) + b"".join(parts[1:]) + b"\x00" + \
+        struct.pack("!HH", t, 1)
+
+
+def read_reply(data: bytes) -> Any:
+    """A `Reply` when every answer record is an IN A record (or there are none), else the full
+    dnslib DNSRecord. Malformed bytes raise as DNSRecord.parse does."""
+    try:
+        return _read_a_only(data)
+    except (IndexError, ValueError, struct.error):
+        pass
+    return DNSRecord.parse(data)
+
+
+class _NotPlain(ValueError):
+    pass
+
+
+def _read_a_only(data: bytes) -> Reply:
+    ident, flags, qd, an = struct.unpack_from("!4H", data, 0)
+    i = 12
+    for _ in range(qd):
+        i = _skip_name(data, i) + 4
+    records = []
+    for _ in range(an):
+        i = _skip_name(data, i)
+        rtype, rclass, _ttl, rdlen = struct.unpack_from("!HHIH", data, i)
+        i += 10
+        if rtype != QTYPE.A or rclass != 1 or rdlen != 4 or i + 4 > len(data):
+            raise _NotPlain("not an A record")
+        records.append(AnswerRecord(QTYPE.A, socket.inet_ntoa(data[i:i + 4])))
+        i += 4
+    if i > len(data):
+        raise _NotPlain("short")
+    return Reply(ReplyHeader(ident, flags & 0xF, (flags >> 9) & 1), tuple(records))
+
+
+def _skip_name(data: bytes, i: int) -> int:
+    while True:
+        length = data[i]
+        if length == 0:
+            return i + 1
+        if length & 0xC0 == 0xC0:
+            return i + 2
+        if length > 63:
+            raise _NotPlain("label type")
+        i += length + 1
