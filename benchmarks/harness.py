@@ -26,7 +26,6 @@ from typing import Callable, Optional, Sequence
 
 from netsim.benchmarks.records import Record, environment, select, write_results
 
-KNOWN_MODES = ("iptables", "ipvs", "nftables")
 STAGES = ("sync", "kernel-load", "first-packet", "kernel-connect", "emulator")
 
 
@@ -76,14 +75,14 @@ def in_own_netns() -> bool:
     return names == ["lo"]
 
 
-def nftables_available() -> Optional[str]:
-    """None when the emulator has an nftables proxier, else why nftables is skipped."""
-    from netsim.dataplane.proxy import ProxyModeError, netfilter_factory_for
+def mode_unavailable(mode: str) -> Optional[str]:
+    """None when a provider emulates ``mode`` (netsim.rules.registry), else why it is skipped."""
+    from netsim.rules.registry import ProxyModeError, get
     try:
-        netfilter_factory_for("nftables")
+        provider = get(mode)
     except ProxyModeError as e:
         return str(e)
-    return None
+    return None if provider.walks_packets else provider.notice
 
 
 @dataclass
@@ -141,7 +140,7 @@ def headline(stage: str, records: Sequence[Record]) -> str:
 
 
 def plan_stage_steps(profile: Profile, stage: str, kernel: bool) -> list[tuple]:
-    modes = [m for m in profile.modes if m != "nftables"]
+    modes = [m for m in profile.modes if not mode_unavailable(m)]
     if stage == "sync":
         return [(m, n, e) for m in modes for n in profile.services for e in profile.endpoints]
     if stage == "first-packet":
@@ -175,16 +174,17 @@ def run_bench(profile: Profile, out: Optional[Path] = None, kernel: Optional[boo
     from netsim.benchmarks.kernel_runner import LocalNetnsRunner
     from netsim.benchmarks.sync import sync_records
 
+    from netsim.rules.registry import known_modes
     for m in profile.modes:
-        if m not in KNOWN_MODES:
-            raise BenchError(f"--modes: expected some of {', '.join(KNOWN_MODES)}, got {m!r}")
+        if m not in known_modes(kube_proxy_only=True):
+            raise BenchError(f"--modes: expected some of {', '.join(known_modes(kube_proxy_only=True))}, got {m!r}")
     skipped: list[str] = []
-    if "nftables" in profile.modes:
-        why = nftables_available()
+    for m in profile.modes:
+        why = mode_unavailable(m)
         if why:
-            skipped.append(f"nftables: {why}")
-            progress.note(f"skipping nftables: {why}")
-            profile = replace(profile, modes=tuple(m for m in profile.modes if m != "nftables"))
+            skipped.append(f"{m}: {why}")
+            progress.note(f"skipping {m}: {why}")
+    profile = replace(profile, modes=tuple(m for m in profile.modes if not mode_unavailable(m)))
     runner = kernel_runner or LocalNetnsRunner()
     reason = runner.unavailable()
     if reason is None and kernel_runner is None and not in_own_netns():

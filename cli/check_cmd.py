@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from netsim.cli.common import EXIT_NOT_DELIVERED, file_option, load_emulator
+from netsim.cli.common import EXIT_NOT_DELIVERED, ModeChoice, file_option, load_emulator
 
 
 @click.command("check")
@@ -16,7 +16,7 @@ from netsim.cli.common import EXIT_NOT_DELIVERED, file_option, load_emulator
               help="YAML list of expectations (from/to/expect/...), or a netassert v2 test file.")
 @click.option("--format", "fmt", type=click.Choice(["auto", "netsim", "netassert"]), default="auto",
               show_default=True, help="Expectation file format (auto: netassert when every entry has type and src).")
-@click.option("--mode", "modes", multiple=True, type=click.Choice(["iptables", "ipvs"]),
+@click.option("--mode", "modes", multiple=True, type=ModeChoice(kube_proxy_only=True, walks_packets=True),
               help="kube-proxy mode to check in (repeatable; default: the Cluster document's proxyMode).")
 @click.option("-o", "--output", type=click.Choice(["table", "tap", "json"]), default="table", show_default=True)
 def check(files, expect_file: str, fmt: str, modes, output: str) -> None:

@@ -20,6 +20,35 @@ EXIT_INPUT_ERROR = 2    # usage or input error (click.UsageError already exits 2
 _VALIDATE_KEY = "netsim.validate"
 
 
+class ModeChoice(click.Choice):
+    """``--mode``'s choices, asked of the proxy-mode registry (netsim.rules.registry) when the
+    command runs, so a provider plugged in later (``registry.registered``) is offered too.
+
+    ``kube_proxy_only``: without ``none`` (no kube-proxy rules); ``walks_packets``: only modes whose
+    packets can be traced; ``unemulated``: also kube-proxy's modes no provider emulates yet (refused
+    by the command in one line); ``extra``: other words first (e.g. ``all``)."""
+
+    def __init__(self, *, kube_proxy_only: bool = False, walks_packets: bool = False, unemulated: bool = False,
+                 extra: tuple[str, ...] = ()) -> None:
+        self.kube_proxy_only = kube_proxy_only
+        self.walks_packets = walks_packets
+        self.unemulated = unemulated
+        self.extra = extra
+        super().__init__((), case_sensitive=True)
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple[str, ...]:
+        from netsim.rules import registry
+        if self.unemulated:
+            return (*self.extra, *registry.known_modes(kube_proxy_only=self.kube_proxy_only))
+        return (*self.extra, *registry.available_modes(kube_proxy_only=self.kube_proxy_only,
+                                                        walks_packets=self.walks_packets))
+
+    @choices.setter
+    def choices(self, _value: object) -> None:
+        pass                       # click.Choice.__init__ assigns; the registry answers instead
+
+
 def _remember_validate(ctx: click.Context, _param: click.Parameter, value: str) -> str:
     from netsim.control.apischema import normalize_mode
     try:

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import click
 
+from netsim.cli.common import ModeChoice
 from netsim.dataplane.summary import render_summary, summarize
-
-MODES = ("iptables", "ipvs")
 
 
 def demo_scenarios(cluster, example: str) -> list[tuple[str, str, str]]:
@@ -32,7 +31,7 @@ EXAMPLES = (
 
 
 @click.command("demo")
-@click.option("--mode", type=click.Choice(["all", *MODES]), default="all", show_default=True)
+@click.option("--mode", type=ModeChoice(kube_proxy_only=True, walks_packets=True, extra=("all",)), default="all", show_default=True)
 @click.option("--count", type=click.IntRange(1, 10000), default=20, show_default=True,
               help="Connections for the distribution summary.")
 @click.option("-v", "--verbose", is_flag=True)
@@ -40,8 +39,9 @@ def demo(mode, count, verbose) -> None:
     """kubectl's own manifests of the httpd-app flow (external → NodePort), then the httpd-app example
     (pod → Service by name, external → NodePort), traced in each proxy mode."""
     from netsim.api import load
+    from netsim.rules.registry import available_modes
     for example, what in EXAMPLES:
-        for m in MODES if mode == "all" else (mode,):
+        for m in available_modes(kube_proxy_only=True, walks_packets=True) if mode == "all" else (mode,):
             em = load(f"example:{example}", mode=m)
             for n in em.notices:
                 click.echo(n, err=True)

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from netsim.cli.common import EXIT_NOT_DELIVERED, file_option, load_cluster
+from netsim.cli.common import EXIT_NOT_DELIVERED, ModeChoice, file_option, load_cluster
 
 
 def _fail(msg: str) -> "click.ClickException":
@@ -42,7 +42,7 @@ def _need_root() -> None:
 @file_option
 @click.option("--name", default=None, help="Cluster prefix for namespaces (default: the Cluster document's name).")
 @click.option("--no-rules", is_flag=True, help="Do not load kube-proxy rules (topology and servers only).")
-@click.option("--mode", type=click.Choice(["iptables", "ipvs", "nftables"]), default=None,
+@click.option("--mode", type=ModeChoice(kube_proxy_only=True, unemulated=True), default=None,
               help="kube-proxy mode (default: the Cluster document's proxyMode).")
 def up(files, name, no_rules, mode) -> None:
     """Build the cluster from real network namespaces, veths, bridges, VXLAN and iptables."""
@@ -163,7 +163,7 @@ def exec_(target, namespace, name, command) -> None:
 @click.option("--name", default=None, help="Prefix for the temporary kernel cluster (default: v<pid>).")
 @click.option("--seed", default=0, show_default=True, help="Seed for choosing the flows.")
 @click.option("-v", "--verbose", is_flag=True, help="Print every flow, not only disagreements.")
-@click.option("--mode", type=click.Choice(["iptables", "ipvs", "nftables"]), default=None,
+@click.option("--mode", type=ModeChoice(kube_proxy_only=True, unemulated=True), default=None,
               help="kube-proxy mode (default: the Cluster document's proxyMode).")
 @click.option("--scheduler", type=click.Choice(["rr", "wrr", "lc", "wlc", "sed", "nq", "lblc", "lblcr", "sh", "dh", "mh"]),
               default=None, help="IPVS scheduler (default: the Cluster document's ipvsScheduler).")

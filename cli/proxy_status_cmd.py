@@ -20,7 +20,7 @@ def proxy_status(files: tuple[str, ...], node: str, path: str, port: Optional[st
     """Print what `curl 127.0.0.1:PORT/PATH` on NODE answers after kube-proxy's first sync: the proxy mode,
     its Prometheus metrics (kube-proxy's names, types and buckets, filled by the sync that just ran) or
     its health JSON. Exit status 0 when the answer is 200, 1 otherwise."""
-    from netsim.dataplane.proxy import ProxyModeError
+    from netsim.rules.registry import ProxyModeError
     from netsim.dataplane.proxy_status import KubeProxyNode, port_for
     cluster = load_cluster(files)
     try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from netsim.cli.common import fault_options, load_emulator, validate_option
+from netsim.cli.common import ModeChoice, fault_options, load_emulator, validate_option
 
 
 @click.command("rules")
@@ -14,7 +14,7 @@ from netsim.cli.common import fault_options, load_emulator, validate_option
 @click.option("-f", "--filename", "files", multiple=True, metavar="FILE",
               help="Manifest file (multi-document YAML) or example:NAME; repeatable (not needed with --live).")
 @click.option("--node", required=True, metavar="NODE", help="Node whose rules to show.")
-@click.option("--mode", type=click.Choice(["iptables", "ipvs", "nftables"]), default=None,
+@click.option("--mode", type=ModeChoice(kube_proxy_only=True, unemulated=True), default=None,
               help="Proxy mode (default: the Cluster document's proxyMode).")
 @click.option("--table", "tables", multiple=True, type=click.Choice(["filter", "nat", "mangle"]),
               help="Only this table (repeatable; iptables mode).")

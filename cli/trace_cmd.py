@@ -5,7 +5,7 @@ import json
 
 import click
 
-from netsim.cli.common import EXIT_NOT_DELIVERED, file_option, load_emulator
+from netsim.cli.common import EXIT_NOT_DELIVERED, ModeChoice, file_option, load_emulator
 from netsim.dataplane.summary import render_summary, summarize
 
 
@@ -18,7 +18,7 @@ from netsim.dataplane.summary import render_summary, summarize
               help="http://name[.ns][:port]/path, name[.ns[.svc...]]:port or IP:port.")
 @click.option("--proto", type=click.Choice(["tcp", "udp", "icmp"]), default=None,
               help="Protocol (default: the Service port's, else tcp).")
-@click.option("--mode", type=click.Choice(["iptables", "ipvs", "none"]), default=None,
+@click.option("--mode", type=ModeChoice(), default=None,
               help="kube-proxy mode (default: the Cluster document's proxyMode).")
 @click.option("--seed", type=int, default=None, help="Reseed the cluster RNG before tracing.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 __all__ = ["load", "Emulator", "Resolution", "ManifestError", "Trace", "DnsQueryError"]
 
 Source = Union[str, "os.PathLike[str]"]
-WALK_MODES = ("iptables", "ipvs", "none")
 
 
 def load(*sources: Source, mode: Optional[str] = None, seed: Optional[int] = None,
@@ -58,10 +57,11 @@ def load(*sources: Source, mode: Optional[str] = None, seed: Optional[int] = Non
             flat.append(os.fspath(s))
     if not flat:
         raise ManifestError("netsim.load: no manifests given (expected a path, example:NAME or YAML text)")
-    if mode is not None and mode not in (*WALK_MODES, "nftables"):
-        raise ValueError(f"mode: expected one of iptables, ipvs, nftables, none; got {mode!r}")
+    from netsim.rules import registry
+    if mode is not None and mode not in registry.known_modes():
+        registry.get(mode)                    # raises ProxyModeError (a ValueError) naming the modes
     cluster = load_manifests(flat, validate=validate, limits=limits)
-    if mode is not None and mode != "none":
+    if mode is not None and mode in registry.known_modes(kube_proxy_only=True):
         cluster.config.proxy_mode = mode
     if seed is not None:
         cluster.rng.seed(seed)
@@ -360,30 +360,11 @@ class Emulator:
         kube-proxy hands to iptables-restore; in IPVS mode ``ipvsadm -Sn``, ``ipset save`` and
         the iptables text; in nftables mode the ``ip kube-proxy`` table as ``nft -f`` input (with
         ``restore_input`` the transaction kube-proxy sends on its first sync; ``release`` picks the
-        kube-proxy ruleset, see netsim.rules.nftables.config). ValueError for an unknown node or a
-        mode that programs no rules."""
-        from netsim.dataplane.proxy import ProxyModeError
-        m = mode or self._mode
-        if m == "nftables":
-            from netsim.rules.nftables.proxier import config_for_node, proxier_for_node
-            fp = proxier_for_node(self._cluster, node, config_for_node(self._cluster, node, release=release))
-            return fp.last_sync.text() if restore_input else fp.state.dump()
-        from netsim.rules.iptables.render import iptables_save
-        if m == "ipvs":
-            import dataclasses
-
-            from netsim.rules.ipvs.proxier import build, render_sections
-            state = build(self._cluster, node)
-            if not restore_input:
-                state = dataclasses.replace(state, iptables=iptables_save(state.iptables))
-            return render_sections(state)
-        if m != "iptables":
-            raise ProxyModeError(f"rules: proxy mode {m!r} programs no rules (expected iptables or ipvs)")
-        from netsim.rules.iptables.proxier import node_view_text, restore_data
-        data = restore_data(self._cluster, node)
-        if restore_input:
-            return data.text()
-        return iptables_save(node_view_text(data), tables=tuple(tables) if tables else None)
+        kube-proxy ruleset, see netsim.rules.nftables.config). Each mode's provider renders
+        (netsim.rules.registry). ValueError for an unknown node or a mode that programs no rules."""
+        from netsim.rules.registry import get
+        return get(mode or self._mode).render(self._cluster, node, restore_input=restore_input,
+                                              tables=tuple(tables) if tables else None, release=release)
 
     def events(self, namespace: Optional[str] = None) -> list["Event"]:
         """The control plane's event log (as ``kubectl get events``); cluster-scoped events always."""

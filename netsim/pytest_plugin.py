@@ -51,10 +51,12 @@ def _modes(config: pytest.Config) -> list[str]:
     value = config.getoption("--netsim-mode")
     if not value:
         return []
+    from netsim.rules import registry
     modes = [m.strip() for m in value.split(",") if m.strip()]
     for m in modes:
-        if m not in ("iptables", "ipvs", "none"):
-            raise pytest.UsageError(f"--netsim-mode: {m!r}: expected a comma-separated list of iptables, ipvs")
+        if m not in registry.available_modes(walks_packets=True):
+            raise pytest.UsageError(f"--netsim-mode: {m!r}: expected a comma-separated list of "
+                                    f"{', '.join(registry.available_modes(kube_proxy_only=True, walks_packets=True))}")
     return modes
 
 

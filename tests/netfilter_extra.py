@@ -2,7 +2,7 @@
 an OUTPUT DROP, ...), as an administrator or another agent on the node would add them."""
 from __future__ import annotations
 
-from netsim.dataplane.proxy import IptablesNetfilter
+from netsim.rules.iptables.provider import IptablesNetfilter
 from netsim.dataplane.walker import Walker
 
 

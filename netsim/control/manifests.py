@@ -19,6 +19,7 @@ from netsim.control.endpointslices import resolve_target_port
 from netsim.control.inputread import STDIN, InputLimits, read_source, yaml_documents
 from netsim.control.model import (CONTROL_PLANE_TAINT_KEY, TAINT_EFFECTS, ClusterConfig, ContainerPort, Deployment, Node,
                           Pod, Service, ServicePort, Taint, Toleration)
+from netsim.rules import registry
 
 EXAMPLE_PREFIX = "example:"
 STATE_PREFIX = "state:"          # a saved cluster (netsim.control.statedir), e.g. state:.netsim-state
@@ -32,7 +33,6 @@ KINDS = {
     ("apps/v1", "StatefulSet"): objects.workload,
     ("discovery.k8s.io/v1", "EndpointSlice"): objects.endpoint_slice,
 }
-PROXY_MODES = ("iptables", "ipvs", "nftables")
 IPVS_SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh")
 
 __all__ = ["load", "load_text", "ManifestError", "list_examples", "example_path"]
@@ -140,9 +140,9 @@ def build_documents(docs: list[Doc], validate: str = "strict") -> Cluster:
     more, more_origins = parse_objects([d for d in docs if d not in config_docs], validate, notices, skipped)
     cluster = Cluster(config)
     _apply(cluster, objs + more, origins + more_origins)
-    if config.proxy_mode == "nftables":
-        notices.append("notice: proxyMode nftables: `netsim rules` prints kube-proxy's nftables table; packets are "
-                       "not emulated yet: `trace` and `up` need --mode iptables or --mode ipvs")
+    notice = registry.notice(config.proxy_mode)
+    if notice:
+        notices.append(f"notice: {notice}")
     _set_notices(cluster, notices, skipped)
     return cluster
 
@@ -342,7 +342,7 @@ def cluster_config(doc: Doc) -> tuple[ClusterConfig, Optional[list[Node]]]:
     except (ValueError, AssertionError):
         raise doc.fail("spec.nodePortRange", f"Invalid value: {rng!r}: expected 'LOW-HIGH', e.g. 30000-32767") from None
     cfg.node_port_range = (lo, hi)
-    cfg.proxy_mode = _choice(doc, spec, "proxyMode", PROXY_MODES, cfg.proxy_mode)
+    cfg.proxy_mode = _choice(doc, spec, "proxyMode", registry.known_modes(kube_proxy_only=True), cfg.proxy_mode)
     cfg.ipvs_scheduler = _choice(doc, spec, "ipvsScheduler", IPVS_SCHEDULERS, cfg.ipvs_scheduler)
     cfg.masquerade_all = doc.get(spec, "masqueradeAll", "spec.masqueradeAll", bool, False)
     cfg.pod_network = _choice(doc, spec, "podNetwork", ("vxlan", "host-gw"), cfg.pod_network)

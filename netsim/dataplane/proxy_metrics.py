@@ -85,12 +85,13 @@ NFTABLES = (
     Family("sync_proxy_rules_nftables_sync_failures_total", "counter", "Cumulative proxy nftables sync failures"),
     Family("sync_proxy_rules_nftables_cleanup_failures_total", "counter", "Cumulative proxy nftables cleanup failures"),
 )
-BY_MODE = {"iptables": IPTABLES, "ipvs": IPVS, "nftables": NFTABLES}
 
 
 def families_for(mode: str) -> tuple[Family, ...]:
-    """RegisterMetrics(mode): the common families, then the mode's own."""
-    return COMMON + BY_MODE.get(mode, ())
+    """RegisterMetrics(mode): the common families, then the mode's own (its provider's
+    ``metric_families``, netsim.rules.registry)."""
+    from netsim.rules.registry import get
+    return COMMON + tuple(get(mode).metric_families)
 
 
 def go_float(v: float) -> str:
@@ -148,6 +149,10 @@ class KubeProxyMetrics:
             if f.name == name:
                 return f
         raise KeyError(f"kube-proxy in mode {self.mode} has no metric {name!r}")
+
+    def has(self, name: str) -> bool:
+        """Is ``name`` one of the families kube-proxy registers in this mode?"""
+        return any(f.name == name for f in families_for(self.mode))
 
     def set(self, name: str, value: float, *labels: str) -> None:
         self.family(name)

@@ -120,7 +120,7 @@ def port_for(path: str, port: Optional[int] = None) -> int:
     return HEALTHZ_PORT if path.split("?", 1)[0] in ("/healthz", "/livez") else METRICS_PORT
 
 
-Restore = Callable[[str, bool], None]          # (iptables-restore text, full) -> loads it (kernel backend)
+Restore = Callable[[Any], None]          # one sync's netsim.rules.provider.SyncResult -> loads it (kernel backend)
 
 
 class KubeProxyNode:
@@ -129,12 +129,14 @@ class KubeProxyNode:
     def __init__(self, cluster: Any, node: str, mode: Optional[str] = None, *, partial_syncs: bool = True,
                  restore: Optional[Restore] = None, status: Optional[ProxyStatus] = None,
                  initial_list: bool = True) -> None:
-        from netsim.dataplane.proxy import PROXY_MODES, ProxyModeError
+        from netsim.rules import registry
         self.cluster = cluster
         self.node = node
         self.mode = mode or cluster.config.proxy_mode
-        if self.mode not in PROXY_MODES or self.mode == "none":
-            raise ProxyModeError(f"kube-proxy mode {self.mode!r}: expected iptables or ipvs")
+        provider = registry.get(self.mode)
+        if not provider.kube_proxy:
+            raise registry.ProxyModeError(f"kube-proxy mode {self.mode!r}: expected "
+                                          f"{' or '.join(registry.available_modes(kube_proxy_only=True))}")
         if cluster.node(node) is None:
             names = ", ".join(n.name for n in cluster.nodes()) or "none"
             raise LookupError(f"node {node!r} not found (nodes: {names})")
@@ -144,8 +146,7 @@ class KubeProxyNode:
         self._tracker_start_ns = time.time_ns()
         self._pending_services: set[str] = set()
         self._pending_slices: dict[str, tuple[str, int]] = {}     # slice key -> (ns/service, trigger time)
-        self._nat_chains: Optional[list[str]] = None
-        self._ipvs = None
+        self.proxier = provider.proxier(cluster, node, partial_syncs=partial_syncs)
         # the informers' initial list: every object arrives as an add (not again for a continued status)
         if initial_list:
             for svc in cluster.services():
@@ -189,11 +190,6 @@ class KubeProxyNode:
                 getattr(t, "key", None) == TO_BE_DELETED_TAINT for t in taints)
 
     @property
-    def ipvs_proxier(self) -> Any:
-        """The IPVS proxier (netsim.rules.ipvs.proxier.KubeProxyIpvs) after a sync in IPVS mode, else None."""
-        return self._ipvs
-
-    @property
     def pending(self) -> bool:
         return bool(self._pending_services or self._pending_slices)
 
@@ -205,10 +201,16 @@ class KubeProxyNode:
         ports = service_port_infos(self.cluster)
         eps = endpoints_for_node(self.cluster, ports, self.node)
         changed = set(self._pending_services) | {svc for svc, _ in self._pending_slices.values()}
-        if self.mode == "iptables":
-            duration = self._sync_iptables(ports, eps, changed)
-        else:
-            duration = self._sync_ipvs()
+        result = self.proxier.sync(changed)
+        t0 = time.perf_counter()
+        if self.restore is not None:
+            self.restore(result)
+        duration = result.seconds + time.perf_counter() - t0
+        histogram = "sync_full_proxy_rules_duration_seconds" if result.full else "sync_partial_proxy_rules_duration_seconds"
+        if m.has(histogram):
+            m.observe(histogram, duration)
+        for name, value, label in result.gauges:
+            m.set(name, value, *((label,) if label is not None else ()))
         m.observe("sync_proxy_rules_duration_seconds", duration)
         end = time.time_ns()
         for _, trigger in self._pending_slices.values():
@@ -223,41 +225,6 @@ class KubeProxyNode:
         self.status.last_updated_ns = end                          # Updated()
         self.status.oldest_pending_ns = None
         return duration
-
-    def _sync_iptables(self, ports: list, eps: dict, changed: set[str]) -> float:
-        from netsim.rules.iptables.proxier_cluster import proxier_config_for_node
-        from netsim.rules.iptables.proxier_sync import sync_proxy_rules
-        m = self.status.metrics
-        cfg = proxier_config_for_node(self.cluster, self.node)
-        full = self._nat_chains is None or not self.partial_syncs
-        t0 = time.perf_counter()
-        data = sync_proxy_rules(ports, eps, cfg, full_sync=full, changed_services=changed,
-                                existing_nat_chains=self._nat_chains)
-        text = data.text()
-        if self.restore is not None:
-            self.restore(text, full)
-        duration = time.perf_counter() - t0
-        m.observe("sync_full_proxy_rules_duration_seconds" if full else "sync_partial_proxy_rules_duration_seconds",
-                  duration)
-        deleted = sum(1 for r in data.nat_rules if r.startswith("-X "))
-        whole = data if full else sync_proxy_rules(ports, eps, cfg)     # what the node holds now (not timed)
-        m.set("sync_proxy_rules_iptables_total", len(data.filter_rules), "filter")
-        m.set("sync_proxy_rules_iptables_last", len(data.filter_rules), "filter")
-        m.set("sync_proxy_rules_iptables_total",
-              sum(1 for r in whole.nat_rules if not r.startswith("-X ")), "nat")
-        m.set("sync_proxy_rules_iptables_last", len(data.nat_rules) - deleted, "nat")
-        self._nat_chains = [line[1:].split(" ", 1)[0] for line in whole.nat_chains]
-        return duration
-
-    def _sync_ipvs(self) -> float:
-        from netsim.rules.ipvs.proxier import KubeProxyIpvs
-        if self._ipvs is None:
-            self._ipvs = KubeProxyIpvs(self.cluster, self.node)
-        t0 = time.perf_counter()
-        state = self._ipvs.sync()
-        if self.restore is not None:
-            self.restore(state.restore.text(), True)
-        return time.perf_counter() - t0
 
     def _no_local_endpoints(self, ports: list, eps: dict) -> None:
         """sync_proxy_rules_no_local_endpoints_total{traffic_policy="internal"|"external"}."""

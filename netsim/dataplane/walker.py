@@ -89,9 +89,11 @@ class End:
 class Walker:
     """Carries packets through one cluster's hosts; keeps conntrack and socket state between traces.
 
-    ``netfilter_factory(walker, node_name) -> Netfilter`` programs a node (default: kube-proxy's
-    rules for the walker's mode); ``ipvs_factory(walker, node_name)`` gives the node's IPVS hook
-    object (``local_in(pkt, now)``, ``local_out(pkt, now)``, ``reply(pkt, now, hook)``).
+    Each node is programmed by the mode's provider (netsim.rules.registry): ``self.proxy`` is the
+    mode's per-node state (netsim.rules.provider.ModeDataplane), owned by the provider. A test may
+    pass ``netfilter_factory(walker, node_name) -> Netfilter`` (and ``ipvs_factory(walker,
+    node_name)``: the node's IPVS hooks ``local_in(pkt, now)``, ``local_out(pkt, now)``,
+    ``reply(pkt, now, hook)``) instead, re-run after every change.
     """
 
     def __init__(self, cluster, mode: Optional[str] = None, *,
@@ -103,18 +105,12 @@ class Walker:
         self.rng = cluster.rng
         self.flush_stale_udp = flush_stale_udp
         if netfilter_factory is None:
-            from netsim.dataplane.proxy import netfilter_factory_for, ipvs_factory_for
-            netfilter_factory = netfilter_factory_for(self.mode)
-            if ipvs_factory is None:
-                ipvs_factory = ipvs_factory_for(self.mode)
-        self._nf_factory = netfilter_factory
-        self._ipvs_factory = ipvs_factory
-        # iptables mode with kube-proxy's own rules: a change that is not a Service, EndpointSlice or
-        # Node (kube-proxy's only inputs) keeps each node's compiled rules; a re-render that comes out
-        # the same text reuses them too (kube-proxy skips iptables-restore when nothing changed)
-        self._keep_rules = self.mode == "iptables" and netfilter_factory is _default_iptables_factory()
+            from netsim.rules.registry import get
+            self.proxy: Any = get(self.mode).dataplane(cluster)
+        else:
+            self.proxy = _FactoryDataplane(self, netfilter_factory, ipvs_factory)
+        self._has_ipvs = self.proxy.ipvs is not None
         self._nf: dict[str, Netfilter] = {}
-        self._previous_nf: dict[str, Netfilter] = {}
         # per-topology caches of trace steps that depend only on the route / link (shared, read-only)
         self._routed: dict[int, tuple[Route, Step]] = {}
         self._links: dict[tuple[int, int], tuple[Interface, Step]] = {}
@@ -130,9 +126,6 @@ class Walker:
         self._coredns = None
         self._coredns_pods: dict[Optional[str], Any] = {}
         self._running: tuple = ()
-        self._ipvs_advanced: dict[str, float] = {}
-        self.ipvs_proxiers: dict[str, Any] = {}   # IPVS mode: KubeProxyIpvs per node (kept across syncs)
-        self.ipvs_states: dict[str, Any] = {}      # IPVS mode: the last IpvsNodeState per node (netsim.dataplane.proxy)
         self._dirty = True
         self._rules_dirty = True
         self.stats = {"packets": 0, "rules_evaluated": 0}
@@ -153,11 +146,13 @@ class Walker:
                 setattr(w, k, v.copy())
         w.rng = rng
         memo: dict = {id(self.cluster): self.cluster, id(self.rng): rng}
-        w.ipvs_proxiers = {n: _copy.deepcopy(kp, memo) for n, kp in self.ipvs_proxiers.items()}
-        w.ipvs_states = {n: w.ipvs_proxiers[n].state if n in w.ipvs_proxiers else _copy.deepcopy(st, memo)
-                         for n, st in self.ipvs_states.items()}
-        w._nf = {n: _fork_netfilter(nf, rng, memo) for n, nf in self._nf.items()}
-        w._previous_nf = {n: _fork_netfilter(nf, rng, memo) for n, nf in self._previous_nf.items()}
+        if isinstance(self.proxy, _FactoryDataplane):
+            from netsim.rules.iptables.provider import fork_netfilter
+            w.proxy = _FactoryDataplane(w, self.proxy.netfilter_factory, self.proxy.ipvs_factory)
+            w._nf = {n: fork_netfilter(nf, rng, memo) for n, nf in self._nf.items()}
+        else:
+            w.proxy = self.proxy.fork(rng, memo)
+            w._nf = {}                                 # the forked mode state's, looked up again lazily
         w._ipvs = {}                                   # hooks over the copied IPVS proxiers, made again lazily
         w.conntrack = {n: _copy.deepcopy(ct) for n, ct in self.conntrack.items()}
         w._clients = {}
@@ -171,8 +166,7 @@ class Walker:
         """Carry on over ``cluster`` (a copy of the one this walker had, with the same history):
         connection state and compiled rules are kept; hosts and sockets are rebuilt at the next sync."""
         self.cluster = cluster
-        for kp in self.ipvs_proxiers.values():
-            kp.cluster = cluster
+        self.proxy.rebind(cluster)
         self._coredns = None
         self._coredns_pods = {}
         self._dirty = True
@@ -186,10 +180,7 @@ class Walker:
 
     def sync(self) -> None:
         """Rebuild the topology and (lazily) the node rules after the cluster changed."""
-        for node, kp in self.ipvs_proxiers.items():
-            if self.now > self._ipvs_advanced.get(node, 0.0):
-                kp.advance(self.now)              # IPVS connection timers + graceful termination
-                self._ipvs_advanced[node] = self.now
+        self.proxy.advance(self.now)              # e.g. IPVS connection timers + graceful termination
         running = tuple([n.running for n in self.cluster.nodes()])   # stop_node sends no watch event
         if not self._dirty and self._topology is not None and running == self._running:
             return
@@ -212,18 +203,11 @@ class Walker:
         self._routed.clear()
         self._links.clear()
         self._vxlan_prefix.clear()
-        # rules are re-rendered lazily per node against the new hosts (IPVS proxiers keep their
-        # virtual-server and connection tables between syncs, as kube-proxy does)
-        if self._keep_rules and not self._rules_dirty:
-            kept = {}
-            for node, nf in self._nf.items():
-                h = self._topology.hosts.get(node)
-                if h is not None:
-                    kept[node] = nf.rebind(h.routes.local)      # type: ignore[attr-defined]
-            self._nf = kept
-        else:
-            self._previous_nf = self._nf if self._keep_rules else {}
-            self._nf = {}
+        # rules are re-rendered lazily per node against the new hosts; what the mode keeps between
+        # syncs (compiled rules, IPVS virtual-server and connection tables) is its provider's call
+        hosts = self._topology.hosts
+        self.proxy.resync(lambda node: hosts[node].routes.local if node in hosts else None, self._rules_dirty)
+        self._nf = {}
         self._ipvs.clear()
         if self._rules_dirty:
             if self.flush_stale_udp:
@@ -261,21 +245,15 @@ class Walker:
     def netfilter(self, node: str) -> Netfilter:
         nf = self._nf.get(node)
         if nf is None:
-            nf = self._nf_factory(self, node)
-            self._nf[node] = nf
-            self._previous_nf.pop(node, None)
+            nf = self._nf[node] = self.proxy.netfilter(node, self.topology.hosts[node].routes.local, self.rng)
         return nf
 
-    def previous_netfilter(self, node: str) -> Optional[Netfilter]:
-        """The node's rules before the last rule-changing sync (a factory may reuse them if unchanged)."""
-        return self._previous_nf.get(node)
-
     def ipvs(self, node: str) -> Any:
-        if self._ipvs_factory is None:
+        if not self._has_ipvs:
             return None
         v = self._ipvs.get(node)
         if v is None:
-            v = self._ipvs_factory(self, node)
+            v = self.proxy.ipvs(node)
             self._ipvs[node] = v
             locals_ = getattr(v, "virtual_addresses", None)
             if locals_:
@@ -609,7 +587,7 @@ class Walker:
         nf = self._nf.get(name)
         if nf is None:
             nf = self.netfilter(name)
-        if self._ipvs_factory is not None:
+        if self._has_ipvs:
             self.ipvs(name)             # IPVS mode: kube-ipvs0's VIPs must be local before routing
         ct = self.conntrack.get(name)
         if ct is None:
@@ -668,7 +646,7 @@ class Walker:
         res = self._run(host, nf, hop, pt, "filter", "FORWARD", pkt)
         if res.verdict != "ACCEPT":
             return self._refused(host, hop, res, pkt, "FORWARD")
-        if self._ipvs_factory is not None:
+        if self._has_ipvs:
             ipvs = self.ipvs(host.name)
             if ipvs is not None:
                 dec = ipvs.reply(pkt, self.now, "FORWARD")
@@ -1162,15 +1140,27 @@ def _matches(req: tuple, r: Packet) -> bool:
     return r.src == d and r.sport == dp and r.dst == s and r.dport == sp
 
 
-def _default_iptables_factory():
-    from netsim.dataplane.proxy import netfilter_factory_for
-    return netfilter_factory_for("iptables")
+class _FactoryDataplane:
+    """Nodes programmed by a caller's ``netfilter_factory(walker, node)`` (and ``ipvs_factory``),
+    made again after every change (netsim.rules.provider.ModeDataplane's shape)."""
 
+    def __init__(self, walker: "Walker", netfilter_factory: Callable, ipvs_factory: Optional[Callable]) -> None:
+        self.walker = walker
+        self.netfilter_factory = netfilter_factory
+        self.ipvs_factory = ipvs_factory
+        self.ipvs = (lambda node: ipvs_factory(self.walker, node)) if ipvs_factory is not None else None
 
-def _fork_netfilter(nf: Any, rng, memo: dict) -> Any:
-    """A node's rules for a forked walker: shared rule set, own evaluation context (see proxy.py)."""
-    fork = getattr(nf, "fork", None)
-    return fork(rng, memo) if fork is not None else nf
+    def netfilter(self, node: str, local_addrs: set[int], rng: Any) -> Netfilter:
+        return self.netfilter_factory(self.walker, node)
+
+    def resync(self, local_addrs: Any, rules_changed: bool) -> None:
+        return None
+
+    def advance(self, now: float) -> None:
+        return None
+
+    def rebind(self, cluster: Any) -> None:
+        return None
 
 
 def _with_dns_handlers(socks: Sockets, walker: "Walker", key: str) -> Sockets:

@@ -19,9 +19,10 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 from pyroute2.netlink.rtnl.ndmsg import NUD_PERMANENT
 
-from netsim.kernel import cleanup, naming, netns, rules
+from netsim.kernel import cleanup, naming, netns
 from netsim.kernel.plan import KernelPlan, NodePlan, PodPlan, build_plan
 from netsim.kernel.state import ClusterState, PodRecord, ProcessRecord
+from netsim.rules.registry import get as get_provider
 
 RTNH_F_ONLINK = 4
 VXLAN_OVERHEAD = 50                 # flannel: outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8
@@ -43,17 +44,14 @@ class KernelBackendError(RuntimeError):
 
 
 def check_kernel_support(proxy_mode: str) -> None:
-    """Refuse proxy modes this kernel cannot run, naming what is missing."""
-    from netsim.kernel.ipvs import kernel_has_ipvs
-    if proxy_mode == "ipvs" and not kernel_has_ipvs():
-        raise KernelBackendError(
-            "proxy mode ipvs needs the ip_vs kernel module, which this kernel does not have "
-            "(no /proc/net/ip_vs, no /sys/module/ip_vs); run it in a VM with `netsim verify --vm`, "
-            "or use proxyMode: iptables")
-    if proxy_mode not in ("iptables", "ipvs", "nftables"):
-        raise KernelBackendError(f"proxy mode {proxy_mode!r}: expected iptables, ipvs or nftables")
-    if proxy_mode == "nftables":
-        raise KernelBackendError(f"proxy mode {proxy_mode}: the kernel backend loads iptables and ipvs rules only")
+    """Refuse proxy modes no provider emulates, or that this kernel cannot run, naming what is missing."""
+    from netsim.rules.registry import ProxyModeError, get
+    try:
+        reason = get(proxy_mode).kernel_support()
+    except ProxyModeError as e:
+        raise KernelBackendError(str(e)) from None
+    if reason:
+        raise KernelBackendError(reason)
 
 
 @dataclass
@@ -316,17 +314,10 @@ class KernelCluster:
             previous = proxyport.read_status(path) if path.exists() else None
             netns_name = self.plan.nodes[name].netns
             mode = self.cluster.config.proxy_mode
-            if mode == "ipvs":
-                from netsim.kernel import ipvs
+            provider = get_provider(mode)
 
-                def restore(text: str, full: bool) -> None:
-                    try:
-                        ipvs.program_node(netns_name, kp.ipvs_proxier.state)
-                    except ipvs.IpvsKernelError as e:
-                        raise KernelBackendError(str(e)) from None
-            else:
-                def restore(text: str, full: bool) -> None:
-                    rules.restore(netns_name, rules.restore_input(self.cluster, name))
+            def restore(result) -> None:
+                provider.program_kernel(netns_name, self.cluster, name, result)
             kp = self.kube_proxies[name] = KubeProxyNode(
                 self.cluster, name, mode, partial_syncs=False, status=previous,
                 initial_list=previous is None, restore=restore)
@@ -346,7 +337,7 @@ class KernelCluster:
             node = self.plan.nodes[node_name]
             pods = [p for p in self.plan.pods.values() if p.node == node_name]
             self._stop_servers(node_name)
-            if self.cluster.config.proxy_mode != "none":
+            if get_provider(self.cluster.config.proxy_mode).kube_proxy:
                 from netsim.kernel import proxyport
                 if not proxyport.status_path(self.state.directory, node_name).exists():
                     self._write_proxy_status(node_name)          # started, not synced yet

@@ -1,0 +1,237 @@
+"""kube-proxy's iptables mode as a provider (:mod:`netsim.rules.provider`): the proxier's syncs
+(pkg/proxy/iptables/proxier.go syncProxyRules, full and KEP-3453 partial), iptables-save text,
+each node's rules evaluated by the rule engine, and iptables-restore into a kernel namespace.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from typing import Any, Optional
+
+from netsim.rules.provider import SyncResult
+
+
+class IptablesNetfilter:
+    """A node's iptables ruleset evaluated by the rule engine."""
+
+    def __init__(self, text: str, local_addrs: set[int], rng, *, ipsets: Any = None, source: str = "<node>") -> None:
+        from netsim.rules.iptables import Engine, EvalContext, parse
+        self.text = text
+        self.ruleset = parse(text, source=source)
+        self.engine = Engine(self.ruleset)
+        self.ctx = EvalContext(local_addrs=local_addrs, ipsets=ipsets, rng=rng)
+        self._saved: dict[Any, Any] = {}
+        self._has: dict[tuple[str, str], bool] = {}
+        self._nats: dict[int, tuple[Any, Any]] = {}
+
+    def rebind(self, local_addrs: set[int], ipsets: Any = None) -> "IptablesNetfilter":
+        """Reuse this compiled ruleset for a rebuilt host (same rules; its local table is new)."""
+        self.ctx.local_addrs = local_addrs
+        if ipsets is not None:
+            self.ctx.ipsets = ipsets
+        return self
+
+    def fork(self, rng, memo: dict) -> "IptablesNetfilter":
+        """The same parsed and compiled rules with an evaluation context of its own (RNG, xt_recent
+        lists, statistic nth counters; ipsets mapped through ``memo``, a deepcopy memo of the
+        forked IPVS proxier that owns them): a rule set shared copy-on-write between emulators,
+        never re-rendered. The hit caches only hold rendered rule text and are shared."""
+        f = copy.copy(self)
+        ctx = self.ctx
+        f.ctx = dataclasses.replace(ctx, rng=rng, recent=copy.deepcopy(ctx.recent), nth=dict(ctx.nth),
+                                    ipsets=memo.get(id(ctx.ipsets), ctx.ipsets) if ctx.ipsets is not None else None)
+        return f
+
+    def has_rules(self, table: str, chain: str) -> bool:
+        key = (table, chain)
+        has = self._has.get(key)
+        if has is None:
+            has = self._has[key] = self.engine.has_rules(table, chain)     # without compiling the chain
+        return has
+
+    def run(self, table: str, chain: str, pkt: Any, now: float, steps: Optional[list] = None) -> Any:
+        """Evaluate one built-in chain; with ``steps`` the RULE steps of the hits are appended to it."""
+        from netsim.dataplane.netfilter import HookResult, NatRequest
+        ctx = self.ctx
+        ctx.now = now
+        v = self.engine.run(table, chain, pkt, ctx)
+        cache = self._saved
+        verdict = v.verdict
+        hits = []
+        for h in v.steps:
+            if h.policy:
+                # the policy is the last step; an ACCEPT policy is not shown (nothing matched)
+                if verdict == "ACCEPT":
+                    break
+                key: Any = (h.table, h.chain, h.number, h.policy)
+            else:
+                key = id(h.rule)      # a rule's RuleInfo lives as long as the engine
+            hit = cache.get(key)
+            if hit is None:
+                hit = cache[key] = self._saved_hit(h)
+            hits.append(hit)
+            if steps is not None:
+                steps.append(hit.step)
+        nat = v.nat
+        if nat is not None:
+            # the engine's NatAction belongs to its rule (lives as long as the engine): one request each
+            got = self._nats.get(id(nat))
+            if got is None or got[0] is not nat:
+                got = self._nats[id(nat)] = (nat, NatRequest(nat.kind, nat.ip, nat.port, bool(nat.random_fully)))
+            nat = got[1]
+        return HookResult(verdict, nat, hits, v.rules_evaluated, v.reject_with or "icmp-port-unreachable")
+
+    def _saved_hit(self, h) -> Any:
+        """The hit with its rule as iptables-save prints it (Rule.render), or the policy line."""
+        from netsim.dataplane.netfilter import RuleHit
+        text = h.text
+        if not h.policy and h.number:
+            try:
+                text = self.ruleset.tables[h.table].chains[h.chain].rules[h.number - 1].render()
+            except (KeyError, IndexError):
+                pass
+        return RuleHit(h.table, h.chain, h.number, text, h.target or "")
+
+    def save(self) -> str:
+        return self.text
+
+
+def fork_netfilter(nf: Any, rng, memo: dict) -> Any:
+    """A node's rules for a forked emulator: shared rule set, own evaluation context."""
+    fork = getattr(nf, "fork", None)
+    return fork(rng, memo) if fork is not None else nf
+
+
+class IptablesDataplane:
+    """Every node's iptables rules in one emulated cluster, rendered lazily per node.
+
+    A change that is not a Service, EndpointSlice or Node (kube-proxy's only inputs) keeps each
+    node's compiled rules; a re-render that comes out the same text reuses them too (kube-proxy
+    skips iptables-restore when nothing changed)."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+        self._nf: dict[str, IptablesNetfilter] = {}
+        self._previous: dict[str, IptablesNetfilter] = {}
+
+    def netfilter(self, node: str, local_addrs: set[int], rng: Any) -> IptablesNetfilter:
+        nf = self._nf.get(node)
+        if nf is None:
+            from netsim.rules.iptables.proxier import render
+            text = render(self.cluster, node)
+            old = self._previous.pop(node, None)
+            if old is not None and old.text == text:
+                nf = old.rebind(local_addrs)     # kube-proxy: nothing changed, no iptables-restore
+            else:
+                nf = IptablesNetfilter(text, local_addrs, rng, source=f"node {node}")
+            self._nf[node] = nf
+        return nf
+
+    ipvs = None                       # no IPVS in this mode
+
+    def resync(self, local_addrs: Any, rules_changed: bool) -> None:
+        """Hosts were rebuilt (``local_addrs(node)``: the node's new local addresses, None if gone);
+        with ``rules_changed`` every node re-renders at its next packet."""
+        if rules_changed:
+            self._previous = self._nf
+            self._nf = {}
+            return
+        kept = {}
+        for node, nf in self._nf.items():
+            local = local_addrs(node)
+            if local is not None:
+                kept[node] = nf.rebind(local)
+        self._nf = kept
+
+    def advance(self, now: float) -> None:
+        return None
+
+    def fork(self, rng: Any, memo: dict) -> "IptablesDataplane":
+        f = copy.copy(self)
+        f._nf = {n: nf.fork(rng, memo) for n, nf in self._nf.items()}
+        f._previous = {n: nf.fork(rng, memo) for n, nf in self._previous.items()}
+        return f
+
+    def rebind(self, cluster: Any) -> None:
+        self.cluster = cluster
+
+
+class IptablesProxier:
+    """kube-proxy's iptables proxier on one node: a full sync first, then KEP-3453 partial syncs
+    of the changed Services' chains (``partial_syncs=False``: always full, as a backend that
+    restores everything). Each result carries the ``sync_proxy_rules_iptables_{total,last}`` gauges
+    syncProxyRules sets."""
+
+    def __init__(self, cluster: Any, node: str, *, partial_syncs: bool = True) -> None:
+        self.cluster = cluster
+        self.node = node
+        self.partial_syncs = partial_syncs
+        self._nat_chains: Optional[list[str]] = None
+
+    def sync(self, changed_services: set[str]) -> SyncResult:
+        from netsim.rules.iptables.proxier_cluster import (endpoints_for_node, proxier_config_for_node,
+                                                           service_port_infos)
+        from netsim.rules.iptables.proxier_sync import sync_proxy_rules
+        ports = service_port_infos(self.cluster)
+        eps = endpoints_for_node(self.cluster, ports, self.node)
+        cfg = proxier_config_for_node(self.cluster, self.node)
+        full = self._nat_chains is None or not self.partial_syncs
+        t0 = time.perf_counter()
+        data = sync_proxy_rules(ports, eps, cfg, full_sync=full, changed_services=changed_services,
+                                existing_nat_chains=self._nat_chains)
+        text = data.text()
+        seconds = time.perf_counter() - t0
+        deleted = sum(1 for r in data.nat_rules if r.startswith("-X "))
+        whole = data if full else sync_proxy_rules(ports, eps, cfg)     # what the node holds now
+        self._nat_chains = [line[1:].split(" ", 1)[0] for line in whole.nat_chains]
+        gauges = [("sync_proxy_rules_iptables_total", len(data.filter_rules), "filter"),
+                  ("sync_proxy_rules_iptables_last", len(data.filter_rules), "filter"),
+                  ("sync_proxy_rules_iptables_total", sum(1 for r in whole.nat_rules if not r.startswith("-X ")), "nat"),
+                  ("sync_proxy_rules_iptables_last", len(data.nat_rules) - deleted, "nat")]
+        return SyncResult(text, full, None, gauges, seconds)
+
+
+class IptablesProvider:
+    """The iptables mode (see the module docstring)."""
+
+    name = "iptables"
+    kube_proxy = True
+    walks_packets = True
+    notice = ""
+    tool = "iptables-save"
+    trace_actions = ("RULE",)
+
+    @property
+    def metric_families(self) -> tuple[Any, ...]:
+        from netsim.dataplane.proxy_metrics import IPTABLES
+        return IPTABLES
+
+    def proxier(self, cluster: Any, node: str, *, partial_syncs: bool = True) -> IptablesProxier:
+        return IptablesProxier(cluster, node, partial_syncs=partial_syncs)
+
+    def render(self, cluster: Any, node: str, *, restore_input: bool = False,
+               tables: Optional[tuple[str, ...]] = None, release: Optional[str] = None) -> str:
+        """iptables-save's view of the node (``tables`` to pick filter/nat/mangle), or with
+        ``restore_input`` exactly what kube-proxy hands to iptables-restore."""
+        from netsim.rules.iptables.proxier import node_view_text, restore_data
+        from netsim.rules.iptables.render import iptables_save
+        data = restore_data(cluster, node)
+        if restore_input:
+            return data.text()
+        return iptables_save(node_view_text(data), tables=tuple(tables) if tables else None)
+
+    def dataplane(self, cluster: Any) -> IptablesDataplane:
+        return IptablesDataplane(cluster)
+
+    def kernel_support(self) -> Optional[str]:
+        return None
+
+    def program_kernel(self, netns: str, cluster: Any, node: str, result: SyncResult) -> None:
+        """iptables-restore of the node's whole rule set with the built-in chain jumps (the kernel
+        backend restores everything on each sync)."""
+        from netsim.kernel import rules
+        rules.restore(netns, rules.restore_input(cluster, node))
+
+
+PROVIDER = IptablesProvider()

@@ -1,0 +1,181 @@
+"""kube-proxy's IPVS mode as a provider (:mod:`netsim.rules.provider`): the proxier's syncs
+(pkg/proxy/ipvs/proxier.go syncProxyRules; always full), ``ipvsadm -Sn`` + ``ipset save`` +
+iptables text, each node's IPVS table and connections (kept between syncs, so connections and
+graceful termination survive endpoint changes) beside the mode's iptables rules, and programming a
+kernel namespace (netsim.kernel.ipvs).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from typing import Any, Optional
+
+from netsim.rules.provider import SyncResult
+
+
+class IpvsHooks:
+    """The node's IPVS data path plus the addresses kube-ipvs0 holds (they route as LOCAL)."""
+
+    def __init__(self, kp: Any, state: Any) -> None:
+        self.kp = kp
+        self.node = kp.node
+        self.state = state
+
+    def virtual_addresses(self) -> list[int]:
+        from netsim.skb.packet import ip2int
+        return [ip2int(a) for a in self.state.bound_addresses]
+
+    def local_in(self, pkt, now):
+        return self.node.local_in(pkt, now)
+
+    def local_out(self, pkt, now):
+        return self.node.local_out(pkt, now)
+
+    def reply(self, pkt, now, hook="OUT"):
+        return self.node.reply(pkt, now, hook)
+
+
+class IpvsDataplane:
+    """Every node's IPVS proxier in one emulated cluster: its table, connections and ipsets are
+    kept across syncs; its iptables rules and hooks are made again after each sync."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+        self.proxiers: dict[str, Any] = {}     # KubeProxyIpvs per node (kept across syncs)
+        self.states: dict[str, Any] = {}       # the last IpvsNodeState per node
+        self._synced: dict[str, Any] = {}     # nodes synced since the hosts were last rebuilt
+        self._nf: dict[str, Any] = {}
+        self._hooks: dict[str, IpvsHooks] = {}
+        self._advanced: dict[str, float] = {}
+
+    def _proxier(self, node: str) -> Any:
+        kp = self.proxiers.get(node)
+        if kp is None:
+            from netsim.rules.ipvs.proxier import KubeProxyIpvs
+            kp = self.proxiers[node] = KubeProxyIpvs(self.cluster, node)
+        return kp
+
+    def _state(self, node: str) -> Any:
+        state = self._synced.get(node)
+        if state is None:
+            state = self._synced[node] = self.states[node] = self._proxier(node).sync()
+        return state
+
+    def netfilter(self, node: str, local_addrs: set[int], rng: Any) -> Any:
+        nf = self._nf.get(node)
+        if nf is None:
+            from netsim.rules.iptables.provider import IptablesNetfilter
+            state = self._state(node)
+            nf = self._nf[node] = IptablesNetfilter(state.iptables, local_addrs, rng, ipsets=state.ipsets,
+                                                    source=f"node {node} (ipvs mode)")
+        return nf
+
+    def ipvs(self, node: str) -> IpvsHooks:
+        """The node's IPVS hooks (its proxier synced first if the hosts changed since)."""
+        h = self._hooks.get(node)
+        if h is None:
+            state = self._state(node)
+            h = self._hooks[node] = IpvsHooks(self._proxier(node), state)
+        return h
+
+    def resync(self, local_addrs: Any, rules_changed: bool) -> None:
+        """Hosts were rebuilt: every node's proxier syncs again at its next packet."""
+        self._synced = {}
+        self._nf = {}
+        self._hooks = {}
+
+    def advance(self, now: float) -> None:
+        """IPVS connection timers and graceful termination, once per instant per node."""
+        for node, kp in self.proxiers.items():
+            if now > self._advanced.get(node, 0.0):
+                kp.advance(now)
+                self._advanced[node] = now
+
+    def fork(self, rng: Any, memo: dict) -> "IpvsDataplane":
+        from netsim.rules.iptables.provider import fork_netfilter
+        f = copy.copy(self)
+        f.proxiers = {n: copy.deepcopy(kp, memo) for n, kp in self.proxiers.items()}
+        f.states = {n: f.proxiers[n].state if n in f.proxiers else copy.deepcopy(st, memo)
+                    for n, st in self.states.items()}
+        f._synced = {n: f.states[n] for n in self._synced}
+        f._nf = {n: fork_netfilter(nf, rng, memo) for n, nf in self._nf.items()}
+        f._hooks = {}                          # hooks over the copied proxiers, made again lazily
+        f._advanced = dict(self._advanced)
+        return f
+
+    def rebind(self, cluster: Any) -> None:
+        self.cluster = cluster
+        for kp in self.proxiers.values():
+            kp.cluster = cluster
+
+
+class IpvsProxier:
+    """kube-proxy's IPVS proxier on one node (every sync is full; the table persists)."""
+
+    def __init__(self, cluster: Any, node: str, *, partial_syncs: bool = True) -> None:
+        self.cluster = cluster
+        self.node = node
+        self.kp: Any = None                    # KubeProxyIpvs, made at the first sync
+
+    def sync(self, changed_services: set[str]) -> SyncResult:
+        if self.kp is None:
+            from netsim.rules.ipvs.proxier import KubeProxyIpvs
+            self.kp = KubeProxyIpvs(self.cluster, self.node)
+        t0 = time.perf_counter()
+        state = self.kp.sync()
+        text = state.restore.text()
+        return SyncResult(text, True, state, [], time.perf_counter() - t0)
+
+
+class IpvsProvider:
+    """The IPVS mode (see the module docstring)."""
+
+    name = "ipvs"
+    kube_proxy = True
+    walks_packets = True
+    notice = ""
+    tool = "ipvsadm -Sn, ipset save, iptables-save"
+    trace_actions = ("RULE", "IPVS")
+
+    @property
+    def metric_families(self) -> tuple[Any, ...]:
+        from netsim.dataplane.proxy_metrics import IPVS
+        return IPVS
+
+    def proxier(self, cluster: Any, node: str, *, partial_syncs: bool = True) -> IpvsProxier:
+        return IpvsProxier(cluster, node, partial_syncs=partial_syncs)
+
+    def render(self, cluster: Any, node: str, *, restore_input: bool = False,
+               tables: Optional[tuple[str, ...]] = None, release: Optional[str] = None) -> str:
+        """``ipvsadm -Sn``, ``ipset save`` and the iptables text (iptables-save's view, or with
+        ``restore_input`` kube-proxy's own spelling), each under a ``#`` header."""
+        from netsim.rules.iptables.render import iptables_save
+        from netsim.rules.ipvs.proxier import build, render_sections
+        state = build(cluster, node)
+        if not restore_input:
+            state = dataclasses.replace(state, iptables=iptables_save(state.iptables))
+        return render_sections(state)
+
+    def dataplane(self, cluster: Any) -> IpvsDataplane:
+        return IpvsDataplane(cluster)
+
+    def kernel_support(self) -> Optional[str]:
+        from netsim.kernel.ipvs import kernel_has_ipvs
+        if kernel_has_ipvs():
+            return None
+        return ("proxy mode ipvs needs the ip_vs kernel module, which this kernel does not have "
+                "(no /proc/net/ip_vs, no /sys/module/ip_vs); run it in a VM with `netsim verify --vm`, "
+                "or use proxyMode: iptables")
+
+    def program_kernel(self, netns: str, cluster: Any, node: str, result: SyncResult) -> None:
+        """ipsets, iptables, kube-ipvs0 and the virtual servers of one sync (netsim.kernel.ipvs)."""
+        from netsim.kernel import ipvs
+        from netsim.kernel.build import KernelBackendError
+        try:
+            ipvs.program_node(netns, result.state)
+        except ipvs.IpvsKernelError as e:
+            raise KernelBackendError(str(e)) from None
+
+
+PROVIDER = IpvsProvider()
