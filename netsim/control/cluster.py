@@ -18,7 +18,7 @@ from netsim.control.events import Event, WatchEvent, Watcher
 from netsim.control.ipam import (AllocationError, ClusterIPAllocator, LoadBalancerIPAllocator,
                          NodeCIDRAllocator, PodIPAllocator, PortAllocator)
 from netsim.control.model import ClusterConfig, Deployment, EndpointSlice, Namespace, Node, Pod, Service
-from netsim.control.scheduler import schedule, unschedulable_message
+from netsim.control.scheduler import ScoringIndex, feasible_nodes, filter_key, schedule, unschedulable_message
 
 NODE_MONITOR_PERIOD = 5.0          # kube-controller-manager --node-monitor-period
 TERMINATION_GRACE_PERIOD = 30.0    # pod.spec.terminationGracePeriodSeconds default
@@ -475,13 +475,18 @@ class Cluster:
     def _schedule_pending(self) -> None:
         counts = self._pods_per_node
         nodes = list(self._nodes.values())
+        index_by_key: dict[tuple, ScoringIndex] = {}     # node state is fixed during one pass
         for key in list(self._pending):
             pod = self._pods[key]
             if pod.phase != "Pending" or pod.terminating:
                 del self._pending[key]
                 continue
             if not pod.node_name:
-                chosen = schedule(pod, nodes, counts, self.rng, self._siblings_per_node(pod))
+                fkey = filter_key(pod)
+                index = index_by_key.get(fkey)
+                if index is None:
+                    index = index_by_key[fkey] = ScoringIndex(feasible_nodes(pod, nodes), counts)
+                chosen = schedule(pod, nodes, counts, self.rng, self._siblings_per_node(pod), index=index)
                 if chosen is None:
                     if key not in self._unschedulable_reported:
                         self._unschedulable_reported.add(key)
@@ -490,6 +495,8 @@ class Cluster:
                     continue
                 pod.node_name = chosen
                 counts[chosen] = counts.get(chosen, 0) + 1
+                for other in index_by_key.values():
+                    other.placed(chosen)
                 self.record("Scheduled", f"pod/{pod.name}",
                             f"Successfully assigned {pod.namespace}/{pod.name} to {chosen}",
                             "default-scheduler", pod.namespace)

@@ -18,26 +18,94 @@ def untolerated_taint(pod: Pod, node: Node):
     return None
 
 
+def feasible_nodes(pod: Pod, nodes: list[Node]) -> list[str]:
+    """The Filter phase: the Ready nodes whose labels match the pod's nodeSelector and whose taints the
+    pod tolerates, in `nodes` order."""
+    sel = pod.node_selector.items()
+    return [n.name for n in nodes if n.ready and all(n.labels.get(k) == v for k, v in sel)
+            and (not n.taints or untolerated_taint(pod, n) is None)]
+
+
+def filter_key(pod: Pod) -> tuple:
+    """What the Filter phase reads of a pod: pods with equal keys have equal feasible node sets (as long
+    as the nodes do not change), so a scheduling pass computes it once per key."""
+    return tuple(sorted(pod.node_selector.items())), tuple(pod.tolerations)
+
+
 def schedule(pod: Pod, nodes: list[Node], pods_per_node: dict[str, int], rng: random.Random,
-             siblings_per_node: Optional[dict[str, int]] = None) -> Optional[str]:
+             siblings_per_node: Optional[dict[str, int]] = None,
+             feasible: Optional[list[str]] = None, index: Optional[ScoringIndex] = None) -> Optional[str]:
     """Return the node for `pod`: nodeName if set (the kubelet admits it whatever the taints); else
     among the Ready, selector-matching nodes whose taints the pod tolerates, the one with the fewest
     pods of the same owner (the default PodTopologySpread constraint on kubernetes.io/hostname,
     pkg/scheduler/framework/plugins/podtopologyspread), then the fewest pods (the
     NodeResourcesBalancedAllocation outcome for equal pods), ties broken by the cluster's seeded RNG.
-    None when no node fits (the pod stays Pending)."""
+    None when no node fits (the pod stays Pending). `feasible`: the Filter phase's answer when the
+    caller already has it for this pod's filter_key; `index`: a ScoringIndex over it."""
     if pod.node_name:
         return pod.node_name
-    sel = pod.node_selector
-    feasible = [n.name for n in nodes if n.ready and all(n.labels.get(k) == v for k, v in sel.items())
-                and untolerated_taint(pod, n) is None]
+    if index is not None:
+        feasible = index.feasible
+        if not feasible:
+            return None
+        best = index.best(siblings_per_node or {})
+        if best is not None:
+            return best[0] if len(best) == 1 else rng.choice(best)
+    if feasible is None:
+        feasible = feasible_nodes(pod, nodes)
     if not feasible:
         return None
-    sib = siblings_per_node or {}
-    counts = [(sib.get(name, 0), pods_per_node.get(name, 0)) for name in feasible]
-    least = min(counts)
-    best = [name for name, c in zip(feasible, counts) if c == least]
+    sib_get = (siblings_per_node or {}).get
+    cnt_get = pods_per_node.get
+    least: Optional[tuple[int, int]] = None
+    best: list[str] = []
+    for name in feasible:
+        c = (sib_get(name, 0), cnt_get(name, 0))
+        if least is None or c < least:
+            least, best = c, [name]
+        elif c == least:
+            best.append(name)
     return best[0] if len(best) == 1 else rng.choice(best)
+
+
+class ScoringIndex:
+    """One scheduling pass's view of the feasible nodes of one filter_key, bucketed by their pod count,
+    so that a pod whose owner has pods on few nodes finds its node without scoring every node. It
+    answers exactly as schedule()'s scan does (same candidates, in feasible order, so the seeded RNG
+    draws the same node)."""
+
+    def __init__(self, feasible: list[str], pods_per_node: dict[str, int]) -> None:
+        self.feasible = feasible
+        self._order = {name: i for i, name in enumerate(feasible)}
+        self._count = {name: pods_per_node.get(name, 0) for name in feasible}
+        self._by_count: dict[int, set[str]] = {}
+        for name, c in self._count.items():
+            self._by_count.setdefault(c, set()).add(name)
+
+    def placed(self, node: str) -> None:
+        """A pod was bound to `node`: its count goes up by one."""
+        c = self._count.get(node)
+        if c is None:
+            return
+        level = self._by_count[c]
+        level.discard(node)
+        if not level:
+            del self._by_count[c]
+        self._count[node] = c + 1
+        self._by_count.setdefault(c + 1, set()).add(node)
+
+    def best(self, siblings_per_node: dict[str, int]) -> Optional[list[str]]:
+        """The nodes minimising (siblings, pods), in feasible order; None when every feasible node
+        already holds a sibling (the caller then scores them all)."""
+        taken = [n for n, c in siblings_per_node.items() if c > 0 and n in self._order]
+        if len(taken) >= len(self.feasible):
+            return None
+        taken_set = set(taken)
+        for c in sorted(self._by_count):
+            level = self._by_count[c] - taken_set if taken_set else self._by_count[c]
+            if level:
+                return sorted(level, key=self._order.__getitem__)
+        return None
 
 
 def unschedulable_message(pod: Pod, nodes: list[Node]) -> str:
