@@ -9,6 +9,7 @@ overridden by name) and the result cut to kubelet's limits (3 nameservers; 32 se
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -79,9 +80,14 @@ def node_resolv_conf(config: Any) -> ResolvConf:
     The model has no node resolv.conf; this stands in for minikube/kind, whose nodes resolve
     through the container network's gateway. No search domains, no options.
     """
+    return ResolvConf(nameservers=(_gateway(getattr(config, "node_network", "192.168.49.0/24")),))
+
+
+@functools.lru_cache(maxsize=64)
+def _gateway(network: str) -> str:
+    """The first address of `network` (parsed once per network: every by-name trace asks)."""
     import ipaddress
-    net = ipaddress.ip_network(getattr(config, "node_network", "192.168.49.0/24"), strict=False)
-    return ResolvConf(nameservers=(str(net.network_address + 1),))
+    return str(ipaddress.ip_network(network, strict=False).network_address + 1)
 
 
 def pod_resolv_conf(pod: Any, config: Any, node: Optional[ResolvConf] = None) -> ResolvConf:

@@ -108,8 +108,8 @@ class ClusterDNS:
             self._stale = True
 
     def snapshot_token(self) -> tuple:
-        """What a stored reply depends on besides the question: the record index (None while it
-        is rebuilt first when a watch event made it stale) and the cluster clock (the cache's TTLs)."""
+        """What a stored reply depends on besides the question: the record index (rebuilt first when
+        a watch event made it stale) and the cluster clock (the cache's TTLs)."""
         if self._stale or self._index is None:
             self.index()
         return self._generation, self.now()
@@ -187,9 +187,11 @@ class ClusterDNS:
         return reply, not stored or bool(reply.header.aa)
 
     def now(self) -> float:
-        """The cluster clock (seconds): the cache's TTLs count down on it."""
-        clock = getattr(self.cluster, "clock", None)
-        return float(getattr(clock, "now", 0.0))
+        """The cluster clock (seconds): the cache's TTLs count down on it (0 for a store without one)."""
+        try:
+            return self.cluster.clock.now
+        except AttributeError:
+            return 0.0
 
     def _compose(self, request: DNSRecord, local_ip: Optional[str]) -> DNSRecord:
         """The kubernetes plugin's reply, or forward's for names outside its zones (or fallthrough)."""

@@ -75,8 +75,8 @@ class _Entry:
 
 class WireCache:
     """Pre-encoded replies of one answering resolver (a CoreDNS pod), keyed by the query's bytes
-    after the ID with the question name lower-cased (only for replies whose bytes outside the
-    question do not depend on the name's case; others are keyed case-exact)."""
+    after the ID — as they came, and with the question name lower-cased when the reply's bytes
+    outside the question do not depend on the name's case."""
 
     def __init__(self, resolver: Any, local_ip: Optional[str] = None) -> None:
         self.resolver = resolver
@@ -92,21 +92,21 @@ class WireCache:
         """The reply for `data`, or None when this query must take the dnslib path."""
         if type(data) is not bytes:
             data = bytes(data)
-        end = question_end(data)
-        if end < 0:
-            return None
         token = self.resolver.snapshot_token()
-        if token is None:
-            return None
         if token != self._token:
             self._reset(token)
             return None
-        tail = data[end:]
-        entry = self._folded.get((protocol, data[2:12] + data[12:end].lower() + tail))
+        entry = self._exact.get((protocol, data[2:]))       # the same bytes as a query seen before
+        if entry is not None:
+            body = entry.body if entry.sections is None else self._ordered(entry)
+            self.hits += 1
+            return data[:2] + body[2:]
+        end = question_end(data)
+        if end < 0:
+            return None
+        entry = self._folded.get((protocol, data[2:12] + data[12:end].lower() + data[end:]))
         if entry is None:
-            entry = self._exact.get((protocol, data[2:]))
-            if entry is None:
-                return None
+            return None
         body = entry.body if entry.sections is None else self._ordered(entry)
         self.hits += 1
         return data[:2] + body[2:12] + data[12:end] + body[end:]
@@ -146,10 +146,9 @@ class WireCache:
                 if len(self._folded) + len(self._exact) >= MAX_ENTRIES:
                     self._folded.clear()
                     self._exact.clear()
+                self._exact[(protocol, data[2:])] = entry
                 if self._case_free(data, end, entry):
                     self._folded[(protocol, data[2:12] + data[12:end].lower() + data[end:])] = entry
-                else:
-                    self._exact[(protocol, data[2:])] = entry
         return out
 
     def _reset(self, token: Any) -> None:
@@ -171,7 +170,7 @@ class WireCache:
         and in upper case (then any mix of case gets them too, with its own question copied in)."""
         from netsim.dns.message import finish
         base = finish(entry.request, _copy(entry.reply), entry.protocol).pack()
-        for variant in (data[12:end].lower(), data[12:end].upper()):
+        for variant in (data[12:end].upper(), data[12:end].lower()):
             request = DNSRecord.parse(data[:12] + variant + data[end:])
             reply, _ = self.resolver.answer_parts(request, self.local_ip, probe=True)
             other = finish(request, reply, entry.protocol).pack()
