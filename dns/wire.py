@@ -70,6 +70,7 @@ class _Entry:
     protocol: str
     sections: Optional[tuple]               # rtypes of (answer, authority, additional) to round-robin
     body: bytes = b""                       # the reply when nothing is shuffled
+    tail: bytes = b""                       # body after the ID
     orders: dict = field(default_factory=dict)
 
 
@@ -81,8 +82,8 @@ class WireCache:
     def __init__(self, resolver: Any, local_ip: Optional[str] = None) -> None:
         self.resolver = resolver
         self.local_ip = local_ip
-        self._folded: dict[tuple[str, bytes], _Entry] = {}
-        self._exact: dict[tuple[str, bytes], _Entry] = {}
+        self._folded: dict[str, dict[bytes, _Entry]] = {"udp": {}, "tcp": {}}   # per protocol
+        self._exact: dict[str, dict[bytes, _Entry]] = {"udp": {}, "tcp": {}}
         self._token: Any = None
         self._lock = threading.Lock()
         self.hits = 0
@@ -96,20 +97,31 @@ class WireCache:
         if token != self._token:
             self._reset(token)
             return None
-        entry = self._exact.get((protocol, data[2:]))       # the same bytes as a query seen before
+        entry = self._exact[protocol].get(data[2:])         # the same bytes as a query seen before
         if entry is not None:
-            body = entry.body if entry.sections is None else self._ordered(entry)
             self.hits += 1
-            return data[:2] + body[2:]
+            if entry.sections is None:
+                return data[:2] + entry.tail
+            return data[:2] + self._ordered(entry)[2:]
         end = question_end(data)
         if end < 0:
             return None
-        entry = self._folded.get((protocol, data[2:12] + data[12:end].lower() + data[end:]))
+        entry = self._folded[protocol].get(data[2:12] + data[12:end].lower() + data[end:])
         if entry is None:
             return None
         body = entry.body if entry.sections is None else self._ordered(entry)
         self.hits += 1
         return data[:2] + body[2:12] + data[12:end] + body[end:]
+
+    def exact_table(self, protocol: str) -> Optional[dict]:
+        """The current replies by query bytes after the ID (`_Entry` with .sections and .tail), for
+        a server loop that checks them once per batch of datagrams; None (after dropping them) when
+        the record index or the clock moved since they were encoded."""
+        token = self.resolver.snapshot_token()
+        if token != self._token:
+            self._reset(token)
+            return None
+        return self._exact.setdefault(protocol, {})
 
     def _ordered(self, entry: _Entry) -> bytes:
         order = tuple(tuple(self.resolver.round_robin_order(list(t))) if len(t) > 1 else None for t in entry.sections)
@@ -134,6 +146,7 @@ class WireCache:
         if sections is None:
             out = bytes(finish(request, _copy(reply), protocol).pack())
             entry.body = out
+            entry.tail = out[2:]
         else:
             order = tuple(tuple(resolver.round_robin_order(list(t))) if len(t) > 1 else None for t in sections)
             out = self._encode(entry, order)
@@ -143,17 +156,18 @@ class WireCache:
             with self._lock:
                 if token != self._token:
                     self._reset(token)
-                if len(self._folded) + len(self._exact) >= MAX_ENTRIES:
-                    self._folded.clear()
-                    self._exact.clear()
-                self._exact[(protocol, data[2:])] = entry
+                exact, folded = self._exact.setdefault(protocol, {}), self._folded.setdefault(protocol, {})
+                if len(exact) + len(folded) >= MAX_ENTRIES:
+                    exact.clear()
+                    folded.clear()
+                exact[data[2:]] = entry
                 if self._case_free(data, end, entry):
-                    self._folded[(protocol, data[2:12] + data[12:end].lower() + data[end:])] = entry
+                    folded[data[2:12] + data[12:end].lower() + data[end:]] = entry
         return out
 
     def _reset(self, token: Any) -> None:
-        self._folded = {}
-        self._exact = {}
+        self._folded = {"udp": {}, "tcp": {}}
+        self._exact = {"udp": {}, "tcp": {}}
         self._token = token
 
     def _encode(self, entry: _Entry, order: tuple) -> bytes:
