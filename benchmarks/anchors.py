@@ -40,6 +40,11 @@ FIRST_PACKET = (
     Anchor(_BLOG, "nftables", 30000, "kernel_first_connection_latency_p50", 14.3, "µs", K8S_BLOG_2025, "chart"),
 )
 
+def published_points(mode: str, metric: str) -> list[Anchor]:
+    """The published first-packet points of one mode and metric, by Services."""
+    return sorted((a for a in FIRST_PACKET if a.mode == mode and a.metric == metric), key=lambda a: a.services)
+
+
 def published_ratio(mode: str, metric: str, n_small: int, n_big: int) -> float | None:
     """value(n_big) / value(n_small) of one published series, when both points exist."""
     pts = {a.services: a.value for a in FIRST_PACKET if a.mode == mode and a.metric == metric}

@@ -44,7 +44,6 @@ from netsim.dataplane.walker import Walker
 
 RESULTS = Path(__file__).parent / "results" / "modes.json"
 KERNEL = Path(__file__).parent / "results" / "kernel.json"
-MODES = ("iptables", "ipvs")
 ROUNDS = 3
 
 
@@ -62,8 +61,9 @@ def node_objects(w: Walker, mode: str, node: str) -> dict:
     nf = w.netfilter(node)
     rules = sum(1 for line in nf.save().splitlines() if line.startswith("-A "))
     out = {"iptables_rules": rules}
-    if mode == "ipvs":
-        table = w.ipvs(node).state.table
+    hooks = w.ipvs(node)                       # None unless the mode programs IPVS
+    if hooks is not None:
+        table = hooks.state.table
         out["virtual_servers"] = len(table)
         out["real_servers"] = sum(len(vs.dests) for vs in table)
     return out
@@ -84,10 +84,11 @@ def first_packet_costs(c: Cluster, mode: str, ips: list[str], samples: int = 20)
     w = Walker(c, mode)
     client = w.host_for("pod/client")
     lookups = [0]
-    if mode == "ipvs":
-        for node in ("node-1", "node-2", "node-3"):
-            w.netfilter(node)
-            kp = w.ipvs(node).kp
+    for node in ("node-1", "node-2", "node-3"):
+        w.netfilter(node)
+        hooks = w.ipvs(node)                    # IPVS hooks when the mode programs IPVS
+        if hooks is not None:
+            kp = hooks.kp
             _count_calls(kp.node.table, "lookup", lookups)        # ip_vs_service_find
             _count_calls(kp.node.conns, "in_get", lookups)        # ip_vs_conn_in_get
             _count_calls(kp.node.conns, "out_get", lookups)       # ip_vs_conn_out_get
@@ -151,28 +152,30 @@ def run(n: int, n_traces: int) -> list[dict]:
     c = build_cluster(n)
     setup = time.perf_counter() - t0
     ips = [s.cluster_ip for s in c.services() if s.name.startswith("svc-")]
+    from netsim.rules.registry import available_modes, get
     rows = []
-    for mode in MODES:
+    for mode in available_modes(kube_proxy_only=True, walks_packets=True):
         build_s, objects = bench_build(c, mode)
         costs = first_packet_costs(c, mode, ips)
         tr = bench_traces(c, mode, ips, n_traces)
         row = {"mode": mode, "services": n, "build_ms": round(build_s * 1e3, 1), "objects": objects,
                **costs, **tr, "cluster_setup_s": round(setup, 2),
-               "kernel_anchor": kernel_anchor(n) if mode == "iptables" else None}
+               "kernel_anchor": kernel_anchor(n) if get(mode).iptables_only else None}
         rows.append(row)
     return rows
 
 
 def _objects_text(row: dict) -> str:
     o = row["objects"]
-    if row["mode"] == "ipvs":
+    if "virtual_servers" in o:
         return f"{o['virtual_servers']} VS / {o['real_servers']} RS / {o['iptables_rules']} rules"
     return f"{o['iptables_rules']} rules"
 
 
 def _kernel_text(row: dict) -> str:
+    from netsim.rules.registry import get
     k = row.get("kernel_anchor")
-    if row["mode"] == "ipvs":
+    if not get(row["mode"]).iptables_only:
         return "n/a (no ip_vs here)"
     if not k:
         return "not measured"
@@ -206,10 +209,14 @@ def main(argv: Optional[list[str]] = None) -> dict:
                      "ipvs_lookups_per_conn counts ip_vs service and connection-table lookups for the SYN "
                      "and the SYN-ACK of one connection."]}
     print(table(rows))
+    from netsim.rules.registry import DEFAULT_MODE
     for n in sizes:
         by = {r["mode"]: r for r in rows if r["services"] == n}
-        print(f"N={n}: trace cost iptables/ipvs = {by['iptables']['trace_us'] / by['ipvs']['trace_us']:.2f}x, "
-              f"rules per first packet {by['iptables']['rules_first_pkt']} vs {by['ipvs']['rules_first_pkt']}")
+        base = by[DEFAULT_MODE]
+        for mode, r in by.items():
+            if mode != base["mode"]:
+                print(f"N={n}: trace cost {base['mode']}/{mode} = {base['trace_us'] / r['trace_us']:.2f}x, "
+                      f"rules per first packet {base['rules_first_pkt']} vs {r['rules_first_pkt']}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")
     return out

@@ -51,8 +51,8 @@ def model_records(mode: str, n: int, e: int, sample: int = 1000, seed: int = 1) 
     c = model_cluster(n, e, seed)
     w = Walker(c, mode)
     client = w.host_for("pod/client")
-    order = kube_services_order(w.netfilter("node-1").save()) if mode == "iptables" else []
-    if not order:           # IPVS: the same Services in the iptables proxier's order (position has no effect)
+    order = kube_services_order(w.netfilter("node-1").save())
+    if not order:           # no KUBE-SVC jumps (IPVS): the iptables proxier's order (position has no effect)
         by_name = sorted(c.services(), key=lambda s: f"{s.namespace}/{s.name}:http")
         order = [s.cluster_ip for s in by_name if s.name.startswith("svc-")]
     out: list[Record] = []

@@ -48,10 +48,16 @@ class Profile:
     emulator_endpoints_note: str = "2 (bench_dataplane's cluster)"
 
 
+def _modes() -> tuple[str, ...]:
+    """Every kube-proxy mode whose packets are emulated (netsim.rules.registry), in its order."""
+    from netsim.rules.registry import available_modes
+    return available_modes(kube_proxy_only=True, walks_packets=True)
+
+
 PROFILES = {
-    "quick": Profile("quick", ("iptables", "ipvs"), (100, 1000), (1,), repeats=5, connections=200,
+    "quick": Profile("quick", _modes(), (100, 1000), (1,), repeats=5, connections=200,
                      model_sample=300, traces=200, packets=1000, emulator_max_services=1000),
-    "full": Profile("full", ("iptables", "ipvs"), (100, 1000, 5000, 10_000, 30_000), (1, 4), repeats=5,
+    "full": Profile("full", _modes(), (100, 1000, 5000, 10_000, 30_000), (1, 4), repeats=5,
                     connections=1000, model_sample=1000, traces=1000, packets=5000, emulator_max_services=10_000),
 }
 
@@ -150,17 +156,22 @@ def plan_stage_steps(profile: Profile, stage: str, kernel: bool) -> list[tuple]:
     from netsim.benchmarks.kernel_runner import KernelJob
     if not kernel:
         return []
+    from netsim.rules.registry import get
+
+    def backends(m: str) -> tuple[str, ...]:
+        # every iptables backend for a mode whose rules are one iptables text; the first for the others
+        return profile.backends if get(m).iptables_only else profile.backends[:1]
     if stage == "kernel-load":
         return [KernelJob("load", m, n, e, backend=b, repeats=profile.repeats)
-                for m in modes for n in profile.services for e in profile.endpoints
-                for b in (profile.backends if m == "iptables" else profile.backends[:1])]
+                for m in modes for n in profile.services for e in profile.endpoints for b in backends(m)]
     if stage == "kernel-connect":
-        jobs = [KernelJob("connect", "iptables", 0, 1, backend="iptables-nft", repeats=profile.repeats,
-                          connections=profile.connections)]
+        # the floor (no rules, straight to a pod) once, under the first mode measured with an iptables backend
+        floor = [m for m in modes if get(m).iptables_only][:1]
+        jobs = [KernelJob("connect", m, 0, 1, backend=profile.backends[0], repeats=profile.repeats,
+                          connections=profile.connections) for m in floor]
         jobs += [KernelJob("connect", m, n, e, backend=b, repeats=profile.repeats, connections=profile.connections)
                  for m in modes for n in profile.services if n <= profile.connect_max_services
-                 for e in profile.connect_endpoints
-                 for b in (profile.backends if m == "iptables" else profile.backends[:1])]
+                 for e in profile.connect_endpoints for b in backends(m)]
         return jobs
     raise BenchError(f"unknown stage {stage!r}")
 

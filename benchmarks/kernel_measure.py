@@ -71,48 +71,34 @@ def ip_vs_present() -> bool:
 
 
 def measure_load(mode: str, services: int, endpoints: int, backend: str, repeats: int) -> list[Record]:
-    """Kernel load time of one full sync and of the incremental change, ``repeats`` fresh namespaces."""
+    """Kernel load time of one full sync and of the incremental change, ``repeats`` fresh namespaces:
+    each load the mode's provider lists (netsim.rules.provider.KernelLoad), in its order, with
+    ``backend``'s iptables-restore; IPVS loads only where the kernel has ip_vs and ipvsadm is installed."""
     from netsim.benchmarks.sync import sync_records
     from netsim.kernel import netns, rules
-    _, texts = sync_records(mode, services, endpoints, repeats=1)
+    from netsim.rules.provider import IPTABLES_RESTORE
+    _, measured = sync_records(mode, services, endpoints, repeats=1)
     tool = backend_tool(backend)
-    full: list[float] = []
-    inc: list[float] = []
-    ipset_t: list[float] = []
-    ipvs_t: list[float] = []
-    ipvs_inc: list[float] = []
-    with_ipvs = mode == "ipvs" and ip_vs_present() and shutil.which("ipvsadm") is not None
+    with_ipvs = ip_vs_present() and shutil.which("ipvsadm") is not None
+    loads = [ld for ld in measured.loads if with_ipvs or not ld.needs_ip_vs]
+    times: list[list[float]] = [[] for _ in loads]
     for _ in range(repeats):
         ns = _scratch_ns()
         try:
-            rules.ensure_nfacct(ns, texts.iptables_full)
-            if mode == "ipvs":
-                ipset_t.append(in_namespace(ns, ["ipset", "restore"], texts.ipset_full))
-                if with_ipvs:
-                    ipvs_t.append(in_namespace(ns, ["ipvsadm", "-R"], texts.ipvs_full))
-            full.append(in_namespace(ns, [tool, "-w", "5"], texts.iptables_full))
-            inc.append(in_namespace(ns, [tool, "-w", "5", "--noflush"], texts.iptables_incremental))
-            if with_ipvs:
+            for ld in loads:               # nfacct objects first: a rule naming a missing one fails the restore
+                for argv, text in ld.commands:
+                    if argv[0] == IPTABLES_RESTORE and not ld.change:
+                        rules.ensure_nfacct(ns, text)
+            for ld, spent in zip(loads, times):
                 t = 0.0
-                for op in texts.ipvs_incremental_ops:
-                    t += in_namespace(ns, op.split(), "")
-                ipvs_inc.append(t)
+                for argv, text in ld.commands:
+                    t += in_namespace(ns, [tool if a == IPTABLES_RESTORE else a for a in argv], text)
+                spent.append(t)
         finally:
             netns.remove(ns)
-    tool_name = "iptables-restore"
-    out = [timed(mode, services, endpoints, "kernel_load_seconds", full, "s", "kernel", backend=backend,
-                 tool=tool_name),
-           timed(mode, services, endpoints, "kernel_incremental_seconds", inc, "s", "kernel", backend=backend,
-                 tool=tool_name + " --noflush", change="add-one-endpoint")]
-    if ipset_t:
-        out.append(timed(mode, services, endpoints, "kernel_load_seconds", ipset_t, "s", "kernel",
-                         backend=backend, tool="ipset restore"))
-    if ipvs_t:
-        out.append(timed(mode, services, endpoints, "kernel_load_seconds", ipvs_t, "s", "kernel",
-                         backend=backend, tool="ipvsadm -R"))
-        out.append(timed(mode, services, endpoints, "kernel_incremental_seconds", ipvs_inc, "s", "kernel",
-                         backend=backend, tool="ipvsadm -a", change="add-one-endpoint"))
-    return out
+    return [timed(mode, services, endpoints, "kernel_incremental_seconds" if ld.change else "kernel_load_seconds",
+                  spent, "s", "kernel", backend=backend, tool=ld.tool, **({"change": ld.change} if ld.change else {}))
+            for ld, spent in zip(loads, times)]
 
 
 # ---------------------------------------------------------------- first connection
@@ -170,9 +156,10 @@ def measure_connect(mode: str, services: int, endpoints: int, backend: str, conn
                     chunks: int = 5) -> list[Record]:
     """First-connection latency (p50/p99) and CPU per connection, first and last Service (or the floor
     when ``services`` is 0: straight to a server pod, no kube-proxy rules)."""
-    if mode != "iptables":
-        raise KernelMeasureError(f"first-connection latency for mode {mode}: the local kernel backend "
-                                 "programs iptables only")
+    from netsim.rules.registry import get
+    if not get(mode).iptables_only:
+        raise KernelMeasureError(f"first-connection latency for mode {mode} with an iptables backend: its rules are "
+                                 "not one iptables text (measure_connect_programmed programs it)")
     from netsim.kernel import rules
     from netsim.kernel.build import KernelCluster
     backend_tool(backend)
@@ -205,6 +192,45 @@ def measure_connect(mode: str, services: int, endpoints: int, backend: str, conn
                 cpu.append(c / per)
             labels = dict(position=position, backend=backend if services else "none",
                           rules="kube-proxy" if services else "none")
+            out += distribution(mode, services, endpoints, "kernel_first_connection_latency", lat, "µs",
+                                "kernel", scale=1e6, **labels)
+            out.append(timed(mode, services, endpoints, "kernel_cpu_per_connection", cpu, "µs", "kernel",
+                             scale=1e6, digits=2, **labels, process="client"))
+        return out
+    finally:
+        kc.down()
+
+
+def measure_connect_programmed(mode: str, services: int, endpoints: int, connections: int,
+                               chunks: int = 5) -> list[Record]:
+    """First-connection latency (p50/p99) and CPU per connection to the first and the last Service
+    by name, the node programmed by the kernel backend as the mode's provider programs it (IPVS:
+    ipsets, iptables, kube-ipvs0 and virtual servers; a hash lookup, so position should not matter)."""
+    from netsim.kernel.build import KernelCluster
+    from netsim.rules.registry import get
+    why = get(mode).kernel_support()
+    if why:
+        raise KernelMeasureError(why)
+    if not services:
+        raise KernelMeasureError(f"{mode} first connection needs at least one Service")
+    cluster = connect_cluster(services, endpoints)
+    cluster.config.proxy_mode = mode
+    name = "nv" + uuid.uuid4().hex[:6]
+    kc = KernelCluster.up(cluster, name, start_servers=True)
+    try:
+        client = kc.plan.pods["default/client"].netns
+        svcs = sorted((s for s in cluster.services() if s.name.startswith("svc-")), key=lambda s: s.name)
+        out: list[Record] = []
+        for position, ip in (("first", svcs[0].cluster_ip), ("last", svcs[-1].cluster_ip)):
+            _connections(client, ip, 80, 20)                 # neighbour entries, caches
+            lat: list[float] = []
+            cpu: list[float] = []
+            per = max(1, connections // chunks)
+            for _ in range(chunks):
+                got, c = _connections(client, ip, 80, per)
+                lat += got
+                cpu.append(c / per)
+            labels = dict(position=position, backend=mode, rules="kube-proxy")
             out += distribution(mode, services, endpoints, "kernel_first_connection_latency", lat, "µs",
                                 "kernel", scale=1e6, **labels)
             out.append(timed(mode, services, endpoints, "kernel_cpu_per_connection", cpu, "µs", "kernel",

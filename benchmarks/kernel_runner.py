@@ -11,15 +11,16 @@ and hands them, in one batch, to a :class:`KernelRunner`:
         def run(self, jobs) -> list[Record]         # one batch: e.g. one VM boot per command
 
 :class:`LocalNetnsRunner` is the implementation for this machine's kernel (the caller is already
-inside ``unshare --net --mount``): it executes each job with :func:`execute`, which dispatches
-``(kind, mode)`` through a ``measures`` table (:data:`DEFAULT_MEASURES`: iptables load/connect, IPVS
-load of ipsets + iptables, and ``ipvsadm -R`` where /proc/net/ip_vs exists).
+inside ``unshare --net --mount``): it executes each job with :func:`execute`, which dispatches the
+job's ``kind`` through a ``measures`` table (:data:`DEFAULT_MEASURES`): ``load`` times the loads the
+mode's provider lists (iptables-restore; IPVS: ipsets + iptables, and ``ipvsadm -R`` where
+/proc/net/ip_vs exists); ``connect`` loads a mode whose rules are one iptables text with the job's
+iptables backend, and brings any other mode up through the kernel backend (its provider programs it).
 
 Plugging in a VM (``netsim bench --vm``): a runner whose ``run`` boots the guest once and, inside it,
 executes ``python -m netsim.benchmarks.kernel_runner`` with the jobs as JSON on stdin; that entry
 point prints ``{"records": [...]}`` (records as in results.json) on stdout, which the runner reads
-back with :func:`records_from_json`. A runner that can program IPVS for real passes its own table,
-e.g. ``measures={**DEFAULT_MEASURES, ("connect", "ipvs"): measure_ipvs_connect}``, to :func:`execute`
+back with :func:`records_from_json`. A runner may pass its own table to :func:`execute`
 (``python -m netsim.benchmarks.kernel_runner --measures module:NAME`` selects such a table inside the
 guest). Records keep ``source: kernel`` and should carry a label naming the kernel they ran on
 (``kernel_runner``), so VM figures never share a series with this machine's.
@@ -61,19 +62,41 @@ def _load(job: KernelJob) -> list[Record]:
 
 
 def _connect(job: KernelJob) -> list[Record]:
-    return km.measure_connect(job.mode, job.services, job.endpoints_per_service, job.backend, job.connections,
-                              chunks=job.repeats)
+    from netsim.rules.registry import get
+    if get(job.mode).iptables_only:
+        return km.measure_connect(job.mode, job.services, job.endpoints_per_service, job.backend, job.connections,
+                                  chunks=job.repeats)
+    return km.measure_connect_programmed(job.mode, job.services, job.endpoints_per_service, job.connections,
+                                         chunks=job.repeats)
 
 
-DEFAULT_MEASURES: Mapping[tuple[str, str], Measure] = MappingProxyType({
-    ("load", "iptables"): _load,
-    ("load", "ipvs"): _load,
-    ("connect", "iptables"): _connect,
-})
+DEFAULT_MEASURES: Mapping[str, Measure] = MappingProxyType({"load": _load, "connect": _connect})
 
 
-def execute(job: KernelJob, measures: Mapping[tuple[str, str], Measure] = DEFAULT_MEASURES) -> list[Record]:
-    fn = measures.get((job.kind, job.mode))
+def unsupported(job: KernelJob, measures: Mapping[str, Measure], kernel: bool = True) -> Optional[str]:
+    """None when ``job`` can run, else why not: no measure for its kind, a mode no provider emulates
+    (or only renders), a connection through the kernel backend without a Service, or (``kernel``: on
+    this machine's kernel) what the mode needs that this kernel lacks."""
+    from netsim.rules.registry import ProxyModeError, get
+    if job.kind not in measures:
+        return f"no kernel measurement for {job.kind}"
+    try:
+        provider = get(job.mode)
+    except ProxyModeError as e:
+        return str(e)
+    if not provider.walks_packets:
+        return provider.notice
+    if job.kind == "connect" and not provider.iptables_only:
+        if not job.services:
+            return f"{job.mode} first connection needs at least one Service"
+        why = provider.kernel_support() if kernel else None
+        if why:
+            return f"{why}; `netsim bench --vm` measures it in a VM"
+    return None
+
+
+def execute(job: KernelJob, measures: Mapping[str, Measure] = DEFAULT_MEASURES) -> list[Record]:
+    fn = measures.get(job.kind)
     if fn is None:
         raise km.KernelMeasureError(f"no kernel measurement for {job.kind} in mode {job.mode}")
     return fn(job)
@@ -93,20 +116,13 @@ class KernelRunner(Protocol):
 class LocalNetnsRunner:
     """This machine's kernel, in namespaces of the calling process (already under unshare)."""
     name: str = "local-netns"
-    measures: Mapping[tuple[str, str], Measure] = field(default_factory=lambda: DEFAULT_MEASURES)
+    measures: Mapping[str, Measure] = field(default_factory=lambda: DEFAULT_MEASURES)
 
     def unavailable(self) -> Optional[str]:
         return km.root_reason()
 
     def supports(self, job: KernelJob) -> Optional[str]:
-        if (job.kind, job.mode) not in self.measures:
-            if job.mode == "ipvs":
-                return (f"{job.kind} in IPVS mode needs a kernel with ip_vs "
-                        "(this one has none; `netsim bench --vm` runs it in a VM)")
-            return f"no kernel measurement for {job.kind} in mode {job.mode}"
-        if job.kind == "connect" and job.mode == "ipvs" and not km.ip_vs_present():
-            return "IPVS first-connection needs ip_vs"
-        return None
+        return unsupported(job, self.measures)
 
     def run(self, jobs: Sequence[KernelJob], progress: Callable[[KernelJob, list[Record]], None]) -> list[Record]:
         out: list[Record] = []

@@ -19,7 +19,26 @@ from typing import Optional, Sequence
 from netsim.benchmarks.anchors import FIRST_PACKET
 from netsim.benchmarks.records import Record, select
 
-MODE_COLOURS = {"iptables": "tab:red", "ipvs": "tab:blue", "nftables": "tab:green"}
+# one colour and marker per proxy mode, in the registry's order of kube-proxy's modes
+# (netsim.rules.registry.known_modes: iptables red, IPVS blue, nftables green, then any other)
+PALETTE = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:brown", "tab:pink")
+MARKERS = ("s", "^", "D", "o", "v", "P")
+
+
+def plotted_modes() -> tuple[str, ...]:
+    from netsim.rules.registry import known_modes
+    return known_modes(kube_proxy_only=True)
+
+
+def mode_colour(mode: str) -> str:
+    modes = plotted_modes()
+    return PALETTE[modes.index(mode) % len(PALETTE)] if mode in modes else "tab:gray"
+
+
+def mode_marker(mode: str) -> str:
+    modes = plotted_modes()
+    return MARKERS[modes.index(mode) % len(MARKERS)] if mode in modes else "x"
+
 BACKEND_COLOURS = {"iptables-nft": "tab:red", "iptables-legacy": "tab:orange", "none": "tab:gray"}
 
 
@@ -86,7 +105,8 @@ def plot_rules_evaluated(records: Sequence[Record], out_dir: Path) -> list[Path]
     e = smallest_endpoints(records)
     plt, fig, ax = _new(f"Rules the kernel evaluates per packet (model, {e} endpoint/Service)", "rules evaluated")
     drawn = False
-    for mode, colour in MODE_COLOURS.items():
+    for mode in plotted_modes():
+        colour = mode_colour(mode)
         drawn |= _series(ax, select(records, mode=mode, metric="rules_first_packet", position="last",
                                     endpoints_per_service=e), f"{mode}: first packet, last Service", color=colour)
         drawn |= _series(ax, select(records, mode=mode, metric="rules_first_packet_mean", endpoints_per_service=e),
@@ -116,15 +136,14 @@ def plot_kernel_latency(records: Sequence[Record], out_dir: Path) -> list[Path]:
     if not drawn and not floor:
         plt.close(fig)
         return []
-    markers = {"iptables": "s", "ipvs": "^", "nftables": "D"}
-    for mode in ("iptables", "ipvs", "nftables"):
+    for mode in plotted_modes():
         for metric, fill in (("kernel_first_connection_latency_p50", "full"),
                              ("kernel_first_connection_latency_p99", "none")):
             pts = [a for a in FIRST_PACKET if a.mode == mode and a.metric == metric]
             if pts:
                 stat = metric.rsplit("_", 1)[1]
                 ax.plot([a.services for a in pts], [a.value for a in pts], linestyle="none",
-                        marker=markers[mode], fillstyle=fill, color=MODE_COLOURS[mode], markersize=8,
+                        marker=mode_marker(mode), fillstyle=fill, color=mode_colour(mode), markersize=8,
                         label=f"published: {mode} {stat}, {pts[0].label}")
     return _finish(plt, fig, ax, True, out_dir, "kernel_latency",
                    note="Published points: kubernetes.io/blog/2025/02/28/nftables-kube-proxy (other hardware); "
@@ -135,7 +154,8 @@ def plot_sync_time(records: Sequence[Record], out_dir: Path) -> list[Path]:
     e = smallest_endpoints(records)
     plt, fig, ax = _new(f"Sync time: render (emulator) and kernel load ({e} endpoint/Service)", "seconds")
     drawn = False
-    for mode, colour in MODE_COLOURS.items():
+    for mode in plotted_modes():
+        colour = mode_colour(mode)
         drawn |= _series(ax, select(records, mode=mode, metric="render_seconds", sync="full", endpoints_per_service=e),
                          f"{mode}: proxier render, full sync (emulator)", color=colour, linestyle=":")
     for backend in ("iptables-nft", "iptables-legacy"):

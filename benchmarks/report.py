@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from netsim.benchmarks.anchors import FIRST_PACKET, K8S_BLOG_2025, published_ratio
+from netsim.benchmarks.anchors import K8S_BLOG_2025, published_points, published_ratio
 from netsim.benchmarks.records import Record, select
 
 
@@ -163,7 +163,7 @@ def paragraph_kernel(records: Sequence[Record]) -> str:
                  f"iptables p50 grows {_fmt_ratio(pub)} from 5,000 to 30,000 Services and a p99 slope of about "
                  f"22.5 ns per rule; measured here, last Service, iptables-nft: {_fmt_ratio(mine)}"
                  + ("" if mine else " (this run did not measure both 5,000 and 30,000)") + ".")
-    ipvs_pub = [a for a in FIRST_PACKET if a.mode == "ipvs" and a.metric.endswith("p50")]
+    ipvs_pub = published_points("ipvs", "kernel_first_connection_latency_p50")
     parts.append(f"IPVS is not measured on this kernel (no ip_vs module; `netsim bench --vm` is the place): the "
                  f"published IPVS p50 is {ipvs_pub[0].value:g}–{ipvs_pub[-1].value:g} µs from 5,000 to 30,000 "
                  "Services, nearly flat.")
@@ -240,7 +240,9 @@ def paragraph_emulator(records: Sequence[Record]) -> str:
         return "No emulator-speed figures in this run."
     sizes = sorted({r.services for r in rows})
     parts = ["**The emulator's own speed (Python, not the kernel).**"]
-    for mode in ("iptables", "ipvs"):
+    from netsim.rules.registry import known_modes
+    order = known_modes()
+    for mode in sorted({r.mode for r in rows}, key=lambda m: (order.index(m) if m in order else len(order), m)):
         lo = _one(records, mode=mode, metric="traces_per_second", services=sizes[0])
         hi = _one(records, mode=mode, metric="traces_per_second", services=sizes[-1])
         est = _one(records, mode=mode, metric="established_packets_per_second", services=sizes[-1])

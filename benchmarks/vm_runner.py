@@ -3,9 +3,9 @@
 A :class:`netsim.benchmarks.kernel_runner.KernelRunner` whose ``run`` boots the VM once
 (netsim.kernel.vm.run_in_vm) and executes ``python -m netsim.benchmarks.kernel_runner --measures
 netsim.benchmarks.vm_runner:VM_MEASURES`` inside with the jobs on stdin. In that kernel IPVS is
-programmed for real, so the measures table adds the IPVS first connection
-(:func:`measure_ipvs_connect`: the cluster brought up in IPVS mode by the kernel backend, then the
-same connections as the iptables measurement).
+programmed for real, so the default measures run the IPVS first connection too
+(kernel_measure.measure_connect_programmed: the cluster brought up in IPVS mode by the kernel
+backend, then the same connections as the iptables measurement).
 
 The guest runs under software emulation (qemu without KVM) on a shared machine: its absolute
 timings say nothing about a real node. Every record it returns is labelled
@@ -17,83 +17,52 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
 from dataclasses import asdict, dataclass
-from types import MappingProxyType
 from typing import Callable, Mapping, Optional, Sequence
 
 from netsim.benchmarks import kernel_measure as km
-from netsim.benchmarks.kernel_runner import DEFAULT_MEASURES, KernelJob, Measure, records_from_json
-from netsim.benchmarks.records import Record, distribution, timed
+from netsim.benchmarks.kernel_runner import DEFAULT_MEASURES, KernelJob, Measure, records_from_json, unsupported
+from netsim.benchmarks.records import Record
 
 VM_LABEL = "software-emulated (qemu without KVM): compare only with other figures of the same boot"
 
 
-def measure_ipvs_connect(job: KernelJob) -> list[Record]:
-    """First-connection latency through IPVS (p50/p99) and CPU per connection, to the first and the
-    last Service by name (IPVS looks a virtual server up in a hash table: position should not matter)."""
-    from netsim.kernel.build import KernelCluster
-    from netsim.kernel.ipvs import kernel_has_ipvs
-    if not kernel_has_ipvs():
-        raise km.KernelMeasureError("IPVS first connection needs the ip_vs kernel module")
-    if not job.services:
-        raise km.KernelMeasureError("IPVS first connection needs at least one Service")
-    cluster = km.connect_cluster(job.services, job.endpoints_per_service)
-    cluster.config.proxy_mode = "ipvs"
-    name = "nv" + uuid.uuid4().hex[:6]
-    kc = KernelCluster.up(cluster, name, start_servers=True)
-    try:
-        client = kc.plan.pods["default/client"].netns
-        svcs = sorted((s for s in cluster.services() if s.name.startswith("svc-")), key=lambda s: s.name)
-        targets = {"first": svcs[0].cluster_ip, "last": svcs[-1].cluster_ip}
-        out: list[Record] = []
-        for position, ip in targets.items():
-            km._connections(client, ip, 80, 20)                 # neighbour entries, caches
-            lat: list[float] = []
-            cpu: list[float] = []
-            per = max(1, job.connections // job.repeats)
-            for _ in range(job.repeats):
-                got, c = km._connections(client, ip, 80, per)
-                lat += got
-                cpu.append(c / per)
-            labels = dict(position=position, backend="ipvs", rules="kube-proxy")
-            out += distribution("ipvs", job.services, job.endpoints_per_service,
-                                   "kernel_first_connection_latency", lat, "µs", "kernel", scale=1e6, **labels)
-            out.append(timed("ipvs", job.services, job.endpoints_per_service, "kernel_cpu_per_connection",
-                                cpu, "µs", "kernel", scale=1e6, digits=2, **labels, process="client"))
-        return out
-    finally:
-        kc.down()
-
-
-VM_MEASURES: Mapping[tuple[str, str], Measure] = MappingProxyType({
-    **DEFAULT_MEASURES,
-    ("connect", "ipvs"): measure_ipvs_connect,
-})
+# Inside the guest every measure is the default one: a mode that is not one iptables text (IPVS) is
+# brought up by the kernel backend (kernel_measure.measure_connect_programmed), which the guest's
+# kernel can do (it has ip_vs).
+VM_MEASURES: Mapping[str, Measure] = DEFAULT_MEASURES
 
 
 def mode_ratios(records: list[Record], runner: str) -> list[Record]:
-    """Per (metric, services, endpoints, position, statistic): IPVS value / iptables value of one run."""
+    """Per mode, size, position and statistic: the mode's kernel value / the baseline mode's
+    (kube-proxy's default, netsim.rules.registry.DEFAULT_MODE, with its first iptables backend) of one run."""
+    from netsim.benchmarks.kernel_measure import BACKENDS
+    from netsim.rules.registry import DEFAULT_MODE
+    first_backend = next(iter(BACKENDS))
     keyed: dict[tuple, dict[str, Record]] = {}
     for r in records:
-        if r.source != "kernel" or r.mode not in ("iptables", "ipvs") or not r.value:
+        if r.source != "kernel" or not r.value:
             continue
-        if r.mode == "iptables" and r.labels.get("backend") not in (None, "iptables-nft"):
+        if r.labels.get("backend") in BACKENDS and r.labels.get("backend") != first_backend:
             continue
         key = (r.metric, r.services, r.endpoints_per_service, r.labels.get("position"), r.labels.get("statistic"))
         keyed.setdefault(key, {})[r.mode] = r
     out = []
-    for (metric, services, eps, position, statistic), pair in sorted(keyed.items(), key=str):
-        if "ipvs" not in pair or "iptables" not in pair:
+    for (metric, services, eps, position, statistic), by_mode in sorted(keyed.items(), key=str):
+        base = by_mode.get(DEFAULT_MODE)
+        if base is None:
             continue
-        labels = {"kernel_runner": runner, "vm": VM_LABEL, "ratio": "ipvs / iptables (same VM boot)"}
-        if position is not None:
-            labels["position"] = position
-        if statistic is not None:
-            labels["statistic"] = statistic
-        out.append(Record(mode="ipvs", services=services, endpoints_per_service=eps,
-                          metric=f"{metric}_ratio_to_iptables", value=round(pair["ipvs"].value / pair["iptables"].value, 3),
-                          unit="ratio", source="kernel", repeats=pair["ipvs"].repeats, spread=None, labels=labels))
+        for mode, r in by_mode.items():
+            if mode == base.mode:
+                continue
+            labels = {"kernel_runner": runner, "vm": VM_LABEL, "ratio": f"{mode} / {base.mode} (same VM boot)"}
+            if position is not None:
+                labels["position"] = position
+            if statistic is not None:
+                labels["statistic"] = statistic
+            out.append(Record(mode=mode, services=services, endpoints_per_service=eps,
+                              metric=f"{metric}_ratio_to_{base.mode}", value=round(r.value / base.value, 3),
+                              unit="ratio", source="kernel", repeats=r.repeats, spread=None, labels=labels))
     return out
 
 
@@ -108,11 +77,7 @@ class VmKernelRunner:
         return vm.unavailable_reason()
 
     def supports(self, job: KernelJob) -> Optional[str]:
-        if (job.kind, job.mode) not in VM_MEASURES:
-            return f"no kernel measurement for {job.kind} in mode {job.mode}"
-        if job.kind == "connect" and job.mode == "ipvs" and not job.services:
-            return "IPVS first connection needs at least one Service"
-        return None
+        return unsupported(job, VM_MEASURES, kernel=False)       # the guest's kernel has ip_vs
 
     def run(self, jobs: Sequence[KernelJob], progress: Callable[[KernelJob, list[Record]], None]) -> list[Record]:
         from netsim.kernel import vm
@@ -136,4 +101,4 @@ class VmKernelRunner:
         return records + mode_ratios(records, self.name)
 
 
-__all__ = ["VM_MEASURES", "VmKernelRunner", "measure_ipvs_connect", "mode_ratios"]
+__all__ = ["VM_MEASURES", "VmKernelRunner", "mode_ratios"]

@@ -40,6 +40,7 @@ class NoKubeProxy:
     walks_packets = True
     notice = ""
     tool = ""
+    iptables_only = False
     trace_actions: tuple[str, ...] = ()
     metric_families: tuple[Any, ...] = ()
 
@@ -59,6 +60,10 @@ class NoKubeProxy:
 
     def kernel_support(self) -> Optional[str]:
         return None
+
+    def measure_sync(self, ports: list, endpoints: dict, config: Any, changed_endpoints: dict,
+                     changed_service: str, repeats: int) -> Any:
+        raise self._refuse("netsim bench")
 
     def program_kernel(self, netns: str, cluster: Any, node: str, result: SyncResult) -> None:
         raise self._refuse("netsim up")

@@ -16,7 +16,10 @@ A provider (``netsim.rules.<mode>.provider.PROVIDER``) answers, for one mode:
   and loading one sync's result into a node's network namespace;
 * ``trace_actions`` — the step actions its hooks add to a trace (its vocabulary),
   ``metric_families`` — the families ``RegisterMetrics(mode)`` adds for it
-  (pkg/proxy/metrics/metrics.go).
+  (pkg/proxy/metrics/metrics.go);
+* ``measure_sync(...)`` — its proxier timed on synthetic inputs and what the kernel stage loads
+  (``netsim bench``); ``iptables_only`` — its whole kernel state is one iptables-restore text, so
+  every iptables backend (iptables-nft, iptables-legacy) can load it and is measured.
 
 The registry (:mod:`netsim.rules.registry`) maps mode names to providers; nothing outside a
 provider's package compares mode names.
@@ -37,6 +40,29 @@ class SyncResult:
     gauges: list[tuple[str, float, Optional[str]]] = field(default_factory=list)
     seconds: float = 0.0              # how long computing the rules took (what syncProxyRules times,
     #                                   before the restore tool runs; bookkeeping excluded)
+
+
+# argv[0] of a KernelLoad command that the measured backend's iptables-restore replaces
+IPTABLES_RESTORE = "{iptables-restore}"
+
+
+@dataclass
+class KernelLoad:
+    """One load of (part of) a sync into a kernel namespace, as ``netsim bench`` times it."""
+    tool: str                                         # what the record calls it ("iptables-restore", ...)
+    commands: list[tuple[list[str], str]]             # (argv, stdin) run in order; their times add up
+    change: str = ""                                  # "": the full sync; else the change it applies
+    needs_ip_vs: bool = False                         # runs only where the kernel has ip_vs and ipvsadm
+
+
+@dataclass
+class SyncMeasurement:
+    """What a mode's proxier writes for one synthetic cluster (``netsim bench``'s sync stage): the
+    full and partial sync times, the model's counts, and the loads the kernel stage times."""
+    full_seconds: list[float]
+    partial_seconds: list[float]
+    counts: list[tuple[str, float, str, dict[str, str]]]      # (metric, value, unit, labels)
+    loads: list[KernelLoad]
 
 
 class Proxier(Protocol):
@@ -88,6 +114,7 @@ class ProxyProvider(Protocol):
     kube_proxy: bool                   # programs kube-proxy rules (False: a node without kube-proxy)
     walks_packets: bool                # ``dataplane`` works: packets can be traced in this mode
     notice: str                        # what a Cluster document choosing the mode is told ("": nothing)
+    iptables_only: bool                # its kernel state is one iptables-restore text (any backend loads it)
     tool: str                          # what ``render`` prints, in the mode's tools' terms
     trace_actions: tuple[str, ...]     # the step actions its hooks add to a trace
     metric_families: tuple[Any, ...]   # RegisterMetrics(mode)'s families for this mode
@@ -105,6 +132,12 @@ class ProxyProvider(Protocol):
 
     def kernel_support(self) -> Optional[str]:
         """None when this machine's kernel can run the mode, else why not (one line)."""
+        ...
+
+    def measure_sync(self, ports: list, endpoints: dict, config: Any, changed_endpoints: dict,
+                     changed_service: str, repeats: int) -> SyncMeasurement:
+        """Time the proxier on kube-proxy-shaped inputs (ServicePortInfo list, endpoints by
+        Service, ProxierConfig), then after ``changed_endpoints`` (one Service, ``changed_service``)."""
         ...
 
     def program_kernel(self, netns: str, cluster: Any, node: str, result: SyncResult) -> None:

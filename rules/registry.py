@@ -30,6 +30,9 @@ BUILTIN: dict[str, str] = {
 # The modes kube-proxy's configuration accepts on Linux (pkg/proxy/apis/config/types.go ProxyMode;
 # validation.go validateProxyModeLinux): a Cluster document may name any of them.
 KUBE_PROXY_MODES = ("iptables", "ipvs", "nftables")
+# kube-proxy's mode when none is configured on Linux (cmd/kube-proxy/app/server_linux.go: "" -> iptables):
+# the Cluster document's default and the baseline the benchmarks compare other modes with
+DEFAULT_MODE = "iptables"
 
 _EXTRA: ContextVar[tuple["ProxyProvider", ...]] = ContextVar("netsim_extra_proxy_providers", default=())
 

@@ -17,16 +17,9 @@ from netsim.rules import registry
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = ("netsim", "rules", "cli", "benchmarks", "dns")
 MODES = frozenset({*registry.KUBE_PROXY_MODES, *registry.BUILTIN})
-# Benchmark modules whose per-mode measurements have not moved behind the providers yet (issue 15):
-# the list only shrinks; any other module with a mode comparison fails the test.
-NOT_YET = frozenset({"benchmarks/bench_modes.py", "benchmarks/first_packet.py", "benchmarks/harness.py",
-                     "benchmarks/kernel_measure.py", "benchmarks/kernel_runner.py", "benchmarks/plots.py",
-                     "benchmarks/report.py", "benchmarks/sync.py", "benchmarks/vm_runner.py"})
 
 
 def _allowed(path: Path) -> bool:
-    if path.relative_to(ROOT).as_posix() in NOT_YET:
-        return True
     rel = path.relative_to(ROOT).parts
     if rel[0] != "rules":
         return False

@@ -51,6 +51,7 @@ class DropAll:
     kube_proxy = True
     walks_packets = True
     notice = ""
+    iptables_only = False
     tool = "drop-all"
     trace_actions = ("RULE",)
     metric_families: tuple = ()
@@ -67,6 +68,10 @@ class DropAll:
 
     def kernel_support(self) -> Optional[str]:
         return "drop-all is a test mode"
+
+    def measure_sync(self, ports: list, endpoints: dict, config: Any, changed_endpoints: dict,
+                     changed_service: str, repeats: int) -> Any:
+        raise NotImplementedError("drop-all has no proxier to time")
 
     def program_kernel(self, netns: str, cluster: Any, node: str, result: SyncResult) -> None:
         raise NotImplementedError

@@ -9,7 +9,7 @@ import dataclasses
 import time
 from typing import Any, Optional
 
-from netsim.rules.provider import SyncResult
+from netsim.rules.provider import IPTABLES_RESTORE, KernelLoad, SyncMeasurement, SyncResult
 
 
 class IptablesNetfilter:
@@ -227,11 +227,59 @@ class IptablesProvider:
     def kernel_support(self) -> Optional[str]:
         return None
 
+    iptables_only = True              # its kernel state is one iptables-restore text (any iptables backend loads it)
+
+    def measure_sync(self, ports: list, endpoints: dict, config: Any, changed_endpoints: dict,
+                     changed_service: str, repeats: int) -> SyncMeasurement:
+        return measure_sync(ports, endpoints, config, changed_endpoints, changed_service, repeats)
+
     def program_kernel(self, netns: str, cluster: Any, node: str, result: SyncResult) -> None:
         """iptables-restore of the node's whole rule set with the built-in chain jumps (the kernel
         backend restores everything on each sync)."""
         from netsim.kernel import rules
         rules.restore(netns, rules.restore_input(cluster, node))
+
+
+def count_rules(text: str) -> int:
+    """``-A`` lines: the rules an iptables-save / iptables-restore text holds."""
+    return sum(1 for line in text.splitlines() if line.startswith("-A "))
+
+
+def measure_sync(ports: list, endpoints: dict, config: Any, changed_endpoints: dict, changed_service: str,
+                 repeats: int) -> SyncMeasurement:
+    """``syncProxyRules`` + the node's text, timed; then the KEP-3453 partial restore after one
+    endpoint joined ``changed_service`` (only that Service's chains plus KUBE-SERVICES whole)."""
+    from netsim.rules.iptables.proxier import node_view_text
+    from netsim.rules.iptables.proxier_sync import sync_proxy_rules
+    times, data, full = [], None, ""
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        data = sync_proxy_rules(ports, endpoints, config)
+        full = node_view_text(data)
+        times.append(time.perf_counter() - t0)
+    assert data is not None
+    existing = [line[1:].split(" ", 1)[0] for line in data.nat_chains]
+    ptimes, partial = [], ""
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        partial = sync_proxy_rules(ports, changed_endpoints, config, full_sync=False,
+                                   changed_services=[changed_service], existing_nat_chains=existing).text()
+        ptimes.append(time.perf_counter() - t0)
+    change = {"change": "add-one-endpoint"}
+    counts = [
+        ("ruleset_rules", count_rules(full), "rules", {"table": "all"}),
+        ("ruleset_rules", len(data.nat_rules), "rules", {"table": "nat"}),
+        ("ruleset_lines", full.count("\n"), "lines", {}),
+        ("ruleset_bytes", len(full.encode()), "bytes", {}),
+        ("ruleset_chains", len(data.nat_chains), "chains", {"table": "nat"}),
+        ("incremental_restore_rules", count_rules(partial), "rules", change),
+        ("incremental_restore_lines", partial.count("\n"), "lines", change),
+        ("incremental_restore_bytes", len(partial.encode()), "bytes", change),
+    ]
+    loads = [KernelLoad("iptables-restore", [([IPTABLES_RESTORE, "-w", "5"], full)]),
+             KernelLoad("iptables-restore --noflush", [([IPTABLES_RESTORE, "-w", "5", "--noflush"], partial)],
+                        change="add-one-endpoint")]
+    return SyncMeasurement(times, ptimes, counts, loads)
 
 
 PROVIDER = IptablesProvider()

@@ -11,7 +11,7 @@ import dataclasses
 import time
 from typing import Any, Optional
 
-from netsim.rules.provider import SyncResult
+from netsim.rules.provider import IPTABLES_RESTORE, KernelLoad, SyncMeasurement, SyncResult
 
 
 class IpvsHooks:
@@ -168,6 +168,12 @@ class IpvsProvider:
                 "(no /proc/net/ip_vs, no /sys/module/ip_vs); run it in a VM with `netsim verify --vm`, "
                 "or use proxyMode: iptables")
 
+    iptables_only = False             # ipsets, kube-ipvs0 and virtual servers beside its iptables text
+
+    def measure_sync(self, ports: list, endpoints: dict, config: Any, changed_endpoints: dict,
+                     changed_service: str, repeats: int) -> SyncMeasurement:
+        return measure_sync(ports, endpoints, config, changed_endpoints, changed_service, repeats)
+
     def program_kernel(self, netns: str, cluster: Any, node: str, result: SyncResult) -> None:
         """ipsets, iptables, kube-ipvs0 and the virtual servers of one sync (netsim.kernel.ipvs)."""
         from netsim.kernel import ipvs
@@ -176,6 +182,63 @@ class IpvsProvider:
             ipvs.program_node(netns, result.state)
         except ipvs.IpvsKernelError as e:
             raise KernelBackendError(str(e)) from None
+
+
+def measure_sync(ports: list, endpoints: dict, config: Any, changed_endpoints: dict, changed_service: str,
+                 repeats: int) -> SyncMeasurement:
+    """The desired state applied to a fresh node (virtual servers, real servers, ipsets, its
+    iptables text), timed; then the same node after one endpoint joined a Service: the real servers
+    added, and the whole iptables text it restores on every sync (pkg/proxy/ipvs/proxier.go)."""
+    from netsim.rules.iptables.provider import count_rules
+    from netsim.rules.ipvs.proxier import KubeProxyIpvs, desired_state
+    node_ip = config.node_ip
+
+    def fresh() -> Any:
+        return KubeProxyIpvs(None, config.node_name, config=config, node_addresses=[node_ip])
+
+    times, kp, state = [], None, None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        kp = fresh()
+        state = kp.apply(desired_state(ports, endpoints, config, [node_ip]))
+        times.append(time.perf_counter() - t0)
+    assert kp is not None and state is not None
+    full_save, ipset_text, ipt = state.ipvsadm_save(), state.ipset_save(), state.iptables
+    vs = len(state.table)
+    rs = sum(len(v.dests) for v in state.table)
+    before = set(full_save.splitlines())
+    ptimes, after = [], None
+    for i in range(repeats):
+        if i:                                          # re-apply the change on a node in the old state
+            kp = fresh()
+            kp.apply(desired_state(ports, endpoints, config, [node_ip]))
+        t0 = time.perf_counter()
+        after = kp.apply(desired_state(ports, changed_endpoints, config, [node_ip]))
+        ptimes.append(time.perf_counter() - t0)
+    assert after is not None
+    ops = [line for line in after.ipvsadm_save().splitlines() if line not in before]
+    restore = after.restore.text()
+    change = {"change": "add-one-endpoint"}
+    counts = [
+        ("virtual_servers", vs, "virtual servers", {}),
+        ("real_servers", rs, "real servers", {}),
+        ("ipset_entries", sum(1 for line in ipset_text.splitlines() if line.startswith("add ")), "entries", {}),
+        ("ruleset_rules", count_rules(ipt), "rules", {"table": "all"}),
+        ("ruleset_lines", full_save.count("\n") + ipset_text.count("\n") + ipt.count("\n"), "lines", {}),
+        ("ruleset_bytes", len((full_save + ipset_text + ipt).encode()), "bytes", {}),
+        ("incremental_ipvs_operations", len(ops), "operations", change),
+        ("incremental_restore_rules", count_rules(restore), "rules", change),
+        ("incremental_restore_bytes", len(restore.encode()), "bytes", change),
+    ]
+    # the order one sync loads them: ipsets before the iptables rules that match them
+    loads = [KernelLoad("ipset restore", [(["ipset", "restore"], ipset_text)]),
+             KernelLoad("ipvsadm -R", [(["ipvsadm", "-R"], full_save)], needs_ip_vs=True),
+             KernelLoad("iptables-restore", [([IPTABLES_RESTORE, "-w", "5"], ipt)]),
+             KernelLoad("iptables-restore --noflush", [([IPTABLES_RESTORE, "-w", "5", "--noflush"], restore)],
+                        change="add-one-endpoint"),
+             KernelLoad("ipvsadm -a", [(["ipvsadm", *line.split()], "") for line in ops], change="add-one-endpoint",
+                        needs_ip_vs=True)]
+    return SyncMeasurement(times, ptimes, counts, loads)
 
 
 PROVIDER = IpvsProvider()

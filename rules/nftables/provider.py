@@ -29,6 +29,7 @@ class NftablesProvider:
     notice = ("proxyMode nftables: `netsim rules` prints kube-proxy's nftables table; packets are "
               "not emulated yet: `trace` and `up` need --mode iptables or --mode ipvs")
     tool = "nft list ruleset"
+    iptables_only = False
     trace_actions: tuple[str, ...] = ()
 
     @property
@@ -53,6 +54,10 @@ class NftablesProvider:
 
     def kernel_support(self) -> Optional[str]:
         return "proxy mode nftables: the kernel backend loads iptables and ipvs rules only"
+
+    def measure_sync(self, ports: list, endpoints: dict, config: Any, changed_endpoints: dict,
+                     changed_service: str, repeats: int) -> Any:
+        raise _refuse()
 
     def program_kernel(self, netns: str, cluster: Any, node: str, result: SyncResult) -> None:
         raise _refuse()
