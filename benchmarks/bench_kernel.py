@@ -25,7 +25,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from netsim.kernel import netns, rules
+from netsim.kernel import netns
+from netsim.rules.iptables import kernel as rules
 from netsim.kernel.build import KernelCluster
 from netsim.control.manifests import load_text
 from netsim.control.model import Service, ServicePort

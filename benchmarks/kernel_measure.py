@@ -75,7 +75,8 @@ def measure_load(mode: str, services: int, endpoints: int, backend: str, repeats
     each load the mode's provider lists (netsim.rules.provider.KernelLoad), in its order, with
     ``backend``'s iptables-restore; IPVS loads only where the kernel has ip_vs and ipvsadm is installed."""
     from netsim.benchmarks.sync import sync_records
-    from netsim.kernel import netns, rules
+    from netsim.kernel import netns
+    from netsim.rules.iptables import kernel as rules
     from netsim.rules.provider import IPTABLES_RESTORE
     _, measured = sync_records(mode, services, endpoints, repeats=1)
     tool = backend_tool(backend)
@@ -147,7 +148,7 @@ def _connections(client_ns: str, ip: str, port: int, n: int) -> tuple[list[float
 
 
 def _load_with(backend: str, ns: str, text: str) -> None:
-    from netsim.kernel import rules
+    from netsim.rules.iptables import kernel as rules
     rules.ensure_nfacct(ns, text)
     in_namespace(ns, [backend_tool(backend), "-w", "5"], text)
 
@@ -160,7 +161,7 @@ def measure_connect(mode: str, services: int, endpoints: int, backend: str, conn
     if not get(mode).iptables_only:
         raise KernelMeasureError(f"first-connection latency for mode {mode} with an iptables backend: its rules are "
                                  "not one iptables text (measure_connect_programmed programs it)")
-    from netsim.kernel import rules
+    from netsim.rules.iptables import kernel as rules
     from netsim.kernel.build import KernelCluster
     backend_tool(backend)
     cluster = connect_cluster(services, endpoints)

@@ -47,7 +47,7 @@ def _need_root() -> None:
 def up(files, name, no_rules, mode) -> None:
     """Build the cluster from real network namespaces, veths, bridges, VXLAN and iptables."""
     from netsim.kernel.build import KernelBackendError, KernelCluster
-    from netsim.kernel.rules import RulesError
+    from netsim.rules.iptables.kernel import RulesError
     _need_root()
     cluster = load_cluster(files)
     cluster.config.proxy_mode = mode or cluster.config.proxy_mode
@@ -173,7 +173,7 @@ def exec_(target, namespace, name, command) -> None:
 def verify(files, flows, name, seed, verbose, mode, scheduler, vm) -> None:
     """Send real connections through the kernel and compare each with the emulator's trace."""
     from netsim.kernel.build import KernelBackendError
-    from netsim.kernel.rules import RulesError
+    from netsim.rules.iptables.kernel import RulesError
     from netsim.kernel.verify import VerifyError, run_verify
     from netsim.kernel.vm import VmError
     _need_root()

@@ -19,7 +19,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from netsim.kernel import rules as kernel_rules
+from netsim.rules.iptables import kernel as kernel_rules
 
 RESTORE = {"nft": "iptables-restore", "legacy": "iptables-legacy-restore"}
 _LINE = re.compile(r"(?:Error occurred at line: |line )(\d+)|Error in line (\d+)")

@@ -1,9 +1,9 @@
-"""What the kernel backend sends to ipvsadm in IPVS mode (netsim.kernel.ipvs), checked without a kernel:
+"""What the kernel backend sends to ipvsadm in IPVS mode (netsim.rules.ipvs.kernel), checked without a kernel:
 a first sync adds what ``ipvsadm -Sn`` lists; a resync sends only the changes (kube-proxy's
 per-object netlink calls), so the kernel keeps its connections and counters."""
 from __future__ import annotations
 
-from netsim.kernel.ipvs import ipset_restore_input, ipvsadm_changes
+from netsim.rules.ipvs.kernel import ipset_restore_input, ipvsadm_changes
 from netsim.control.manifests import load
 from netsim.rules.ipvs.ipvsadm import parse_save
 from netsim.rules.ipvs.proxier import KubeProxyIpvs

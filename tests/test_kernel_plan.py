@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from netsim.kernel import naming, rules
+from netsim.kernel import naming
+from netsim.rules.iptables import kernel as rules
 from netsim.kernel.build import KernelBackendError, check_kernel_support
 from netsim.kernel.plan import build_plan
 from netsim.control.manifests import load
@@ -73,7 +74,7 @@ def test_lb_vip_goes_to_a_node_with_a_local_endpoint_for_etp_local():
 
 def test_ipvs_mode_is_refused_with_the_missing_module_named():
     if os.path.exists("/proc/net/ip_vs"):
-        check_kernel_support("ipvs")                 # programmed for real (netsim.kernel.ipvs)
+        check_kernel_support("ipvs")                 # programmed for real (netsim.rules.ipvs.kernel)
     else:
         with pytest.raises(KernelBackendError, match="ip_vs kernel module") as e:
             check_kernel_support("ipvs")

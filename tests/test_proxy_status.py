@@ -161,7 +161,8 @@ def test_proxy_status_cli():
 @pytest.mark.kernel
 def test_kernel_node_answers_on_its_kube_proxy_ports(kernel_run_dir):
     from kernel_helpers import require_root_and_tools
-    from netsim.kernel import netns, rules
+    from netsim.kernel import netns
+    from netsim.rules.iptables import kernel as rules
     require_root_and_tools("curl")
     from netsim.kernel.build import KernelCluster
     cluster = load(["example:httpd-app"])

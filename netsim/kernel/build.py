@@ -292,7 +292,7 @@ class KernelCluster:
     # ------------------------------------------------------------------ rules
     def sync_rules(self, nodes: Optional[Iterable[str]] = None) -> None:
         """Render kube-proxy's rules for each running node and load them: iptables-restore, or in
-        IPVS mode ipsets + iptables + kube-ipvs0 + virtual servers (netsim.kernel.ipvs)."""
+        IPVS mode ipsets + iptables + kube-ipvs0 + virtual servers (netsim.rules.ipvs.kernel)."""
         for name in (nodes if nodes is not None else self.plan.nodes):
             node = self.plan.nodes[name]
             model_node = self.cluster.node(name)

@@ -236,7 +236,7 @@ class IptablesProvider:
     def program_kernel(self, netns: str, cluster: Any, node: str, result: SyncResult) -> None:
         """iptables-restore of the node's whole rule set with the built-in chain jumps (the kernel
         backend restores everything on each sync)."""
-        from netsim.kernel import rules
+        from netsim.rules.iptables import kernel as rules
         rules.restore(netns, rules.restore_input(cluster, node))
 
 

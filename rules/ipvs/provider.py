@@ -2,7 +2,7 @@
 (pkg/proxy/ipvs/proxier.go syncProxyRules; always full), ``ipvsadm -Sn`` + ``ipset save`` +
 iptables text, each node's IPVS table and connections (kept between syncs, so connections and
 graceful termination survive endpoint changes) beside the mode's iptables rules, and programming a
-kernel namespace (netsim.kernel.ipvs).
+kernel namespace (netsim.rules.ipvs.kernel).
 """
 from __future__ import annotations
 
@@ -161,7 +161,7 @@ class IpvsProvider:
         return IpvsDataplane(cluster)
 
     def kernel_support(self) -> Optional[str]:
-        from netsim.kernel.ipvs import kernel_has_ipvs
+        from netsim.rules.ipvs.kernel import kernel_has_ipvs
         if kernel_has_ipvs():
             return None
         return ("proxy mode ipvs needs the ip_vs kernel module, which this kernel does not have "
@@ -175,8 +175,8 @@ class IpvsProvider:
         return measure_sync(ports, endpoints, config, changed_endpoints, changed_service, repeats)
 
     def program_kernel(self, netns: str, cluster: Any, node: str, result: SyncResult) -> None:
-        """ipsets, iptables, kube-ipvs0 and the virtual servers of one sync (netsim.kernel.ipvs)."""
-        from netsim.kernel import ipvs
+        """ipsets, iptables, kube-ipvs0 and the virtual servers of one sync (netsim.rules.ipvs.kernel)."""
+        from netsim.rules.ipvs import kernel as ipvs
         from netsim.kernel.build import KernelBackendError
         try:
             ipvs.program_node(netns, result.state)
