@@ -64,6 +64,21 @@ validate_option = click.option(
     help="As kubectl: refuse (strict), warn about or ignore fields the Kubernetes API does not have.")
 
 
+_KUBEADM_KEY = "netsim.control.kubeadm"
+
+
+def _remember_kubeadm(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.meta[_KUBEADM_KEY] = False
+    return value
+
+
+kubeadm_option = click.option(
+    "--no-kubeadm-objects", is_flag=True, expose_value=False, callback=_remember_kubeadm,
+    help="Leave out what kubeadm creates besides CoreDNS: the default/kubernetes Service, the static "
+         "control-plane Pods and the kube-proxy DaemonSet (as spec.kubeadm.enabled: false).")
+
+
 def _remember_verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
     ctx.meta[_VERBOSE_KEY] = value
     return value
@@ -159,7 +174,7 @@ def file_option(command):
     return click.option(
         "-f", "--filename", "files", multiple=True, required=True, metavar="FILE",
         help="Manifest file (multi-document YAML), - for standard input, or example:NAME; repeatable.")(
-        validate_option(command))
+        validate_option(kubeadm_option(command)))
 
 
 def validate_mode() -> str:
@@ -173,7 +188,9 @@ def load_emulator(files: tuple[str, ...], quiet: bool = False, mode: Optional[st
     """netsim.load; bad input becomes a one-line error and exit code 2, never a traceback."""
     from netsim.api import load
     try:
-        em = load(*files, mode=mode, seed=seed, validate=validate_mode(), limits=input_limits())
+        ctx = click.get_current_context(silent=True)
+        kubeadm = ctx.meta.get(_KUBEADM_KEY) if ctx is not None else None
+        em = load(*files, mode=mode, seed=seed, validate=validate_mode(), limits=input_limits(), kubeadm=kubeadm)
     except ManifestError as e:
         raise click.ClickException(str(e)) from None
     apply_faults(em)

@@ -38,7 +38,7 @@ Source = Union[str, "os.PathLike[str]"]
 
 
 def load(*sources: Source, mode: Optional[str] = None, seed: Optional[int] = None,
-         validate: str = "strict", limits: Any = None) -> "Emulator":
+         validate: str = "strict", limits: Any = None, kubeadm: Optional[bool] = None) -> "Emulator":
     """Load manifests into an emulator. A source is a path, ``"example:NAME"`` or YAML text (a str
     containing a newline); several sources are merged as ``netsim -f a -f b`` merges them.
 
@@ -46,7 +46,9 @@ def load(*sources: Source, mode: Optional[str] = None, seed: Optional[int] = Non
     rules); ``seed`` reseeds the cluster's RNG after loading, as ``netsim trace --seed`` does
     (addresses allocated while loading follow the Cluster document's seed); ``validate`` is
     kubectl's --validate (strict: unknown fields refused; warn: a notice; ignore); ``limits`` a
-    ``netsim.control.inputread.InputLimits`` (source size, YAML values, aliases). Bad input raises
+    ``netsim.control.inputread.InputLimits`` (source size, YAML values, aliases); ``kubeadm=False`` leaves out
+    kubeadm's own objects (default/kubernetes, the static control-plane Pods, the kube-proxy
+    DaemonSet), as the Cluster document's ``spec.kubeadm.enabled: false`` does. Bad input raises
     :class:`ManifestError` with a one-line message naming file, document and field."""
     from netsim.control.manifests import load as load_manifests
     flat: list[str] = []
@@ -60,7 +62,7 @@ def load(*sources: Source, mode: Optional[str] = None, seed: Optional[int] = Non
     from netsim.rules import registry
     if mode is not None and mode not in registry.known_modes():
         registry.get(mode)                    # raises ProxyModeError (a ValueError) naming the modes
-    cluster = load_manifests(flat, validate=validate, limits=limits)
+    cluster = load_manifests(flat, validate=validate, limits=limits, kubeadm=kubeadm)
     if mode is not None and mode in registry.known_modes(kube_proxy_only=True):
         cluster.config.proxy_mode = mode
     if seed is not None:

@@ -17,6 +17,7 @@ spec:
   proxyMode: ipvs
   ipvsScheduler: %(scheduler)s
   coredns: {enabled: false}
+  kubeadm: {enabled: false}
 """
 
 POD = """\

@@ -71,8 +71,12 @@ def test_get_nodes_wide():
 def test_get_endpointslices_json(httpd_cluster):
     r = run("get", "endpointslices", "-o", "json", "-f", "example:httpd-app")
     doc = json.loads(r.stdout)
-    assert doc["kind"] == "List" and len(doc["items"]) == 1
-    (item,) = doc["items"]
+    assert doc["kind"] == "List" and len(doc["items"]) == 2
+    item, apiserver = doc["items"]       # by name, as kubectl lists: kube-apiserver's own slice "kubernetes" last
+    assert apiserver["metadata"] == {"name": "kubernetes", "namespace": "default",
+                                     "labels": {"kubernetes.io/service-name": "kubernetes"}}
+    assert [e["addresses"] for e in apiserver["endpoints"]] == [["192.168.49.2"]]
+    assert apiserver["ports"] == [{"name": "https", "port": 6443, "protocol": "TCP"}]
     assert item["kind"] == "EndpointSlice" and item["apiVersion"] == "discovery.k8s.io/v1"
     assert item["metadata"]["labels"]["kubernetes.io/service-name"] == "httpd-app"
     assert sorted(e["addresses"][0] for e in item["endpoints"]) == sorted(

@@ -228,3 +228,35 @@ def test_deep_jump_chain_is_checked_without_recursion_limit():
     Engine(parse(FILTER_HEAD + decl + "-A INPUT -j C0\n" + jumps + "COMMIT\n"))
     with pytest.raises(IptablesError, match=rf"^loop:{2 * n + 5}: jump to C0 makes a loop"):
         Engine(parse(FILTER_HEAD + decl + "-A INPUT -j C0\n" + jumps + f"-A C{n - 1} -j C0\nCOMMIT\n", source="loop"))
+
+
+# --- what iptables-restore itself refuses (iptables 1.8 do_command4, libxt_statistic) -----------------
+REFUSED = [
+    ("-A INPUT -o eth0 -j ACCEPT", "Can't use -o with INPUT"),
+    ("-A OUTPUT -i eth0 -j ACCEPT", "Can't use -i with OUTPUT"),
+    ("-A INPUT -m statistic --mode nth --every 2 -j ACCEPT", 'option "--every" also requires "--packet"'),
+]
+ACCEPTED = ["-A FORWARD -o eth0 -j ACCEPT", "-A FORWARD -i eth0 -j ACCEPT",
+            "-A INPUT -m statistic --mode nth --every 2 --packet 0 -j ACCEPT", "-A X -o eth0 -j ACCEPT"]
+
+
+@pytest.mark.parametrize("bad, msg", REFUSED)
+def test_rules_iptables_refuses_are_refused(bad, msg):
+    with pytest.raises(IptablesError) as e:
+        parse(FILTER_HEAD + ":X - [0:0]\n" + bad + "\nCOMMIT\n", source="d")
+    assert str(e.value).startswith("d:6: ") and msg in str(e.value)
+
+
+@pytest.mark.parametrize("good", ACCEPTED)
+def test_rules_iptables_accepts_are_accepted(good):
+    parse(FILTER_HEAD + ":X - [0:0]\n" + good + "\nCOMMIT\n")
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("line, refused", [(b, True) for b, _ in REFUSED] + [(g, False) for g in ACCEPTED])
+def test_the_kernels_iptables_restore_agrees(line, refused):
+    if not _can_netns():
+        pytest.skip("cannot create a network namespace with unshare --net (needs root)")
+    r = subprocess.run(["unshare", "--net", "iptables-restore"], input=FILTER_HEAD + ":X - [0:0]\n" + line + "\nCOMMIT\n",
+                       capture_output=True, text=True, timeout=60)
+    assert (r.returncode != 0) is refused, r.stderr

@@ -67,9 +67,10 @@ def test_kubeadm_coredns_deployment_and_kube_dns_service():
 
 def test_coredns_can_be_disabled_or_resized():
     c = load_text(cluster_doc(coredns="{enabled: false}") + pod_yaml())
-    assert c.service("kube-system", "kube-dns") is None and c.pods("kube-system") == []
+    dns = [p for p in c.pods("kube-system") if p.labels.get("k8s-app") == "kube-dns"]
+    assert c.service("kube-system", "kube-dns") is None and dns == []
     c = load_text(cluster_doc(coredns="{replicas: 3}") + pod_yaml())
-    assert len(c.pods("kube-system")) == 3
+    assert len([p for p in c.pods("kube-system") if p.labels.get("k8s-app") == "kube-dns"]) == 3
 
 
 def test_cluster_document_every_field():
@@ -79,7 +80,8 @@ def test_cluster_document_every_field():
         serviceCIDR="10.100.0.0/16", nodeNetwork="10.1.0.0/24", clusterDomain="corp.internal",
         dnsServiceIP="10.100.0.53", nodePortRange="31000-31010", proxyMode="ipvs", ipvsScheduler="sh",
         masqueradeAll="true", podNetwork="host-gw", loadBalancerPool="10.1.0.200/29",
-        externalClientIP="10.1.0.100", seed=42, upstreamDNS="{Example.COM.: [93.184.216.34]}")
+        externalClientIP="10.1.0.100", seed=42, upstreamDNS="{Example.COM.: [93.184.216.34]}",
+        kubeadm="{enabled: false}")
     c = load_text(text + pod_yaml())
     cfg = c.config
     assert cfg.name == "t"
@@ -91,12 +93,16 @@ def test_cluster_document_every_field():
     assert (cfg.proxy_mode, cfg.ipvs_scheduler, cfg.masquerade_all, cfg.pod_network) == ("ipvs", "sh", True, "host-gw")
     assert cfg.load_balancer_pool == "10.1.0.200/29" and cfg.external_client_ip == "10.1.0.100"
     assert cfg.seed == 42 and cfg.upstream_dns == {"example.com": ["93.184.216.34"]}
+    assert not cfg.kubeadm and c.service("default", "kubernetes") is None and c.workloads("kube-system")[0].name == "coredns"
     a, b = c.nodes()
     assert (a.name, a.ip, a.zone, a.pod_cidr) == ("a", "10.1.0.5", "z1", "10.32.0.0/20")
     # a, listed first, is where kubeadm init ran: the control plane, labelled and tainted as kubeadm does
     assert a.labels == {"disk": "ssd", "kubernetes.io/hostname": "a", "topology.kubernetes.io/zone": "z1",
                         "node-role.kubernetes.io/control-plane": "",
-                        "node.kubernetes.io/exclude-from-external-load-balancers": ""}
+                        "node.kubernetes.io/exclude-from-external-load-balancers": "",
+                        # the kubelet's own labels (kubelet_node_status.go initialNode)
+                        "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+                        "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64"}
     assert [str(t) for t in a.taints] == ["node-role.kubernetes.io/control-plane:NoSchedule"] and b.taints == []
     assert (b.name, b.ip, b.pod_cidr) == ("b", "10.1.0.3", "10.32.16.0/20")   # default IP: .2 + index
 
@@ -180,7 +186,7 @@ def test_pod_with_unsatisfiable_node_selector_stays_pending_with_event():
 def test_pods_spread_over_nodes():
     c = load_text(cluster_doc(coredns="{enabled: false}") + "".join(pod_yaml(f"p{i}") for i in range(6)))
     per_node = {}
-    for p in c.pods():
+    for p in c.pods("default"):
         per_node[p.node_name] = per_node.get(p.node_name, 0) + 1
     # node-1 is kubeadm's control plane, tainted NoSchedule: the pods spread over the two workers
     assert per_node == {"node-2": 3, "node-3": 3}

@@ -29,6 +29,12 @@ def httpd(grace: float = 40.0) -> tuple[Cluster, str, list[WatchEvent]]:
     return c, victim, seen
 
 
+def evictable(c: Cluster, node: str) -> list:
+    """The pods on `node` that taint-based eviction deletes: not kubeadm's kube-proxy DaemonSet pod,
+    which tolerates node.kubernetes.io/unreachable:NoExecute for ever (DaemonSet controller)."""
+    return [p for p in c.pods() if p.node_name == node and p.owner != ("DaemonSet", "kube-proxy")]
+
+
 def httpd_endpoints(c: Cluster) -> dict[str, bool]:
     return {e.addresses[0]: e.ready for s in c.endpoint_slices("default", "httpd-app") for e in s.endpoints}
 
@@ -88,14 +94,16 @@ def test_eviction_300s_after_not_ready_leaves_pods_terminating_and_replicasets_r
     # unreachable", docs: Force Delete StatefulSet Pods). ReplicaSets count only active pods
     # (controller.FilterActivePods drops pods with a deletionTimestamp) and replace them at once.
     c, victim, seen = httpd(40.0)
-    old = {p.name: p for p in c.pods() if p.node_name == victim}
+    old = {p.name: p for p in evictable(c, victim)}
+    proxy = next(p for p in c.pods("kube-system") if p.node_name == victim and p.name.startswith("kube-proxy-"))
     assert old
     c.stop_node(victim)
     c.advance(344)                                          # NotReady at 45, eviction due at 345
     assert not any(p.terminating for p in old.values())
     c.advance(1)
     assert c.clock.now == 345
-    still = {p.name: p for p in c.pods() if p.node_name == victim}
+    still = {p.name: p for p in evictable(c, victim)}
+    assert not proxy.terminating and c.pod("kube-system", proxy.name) is proxy    # the DaemonSet pod stays
     assert still == old and all(p.terminating and not p.ready and p.phase == "Running" for p in still.values())
     evictions = [e for e in c.event_log if e.reason == "TaintManagerEviction"]
     assert {(e.time, e.source, e.message) for e in evictions} == {
@@ -117,7 +125,7 @@ def test_eviction_300s_after_not_ready_leaves_pods_terminating_and_replicasets_r
     added = [e.obj.name for e in seen if e.type == "ADDED" and e.kind == "Pod"]
     assert len(added) == len(old)
     c.advance(3600)                                         # an hour later, still waiting for the kubelet
-    assert {p.name for p in c.pods() if p.node_name == victim} == set(old)
+    assert {p.name for p in evictable(c, victim)} == set(old)
 
 
 def test_returning_node_kills_the_evicted_pods_and_they_go_after_their_grace_period():
@@ -125,7 +133,7 @@ def test_returning_node_kills_the_evicted_pods_and_they_go_after_their_grace_per
     # deletionGracePeriodSeconds (30 s, set by the taint manager's delete); the kubelet then deletes
     # the pod object. The emulator's containers use their whole grace period, as with kubectl delete.
     c, victim, seen = httpd(40.0)
-    old = {p.name for p in c.pods() if p.node_name == victim}
+    old = {p.name for p in evictable(c, victim)}
     c.stop_node(victim)
     c.advance(400)
     c.start_node(victim)

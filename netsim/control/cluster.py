@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import ipaddress
 import math
 import random
@@ -17,13 +18,26 @@ from netsim.control import endpointslices as eps
 from netsim.control.events import Event, WatchEvent, Watcher
 from netsim.control.ipam import (AllocationError, ClusterIPAllocator, LoadBalancerIPAllocator,
                          NodeCIDRAllocator, PodIPAllocator, PortAllocator)
-from netsim.control.model import ClusterConfig, Deployment, EndpointSlice, Namespace, Node, Pod, Service
-from netsim.control.scheduler import ScoringIndex, feasible_nodes, filter_key, schedule, unschedulable_message
+from netsim.control.model import (ClusterConfig, Deployment, EndpointSlice, Namespace, Node, Pod, Service, Taint,
+                                  Toleration)
+from netsim.control.scheduler import (ScoringIndex, feasible_nodes, filter_key, schedule, unschedulable_message,
+                                      untolerated_taint, wanted_host_ports)
 
 NODE_MONITOR_PERIOD = 5.0          # kube-controller-manager --node-monitor-period
 TERMINATION_GRACE_PERIOD = 30.0    # pod.spec.terminationGracePeriodSeconds default
 TAINT_EVICTION_CONTROLLER = "taint-eviction-controller"   # kube-controller-manager's event source (v1.29+)
 AWAITING_KUBELET = math.inf        # deletion deadline of a pod whose kubelet cannot confirm the kill
+UNREACHABLE_TAINT = Taint("node.kubernetes.io/unreachable", "", "NoExecute")   # node lifecycle controller's taint
+# the tolerations the DaemonSet controller adds to every pod it creates
+# (pkg/controller/daemon/util/daemonset_util.go AddOrUpdateDaemonPodTolerations): not-ready and
+# unreachable NoExecute for ever, the node-condition NoSchedule taints, network-unavailable for hostNetwork
+DAEMON_TOLERATIONS = (Toleration("node.kubernetes.io/not-ready", "Exists", "", "NoExecute"),
+                      Toleration("node.kubernetes.io/unreachable", "Exists", "", "NoExecute"),
+                      Toleration("node.kubernetes.io/disk-pressure", "Exists", "", "NoSchedule"),
+                      Toleration("node.kubernetes.io/memory-pressure", "Exists", "", "NoSchedule"),
+                      Toleration("node.kubernetes.io/pid-pressure", "Exists", "", "NoSchedule"),
+                      Toleration("node.kubernetes.io/unschedulable", "Exists", "", "NoSchedule"))
+HOST_NETWORK_DAEMON_TOLERATION = Toleration("node.kubernetes.io/network-unavailable", "Exists", "", "NoSchedule")
 
 
 class ClusterError(ValueError):
@@ -73,6 +87,7 @@ class Cluster:
         self._pods_by_owner: dict[tuple[str, str, str], set[str]] = {}  # (ns, kind, name) -> pod keys
         self._pods_by_ip: dict[str, str] = {}                           # pod IP -> pod key (not hostNetwork)
         self._pods_per_node: dict[str, int] = {}                        # bound pods, as the scheduler counts
+        self._host_port_pods: dict[str, None] = {}                      # pods mapping a hostPort, in creation order
         self._pending: dict[str, None] = {}                             # pods not yet running, in creation order
         self._slices_by_svc: dict[str, dict[str, EndpointSlice]] = {}   # "ns/service" -> slice key -> slice
         self._unschedulable_reported: set[str] = set()
@@ -113,6 +128,10 @@ class Cluster:
         return [s for s in self._slices.values()
                 if (namespace is None or s.namespace == namespace)
                 and (service is None or s.service_name == service)]
+
+    def host_port_pods(self) -> list[Pod]:
+        """Pods with a containerPort that maps a hostPort, in creation order (what CNI portmap sees)."""
+        return [self._pods[k] for k in self._host_port_pods]
 
     def pod_by_ip(self, ip: str) -> Optional[Pod]:
         key = self._pods_by_ip.get(ip)
@@ -342,6 +361,9 @@ class Cluster:
         owned = [self._pods[k] for k in self._pods_by_owner.get((w.namespace, w.kind, w.name), ())]
         owned.sort(key=lambda p: self._order[p.key])
         mine = [p for p in owned if not p.terminating]
+        if w.kind == "DaemonSet":
+            self._sync_daemonset(w, mine)
+            return
         if w.kind == "StatefulSet":
             have = {p.name for p in owned}
             for i in range(w.replicas):
@@ -365,6 +387,51 @@ class Cluster:
         if len(mine) > w.replicas:
             # The ReplicaSet controller deletes the newest / least-ready pods first; we take the last created.
             for p in mine[w.replicas:]:
+                self._start_deletion(p)
+
+    def _sync_daemonset(self, w: Deployment, mine: list[Pod]) -> None:
+        """The DaemonSet controller (pkg/controller/daemon/daemon_controller.go manage): one pod per
+        node that should run it (NodeShouldRunDaemonPod: the template's nodeName, nodeSelector, and
+        taints tolerated with the daemon tolerations added), none elsewhere. Each pod carries node
+        affinity to its node (util.ReplaceDaemonSetPodNodeNameNodeAffinity) and the default scheduler
+        binds it. A pod's generated name suffix is a hash of (DaemonSet, node, attempt) rather than a
+        draw from the cluster's RNG, so a DaemonSet leaves every other seeded draw where it was."""
+        template = _copy_pod(w.template)
+        for t in DAEMON_TOLERATIONS + ((HOST_NETWORK_DAEMON_TOLERATION,) if template.host_network else ()):
+            if not any(x.key == t.key and x.effect == t.effect for x in template.tolerations):
+                template.tolerations.append(t)
+        have: dict[str, list[Pod]] = {}
+        for p in mine:
+            have.setdefault(p.required_node or p.node_name or "", []).append(p)
+        for node in sorted(self._nodes.values(), key=lambda n: n.name):
+            should_run = (not template.node_name or template.node_name == node.name) \
+                and all(node.labels.get(k) == v for k, v in template.node_selector.items()) \
+                and untolerated_taint(template, node) is None
+            pods = have.pop(node.name, [])
+            if should_run and not pods:
+                pod = _copy_pod(template)
+                attempt = 0
+                while True:
+                    digest = hashlib.sha256(f"{w.key}/{node.name}/{attempt}".encode()).digest()
+                    name = f"{w.name}-{eps.suffix_from_bytes(digest)}"
+                    if f"{w.namespace}/{name}" not in self._pods:
+                        break
+                    attempt += 1
+                pod.name, pod.namespace, pod.owner = name, w.namespace, (w.kind, w.name)
+                pod.node_name, pod.required_node = None, node.name
+                pod.uid = digest[8:16].hex()
+                pod.labels = {**pod.labels, "controller-revision-hash": w.template_hash or "1",
+                              "pod-template-generation": "1"}
+                self.record("SuccessfulCreate", f"daemonset/{w.name}", f"Created pod: {name}",
+                            "daemonset-controller", w.namespace)
+                self._create_pod(pod, source="daemonset-controller")
+            elif not should_run:
+                for p in pods:
+                    self.record("SuccessfulDelete", f"daemonset/{w.name}", f"Deleted pod: {p.name}",
+                                "daemonset-controller", w.namespace)
+                    self._start_deletion(p)
+        for pods in have.values():            # pods of nodes that no longer exist
+            for p in pods:
                 self._start_deletion(p)
 
     def _pod_from_template(self, w: Deployment, name: str) -> Pod:
@@ -396,6 +463,8 @@ class Cluster:
             self._pods_by_owner.setdefault((pod.namespace, pod.owner[0], pod.owner[1]), set()).add(pod.key)
         if pod.node_name:
             self._pods_per_node[pod.node_name] = self._pods_per_node.get(pod.node_name, 0) + 1
+        if any(cp.host_port for cp in pod.ports):
+            self._host_port_pods[pod.key] = None
         self._pending[pod.key] = None
 
     def _remove_pod(self, key: str) -> Pod:
@@ -410,6 +479,7 @@ class Cluster:
         if pod.ip and self._pods_by_ip.get(pod.ip) == key:
             del self._pods_by_ip[pod.ip]
         self._pending.pop(key, None)
+        self._host_port_pods.pop(key, None)
         self._unschedulable_reported.discard(key)
         self._sandbox_failed.discard(key)
         return pod
@@ -486,11 +556,13 @@ class Cluster:
                 index = index_by_key.get(fkey)
                 if index is None:
                     index = index_by_key[fkey] = ScoringIndex(feasible_nodes(pod, nodes), counts)
-                chosen = schedule(pod, nodes, counts, self.rng, self._siblings_per_node(pod), index=index)
+                used = self._used_host_ports() if wanted_host_ports(pod) else None
+                chosen = schedule(pod, nodes, counts, self.rng, self._siblings_per_node(pod), index=index,
+                                  used_host_ports=used)
                 if chosen is None:
                     if key not in self._unschedulable_reported:
                         self._unschedulable_reported.add(key)
-                        self.record("FailedScheduling", f"pod/{pod.name}", unschedulable_message(pod, nodes),
+                        self.record("FailedScheduling", f"pod/{pod.name}", unschedulable_message(pod, nodes, used),
                                     "default-scheduler", pod.namespace, "Warning")
                     continue
                 pod.node_name = chosen
@@ -501,6 +573,14 @@ class Cluster:
                             f"Successfully assigned {pod.namespace}/{pod.name} to {chosen}",
                             "default-scheduler", pod.namespace)
             self._kubelet_start(pod)
+
+    def _used_host_ports(self) -> dict[str, set]:
+        """Per node, the host ports its bound pods hold (the NodePorts filter's view)."""
+        out: dict[str, set] = {}
+        for p in self.host_port_pods():
+            if p.node_name:
+                out.setdefault(p.node_name, set()).update(wanted_host_ports(p))
+        return out
 
     def _siblings_per_node(self, pod: Pod) -> dict[str, int]:
         """Bound pods with the same owner as `pod`, per node (what default topology spreading counts)."""
@@ -701,6 +781,9 @@ class Cluster:
         w = self._workloads.get(f"{namespace}/{name}")
         if w is None:
             raise ClusterError(f'workload "{name}" not found in namespace {namespace}')
+        if w.kind == "DaemonSet":       # apps/v1 DaemonSet has no scale subresource
+            raise ClusterError(f'daemonsets.apps "{name}": a DaemonSet runs one pod per eligible node and '
+                               "cannot be scaled")
         if replicas < 0:
             raise ClusterError(f"spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0")
         was, w.replicas = w.replicas, replicas
@@ -824,6 +907,8 @@ class Cluster:
         for pod in list(self._pods.values()):
             if pod.node_name != node.name or pod.terminating:
                 continue
+            if any(t.seconds is None and t.tolerates(UNREACHABLE_TAINT) for t in pod.tolerations):
+                continue        # tolerates the unreachable taint for ever (DaemonSet and mirror pods)
             self.record("TaintManagerEviction", f"pod/{pod.name}", f"Marking for deletion Pod {pod.key}",
                         TAINT_EVICTION_CONTROLLER, pod.namespace)
             self._start_deletion(pod, TERMINATION_GRACE_PERIOD)

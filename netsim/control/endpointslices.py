@@ -16,6 +16,11 @@ def random_suffix(rng: random.Random, n: int = 5) -> str:
     return "".join(rng.choice(_NAME_CHARS) for _ in range(n))
 
 
+def suffix_from_bytes(digest: bytes, n: int = 5) -> str:
+    """A generateName-style suffix taken from `digest` instead of a random draw."""
+    return "".join(_NAME_CHARS[b % len(_NAME_CHARS)] for b in digest[:n])
+
+
 def selector_matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 

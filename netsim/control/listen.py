@@ -63,9 +63,16 @@ class ListenPort:
     port: int
     protocol: str          # TCP | UDP | SCTP
     source: str            # "containerPort", "httpd image default" or "annotation netsim.io/listen"
+    address: str = ""      # the address the socket is bound to ("": every address of the host)
 
     def __str__(self) -> str:
-        return f"{self.port}/{self.protocol.lower()}"
+        where = f"{self.address}:" if self.address else ""
+        return f"{where}{self.port}/{self.protocol.lower()}"
+
+    @property
+    def loopback_only(self) -> bool:
+        """Bound to 127.0.0.0/8: no other host can reach it (inet_bind with a loopback address)."""
+        return self.address.startswith("127.")
 
 
 def image_repository(image: str) -> str:
@@ -110,7 +117,9 @@ def parse_listen(value: str) -> list[tuple[int, str]]:
 def listen_ports(pod: Pod) -> list[ListenPort]:
     """The ports the pod's processes listen on (see the module docstring for the rules)."""
     if pod.listen is not None:
-        return [ListenPort(p, proto, f"annotation {LISTEN_ANNOTATION}") for p, proto in pod.listen]
+        # (port, protocol[, address[, source]]): the last two only from netsim's own built-in pods
+        return [ListenPort(e[0], e[1], e[3] if len(e) > 3 else f"annotation {LISTEN_ANNOTATION}",
+                           e[2] if len(e) > 2 else "") for e in pod.listen]
     out: list[ListenPort] = []
     seen: set[tuple[int, str]] = set()
     for cp in pod.ports:
@@ -126,7 +135,7 @@ def listen_ports(pod: Pod) -> list[ListenPort]:
 
 
 def listens_on(pod: Pod, port: int, protocol: str) -> bool:
-    return any(lp.port == port and lp.protocol == protocol for lp in listen_ports(pod))
+    return any(lp.port == port and lp.protocol == protocol and not lp.loopback_only for lp in listen_ports(pod))
 
 
 def describe(pod: Pod, with_pod: bool = True) -> str:

@@ -11,7 +11,7 @@ from typing import Iterable, Optional, Union
 import yaml
 from netaddr import IPSet
 
-from netsim.control import apischema, listen, objects
+from netsim.control import apischema, kubeadm, listen, objects
 from netsim.control import validation as v
 from netsim.control.cluster import Cluster, ClusterError
 from netsim.control.docfields import Doc, ManifestError
@@ -31,6 +31,7 @@ KINDS = {
     ("apps/v1", "Deployment"): objects.workload,
     ("apps/v1", "ReplicaSet"): objects.workload,
     ("apps/v1", "StatefulSet"): objects.workload,
+    ("apps/v1", "DaemonSet"): objects.workload,
     ("discovery.k8s.io/v1", "EndpointSlice"): objects.endpoint_slice,
 }
 IPVS_SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh")
@@ -56,14 +57,16 @@ def example_path(name: str) -> str:
 
 
 def load(sources: Union[str, Iterable[str]], validate: str = "strict",
-         limits: Optional[InputLimits] = None) -> Cluster:
+         limits: Optional[InputLimits] = None, kubeadm: Optional[bool] = None) -> Cluster:
     """Read files (``-`` is standard input, ``example:NAME`` a built-in example, a str with a
     newline is YAML text) and build the cluster, several sources merged as ``-f a -f b`` is;
     ManifestError on bad input.
 
     `validate` is kubectl's --validate: "strict" refuses fields the Kubernetes API does not have,
     "warn" loads and adds a warning to the notices, "ignore" says nothing. `limits` bounds each
-    source's size, YAML values and alias expansion (netsim.control.inputread)."""
+    source's size, YAML values and alias expansion (netsim.control.inputread). `kubeadm` False leaves out
+    kubeadm's own objects (default/kubernetes, the static control-plane Pods, the kube-proxy
+    DaemonSet; netsim.control.kubeadm) whatever the Cluster document says; None keeps the document's choice."""
     if isinstance(sources, str):
         sources = [sources]
     sources = [os.fspath(s) for s in sources]
@@ -75,7 +78,7 @@ def load(sources: Union[str, Iterable[str]], validate: str = "strict",
         from netsim.control.statedir import load_state
         return load_state(states[0], validate)
     notices: list[str] = []
-    cluster = build_documents(read_documents(sources, limits, notices), validate)
+    cluster = build_documents(read_documents(sources, limits, notices), validate, kubeadm)
     cluster.notices[:0] = notices
     return cluster
 
@@ -111,17 +114,15 @@ def read_documents(sources: Iterable[str], limits: Optional[InputLimits] = None,
     return docs
 
 
-def load_text(text: str, source: str = "<string>", validate: str = "strict") -> Cluster:
-    return _build([(source, text)], validate)
+def load_text(text: str, source: str = "<string>", validate: str = "strict",
+              kubeadm: Optional[bool] = None) -> Cluster:
+    return build_documents(_documents(source, text), validate, kubeadm)
 
 
-def _build(texts: list[tuple[str, str]], validate: str = "strict") -> Cluster:
-    return build_documents([d for source, text in texts for d in _documents(source, text)], validate)
-
-
-def build_documents(docs: list[Doc], validate: str = "strict") -> Cluster:
+def build_documents(docs: list[Doc], validate: str = "strict", with_kubeadm: Optional[bool] = None) -> Cluster:
     """A new cluster from parsed documents: the Cluster document (or kubeadm's defaults), the nodes,
-    CoreDNS, then every Kubernetes object, applied together."""
+    kubeadm's own objects, CoreDNS, then every Kubernetes object, applied together. `with_kubeadm`
+    False (or the Cluster document's spec.kubeadm.enabled false) leaves kubeadm's objects out."""
     validate = apischema.normalize_mode(validate)
     config_docs = [d for d in docs if d.body.get("apiVersion") == "netsim.io/v1"]
     if len(config_docs) > 1:
@@ -130,8 +131,14 @@ def build_documents(docs: list[Doc], validate: str = "strict") -> Cluster:
     config, nodes = cluster_config(config_docs[0]) if config_docs else (ClusterConfig(), None)
     if nodes is None:
         nodes = default_nodes(config)
+    if with_kubeadm is not None:
+        config.kubeadm = with_kubeadm
     objs: list = list(nodes)
     origins: list[str] = [config_docs[0].where if config_docs else "default nodes"] * len(nodes)
+    if config.kubeadm:      # what `kubeadm init` creates before any addon
+        more_objs = kubeadm.kubeadm_objects(config, nodes)
+        objs += more_objs
+        origins += ["built-in kubeadm objects"] * len(more_objs)
     if config.coredns:      # kubeadm installs CoreDNS before any user workload
         objs += coredns_objects(config)
         origins += ["built-in CoreDNS"] * 2
@@ -359,6 +366,9 @@ def cluster_config(doc: Doc) -> tuple[ClusterConfig, Optional[list[Node]]]:
     _no_unknown_fields(doc, dns, "spec.coredns", ("enabled", "replicas"))
     cfg.coredns = doc.get(dns, "enabled", "spec.coredns.enabled", bool, True)
     cfg.coredns_replicas = doc.get(dns, "replicas", "spec.coredns.replicas", int, cfg.coredns_replicas)
+    kadm = doc.get(spec, "kubeadm", "spec.kubeadm", dict, {})
+    _no_unknown_fields(doc, kadm, "spec.kubeadm", ("enabled",))
+    cfg.kubeadm = doc.get(kadm, "enabled", "spec.kubeadm.enabled", bool, True)
     if cfg.coredns_replicas < 0:
         raise doc.fail("spec.coredns.replicas", f"Invalid value: {cfg.coredns_replicas}: must be greater than or "
                        "equal to 0")
@@ -393,6 +403,8 @@ def cluster_config(doc: Doc) -> tuple[ClusterConfig, Optional[list[Node]]]:
             raise doc.fail(f"{path}.ip", f"Invalid value: {ip!r}: not in nodeNetwork {node_net}")
         labels = doc.str_map(n, "labels", f"{path}.labels")
         labels.setdefault("kubernetes.io/hostname", name)
+        for k, val in kubeadm.NODE_OS_LABELS.items():
+            labels.setdefault(k, val)
         zone = doc.get(n, "zone", f"{path}.zone", str, labels.get("topology.kubernetes.io/zone"))
         if zone:
             labels["topology.kubernetes.io/zone"] = zone
@@ -471,7 +483,8 @@ def default_nodes(cfg: ClusterConfig, count: int = 3) -> list[Node]:
     """Without a Cluster document: three nodes node-1..node-3 at .2, .3, .4 of the node network."""
     net = ipaddress.ip_network(cfg.node_network)
     nodes = [Node(name=f"node-{i}", ip=str(net.network_address + 1 + i),
-                  labels={"kubernetes.io/hostname": f"node-{i}"}) for i in range(1, count + 1)]
+                  labels={"kubernetes.io/hostname": f"node-{i}", **kubeadm.NODE_OS_LABELS})
+             for i in range(1, count + 1)]
     kubeadm_roles(nodes, [None] * count, [None] * count)
     return nodes
 
@@ -527,7 +540,7 @@ def selector_warnings(cluster: Cluster) -> list[str]:
 CLUSTER_SPEC_FIELDS = (
     "nodes", "podCIDR", "clusterCIDR", "nodeCIDRMaskSize", "serviceCIDR", "nodeNetwork", "clusterDomain",
     "dnsServiceIP", "nodePortRange", "proxyMode", "ipvsScheduler", "masqueradeAll", "podNetwork",
-    "loadBalancerPool", "externalClientIP", "coredns", "upstreamDNS", "seed")
+    "loadBalancerPool", "externalClientIP", "coredns", "kubeadm", "upstreamDNS", "seed")
 
 
 def _no_unknown_fields(doc: Doc, obj: dict, path: str, known: tuple) -> None:

@@ -12,6 +12,8 @@ class ContainerPort:
     container_port: int
     protocol: str = "TCP"
     name: Optional[str] = None
+    host_port: Optional[int] = None           # the CNI portmap plugin maps NODE:hostPort to it
+    host_ip: Optional[str] = None             # hostIP: only that node address (None: every address)
 
 
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
@@ -34,6 +36,7 @@ class Toleration:
     operator: str = "Equal"                    # Equal | Exists
     value: str = ""
     effect: str = ""                           # empty: every effect
+    seconds: Optional[int] = None              # tolerationSeconds (NoExecute): None tolerates for ever
 
     def tolerates(self, taint: Taint) -> bool:
         """core/v1 Toleration.ToleratesTaint (staging/src/k8s.io/api/core/v1/toleration.go)."""
@@ -85,8 +88,14 @@ class Pod:
     uid: str = ""
     images: list[str] = field(default_factory=list)             # spec.containers[].image
     containers: list[str] = field(default_factory=list)         # spec.containers[].name
-    listen: Optional[list[tuple[int, str]]] = None              # annotation netsim.io/listen (None: absent)
+    # annotation netsim.io/listen (None: absent); an entry may carry a third item, the one address the
+    # socket is bound to (kubeadm's control-plane components bind some ports to 127.0.0.1 only)
+    listen: Optional[list[tuple]] = None
     tolerations: list[Toleration] = field(default_factory=list)
+    # the DaemonSet controller's node affinity (matchFields metadata.name In [NODE]): the scheduler
+    # may bind the pod to this node only
+    required_node: Optional[str] = None
+    priority_class: Optional[str] = None                        # spec.priorityClassName
 
     @property
     def key(self) -> str:
@@ -183,7 +192,8 @@ class Namespace:
 
 @dataclass
 class Deployment:
-    """Deployment, ReplicaSet or StatefulSet: a pod template with a replica count."""
+    """Deployment, ReplicaSet, StatefulSet or DaemonSet: a pod template with a replica count
+    (a DaemonSet's count is the number of eligible nodes: `replicas` is not used)."""
     kind: str
     name: str
     namespace: str
@@ -217,6 +227,7 @@ class ClusterConfig:
     load_balancer_pool: str = "192.168.49.240/28"
     external_client_ip: Optional[str] = None  # default: a free address on the node network
     coredns: bool = True
+    kubeadm: bool = True                      # default/kubernetes, static control-plane Pods, kube-proxy DaemonSet
     coredns_replicas: int = 2
     upstream_dns: dict[str, list[str]] = field(default_factory=dict)  # name -> A records
     seed: int = 0

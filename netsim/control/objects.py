@@ -40,6 +40,7 @@ def pod_spec(doc: Doc, spec: dict, path: str) -> Pod:
     names: set[str] = set()
     images: list[str] = []
     container_names: list[str] = []
+    port_paths: list[str] = []
     for ci, c in enumerate(containers):
         cpath = f"{path}.containers[{ci}]"
         container_names.append(doc.get(c, "name", f"{cpath}.name", str))
@@ -63,7 +64,14 @@ def pod_spec(doc: Doc, spec: dict, path: str) -> Pod:
             if (num, proto) in seen:
                 raise doc.fail(ppath, f"Duplicate value: containerPort {num}/{proto} already declared at {seen[(num, proto)]}")
             seen[(num, proto)] = ppath
-            ports.append(ContainerPort(num, proto, name))
+            host_port = doc.get(p, "hostPort", f"{ppath}.hostPort", int, None) or None     # 0: not set
+            if host_port is not None:
+                doc.check(host_port, f"{ppath}.hostPort", v.port_number)
+            host_ip = doc.get(p, "hostIP", f"{ppath}.hostIP", str, None) or None
+            if host_ip is not None:
+                doc.check(host_ip, f"{ppath}.hostIP", v.ipv4)
+            ports.append(ContainerPort(num, proto, name, host_port, host_ip))
+            port_paths.append(ppath)
     dns_policy = doc.get(spec, "dnsPolicy", f"{path}.dnsPolicy", str, "ClusterFirst")
     if dns_policy not in DNS_POLICIES:
         raise doc.fail(f"{path}.dnsPolicy", f"Unsupported value: {dns_policy!r}: supported values: "
@@ -78,12 +86,34 @@ def pod_spec(doc: Doc, spec: dict, path: str) -> Pod:
     if subdomain:
         doc.check(subdomain, f"{path}.subdomain", v.dns1123_label)
     tolerations = parse_tolerations(doc, spec, path)
+    host_network = doc.get(spec, "hostNetwork", f"{path}.hostNetwork", bool, False)
+    _check_host_ports(doc, ports, port_paths, host_network)
     return Pod(name="", ports=ports, images=images, containers=container_names, tolerations=tolerations,
                node_name=doc.get(spec, "nodeName", f"{path}.nodeName", str, None),
                node_selector=doc.str_map(spec, "nodeSelector", f"{path}.nodeSelector"),
                hostname=hostname, subdomain=subdomain,
-               host_network=doc.get(spec, "hostNetwork", f"{path}.hostNetwork", bool, False),
-               dns_policy=dns_policy, dns_config=dns_config)
+               host_network=host_network, dns_policy=dns_policy, dns_config=dns_config,
+               priority_class=doc.get(spec, "priorityClassName", f"{path}.priorityClassName", str, None))
+
+
+def _check_host_ports(doc: Doc, ports: list[ContainerPort], paths: list[str], host_network: bool) -> None:
+    """hostPort as the API server takes it: SetDefaults_Pod gives a hostNetwork pod's ports hostPort =
+    containerPort, and validateHostNetwork refuses any other; AccumulateUniqueHostPorts refuses the
+    same hostPort/protocol (and hostIP) twice in one pod."""
+    seen: set[tuple[str, int, str]] = set()
+    for cp, ppath in zip(ports, paths):
+        if host_network:
+            if cp.host_port is None:
+                cp.host_port = cp.container_port
+            elif cp.host_port != cp.container_port:
+                raise doc.fail(f"{ppath}.hostPort", f"Invalid value: {cp.host_port}: must match `containerPort` "
+                               "when `hostNetwork` is true")
+        if cp.host_port is None:
+            continue
+        key = (cp.protocol, cp.host_port, cp.host_ip or "")
+        if key in seen:
+            raise doc.fail(f"{ppath}.hostPort", f"Duplicate value: \"{cp.host_ip or ''}/{cp.protocol}/{cp.host_port}\"")
+        seen.add(key)
 
 
 def parse_tolerations(doc: Doc, spec: dict, path: str) -> list[Toleration]:
@@ -107,7 +137,11 @@ def parse_tolerations(doc: Doc, spec: dict, path: str) -> list[Toleration]:
         if effect and effect not in TAINT_EFFECTS:
             raise doc.fail(f"{tpath}.effect", f"Unsupported value: {effect!r}: supported values: "
                            + ", ".join(f'"{e}"' for e in TAINT_EFFECTS))
-        out.append(Toleration(key, op, value, effect))
+        seconds = doc.get(t, "tolerationSeconds", f"{tpath}.tolerationSeconds", int, None)
+        if seconds is not None and effect != "NoExecute":
+            raise doc.fail(f"{tpath}.effect", f"Invalid value: {effect!r}: effect must be 'NoExecute' when "
+                           "`tolerationSeconds` is set")
+        out.append(Toleration(key, op, value, effect, seconds))
     return out
 
 
@@ -153,7 +187,8 @@ def pod(doc: Doc) -> Pod:
 def workload(doc: Doc) -> Deployment:
     name, ns, _ = metadata(doc)
     spec = doc.get(doc.body, "spec", "spec", dict)
-    replicas = doc.get(spec, "replicas", "spec.replicas", int, 1)
+    # a DaemonSet has no replicas: one pod per eligible node (netsim.control.cluster._sync_daemonset)
+    replicas = 0 if doc.kind == "DaemonSet" else doc.get(spec, "replicas", "spec.replicas", int, 1)
     if replicas < 0:
         raise doc.fail("spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0")
     sel = doc.get(spec, "selector", "spec.selector", dict)

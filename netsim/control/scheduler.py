@@ -7,6 +7,25 @@ from typing import Optional
 from netsim.control.model import Node, Pod
 
 FILTERING_EFFECTS = ("NoSchedule", "NoExecute")
+NO_FREE_PORTS = "node(s) didn't have free ports for the requested pod ports"
+
+HostPort = tuple[str, str, int]          # (hostIP, protocol, hostPort); hostIP "0.0.0.0" when unset
+
+
+def wanted_host_ports(pod: Pod) -> list[HostPort]:
+    return [(cp.host_ip or "0.0.0.0", cp.protocol, cp.host_port) for cp in pod.ports if cp.host_port]
+
+
+def host_ports_conflict(wanted: list[HostPort], used: set[HostPort]) -> bool:
+    """The NodePorts filter (pkg/scheduler/framework HostPortInfo.CheckConflict): the same protocol
+    and port on the same address, or on 0.0.0.0 on either side."""
+    for ip, proto, port in wanted:
+        if ip == "0.0.0.0":
+            if any(p == proto and n == port for _, p, n in used):
+                return True
+        elif (ip, proto, port) in used or ("0.0.0.0", proto, port) in used:
+            return True
+    return False
 
 
 def untolerated_taint(pod: Pod, node: Node):
@@ -22,19 +41,21 @@ def feasible_nodes(pod: Pod, nodes: list[Node]) -> list[str]:
     """The Filter phase: the Ready nodes whose labels match the pod's nodeSelector and whose taints the
     pod tolerates, in `nodes` order."""
     sel = pod.node_selector.items()
+    only = pod.required_node              # a DaemonSet pod's node affinity (metadata.name In [NODE])
     return [n.name for n in nodes if n.ready and all(n.labels.get(k) == v for k, v in sel)
-            and (not n.taints or untolerated_taint(pod, n) is None)]
+            and (only is None or n.name == only) and (not n.taints or untolerated_taint(pod, n) is None)]
 
 
 def filter_key(pod: Pod) -> tuple:
     """What the Filter phase reads of a pod: pods with equal keys have equal feasible node sets (as long
     as the nodes do not change), so a scheduling pass computes it once per key."""
-    return tuple(sorted(pod.node_selector.items())), tuple(pod.tolerations)
+    return tuple(sorted(pod.node_selector.items())), tuple(pod.tolerations), pod.required_node
 
 
 def schedule(pod: Pod, nodes: list[Node], pods_per_node: dict[str, int], rng: random.Random,
              siblings_per_node: Optional[dict[str, int]] = None,
-             feasible: Optional[list[str]] = None, index: Optional[ScoringIndex] = None) -> Optional[str]:
+             feasible: Optional[list[str]] = None, index: Optional[ScoringIndex] = None,
+             used_host_ports: Optional[dict[str, set[HostPort]]] = None) -> Optional[str]:
     """Return the node for `pod`: nodeName if set (the kubelet admits it whatever the taints); else
     among the Ready, selector-matching nodes whose taints the pod tolerates, the one with the fewest
     pods of the same owner (the default PodTopologySpread constraint on kubernetes.io/hostname,
@@ -44,7 +65,8 @@ def schedule(pod: Pod, nodes: list[Node], pods_per_node: dict[str, int], rng: ra
     caller already has it for this pod's filter_key; `index`: a ScoringIndex over it."""
     if pod.node_name:
         return pod.node_name
-    if index is not None:
+    wanted = wanted_host_ports(pod)
+    if index is not None and not wanted:
         feasible = index.feasible
         if not feasible:
             return None
@@ -52,7 +74,10 @@ def schedule(pod: Pod, nodes: list[Node], pods_per_node: dict[str, int], rng: ra
         if best is not None:
             return best[0] if len(best) == 1 else rng.choice(best)
     if feasible is None:
-        feasible = feasible_nodes(pod, nodes)
+        feasible = index.feasible if index is not None else feasible_nodes(pod, nodes)
+    if wanted:          # the NodePorts filter depends on the other pods: not part of filter_key
+        used = used_host_ports or {}
+        feasible = [n for n in feasible if not host_ports_conflict(wanted, used.get(n, set()))]
     if not feasible:
         return None
     sib_get = (siblings_per_node or {}).get
@@ -108,20 +133,25 @@ class ScoringIndex:
         return None
 
 
-def unschedulable_message(pod: Pod, nodes: list[Node]) -> str:
+def unschedulable_message(pod: Pod, nodes: list[Node],
+                          used_host_ports: Optional[dict[str, set[HostPort]]] = None) -> str:
     """kube-scheduler's FailedScheduling message: `0/3 nodes are available: 1 node(s) had untolerated
     taint {node-role.kubernetes.io/control-plane: }, 2 node(s) didn't match Pod's node affinity/selector.`"""
     # each node counts under the first filter that rejects it, in the default profile's order
     # (TaintToleration before NodeAffinity); FitError.Error sorts the "COUNT reason" strings
     reasons: dict[str, int] = {}
+    wanted = wanted_host_ports(pod)
     for n in nodes:
         taint = untolerated_taint(pod, n)
         if not n.ready:
             why = "node(s) were not ready"
         elif taint is not None:
             why = f"node(s) had untolerated taint {{{taint.key}: {taint.value}}}"
-        elif any(n.labels.get(k) != v for k, v in pod.node_selector.items()):
+        elif pod.required_node not in (None, n.name) or \
+                any(n.labels.get(k) != v for k, v in pod.node_selector.items()):
             why = "node(s) didn't match Pod's node affinity/selector"
+        elif wanted and host_ports_conflict(wanted, (used_host_ports or {}).get(n.name, set())):
+            why = NO_FREE_PORTS
         else:
             continue
         reasons[why] = reasons.get(why, 0) + 1

@@ -19,7 +19,8 @@ def node_to_k8s(n: Node) -> dict:
 
 def pod_to_k8s(p: Pod) -> dict:
     containers = [{"name": "main", "ports": [
-        {k: v for k, v in (("name", cp.name), ("containerPort", cp.container_port), ("protocol", cp.protocol))
+        {k: v for k, v in (("name", cp.name), ("containerPort", cp.container_port), ("protocol", cp.protocol),
+                           ("hostPort", cp.host_port), ("hostIP", cp.host_ip))
          if v is not None} for cp in p.ports]}]
     spec: dict = {"containers": containers, "dnsPolicy": p.dns_policy}
     for key, val in (("nodeName", p.node_name), ("hostname", p.hostname), ("subdomain", p.subdomain)):
@@ -29,6 +30,8 @@ def pod_to_k8s(p: Pod) -> dict:
         spec["nodeSelector"] = dict(p.node_selector)
     if p.host_network:
         spec["hostNetwork"] = True
+    if p.priority_class:
+        spec["priorityClassName"] = p.priority_class
     meta: dict = {"name": p.name, "namespace": p.namespace, "labels": dict(p.labels), "uid": p.uid}
     if p.owner:
         meta["ownerReferences"] = [{"kind": p.owner[0], "name": p.owner[1], "controller": True}]
@@ -104,7 +107,9 @@ def slice_to_k8s(s: EndpointSlice) -> dict:
         endpoints.append(d)
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": s.name, "namespace": s.namespace,
+                         # the apiserver's own slice for default/kubernetes has no managed-by label
                          "labels": {"kubernetes.io/service-name": s.service_name,
-                                    "endpointslice.kubernetes.io/managed-by": s.managed_by}},
+                                    **({"endpointslice.kubernetes.io/managed-by": s.managed_by}
+                                       if s.managed_by else {})}},
             "addressType": s.address_type, "endpoints": endpoints,
             "ports": [{"name": p.name, "port": p.port, "protocol": p.protocol} for p in s.ports]}

@@ -168,6 +168,8 @@ def pod_sockets(pod) -> Sockets:
 
     s = Sockets(closed_hint)
     for lp in listen.listen_ports(pod):
+        if lp.loopback_only:
+            continue             # 127.0.0.1:PORT: nothing from another host reaches it (no loopback traces)
         proto = {"TCP": IPPROTO_TCP, "UDP": IPPROTO_UDP, "SCTP": 132}.get(lp.protocol, IPPROTO_TCP)
         s.listen(proto, lp.port, pod.key)
     return s

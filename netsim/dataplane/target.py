@@ -3,6 +3,8 @@
 Accepted forms::
 
     http://NAME[.NS[.svc[.cluster.local]]][:PORT][/path]     TCP, port 80 unless given, sends GET
+    https://NAME...[:PORT][/path]                             TCP, port 443 unless given (the TCP
+                                                              connection: TLS itself is not emulated)
     NAME[.NS[.svc...]]:PORT | NAME:PORTNAME                    port by number or Service port name
     IP:PORT
 
@@ -82,8 +84,8 @@ def _parse_target(text: str) -> Target:
         raise TargetError("--to: empty target (expected http://name[.ns][:port]/, name[.ns]:port or IP:port)")
     if "://" in t:
         u = urlsplit(t)
-        if u.scheme not in ("http",):
-            raise TargetError(f"--to {text}: only http:// URLs are supported, got {u.scheme}://")
+        if u.scheme not in ("http", "https"):
+            raise TargetError(f"--to {text}: only http:// and https:// URLs are supported, got {u.scheme}://")
         if not u.hostname:
             raise TargetError(f"--to {text}: no host in URL")
         try:
@@ -92,7 +94,10 @@ def _parse_target(text: str) -> Target:
             raise TargetError(f"--to {text}: bad port") from None
         if port == 0:
             raise TargetError(f"--to {text}: port 0 out of range 1-65535")
-        return Target(text, u.hostname, 80 if port is None else port, http=True, path=u.path or "/")
+        default = 80 if u.scheme == "http" else 443
+        # https: the connection is walked (handshake, no payload): a TLS ClientHello is not an HTTP request
+        return Target(text, u.hostname, default if port is None else port, http=u.scheme == "http",
+                      path=u.path or "/")
     host, sep, port = t.rpartition(":")
     if not sep:
         host, port = t, ""

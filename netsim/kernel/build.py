@@ -337,20 +337,33 @@ class KernelCluster:
             node = self.plan.nodes[node_name]
             pods = [p for p in self.plan.pods.values() if p.node == node_name]
             self._stop_servers(node_name)
-            if get_provider(self.cluster.config.proxy_mode).kube_proxy:
+            proxy_ports = get_provider(self.cluster.config.proxy_mode).kube_proxy     # a kube-proxy runs on the node
+            if proxy_ports:
                 from netsim.kernel import proxyport
                 if not proxyport.status_path(self.state.directory, node_name).exists():
                     self._write_proxy_status(node_name)          # started, not synced yet
                 pl = proxyport.launch(self.name, node.netns, node_name, self.state.directory)
                 self.state.own_process(ProcessRecord(pid=pl.pid, role="kube-proxy", netns=node.netns, argv=pl.argv))
                 launches.append(pl)
-            if not pods:
+            for p in pods:
+                if p.served_by == "kube-apiserver":
+                    from netsim.kernel import apiserver
+                    from netsim.control.kubeadm import kubernetes_service_ip
+                    al = apiserver.launch(self.name, node.netns, node_name, node.ip,
+                                          kubernetes_service_ip(self.cluster.config), self.state.directory)
+                    self.state.own_process(ProcessRecord(pid=al.pid, role="kube-apiserver", netns=node.netns,
+                                                         argv=al.argv))
+                    launches.append(al)
+            # the ports of kube-apiserver and kube-proxy have processes of their own (above)
+            served = [p for p in pods if not (p.served_by == "kube-apiserver"
+                                              or (p.served_by == "kube-proxy" and proxy_ports))]
+            if not served:
                 continue
             spec = podserver.ServerSpec(cluster=self.name, node=node_name, pods=[
                 podserver.PodSocketSpec(pod=p.key, netns=p.netns, ip=p.ip,
                                         ports=[(port, proto) for port, proto in p.ports
-                                               if not (p.dns_server and port == 53)])
-                for p in pods])
+                                               if not (p.dns_server and port == 53)], bound=list(p.bound))
+                for p in served])
             ln = podserver.launch(spec, self.state.directory)
             self.state.own_process(ProcessRecord(pid=ln.pid, role="podserver", netns=node.netns, argv=ln.argv))
             launches.append(ln)

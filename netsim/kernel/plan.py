@@ -11,6 +11,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from netsim.control import kubeadm
 from netsim.kernel import naming
 from netsim.control.listen import listen_ports
 from netsim.skb.packet import int2ip
@@ -44,7 +45,11 @@ class PodPlan:
     gateway: str
     veth: str
     ports: list[tuple[int, str]] = field(default_factory=list)   # (port, protocol) the pod listens on (netsim.control.listen)
+    bound: list[tuple[int, str, str]] = field(default_factory=list)   # (port, protocol, address): one address only
     host_network: bool = False
+    # kubeadm's pods whose ports another process of the backend serves: "kube-proxy" (proxyport:
+    # 10249/10256 from the node's real sync status) or "kube-apiserver" (apiserver: HTTPS :6443)
+    served_by: Optional[str] = None
     dns_server: bool = False             # a CoreDNS pod: runs the DNS stand-in on 53/UDP+TCP
     resolv_conf: Optional[str] = None
 
@@ -145,8 +150,9 @@ def build_plan(cluster: Any, name: str) -> KernelPlan:
         pods[p.key] = PodPlan(
             namespace=p.namespace, name=p.name, netns=netns, node=node.name, ip=p.ip,
             prefixlen=cidr.prefixlen, gateway=node.cni_ip, veth=naming.pod_veth(p.namespace, p.name),
-            ports=[(lp.port, lp.protocol) for lp in listen_ports(p)],
-            host_network=p.host_network,
+            ports=[(lp.port, lp.protocol) for lp in listen_ports(p) if not lp.address],
+            bound=[(lp.port, lp.protocol, lp.address) for lp in listen_ports(p) if lp.address],
+            host_network=p.host_network, served_by=kubeadm.served_by(p),
             dns_server=p.namespace == "kube-system" and p.labels.get(DNS_LABEL[0]) == DNS_LABEL[1],
             resolv_conf=resolv_conf(p, cfg))
     topo = Topology(cluster)

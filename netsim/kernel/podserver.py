@@ -34,6 +34,7 @@ class PodSocketSpec:
     netns: str
     ip: str
     ports: list[tuple[int, str]] = field(default_factory=list)
+    bound: list[tuple[int, str, str]] = field(default_factory=list)    # (port, protocol, bind address)
 
 
 @dataclass
@@ -85,15 +86,15 @@ def _open_sockets(spec: ServerSpec) -> list[tuple[socket.socket, str, str]]:
     socks = []
     for p in spec.pods:
         with netns.entered(p.netns):
-            for port, proto in p.ports:
+            for port, proto, addr in [(port, proto, "0.0.0.0") for port, proto in p.ports] + list(p.bound):
                 if proto == "TCP":
                     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    s.bind(("0.0.0.0", port))
+                    s.bind((addr, port))
                     s.listen(512)
                 elif proto == "UDP":
                     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                    s.bind(("0.0.0.0", port))
+                    s.bind((addr, port))
                 else:
                     print(f"{p.pod}: {proto} port {port} not served (TCP and UDP only)", file=sys.stderr)
                     continue
@@ -172,7 +173,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     raw = json.loads(args.spec.read_text())
     spec = ServerSpec(cluster=raw["cluster"], node=raw["node"],
                       pods=[PodSocketSpec(pod=p["pod"], netns=p["netns"], ip=p["ip"],
-                                          ports=[tuple(x) for x in p["ports"]]) for p in raw["pods"]])
+                                          ports=[tuple(x) for x in p["ports"]],
+                                          bound=[tuple(x) for x in p.get("bound", [])]) for p in raw["pods"]])
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     serve(spec, args.spec.with_suffix(".ready"))
     return 0

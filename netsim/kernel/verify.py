@@ -19,6 +19,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from netsim.control.kubeadm import kubernetes_service_ip
 from netsim.kernel import netns
 from netsim.kernel.probe import Probe, ProbeResult, run_probes
 
@@ -151,6 +152,8 @@ def flow_kinds(cluster: Any, plan: Any) -> list[FlowSpec]:
                 continue
             if sp.port == 53 and svc.namespace == "kube-system":
                 continue                 # the DNS stand-in speaks DNS, not the probe line (checked by name)
+            if svc.key == "default/kubernetes" and svc.cluster_ip == kubernetes_service_ip(cluster.config):
+                continue                 # kube-apiserver speaks HTTPS, not the probe line (curled by tests)
             tgt = f"{svc.key}:{sp.port}"
             aff = svc.session_affinity == "ClientIP"
             for label, kns, ns in clients:
@@ -171,6 +174,8 @@ def flow_kinds(cluster: Any, plan: Any) -> list[FlowSpec]:
                     specs.append(FlowSpec(label, kns, ns, ip, sp.port, sp.protocol, f"{kind} {ip} {tgt}",
                                           affinity=aff))
     for key, p in sorted(plan.pods.items()):
+        if p.served_by:
+            continue                     # kube-apiserver's HTTPS and kube-proxy's HTTP ports: no probe line
         for port, proto in p.ports:
             if proto in ("TCP", "UDP") and not (p.dns_server and port == 53):
                 for label, kns, ns in clients[:1] + [external]:

@@ -92,8 +92,10 @@ def with_jump_rules(text: str) -> str:
 
 
 def restore_input(cluster: Any, node_name: str) -> str:
-    """What is loaded into a node: the proxier's text plus the built-in chain jumps."""
-    return with_jump_rules(render(cluster, node_name))
+    """What is loaded into a node: the proxier's text plus the built-in chain jumps, and the CNI
+    portmap plugin's hostPort chains (netsim.rules.portmap) where a pod on the node maps a host port."""
+    from netsim.rules.portmap import with_host_ports
+    return with_host_ports(with_jump_rules(render(cluster, node_name)), cluster, node_name)
 
 
 def nfacct_names(text: str) -> list[str]:

@@ -329,7 +329,9 @@ def _statistic(opts, header, where, key) -> Match:
         raise IptablesError(f"{where}: statistic --mode nth needs --every N")
     every = parse_int(every_o.args[0], where, "--every", 1)
     pkt_o = _one(opts, "--packet")
-    packet = parse_int(pkt_o.args[0], where, "--packet", 0, every - 1) if pkt_o else 0
+    if pkt_o is None:           # libxt_statistic: --every's option entry is also_requires --packet
+        raise IptablesError(f'{where}: statistic: option "--every" also requires "--packet"')
+    packet = parse_int(pkt_o.args[0], where, "--packet", 0, every - 1)
     neg = every_o.neg
     text = f"-m statistic --mode nth {_negstr(every_o)}--every {every} --packet {packet}"
 

@@ -317,6 +317,12 @@ class _Parser:
                 raise IptablesError(f"{w}: unexpected {tok!r} (expected an option such as -p, -m, -j)")
         if neg:
             raise IptablesError(f"{w}: '!' at the end of the rule negates nothing")
+        # iptables.c do_command4: no output interface on the incoming hooks, no input interface on
+        # the outgoing ones ("Can't use -o with INPUT"), checked against the chain the rule is added to
+        if header.oif is not None and rule.chain in ("PREROUTING", "INPUT"):
+            raise IptablesError(f"{w}: Can't use -o with {rule.chain}")
+        if header.iif is not None and rule.chain in ("POSTROUTING", "OUTPUT"):
+            raise IptablesError(f"{w}: Can't use -i with {rule.chain}")
         rule.header = header = self._intern_header(header)
         matches = rule.matches
         cache = self.match_cache

@@ -119,7 +119,8 @@ class IptablesDataplane:
         nf = self._nf.get(node)
         if nf is None:
             from netsim.rules.iptables.proxier import render
-            text = render(self.cluster, node)
+            from netsim.rules.portmap import with_host_ports
+            text = with_host_ports(render(self.cluster, node), self.cluster, node)    # + CNI portmap's hostPorts
             old = self._previous.pop(node, None)
             if old is not None and old.text == text:
                 nf = old.rebind(local_addrs)     # kube-proxy: nothing changed, no iptables-restore

@@ -21,6 +21,8 @@ so a kernel node and an emulated node hold the same table.
 from __future__ import annotations
 
 import os
+from typing import Optional
+
 from netsim.kernel import netns
 from netsim.rules.ipvs.ipvsadm import parse_save, render_save
 from netsim.rules.ipvs.proxier import DUMMY_DEVICE, IpvsNodeState
@@ -120,8 +122,9 @@ def _sync_dummy(ns: str, addresses: list[str]) -> None:
             ipr.addr("del", index=idx, address=ip, prefixlen=32)
 
 
-def program_node(ns: str, state: IpvsNodeState) -> list[str]:
-    """Make the kernel namespace `ns` hold `state`; returns the ipvsadm changes applied."""
+def program_node(ns: str, state: IpvsNodeState, iptables: Optional[str] = None) -> list[str]:
+    """Make the kernel namespace `ns` hold `state`; returns the ipvsadm changes applied. `iptables`
+    replaces the proxier's iptables text (e.g. with the CNI portmap chains merged in)."""
     if not kernel_has_ipvs():
         raise IpvsKernelError(f"proxy mode ipvs needs the {IP_VS_MODULE} kernel module, which this kernel "
                               "does not have; run it in the VM (`netsim verify --vm`)")
@@ -129,7 +132,7 @@ def program_node(ns: str, state: IpvsNodeState) -> list[str]:
         netns.write_sysctl(ns, key, value)
     _sync_dummy(ns, [])                                   # the link first, addresses after the rules
     _run(ns, ["ipset", "-exist", "restore"], ipset_restore_input(state))
-    _run(ns, ["iptables-restore", "-w", "5"], state.iptables)
+    _run(ns, ["iptables-restore", "-w", "5"], state.iptables if iptables is None else iptables)
     _sync_dummy(ns, list(state.bound_addresses))
     changes = ipvsadm_changes(kernel_table(ns), state.table)
     if changes:

@@ -66,8 +66,10 @@ class IpvsDataplane:
         nf = self._nf.get(node)
         if nf is None:
             from netsim.rules.iptables.provider import IptablesNetfilter
+            from netsim.rules.portmap import with_host_ports
             state = self._state(node)
-            nf = self._nf[node] = IptablesNetfilter(state.iptables, local_addrs, rng, ipsets=state.ipsets,
+            text = with_host_ports(state.iptables, self.cluster, node)       # + CNI portmap's hostPort chains
+            nf = self._nf[node] = IptablesNetfilter(text, local_addrs, rng, ipsets=state.ipsets,
                                                     source=f"node {node} (ipvs mode)")
         return nf
 
@@ -179,7 +181,8 @@ class IpvsProvider:
         from netsim.rules.ipvs import kernel as ipvs
         from netsim.kernel.build import KernelBackendError
         try:
-            ipvs.program_node(netns, result.state)
+            from netsim.rules.portmap import with_host_ports
+            ipvs.program_node(netns, result.state, with_host_ports(result.state.iptables, cluster, node))
         except ipvs.IpvsKernelError as e:
             raise KernelBackendError(str(e)) from None
 
