@@ -29,13 +29,14 @@ RESOURCES = {
     "deployments": "deployments", "deployment": "deployments", "deploy": "deployments",
     "replicasets": "replicasets", "replicaset": "replicasets", "rs": "replicasets",
     "statefulsets": "statefulsets", "statefulset": "statefulsets", "sts": "statefulsets",
+    "daemonsets": "daemonsets", "daemonset": "daemonsets", "ds": "daemonsets",
 }
 # the "all" category, in kubectl's order (the types it has that netsim models)
-ALL = ("pods", "services", "deployments", "replicasets", "statefulsets")
+ALL = ("pods", "services", "daemonsets", "deployments", "replicasets", "statefulsets")
 # kubectl's kind/name prefix when several types are printed
 PREFIX = {"nodes": "node", "pods": "pod", "services": "service", "endpoints": "endpoints",
           "endpointslices": "endpointslice.discovery.k8s.io", "deployments": "deployment.apps",
-          "replicasets": "replicaset.apps", "statefulsets": "statefulset.apps"}
+          "replicasets": "replicaset.apps", "statefulsets": "statefulset.apps", "daemonsets": "daemonset.apps"}
 
 
 def _types(arg: str) -> list[str]:

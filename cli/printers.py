@@ -49,7 +49,8 @@ def creation_times(cluster: Any) -> dict[tuple[str, str, str], float]:
     (the first event about it, or its controller's SuccessfulCreate / ScalingReplicaSet)."""
     out: dict[tuple[str, str, str], float] = {}
     kinds = {"node": "nodes", "pod": "pods", "service": "services", "endpointslice": "endpointslices",
-             "deployment": "deployments", "replicaset": "replicasets", "statefulset": "statefulsets"}
+             "deployment": "deployments", "replicaset": "replicasets", "statefulset": "statefulsets",
+             "daemonset": "daemonsets"}
     for e in cluster.event_log:
         kind, _, name = e.object.partition("/")
         key = (kinds.get(kind, kind), e.namespace if kind != "node" else "", name)
@@ -178,6 +179,10 @@ class _Workload:
     source: Any
 
 
+WORKLOAD_KINDS = {"deployments": "Deployment", "replicasets": "ReplicaSet", "statefulsets": "StatefulSet",
+                  "daemonsets": "DaemonSet"}
+
+
 def _owned(cluster, ns: str, kind: str, name: str) -> list:
     return [p for p in cluster.pods(ns) if p.owner == (kind, name) and not p.terminating]
 
@@ -192,10 +197,12 @@ def _list_workloads(kind: str) -> Callable:
                 sel = {**w.selector, "pod-template-hash": w.template_hash}
                 out.append(_Workload(rs, w.namespace, w.replicas, len(pods), sum(p.ready for p in pods),
                                      w.template, sel, w))
-            elif w.kind == {"deployments": "Deployment", "replicasets": "ReplicaSet",
-                            "statefulsets": "StatefulSet"}[kind]:
+            elif w.kind == WORKLOAD_KINDS[kind]:
                 pods = _owned(cluster, w.namespace, w.kind, w.name)
-                out.append(_Workload(w.name, w.namespace, w.replicas, len(pods), sum(p.ready for p in pods),
+                # a DaemonSet desires one pod per node that should run it: the pods its controller made
+                desired = len(pods) if w.kind == "DaemonSet" else w.replicas
+                current = sum(1 for p in pods if p.node_name) if w.kind == "DaemonSet" else len(pods)
+                out.append(_Workload(w.name, w.namespace, desired, current, sum(p.ready for p in pods),
                                      w.template, w.selector, w))
         return out
     return lister
@@ -233,6 +240,19 @@ def _statefulsets(objs, wide, created, now):
     return header, rows
 
 
+def _daemonsets(objs, wide, created, now):
+    """printers.go daemonSetColumnDefinitions: NAME DESIRED CURRENT READY UP-TO-DATE AVAILABLE NODE SELECTOR AGE."""
+    header = ["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"] + (
+        ["CONTAINERS", "IMAGES", "SELECTOR"] if wide else [])
+    rows = []
+    for w in objs:
+        sel = ",".join(f"{k}={v}" for k, v in w.template.node_selector.items()) or "<none>"
+        row = [w.name, str(w.desired), str(w.current), str(w.ready), str(w.current), str(w.ready), sel,
+               _age("daemonsets", w, created, now)]
+        rows.append(row + (_containers(w) + [_selector(w.selector)] if wide else []))
+    return header, rows
+
+
 @dataclass
 class Printer:
     list: Callable                # (cluster, namespace or None) -> objects
@@ -249,6 +269,7 @@ PRINTERS: dict[str, Printer] = {
     "deployments": Printer(_list_workloads("deployments"), _deployments),
     "replicasets": Printer(_list_workloads("replicasets"), _replicasets),
     "statefulsets": Printer(_list_workloads("statefulsets"), _statefulsets),
+    "daemonsets": Printer(_list_workloads("daemonsets"), _daemonsets),
 }
 
 
@@ -267,7 +288,7 @@ def k8s_object(kind: str, obj: Any, cluster: Any) -> dict:
         return {"apiVersion": "v1", "kind": "Endpoints", "metadata": meta,
                 "subsets": [{"addresses": [{"ip": a.rsplit(":", 1)[0]} for a in obj.addresses]}] if obj.addresses
                 else []}
-    api_kind = {"deployments": "Deployment", "replicasets": "ReplicaSet", "statefulsets": "StatefulSet"}[kind]
+    api_kind = WORKLOAD_KINDS[kind]
     return {"apiVersion": "apps/v1", "kind": api_kind, "metadata": meta,
             "spec": {"replicas": obj.desired, "selector": {"matchLabels": dict(obj.selector)}},
             "status": {"replicas": obj.current, "readyReplicas": obj.ready}}

@@ -125,7 +125,7 @@ def apply(files, state_dir) -> None:
 
 @click.command("delete")
 @click.argument("resource", type=click.Choice(["deployment", "deploy", "replicaset", "rs", "statefulset", "sts",
-                                               "service", "svc", "pod", "po"]))
+                                               "daemonset", "ds", "service", "svc", "pod", "po"]))
 @click.argument("name")
 @namespace_option
 @state_option

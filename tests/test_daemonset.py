@@ -87,3 +87,33 @@ def test_strict_fields_and_no_replicas():
         load_text(CLUSTER + daemonset("x").replace("spec:\n  selector", "spec:\n  replicas: 2\n  selector"))
     with pytest.raises(ManifestError, match=r"spec.template.metadata.labels: Invalid value"):
         load_text(CLUSTER + daemonset("x").replace("labels: {app: x}", "labels: {app: y}"))
+
+
+def test_kubectl_get_daemonsets():
+    from click.testing import CliRunner
+    from netsim.cli.main import cli
+    r = CliRunner().invoke(cli, ["get", "ds", "-A", "-f", "example:kubectl-httpd"])
+    assert r.output.splitlines() == [
+        "NAMESPACE     NAME         DESIRED   CURRENT   READY   UP-TO-DATE   AVAILABLE   NODE SELECTOR            AGE",
+        "kube-system   kube-proxy   3         3         3       3            3           kubernetes.io/os=linux   0s"]
+    r = CliRunner().invoke(cli, ["get", "all", "-n", "kube-system", "-f", "example:kubectl-httpd"])
+    assert "daemonset.apps/kube-proxy   3" in r.output
+
+
+def test_apply_and_delete_a_daemonset_on_a_saved_cluster(tmp_path):
+    from click.testing import CliRunner
+    from netsim.cli.main import cli
+    from netsim.control.manifests import load
+    st = str(tmp_path / "state")
+    f = tmp_path / "ds.yaml"
+    f.write_text(daemonset("agent"))
+    r = CliRunner().invoke(cli, ["apply", "-f", str(f), "--state", st])
+    assert r.exit_code == 0 and r.output.startswith("daemonset.apps/agent created"), r.output
+    assert "daemonset-controller" in r.output
+    c = load([f"state:{st}"])
+    assert {p.node_name for p in c.pods("default")} == {"node-2", "node-3"}       # not the tainted control plane
+    r = CliRunner().invoke(cli, ["scale", "ds", "agent", "--replicas", "3", "--state", st])
+    assert r.exit_code != 0
+    r = CliRunner().invoke(cli, ["delete", "ds", "agent", "--state", st])
+    assert r.exit_code == 0 and 'daemonset.apps "agent" deleted' in r.output
+    assert load([f"state:{st}"]).pods("default") == []

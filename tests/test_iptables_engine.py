@@ -68,8 +68,9 @@ def hits(e: Engine, pkt, chain="INPUT", table="filter", ctx=None) -> list[str]:
     ("! -o veth+", tcp(oif="veth12"), False),
 ])
 def test_header_fields(rule, pkt, matched):
-    e = eng(f"-A INPUT {rule} -j DROP")
-    assert verdict(e, pkt).verdict == ("DROP" if matched else "ACCEPT")
+    # FORWARD: the one filter chain where iptables takes both -i and -o ("Can't use -o with INPUT")
+    e = eng(f"-A FORWARD {rule} -j DROP")
+    assert verdict(e, pkt, "FORWARD").verdict == ("DROP" if matched else "ACCEPT")
 
 
 @pytest.mark.parametrize("rule,meta,matched", [
@@ -447,7 +448,7 @@ def _rule_text(r) -> str:
         port = ""
     if port and not port.startswith("-m"):
         port = f"-m {proto} {port}"
-    return " ".join(x for x in ("-A INPUT", d, p, m, port, tgt) if x)
+    return " ".join(x for x in ("-A FORWARD", d, p, m, port, tgt) if x)      # FORWARD takes -i and -o
 
 
 @settings(max_examples=80, deadline=None)
@@ -463,7 +464,7 @@ def test_indexed_and_generated_engines_equal_linear_engine(rules, pkts):
     eager = Engine(parse(text))
     eager.compile_all()
     others = [Engine(parse(text), index_min_rules=1), Engine(parse(text), index_min_rules=10 ** 9), eager]
-    assert others[1].tables["filter"]["INPUT"].scan is not None
+    assert others[1].tables["filter"]["FORWARD"].scan is not None
     local = {ip2int("10.96.0.2")}
     ctxs = [EvalContext(local_addrs=local, rng=random.Random(5)) for _ in range(4)]
     for dst, dport, udp, iif, mark, state in pkts:
@@ -473,7 +474,7 @@ def test_indexed_and_generated_engines_equal_linear_engine(rules, pkts):
         for e, c in zip([reference] + others, ctxs):
             p = base.copy()
             p.iif, p.mark, p.ctstate = iif, mark, state
-            v = e.run("filter", "INPUT", p, c)
+            v = e.run("filter", "FORWARD", p, c)
             c.now += 1.0
             results.append((v.verdict, v.rules_evaluated, v.steps, p.mark))
         assert results[1] == results[0]

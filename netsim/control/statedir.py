@@ -23,16 +23,19 @@ from netsim.control.manifests import STATE_PREFIX
 
 DEFAULT_STATE_DIR = ".netsim-state"
 LOG_NAME = "operations.yaml"
-WORKLOAD_KINDS = {"deployment": "Deployment", "replicaset": "ReplicaSet", "statefulset": "StatefulSet"}
+WORKLOAD_KINDS = {"deployment": "Deployment", "replicaset": "ReplicaSet", "statefulset": "StatefulSet",
+                  "daemonset": "DaemonSet"}
 # kubectl's resource names and short names for the kinds `netsim delete` / `scale` take
 RESOURCE_ALIASES = {
     "deployment": "deployment", "deployments": "deployment", "deploy": "deployment",
     "replicaset": "replicaset", "replicasets": "replicaset", "rs": "replicaset",
     "statefulset": "statefulset", "statefulsets": "statefulset", "sts": "statefulset",
+    "daemonset": "daemonset", "daemonsets": "daemonset", "ds": "daemonset",
     "service": "service", "services": "service", "svc": "service",
     "pod": "pod", "pods": "pod", "po": "pod",
 }
 _RESOURCE = {"Deployment": "deployment.apps", "ReplicaSet": "replicaset.apps", "StatefulSet": "statefulset.apps",
+             "DaemonSet": "daemonset.apps",
              "Service": "service", "Pod": "pod", "Namespace": "namespace", "EndpointSlice":
              "endpointslice.discovery.k8s.io"}
 
@@ -165,7 +168,7 @@ def _perform(cluster: Optional[Cluster], op: dict, docs_by_key: dict, validate: 
     ns, name, res = op.get("namespace", "default"), op["name"], op["resource"]
     if kind == "scale":
         wkind = WORKLOAD_KINDS.get(res)
-        if wkind is None:
+        if wkind is None or wkind == "DaemonSet":       # apps/v1 DaemonSet has no scale subresource
             raise StateError(f'the server doesn\'t have a resource type "{res}" that can be scaled')
         _scale(cluster, ns, name, wkind, int(op["replicas"]))
         body = docs_by_key.get((wkind, ns, name))
