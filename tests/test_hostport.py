@@ -148,7 +148,7 @@ def test_host_port_curled_in_real_namespaces(kernel_run_dir):
     from kernel_helpers import require_root_and_tools, unique_name
     from netsim.kernel import netns
     from netsim.kernel.build import KernelCluster
-    from netsim.kernel.rules import save
+    from netsim.rules.iptables.kernel import save
     require_root_and_tools("iptables-restore", "curl")
     c = netsim.load(REDIS).cluster
     pod = c.pod("default", "redis")
