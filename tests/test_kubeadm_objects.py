@@ -148,3 +148,12 @@ def test_kernel_apiserver_answers_healthz_and_version_over_tls(kernel_run_dir):
         assert r.stdout.startswith("pod=kube-system/kube-controller-manager-node-1 ")
     finally:
         kc.down()
+
+
+def test_readme_shows_what_get_pods_all_namespaces_prints():
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("$ netsim get pods -A -o wide -f example:kubectl-httpd", 1)[1].split("```", 1)[0]
+    shown = [line.split() for line in block.strip().splitlines()[1:]]
+    r = run("get", "pods", "-A", "-o", "wide", "-f", SEED)
+    assert shown == [line.split()[:8] for line in r.output.strip().splitlines()]
