@@ -289,6 +289,11 @@ def k8s_object(kind: str, obj: Any, cluster: Any) -> dict:
                 "subsets": [{"addresses": [{"ip": a.rsplit(":", 1)[0]} for a in obj.addresses]}] if obj.addresses
                 else []}
     api_kind = WORKLOAD_KINDS[kind]
+    if api_kind == "DaemonSet":     # apps/v1 DaemonSetSpec has no replicas; DaemonSetStatus counts nodes
+        return {"apiVersion": "apps/v1", "kind": api_kind, "metadata": meta,
+                "spec": {"selector": {"matchLabels": dict(obj.selector)}},
+                "status": {"desiredNumberScheduled": obj.desired, "currentNumberScheduled": obj.current,
+                           "numberReady": obj.ready, "numberAvailable": obj.ready, "updatedNumberScheduled": obj.current}}
     return {"apiVersion": "apps/v1", "kind": api_kind, "metadata": meta,
             "spec": {"replicas": obj.desired, "selector": {"matchLabels": dict(obj.selector)}},
             "status": {"replicas": obj.current, "readyReplicas": obj.ready}}

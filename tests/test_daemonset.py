@@ -117,3 +117,13 @@ def test_apply_and_delete_a_daemonset_on_a_saved_cluster(tmp_path):
     r = CliRunner().invoke(cli, ["delete", "ds", "agent", "--state", st])
     assert r.exit_code == 0 and 'daemonset.apps "agent" deleted' in r.output
     assert load([f"state:{st}"]).pods("default") == []
+
+
+def test_get_daemonset_json_has_daemonset_status_not_replicas():
+    import json
+    from click.testing import CliRunner
+    from netsim.cli.main import cli
+    r = CliRunner().invoke(cli, ["get", "ds", "kube-proxy", "-n", "kube-system", "-o", "json", "-f", "example:kubectl-httpd"])
+    doc = json.loads(r.output)
+    assert doc["kind"] == "DaemonSet" and "replicas" not in doc["spec"]
+    assert (doc["status"]["desiredNumberScheduled"], doc["status"]["numberReady"]) == (3, 3)
