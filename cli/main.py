@@ -11,6 +11,7 @@ import click
 from netsim.cli.bench_cmd import bench
 from netsim.cli.check_cmd import check
 from netsim.cli.common import EXIT_INPUT_ERROR
+from netsim.control.heap import one_shot_process
 from netsim.cli.demo_cmd import demo
 from netsim.cli.dns_cmd import dns
 from netsim.cli.events_cmd import events
@@ -49,3 +50,9 @@ def cli() -> None:
 for _command in (bench, check, demo, trace, rules, get, events, examples, dns, iptables, ipvs, proxy_status,
                  *KERNEL_COMMANDS, *STATE_COMMANDS):
     cli.add_command(_command)
+
+
+def main() -> None:
+    """The `netsim` console script: one command per process (netsim.control.heap.one_shot_process)."""
+    one_shot_process()
+    cli()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from netsim.control.heap import deferred_gc
 from netsim.dns.names import ip_family
 
 # object/service.go / object/endpoint.go: a Service or EndpointSlice without ports gets one port −1.
@@ -60,6 +61,7 @@ class RecordIndex:
         return ns in self.namespaces
 
 
+@deferred_gc()                     # the index lives until the store changes (netsim.control.heap)
 def build_index(cluster: Any, serial: int = 0) -> RecordIndex:
     """Snapshot the cluster store (anything with services(), endpoint_slices(), namespaces(), pods())."""
     idx = RecordIndex(serial=serial)

@@ -16,6 +16,7 @@ from netsim.control import validation as v
 from netsim.control.cluster import Cluster, ClusterError
 from netsim.control.docfields import Doc, ManifestError
 from netsim.control.endpointslices import resolve_target_port
+from netsim.control.heap import deferred_gc
 from netsim.control.inputread import STDIN, InputLimits, read_source, yaml_documents
 from netsim.control.model import (CONTROL_PLANE_TAINT_KEY, TAINT_EFFECTS, ClusterConfig, ContainerPort, Deployment, Node,
                           Pod, Service, ServicePort, Taint, Toleration)
@@ -78,7 +79,8 @@ def load(sources: Union[str, Iterable[str]], validate: str = "strict",
         from netsim.control.statedir import load_state
         return load_state(states[0], validate)
     notices: list[str] = []
-    cluster = build_documents(read_documents(sources, limits, notices), validate, kubeadm)
+    with deferred_gc():
+        cluster = build_documents(read_documents(sources, limits, notices), validate, kubeadm)
     cluster.notices[:0] = notices
     return cluster
 

@@ -24,6 +24,7 @@ from typing import Optional
 
 from netsim.skb.packet import int2ip, ip2int, prefix_mask
 from netsim.dataplane.routing import Route, RoutingTable, parse_cidr
+from netsim.control.heap import deferred_gc
 
 FLANNEL_DEVICE = "flannel.1"      # flannel.<VNI>, VNI defaults to 1
 FLANNEL_VNI = 1
@@ -141,6 +142,7 @@ def external_ip_node(cluster) -> Optional[str]:
 class Topology:
     """All hosts of one cluster, wired as a kubeadm + flannel cluster wires them."""
 
+    @deferred_gc()                 # tens of thousands of long-lived hosts (netsim.control.heap)
     def __init__(self, cluster) -> None:
         self.cluster = cluster
         cfg = cluster.config

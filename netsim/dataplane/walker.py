@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import heapq
 
+from netsim.control.heap import deferred_gc
 from netsim.dataplane.conntrack import TABLE_FULL, Conntrack, ConntrackEntry, flush_stale_udp
 from netsim.dataplane.netfilter import HookResult, Netfilter
 from netsim.skb.packet import (_UDP_HDR, IPPROTO_TCP, IPPROTO_UDP, PROTO_NUMBERS, Packet, _finish, _ip_sum,
@@ -178,6 +179,7 @@ class Walker:
         if ev.kind in ("Service", "EndpointSlice", "Node"):
             self._rules_dirty = True
 
+    @deferred_gc()                 # hosts and sockets for every pod (netsim.control.heap)
     def sync(self) -> None:
         """Rebuild the topology and (lazily) the node rules after the cluster changed."""
         self.proxy.advance(self.now)              # e.g. IPVS connection timers + graceful termination

@@ -18,6 +18,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from netsim.control.heap import deferred_gc
 from netsim.rules.iptables import targets as T
 from netsim.rules.iptables.matches import iface_matches
 from netsim.rules.iptables.ruleset import Chain, Header, IptablesError, Rule, Table
@@ -127,6 +128,7 @@ class CompiledChain:
     def compiled(self) -> bool:
         return self._rules is not None
 
+    @deferred_gc()                 # a compiled chain lives as long as its engine (netsim.control.heap)
     def compile(self) -> None:
         chain = self.source
         rules = [compile_rule(r) for r in chain.rules]

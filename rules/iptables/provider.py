@@ -9,12 +9,14 @@ import dataclasses
 import time
 from typing import Any, Optional
 
+from netsim.control.heap import deferred_gc
 from netsim.rules.provider import IPTABLES_RESTORE, KernelLoad, SyncMeasurement, SyncResult
 
 
 class IptablesNetfilter:
     """A node's iptables ruleset evaluated by the rule engine."""
 
+    @deferred_gc()                 # a node's parsed rule set is long-lived (netsim.control.heap)
     def __init__(self, text: str, local_addrs: set[int], rng, *, ipsets: Any = None, source: str = "<node>") -> None:
         from netsim.rules.iptables import Engine, EvalContext, parse
         self.text = text

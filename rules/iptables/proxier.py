@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from netsim.control.heap import deferred_gc
 from netsim.rules.iptables.proxier_cluster import (
     endpoints_for_node,
     proxier_config_for_node,
@@ -97,6 +98,7 @@ JUMP_RULES: tuple[JumpRule, ...] = (
 )
 
 
+@deferred_gc()
 def restore_data(cluster: Any, node_name: str, config: Optional[ProxierConfig] = None) -> RestoreData:
     """kube-proxy's full-sync restore input for ``node_name`` (structured)."""
     cfg = config or proxier_config_for_node(cluster, node_name)

@@ -35,6 +35,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from netsim.control.heap import deferred_gc
 from netsim.skb.packet import ip2int
 from netsim.rules.ipset import IpsetStore
 from netsim.rules.iptables.proxier_cluster import (endpoints_for_node, proxier_config_for_node,
@@ -270,6 +271,7 @@ class KubeProxyIpvs:
         self.initial_sync = True
         self.state: Optional[IpvsNodeState] = None
 
+    @deferred_gc()
     def sync(self) -> IpvsNodeState:
         """One syncProxyRules pass against the current cluster."""
         ports = service_port_infos(self.cluster)
