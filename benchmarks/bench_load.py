@@ -27,7 +27,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "load.json"
 def cluster_yaml(services: int, endpoints: int, nodes: int) -> str:
     """The Cluster document (a /22 per node so 500+ pods fit) plus a Deployment and a Service per app."""
     out = ["apiVersion: netsim.io/v1\nkind: Cluster\nmetadata: {name: bench}\nspec:\n"
-           "  podCIDR: 10.0.0.0/8\n  nodeCIDRMaskSize: 22\n  nodeNetwork: 172.16.0.0/16\n  seed: 1\n  nodes:\n"]
+           "  podCIDR: 10.128.0.0/9\n  nodeCIDRMaskSize: 22\n  nodeNetwork: 172.16.0.0/16\n  seed: 1\n  nodes:\n"]
     out += [f"    - {{name: node-{i}, ip: 172.16.{i // 250}.{i % 250 + 2}}}\n" for i in range(nodes)]
     for i in range(services):
         out.append(
