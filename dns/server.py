@@ -137,11 +137,13 @@ class DNSServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((self.host, self.port))
         _grow_receive_buffer(sock)
+        parent = os.getpid()
         pid = os.fork()
-        if pid == 0:                                    # the worker: serve until SIGTERM
+        if pid == 0:                                    # the worker: serve until SIGTERM or its parent dies
             code = 0
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                _die_with_parent(parent)
                 serve_udp(sock, self, threading.Event())
             except BaseException:
                 code = 1
@@ -217,6 +219,19 @@ def serve_udp(sock: socket.socket, dns: "DNSServer", stop: threading.Event) -> N
         for _ in range(min(JUNK_SLICE, len(backlog))):
             data, client = backlog.popleft()
             reply_to(data, client, dns.answer(data, "udp", client))
+
+
+def _die_with_parent(parent: int) -> None:
+    """prctl(PR_SET_PDEATHSIG, SIGTERM) (prctl(2)): a worker must not outlive the server that forked
+    it (its socket would keep answering, and keep a scratch namespace alive)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)          # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:                          # the parent died before prctl took effect
+        os._exit(0)
 
 
 def _wire(resolver: Any) -> Any:

@@ -1,9 +1,11 @@
 """A pod's stub resolver: glibc's search-list walk (resolv/res_query.c __res_context_search).
 
 Given the pod's resolv.conf and a name, it produces the queries getaddrinfo() would send, in order,
-and the outcome. Each query goes through `query_fn(qname, qtype) -> DNSRecord | None` (None: no reply
+and the outcome. Each query goes through `query_fn(qname, qtype) -> reply | None` (None: no reply
 after all retries), so a caller can carry it as a real packet (the walker: UDP through the kube-dns
-Service's DNAT to a CoreDNS pod) or answer it directly (ClusterDNS.answer).
+Service's DNAT to a CoreDNS pod) or answer it directly (ClusterDNS.answer). The walk reads only a
+reply's rcode, TC bit and answer records (type and rdata): a dnslib DNSRecord or the lighter
+netsim.dns.wire.Reply both do.
 
 The walk (glibc resolv/res_query.c __res_context_search; checked with getaddrinfo on glibc 2.36):
   1. a trailing dot: the name as is, and stop whatever the result;
@@ -25,7 +27,7 @@ from dnslib import QTYPE, RCODE, DNSRecord
 
 from netsim.dns.resolvconf import ResolvConf, pod_resolv_conf
 
-QueryFn = Callable[[str, str], Optional[DNSRecord]]
+QueryFn = Callable[[str, str], Optional[Any]]       # DNSRecord or netsim.dns.wire.Reply
 
 # h_errno values (netdb.h) and the getaddrinfo error each becomes.
 HOST_NOT_FOUND, TRY_AGAIN, NO_RECOVERY, NO_DATA = 1, 2, 3, 4

@@ -344,3 +344,36 @@ def test_queries_are_logged_only_when_asked(dns):
         for _ in range(3):                       # the third comes from the encoded replies: logged too
             _udp_ask(loud.port, q)
     assert len(lines) == 3 and all("web.default.svc.cluster.local. A -> NOERROR answers=1" in ln for ln in lines)
+
+
+def test_workers_do_not_outlive_their_server(tmp_path):
+    """prctl(PR_SET_PDEATHSIG): a worker goes when the server process is killed outright."""
+    import os
+    import signal
+    import sys
+    import time
+    ensure_loopback()
+    script = ("import sys, time\n"
+              "from netsim.control.manifests import load_text\n"
+              "from netsim.dns.resolver import ClusterDNS\n"
+              "from netsim.dns.server import DNSServer\n"
+              f"s = DNSServer(ClusterDNS(load_text({SIXTY!r})), '127.0.0.1', 0, workers=2).start()\n"
+              "print(s._children[0], flush=True)\n"
+              "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(proc.stdout.readline())
+        assert os.path.exists(f"/proc/{child}")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    for _ in range(100):
+        try:
+            os.waitpid(child, os.WNOHANG)           # not ours to reap; ignore
+        except ChildProcessError:
+            pass
+        stat = open(f"/proc/{child}/stat").read().split() if os.path.exists(f"/proc/{child}") else None
+        if stat is None or stat[2] == "Z":
+            break
+        time.sleep(0.05)
+    assert stat is None or stat[2] == "Z"
