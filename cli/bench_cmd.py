@@ -62,7 +62,8 @@ def _console():
 @click.command()
 @click.option("--profile", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
               help="quick: 100 and 1,000 Services, CI-sized (< 2 min on 2 cores); full: the whole sweep.")
-@click.option("--modes", metavar="LIST", help="Proxy modes, comma-separated: iptables,ipvs[,nftables].")
+@click.option("--modes", metavar="LIST",
+              help="Proxy modes, comma-separated (default: every mode whose packets are emulated, e.g. iptables,ipvs).")
 @click.option("--services", metavar="LIST", help="Service counts, e.g. 100,1000,5000,10000,30000.")
 @click.option("--endpoints", metavar="LIST", help="Endpoints per Service, e.g. 1,4,10.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="bench-results", show_default=True,
