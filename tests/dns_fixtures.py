@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from dnslib import DNSRecord, QTYPE
 
 from netsim.control.model import (ClusterConfig, Endpoint, EndpointPort, EndpointSlice, Namespace, Pod,
-                          Service, ServicePort)
+                                  Service, ServicePort)
 
 
 @dataclass

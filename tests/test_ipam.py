@@ -14,7 +14,7 @@ import random
 import pytest
 
 from netsim.control.ipam import (AllocationError, ClusterIPAllocator, LoadBalancerIPAllocator, NodeCIDRAllocator,
-                         PodIPAllocator, PortAllocator)
+                                 PodIPAllocator, PortAllocator)
 
 
 def test_node_cidrs_in_order_and_exhaustion():

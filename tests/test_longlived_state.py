@@ -13,7 +13,8 @@ import tracemalloc
 
 from netsim.dataplane.conntrack import Conntrack
 from netsim.skb.packet import Packet
-from netsim.dataplane.walker import LB_IDLE_TIMEOUT, Walker
+from netsim.dataplane.loadbalancer import LB_IDLE_TIMEOUT
+from netsim.dataplane.walker import Walker
 
 from walker_cluster import scenario_cluster
 

@@ -9,7 +9,7 @@ from netsim.control import validation as v
 from netsim.control.docfields import Doc
 from netsim.control.listen import LISTEN_ANNOTATION, parse_listen
 from netsim.control.model import (PROTOCOLS, TAINT_EFFECTS, ContainerPort, Deployment, Endpoint, EndpointPort,
-                          EndpointSlice, Namespace, Pod, Service, ServicePort, Toleration)
+                                  EndpointSlice, Namespace, Pod, Service, ServicePort, Toleration)
 
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")

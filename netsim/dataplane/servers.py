@@ -20,9 +20,11 @@ from typing import Callable, Optional
 
 from netsim.control import listen
 from netsim.skb.packet import (ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
-                           Packet)
+                               Packet)
 
 _SYN, _RST, _ACK, _FIN = 0x02, 0x04, 0x10, 0x01
+
+EPHEMERAL_PORTS = (32768, 60999)        # net.ipv4.ip_local_port_range default (Documentation/networking/ip-sysctl.rst)
 
 
 @dataclass
