@@ -19,6 +19,11 @@ class NoRulesDataplane:
 
     ipvs = None                       # no IPVS in this mode
 
+    def hooks(self, node: str, local_addrs: set[int], rng: Any) -> Any:
+        """Nothing registered: only the data plane's own conntrack and NAT hooks run."""
+        from netsim.skb.netfilter import NodeHooks
+        return NodeHooks()
+
     def resync(self, local_addrs: Any, rules_changed: bool) -> None:
         return None
 

@@ -79,8 +79,15 @@ class ModeDataplane(Protocol):
     data plane): rebuilt lazily per node after a rule-relevant change, kept across syncs."""
 
     def netfilter(self, node: str, local_addrs: set[int], rng: Any) -> Any:
-        """The node's netfilter rules (``run(table, chain, pkt, now, steps) -> HookResult``),
-        evaluated with ``rng`` (the emulator's)."""
+        """The node's rule tables (``run(table, chain, pkt, now, steps) -> HookResult``, ``save()``),
+        evaluated with ``rng`` (the emulator's): what ``hooks`` registers, for inspection."""
+        ...
+
+    def hooks(self, node: str, local_addrs: set[int], rng: Any) -> Any:
+        """What the mode programs on the node for the data plane (netsim.skb.netfilter.NodeHooks):
+        its hook registrations (hook, priority, name, ``fn(pkt, now, steps) -> HookResult``, type
+        filter|nat), run by the data plane in priority order beside its own conntrack and NAT, and
+        the addresses it puts on dummy devices (routed as LOCAL)."""
         ...
 
     # ``ipvs(node)``: the node's IPVS hooks (``local_in`` / ``local_out`` / ``reply`` /

@@ -12,6 +12,7 @@ from netsim.cli.main import cli
 from netsim.dataplane.netfilter import HookResult, RuleHit
 from netsim.rules import registry
 from netsim.rules.provider import ProxyProvider, SyncResult
+from netsim.skb.netfilter import HOOKS, NF_IP_PRI_FILTER, HookRegistration, NodeHooks
 
 
 class DropEverything:
@@ -32,6 +33,13 @@ class DropAllDataplane:
 
     def netfilter(self, node: str, local_addrs: set[int], rng: Any) -> DropEverything:
         return DropEverything()
+
+    def hooks(self, node: str, local_addrs: set[int], rng: Any) -> NodeHooks:
+        """One function at every hook, at the filter table's priority: DROP."""
+        rules = DropEverything()
+        return NodeHooks(tuple(HookRegistration(hook, NF_IP_PRI_FILTER, "drop-all",
+                                                lambda pkt, now, steps, hook=hook: rules.run("drop-all", hook, pkt, now, steps))
+                               for hook in HOOKS))
 
     def resync(self, local_addrs: Any, rules_changed: bool) -> None:
         pass

@@ -1,21 +1,80 @@
-"""The hook runner: what runs at a netfilter hook, in the kernel's priority order, and its verdicts.
+"""The hook runner: per host and hook, the registered functions in priority order, and their verdicts.
 
-raw (-300), conntrack (-200: nf_conntrack_in classifies the packet, a new entry stays unconfirmed),
-mangle (-150), nat (first packet of a connection only: the binding it makes is applied by conntrack
-to every later packet), filter (0), IPVS's decisions, the conntrack confirm at the end of the
-hooks (include/uapi/linux/netfilter_ipv4.h nf_ip_hook_priorities); a DROP or REJECT ends the walk,
-and a local sender learns about it as the socket layer would.
+As the kernel keeps them (include/linux/netfilter.h struct nf_hook_ops, nf_hook_slow): every hook
+of a node has a list of functions ordered by priority (netsim.skb.netfilter): the mode's provider
+registers its own (iptables tables, nftables base chains, IPVS), and the data plane adds what the
+kernel's conntrack and NAT register:
+
+* conntrack at NF_IP_PRI_CONNTRACK (-200) on PREROUTING and OUTPUT (nf_conntrack_in: the packet gets
+  its entry, a new one unconfirmed; before it, a packet has none and ``--ctstate`` reads INVALID;
+  a raw-table ``CT --notrack`` makes it UNTRACKED, and conntrack leaves it alone);
+* nf_nat at NF_IP_PRI_NAT_DST (-100) on PREROUTING/OUTPUT and NF_IP_PRI_NAT_SRC (100) on
+  INPUT/POSTROUTING (nf_nat_ipv4_ops): for a connection's first packet it asks the NAT-type
+  functions of the hook (iptables' nat table, nft nat chains) in their priority order for a binding,
+  then applies the connection's binding to every packet (nf_nat_packet);
+* the conntrack confirm at NF_IP_PRI_CONNTRACK_CONFIRM (INT_MAX) on INPUT and POSTROUTING.
+
+A DROP or REJECT ends the walk (a local sender learns it as the socket layer would); STOLEN hands
+the packet to the caller (IPVS transmits it itself).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from netsim.dataplane.conntrack import TABLE_FULL, Conntrack, ConntrackEntry
 from netsim.dataplane.end import End
-from netsim.dataplane.netfilter import HookResult, Netfilter
+from netsim.dataplane.netfilter import HookResult
 from netsim.dataplane.topology import Host
 from netsim.dataplane.trace import Hop, PacketSnapshot, PacketTrace, Step, TranslatedStep
+from netsim.skb.netfilter import (FORWARD, HOOKS, INPUT, NAT, NF_IP_PRI_CONNTRACK, NF_IP_PRI_CONNTRACK_CONFIRM,
+                                  NF_IP_PRI_FILTER, NF_IP_PRI_NAT_DST, NF_IP_PRI_NAT_SRC, OUTPUT, POSTROUTING,
+                                  PREROUTING, HookRegistration)
 from netsim.skb.packet import IPPROTO_TCP, Packet, int2ip
+
+_CHAIN, _CONNTRACK, _NAT, _CONFIRM = 0, 1, 2, 3      # what an entry of a hook's list is
+STOLEN = "STOLEN"
+
+
+class HookTable:
+    """One node's hooks: per hook, the provider's registrations and the data plane's own, by priority.
+
+    Each list holds ``(kind, what)`` entries. OUTPUT comes in two parts: ``output`` runs before the
+    route is looked up again (everything that may change the destination: raw, conntrack, mangle,
+    nat, IPVS), ``output_routed`` after it (filter and later), as a locally generated packet is
+    re-routed when NAT changed its destination (ip_route_me_harder)."""
+
+    __slots__ = ("prerouting", "input", "forward", "output", "output_routed", "postrouting", "registrations")
+
+    def __init__(self, registrations: tuple[HookRegistration, ...]) -> None:
+        self.registrations = registrations
+        lists: dict[str, list] = {h: [] for h in HOOKS}
+        nat: dict[str, list] = {h: [] for h in HOOKS}
+
+        def add(hook: str, priority: int, kind: int, what) -> None:
+            lists[hook].append((priority, len(lists[hook]), kind, what))
+
+        for hook in (PREROUTING, OUTPUT):
+            add(hook, NF_IP_PRI_CONNTRACK, _CONNTRACK, None)
+        for reg in registrations:
+            if reg.type == NAT:
+                nat[reg.hook].append(reg)
+            else:
+                add(reg.hook, reg.priority, _CHAIN, reg)
+        for hook, priority, manip in ((PREROUTING, NF_IP_PRI_NAT_DST, "dst"), (OUTPUT, NF_IP_PRI_NAT_DST, "dst"),
+                                      (INPUT, NF_IP_PRI_NAT_SRC, "src"), (POSTROUTING, NF_IP_PRI_NAT_SRC, "src")):
+            lookups = tuple(sorted(nat[hook], key=lambda r: r.priority))
+            add(hook, priority, _NAT, (manip, lookups))
+        add(INPUT, NF_IP_PRI_CONNTRACK_CONFIRM, _CONFIRM, False)
+        add(POSTROUTING, NF_IP_PRI_CONNTRACK_CONFIRM, _CONFIRM, True)      # (True: the trace shows it)
+        ordered = {h: tuple((kind, what) for _p, _n, kind, what in sorted(lst, key=lambda x: x[:2]))
+                   for h, lst in lists.items()}
+        out = sorted(lists[OUTPUT], key=lambda x: x[:2])
+        self.prerouting = ordered[PREROUTING]
+        self.input = ordered[INPUT]
+        self.forward = ordered[FORWARD]
+        self.output = tuple((k, w) for p, _n, k, w in out if p < NF_IP_PRI_FILTER)
+        self.output_routed = tuple((k, w) for p, _n, k, w in out if p >= NF_IP_PRI_FILTER)
+        self.postrouting = ordered[POSTROUTING]
 
 
 class HookRunner:
@@ -25,40 +84,112 @@ class HookRunner:
     methods use the walker's state (cluster clock, rng, stats) and call each other through ``self``,
     which keeps the per-packet path free of extra indirection."""
 
+    def _hook(self, host: Host, entries: tuple, hook: str, ct: Conntrack, e: Optional[ConntrackEntry],
+              pkt: Packet, pt: PacketTrace, hop: Hop, sender: bool = False) -> tuple[Any, Optional[ConntrackEntry]]:
+        """Run one hook's ``entries`` on ``pkt``. Returns (how the walk ended, STOLEN, or None to go on;
+        the packet's conntrack entry, None when untracked or invalid). ``sender``: the packet is this
+        host's own (OUTPUT, and POSTROUTING after it): a DROP/REJECT is also the sending process's error."""
+        now = self.cluster.clock.now
+        steps = hop.steps
+        for kind, what in entries:
+            if kind == _CHAIN:
+                res = what.fn(pkt, now, steps)
+                n = res.rules_evaluated
+                if n:
+                    pt.rules += n
+                    self.stats["rules_evaluated"] += n
+                verdict = res.verdict
+                if verdict == "ACCEPT":
+                    if res.ct_dnat:
+                        self._ct_follows(ct, e, pkt)
+                    continue
+                if verdict == STOLEN:
+                    if res.ct_dnat:
+                        self._ct_follows(ct, e, pkt)
+                    return STOLEN, e
+                if res.reason:                 # a hook that is not a rule table ended it (IPVS)
+                    gen = [(host, res.reply)] if res.reply is not None else []
+                    return End("REJECTED" if verdict == "REJECT" else "DROPPED", host, res.reason,
+                               generated=gen), e
+                end = self._refused(host, hop, res, pkt, hook, what.name)
+                return (self._sender_sees(end, pkt) if sender else end), e
+            if kind == _CONNTRACK:
+                if pkt.ctstate == "UNTRACKED":
+                    hop.add("CONNTRACK", "ctstate UNTRACKED (raw CT --notrack): no conntrack entry, so no NAT either")
+                    e = None
+                    continue
+                e = self._conntrack_in(host, ct, pkt, hop)
+                state = pkt.ctstate
+                if state == TABLE_FULL:
+                    end = End("DROPPED", host, f"{host.name}: nf_conntrack table full")
+                    return (self._sender_sees(end, pkt) if sender else end), None
+                if state == "INVALID":
+                    e = None
+                continue
+            if e is None:
+                continue
+            if kind == _NAT:
+                manip, lookups = what
+                if lookups and not e.confirmed and pkt.ctstate == "NEW":
+                    self._nat_lookup(host, ct, e, lookups, manip, pkt, pt, hop, now)
+                is_reply = pkt.ct_reply
+                if manip == "dst":
+                    if e.snat if is_reply else e.dnat:          # Conntrack.nat_dst applies only a binding
+                        change = ct.nat_dst(pkt, e, is_reply)
+                        if change is not None:
+                            steps.append(TranslatedStep("DNAT" if not is_reply else "un-SNAT (conntrack)", "dst",
+                                                        change))
+                elif e.dnat if is_reply else e.snat:            # Conntrack.nat_src applies only a binding
+                    change = ct.nat_src(pkt, e, is_reply)
+                    if change is not None:
+                        steps.append(TranslatedStep("SNAT" if not is_reply else "un-DNAT (conntrack)", "src",
+                                                    change))
+                continue
+            # _CONFIRM: __nf_conntrack_confirm
+            if what:
+                if not e.confirmed:
+                    if not ct.confirm(e, now):
+                        end = self._insert_failed(host, hop, e)
+                        return (self._sender_sees(end, pkt) if sender else end), e
+                    snap = e.snapshot(now)
+                    steps.append(Step("CONNTRACK", "confirmed: %s", {"conntrack": snap}, (snap,)))
+            elif not ct.confirm(e, self.now):
+                return self._insert_failed(host, hop, e), e
+        return None, e
+
+    def _nat_lookup(self, host: Host, ct: Conntrack, e: ConntrackEntry, lookups: tuple, manip: str, pkt: Packet,
+                    pt: PacketTrace, hop: Hop, now: float) -> None:
+        """nf_nat_inet_fn for a connection's first packet: the NAT functions of the hook, in priority
+        order, until one asks for a binding of this hook's kind (destination or source)."""
+        for reg in lookups:
+            res = reg.fn(pkt, now, hop.steps)
+            n = res.rules_evaluated
+            pt.rules += n
+            self.stats["rules_evaluated"] += n
+            nat = res.nat
+            if nat is None:
+                continue
+            if manip == "dst" and nat.kind == "DNAT":
+                self._bind(host, ct, e, res, pkt, hop)
+                return
+            if manip == "src" and nat.kind in ("SNAT", "MASQUERADE"):
+                self._bind(host, ct, e, res, pkt, hop, pkt.oif)
+                return
+
+    @staticmethod
+    def _ct_follows(ct: Conntrack, e: Optional[ConntrackEntry], pkt: Packet) -> None:
+        """A hook rewrote the destination of a connection's first packet itself (IPVS with
+        net.ipv4.vs.conntrack=1: ip_vs_update_conntrack): the unconfirmed entry's reply tuple
+        follows, with no NAT binding (the hook rewrites the replies itself)."""
+        if e is not None and not pkt.ct_reply and not e.confirmed:
+            ct.bind_dnat(e, pkt.dst, pkt.dport)
+            e.dnat = False
+
     def _insert_failed(self, host: Host, hop: Hop, e: ConntrackEntry) -> End:
         hop.add("DROPPED", "conntrack insert failed: another connection already holds tuple %s "
                 "(__nf_conntrack_confirm drops the packet; conntrack -S insert_failed)", None,
                 (e.snapshot(self.now),))
         return End("DROPPED", host, "conntrack insert_failed (tuple clash)")
-
-    def _raw_conntrack_mangle(self, host: Host, nf: Netfilter, ct: Conntrack, pkt: Packet, pt: PacketTrace,
-                              hop: Hop, hook: str) -> tuple[Optional[End], Optional[ConntrackEntry]]:
-        """The hook's first three stages in priority order (netfilter_ipv4.h: NF_IP_PRI_RAW -300,
-        NF_IP_PRI_CONNTRACK -200, NF_IP_PRI_MANGLE -150). Returns (how the walk ended, or None; the
-        packet's conntrack entry, None when it is untracked or invalid)."""
-        pkt.ct, pkt.ct_reply, pkt.ctstate = None, False, None
-        if nf.has_rules("raw", hook):
-            # before conntrack the packet has no entry: --ctstate sees INVALID (xt_conntrack, no ct)
-            pkt.ctstate = "INVALID"
-            res = self._run(host, nf, hop, pt, "raw", hook, pkt)
-            if res.verdict != "ACCEPT":
-                return self._refused(host, hop, res, pkt, hook, "raw"), None
-            if pkt.ctstate != "UNTRACKED":
-                pkt.ctstate = None
-        if pkt.ctstate == "UNTRACKED":
-            hop.add("CONNTRACK", "ctstate UNTRACKED (raw CT --notrack): no conntrack entry, so no NAT either")
-            e = None
-        else:
-            e = self._conntrack_in(host, ct, pkt, hop)
-            if pkt.ctstate == TABLE_FULL:
-                return End("DROPPED", host, f"{host.name}: nf_conntrack table full"), None
-            if pkt.ctstate == "INVALID":
-                e = None
-        if nf.has_rules("mangle", hook):
-            res = self._run(host, nf, hop, pt, "mangle", hook, pkt)
-            if res.verdict != "ACCEPT":
-                return self._refused(host, hop, res, pkt, hook, "mangle"), e
-        return None, e
 
     @staticmethod
     def _sender_sees(end: End, pkt: Packet) -> End:
@@ -127,22 +258,7 @@ class HookRunner:
             ("source port kept" if port == pkt.sport else "port clash: new source port")
         hop.add("CONNTRACK", f"{nat.kind} binding: source -> {int2ip(ip)}:{port} ({how})")
 
-    def _translate(self, change, which: str, hop: Hop, label: str) -> None:
-        if change is not None:
-            hop.steps.append(TranslatedStep(label, which, change))
-
-    def _run(self, host: Host, nf: Netfilter, hop: Hop, pt: PacketTrace, table: str, chain: str,
-             pkt: Packet) -> HookResult:
-        if not nf.has_rules(table, chain):
-            return _NO_RULES
-        # RULE steps are appended as the rules match: built once per rule, shared (read-only)
-        res = nf.run(table, chain, pkt, self.cluster.clock.now, hop.steps)
-        n = res.rules_evaluated
-        pt.rules += n
-        self.stats["rules_evaluated"] += n
-        return res
-
-    def _refused(self, host: Host, hop: Hop, res: HookResult, pkt: Packet, chain: str, table: str = "filter") -> End:
+    def _refused(self, host: Host, hop: Hop, res: HookResult, pkt: Packet, chain: str, table: str) -> End:
         last = res.hits[-1] if res.hits else None
         where = f"{table}:{chain}" + (f" ({last.chain} #{last.number})" if last else "")
         if res.verdict == "REJECT":
@@ -171,28 +287,7 @@ class HookRunner:
         # the original packet as received (conntrack may have rewritten it: quote the current bytes)
         return Packet.icmp_error(int2ip(src), pkt, code=code)
 
-    def _ipvs_step(self, host: Host, hop: Hop, dec, pkt: Packet, ct: Conntrack, e: Optional[ConntrackEntry]):
-        if dec is None:
-            return None
-        before = f"{dec.before[0]}:{dec.before[1]}" if dec.before[0] else ""
-        after = f"{dec.after[0]}:{dec.after[1]}" if dec.after[0] else ""
-        extra = {"before": before, "after": after} if before else None
-        hop.add("IPVS", f"{dec.hook}: {dec.action} {before + ' -> ' + after if before else ''} ({dec.reason})".replace("  ", " "),
-                extra)
-        if dec.action == "dnat" and e is not None and not pkt.ct_reply and not e.confirmed:
-            # net.ipv4.vs.conntrack=1: ip_vs_update_conntrack alters the reply tuple of the still
-            # unconfirmed entry (no NAT binding: IPVS itself rewrites the replies)
-            ct.bind_dnat(e, pkt.dst, pkt.dport)
-            e.dnat = False
-        if dec.action == "reject":
-            gen = [(host, dec.icmp)] if getattr(dec, "icmp", None) is not None else []
-            return End("REJECTED", host, dec.reason, generated=gen)
-        if dec.action == "drop":
-            return End("DROPPED", host, dec.reason)
-        return None
-
 
 # net.ipv4.tcp_syn_retries = 6: SYNs at 0, 1, 3, 7, 15, 31, 63 s, connect() gives up at 127 s
 # (Documentation/networking/ip-sysctl.rst)
 TCP_SYN_TIMEOUT = 127
-_NO_RULES = HookResult()          # an empty chain: ACCEPT, nothing matched (shared, never mutated)

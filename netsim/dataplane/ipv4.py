@@ -12,10 +12,10 @@ from typing import Optional
 
 from netsim.dataplane.conntrack import Conntrack, ConntrackEntry
 from netsim.dataplane.end import End
-from netsim.dataplane.netfilter import Netfilter
+from netsim.dataplane.hooks import STOLEN, HookTable
 from netsim.dataplane.routing import LOOPBACK_NET, Route
 from netsim.dataplane.topology import Host, Interface
-from netsim.dataplane.trace import Hop, PacketTrace, Step, TranslatedStep
+from netsim.dataplane.trace import Hop, PacketTrace, Step
 from netsim.skb.packet import Packet
 
 
@@ -29,47 +29,36 @@ class IPv4Stack:
     def _output(self, host: Host, pkt: Packet, pt: PacketTrace, hop: Hop):
         """A locally generated packet leaves ``host``."""
         is_node = host.kind == "node"
-        ipvs = self.ipvs(host.name) if is_node else None     # IPVS mode: kube-ipvs0's VIPs are local
+        hooks = self.hooks(host.name) if is_node else None     # (a mode's local addresses are routed as LOCAL)
         route = host.routes.lookup(pkt.dst)
         if route is None and not host.routes.is_local(pkt.dst):
             hop.add("DROPPED", f"no route to {pkt.dst_ip} (ENETUNREACH)")
             return End("NO_ROUTE", host, f"{host.name}: no route to {pkt.dst_ip}")
-        if is_node:
-            nf = self.netfilter(host.name)
+        if hooks is not None:
             ct = self.conntrack_for(host.name)
-            stop, e = self._raw_conntrack_mangle(host, nf, ct, pkt, pt, hop, "OUTPUT")
+            pkt.ct, pkt.ct_reply, pkt.ctstate, pkt.ipvs_property = None, False, "INVALID", False
+            stop, e = self._hook(host, hooks.output, "OUTPUT", ct, None, pkt, pt, hop, True)
             if stop is not None:
-                return self._sender_sees(stop, pkt)
-            if e is not None:
-                if not e.confirmed and pkt.ctstate == "NEW":
-                    res = self._run(host, nf, hop, pt, "nat", "OUTPUT", pkt)
-                    if res.nat is not None and res.nat.kind == "DNAT":
-                        self._bind(host, ct, e, res, pkt, hop)
-                self._translate(ct.nat_dst(pkt, e, pkt.ct_reply), "dst", hop,
-                                "DNAT" if not pkt.ct_reply else "un-SNAT (conntrack)")
-            if ipvs is not None:
-                dec = ipvs.reply(pkt, self.now, "LOCAL_OUT") or ipvs.local_out(pkt, self.now)
-                stop = self._ipvs_step(host, hop, dec, pkt, ct, e)
-                if stop is not None:
-                    return stop
+                return stop
+            # re-routed after NAT (or IPVS) changed the destination (ip_route_me_harder)
             route = host.routes.lookup(pkt.dst)
             local = host.routes.is_local(pkt.dst)
             if route is None and not local:
                 hop.add("DROPPED", f"no route to {pkt.dst_ip} after NAT")
                 return End("NO_ROUTE", host, f"{host.name}: no route to {pkt.dst_ip}")
-            res = self._run(host, nf, hop, pt, "filter", "OUTPUT", pkt)
-            if res.verdict != "ACCEPT":
-                return self._sender_sees(self._refused(host, hop, res, pkt, "OUTPUT"), pkt)
+            stop, e = self._hook(host, hooks.output_routed, "OUTPUT", ct, e, pkt, pt, hop, True)
+            if stop is not None:
+                return stop
             if local:
                 hop.add("ROUTED", f"{pkt.dst_ip} is local: loopback to INPUT")
-                r = self._postrouting(host, nf, ct, e, pkt, pt, hop, "lo")
+                r = self._postrouting(host, hooks, ct, e, pkt, pt, hop, "lo", True)
                 if r is not None:
-                    return self._sender_sees(r, pkt)
-                return self._local_in(host, "lo", pkt, pt, hop, ct, e, nf)
+                    return r
+                return self._local_in(host, "lo", pkt, pt, hop, ct, e, hooks)
             hop.steps.append(self._routed_step(route))
-            r = self._postrouting(host, nf, ct, e, pkt, pt, hop, route.dev)
+            r = self._postrouting(host, hooks, ct, e, pkt, pt, hop, route.dev, True)
             if r is not None:
-                return self._sender_sees(r, pkt)
+                return r
             return self._transmit(host, route, pkt, pt, hop)
         if host.routes.is_local(pkt.dst):
             return self._deliver(host, "lo", pkt, hop)
@@ -85,28 +74,16 @@ class IPv4Stack:
 
     def _node_in(self, host: Host, iface: Interface, pkt: Packet, pt: PacketTrace, hop: Hop, bridged_to):
         name = host.name
-        nf = self._nf.get(name)
-        if nf is None:
-            nf = self.netfilter(name)
-        if self._has_ipvs:
-            self.ipvs(name)             # IPVS mode: kube-ipvs0's VIPs must be local before routing
+        hooks = self._hooktab.get(name)
+        if hooks is None:
+            hooks = self.hooks(name)    # (a mode's local addresses must be LOCAL before routing)
         ct = self.conntrack.get(name)
         if ct is None:
             ct = self.conntrack_for(name)
-        stop, e = self._raw_conntrack_mangle(host, nf, ct, pkt, pt, hop, "PREROUTING")
+        pkt.ct, pkt.ct_reply, pkt.ctstate, pkt.ipvs_property = None, False, "INVALID", False
+        stop, e = self._hook(host, hooks.prerouting, "PREROUTING", ct, None, pkt, pt, hop)
         if stop is not None:
             return stop
-        if e is not None:
-            is_reply = pkt.ct_reply
-            if not e.confirmed and pkt.ctstate == "NEW":
-                res = self._run(host, nf, hop, pt, "nat", "PREROUTING", pkt)
-                if res.nat is not None and res.nat.kind == "DNAT":
-                    self._bind(host, ct, e, res, pkt, hop)
-            if e.snat if is_reply else e.dnat:          # Conntrack.nat_dst applies only a binding
-                change = ct.nat_dst(pkt, e, is_reply)
-                if change is not None:
-                    hop.steps.append(TranslatedStep("DNAT" if not is_reply else "un-SNAT (conntrack)",
-                                                    "dst", change))
         routes = host.routes
         dst = pkt._dst
         local = dst in routes.local or (dst & 0xFF000000) == LOOPBACK_NET      # RoutingTable.is_local
@@ -116,10 +93,10 @@ class IPv4Stack:
             hop.add("BRIDGED", f"cni0: {pkt.physdev_in} -> {bridged_to.bridge_port} (br_netfilter runs the "
                     "IPv4 hooks on bridged frames)")
             pkt.physdev_out = bridged_to.bridge_port
-            return self._forward(host, nf, ct, e, pkt, pt, hop, None, bridged_to)
+            return self._forward(host, hooks, ct, e, pkt, pt, hop, None, bridged_to)
         if local:
             hop.add("ROUTED", f"{pkt.dst_ip} is local -> INPUT")
-            return self._local_in(host, iface.name, pkt, pt, hop, ct, e, nf)
+            return self._local_in(host, iface.name, pkt, pt, hop, ct, e, hooks)
         route = routes.lookup(dst)
         if route is None:
             hop.add("DROPPED", f"no route to {pkt.dst_ip}")
@@ -135,25 +112,15 @@ class IPv4Stack:
         else:
             hit = self._routed.get(id(route))
             hop.steps.append(hit[1] if hit is not None else self._routed_step(route))
-        return self._forward(host, nf, ct, e, pkt, pt, hop, route, None)
+        return self._forward(host, hooks, ct, e, pkt, pt, hop, route, None)
 
-    def _forward(self, host: Host, nf: Netfilter, ct: Conntrack, e: Optional[ConntrackEntry], pkt: Packet,
+    def _forward(self, host: Host, hooks: HookTable, ct: Conntrack, e: Optional[ConntrackEntry], pkt: Packet,
                  pt: PacketTrace, hop: Hop, route: Optional[Route], bridged_to: Optional[Interface]):
         pkt.oif = route.dev if route is not None else "cni0"
-        if nf.has_rules("mangle", "FORWARD"):
-            res = self._run(host, nf, hop, pt, "mangle", "FORWARD", pkt)
-            if res.verdict != "ACCEPT":
-                return self._refused(host, hop, res, pkt, "FORWARD", "mangle")
-        res = self._run(host, nf, hop, pt, "filter", "FORWARD", pkt)
-        if res.verdict != "ACCEPT":
-            return self._refused(host, hop, res, pkt, "FORWARD")
-        if self._has_ipvs:
-            ipvs = self.ipvs(host.name)
-            if ipvs is not None:
-                dec = ipvs.reply(pkt, self.now, "FORWARD")
-                if dec is not None:
-                    self._ipvs_step(host, hop, dec, pkt, ct, e)
-        r = self._postrouting(host, nf, ct, e, pkt, pt, hop, pkt.oif)
+        stop, e = self._hook(host, hooks.forward, "FORWARD", ct, e, pkt, pt, hop)
+        if stop is not None:
+            return stop
+        r = self._postrouting(host, hooks, ct, e, pkt, pt, hop, pkt.oif)
         if r is not None:
             return r
         if bridged_to is not None:
@@ -162,70 +129,33 @@ class IPv4Stack:
         return self._transmit(host, route, pkt, pt, hop)
 
     def _local_in(self, host: Host, iif: str, pkt: Packet, pt: PacketTrace, hop: Hop, ct: Conntrack,
-                  e: Optional[ConntrackEntry], nf: Netfilter):
-        if nf.has_rules("mangle", "INPUT"):
-            res = self._run(host, nf, hop, pt, "mangle", "INPUT", pkt)
-            if res.verdict != "ACCEPT":
-                return self._refused(host, hop, res, pkt, "INPUT", "mangle")
-        res = self._run(host, nf, hop, pt, "filter", "INPUT", pkt)
-        if res.verdict != "ACCEPT":
-            return self._refused(host, hop, res, pkt, "INPUT")
-        ipvs = self.ipvs(host.name)
-        if ipvs is not None:
-            # ip_vs_reply4 / ip_vs_remote_request4 run at LOCAL_IN priority 98, before nat INPUT (100)
-            # and the conntrack confirm (INT_MAX), so IPVS can still alter the unconfirmed entry.
-            dec = ipvs.reply(pkt, self.now, "LOCAL_IN") or ipvs.local_in(pkt, self.now)
-            stop = self._ipvs_step(host, hop, dec, pkt, ct, e)
-            if stop is not None:
-                return stop
-            if dec is not None and dec.action == "dnat":
-                # ip_vs_nat_xmit: routed to the real server, through LOCAL_OUT and POSTROUTING
-                route = host.routes.lookup(pkt.dst)
-                if route is None:
-                    hop.add("DROPPED", f"IPVS: no route to real server {pkt.dst_ip}")
-                    return End("NO_ROUTE", host)
-                hop.add("ROUTED", f"{route}  (ip_vs_nat_xmit)")
-                if host.routes.is_local(pkt.dst):
-                    if e is not None and not ct.confirm(e, self.now):
-                        return self._insert_failed(host, hop, e)
-                    return self._deliver(host, iif, pkt, hop)
-                pkt.oif = route.dev
-                res = self._run(host, nf, hop, pt, "filter", "OUTPUT", pkt)
-                if res.verdict != "ACCEPT":
-                    return self._refused(host, hop, res, pkt, "OUTPUT")
-                r = self._postrouting(host, nf, ct, e, pkt, pt, hop, route.dev)
-                if r is not None:
-                    return r
-                return self._transmit(host, route, pkt, pt, hop)
-        if e is not None:
-            self._translate(ct.nat_src(pkt, e, pkt.ct_reply), "src", hop,
-                            "SNAT" if not pkt.ct_reply else "un-DNAT (conntrack)")
-            if not ct.confirm(e, self.now):
+                  e: Optional[ConntrackEntry], hooks: HookTable):
+        stop, e = self._hook(host, hooks.input, "INPUT", ct, e, pkt, pt, hop)
+        if stop is None:
+            return self._deliver(host, iif, pkt, hop)
+        if stop is not STOLEN:
+            return stop
+        # IPVS took the packet (ip_vs_in_hook at LOCAL_IN): ip_vs_nat_xmit routes it to the real
+        # server and sends it through LOCAL_OUT's filter and POSTROUTING
+        route = host.routes.lookup(pkt.dst)
+        if route is None:
+            hop.add("DROPPED", f"IPVS: no route to real server {pkt.dst_ip}")
+            return End("NO_ROUTE", host)
+        hop.add("ROUTED", f"{route}  (ip_vs_nat_xmit)")
+        if host.routes.is_local(pkt.dst):
+            if e is not None and not ct.confirm(e, self.now):
                 return self._insert_failed(host, hop, e)
-        return self._deliver(host, iif, pkt, hop)
+            return self._deliver(host, iif, pkt, hop)
+        pkt.oif = route.dev
+        stop, e = self._hook(host, hooks.output_routed, "OUTPUT", ct, e, pkt, pt, hop)
+        if stop is not None:
+            return stop
+        r = self._postrouting(host, hooks, ct, e, pkt, pt, hop, route.dev)
+        if r is not None:
+            return r
+        return self._transmit(host, route, pkt, pt, hop)
 
-    def _postrouting(self, host: Host, nf: Netfilter, ct: Conntrack, e: Optional[ConntrackEntry], pkt: Packet,
-                     pt: PacketTrace, hop: Hop, oif: str):
+    def _postrouting(self, host: Host, hooks: HookTable, ct: Conntrack, e: Optional[ConntrackEntry], pkt: Packet,
+                     pt: PacketTrace, hop: Hop, oif: str, sender: bool = False):
         pkt.oif = oif
-        if nf.has_rules("mangle", "POSTROUTING"):
-            res = self._run(host, nf, hop, pt, "mangle", "POSTROUTING", pkt)
-            if res.verdict != "ACCEPT":
-                return self._refused(host, hop, res, pkt, "POSTROUTING", "mangle")
-        if e is not None:
-            if not e.confirmed and pkt.ctstate == "NEW":
-                res = self._run(host, nf, hop, pt, "nat", "POSTROUTING", pkt)
-                if res.nat is not None and res.nat.kind in ("SNAT", "MASQUERADE"):
-                    self._bind(host, ct, e, res, pkt, hop, oif)
-            is_reply = pkt.ct_reply
-            if e.dnat if is_reply else e.snat:          # Conntrack.nat_src applies only a binding
-                change = ct.nat_src(pkt, e, is_reply)
-                if change is not None:
-                    hop.steps.append(TranslatedStep("SNAT" if not is_reply else "un-DNAT (conntrack)", "src",
-                                                    change))
-            if not e.confirmed:
-                now = self.cluster.clock.now
-                if not ct.confirm(e, now):
-                    return self._insert_failed(host, hop, e)
-                snap = e.snapshot(now)
-                hop.steps.append(Step("CONNTRACK", "confirmed: %s", {"conntrack": snap}, (snap,)))
-        return None
+        return self._hook(host, hooks.postrouting, "POSTROUTING", ct, e, pkt, pt, hop, sender)[0]

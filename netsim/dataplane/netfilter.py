@@ -1,10 +1,12 @@
-"""A node's netfilter tables as kube-proxy programs them, behind one small interface for the walker.
+"""What a hook function returns (:class:`HookResult`), and a node's rule tables behind one interface.
 
-``Netfilter.run(table, chain, pkt, ctx)`` evaluates one built-in chain and returns a
-:class:`HookResult`. :class:`IptablesNetfilter` does so with the iptables rule engine
-(``netsim.rules.iptables``) over the text the proxier renders for the node; :class:`EmptyNetfilter`
-is a node with no rules at all (every policy ACCEPT), which is also what a node without
-kube-proxy looks like.
+A hook function (netsim.skb.netfilter.HookRegistration) returns a :class:`HookResult`: the
+verdict, the NAT binding it asks for, the rules that matched (:class:`RuleHit`, as iptables-save
+prints them). ``Netfilter.run(table, chain, pkt, now, steps)`` evaluates one built-in chain of a
+table-based rule set; the iptables provider (netsim.rules.iptables.provider.IptablesNetfilter)
+does so with the rule engine, and registers each non-empty built-in chain as a hook function;
+:class:`EmptyNetfilter` is a node with no rules at all (every policy ACCEPT), which is also what a
+node without kube-proxy looks like.
 """
 from __future__ import annotations
 
@@ -46,22 +48,35 @@ class RuleHit:
 
 
 class HookResult:
-    """What one built-in chain did to a packet: verdict, NAT request, the rules that matched."""
+    """What one hook function did to a packet: verdict, NAT request, the rules that matched.
 
-    __slots__ = ("verdict", "nat", "hits", "rules_evaluated", "reject_with")
+    ``verdict``: ACCEPT | DROP | REJECT, or STOLEN (the function took the packet and transmits it
+    itself, as IPVS's ip_vs_nat_xmit does: NF_STOLEN). A function that is not a rule table says why
+    it dropped or rejected in ``reason`` and may hand the error it sends in ``reply`` (IPVS's ICMP);
+    ``ct_dnat``: it rewrote the destination of a connection's first packet, and the unconfirmed
+    conntrack entry's reply tuple follows without a NAT binding (IPVS: ip_vs_update_conntrack)."""
+
+    __slots__ = ("verdict", "nat", "hits", "rules_evaluated", "reject_with", "reason", "reply", "ct_dnat")
 
     def __init__(self, verdict: str = "ACCEPT", nat: Optional[NatRequest] = None,
                  hits: Optional[list[RuleHit]] = None, rules_evaluated: int = 0,
-                 reject_with: str = "icmp-port-unreachable") -> None:
-        self.verdict = verdict            # ACCEPT | DROP | REJECT
+                 reject_with: str = "icmp-port-unreachable", *, reason: str = "", reply: Any = None,
+                 ct_dnat: bool = False) -> None:
+        self.verdict = verdict            # ACCEPT | DROP | REJECT | STOLEN
         self.nat = nat
         self.hits: list[RuleHit] = hits if hits is not None else []
         self.rules_evaluated = rules_evaluated
         self.reject_with = reject_with
+        self.reason = reason
+        self.reply = reply
+        self.ct_dnat = ct_dnat
 
     def __repr__(self) -> str:
         return (f"HookResult({self.verdict!r}, nat={self.nat!r}, hits={len(self.hits)}, "
                 f"rules_evaluated={self.rules_evaluated}, reject_with={self.reject_with!r})")
+
+
+ACCEPTED = HookResult()          # nothing to do: ACCEPT, nothing matched (shared, never mutated)
 
 
 class Netfilter(Protocol):

@@ -44,7 +44,7 @@ class WalkDriver:
             raise WalkError(f"destination {dst!r} is not an IPv4 address") from None
         mode = self.mode
         if client.kind == "node":
-            self.ipvs(client.name)          # IPVS mode: kube-ipvs0's VIPs are local before the lookup
+            self.hooks(client.name)         # a mode's local addresses (IPVS: kube-ipvs0) before the lookup
         route = client.routes.lookup(d)
         src_addr = None
         if d in client.routes.local:

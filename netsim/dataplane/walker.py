@@ -1,17 +1,19 @@
 """The hop-by-hop walker: carries real packets through the cluster as the Linux stack would.
 
-On every host (network namespace) a packet goes through the netfilter hooks in the kernel's
-order (include/uapi/linux/netfilter_ipv4.h nf_ip_hook_priorities):
+On every host (network namespace) a packet goes through the netfilter hooks; each node has, per
+hook, the functions registered there in priority order (netsim.dataplane.hooks: the mode's provider
+registers its tables, chains or IPVS; the data plane adds conntrack and NAT; priorities from
+include/uapi/linux/netfilter_ipv4.h). With kube-proxy's iptables or IPVS mode that is:
 
 * received:  raw PREROUTING (−300) → conntrack (−200) → mangle PREROUTING (−150) → nat
              PREROUTING (−100, first packet only: DNAT) → routing decision on the post-DNAT
              destination →
-             local: mangle INPUT → filter INPUT → (IPVS LOCAL_IN) → conntrack confirm → socket
-             else:  mangle FORWARD → filter FORWARD → (IPVS reply un-DNAT) → mangle POSTROUTING →
+             local: mangle INPUT → filter INPUT → (IPVS LOCAL_IN 98/99) → conntrack confirm → socket
+             else:  mangle FORWARD → filter FORWARD → (IPVS reply un-DNAT, 100) → mangle POSTROUTING →
                     nat POSTROUTING (+100, first packet only: MASQUERADE) → conntrack confirm
                     (INT_MAX) → transmit
 * generated: route lookup → raw OUTPUT → conntrack → mangle OUTPUT → nat OUTPUT (first packet
-             only) → re-route if the destination changed → (IPVS LOCAL_OUT) → filter OUTPUT →
+             only) → (IPVS LOCAL_OUT −99/−98) → re-route if the destination changed → filter OUTPUT →
              POSTROUTING → transmit.
 * A raw-table ``-j CT --notrack`` (or ``-j NOTRACK``) leaves the packet untracked: conntrack
   (nf_conntrack_in) skips a packet that already carries the untracked template, so it gets no
@@ -35,7 +37,7 @@ The walker is one class assembled from one module per kernel seam:
 * ``walk``         the walk driver: a connection there and back, a packet hop by hop, the outcome;
 * ``devices``      interfaces and links: receive, transmit, cni0 bridge ports, flannel VXLAN, capture;
 * ``ipv4``         the routing decisions between the hooks: output, input, forward, local delivery;
-* ``hooks``        the hook runner: raw, conntrack, mangle, nat, filter, IPVS, confirm; verdicts;
+* ``hooks``        the hook runner: per node and hook, the registered functions by priority; verdicts;
 * ``delivery``     sockets: waiting clients, listeners, the kernel's own answers, CoreDNS;
 * ``loadbalancer`` the external load balancer host;
 
@@ -51,7 +53,7 @@ from netsim.dataplane.conntrack import Conntrack, flush_stale_udp
 from netsim.dataplane.delivery import LocalDelivery, _with_dns_handlers
 from netsim.dataplane.devices import DeviceLayer
 from netsim.dataplane.end import WalkError
-from netsim.dataplane.hooks import HookRunner
+from netsim.dataplane.hooks import HookRunner, HookTable
 from netsim.dataplane.ipv4 import IPv4Stack
 from netsim.dataplane.loadbalancer import LoadBalancerHost
 from netsim.dataplane.netfilter import Netfilter
@@ -60,6 +62,7 @@ from netsim.dataplane.servers import Sockets, pod_sockets
 from netsim.dataplane.topology import Host, Interface, Topology
 from netsim.dataplane.trace import Step
 from netsim.dataplane.walk import WalkDriver
+from netsim.skb.netfilter import NodeHooks
 from netsim.skb.packet import IPPROTO_TCP, IPPROTO_UDP
 
 class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, LoadBalancerHost):
@@ -93,6 +96,7 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
         self._vxlan_prefix: dict[tuple[str, int], tuple] = {}    # VXLAN outer-header template per (host, VTEP)
         self._iface_extra: dict[str, dict] = {}
         self._ipvs: dict[str, Any] = {}
+        self._hooktab: dict[str, HookTable] = {}                  # node -> its hooks by priority
         self.conntrack: dict[str, Conntrack] = {}
         self.sockets: dict[str, Sockets] = {}
         self.lb_flows: dict[tuple, tuple[str, float]] = {}       # flow -> (node, idle expiry)
@@ -130,6 +134,7 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
             w.proxy = self.proxy.fork(rng, memo)
             w._nf = {}                                 # the forked mode state's, looked up again lazily
         w._ipvs = {}                                   # hooks over the copied IPVS proxiers, made again lazily
+        w._hooktab = {}
         w.conntrack = {n: _copy.deepcopy(ct) for n, ct in self.conntrack.items()}
         w._clients = {}
         w._coredns = None                              # own DNS servers (ClusterDNS has its own RNG), made lazily
@@ -186,6 +191,7 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
         self.proxy.resync(lambda node: hosts[node].routes.local if node in hosts else None, self._rules_dirty)
         self._nf = {}
         self._ipvs.clear()
+        self._hooktab.clear()
         if self._rules_dirty:
             if self.flush_stale_udp:
                 self._flush_udp()
@@ -226,6 +232,19 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
                     for a in locals_():
                         h.routes.add_local(a)      # kube-ipvs0 holds every VIP: they are LOCAL
         return v
+
+    def hooks(self, node: str) -> HookTable:
+        """The node's netfilter hooks: what the mode's provider registers there (``NodeHooks``), with
+        the data plane's conntrack and NAT, by priority. The addresses the mode puts on dummy devices
+        (IPVS: kube-ipvs0 holds every virtual address) route as LOCAL from then on."""
+        t = self._hooktab.get(node)
+        if t is None:
+            host = self.topology.hosts[node]
+            program = self.proxy.hooks(node, host.routes.local, self.rng)
+            for a in program.local_addresses:
+                host.routes.add_local(a)
+            t = self._hooktab[node] = HookTable(tuple(program.registrations))
+        return t
 
     def conntrack_for(self, node: str) -> Conntrack:
         ct = self.conntrack.get(node)
@@ -288,6 +307,17 @@ class _FactoryDataplane:
 
     def netfilter(self, node: str, local_addrs: set[int], rng: Any) -> Netfilter:
         return self.netfilter_factory(self.walker, node)
+
+    def hooks(self, node: str, local_addrs: set[int], rng: Any) -> NodeHooks:
+        """The factory's table-based rules registered as iptables registers its tables, and the
+        IPVS factory's hooks where ip_vs_core.c registers them."""
+        from netsim.rules.iptables.hooks import table_hooks
+        regs = table_hooks(self.walker.netfilter(node))
+        if self.ipvs_factory is None:
+            return NodeHooks(regs)
+        from netsim.rules.ipvs.hooks import ipvs_hooks
+        v = self.walker.ipvs(node)
+        return NodeHooks(regs + ipvs_hooks(v), tuple(v.virtual_addresses()))
 
     def resync(self, local_addrs: Any, rules_changed: bool) -> None:
         return None

@@ -181,7 +181,7 @@ class Packet:
     """
 
     __slots__ = ("buf", "mark", "iif", "oif", "ct", "ctstate", "ct_reply", "physdev_in", "physdev_out",
-                 "_l4", "_proto", "_src", "_dst", "_sport", "_dport", "_poff")
+                 "ipvs_property", "_l4", "_proto", "_src", "_dst", "_sport", "_dport", "_poff")
 
     def __init__(self, buf: bytes | bytearray) -> None:
         if not isinstance(buf, bytearray):
@@ -202,6 +202,7 @@ class Packet:
         self.ct_reply = False
         self.physdev_in: Optional[str] = None    # bridge port a bridged frame came in on (br_netfilter)
         self.physdev_out: Optional[str] = None
+        self.ipvs_property = False    # skb->ipvs_property: IPVS handled it on this host (its later hooks skip it)
         self.reparse()
 
     def reparse(self) -> None:
@@ -238,7 +239,7 @@ class Packet:
         p._dport = dport
         p.mark = 0
         p.iif = p.oif = p.ct = p.ctstate = p.physdev_in = p.physdev_out = None
-        p.ct_reply = False
+        p.ct_reply = p.ipvs_property = False
         return p
 
     # ------------------------------------------------------------------ builders
@@ -345,6 +346,7 @@ class Packet:
         p.ct_reply = self.ct_reply
         p.physdev_in = self.physdev_in
         p.physdev_out = self.physdev_out
+        p.ipvs_property = self.ipvs_property
         return p
 
     # ------------------------------------------------------------------ checksum plumbing

@@ -133,6 +133,12 @@ class IptablesDataplane:
 
     ipvs = None                       # no IPVS in this mode
 
+    def hooks(self, node: str, local_addrs: set[int], rng: Any) -> Any:
+        """The node's tables registered at their hooks and priorities (netsim.rules.iptables.hooks)."""
+        from netsim.rules.iptables.hooks import table_hooks
+        from netsim.skb.netfilter import NodeHooks
+        return NodeHooks(table_hooks(self.netfilter(node, local_addrs, rng)))
+
     def resync(self, local_addrs: Any, rules_changed: bool) -> None:
         """Hosts were rebuilt (``local_addrs(node)``: the node's new local addresses, None if gone);
         with ``rules_changed`` every node re-renders at its next packet."""

@@ -81,6 +81,16 @@ class IpvsDataplane:
             h = self._hooks[node] = IpvsHooks(self._proxier(node), state)
         return h
 
+    def hooks(self, node: str, local_addrs: set[int], rng: Any) -> Any:
+        """The mode's iptables tables (netsim.rules.iptables.hooks) and IPVS where ip_vs_core.c
+        registers it (netsim.rules.ipvs.hooks); kube-ipvs0's addresses route as LOCAL."""
+        from netsim.rules.iptables.hooks import table_hooks
+        from netsim.rules.ipvs.hooks import ipvs_hooks
+        from netsim.skb.netfilter import NodeHooks
+        regs = table_hooks(self.netfilter(node, local_addrs, rng))
+        h = self.ipvs(node)
+        return NodeHooks(regs + ipvs_hooks(h), tuple(h.virtual_addresses()))
+
     def resync(self, local_addrs: Any, rules_changed: bool) -> None:
         """Hosts were rebuilt: every node's proxier syncs again at its next packet."""
         self._synced = {}
