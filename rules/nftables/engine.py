@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from netsim.packet import PROTO_NAMES, format_tcp_flags, int2ip
+from netsim.skb.packet import PROTO_NAMES, format_tcp_flags, int2ip
 from netsim.rules.nftables.compile import NatAction
 from netsim.rules.nftables.lexer import NftError
 from netsim.rules.nftables.model import Chain, Rule, Ruleset, Table

@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from netsim.packet import IPPROTO_ICMP, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP
+from netsim.skb.packet import IPPROTO_ICMP, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP
 from netsim.rules.nftables.lexer import NftError
 from netsim.rules.nftables.values import CT_STATE, CT_STATUS, FIB_ADDRTYPE, INET_PROTO, parse_int
 
 Getter = Callable[[Any, Any], Any]
 
 _PORT_PROTOS = (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP)
-# conntrack's state names on a Packet (netsim.conntrack) -> nft ct state bit
+# conntrack's state names on a Packet (netsim.dataplane.conntrack) -> nft ct state bit
 _CTSTATE_BITS = {None: CT_STATE["new"], "NEW": CT_STATE["new"], "ESTABLISHED": CT_STATE["established"],
                  "RELATED": CT_STATE["related"], "INVALID": CT_STATE["invalid"],
                  "UNTRACKED": CT_STATE["untracked"]}

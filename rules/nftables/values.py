@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from netsim.packet import PacketError, ip2int, prefix_mask
+from netsim.skb.packet import PacketError, ip2int, prefix_mask
 from netsim.rules.nftables.lexer import NftError
 
 Value = Union[int, str]
@@ -150,7 +150,7 @@ def parse_verdict(words: list[str], where: str) -> VerdictVal:
 
 def format_value(dtype: str, v) -> str:
     """Render a value as nft list prints it (used in traces and error messages)."""
-    from netsim.packet import int2ip
+    from netsim.skb.packet import int2ip
     if isinstance(v, tuple):
         return f"{format_value(dtype, v[0])}-{format_value(dtype, v[1])}"
     if dtype == "ipv4_addr":
