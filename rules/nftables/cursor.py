@@ -61,8 +61,9 @@ class Cursor:
             self.pos += 1
 
     # --------------------------------------------------------------- elements
-    def elements(self, s: NftSet, now: float = 0.0) -> list[tuple[tuple, Element]]:
-        """`{ k [opts] [: data], ... }` for set `s` (keys typed by s.key_types, data by s.data_types)."""
+    def elements(self, s: NftSet, now: float = 0.0, keys_only: bool = False) -> list[tuple[tuple, Element]]:
+        """`{ k [opts] [: data], ... }` for set `s` (keys typed by s.key_types, data by s.data_types);
+        keys_only: `delete element` names map elements by key alone."""
         self.expect("{")
         out: list[tuple[tuple, Element]] = []
         while True:
@@ -86,7 +87,7 @@ class Cursor:
                     while self.peek() in ("packets", "bytes"):
                         self.take()
                         self.take()
-            if s.data_types is not None:
+            if s.data_types is not None and not (keys_only and self.peek() != ":"):
                 self.expect(":")
                 if s.is_vmap:
                     words = [self.take("a verdict")]

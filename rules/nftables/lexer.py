@@ -7,15 +7,15 @@ skips newlines inside element lists and anonymous sets), or a word: a run of oth
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from typing import NamedTuple
 
 
 class NftError(ValueError):
     """Bad nftables input or an impossible evaluation; the message names source:line."""
 
 
-@dataclass(frozen=True, slots=True)
-class Tok:
+class Tok(NamedTuple):
     text: str
     line: int
     quoted: bool = False
@@ -28,48 +28,53 @@ NL = "\n"
 _SPECIAL = "{};,"
 
 
+_TOKEN = re.compile(r'\s+|#.*|"([^"]*)"|([{};,])|([^\s"#{};,]+)|(")')
+
+
+_SPACED = str.maketrans({"{": " { ", "}": " } ", ";": " ; ", ",": " , "})
+
+
 def tokenize(text: str, source: str = "<nft>") -> list[Tok]:
     """Tokens of `text` (consecutive newlines collapse into one newline token)."""
     out: list[Tok] = []
-    i, n, line, depth = 0, len(text), 1, 0
+    depth = 0
+    lines = text.split("\n")
+    i, n = 0, len(lines)
     while i < n:
-        ch = text[i]
-        if ch == "\n":
-            if out and out[-1].text != NL:
-                out.append(Tok(NL, line))
-            line += 1
-            i += 1
-        elif ch in " \t\r":
-            i += 1
-        elif ch == "\\" and text.startswith("\\\n", i):
-            line += 1
-            i += 2
-        elif ch == "#":
-            j = text.find("\n", i)
-            i = n if j < 0 else j
-        elif ch == '"':
-            j = text.find('"', i + 1)
-            if j < 0:
-                raise NftError(f"{source}:{line}: unterminated string")
-            out.append(Tok(text[i + 1:j], line, True))
-            i = j + 1
-        elif ch in _SPECIAL:
-            if ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-                if depth < 0:
-                    raise NftError(f"{source}:{line}: '}}' without a matching '{{'")
-            out.append(Tok(ch, line))
-            i += 1
+        ln = lines[i]
+        i += 1
+        lineno = i
+        if '"' in ln or "#" in ln or ln.endswith("\\"):
+            while ln.endswith("\\") and i < n:          # a backslash-newline joins lines
+                ln = ln[:-1] + " " + lines[i]
+                i += 1
+            words = _slow_line(ln, lineno, source)
         else:
-            j = i
-            while j < n and text[j] not in ' \t\r\n"#' and text[j] not in _SPECIAL:
-                j += 1
-            out.append(Tok(text[i:j], line))
-            i = j
+            words = [Tok(w, lineno) for w in ln.translate(_SPACED).split()]
+        for t in words:
+            if not t.quoted:
+                if t.text == "{":
+                    depth += 1
+                elif t.text == "}":
+                    depth -= 1
+                    if depth < 0:
+                        raise NftError(f"{source}:{lineno}: '}}' without a matching '{{'")
+        if words:
+            out.extend(words)
+            out.append(Tok(NL, lineno))
     if depth:
-        raise NftError(f"{source}:{line}: {depth} '{{' not closed at end of input")
-    if out and out[-1].text != NL:
-        out.append(Tok(NL, line))
+        raise NftError(f"{source}:{n}: {depth} '{{' not closed at end of input")
+    return out
+
+
+def _slow_line(ln: str, lineno: int, source: str) -> list[Tok]:
+    out: list[Tok] = []
+    for m in _TOKEN.finditer(ln):
+        string, special, word, bad = m.groups()
+        if word is not None or special is not None:
+            out.append(Tok(word or special, lineno))
+        elif string is not None:
+            out.append(Tok(string, lineno, True))
+        elif bad is not None:
+            raise NftError(f"{source}:{lineno}: unterminated string")
     return out

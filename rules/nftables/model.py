@@ -32,7 +32,7 @@ class Element:
     timeout: Optional[float] = None
 
 
-@dataclass
+@dataclass(eq=False)
 class NftSet:
     """A named or anonymous set or map."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from netsim.rules.iptables.ruleset import gc_paused
 from netsim.rules.nftables.compile import RuleCompiler, compile_rule
 from netsim.rules.nftables.cursor import Cursor
 from netsim.rules.nftables.lexer import NL, NftError, Tok, tokenize
@@ -28,9 +29,10 @@ def load(text: str, *, source: str = "<nft>", ruleset: Optional[Ruleset] = None,
     rs = ruleset if ruleset is not None else Ruleset(source=source)
     tx = Transaction(rs, source, now)
     try:
-        for stmt in split(tokenize(text, source), 0, None)[0]:
-            tx.command(stmt)
-        tx.validate()
+        with gc_paused():
+            for stmt in split(tokenize(text, source), 0, None)[0]:
+                tx.command(stmt)
+            tx.validate()
     except NftError:
         tx.rollback()
         raise
@@ -115,7 +117,7 @@ class Transaction:
                 self.add_set(c, t, obj, c.take(f"a {obj} name"), toks[0].line, create)
             elif obj == "element":
                 t = self.table_ref(c)
-                self.add_elements(c, self.set_ref(c, t), create)
+                self.add_elements(c, t, self.set_ref(c, t), create)
             elif obj == "rule":
                 self.add_rule(c, "append")
             else:
@@ -335,7 +337,7 @@ class Transaction:
                 raise c.error(f"{kind} {name} exists with another type")
             s = old
         for sc in elements:
-            self.add_elements(sc, s, False)
+            self.add_elements(sc, t, s, False)
         return s
 
     def _set_type(self, c: Cursor, t: Table, s: NftSet, kind: str, how: str) -> None:
@@ -356,10 +358,9 @@ class Transaction:
         s.typeof = rule_text(c.toks[c.pos:c.pos + rc.pos])
         c.pos += rc.pos
 
-    def add_elements(self, c: Cursor, s: NftSet, create: bool) -> None:
+    def add_elements(self, c: Cursor, t: Table, s: NftSet, create: bool) -> None:
         for key, elem in c.elements(s, self.now):
             if s.is_vmap and elem.data.chain is not None:
-                t = next(tb for tb in self.rs.tables.values() if s in tb.sets.values())
                 if elem.data.chain not in t.chains:
                     raise c.error(f"{elem.data}: no such chain in table {t.family} {t.name}")
             old = s.exact.get(key) if not any(isinstance(k, tuple) for k in key) else None
@@ -448,7 +449,7 @@ class Transaction:
             self.undo.append(lambda: t.sets.__setitem__(name, s))
         elif obj == "element":
             s = self.set_ref(c, t)
-            for key, elem in c.elements(s, self.now):
+            for key, elem in c.elements(s, self.now, keys_only=True):
                 old = s.exact.get(key)
                 if old is None and not s.contains_key(key):
                     if destroy:
@@ -513,7 +514,7 @@ class Transaction:
             t = self.rs.tables.get(key)
             if t is None:
                 continue
-            graph: dict[str, list[str]] = {}
+            graph: dict[str, list[tuple[str, int]]] = {}
             for ch in t.chains.values():
                 edges = graph.setdefault(ch.name, [])
                 for r in ch.rules:
@@ -522,7 +523,7 @@ class Transaction:
                             raise self.err(r.line, f"rule refers to chain {target}, which no longer exists")
                         if t.chains[target].is_base:
                             raise self.err(r.line, f"cannot jump or goto base chain {target}")
-                        edges.append(target)
+                        edges.append((target, r.line))
                     for sname in r.program.sets:
                         if sname not in t.sets:
                             raise self.err(r.line, f"rule refers to set @{sname}, which no longer exists")
@@ -533,33 +534,32 @@ class Transaction:
                             raise self.err(s.line, f"map {s.name} refers to chain {e.data.chain}, which no longer exists")
             self._check_loops(t, graph)
 
-    def _check_loops(self, t: Table, graph: dict[str, list[str]]) -> None:
+    def _check_loops(self, t: Table, graph: dict[str, list[tuple[str, int]]]) -> None:
         # vmap elements in named maps are edges from every chain whose rules use the map
         for ch in t.chains.values():
             for r in ch.rules:
                 for sname in r.program.sets:
                     s = t.sets.get(sname)
                     if s is not None and s.is_vmap:
-                        graph[ch.name].extend(e.data.chain for e in s.exact.values() if e.data.chain)
+                        graph[ch.name].extend((e.data.chain, r.line) for e in s.exact.values() if e.data.chain)
         depth: dict[str, int] = {}
         state: dict[str, int] = {}
 
         def visit(name: str) -> int:
-            st = state.get(name)
-            if st == 1:
-                raise self.err(t.chains[name].line, f"chain {name}: jumps form a loop (the kernel says ELOOP)")
-            if st == 2:
-                return depth[name]
             state[name] = 1
             d = 0
-            for nxt in set(graph.get(name, ())):
-                d = max(d, 1 + visit(nxt))
+            for nxt, line in set(graph.get(name, ())):
+                st = state.get(nxt)
+                if st == 1:
+                    raise self.err(line, f"chain {name}: jump to {nxt} closes a loop (the kernel says ELOOP)")
+                d = max(d, 1 + (depth[nxt] if st == 2 else visit(nxt)))
             state[name] = 2
             depth[name] = d
             return d
 
         for ch in t.chains.values():
-            if ch.is_base and visit(ch.name) > MAX_JUMP_DEPTH:
+            d = depth[ch.name] if ch.name in depth else visit(ch.name)
+            if ch.is_base and d > MAX_JUMP_DEPTH:
                 raise self.err(ch.line, f"chain {ch.name}: jumps nest deeper than {MAX_JUMP_DEPTH} (EMLINK)")
 
 
