@@ -127,9 +127,13 @@ class NftEngine:
             out = self._hooks[hook] = self.ruleset.base_chains(hook)
         return out
 
-    def run_hook(self, hook: str, pkt, ctx: NftContext, *, nat: bool = True,
-                 trace: bool = True) -> list[ChainResult]:
-        """Every base chain at `hook` in priority order until one drops. nat=False: not a first packet."""
+    def run_hook(self, hook: str, pkt, ctx: NftContext, *, nat: bool = True, trace: bool = True,
+                 mangle: bool = False) -> list[ChainResult]:
+        """Every base chain at `hook` in priority order until one drops. nat=False: not a first packet.
+
+        mangle=True rewrites the packet's destination as soon as a nat chain asks for a DNAT, so the
+        base chains after it see the translated packet (nf_nat_inet_fn mangles before returning);
+        otherwise the caller applies `ChainResult.nat` (the walker does, with conntrack)."""
         out: list[ChainResult] = []
         nat_done = False
         for _prio, table, chain in self.hook_chains(hook):
@@ -141,6 +145,11 @@ class NftEngine:
                 break
             if chain.type == "nat" and res.nat is not None and NAT_MANIP.get(hook) == _manip(res.nat):
                 nat_done = True
+                if mangle and res.nat.kind == "DNAT":
+                    if res.nat.ip is not None:
+                        pkt.dst = res.nat.ip
+                    if res.nat.port is not None:
+                        pkt.dport = res.nat.port
         return out
 
     def run_chain(self, table: Table, chain: Chain, pkt, ctx: NftContext, *, hook: str = "",

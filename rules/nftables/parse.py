@@ -75,7 +75,9 @@ def split(toks: list[Tok], i: int, close: Optional[str]) -> tuple[list[list[Tok]
 
 
 def rule_text(toks: list[Tok]) -> str:
-    return " ".join(f'"{t.text}"' if t.quoted else t.text for t in toks if t.text != NL or t.quoted)
+    """The rule as written, one space between tokens and none before a comma (as `nft list` spaces it)."""
+    text = " ".join(f'"{t.text}"' if t.quoted else t.text for t in toks if t.text != NL or t.quoted)
+    return text.replace(" , ", ", ")
 
 
 class Transaction:
