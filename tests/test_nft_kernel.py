@@ -23,7 +23,7 @@ from netsim.rules.nftables.lexer import NftError
 from netsim.rules.nftables.parse import load
 from netsim.skb.packet import Packet, ip2int
 from kernel_helpers import in_netns, scratch_netns
-from test_nft_parse import DATA, dump_order
+from test_nft_parse import DATA, dump_order, era_b_text
 
 pytestmark = pytest.mark.kernel
 
@@ -31,7 +31,7 @@ NODE_ADDRS = ("192.168.0.2", "192.168.1.2", "192.168.99.11")
 
 
 def era_b() -> str:
-    return dump_order((DATA / "overall_era_b.nft").read_text())
+    return dump_order(era_b_text())
 
 
 def era_c() -> str:
@@ -39,7 +39,7 @@ def era_c() -> str:
 
 
 def test_kernel_and_parser_refuse_the_same_first_line(tmp_path: Path) -> None:
-    text = (DATA / "overall_era_b.nft").read_text()
+    text = era_b_text()
     f = tmp_path / "overall.nft"
     f.write_text(text)
     with scratch_netns("nftref", "nft") as ns:

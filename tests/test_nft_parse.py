@@ -1,6 +1,6 @@
 """The nftables parser: what `nft -f` accepts and what `nft list ruleset` prints, loaded atomically.
 
-Goldens: tests/data/nftables/overall_era_b.nft is kube-proxy's TestOverallNFTablesRules expected text
+Goldens: tests/golden/nftables/overall.nft is kube-proxy's TestOverallNFTablesRules expected text
 (kubernetes/kubernetes pkg/proxy/nftables/proxier_test.go @81810de6, baseRules + per-Service part);
 *.kernel-list.nft are `nft list ruleset` from a 6.18 kernel (nft 1.0.6) after loading the text in
 knftables Dump order. The kernel refuses the upstream text in its verbatim order at line 58 (a
@@ -18,6 +18,7 @@ from netsim.rules.nftables.values import VerdictVal, parse_duration
 from netsim.skb.packet import ip2int
 
 DATA = Path(__file__).parent / "data" / "nftables"
+OVERALL = Path(__file__).parent / "golden" / "nftables" / "overall.nft"
 DUMP_ORDER = {"table": 0, "chain": 1, "set": 2, "map": 3, "rule": 4, "element": 5}
 
 
@@ -28,7 +29,7 @@ def dump_order(text: str) -> str:
 
 
 def era_b_text() -> str:
-    return (DATA / "overall_era_b.nft").read_text()
+    return OVERALL.read_text()
 
 
 def test_upstream_order_is_refused_at_the_line_the_kernel_names() -> None:
