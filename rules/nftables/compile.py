@@ -180,19 +180,25 @@ class RuleCompiler(Cursor, SelectorParser, StatementParser):
             i += 1
         return ("ipv4_addr",)
 
-    def _lookup_getter(self, sel: Selector, st: NftSet) -> Callable:
+    def key_getter(self, sel: Selector, st: NftSet) -> Callable:
+        """(pkt, state) -> the key tuple `sel` reads for set `st` (None: a field is absent)."""
         if sel.dtype != st.key_types:
             raise self.error(f"{sel.text} ({' . '.join(sel.dtype)}) does not fit the key type "
-                             f"{' . '.join(st.key_types)} of {'@' + st.name if not st.anonymous else 'the map'}")
+                             f"{' . '.join(st.key_types)} of {'@' + st.name if st.name else 'the set'}")
         get = sel.get
-        single = not sel.concat
+        if sel.concat:
+            return get
+        return lambda p, s: None if (v := get(p, s)) is None else (v,)
+
+    def _lookup_getter(self, sel: Selector, st: NftSet) -> Callable:
+        key = self.key_getter(sel, st)
 
         def lookup(p, s):
-            v = get(p, s)
-            if v is None:
+            k = key(p, s)
+            if k is None:
                 return None
             s.lookups += 1
-            e = st.lookup((v,) if single else v, s.ctx.now)
+            e = st.lookup(k, s.ctx.now)
             return None if e is None else e.data
         return lookup
 
@@ -287,18 +293,14 @@ class RuleCompiler(Cursor, SelectorParser, StatementParser):
         return lambda p, s: None if (v := get(p, s)) is not None and cmp(v) else False
 
     def _lookup_set(self, sel: Selector, st: NftSet) -> Callable:
-        if sel.dtype != st.key_types:
-            raise self.error(f"{sel.text} ({' . '.join(sel.dtype)}) does not fit the key type "
-                             f"{' . '.join(st.key_types)} of {'@' + st.name if st.name else 'the set'}")
-        get = sel.get
-        single = not sel.concat
+        key = self.key_getter(sel, st)
 
         def found(p, s):
-            v = get(p, s)
-            if v is None:
+            k = key(p, s)
+            if k is None:
                 return None
             s.lookups += 1
-            return st.lookup((v,) if single else v, s.ctx.now) is not None
+            return st.lookup(k, s.ctx.now) is not None
         return found
 
 

@@ -140,7 +140,7 @@ class StatementParser:
         return masq
 
     def _dynset(self) -> Op:
-        self.take()
+        refresh = self.take() == "update"
         name = self.take()[1:]
         st = self._named_set(name)
         self.expect("{")
@@ -152,23 +152,19 @@ class StatementParser:
         if self.peek() == "counter":
             self.take()
         self.expect("}")
-        if sel.dtype != st.key_types:
-            raise self.error(f"@{name} has key type {' . '.join(st.key_types)}, not {' . '.join(sel.dtype)}")
         tmo = timeout if timeout is not None else st.timeout
-        get = sel.get
-        single = not sel.concat
+        keyof = self.key_getter(sel, st)
 
         def dynset(p, s):
-            # nft_dynset.c: add the element if absent, refresh its timeout (update) if present
-            v = get(p, s)
-            if v is None:
+            # nft_dynset.c: add the element if absent; `update` also refreshes an existing one's timeout
+            key = keyof(p, s)
+            if key is None:
                 return False
-            key = (v,) if single else v
             e = st.exact.get(key)
             exp = s.ctx.now + tmo if tmo is not None else None
             if e is None:
                 st.exact[key] = Element(expires=exp)
-            else:
+            elif refresh:
                 e.expires = exp
         return dynset
 
