@@ -96,23 +96,19 @@ def test_replay_of_a_binary_dump(tmp_path, argv, expected):
     assert_one_line_error(r, 2, f"{dump}: not a text file (expected {expected})")
 
 
-def test_nftables_mode_is_announced_and_refused_in_one_line(tmp_path):
-    """nftables is a valid proxyMode name (kube-proxy has it); its rules are rendered but packets are
-    not emulated yet: the loader says so, `rules` prints the table, and `trace` refuses with the
-    same one-line message."""
+def test_nftables_mode_is_loaded_rendered_and_traced(tmp_path):
+    """nftables is a proxyMode kube-proxy has: the loader takes it without a notice, `rules` prints
+    the table, and `trace` walks packets through it in `nft monitor trace` words."""
     from click.testing import CliRunner
     from netsim.cli.main import cli
     f = tmp_path / "nft.yaml"
     f.write_text("apiVersion: netsim.io/v1\nkind: Cluster\nmetadata: {name: nft}\nspec: {proxyMode: nftables}\n")
     runner = CliRunner()
     got = runner.invoke(cli, ["get", "pods", "-A", "-f", str(f)])
-    assert got.exit_code == 0 and "proxyMode nftables: `netsim rules` prints kube-proxy's nftables table" in got.output
+    assert got.exit_code == 0 and "proxyMode nftables" not in got.output
     shown = runner.invoke(cli, ["rules", "-f", str(f), "--node", "node-1"])
     assert shown.exit_code == 0 and 'add table ip kube-proxy { comment "rules for kube-proxy" ; }' in shown.output
-    for args in (["trace", "-f", str(f), "--from", "node/node-1", "--to", "10.96.0.10:53", "--proto", "udp"],):
-        res = runner.invoke(cli, args)
-        assert res.exit_code == 2, args
-        assert "proxy mode nftables: not emulated yet" in res.output and "Traceback" not in res.output
-    ok = runner.invoke(cli, ["trace", "-f", str(f), "--from", "node/node-1", "--to", "10.96.0.10:53",
-                             "--proto", "udp", "--mode", "iptables"])
-    assert ok.exit_code == 0, ok.output
+    res = runner.invoke(cli, ["trace", "-f", str(f), "--from", "node/node-1", "--to", "10.96.0.10:53", "--proto", "udp"])
+    assert res.exit_code == 0, res.output
+    assert "ip kube-proxy services rule ip daddr . meta l4proto . th dport vmap @service-ips (verdict goto service-" \
+        in res.output

@@ -37,6 +37,23 @@ def pod_ip(cluster, name):
     return cluster.pod("default", name).ip
 
 
+# The rule each scenario expects to see matched, as text fragments of the RULE step (iptables-save
+# spelling; tests/test_nft_scenarios.py swaps in the nftables ones)
+RULES = {
+    "cluster IP": ('"default/web:http cluster IP"', "KUBE-SVC-"),
+    "hairpin": ("-s 10.244.0.2", "KUBE-MARK-MASQ"),
+    "nodeport masquerade": ("masquerade traffic for default/web-np external destinations",),
+    "external IP": ('"default/web-ext external IP"',),
+    "no local endpoints": ("has no local endpoints",),
+    "no endpoints": ('"default/empty has no endpoints"',),
+}
+
+
+def has_rule(trace, what: str) -> bool:
+    """Whether a RULE step of the request holds every fragment of RULES[what]."""
+    return any(all(f in s.extra["rule"] for f in RULES[what]) for s in trace.request.steps("RULE"))
+
+
 def connect_many(w, client, ip, port, n, proto="tcp"):
     return [w.connect(client, ip, port, proto) for _ in range(n)]
 
@@ -62,8 +79,7 @@ def test_pod_to_clusterip_same_and_cross_node(cluster):
             assert encap == []                                       # same node: over cni0 only
         dnat = [s for s in t.request.steps("TRANSLATED") if s.detail.startswith("DNAT")]
         assert dnat[0].extra["after"] == f"{pod_ip(cluster, o.pod.split('/')[1])}:8080"
-        rules = [s.extra["rule"] for s in t.request.steps("RULE")]
-        assert any('"default/web:http cluster IP"' in r and "KUBE-SVC-" in r for r in rules)
+        assert has_rule(t, "cluster IP")
 
 
 def test_same_seed_same_endpoints():
@@ -96,8 +112,7 @@ def test_hairpin_pod_to_own_service_is_masqueraded(cluster):
         pytest.fail("web-1 never picked itself in 40 tries")
     # KUBE-SEP "-s <ep> -j KUBE-MARK-MASQ" → MASQUERADE to cni0's address (.1 of the podCIDR)
     assert t.outcome.seen_source.split(":")[0] == "10.244.0.1"
-    assert any("-s 10.244.0.2" in s.extra["rule"] and "KUBE-MARK-MASQ" in s.extra["rule"]
-               for s in t.request.steps("RULE"))
+    assert has_rule(t, "hairpin")
     assert t.outcome.reply.matches_request
 
 
@@ -121,8 +136,7 @@ def test_external_to_nodeport_cluster_policy_snat_any_node(cluster):
     assert t.outcome.disposition == "DELIVERED"
     assert t.outcome.seen_source.split(":")[0] == "10.244.2.0"    # masqueraded by node-3
     assert t.outcome.reply.src == "192.168.49.4:30080" and t.outcome.reply.matches_request
-    assert any("masquerade traffic for default/web-np external destinations" in s.extra["rule"]
-               for s in t.request.steps("RULE"))
+    assert has_rule(t, "nodeport masquerade")
 
 
 def test_external_to_nodeport_local_policy(cluster):
@@ -134,7 +148,7 @@ def test_external_to_nodeport_local_policy(cluster):
     assert t.outcome.reply.matches_request
     dropped = w.connect(ext, "192.168.49.4", 30081)        # node-3: no local endpoint
     assert dropped.outcome.disposition == "DROPPED"
-    assert "has no local endpoints" in dropped.outcome.detail
+    assert RULES["no local endpoints"][0] in dropped.outcome.detail
     assert not dropped.outcome.reply.received
 
 
@@ -163,7 +177,7 @@ def test_external_ip(cluster):
     w = Walker(cluster)
     t = w.connect(w.host_for("external"), "203.0.113.50", 80)
     assert t.outcome.disposition == "DELIVERED" and t.outcome.port == 8080
-    assert any('"default/web-ext external IP"' in s.extra["rule"] for s in t.request.steps("RULE"))
+    assert has_rule(t, "external IP")
     assert t.outcome.reply.src == "203.0.113.50:80" and t.outcome.reply.matches_request
 
 
@@ -182,7 +196,7 @@ def test_no_endpoints_is_rejected(cluster):
     w = Walker(cluster)
     t = w.connect(w.host_for("pod/client-1"), svc_ip(cluster, "empty"), 80)
     assert t.outcome.disposition == "REJECTED"
-    assert '"default/empty has no endpoints"' in t.outcome.detail
+    assert RULES["no endpoints"][0] in t.outcome.detail
     # REJECT sends ICMP port unreachable: the client sees ECONNREFUSED for its own flow
     r = t.outcome.reply
     assert r.received and "unreachable (port)" in r.summary and r.matches_request

@@ -1,9 +1,9 @@
 """kube-proxy's nftables mode as a provider (:mod:`netsim.rules.provider`).
 
-Rendered today: the node's ``ip kube-proxy`` table as ``nft -f`` input, or the transaction
-kube-proxy sends on its first sync (netsim.rules.nftables.proxier). Packets through the table,
-kube-proxy's status syncs and the kernel backend are refused in one line until the nftables
-engine's hook functions are registered here (issue 15 §2).
+Rendered: the node's ``ip kube-proxy`` table as ``nft -f`` input, or the transaction kube-proxy
+sends on its first sync (netsim.rules.nftables.proxier). Packets go through each node's table with
+the nftables engine (netsim.rules.nftables.dataplane). kube-proxy's status syncs and the kernel
+backend are refused in one line (not emulated yet).
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any, Optional
 
 from netsim.rules.provider import SyncResult
 
-NOT_YET = ("proxy mode nftables: not emulated yet (packets through kube-proxy's nftables table; "
-           "`netsim rules` prints it); use --mode iptables or --mode ipvs")
+NOT_YET = ("proxy mode nftables: not emulated yet (kube-proxy's syncs and the kernel backend; `netsim rules` "
+           "and `netsim trace` work); use --mode iptables or --mode ipvs")
 
 
 def _refuse() -> ValueError:
@@ -25,12 +25,11 @@ class NftablesProvider:
 
     name = "nftables"
     kube_proxy = True
-    walks_packets = False
-    notice = ("proxyMode nftables: `netsim rules` prints kube-proxy's nftables table; packets are "
-              "not emulated yet: `trace` and `up` need --mode iptables or --mode ipvs")
+    walks_packets = True
+    notice = ""
     tool = "nft list ruleset"
     iptables_only = False
-    trace_actions: tuple[str, ...] = ()
+    trace_actions = ("RULE",)         # `nft monitor trace` rule lines (netsim.rules.nftables.dataplane)
 
     @property
     def metric_families(self) -> tuple[Any, ...]:
@@ -50,7 +49,9 @@ class NftablesProvider:
         return fp.last_sync.text() if restore_input else fp.state.dump()
 
     def dataplane(self, cluster: Any) -> Any:
-        raise _refuse()
+        """Each node's table evaluated by the nftables engine (netsim.rules.nftables.dataplane)."""
+        from netsim.rules.nftables.dataplane import NftDataplane
+        return NftDataplane(cluster)
 
     def kernel_support(self) -> Optional[str]:
         return "proxy mode nftables: the kernel backend loads iptables and ipvs rules only"
