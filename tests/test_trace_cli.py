@@ -109,7 +109,8 @@ def test_demo_runs_every_mode():
     assert "=== [iptables] example:httpd-app (the httpd-app example with a client pod): external client -> " \
            "NodePort 30080" in r.output
     assert "=== [ipvs] example:kubectl-httpd" in r.output
-    assert r.output.count("4 new connections") == 6
+    assert "=== [nftables] example:kubectl-httpd" in r.output
+    assert r.output.count("4 new connections") == 9         # three demos in each of the three modes
 
 
 def test_an_unresolvable_name_is_a_trace_outcome(manifest):
