@@ -58,7 +58,8 @@ class NftablesProvider:
 
     def measure_sync(self, ports: list, endpoints: dict, config: Any, changed_endpoints: dict,
                      changed_service: str, repeats: int) -> Any:
-        raise _refuse()
+        from netsim.rules.nftables.measure import measure_sync
+        return measure_sync(ports, endpoints, config, changed_endpoints, changed_service, repeats)
 
     def program_kernel(self, netns: str, cluster: Any, node: str, result: SyncResult) -> None:
         raise _refuse()
