@@ -83,7 +83,7 @@ def test_node_text_gets_the_chains_kube_proxy_first():
     assert "CNI-HOSTPORT" not in portmap.with_host_ports(render(c, other), c, other)
 
 
-@pytest.mark.parametrize("mode", ["iptables", "ipvs"])
+@pytest.mark.parametrize("mode", ["iptables", "ipvs", "nftables"])
 def test_external_client_reaches_the_pod_through_its_nodes_host_port(mode):
     em = netsim.load(REDIS, mode=mode)
     pod = em.cluster.pod("default", "redis")

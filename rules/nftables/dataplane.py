@@ -9,6 +9,10 @@ at -110, before DNAT), from -100 up in the filter stage; nat-type chains in the 
 connection's first packet, as nf_nat_inet_fn runs them). Within a stage, chains run in priority
 order until one drops.
 
+A node's other netfilter rules run at their iptables tables' stages after kube-proxy's chains of
+the same stage: the CNI portmap plugin's hostPort chains (iptables-nft on a real node, beside the
+`ip kube-proxy` table; netsim.rules.portmap).
+
 Trace steps use `nft monitor trace`'s words: ``ip kube-proxy services rule ip daddr . meta l4proto .
 th dport vmap @service-ips (verdict goto service-...)``; a rule that matched to its end shows
 ``(verdict continue)``; a base chain's policy is shown when it is not accept.
@@ -18,7 +22,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Optional
 
-from netsim.rules.iptables.provider import IptablesDataplane
+from netsim.rules.iptables.provider import IptablesDataplane, IptablesNetfilter
 
 STAGES = ("raw", "mangle", "nat", "filter")
 
@@ -37,10 +41,14 @@ def stage_of(chain_type: Optional[str], priority: int) -> str:
 class NftNetfilter:
     """A node's nftables ruleset behind the data plane's netfilter interface (``has_rules``/``run``)."""
 
-    def __init__(self, text: str, local_addrs: set[int], rng: Any, *, source: str = "<node>") -> None:
+    def __init__(self, text: str, local_addrs: set[int], rng: Any, *, source: str = "<node>",
+                 iptables: Any = None) -> None:
+        """`iptables`: the node's other rules, in iptables' tables (an IptablesNetfilter: CNI
+        portmap's hostPort chains, iptables-nft beside kube-proxy's nft table on a real node)."""
         from netsim.rules.nftables.engine import NftContext, NftEngine
         from netsim.rules.nftables.parse import load
         self.text = text
+        self.iptables = iptables
         self.source = source
         self.ruleset = load(text, source=source)
         self.engine = NftEngine(self.ruleset)
@@ -51,6 +59,8 @@ class NftNetfilter:
 
     def rebind(self, local_addrs: set[int]) -> "NftNetfilter":
         self.ctx.local_addrs = local_addrs
+        if self.iptables is not None:
+            self.iptables.rebind(local_addrs)
         return self
 
     def fork(self, rng: Any, memo: dict) -> "NftNetfilter":
@@ -58,9 +68,11 @@ class NftNetfilter:
         ruleset holding any is loaded anew, otherwise the compiled rules are shared."""
         dynamic = any("dynamic" in s.flags or s.timeout is not None
                       for t in self.ruleset.tables.values() for s in t.sets.values())
+        ipt = self.iptables.fork(rng, memo) if self.iptables is not None else None
         if dynamic:
-            return NftNetfilter(self.text, self.ctx.local_addrs, rng, source=self.source)
+            return NftNetfilter(self.text, self.ctx.local_addrs, rng, source=self.source, iptables=ipt)
         f = copy.copy(self)
+        f.iptables = ipt
         f.ctx = copy.copy(self.ctx)
         f.ctx.rng = rng
         f.ctx.counters = dict(self.ctx.counters)
@@ -76,7 +88,7 @@ class NftNetfilter:
         return got
 
     def has_rules(self, table: str, chain: str) -> bool:
-        return bool(self._chains(table, chain))
+        return bool(self._chains(table, chain)) or (self.iptables is not None and self.iptables.has_rules(table, chain))
 
     def run(self, table: str, chain: str, pkt: Any, now: float, steps: Optional[list] = None) -> Any:
         """Run the base chains of stage `table` at hook `chain` (PREROUTING, INPUT, ...)."""
@@ -103,6 +115,13 @@ class NftNetfilter:
             if res.verdict == "drop":
                 verdict = "REJECT" if res.reject_with else "DROP"
                 return HookResult(verdict, None, hits, evaluated, res.reject_with or "icmp-port-unreachable")
+        ipt = self.iptables
+        if ipt is not None and ipt.has_rules(table, chain) and not (nat is not None and table == "nat"):
+            # the iptables table at the same stage (registered after kube-proxy's table, which came first)
+            res = ipt.run(table, chain, pkt, now, steps)
+            res.hits[:0] = hits
+            res.rules_evaluated += evaluated
+            return res
         return HookResult("ACCEPT", nat, hits, evaluated)
 
     def _hit(self, e: Any) -> Any:
@@ -143,9 +162,14 @@ class NftDataplane(IptablesDataplane):
         nf = self._nf.get(node)
         if nf is None:
             from netsim.rules.nftables.proxier import render
+            from netsim.rules.portmap import with_host_ports
             text = render(self.cluster, node)
+            ports = with_host_ports("", self.cluster, node)        # CNI portmap's hostPorts (iptables-nft)
             old = self._previous.pop(node, None)
-            nf = old.rebind(local_addrs) if old is not None and old.text == text else \
-                NftNetfilter(text, local_addrs, rng, source=f"node {node}")
+            if old is not None and old.text == text and (old.iptables.text if old.iptables else "") == ports:
+                nf = old.rebind(local_addrs)
+            else:
+                ipt = IptablesNetfilter(ports, local_addrs, rng, source=f"node {node} portmap") if ports else None
+                nf = NftNetfilter(text, local_addrs, rng, source=f"node {node}", iptables=ipt)
             self._nf[node] = nf
         return nf
