@@ -21,6 +21,7 @@ from netsim.cli.iptables_cmd import iptables
 from netsim.cli.ipvs_cmd import ipvs
 from netsim.cli.kernel_cmd import KERNEL_COMMANDS
 from netsim.cli.proxy_status_cmd import proxy_status
+from netsim.cli.reach_cmd import reach
 from netsim.cli.rules_cmd import rules
 from netsim.cli.state_cmd import STATE_COMMANDS
 from netsim.cli.trace_cmd import trace
@@ -47,7 +48,7 @@ def cli() -> None:
     """
 
 
-for _command in (bench, check, demo, trace, rules, get, events, examples, dns, iptables, ipvs, proxy_status,
+for _command in (bench, check, demo, trace, rules, get, events, examples, dns, iptables, ipvs, proxy_status, reach,
                  *KERNEL_COMMANDS, *STATE_COMMANDS):
     cli.add_command(_command)
 

@@ -30,6 +30,7 @@ from netsim.dataplane.trace import Disposition, Trace
 if TYPE_CHECKING:
     from netsim.control.cluster import Cluster
     from netsim.control.events import Event
+    from netsim.verdict import Verdict
     from netsim.dataplane.walker import Walker
 
 __all__ = ["load", "Emulator", "Resolution", "ManifestError", "Trace", "DnsQueryError"]
@@ -169,6 +170,9 @@ class Emulator:
     def copy(self) -> "Emulator":
         """An independent emulator: own clock, RNG, conntrack, IPVS and xt_recent state, and (from
         its first change on) own control plane; the rules rendered so far are shared, not redone."""
+        return self._copy(None)
+
+    def _copy(self, rng: Optional[random.Random]) -> "Emulator":
         if not self._shared:
             self._cluster.share()
             self._shared = True
@@ -176,8 +180,10 @@ class Emulator:
         other._cluster = self._cluster
         other._shared = True
         other._mode = self._mode
-        other._rng = random.Random()
-        other._rng.setstate(self._rng.getstate())
+        if rng is None:
+            rng = random.Random()
+            rng.setstate(self._rng.getstate())
+        other._rng = rng
         other._walkers = {m: w.fork(other._rng) for m, w in self._walkers.items()}
         other._dns = None
         other._recorder = None
@@ -250,6 +256,29 @@ class Emulator:
             t.capture_only[:0] = [(0, walk) for walk in r.dns_walks]     # the DNS packets come first
             out.append(t)
         return out
+
+    def verdict(self, src: str, dst: str, *, proto: Optional[str] = None, namespace: str = "default",
+                mode: Optional[str] = None, max_paths: int = 4096) -> "Verdict":
+        """Every way one new connection from ``src`` to ``dst`` (as :meth:`trace` takes them) can go,
+        with the share of each: every random branch of the rules (xt_statistic, the load balancer's
+        pick, a headless name's address) followed as kube-proxy's own test tracer follows them, each
+        on a fresh copy, so this emulator's state is untouched. A ``netsim.verdict.Verdict``:
+        disposition, endpoints with shares, SNAT, rules evaluated. ValueError as :meth:`trace`;
+        ``netsim.verdict.TooManyPaths`` past ``max_paths`` walks."""
+        from netsim.verdict import explore
+        m = mode or self._mode
+        if m not in self._walkers:
+            self.prepare(m)                   # copies share the rendered rules instead of each rendering
+
+        def run(rng: random.Random) -> tuple[Trace, Any]:
+            em = self._copy(rng)
+
+            def again() -> Trace:
+                return em.trace(src, dst, proto=proto, namespace=namespace, mode=m)
+            return again(), again
+        from netsim.dataplane.target import parse_target
+        by_name = not parse_target(dst).is_ip
+        return explore(run, max_paths, settle_lookup=by_name)
 
     def conntrack(self, mode: Optional[str] = None) -> str:
         """``conntrack -L`` of every node that has entries, after the traces so far."""

@@ -224,3 +224,13 @@ def test_decoded_fields_follow_writes() -> None:
     assert q.dst == ip2int("10.0.0.3") and q.dst_ip == "10.0.0.3"
     r = Packet(bytes(q.buf))
     assert r.tuple() == q.tuple()
+
+
+def test_sctp_port_rewrite_in_an_icmp_quote_leaves_the_checksum_alone() -> None:
+    # An ICMP error quotes only 8 bytes of the SCTP header: un-NATing the quoted ports cannot reach the
+    # CRC32c (net/netfilter/nf_nat_proto.c sctp_manip_pkt skips it); found by the netsim reach fuzz.
+    sc = Packet.sctp("10.244.1.2", "10.96.5.5", 5000, 3868, vtag=0x1234, chunks=b"\x01\x00\x00\x04")
+    err = Packet.icmp_error("10.244.2.7", sc)
+    inner = Packet(err.buf[err._l4 + 8:err._l4 + 8 + 28])
+    inner.sport = 6000
+    assert inner.sport == 6000 and len(inner.buf) == 28

@@ -397,6 +397,10 @@ class Packet:
 
     def _refresh_sctp_crc(self) -> None:
         seg = self.buf[self._l4:]
+        if len(seg) < 12:
+            # an ICMP error quotes 8 bytes of the transport header: the checksum is not there to
+            # update (net/netfilter/nf_nat_proto.c sctp_manip_pkt, "hdrsize < sizeof(*hdr)")
+            return
         seg[8:12] = b"\x00\x00\x00\x00"
         struct.pack_into("<I", self.buf, self._l4 + 8, crc32c(seg))
 

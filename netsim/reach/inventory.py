@@ -1,0 +1,130 @@
+"""What one version of a cluster offers `netsim reach`: the sources (pods, host processes, the
+external client), the nodes and what kube-proxy consumes per Service (the Service, its endpoints)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from netsim.api import Emulator
+
+
+@dataclass(frozen=True)
+class Member:
+    """One raw source: a pod, a host process on a node, or the external client."""
+
+    ident: str               # "pod/NS/NAME", "node/NAME", "external"
+    kind: str                # pod | host | external
+    node: Optional[str]      # the node whose rules its packets traverse first (None: external)
+    ip: str
+    trace_src: str           # what Emulator.trace takes: pod/NAME, node/NAME, external
+    namespace: str = "default"
+    dns: str = ""            # a pod's DNS profile (dnsPolicy, dnsConfig): what its resolv.conf depends on
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    name: str
+    ip: str
+    ready: bool
+    running: bool
+
+
+@dataclass(frozen=True)
+class EndpointFacts:
+    address: str
+    ready: bool
+    serving: bool
+    terminating: bool
+    node: Optional[str]
+
+
+@dataclass
+class ServiceFacts:
+    """One Service as kube-proxy sees it."""
+
+    key: str                                  # ns/name
+    service: object                           # netsim's Service dataclass
+    endpoints: tuple[EndpointFacts, ...]
+    slice_ports: tuple
+
+    @property
+    def local_policy(self) -> bool:
+        s = self.service
+        return getattr(s, "external_traffic_policy", "Cluster") == "Local" or \
+            getattr(s, "internal_traffic_policy", "Cluster") == "Local"
+
+    def local_endpoints(self, node: str) -> tuple:
+        return tuple(sorted((e.address, e.ready, e.serving, e.terminating)
+                            for e in self.endpoints if e.node == node))
+
+    def signature(self) -> tuple:
+        """Everything a verdict of this Service depends on except its own addresses and name:
+        Services with equal signatures share trace work."""
+        s = self.service
+        ports = tuple((p.port, p.protocol, str(p.target_port), p.node_port is not None)
+                      for p in s.ports)
+        return (s.type, s.headless, s.external_name, ports, s.external_traffic_policy,
+                s.internal_traffic_policy, s.session_affinity, s.affinity_timeout,
+                tuple(sorted(s.load_balancer_source_ranges)), len(s.load_balancer_ips), len(s.external_ips),
+                s.publish_not_ready_addresses, s.allocate_load_balancer_node_ports,
+                tuple(sorted(self.endpoints, key=lambda e: (e.address, e.node or ""))), self.slice_ports)
+
+
+@dataclass
+class Inventory:
+    """One version (one set of manifests) of the cluster, as `netsim reach` reads it."""
+
+    version: str
+    nodes: dict[str, NodeFacts]
+    members: dict[str, Member]
+    services: dict[str, ServiceFacts]
+    cluster_cidr: str
+    node_network: str
+    domain: str
+    endpoint_owner: dict[str, str] = field(default_factory=dict)     # address -> member ident
+
+    @classmethod
+    def from_emulator(cls, em: "Emulator", version: str) -> "Inventory":
+        c = em.cluster
+        nodes = {n.name: NodeFacts(n.name, n.ip, n.ready, n.running) for n in c.nodes()}
+        members: dict[str, Member] = {}
+        for n in c.nodes():
+            members[f"node/{n.name}"] = Member(f"node/{n.name}", "host", n.name, n.ip, f"node/{n.name}")
+        for p in c.pods():
+            if p.host_network or not p.ip or not p.node_name or p.phase != "Running":
+                continue          # hostNetwork pods are host processes (node/NAME stands for them)
+            ident = f"pod/{p.namespace}/{p.name}"
+            dns = f"{p.dns_policy} {sorted((p.dns_config or {}).items())!r}"
+            members[ident] = Member(ident, "pod", p.node_name, p.ip, f"pod/{p.name}", p.namespace, dns)
+        ext = em._walker(None).topology.hosts.get("external")
+        if ext is not None:
+            ip = ext.interfaces["eth0"].ip
+            from netsim.skb.packet import int2ip
+            members["external"] = Member("external", "external", None, int2ip(ip) if isinstance(ip, int) else str(ip),
+                                         "external")
+        services: dict[str, ServiceFacts] = {}
+        for s in c.services():
+            eps = []
+            ports: set = set()
+            for sl in c.endpoint_slices(s.namespace, s.name):
+                ports.update((p.name, p.port, p.protocol) for p in sl.ports)
+                for e in sl.endpoints:
+                    for a in e.addresses:
+                        eps.append(EndpointFacts(a, bool(e.ready), bool(e.serving), bool(e.terminating),
+                                                 e.node_name))
+            services[s.key] = ServiceFacts(s.key, s, tuple(eps), tuple(sorted(ports, key=str)))
+        by_ip = {m.ip: m.ident for m in members.values() if m.kind == "pod"}
+        owner = {e.address: by_ip[e.address] for sf in services.values() for e in sf.endpoints
+                 if e.address in by_ip}
+        cfg = c.config
+        return cls(version, nodes, members, services, cfg.cluster_cidr, cfg.node_network,
+                   cfg.cluster_domain, owner)
+
+    def range_cidrs(self) -> list[str]:
+        """The CIDRs source-address rules can tell apart in this version."""
+        out = ["0.0.0.0/0", self.cluster_cidr, self.node_network]
+        for sf in self.services.values():
+            out += list(sf.service.load_balancer_source_ranges)
+            out += [f"{ip}/32" for ip in sf.service.load_balancer_ips]
+        return out

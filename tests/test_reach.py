@@ -1,0 +1,227 @@
+"""netsim reach: verdicts over every random branch, the exact class reduction (--exhaustive equals the
+expanded class matrix), --validate-sample catching a broken reduction, the diff and the CLI."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import netsim
+from netsim.cli.main import cli
+from netsim.reach.plan import Planner
+from netsim.reach.run import reach
+
+from strategies import clusters, describe
+
+LOCAL_POLICY = """\
+apiVersion: netsim.io/v1
+kind: Cluster
+metadata: {name: local}
+spec:
+  nodes: [{name: node-1, ip: 192.168.49.2}, {name: node-2, ip: 192.168.49.3}, {name: node-3, ip: 192.168.49.4}]
+  coredns: {enabled: true, replicas: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-1, labels: {app: web}}
+spec: {nodeName: node-2, containers: [{name: srv, image: httpd, ports: [{containerPort: 80}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client-1}
+spec: {nodeName: node-1, containers: [{name: c, image: curl}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client-3}
+spec: {nodeName: node-3, containers: [{name: c, image: curl}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  externalTrafficPolicy: Local
+  internalTrafficPolicy: Local
+  ports: [{port: 80, targetPort: 80, nodePort: 30080}]
+"""
+
+
+def test_verdict_follows_every_statistic_branch_with_its_share():
+    em = netsim.load("example:httpd-app")
+    svc = em.cluster.service("default", "httpd-app")
+    v = em.verdict("pod/client", f"{svc.cluster_ip}:80")
+    assert v.disposition == "DELIVERED"
+    assert sorted(v.endpoints.values()) == [0.5, 0.5]            # -m statistic --probability 0.5, then the rest
+    assert {e.split()[0] for e in v.endpoints} == {p.key for p in em.cluster.pods() if p.name.startswith("httpd")}
+    assert v.snat is False and v.paths == 2 and v.rules_evaluated > 0
+    assert em.conntrack() == ""                                  # each path ran on a copy
+
+
+def test_verdict_ipvs_round_robin_cycle_and_unused_port():
+    em = netsim.load("example:httpd-app", mode="ipvs")
+    svc = em.cluster.service("default", "httpd-app")
+    v = em.verdict("node/node-1", f"{svc.cluster_ip}:80")
+    assert sorted(v.endpoints.values()) == [0.5, 0.5] and v.snat is True
+    assert em.verdict("pod/client", f"{svc.cluster_ip}:81").disposition == "REJECTED"   # VIP local on kube-ipvs0
+
+
+def _check_exhaustive(sources, modes):
+    run = reach([("v", sources)], modes, engine="serial", exhaustive=True)
+    assert run.validated == run.matrix.naive_probes
+    assert run.mismatches == [], run.mismatches[:3]
+    return run
+
+
+def test_exhaustive_equals_classes_shop_both_modes():
+    run = _check_exhaustive(["example:shop"], ["iptables", "ipvs"])
+    assert run.matrix.tasks < run.matrix.naive_probes            # the reduction reduced
+
+
+def test_exhaustive_local_policy_views():
+    run = _check_exhaustive([LOCAL_POLICY], ["iptables"])
+    np_rows = [r for r in run.matrix.rows if r["service"] == "default/web" and r["dest_kind"] == "nodeport"
+               and r["source"].startswith("external")]
+    # the node with the endpoint delivers, the others drop (KUBE-EXT-... with no local endpoint)
+    assert {r["disposition"] for r in np_rows} == {"DELIVERED", "DROPPED"}
+
+
+@settings(max_examples=int(os.environ.get("NETSIM_REACH_EXAMPLES", "6")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(gc=clusters(max_services=3), mode=st.sampled_from(["iptables", "ipvs"]))
+def test_exhaustive_equals_classes_generated(gc, mode):
+    try:
+        netsim.load(gc.text)
+    except netsim.ManifestError:
+        return
+    try:
+        run = reach([("v", [gc.text])], [mode], engine="serial", exhaustive=True)
+    except ValueError as e:
+        # open defect outside reach: the IPVS proxier writes `-m ipvs` filter rules (LoadBalancer source
+        # ranges) that the iptables parser does not know yet; such a model cannot be built at all
+        assume("-m ipvs" not in str(e))
+        raise
+    assert run.mismatches == [], describe(gc) + "\n" + "\n".join(map(str, run.mismatches[:3]))
+
+
+class _IgnoresLocalPolicies(Planner):
+    """A deliberately broken reduction: every node one view, whatever the traffic policy says."""
+
+    def __init__(self, invs, share=True):
+        super().__init__(invs, share=share)
+        for inv in self.invs:
+            for sf in inv.services.values():
+                sf.service = _ClusterPolicy(sf.service)
+
+
+class _ClusterPolicy:
+    def __init__(self, svc):
+        self._svc = svc
+
+    def __getattr__(self, name):
+        if name in ("external_traffic_policy", "internal_traffic_policy"):
+            return "Cluster"
+        return getattr(self._svc, name)
+
+
+def test_validate_sample_finds_a_broken_reduction():
+    good = reach([("v", [LOCAL_POLICY])], ["iptables"], engine="serial", validate_sample=40, seed=1)
+    assert good.validated == 40 and good.mismatches == []
+    bad = reach([("v", [LOCAL_POLICY])], ["iptables"], engine="serial", validate_sample=40, seed=1,
+                planner_factory=_IgnoresLocalPolicies)
+    assert bad.validated == 40 and bad.mismatches
+    assert all(m.key.startswith("default/web") for m in bad.mismatches)
+
+
+EDIT_SERVICE = "default/web"
+
+
+def _edited(text: str, edit: str) -> str:
+    if edit == "policy":
+        return text.replace("externalTrafficPolicy: Local", "externalTrafficPolicy: Cluster")
+    if edit == "port":
+        return text.replace("targetPort: 80,", "targetPort: 81,")
+    if edit == "scale":
+        return text.replace("nodeName: node-2, containers: [{name: srv", "nodeName: node-3, containers: [{name: srv")
+    raise AssertionError(edit)
+
+
+@settings(max_examples=3, deadline=None)
+@given(edit=st.sampled_from(["policy", "port", "scale"]))
+def test_diff_finds_exactly_the_rows_an_edit_changes(edit):
+    new = _edited(LOCAL_POLICY, edit)
+    assert new != LOCAL_POLICY
+    run = reach([("old", [LOCAL_POLICY]), ("new", [new])], ["iptables"], engine="serial", witness=False)
+    d = run.diffs[0]
+    old_em, new_em = netsim.load(LOCAL_POLICY), netsim.load(new)
+    changed = {r["key"] for r in d.rows}
+    assert changed, "an edit of the Service must show"
+    by_key: dict = {}
+    for r in run.matrix.rows:
+        by_key.setdefault(r["key"], {})[r["version"]] = r
+    for key, sides in by_key.items():
+        if len(sides) == 1:
+            assert key in changed                                # added or removed
+            continue
+        o, n = sides["old"], sides["new"]
+        # an independent look: the representative probe's verdict in each version, straight from the API
+        vo = old_em.verdict(o["probe_src"], f"{o['address']}:{o['port']}", proto=o["proto"],
+                            namespace=o["probe_namespace"])
+        vn = new_em.verdict(n["probe_src"], f"{n['address']}:{n['port']}", proto=n["proto"],
+                            namespace=n["probe_namespace"])
+        assert (vo.branches != vn.branches) == (key in changed), key
+    assert all(r["destination"]["service"] == EDIT_SERVICE for r in d.rows)
+
+
+def test_cli_mode_diff_shows_only_known_mode_differences(tmp_path):
+    r = CliRunner().invoke(cli, ["reach", "-f", "example:httpd-app", "--modes", "iptables,ipvs", "--engine",
+                                 "serial", "--out", str(tmp_path), "--csv", "-o", "json"])
+    assert r.exit_code == 1, r.output                             # differences found
+    out = json.loads(r.output)
+    diff = out["diff"]
+    assert diff["summary"]["changed"] == len(diff["rows"]) > 0
+    # iptables leaves a ClusterIP's undeclared port unrouted, IPVS owns the VIP (kube-ipvs0) and refuses
+    # it; 127.0.0.1:NodePort is DNATed by iptables (route_localnet) and not by IPVS
+    assert {r["destination"]["kind"] for r in diff["rows"]} == {"clusterip-unused", "nodeport-localhost"}
+    row = diff["rows"][0]
+    assert set(row) == {"key", "diff_type", "source", "destination", "mode", "before", "after", "witness"}
+    assert set(row["source"]) == {"class", "sample_members", "count"}
+    assert set(row["destination"]) == {"service", "address", "port", "proto", "kind"}
+    assert set(row["before"]) == {"disposition", "endpoints", "snat"}
+    assert row["witness"]["before"]["schema"] == "netsim.trace/v1"
+    for name in ("diff.json", "diff.md", "matrix.csv", "expansion.csv"):
+        assert (tmp_path / name).exists()
+    saved = json.loads((tmp_path / "diff.json").read_text())
+    assert saved["schema"] == "netsim.reach.diff/v1" and len(saved["rows"]) == len(diff["rows"])
+
+
+def test_cli_grid_and_bad_mode():
+    r = CliRunner().invoke(cli, ["reach", "-f", "example:httpd-app", "--engine", "serial"])
+    assert r.exit_code == 0, r.output
+    assert "probe classes" in r.output and "columns:" in r.output
+    r = CliRunner().invoke(cli, ["reach", "-f", "example:httpd-app", "--modes", "bogus"])
+    assert r.exit_code == 2 and "bogus" in r.output
+
+
+def test_local_pool_equals_serial():
+    serial = reach([("v", ["example:httpd-app"])], ["iptables"], engine="serial")
+    pooled = reach([("v", ["example:httpd-app"])], ["iptables"], engine="local", workers=2, batch_size=8)
+    strip = lambda rows: sorted((r["key"], r["disposition"], r["branches"]) for r in rows)   # noqa: E731
+    assert strip(pooled.matrix.rows) == strip(serial.matrix.rows)
+
+
+def test_resume_skips_finished_rows(tmp_path):
+    from netsim.reach.run import write_outputs
+    first = reach([("v", ["example:httpd-app"])], ["iptables"], engine="serial")
+    write_outputs(first, str(tmp_path), csv_too=True, html=False)
+    from netsim.cli.reach_cmd import _resumed
+    done = _resumed(str(tmp_path))
+    assert len(done) == first.matrix.tasks
+    again = reach([("v", ["example:httpd-app"])], ["iptables"], engine="serial", done=done,
+                  on_batch=lambda recs: pytest.fail("nothing left to trace"))
+    assert len(again.matrix.rows) == len(first.matrix.rows)
