@@ -78,9 +78,14 @@ def _check_exhaustive(sources, modes):
     return run
 
 
-def test_exhaustive_equals_classes_shop_both_modes():
-    run = _check_exhaustive(["example:shop"], ["iptables", "ipvs"])
+def test_exhaustive_equals_classes_httpd_both_modes():
+    run = _check_exhaustive(["example:httpd-app"], ["iptables", "ipvs"])
     assert run.matrix.tasks < run.matrix.naive_probes            # the reduction reduced
+
+
+def test_validate_sample_shop_both_modes():
+    run = reach([("v", ["example:shop"])], ["iptables", "ipvs"], engine="serial", validate_sample=60, seed=3)
+    assert run.validated == 60 and run.mismatches == []
 
 
 def test_exhaustive_local_policy_views():

@@ -5,6 +5,7 @@ the "atoms" of Batfish's header-space analysis (Kazemian et al., Header Space An
 from __future__ import annotations
 
 import bisect
+import functools
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -36,14 +37,19 @@ class Atoms:
 
     def label(self, i: int) -> str:
         """``first-last`` of atom i, as netaddr prints an IPRange (a CIDR when it is one)."""
-        first = self.starts[i]
-        last = self.starts[i + 1] - 1 if i + 1 < len(self.starts) else 0xFFFFFFFF
-        r = netaddr.IPRange(first, last)
-        cidrs = r.cidrs()
-        return str(cidrs[0]) if len(cidrs) == 1 else str(r)
+        return _label(self.starts, i)
 
     def label_of(self, ip: str) -> str:
         return self.label(self.index(ip))
 
     def __len__(self) -> int:
         return len(self.starts)
+
+
+@functools.lru_cache(maxsize=4096)
+def _label(starts: tuple[int, ...], i: int) -> str:
+    first = starts[i]
+    last = starts[i + 1] - 1 if i + 1 < len(starts) else 0xFFFFFFFF
+    r = netaddr.IPRange(first, last)
+    cidrs = r.cidrs()
+    return str(cidrs[0]) if len(cidrs) == 1 else str(r)

@@ -37,6 +37,7 @@ class EndpointFacts:
     serving: bool
     terminating: bool
     node: Optional[str]
+    ports: tuple = ()         # its slice's ports (name, port, protocol): a named targetPort resolves per pod
 
 
 @dataclass
@@ -68,7 +69,12 @@ class ServiceFacts:
                 s.internal_traffic_policy, s.session_affinity, s.affinity_timeout,
                 tuple(sorted(s.load_balancer_source_ranges)), len(s.load_balancer_ips), len(s.external_ips),
                 s.publish_not_ready_addresses, s.allocate_load_balancer_node_ports,
-                tuple(sorted(self.endpoints, key=lambda e: (e.address, e.node or ""))), self.slice_ports)
+                tuple(sorted(self.endpoints, key=lambda e: (e.address, e.node or "", e.ports))), self.slice_ports)
+
+    def endpoint_of(self, ip: str) -> Optional[tuple]:
+        """A hairpin member's own endpoint(s) (conditions, ports), or None when it is none of them."""
+        own = tuple(sorted((e.ready, e.serving, e.terminating, e.ports) for e in self.endpoints if e.address == ip))
+        return own or None
 
 
 @dataclass
@@ -108,11 +114,12 @@ class Inventory:
             eps = []
             ports: set = set()
             for sl in c.endpoint_slices(s.namespace, s.name):
-                ports.update((p.name, p.port, p.protocol) for p in sl.ports)
+                sl_ports = tuple(sorted((p.name or "", p.port, p.protocol) for p in sl.ports))
+                ports.update(sl_ports)
                 for e in sl.endpoints:
                     for a in e.addresses:
                         eps.append(EndpointFacts(a, bool(e.ready), bool(e.serving), bool(e.terminating),
-                                                 e.node_name))
+                                                 e.node_name, sl_ports))
             services[s.key] = ServiceFacts(s.key, s, tuple(eps), tuple(sorted(ports, key=str)))
         by_ip = {m.ip: m.ident for m in members.values() if m.kind == "pod"}
         owner = {e.address: by_ip[e.address] for sf in services.values() for e in sf.endpoints

@@ -40,9 +40,12 @@ def class_tasks(planner: Planner, classes: Iterable[ProbeClass], modes: Sequence
     return out
 
 
-def raw_tasks(planner: Planner, classes: Iterable[ProbeClass], modes: Sequence[str]) -> list[tuple[Task, str]]:
+RawItem = tuple[Task, str]
+
+
+def raw_tasks(planner: Planner, classes: Iterable[ProbeClass], modes: Sequence[str]) -> list[RawItem]:
     """``--exhaustive``: every raw probe of every class, each with its own key, and the class it is in."""
-    out: list[tuple[Task, str]] = []
+    out: list[RawItem] = []
     for pc in classes:
         for member, node in planner.expand(pc):
             for v in range(len(planner.invs)):
@@ -130,7 +133,7 @@ class Mismatch:
     raw_outcome: tuple
 
 
-def check_raw(planner: Planner, matrix: Matrix, raw: list[tuple[Task, str]], executor: Executor,
+def check_raw(planner: Planner, matrix: Matrix, raw: list[RawItem], executor: Executor,
               spec: ModelSpec, batch_size: int = BATCH_SIZE) -> list[Mismatch]:
     """Trace raw probes the slow way and compare each with its class row (the reduction's guarantee)."""
     by_key = {pc.key: pc for pc in matrix.classes}
@@ -150,11 +153,11 @@ def check_raw(planner: Planner, matrix: Matrix, raw: list[tuple[Task, str]], exe
 
 
 def sample_raw(planner: Planner, matrix: Matrix, modes: Sequence[str], n: int, seed: int = 0
-               ) -> list[tuple[Task, str]]:
+               ) -> list[RawItem]:
     """``--validate-sample N``: N raw probes drawn uniformly over the expansion (reservoir sampling,
     Vitter's algorithm R), so big classes are checked in proportion to their members."""
     rng = random.Random(seed)
-    pool: list[tuple[Task, str]] = []
+    pool: list[RawItem] = []
     seen = 0
     for item in raw_tasks(planner, matrix.classes, modes):
         seen += 1

@@ -52,8 +52,9 @@ class ProbeClass:
     count: int = 0
     samples: list[str] = field(default_factory=list)
     rep: Optional[tuple[Member, Optional[str]]] = None
-    parts: list[tuple] = field(default_factory=list)  # (members, exclude, addressed nodes, same) to expand
+    parts: list[tuple] = field(default_factory=list)  # (members, addressed nodes, own node?, excluded) to expand
     shared_from: Optional[str] = None             # signature sharing: the class whose verdict this row takes
+    hairpin: bool = False                         # members are endpoints: each reaches itself as rep does
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,9 @@ class Planner:
             buckets[key].append(rep)
             self.member_of[ident] = per
         self.buckets = dict(buckets)
+        self.bucket_of = {m.ident: k for k, ms in self.buckets.items() for m in ms}
+        self.member_of_rep = {m.ident: m for ms in self.buckets.values() for m in ms}
+        self._templates: dict[tuple, dict[tuple, ProbeClass]] = {}
 
     # ------------------------------------------------------------------ destinations
     def slots(self, skey: str) -> list[Slot]:
@@ -171,17 +175,137 @@ class Planner:
         return RawProbe(self.invs[v].version, m.trace_src, m.namespace, f"{addr}:{slot.port}", slot.proto)
 
     # ------------------------------------------------------------------ classes
+    def slot_exists(self, slot: Slot, v: int) -> bool:
+        if slot.kind == "nodeport":
+            sf = self.invs[v].services.get(slot.service)
+            return sf is not None and any(p.node_port == slot.port for p in sf.service.ports)
+        return self.address(slot, v, None) is not None
+
     def service_keys(self) -> list[str]:
         return sorted({k for inv in self.invs for k in inv.services})
 
     def classes(self, skey: str) -> list[ProbeClass]:
-        """Every probe class of one Service (all its slots)."""
+        """Every probe class of one Service (all its slots). Members of a bucket are counted, not
+        enumerated (a NodePort's pairs by multiplication). Under Cluster policies every node has one
+        view, so the classes of plain sources are the same for every such Service: they are made once
+        per slot shape (a template) and each Service only takes its own endpoint pods out of them."""
         sfs = [inv.services.get(skey) for inv in self.invs]
+        views = [{n: _view(sf, inv, n) for n in inv.nodes} if sf is not None else {}
+                 for inv, sf in zip(self.invs, sfs)]
         hairpin = self._hairpin_members(sfs)
-        out: list[ProbeClass] = []
-        for slot in self.slots(skey):
-            out += self._slot_classes(slot, sfs, hairpin)
-        return out
+        cluster_views = not any(sf is not None and sf.local_policy for sf in sfs)
+        classes: dict[tuple, ProbeClass] = {}
+        for sl in self.slots(skey):
+            exists = tuple(self.slot_exists(sl, v) for v in range(len(self.invs)))
+            addressed = self._addressed_views(sl, sfs, views, exists) if sl.kind == "nodeport" else {}
+            if not cluster_views:
+                self._slot_pass(classes, sl, views, exists, addressed, self.buckets.items(), hairpin, sfs)
+                continue
+            shape = (sl.kind, exists, tuple(sf is not None for sf in sfs), tuple(addressed))
+            tmpl = self._templates.get(shape)
+            if tmpl is None:
+                tmpl = self._templates[shape] = {}
+                self._slot_pass(tmpl, sl, views, exists, addressed, self.buckets.items(), set(), sfs)
+            hair_items = [(self.bucket_of[h], [self.member_of_rep[h]]) for h in sorted(hairpin)]
+            taken: dict[tuple, ProbeClass] = {}
+            self._slot_pass(taken, sl, views, exists, addressed, hair_items, set(), sfs)     # what they leave
+            for (_tsl, key), t in tmpl.items():
+                left = t.count - (taken[(sl, key)].count if (sl, key) in taken else 0)
+                if left <= 0:
+                    continue
+                parts = [(m, names, same, frozenset(hairpin)) for m, names, same, _x in t.parts]
+                members = (m for group, _n, _s, ex in parts for m in group if m.ident not in ex)
+                first = next(members)
+                rep = (first, t.rep[1] if first.node == t.rep[0].node else self._renode(t, first))
+                samples = [first.ident] + [m.ident for m, _ in zip(members, range(SAMPLES - 1))]
+                classes[(sl, key)] = ProbeClass(_key_text(sl, key), sl, t.source, left, samples, rep, parts)
+            self._slot_pass(classes, sl, views, exists, addressed, hair_items, hairpin, sfs)
+        return list(classes.values())
+
+    @staticmethod
+    def _renode(t: ProbeClass, first: Member) -> Optional[str]:
+        """The addressed node for a representative on another node than the template's."""
+        for _m, names, same, _x in t.parts:
+            if names is None:
+                return None
+            for a in names:
+                if (a == first.node) == same:
+                    return a
+        return None
+
+    def _slot_pass(self, classes: dict, sl: Slot, views, exists: tuple, addressed: dict, items, hairpin: set[str],
+                   sfs) -> None:
+        """Add the classes of ``items`` (bucket key, members) for one slot."""
+        for bkey, members in items:
+            base_kind, node = next((b[0], b[1]) for b in bkey if b is not None)
+            if base_kind not in sl.sources():
+                continue
+            for group, kinds, who, hair in self._groups(bkey, members, hairpin, sfs):
+                src = []
+                for v, b in enumerate(bkey):
+                    if b is None or not exists[v]:
+                        src.append(None)
+                        continue
+                    kind, bnode, atom, dns = b
+                    src.append((kinds[v] or kind, views[v].get(bnode) if bnode else None, atom)
+                               + ((dns,) if sl.kind == "dns" else ()))
+                src_t = tuple(src)
+                if all(p is None for p in src_t):
+                    continue
+                if sl.kind != "nodeport":
+                    self._add(classes, sl, (src_t, who), _Label(src_t, self.atoms, who), group, None, None, hair)
+                    continue
+                for vkey, (names, nameset) in addressed.items():
+                    for same in (False, True):
+                        n_addr = (1 if node in nameset else 0) if same else len(names) - (node in nameset)
+                        if n_addr:
+                            self._add(classes, sl, ((src_t, who), vkey, same),
+                                      _Label(src_t, self.atoms, who, vkey, same), group, names, same, hair,
+                                      n_addr, node)
+
+    def _addressed_views(self, sl: Slot, sfs, views, exists) -> dict[tuple, tuple[list[str], set[str]]]:
+        """Nodes a NodePort can be addressed on, grouped by their views (over every version)."""
+        by: dict[tuple, list[str]] = defaultdict(list)
+        for n in sorted({n for inv in self.invs for n in inv.nodes}):
+            key = tuple(views[v].get(n) if exists[v] and n in self.invs[v].nodes else None
+                        for v in range(len(self.invs)))
+            if any(k is not None for k in key):
+                by[key].append(n)
+        return {k: (names, set(names)) for k, names in by.items()}
+
+    def _groups(self, bkey: tuple, members: list[Member], hairpin: set[str], sfs):
+        """A bucket's members for one Service: the plain ones together, and each endpoint pod alone —
+        what it reaches depends on which endpoint it is (hairpin masquerade on the way to itself; the
+        statistic thresholds and IPVS's scheduler state are not symmetric between endpoints)."""
+        hair = [m for m in members if m.ident in hairpin]
+        if not hair:
+            yield members, (None,) * len(bkey), None, False
+            return
+        plain = [m for m in members if m.ident not in hairpin]
+        if plain:
+            yield plain, (None,) * len(bkey), None, False
+        for m in hair:
+            own = tuple((sf.endpoint_of(pm.ip) if (sf is not None and pm is not None) else None)
+                        for sf, pm in zip(sfs, self.member_of[m.ident]))
+            yield [m], tuple("hairpin" if o else None for o in own), m.ident, True
+
+    @staticmethod
+    def _add(classes: dict, sl: Slot, key: tuple, label: "_Label", group: list[Member], names: Optional[list[str]],
+             same: Optional[bool], hair: bool, n_addr: int = 1, node: Optional[str] = None) -> None:
+        pc = classes.get((sl, key))
+        if pc is None:
+            if names is None:
+                rep: tuple[Member, Optional[str]] = (group[0], None)
+            else:
+                a = node if same else next(x for x in names if x != node)
+                rep = (group[0], a)
+            pc = classes[(sl, key)] = ProbeClass(_key_text(sl, key), sl, label.text(), rep=rep, hairpin=hair)
+        pc.count += len(group) * n_addr
+        pc.parts.append((group, names, same, frozenset()))
+        for m in group:
+            if len(pc.samples) >= SAMPLES:
+                break
+            pc.samples.append(m.ident)
 
     def _hairpin_members(self, sfs: list[Optional[ServiceFacts]]) -> set[str]:
         idents: set[str] = set()
@@ -194,115 +318,17 @@ class Planner:
                     idents.add(owner)
         return idents
 
-    def _kind(self, m: Member, v: int, sfs: list[Optional[ServiceFacts]]) -> str:
-        sf = sfs[v]
-        if m.kind == "pod" and sf is not None and any(e.address == m.ip for e in sf.endpoints):
-            return "hairpin"
-        return m.kind
-
-    def _src_part(self, bkey: tuple, sfs: list[Optional[ServiceFacts]], slot: Slot) -> tuple:
-        """The per-version source part of a class key for a bucket (None where the member, the
-        Service or the destination is absent)."""
-        parts = []
-        for v, (inv, sf, b) in enumerate(zip(self.invs, sfs, bkey)):
-            if b is None or sf is None or not self.slot_exists(slot, v):
-                parts.append(None)
-                continue
-            kind, node, atom, dns = b
-            # a by-name probe: what the pod's resolv.conf says matters too
-            parts.append((kind, _view(sf, inv, node), atom) + ((dns,) if slot.kind == "dns" else ()))
-        return tuple(parts)
-
-    def slot_exists(self, slot: Slot, v: int) -> bool:
-        if slot.kind == "nodeport":
-            sf = self.invs[v].services.get(slot.service)
-            return sf is not None and any(p.node_port == slot.port for p in sf.service.ports)
-        return self.address(slot, v, None) is not None
-
-    def _slot_classes(self, slot: Slot, sfs: list[Optional[ServiceFacts]], hairpin: set[str]) -> list[ProbeClass]:
-        classes: dict[tuple, ProbeClass] = {}
-        allowed = slot.sources()
-        nodes = sorted({n for inv in self.invs for n in inv.nodes})
-
-        def add(key: tuple, label: str, members: list[Member], exclude: frozenset, addressed: Optional[list[str]],
-                same: Optional[bool], hair: bool) -> None:
-            n_members = sum(1 for m in members if (m.ident in exclude) == hair)
-            if n_members == 0:
-                return
-            if addressed is not None:
-                pairs = [(m, a) for m in members if (m.ident in exclude) == hair
-                         for a in addressed if (m.node == a) == same]
-                if not pairs:
-                    return
-                count = len(pairs)
-                first = pairs[0]
-            else:
-                count = n_members
-                first = (next(m for m in members if (m.ident in exclude) == hair), None)
-            pc = classes.get(key)
-            if pc is None:
-                pc = classes[key] = ProbeClass(_key_text(slot, key), slot, label, rep=first)
-            pc.count += count
-            pc.parts.append((members, exclude, hair, addressed, same))
-            for m in members:
-                if len(pc.samples) >= SAMPLES:
-                    break
-                if (m.ident in exclude) == hair and m.ident not in pc.samples:
-                    pc.samples.append(m.ident)
-
-        for bkey, members in self.buckets.items():
-            present = next(b for b in bkey if b is not None)
-            if present[0] not in allowed:
-                continue
-            excl = frozenset(m.ident for m in members if m.ident in hairpin)
-            src = self._src_part(bkey, sfs, slot)
-            if all(p is None for p in src):
-                continue
-            for hair in ((False, True) if excl else (False,)):
-                if hair:
-                    # every endpoint pod is a class of its own: what it reaches depends on being one
-                    for m in members:
-                        if m.ident in excl:
-                            kinds = tuple(self._kind(pm, v, sfs) if pm else None
-                                          for v, pm in enumerate(self.member_of[m.ident]))
-                            self._add_slot(add, slot, sfs, src, [m], excl, True, nodes, kinds, m.ident)
-                    continue
-                self._add_slot(add, slot, sfs, src, members, excl, False, nodes, None, None)
-        return list(classes.values())
-
-    def _add_slot(self, add, slot: Slot, sfs, src: tuple, members: list[Member], excl: frozenset, hair: bool,
-                  nodes: list[str], kinds: Optional[tuple], who: Optional[str]) -> None:
-        if kinds is not None:
-            src = tuple((k,) + p[1:] if p is not None else None for k, p in zip(kinds, src))
-        label = _source_label(src, self.atoms, who)
-        base_key = (src, who)
-        if slot.kind != "nodeport":
-            add(base_key, label, members, excl, None, None, hair)
-            return
-        # NodePort: the addressed node's view, and whether it is the source's own node
-        by_view: dict[tuple, list[str]] = defaultdict(list)
-        for a in nodes:
-            views = tuple(_view(sf, inv, a) if (sf is not None and a in inv.nodes) else None
-                          for inv, sf in zip(self.invs, sfs))
-            by_view[views].append(a)
-        for views, addressed in by_view.items():
-            for same in (False, True):
-                key = (base_key, views, same)
-                vlabel = " | ".join(str(x) for x in views)
-                add(key, f"{label} -> node view {vlabel}{' (own node)' if same else ''}", members, excl,
-                    addressed, same, hair)
-
     # ------------------------------------------------------------------ expansion
     def expand(self, pc: ProbeClass) -> Iterator[tuple[Member, Optional[str]]]:
         """Every raw (member, addressed node) of a class."""
-        for members, exclude, hair, addressed, same in pc.parts:
+        for members, names, same, exclude in pc.parts:
             for m in members:
-                if (m.ident in exclude) != hair:
+                if m.ident in exclude:
                     continue
-                if addressed is None:
+                if names is None:
                     yield m, None
                 else:
-                    for a in addressed:
+                    for a in names:
                         if (m.node == a) == same:
                             yield m, a
 
@@ -329,6 +355,23 @@ class Planner:
 def _relative(pc: ProbeClass) -> tuple:
     return (pc.slot.kind, pc.slot.port if pc.slot.kind not in ("nodeport", "nodeport-localhost") else 0,
             pc.slot.proto, pc.key.split(" <- ", 1)[1])
+
+
+@dataclass(frozen=True)
+class _Label:
+    """A class's readable source description, made only when the class is new."""
+
+    src: tuple
+    atoms: Atoms
+    who: Optional[str]
+    vkey: Optional[tuple] = None
+    same: bool = False
+
+    def text(self) -> str:
+        label = _source_label(self.src, self.atoms, self.who)
+        if self.vkey is None:
+            return label
+        return f"{label} -> node view {' | '.join(str(x) for x in self.vkey)}{' (own node)' if self.same else ''}"
 
 
 def _source_label(src: tuple, atoms: Atoms, who: Optional[str]) -> str:

@@ -16,13 +16,9 @@ from netsim.reach.plan import Planner
 
 
 def available_modes() -> tuple[str, ...]:
-    """The modes a probe can be walked in: the provider registry's when it exists, else the API's."""
-    try:
-        from netsim.rules.registry import available_modes as registry_modes   # type: ignore[import-not-found]
-    except ImportError:
-        from netsim.api import WALK_MODES
-        return tuple(WALK_MODES)
-    return tuple(registry_modes())
+    """The modes a probe can be walked in, as the provider registry lists them."""
+    from netsim.rules.registry import available_modes as registry_modes
+    return registry_modes(walks_packets=True)
 
 
 @dataclass
