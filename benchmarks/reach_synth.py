@@ -39,7 +39,7 @@ class SynthKnobs:
 def node_network(n_nodes: int) -> str:
     """The smallest network from 192.168.0.0 with room for the nodes, the router, the external client
     and the load balancer pool (a /24 of its own at the top)."""
-    bits = max(24, 32 - (n_nodes + 300).bit_length())
+    bits = min(24, 32 - (n_nodes + 300).bit_length())
     return f"{NODE_NET_BASE}/{bits}"
 
 

@@ -86,7 +86,20 @@ def run_task(cache: ModelCache, t: Task) -> dict:
 
 
 def run_batch(cache: ModelCache, batch: list[Task]) -> list[dict]:
-    return [run_task(cache, t) for t in batch]
+    """Verdicts of a batch, each record with the seconds it took on the worker (model builds
+    included where one happened) and the worker's pid and peak RSS (for the benchmarks)."""
+    import os
+    import resource
+    out = []
+    for t in batch:
+        t0 = time.perf_counter()
+        rec = run_task(cache, t)
+        rec["seconds"] = time.perf_counter() - t0
+        out.append(rec)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for rec in out:
+        rec["worker_pid"], rec["worker_rss_kb"] = os.getpid(), rss
+    return out
 
 
 def outcome_of(rec: dict) -> tuple:

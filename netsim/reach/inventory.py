@@ -2,6 +2,7 @@
 external client), the nodes and what kube-proxy consumes per Service (the Service, its endpoints)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
@@ -38,6 +39,7 @@ class EndpointFacts:
     terminating: bool
     node: Optional[str]
     ports: tuple = ()         # its slice's ports (name, port, protocol): a named targetPort resolves per pod
+    host: Optional[str] = None  # the node whose address it is (a hostNetwork endpoint, nodeName or not)
 
 
 @dataclass
@@ -48,6 +50,13 @@ class ServiceFacts:
     service: object                           # netsim's Service dataclass
     endpoints: tuple[EndpointFacts, ...]
     slice_ports: tuple
+    host_endpoints: bool = False              # some endpoint is a node's address (a hostNetwork pod)
+
+    @property
+    def node_dependent(self) -> bool:
+        """Whether nodes can see this Service differently: a Local traffic policy, or endpoints on node
+        addresses (a host's connection to its own node's address is not masqueraded like a remote one)."""
+        return self.local_policy or self.host_endpoints
 
     @property
     def local_policy(self) -> bool:
@@ -57,7 +66,7 @@ class ServiceFacts:
 
     def local_endpoints(self, node: str) -> tuple:
         return tuple(sorted((e.address, e.ready, e.serving, e.terminating)
-                            for e in self.endpoints if e.node == node))
+                            for e in self.endpoints if e.node == node or e.host == node))
 
     def signature(self) -> tuple:
         """Everything a verdict of this Service depends on except its own addresses and name:
@@ -121,6 +130,10 @@ class Inventory:
                         eps.append(EndpointFacts(a, bool(e.ready), bool(e.serving), bool(e.terminating),
                                                  e.node_name, sl_ports))
             services[s.key] = ServiceFacts(s.key, s, tuple(eps), tuple(sorted(ports, key=str)))
+        node_of_ip = {n.ip: n.name for n in nodes.values()}
+        for sf in services.values():
+            sf.endpoints = tuple(dataclasses.replace(e, host=node_of_ip.get(e.address)) for e in sf.endpoints)
+            sf.host_endpoints = any(e.host is not None for e in sf.endpoints)
         by_ip = {m.ip: m.ident for m in members.values() if m.kind == "pod"}
         owner = {e.address: by_ip[e.address] for sf in services.values() for e in sf.endpoints
                  if e.address in by_ip}

@@ -74,7 +74,7 @@ def _view(sf: Optional[ServiceFacts], inv: Inventory, node: Optional[str]) -> Op
         return None
     n = inv.nodes.get(node)
     base = "ready" if n is None or (n.ready and n.running) else ("notready" if n.running else "stopped")
-    if not sf.local_policy:
+    if not sf.node_dependent:
         return base
     local = sf.local_endpoints(node)
     eps = ",".join(f"{a}{'' if r else '!r'}{'' if s else '!s'}{'~t' if t else ''}" for a, r, s, t in local)
@@ -193,7 +193,7 @@ class Planner:
         views = [{n: _view(sf, inv, n) for n in inv.nodes} if sf is not None else {}
                  for inv, sf in zip(self.invs, sfs)]
         hairpin = self._hairpin_members(sfs)
-        cluster_views = not any(sf is not None and sf.local_policy for sf in sfs)
+        cluster_views = not any(sf is not None and sf.node_dependent for sf in sfs)
         classes: dict[tuple, ProbeClass] = {}
         for sl in self.slots(skey):
             exists = tuple(self.slot_exists(sl, v) for v in range(len(self.invs)))

@@ -1,0 +1,218 @@
+"""`netsim reach` benchmarks on the seeded synthetic cluster (benchmarks/reach_synth.py).
+
+B1 (``--b1``, default): engines and workers on this machine — serial vs a local process pool vs Dask
+(LocalCluster), 1 → 2 workers: wall time, speedup over one worker, broadcast time (pool start /
+scatter), per-batch overhead (wall × workers − the workers' own compute, per batch), peak memory per
+worker, and a batch-size sweep. The issue's size is 500 nodes / 5,000 Services; ``--max-probes``
+caps the probes traced per round so a run fits a shared machine (the figures say how many ran).
+
+B2 (``--b2``): the class reduction at scale — naive (source, destination) probes vs probe classes,
+reduction time, model build time and memory per model key, matrix wall time (capped by
+``--max-probes``), output sizes, and mismatches on a validation sample.
+
+    python -m netsim.benchmarks.bench_reach --quick            # CI's sanity run (no timing asserted)
+    nice -n 10 python -m netsim.benchmarks.bench_reach --b1 --nodes 500 --services 5000 --pods 5000
+    nice -n 10 python -m netsim.benchmarks.bench_reach --b2 --nodes 5000 --services 50000 --pods 150000
+
+Every round is reported (median, min, max); results go to --out (benchmarks/results/reach.json).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from typing import Optional
+
+from netsim.benchmarks.reach_synth import SynthKnobs, generate
+
+RESULTS = os.path.join(os.path.dirname(__file__), "results", "reach.json")
+
+
+def _stats(samples: list[float]) -> dict:
+    return {"rounds": len(samples), "median_s": statistics.median(samples), "min_s": min(samples),
+            "max_s": max(samples), "all_s": [round(s, 4) for s in samples]}
+
+
+def prepare(knobs: SynthKnobs, mode: Optional[str]) -> dict:
+    """Generate, load, read the inventory and plan: what the reduction costs and gives."""
+    import netsim
+    from netsim.reach.evaluate import ModelSpec
+    from netsim.reach.inventory import Inventory
+    from netsim.reach.matrix import class_tasks
+    from netsim.reach.plan import Planner
+    text = generate(knobs)
+    t0 = time.perf_counter()
+    em = netsim.load(text, mode=mode)
+    t_load = time.perf_counter() - t0
+    mode = mode or em.mode
+    t0 = time.perf_counter()
+    inv = Inventory.from_emulator(em, "v")
+    planner = Planner([inv])
+    classes = planner.plan()
+    t_plan = time.perf_counter() - t0
+    tasks = class_tasks(planner, classes, [mode])
+    kinds: dict[str, int] = {}
+    for pc in classes:
+        kinds[pc.slot.kind] = kinds.get(pc.slot.kind, 0) + 1
+    return {"text": text, "em": em, "mode": mode, "planner": planner, "classes": classes, "tasks": tasks,
+            "spec": ModelSpec((("v", (text,)),)),
+            "figures": {"nodes": knobs.nodes, "services": knobs.services, "pods": len(em.cluster.pods()),
+                        "manifest_bytes": len(text), "load_s": t_load, "reduction_s": t_plan,
+                        "classes": len(classes), "classes_by_destination": kinds,
+                        "shared_classes": sum(1 for c in classes if c.shared_from),
+                        "probes_reduced": len(tasks), "probes_naive": sum(c.count for c in classes),
+                        "atoms": len(planner.atoms), "member_buckets": len(planner.buckets)}}
+
+
+def run_engine(engine: str, workers: int, spec, tasks, batch_size: int) -> dict:
+    """One round: wall time, broadcast, worker compute, overhead per batch, peak RSS per worker."""
+    from netsim.reach.executors import make_executor
+    from netsim.reach.matrix import execute
+    ex = make_executor(engine, workers)
+    t0 = time.perf_counter()
+    ex.start(spec)
+    broadcast = time.perf_counter() - t0
+    try:
+        recs = execute(ex, spec, tasks, batch_size, start=False)
+    finally:
+        ex.close()
+    wall = time.perf_counter() - t0
+    compute = sum(r["seconds"] for r in recs.values())
+    rss: dict[int, int] = {}
+    for r in recs.values():
+        rss[r["worker_pid"]] = max(rss.get(r["worker_pid"], 0), r["worker_rss_kb"])
+    n_batches = max(1, -(-len(tasks) // batch_size))
+    return {"wall_s": wall, "broadcast_s": broadcast, "compute_s": compute,
+            "overhead_per_batch_ms": max(0.0, (wall - broadcast) * workers - compute) / n_batches * 1e3,
+            "per_probe_ms": compute / max(1, len(tasks)) * 1e3, "workers_seen": len(rss),
+            "rss_per_worker_mb": sorted(round(v / 1024, 1) for v in rss.values()), "batches": n_batches}
+
+
+def b1(knobs: SynthKnobs, mode: Optional[str], rounds: int, engines: list[str], workers: list[int],
+       batch_sizes: list[int], max_probes: int) -> dict:
+    p = prepare(knobs, mode)
+    tasks = p["tasks"][:max_probes] if max_probes else p["tasks"]
+    out: dict = {"figures": p["figures"], "mode": p["mode"], "probes_per_round": len(tasks), "engines": {}}
+    base_bs = batch_sizes[len(batch_sizes) // 2]
+    for engine in engines:
+        for w in ([1] if engine == "serial" else workers):
+            runs = [run_engine(engine, w, p["spec"], tasks, base_bs) for _ in range(rounds)]
+            out["engines"][f"{engine}/{w}"] = {"batch_size": base_bs, "wall": _stats([r["wall_s"] for r in runs]),
+                                               "broadcast": _stats([r["broadcast_s"] for r in runs]),
+                                               "rounds": runs}
+    one = out["engines"].get("local/1") or out["engines"].get("serial/1")
+    for k, v in out["engines"].items():
+        if one:
+            v["speedup_vs_1"] = one["wall"]["median_s"] / v["wall"]["median_s"]
+    sweep_engine = "local" if "local" in engines else engines[0]
+    out["batch_size_sweep"] = {}
+    for bs in batch_sizes:
+        runs = [run_engine(sweep_engine, max(workers), p["spec"], tasks, bs) for _ in range(rounds)]
+        out["batch_size_sweep"][str(bs)] = {"engine": f"{sweep_engine}/{max(workers)}",
+                                           "wall": _stats([r["wall_s"] for r in runs]),
+                                           "overhead_per_batch_ms": statistics.median(
+                                               r["overhead_per_batch_ms"] for r in runs)}
+    return out
+
+
+def b2(knobs: SynthKnobs, mode: Optional[str], max_probes: int, validate: int, workers: int) -> dict:
+    from netsim.reach.evaluate import ModelCache
+    from netsim.reach.executors import make_executor
+    from netsim.reach.matrix import Matrix, check_raw, execute, rows, sample_raw
+    from netsim.reach.output import EXPANSION_COLUMNS, MATRIX_COLUMNS, write_table
+    from netsim.reach.run import ReachRun, expansion_rows
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    p = prepare(knobs, mode)
+    out: dict = {"figures": p["figures"], "mode": p["mode"]}
+    # compile time and memory per model key: one model (version, mode) built the way a worker builds it
+    cache = ModelCache(p["spec"])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cache.get("v", p["mode"])
+    out["model_key"] = {"key": ["v", p["mode"]], "build_s": cache.build_seconds[("v", p["mode"])],
+                        "peak_rss_growth_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024,
+                        "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                        "start_rss_mb": rss0 / 1024}
+    del cache
+    tasks = p["tasks"][:max_probes] if max_probes else p["tasks"]
+    t0 = time.perf_counter()
+    recs = execute(make_executor("local", workers), p["spec"], tasks, 64)
+    out["matrix"] = {"probes": len(tasks), "of": len(p["tasks"]), "wall_s": time.perf_counter() - t0,
+                     "workers": workers}
+    done = {(t.key, t.version, t.mode) for t in tasks}
+    classes = [c for c in p["classes"] if (c.shared_from or c.key, "v", p["mode"]) in done]
+    mx = Matrix(rows(p["planner"], classes, recs, [p["mode"]]), classes, len(tasks),
+                sum(c.count for c in classes), recs)
+    with tempfile.TemporaryDirectory() as d:
+        run = ReachRun(p["planner"], mx, [p["mode"]], ["v"])
+        paths = write_table(os.path.join(d, "matrix"), mx.rows, MATRIX_COLUMNS, partition=["version", "mode"])
+        paths += write_table(os.path.join(d, "expansion"), expansion_rows(run), EXPANSION_COLUMNS)
+        out["outputs"] = {os.path.basename(x): _size(x) for x in paths}
+    if validate:
+        raw = sample_raw(p["planner"], mx, [p["mode"]], validate, seed=knobs.seed)
+        t0 = time.perf_counter()
+        bad = check_raw(p["planner"], mx, raw, make_executor("local", workers), p["spec"])
+        out["validation"] = {"sample": len(raw), "mismatches": len(bad), "wall_s": time.perf_counter() - t0,
+                             "drawn_from": "the classes traced above"}
+    return out
+
+
+def _size(path: str) -> int:
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
+    return os.path.getsize(path)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a small cluster, one round (CI)")
+    ap.add_argument("--b1", action="store_true")
+    ap.add_argument("--b2", action="store_true")
+    ap.add_argument("--nodes", type=int, default=500)
+    ap.add_argument("--services", type=int, default=5000)
+    ap.add_argument("--pods", type=int, default=5000)
+    ap.add_argument("--mode", default=None, help="a mode of the provider registry (default: the cluster's)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--engines", default="serial,local,dask")
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--batch-sizes", default="16,64,256")
+    ap.add_argument("--max-probes", type=int, default=2000, help="probes traced per round (0: all)")
+    ap.add_argument("--validate", type=int, default=10000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out", default=RESULTS)
+    a = ap.parse_args(argv)
+    engines = [e for e in a.engines.split(",") if e]
+    if "dask" in engines:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            print("dask: not installed (pip install 'kube-netsim[reach]'), left out")
+            engines.remove("dask")
+    workers = [int(w) for w in a.workers.split(",")]
+    sizes = [int(b) for b in a.batch_sizes.split(",")]
+    result: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                "platform": platform.platform()}}
+    if a.quick:
+        knobs = SynthKnobs(nodes=4, services=6, pods=8, seed=a.seed)
+        result["b1"] = b1(knobs, a.mode, 1, engines, [1, 2], [8, 32], 60)
+        result["b2"] = b2(knobs, a.mode, 60, 20, 2)
+    else:
+        if a.b1 or not a.b2:
+            result["b1"] = b1(SynthKnobs(nodes=a.nodes, services=a.services, pods=a.pods, seed=a.seed), a.mode,
+                              a.rounds, engines, workers, sizes, a.max_probes)
+        if a.b2:
+            result["b2"] = b2(SynthKnobs(nodes=a.nodes, services=a.services, pods=a.pods, seed=a.seed), a.mode,
+                              a.max_probes, a.validate, max(workers))
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(result, f, indent=1, sort_keys=True, default=str)
+    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1, default=str)[:6000])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

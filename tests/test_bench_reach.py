@@ -1,0 +1,33 @@
+"""The reach benchmarks' quick forms run and report sane figures (no timing is asserted)."""
+from __future__ import annotations
+
+from netsim.benchmarks import bench_reach
+from netsim.benchmarks.reach_synth import SynthKnobs, generate
+
+TINY = SynthKnobs(nodes=3, services=5, pods=6, seed=2)
+
+
+def test_synthetic_generator_is_seeded_and_loads():
+    import netsim
+    assert generate(TINY) == generate(TINY) != generate(SynthKnobs(nodes=3, services=5, pods=6, seed=3))
+    em = netsim.load(generate(TINY))
+    assert len(em.cluster.nodes()) == 3 and len([s for s in em.cluster.services() if s.name.startswith("svc-")]) == 5
+
+
+def test_b1_quick_sanity():
+    out = bench_reach.b1(TINY, None, 1, ["serial", "local"], [1, 2], [4, 16], 40)
+    f = out["figures"]
+    assert 0 < f["probes_reduced"] < f["probes_naive"] and f["classes"] >= f["probes_reduced"]
+    assert set(out["engines"]) == {"serial/1", "local/1", "local/2"}
+    for v in out["engines"].values():
+        r = v["rounds"][0]
+        assert r["wall_s"] > 0 and r["workers_seen"] >= 1 and r["compute_s"] > 0 and v["speedup_vs_1"] > 0
+    assert out["engines"]["local/2"]["rounds"][0]["workers_seen"] <= 2
+    assert set(out["batch_size_sweep"]) == {"4", "16"}
+
+
+def test_b2_quick_sanity():
+    out = bench_reach.b2(TINY, None, 30, 12, 2)
+    assert out["matrix"]["probes"] == 30 and out["validation"] == {**out["validation"], "sample": 12, "mismatches": 0}
+    assert out["model_key"]["build_s"] > 0
+    assert all(size > 0 for size in out["outputs"].values())
