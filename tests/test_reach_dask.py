@@ -10,6 +10,24 @@ import pytest
 distributed = pytest.importorskip("distributed", reason="Dask distributed is the optional extra "
                                   "kube-netsim[reach]; without it --engine dask refuses to start")
 
+
+
+def _loopback_up() -> bool:
+    import socket
+    try:
+        with socket.socket() as srv:
+            srv.bind(("127.0.0.1", 0))
+            srv.listen(1)
+            with socket.create_connection(srv.getsockname(), timeout=2):
+                return True
+    except OSError:
+        return False
+
+
+if not _loopback_up():
+    pytest.skip("no loopback in this network namespace (lo down under unshare --net): Dask's LocalCluster "
+                "talks TCP over 127.0.0.1", allow_module_level=True)
+
 from netsim.reach.evaluate import ModelSpec   # noqa: E402
 from netsim.reach.executors import DaskExecutor, SerialExecutor  # noqa: E402
 from netsim.reach.inventory import Inventory  # noqa: E402
