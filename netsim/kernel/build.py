@@ -117,6 +117,7 @@ class KernelCluster:
         self.log(f"pods ready ({len(plan.pods)}) in {time.monotonic() - t0:.2f}s")
         if load_rules:
             self.sync_rules()
+            self.log(f"rules loaded in {time.monotonic() - t0:.2f}s")
         for node in plan.nodes.values():
             if not node.running:
                 self._set_node_link(node, up=False)
@@ -124,6 +125,7 @@ class KernelCluster:
             from netsim.kernel import dnsserver
             dnsserver.write_snapshot(self.cluster, self.state)
             self._start_servers(plan.nodes)
+            self.log(f"servers ready in {time.monotonic() - t0:.2f}s")
 
     def _new_netns(self, name: str) -> None:
         self.state.own_netns(name)                # ledger first, then the namespace
@@ -373,7 +375,7 @@ class KernelCluster:
                     if dl is not None:
                         self.state.own_process(ProcessRecord(pid=dl.pid, role="dns", netns=p.netns, argv=dl.argv))
                         launches.append(dl)
-        process.wait_ready(launches)
+        process.wait_ready(launches, log=self.log)
 
     def _stop_servers(self, node_name: str) -> None:
         """Stop the node's pod server and the DNS servers of pods on that node."""

@@ -13,7 +13,6 @@ import subprocess
 from typing import Iterator, Optional, Sequence
 
 from pyroute2 import IPRoute
-from pyroute2 import netns as _pr_netns
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"             # iproute2's NETNS_RUN_DIR
@@ -46,13 +45,12 @@ def create(name: str) -> None:
     """Create the named namespace (like `ip netns add`); refuses if it already exists.
 
     As iproute2 does, without forking: unshare(CLONE_NEWNET) on this thread, bind-mount the thread's
-    new namespace onto /run/netns/<name>, setns() back. The first call lets pyroute2 prepare
-    /run/netns (a shared mount point, as `ip netns add` makes it)."""
+    new namespace onto /run/netns/<name>, setns() back. The first call prepares /run/netns (a
+    shared mount point, as `ip netns add` makes it)."""
     if exists(name):
         raise NetnsError(f"network namespace {name!r} already exists (run `netsim down` first)")
     if not os.path.isdir(NETNS_RUN_DIR) or not _run_dir_is_mountpoint():
-        _pr_netns.create(name)
-        return
+        _prepare_run_dir()
     target = path(name)
     fd = os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
     os.close(fd)
@@ -75,6 +73,25 @@ def create(name: str) -> None:
         os.close(home)
 
 
+MS_REC, MS_SHARED = 16384, 1 << 20
+MNT_DETACH = 2
+
+
+def _prepare_run_dir() -> None:
+    """Make /run/netns a shared mount point of its own, as iproute2's netns_add does (ip/ipnetns.c):
+    try MS_SHARED|MS_REC; if it is not a mount point yet, bind it onto itself and try again. Done
+    in this process (pyroute2's netns.create forks a helper that must answer within 2 s, which a
+    software-emulated VM misses: "no response from the child")."""
+    os.makedirs(NETNS_RUN_DIR, mode=0o755, exist_ok=True)
+    d = NETNS_RUN_DIR.encode()
+    if _libc.mount(b"", d, b"none", MS_SHARED | MS_REC, None) == 0 and _run_dir_is_mountpoint():
+        return
+    if _libc.mount(d, d, b"none", MS_BIND | MS_REC, None) != 0:
+        raise NetnsError(f"bind mount of {NETNS_RUN_DIR}: {os.strerror(ctypes.get_errno())}")
+    if _libc.mount(b"", d, b"none", MS_SHARED | MS_REC, None) != 0:
+        raise NetnsError(f"making {NETNS_RUN_DIR} shared: {os.strerror(ctypes.get_errno())}")
+
+
 def _run_dir_is_mountpoint() -> bool:
     with open("/proc/self/mountinfo") as f:
         return any(line.split()[4] == NETNS_RUN_DIR for line in f)
@@ -82,8 +99,13 @@ def _run_dir_is_mountpoint() -> bool:
 
 def remove(name: str) -> None:
     """Delete the named namespace if present (its links go with it once no process holds it)."""
-    if exists(name):
-        _pr_netns.remove(name)
+    if exists(name):                              # as `ip netns delete`: lazy unmount, then unlink
+        target = path(name)
+        _libc.umount2(target.encode(), MNT_DETACH)
+        try:
+            os.unlink(target)
+        except FileNotFoundError:
+            pass
 
 
 def _setns(fd: int) -> None:
