@@ -11,6 +11,9 @@ for compiling the chains it reaches, so the best pass is reported with the media
 and on an eagerly compiled one.
 
     python -m netsim.benchmarks.bench_iptables_engine [--quick]
+
+As a `netsim bench` stage (``iptables-engine``), :func:`engine_records` gives the same figures as
+records (records.py): source ``emulator`` for the engine's timings, ``model`` for the kernel's count.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import random
 import statistics
 import time
 
+from netsim.benchmarks.records import Record, counted, timed
 from netsim.skb.packet import Packet
 from netsim.rules.iptables import Engine, EvalContext, parse
 
@@ -118,6 +122,33 @@ def row(b: dict) -> dict:
         "kernel_rules_evaluated_mean": round(statistics.mean(b["evaluated"]), 1),
         "packets": len(b["pkts"]),
     }
+
+
+def engine_records(n_services: int, packets: int = 2000, rounds: int = 5, seed: int = 1) -> list[Record]:
+    """The engine at `n_services` ClusterIP Services (ENDPOINTS each) as bench records: parse, lazy
+    build and eager compile timed `rounds` times (one fresh build each), per-packet evaluation over
+    `rounds` passes on the lazy and the eager engine, and the kernel's mean rules per packet."""
+    builds = [build(n_services, packets, seed) for _ in range(rounds)]
+    b = builds[-1]
+    for _ in range(rounds):
+        eval_pass(b)
+        eval_pass(b, "eager")
+    r = row(b)
+    common = ("iptables", n_services, ENDPOINTS)
+    out = [timed(*common, "engine_parse_seconds", [x["parse_s"] for x in builds], "s", "emulator"),
+           timed(*common, "engine_build_seconds", [x["compile_s"] for x in builds], "s", "emulator",
+                 engine="lazy"),
+           timed(*common, "engine_compile_all_seconds", [x["compile_all_s"] for x in builds], "s", "emulator",
+                 engine="eager"),
+           timed(*common, "engine_eval_per_packet", b["eval_s"], "µs", "emulator", scale=1e6, digits=3,
+                 engine="lazy", chain="nat PREROUTING", packets=len(b["pkts"])),
+           timed(*common, "engine_eval_per_packet", b["eager_eval_s"], "µs", "emulator", scale=1e6, digits=3,
+                 engine="eager", chain="nat PREROUTING", packets=len(b["pkts"])),
+           counted(*common, "engine_ruleset_rules", r["rules"], "rules", dump_lines=r["dump_lines"]),
+           counted(*common, "rules_evaluated_nat_prerouting_mean", r["kernel_rules_evaluated_mean"], "rules",
+                   packets=len(b["pkts"]))]
+    del builds
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -2,6 +2,8 @@
 
     python -m netsim.benchmarks.bench_load [--quick] [--services N] [--endpoints E] [--nodes K]
 
+As a `netsim bench` stage (``load``), :func:`load_records` gives the same figures as records.
+
 Default: 10,000 Services x 5 endpoints (one 5-replica Deployment each) over 100 nodes, built two ways:
 from generated multi-document YAML through `load_text` (parse + validate + reconcile), and from model
 objects through `Cluster.apply` (reconcile only). Each measurement runs in a fresh process so that peak
@@ -20,14 +22,19 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from netsim.benchmarks.records import Record, counted, timed
+
 RESULTS = Path(__file__).resolve().parent / "results" / "load.json"
+# clear of the default Service range 10.96.0.0/12 (the API server refuses overlapping ranges); a /22
+# per node leaves room for 8,192 nodes
+POD_CIDR = "10.128.0.0/9"
 
 
 # ---------------------------------------------------------------- inputs
 def cluster_yaml(services: int, endpoints: int, nodes: int) -> str:
     """The Cluster document (a /22 per node so 500+ pods fit) plus a Deployment and a Service per app."""
     out = ["apiVersion: netsim.io/v1\nkind: Cluster\nmetadata: {name: bench}\nspec:\n"
-           "  podCIDR: 10.128.0.0/9\n  nodeCIDRMaskSize: 22\n  nodeNetwork: 172.16.0.0/16\n  seed: 1\n  nodes:\n"]
+           f"  podCIDR: {POD_CIDR}\n  nodeCIDRMaskSize: 22\n  nodeNetwork: 172.16.0.0/16\n  seed: 1\n  nodes:\n"]
     out += [f"    - {{name: node-{i}, ip: 172.16.{i // 250}.{i % 250 + 2}}}\n" for i in range(nodes)]
     for i in range(services):
         out.append(
@@ -42,7 +49,7 @@ def cluster_yaml(services: int, endpoints: int, nodes: int) -> str:
 
 def cluster_objects(services: int, endpoints: int, nodes: int):
     from netsim.control.model import ClusterConfig, ContainerPort, Deployment, Node, Pod, Service, ServicePort
-    cfg = ClusterConfig(name="bench", cluster_cidr="10.0.0.0/8", node_cidr_mask=22, node_network="172.16.0.0/16",
+    cfg = ClusterConfig(name="bench", cluster_cidr=POD_CIDR, node_cidr_mask=22, node_network="172.16.0.0/16",
                         seed=1)
     objs: list = [Node(f"node-{i}", f"172.16.{i // 250}.{i % 250 + 2}",
                        labels={"kubernetes.io/hostname": f"node-{i}"}) for i in range(nodes)]
@@ -119,6 +126,37 @@ def _in_child(fn: Callable[..., dict], *args) -> dict:
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(1) as pool:
         return pool.apply(fn, args)
+
+
+def load_records(services: int, endpoints: int = 5, nodes: int = 20, rounds: int = 5) -> list[Record]:
+    """This scenario as bench records (records.py), source ``emulator``: each measurement `rounds`
+    times, each in a fresh process (peak RSS is that process's own, above a bare import's)."""
+    shape = (services, endpoints, nodes)
+    floor = _in_child(measure_baseline)["max_rss_mib"]     # a bare import's RSS (steady: measured once)
+    yaml_runs = [_in_child(measure_yaml, *shape) for _ in range(rounds)]
+    apply_runs = [_in_child(measure_apply, *shape) for _ in range(rounds)]
+    heap = _in_child(measure_heap, *shape)                # deterministic: one tracemalloc run
+    want = services * endpoints
+    for r in yaml_runs + apply_runs:
+        if r["ready_endpoints"] < want or r["services"] < services:
+            raise AssertionError(f"load scenario built {r['services']} Services, {r['ready_endpoints']} endpoints")
+    labels = {"nodes": nodes, "pods": yaml_runs[0]["pods"], "documents": yaml_runs[0]["documents"]}
+    common = ("any", services, endpoints)
+    return [
+        timed(*common, "load_yaml_seconds", [r["seconds"] for r in yaml_runs], "s", "emulator",
+              what="load_text: parse + validate + reconcile", **labels),
+        timed(*common, "yaml_parse_seconds", [r["yaml_parse_seconds"] for r in yaml_runs], "s", "emulator", **labels),
+        timed(*common, "apply_seconds", [r["seconds"] for r in apply_runs], "s", "emulator",
+              what="Cluster.apply of model objects: reconcile only", **labels),
+        timed(*common, "load_yaml_peak_rss_mib", [r["max_rss_mib"] - floor for r in yaml_runs], "MiB", "emulator",
+              digits=1, above="a bare import", **labels),
+        timed(*common, "apply_peak_rss_mib", [r["max_rss_mib"] - floor for r in apply_runs], "MiB", "emulator",
+              digits=1, above="a bare import", **labels),
+        counted(*common, "heap_retained_mib", round(heap["heap_retained_mib"], 1), "MiB", "emulator",
+                measured="tracemalloc after Cluster.apply", **labels),
+        counted(*common, "heap_peak_mib", round(heap["heap_peak_mib"], 1), "MiB", "emulator",
+                measured="tracemalloc during Cluster.apply", **labels),
+    ]
 
 
 # ---------------------------------------------------------------- report

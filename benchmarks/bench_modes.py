@@ -25,7 +25,8 @@ selecting the web pods (one TCP port each). For each mode and N:
                        ip_vs_service_find, ip_vs_conn.c ip_vs_conn_in_get; KEP-3866) – state that next to any IPVS figure.
 
 Prints a markdown table and writes benchmarks/results/modes.json. --quick: N = 100 and 1,000 and
-fewer traces (a CI smoke run).
+fewer traces (a CI smoke run). As a `netsim bench` stage (``modes``), :func:`modes_records` gives
+the same figures as records (records.py).
 """
 from __future__ import annotations
 
@@ -39,12 +40,14 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from netsim.benchmarks.bench_dataplane import build_cluster  # the same 3-node cluster
+from netsim.benchmarks.records import Record, counted, timed
 from netsim.control.cluster import Cluster
 from netsim.dataplane.walker import Walker
 
 RESULTS = Path(__file__).parent / "results" / "modes.json"
 KERNEL = Path(__file__).parent / "results" / "kernel.json"
 ROUNDS = 3
+ENDPOINTS_PER_SERVICE = 2                 # build_cluster: every Service selects the two web pods
 
 
 def _count_calls(obj: Any, name: str, counter: list[int]) -> None:
@@ -106,7 +109,7 @@ def first_packet_costs(c: Cluster, mode: str, ips: list[str], samples: int = 20)
             "ipvs_lookups_per_conn": round(sum(per_conn) / len(per_conn), 1)}
 
 
-def bench_traces(c: Cluster, mode: str, ips: list[str], n_traces: int) -> dict:
+def bench_traces(c: Cluster, mode: str, ips: list[str], n_traces: int, rounds: int = ROUNDS) -> dict:
     w = Walker(c, mode)
     client = w.host_for("pod/client")
     for _ in range(5):                          # programs the nodes (kube-proxy's sync), not timed
@@ -114,7 +117,8 @@ def bench_traces(c: Cluster, mode: str, ips: list[str], n_traces: int) -> dict:
     rng = random.Random(3)
     best: Optional[float] = None
     delivered = 0
-    for _ in range(ROUNDS):
+    per_round: list[float] = []
+    for _ in range(rounds):
         targets = [rng.choice(ips) for _ in range(n_traces)]
         delivered = 0
         dt = 0.0
@@ -128,9 +132,10 @@ def bench_traces(c: Cluster, mode: str, ips: list[str], n_traces: int) -> dict:
                 delivered += tr.outcome.disposition == "DELIVERED" and tr.outcome.reply.matches_request
             dt += time.perf_counter() - t1
         best = dt if best is None else min(best, dt)
+        per_round.append(dt / n_traces)
     assert best is not None
     return {"trace_us": round(best / n_traces * 1e6, 1), "traces_per_s": round(n_traces / best, 1),
-            "delivered_with_reply": delivered, "traces": n_traces}
+            "delivered_with_reply": delivered, "traces": n_traces, "rounds_s": per_round}
 
 
 def kernel_anchor(n: int) -> Optional[dict]:
@@ -163,6 +168,34 @@ def run(n: int, n_traces: int) -> list[dict]:
                "kernel_anchor": kernel_anchor(n) if get(mode).iptables_only else None}
         rows.append(row)
     return rows
+
+
+def modes_records(n: int, n_traces: int = 300, rounds: int = 5) -> list[Record]:
+    """This scenario at `n` Services as bench records (records.py), both modes: the node build
+    (`rounds` fresh walkers), what the node holds, rules and IPVS lookups per new connection (model),
+    and one traced connection's cost over `rounds` rounds (emulator)."""
+    c = build_cluster(n)
+    ips = [s.cluster_ip for s in c.services() if s.name.startswith("svc-")]
+    out: list[Record] = []
+    for mode in MODES:
+        builds = [bench_build(c, mode) for _ in range(rounds)]
+        objects = builds[-1][1]
+        costs = first_packet_costs(c, mode, ips)
+        tr = bench_traces(c, mode, ips, n_traces, rounds)
+        common = (mode, n, ENDPOINTS_PER_SERVICE)
+        out.append(timed(*common, "node_build_seconds", [b[0] for b in builds], "s", "emulator", node="node-3"))
+        for key, value in sorted(objects.items()):
+            out.append(counted(*common, f"node_{key}", value, key.split("_", 1)[-1] if "_" in key else key,
+                               node="node-3"))
+        out.append(Record(*common, "rules_first_packet_all_hops_mean", costs["rules_first_pkt"], "rules", "model",
+                          repeats=20, spread={"min": costs["rules_min"], "max": costs["rules_max"]},
+                          labels={"hops": "client node and endpoint node", "samples": 20}))
+        if mode == "ipvs":
+            out.append(counted(*common, "ipvs_lookups_per_connection", costs["ipvs_lookups_per_conn"], "lookups",
+                               counts="ip_vs_service_find + ip_vs_conn_{in,out}_get for SYN and SYN-ACK"))
+        out.append(timed(*common, "traced_connection_seconds", tr["rounds_s"], "µs", "emulator", scale=1e6, digits=2,
+                         traces=n_traces, trace="full (SYN and SYN-ACK)"))
+    return out
 
 
 def _objects_text(row: dict) -> str:

@@ -12,6 +12,19 @@ Stages, each a scenario module of this package, each writing records of one form
 5. ``emulator``       – emulator_speed.py (bench_dataplane's loops): traces/s, established packets/s,
                         peak RSS (emulator).
 
+Further scenarios (the older bench_* scripts, each still runnable alone), in the ``full`` profile or
+by name with ``--stages``:
+
+6. ``iptables-engine`` – bench_iptables_engine.engine_records: parse, build, compile, per-packet
+                        evaluation of a synthetic kube-proxy nat table (emulator) and the kernel's
+                        mean rules per packet (model);
+7. ``modes``          – bench_modes.modes_records: node build, what a node holds, rules over all hops
+                        and IPVS hash lookups per connection (model), a traced connection (emulator);
+8. ``load``           – bench_load.load_records: control-plane load from YAML and from objects, peak
+                        RSS, Python heap (emulator; mode ``any``);
+9. ``dns``            – dns_stage.dns_records (wraps bench_dns): ndots:5 queries per lookup (model),
+                        resolver queries/s in process and over UDP with dnsperf (emulator; mode ``any``).
+
 Kernel stages go through a :class:`netsim.benchmarks.kernel_runner.KernelRunner` (the hook point for a
 VM: pass ``kernel_runner=`` to :func:`run_bench`; the default is the local-namespace runner) and
 only run as root inside a network namespace of their own (``unshare --net --mount``).
@@ -26,7 +39,9 @@ from typing import Callable, Optional, Sequence
 
 from netsim.benchmarks.records import Record, environment, select, write_results
 
-STAGES = ("sync", "kernel-load", "first-packet", "kernel-connect", "emulator")
+CORE_STAGES = ("sync", "kernel-load", "first-packet", "kernel-connect", "emulator")
+EXTRA_STAGES = ("iptables-engine", "modes", "load", "dns")
+STAGES = CORE_STAGES + EXTRA_STAGES
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,18 @@ class Profile:
     connect_max_services: int = 30_000
     connect_endpoints: tuple[int, ...] = (1,)
     emulator_endpoints_note: str = "2 (bench_dataplane's cluster)"
+    extra_stages: tuple[str, ...] = ()     # run by default besides CORE_STAGES
+    engine_packets: int = 2000           # iptables-engine: packets per evaluation pass
+    engine_max_services: int = 10_000
+    modes_traces: int = 300              # modes: traced connections per round
+    modes_max_services: int = 10_000
+    load_endpoints: int = 5              # load: endpoints per Service (one Deployment each)
+    load_max_services: int = 10_000
+    dns_seconds: float = 1.0             # dns: seconds per in-process round
+    dnsperf_seconds: float = 3.0         # dns: seconds per dnsperf round
+
+    def default_stages(self) -> tuple[str, ...]:
+        return CORE_STAGES + self.extra_stages
 
 
 def _modes() -> tuple[str, ...]:
@@ -58,7 +85,8 @@ PROFILES = {
     "quick": Profile("quick", _modes(), (100, 1000), (1,), repeats=5, connections=200,
                      model_sample=300, traces=200, packets=1000, emulator_max_services=1000),
     "full": Profile("full", _modes(), (100, 1000, 5000, 10_000, 30_000), (1, 4), repeats=5,
-                    connections=1000, model_sample=1000, traces=1000, packets=5000, emulator_max_services=10_000),
+                    connections=1000, model_sample=1000, traces=1000, packets=5000, emulator_max_services=10_000,
+                    extra_stages=EXTRA_STAGES, engine_packets=20_000, modes_traces=1000, dnsperf_seconds=10.0),
 }
 
 
@@ -142,6 +170,24 @@ def headline(stage: str, records: Sequence[Record]) -> str:
         n = max(r.services for r in records)
         for r in select(records, services=n, metric="traces_per_second"):
             parts.append(f"{r.mode} {r.value:.0f} traces/s")
+    elif stage == "iptables-engine":
+        for r in select(records, services=n, metric="engine_eval_per_packet", engine="lazy"):
+            parts.append(f"{r.value:.1f} µs/packet")
+        for r in select(records, services=n, metric="rules_evaluated_nat_prerouting_mean"):
+            parts.append(f"kernel would evaluate {r.value:.0f} rules")
+    elif stage == "modes":
+        for r in select(records, services=n, metric="traced_connection_seconds"):
+            parts.append(f"{r.mode} {r.value:.0f} µs/traced connection")
+    elif stage == "load":
+        for r in select(records, services=n, metric="load_yaml_seconds"):
+            parts.append(f"YAML load {_fmt_s(r.value)}")
+        for r in select(records, services=n, metric="heap_retained_mib"):
+            parts.append(f"heap {r.value:.0f} MiB")
+    elif stage == "dns":
+        for r in select(records, metric="dns_in_process_queries_per_second"):
+            parts.append(f"{r.value:.0f} queries/s in process")
+        for r in select(records, metric="dns_udp_queries_per_second"):
+            parts.append(f"{r.value:.0f} queries/s over UDP (dnsperf)")
     return f"N={n}: " + ", ".join(parts) if parts else "no records"
 
 
@@ -153,6 +199,14 @@ def plan_stage_steps(profile: Profile, stage: str, kernel: bool) -> list[tuple]:
         return [(m, n, e) for m in modes for n in profile.services for e in profile.endpoints]
     if stage == "emulator":
         return [(m, n) for m in modes for n in profile.services if n <= profile.emulator_max_services]
+    if stage == "iptables-engine":
+        return [(n,) for n in profile.services if n <= profile.engine_max_services]
+    if stage == "modes":
+        return [(n,) for n in profile.services if n <= profile.modes_max_services]
+    if stage == "load":
+        return [(n,) for n in profile.services if n <= profile.load_max_services]
+    if stage == "dns":
+        return [()]
     from netsim.benchmarks.kernel_runner import KernelJob
     if not kernel:
         return []
@@ -176,10 +230,35 @@ def plan_stage_steps(profile: Profile, stage: str, kernel: bool) -> list[tuple]:
     raise BenchError(f"unknown stage {stage!r}")
 
 
+def scenario_records(profile: Profile, stage: str, step: tuple, seed: int = 1,
+                     progress: Progress = Progress()) -> list[Record]:
+    """One step of an EXTRA_STAGES scenario (see plan_stage_steps for the steps)."""
+    if stage == "iptables-engine":
+        from netsim.benchmarks.bench_iptables_engine import engine_records
+        return engine_records(step[0], packets=profile.engine_packets, rounds=profile.repeats, seed=seed)
+    if stage == "modes":
+        from netsim.benchmarks.bench_modes import modes_records
+        return modes_records(step[0], n_traces=profile.modes_traces, rounds=profile.repeats)
+    if stage == "load":
+        from netsim.benchmarks.bench_load import load_records
+        n = step[0]
+        return load_records(n, profile.load_endpoints, nodes=max(20, n // 100), rounds=profile.repeats)
+    if stage == "dns":
+        from netsim.benchmarks.dns_stage import dns_records
+        return dns_records(profile.dns_seconds, profile.repeats, profile.dnsperf_seconds, note=progress.note)
+    raise BenchError(f"unknown stage {stage!r}")
+
+
 def run_bench(profile: Profile, out: Optional[Path] = None, kernel: Optional[bool] = None, seed: int = 1,
               progress: Progress = Progress(), kernel_runner=None,
-              stages: Sequence[str] = STAGES) -> BenchResult:
-    """Run the sweep; write DIR/results.json + results.csv when ``out`` is given."""
+              stages: Optional[Sequence[str]] = None) -> BenchResult:
+    """Run the sweep (``stages``: default the profile's); write DIR/results.json + results.csv when
+    ``out`` is given."""
+    if stages is None:
+        stages = profile.default_stages()
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise BenchError(f"--stages: expected some of {', '.join(STAGES)}, got {', '.join(unknown)}")
     from netsim.benchmarks.emulator_speed import speed_records
     from netsim.benchmarks.first_packet import model_records
     from netsim.benchmarks.kernel_runner import LocalNetnsRunner
@@ -232,9 +311,11 @@ def run_bench(profile: Profile, out: Optional[Path] = None, kernel: Optional[boo
                     recs, _ = sync_records(*step, repeats=profile.repeats)
                 elif stage == "first-packet":
                     recs = model_records(*step, sample=profile.model_sample, seed=seed)
-                else:
+                elif stage == "emulator":
                     recs = speed_records(*step, traces=profile.traces, packets=profile.packets,
                                          rounds=profile.repeats)
+                else:
+                    recs = scenario_records(profile, stage, step, seed, progress)
                 for r in recs:
                     r.labels.setdefault("stage", stage)
                 got += recs

@@ -257,6 +257,37 @@ def paragraph_emulator(records: Sequence[Record]) -> str:
     return " ".join(p for p in parts if p)
 
 
+SCENARIO_TITLES = {
+    "iptables-engine": "iptables engine (bench_iptables_engine: synthetic kube-proxy nat table, 5 endpoints "
+                       "per Service)",
+    "modes": "Modes side by side in the emulator (bench_modes: 3 nodes, 2 endpoints per Service)",
+    "load": "Control-plane load (bench_load: one 5-replica Deployment per Service; mode-independent)",
+    "dns": "DNS (bench_dns: the CoreDNS stand-in and glibc's ndots:5 search walk; mode-independent)",
+}
+
+
+def _labels_text(r: Record) -> str:
+    skip = {"stage", "note"}
+    return ", ".join(f"{k}={v}" for k, v in r.labels.items() if k not in skip)
+
+
+def scenario_tables(records: Sequence[Record]) -> str:
+    """One table per further scenario that ran (see harness.EXTRA_STAGES), every record as a row."""
+    out = []
+    for stage, title in SCENARIO_TITLES.items():
+        rows = [r for r in records if r.labels.get("stage") == stage]
+        if not rows:
+            continue
+        out += [f"### {title}", "", "| metric | mode | Services | value | unit | min–max | repeats | source | detail |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for r in sorted(rows, key=lambda r: (r.metric, r.mode, r.services, _labels_text(r))):
+            spread = f"{r.spread['min']:g}–{r.spread['max']:g}" if r.spread else "exact"
+            out.append(f"| {r.metric} | {r.mode} | {r.services:,} | {r.value:g} | {r.unit} | {spread} | "
+                       f"{r.repeats} | {r.source} | {_labels_text(r)} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def environment_table(env: dict) -> str:
     rows = [("kernel", env.get("kernel")), ("CPU", f"{env.get('cpu')} × {env.get('cpus')}"),
             ("Python", env.get("python")), ("iptables", env.get("iptables")),
@@ -295,8 +326,13 @@ def render_report(env: dict, records: Sequence[Record], plots: dict[str, Path], 
               img("kernel_latency", "kernel first-connection latency vs Services"), paragraph_kernel(records), "",
               img("sync_time", "sync and kernel load time vs Services"),
               img("ruleset_size", "rule-set size vs Services"), paragraph_sync(records), "",
-              paragraph_emulator(records), "",
-              "## Method", "",
+              paragraph_emulator(records), ""]
+    scenarios = scenario_tables(records)
+    if scenarios:
+        lines += ["## Further scenarios", "",
+                  "The older benchmark scripts as stages of this run (each also runs alone as "
+                  "`python -m netsim.benchmarks.<script>`).", "", scenarios]
+    lines += ["## Method", "",
               "* sync: the proxiers run on synthetic inputs of kube-proxy's shape (one TCP port per Service, E "
               "endpoints, the first local); the incremental change adds one endpoint to the middle Service.",
               "* kernel load: a fresh network namespace per repeat; nfacct objects created first; the tool is "

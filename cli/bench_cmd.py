@@ -76,7 +76,9 @@ def _console():
 @click.option("--repeats", type=click.IntRange(5), help="Repeats per timing (at least 5).")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--stages", metavar="LIST",
-              help="Only these stages: sync,kernel-load,first-packet,kernel-connect,emulator (default: all).")
+              help="Only these stages: sync,kernel-load,first-packet,kernel-connect,emulator, and the further "
+                   "scenarios iptables-engine,modes,load,dns (default: the first five; --profile full adds the "
+                   "rest).")
 @click.option("--report-only", is_flag=True,
               help="Do not measure: redraw plots and REPORT.md from OUT/results.json.")
 @click.option("--merge", "merge_files", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
@@ -103,8 +105,8 @@ def bench(profile: str, modes: Optional[str], services: Optional[str], endpoints
     out = Path(out_dir)
     if merge_files and not report_only:
         raise click.UsageError("--merge goes with --report-only")
-    chosen = tuple(x.strip() for x in stages.split(",") if x.strip()) if stages else STAGES
-    unknown = [x for x in chosen if x not in STAGES]
+    chosen = tuple(x.strip() for x in stages.split(",") if x.strip()) if stages else None
+    unknown = [x for x in chosen or () if x not in STAGES]
     if unknown:
         raise click.BadParameter(f"expected some of {', '.join(STAGES)}, got {', '.join(unknown)}",
                                  param_hint="--stages")

@@ -176,3 +176,42 @@ def test_stage_groups_run_apart_merge_into_one_run(tmp_path):
     assert "ran as 2 processes side by side" in (tmp_path / "all" / "REPORT.md").read_text()
     res = runner.invoke(cli, ["bench", "--stages", "sync,bogus", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "--stages" in res.output
+
+
+def test_further_scenarios_run_as_stages_in_the_one_result_format(tmp_path):
+    """bench_iptables_engine, bench_modes, bench_load and bench_dns as `netsim bench` stages: records
+    with every field, sources kept apart, their headline line, and a table each in REPORT.md."""
+    from netsim.benchmarks.harness import EXTRA_STAGES, Profile, Progress, run_bench
+    from netsim.benchmarks.report import write_report
+    out = tmp_path / "extra"
+    small = Profile("test", ("iptables", "ipvs"), (20, 200), (1,), repeats=5, engine_packets=200, modes_traces=20,
+                    load_max_services=20, dns_seconds=0.1, dnsperf_seconds=1.0)
+    lines: list[str] = []
+    result = run_bench(small, out=out, kernel=False, progress=Progress(finish_stage=lambda s, h: lines.append(f"{s}: {h}")),
+                       stages=EXTRA_STAGES)
+    write_report(out, result.environment, result.records)
+    assert [line.split(":")[0] for line in lines] == list(EXTRA_STAGES)
+    assert all(": N=" in line for line in lines), lines
+    raw = json.loads((out / "results.json").read_text())["results"]
+    assert all(all(k in row for k in REQUIRED_FIELDS) for row in raw)
+    _, recs = read_results(out / "results.json")
+    assert {r.labels["stage"] for r in recs} == {"iptables-engine", "modes", "load", "dns"}
+    assert all(r.source in SOURCES for r in recs)
+    # timings are medians of the profile's repeats, with their spread
+    for r in recs:
+        if r.source == "emulator" and r.spread:
+            assert r.repeats >= 5 and r.spread["min"] <= r.value <= r.spread["max"], r
+    # the kernel's count grows with the Services in iptables mode (model), not in IPVS mode
+    lo = _one(recs, metric="rules_evaluated_nat_prerouting_mean", services=20)
+    hi = _one(recs, metric="rules_evaluated_nat_prerouting_mean", services=200)
+    assert hi.value > 5 * lo.value and lo.source == "model"
+    ipt = _one(recs, mode="iptables", metric="rules_first_packet_all_hops_mean", services=200)
+    ipvs = _one(recs, mode="ipvs", metric="rules_first_packet_all_hops_mean", services=200)
+    assert ipvs.value < ipt.value
+    assert _one(recs, mode="ipvs", metric="node_virtual_servers", services=200).value == 200
+    assert _one(recs, metric="load_yaml_seconds", services=20).mode == "any"
+    # glibc's ndots:5 walk: a short name in the pod's own namespace is found first try (A + AAAA)
+    short = _one(recs, metric="dns_queries_per_lookup", lookup="short (same namespace)")
+    assert short.value == 2 and short.source == "model"
+    report = (out / "REPORT.md").read_text()
+    assert "## Further scenarios" in report and "| dns_queries_per_lookup | any |" in report
