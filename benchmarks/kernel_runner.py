@@ -31,6 +31,7 @@ import argparse
 import importlib
 import json
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Callable, Mapping, Optional, Protocol, Sequence
@@ -150,7 +151,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         mod, _, attr = args.measures.partition(":")
         measures = getattr(importlib.import_module(mod), attr)
     jobs = [KernelJob(**j) for j in json.loads(sys.stdin.read())]
-    records = [r.to_dict() for job in jobs for r in execute(job, measures)]
+    records = []
+    t0 = time.monotonic()
+    for i, job in enumerate(jobs, 1):                 # a line per job on stderr: a VM's host shows them
+        print(f"{time.monotonic() - t0:6.0f}s job {i}/{len(jobs)}: {job.describe()}", file=sys.stderr, flush=True)
+        records += [r.to_dict() for r in execute(job, measures)]
     json.dump({"records": records, "jobs": [asdict(j) for j in jobs]}, sys.stdout)
     return 0
 

@@ -16,6 +16,7 @@ to quote.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from typing import Callable, Mapping, Optional, Sequence
@@ -71,6 +72,7 @@ class VmKernelRunner:
     """The kernel measurements in one boot of Debian's kernel under qemu (netsim.kernel.vm)."""
     timeout: float = 3600.0
     name: str = "vm"
+    progress: Optional[Callable[[str], None]] = None    # the guest's lines as they appear
 
     def unavailable(self) -> Optional[str]:
         from netsim.kernel import vm
@@ -85,10 +87,11 @@ class VmKernelRunner:
             return []
         kernel = vm.find_kernel() or "vm"
         self.name = f"vm-{kernel.rsplit('vmlinuz-', 1)[-1]}"
-        res = vm.run_in_vm([sys.executable, "-m", "netsim.benchmarks.kernel_runner",
-                            "--measures", "netsim.benchmarks.vm_runner:VM_MEASURES"],
-                           timeout=self.timeout, input=json.dumps([asdict(j) for j in jobs]),
-                           env={"NETSIM_READY_TIMEOUT": "900"})
+        try:
+            res = self._boot(jobs)
+        except subprocess.TimeoutExpired as e:
+            raise km.KernelMeasureError(f"kernel measurements in the VM took longer than {self.timeout:.0f}s; "
+                                        f"the guest's last lines: {e.output or 'none'}") from None
         if res.returncode != 0:
             tail = (res.stderr.strip().splitlines() or ["no output"])[-1]
             raise km.KernelMeasureError(f"kernel measurements in the VM failed (exit {res.returncode}): {tail}")
@@ -99,6 +102,14 @@ class VmKernelRunner:
         for job in jobs:
             progress(job, [r for r in records if r.mode == job.mode and r.services == job.services])
         return records + mode_ratios(records, self.name)
+
+    def _boot(self, jobs: Sequence[KernelJob]) -> subprocess.CompletedProcess:
+        from netsim.kernel import vm
+        return vm.run_in_vm([sys.executable, "-m", "netsim.benchmarks.kernel_runner",
+                            "--measures", "netsim.benchmarks.vm_runner:VM_MEASURES"],
+                           timeout=self.timeout, input=json.dumps([asdict(j) for j in jobs]),
+                           env={"NETSIM_READY_TIMEOUT": "900", "NETSIM_FORK_SERVERS": "1"},
+                           progress=self.progress)
 
 
 __all__ = ["VM_MEASURES", "VmKernelRunner", "mode_ratios"]

@@ -139,7 +139,8 @@ def bench(profile: str, modes: Optional[str], services: Optional[str], endpoints
             runner = None
             if vm:
                 from netsim.benchmarks.vm_runner import VmKernelRunner
-                runner = VmKernelRunner()
+                runner = VmKernelRunner(progress=lambda line: console.print(f"  vm: {line}", highlight=False,
+                                                                            markup=False))
             result = run_bench(prof, out=out, kernel=kernel, seed=seed, progress=progress, stages=chosen,
                                kernel_runner=runner)
         except BenchError as e:

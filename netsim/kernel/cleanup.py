@@ -63,10 +63,21 @@ def _kill(pid: int) -> None:
         pass
 
 
+def _forked_by_this_process(pid: int) -> bool:
+    """A helper this very process forked (netsim.kernel.process.fork_module): our child, with our
+    command line (a fork keeps it), so a recycled pid cannot pass for it."""
+    try:
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return False
+    return ppid == os.getpid() and _cmdline(pid) == _cmdline(os.getpid())
+
+
 def stop_process(rec: ProcessRecord, cluster: str) -> bool:
-    """Stop a ledger process if that pid is still ours (its command line names our module and cluster)."""
+    """Stop a ledger process if that pid is still ours (its command line names our module and cluster,
+    or it is a helper this process forked)."""
     cmd = _cmdline(rec.pid)
-    if "netsim" in cmd and f"--cluster {cluster} " in cmd + " ":
+    if ("netsim" in cmd and f"--cluster {cluster} " in cmd + " ") or _forked_by_this_process(rec.pid):
         _kill(rec.pid)
         return True
     return False

@@ -5,9 +5,9 @@ A process signals readiness by creating its ready file once every socket is boun
 With ``$NETSIM_FORK_SERVERS`` set (the VM guest of `netsim verify --vm` sets it), a ``python -m MODULE
 ARGS`` helper is forked from the caller and runs ``MODULE.main(ARGS)`` instead of starting a new
 interpreter: under software emulation each interpreter start-up costs seconds of CPU, and a
-cluster starts one per node and per CoreDNS pod. The forked child keeps the caller's command line,
-so `netsim down` recognises it only when that command line names the cluster (``--cluster NAME``,
-as the guest's does).
+cluster starts one per node and per CoreDNS pod. The forked child keeps the caller's command line;
+`netsim down` recognises it when that command line names the cluster (``--cluster NAME``, as the
+verify guest's does) or when the caller itself brings the cluster down (cleanup.stop_process).
 """
 from __future__ import annotations
 
