@@ -159,3 +159,28 @@ def test_netns_run_dir_is_prepared_in_process(tmp_path: Path, monkeypatch):
             if netns.exists(n):
                 netns.remove(n)
         subprocess.run(["umount", "-l", str(run_dir)], capture_output=True)
+
+
+def test_down_stops_a_helper_this_process_forked_and_nothing_else(tmp_path: Path, monkeypatch):
+    from netsim.kernel import cleanup
+    from netsim.kernel.state import ProcessRecord
+    mod = tmp_path / "netsim_fork_sleeper.py"
+    mod.write_text("import time\nfrom pathlib import Path\n"
+                   "def main(argv):\n    Path(argv[0]).write_text('x')\n    time.sleep(60)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(process.FORK_ENV, "1")
+    ln = process.spawn([sys.executable, "-m", "netsim_fork_sleeper", str(tmp_path / "s.ready")],
+                       tmp_path / "s.ready", tmp_path / "s.log", "sleeper")
+    process.wait_ready([ln], timeout=30)
+    rec = ProcessRecord(pid=ln.pid, role="podserver", netns="x", argv=ln.argv)
+    assert cleanup.stop_process(rec, "nosuchcluster")          # our own forked child: stopped
+    assert not cleanup.alive(ln.pid)
+    # a process that is not our child, nor names the cluster, is left alone
+    other = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        assert not cleanup.stop_process(ProcessRecord(pid=1, role="podserver", netns="x", argv=[]), "nosuchcluster")
+        assert not cleanup._forked_by_this_process(other.pid)    # our child, but not a fork of this process
+        assert cleanup.alive(other.pid)
+    finally:
+        other.kill()
+        other.wait()
