@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from netsim.benchmarks.records import Record, environment, select, write_results
+from netsim.benchmarks.records import Record, environment, load_average, select, write_results
 
 CORE_STAGES = ("sync", "kernel-load", "first-packet", "kernel-connect", "emulator")
 EXTRA_STAGES = ("iptables-engine", "modes", "load", "dns")
@@ -289,6 +289,7 @@ def run_bench(profile: Profile, out: Optional[Path] = None, kernel: Optional[boo
         progress.note(f"skipping kernel measurements: {why}")
 
     records: list[Record] = []
+    load_start = load_average()
     for stage in stages:
         steps = plan_stage_steps(profile, stage, use_kernel)
         if not steps:
@@ -325,7 +326,8 @@ def run_bench(profile: Profile, out: Optional[Path] = None, kernel: Optional[boo
         records += got
         progress.finish_stage(stage, headline(stage, got))
 
-    env = environment(seed, profile.name, kernel_runner=runner.name if use_kernel else None,
+    env = environment(seed, profile.name, load_average_start=load_start,
+                      kernel_runner=runner.name if use_kernel else None,
                       modes=list(profile.modes), services=list(profile.services),
                       endpoints=list(profile.endpoints), repeats=profile.repeats,
                       connections=profile.connections, skipped=skipped)

@@ -147,6 +147,15 @@ def git_commit(repo: Optional[Path] = None) -> str:
     return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
 
 
+def load_average() -> Optional[list[float]]:
+    """The machine's 1/5/15-minute load averages when the environment block is written (the run's
+    end): on a shared machine, how much the timings competed with others."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def environment(seed: int, profile: str, **extra: Any) -> dict:
     """Kernel, CPU, Python, package versions, iptables backend, commit, seed."""
     return {
@@ -161,6 +170,7 @@ def environment(seed: int, profile: str, **extra: Any) -> dict:
         "ipset": _run(["ipset", "--version"]).splitlines()[0] if _run(["ipset", "--version"]) else "not installed",
         "ip_vs": os.path.exists("/proc/net/ip_vs") or os.path.isdir("/sys/module/ip_vs"),
         "commit": git_commit(),
+        "load_average": load_average(),
         "seed": seed,
         "profile": profile,
         **extra,

@@ -297,7 +297,11 @@ def environment_table(env: dict) -> str:
             ("Services", ", ".join(f"{n:,}" for n in env.get("services", []))),
             ("endpoints per Service", ", ".join(str(e) for e in env.get("endpoints", []))),
             ("repeats per timing", env.get("repeats")), ("kernel connections per target", env.get("connections")),
-            ("kernel runner", env.get("kernel_runner") or "none")]
+            ("kernel runner", env.get("kernel_runner") or "none"),
+            ("load average (1/5/15 min) at the start", ", ".join(str(x) for x in env.get("load_average_start") or [])
+             or "not recorded"),
+            ("load average (1/5/15 min) at the end", ", ".join(str(x) for x in env.get("load_average") or [])
+             or "not recorded")]
     out = ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
     pk = env.get("packages") or {}
     out.append("| packages | " + ", ".join(f"{k} {v}" for k, v in pk.items()) + " |")
