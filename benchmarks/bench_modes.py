@@ -176,8 +176,9 @@ def modes_records(n: int, n_traces: int = 300, rounds: int = 5) -> list[Record]:
     and one traced connection's cost over `rounds` rounds (emulator)."""
     c = build_cluster(n)
     ips = [s.cluster_ip for s in c.services() if s.name.startswith("svc-")]
+    from netsim.rules.registry import available_modes
     out: list[Record] = []
-    for mode in MODES:
+    for mode in available_modes(kube_proxy_only=True, walks_packets=True):
         builds = [bench_build(c, mode) for _ in range(rounds)]
         objects = builds[-1][1]
         costs = first_packet_costs(c, mode, ips)
@@ -190,7 +191,7 @@ def modes_records(n: int, n_traces: int = 300, rounds: int = 5) -> list[Record]:
         out.append(Record(*common, "rules_first_packet_all_hops_mean", costs["rules_first_pkt"], "rules", "model",
                           repeats=20, spread={"min": costs["rules_min"], "max": costs["rules_max"]},
                           labels={"hops": "client node and endpoint node", "samples": 20}))
-        if mode == "ipvs":
+        if "virtual_servers" in objects:          # the mode programs IPVS
             out.append(counted(*common, "ipvs_lookups_per_connection", costs["ipvs_lookups_per_conn"], "lookups",
                                counts="ip_vs_service_find + ip_vs_conn_{in,out}_get for SYN and SYN-ACK"))
         out.append(timed(*common, "traced_connection_seconds", tr["rounds_s"], "µs", "emulator", scale=1e6, digits=2,
