@@ -90,7 +90,7 @@ class Launch:
 
 def spawn(argv: list[str], ready: Path, log: Path, label: str) -> Launch:
     ready.unlink(missing_ok=True)
-    if os.environ.get(FORK_ENV) and len(argv) > 2 and argv[1] == "-m":
+    if os.environ.get(FORK_ENV, "") not in ("", "0") and len(argv) > 2 and argv[1] == "-m":
         return Launch(fork_module(argv[2], list(argv[3:]), log), argv, ready, log, label)
     with open(log, "ab") as f:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=f, start_new_session=True)
