@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 # servers are child processes of their own).
 GUEST_MODULES = (
     "netsim.kernel.verify_vm", "netsim.kernel.build", "netsim.kernel.verify", "netsim.kernel.probe",
-    "netsim.kernel.podserver", "netsim.kernel.dnsserver", "netsim.kernel.proxyport", "netsim.kernel.ipvs",
+    "netsim.kernel.podserver", "netsim.kernel.dnsserver", "netsim.kernel.proxyport", "netsim.rules.ipvs.kernel",
     "netsim.dns.server",
     "netsim.benchmarks.kernel_runner", "netsim.benchmarks.vm_runner",
 )
