@@ -108,7 +108,7 @@ class VmKernelRunner:
         return vm.run_in_vm([sys.executable, "-m", "netsim.benchmarks.kernel_runner",
                             "--measures", "netsim.benchmarks.vm_runner:VM_MEASURES"],
                            timeout=self.timeout, input=json.dumps([asdict(j) for j in jobs]),
-                           env={"NETSIM_READY_TIMEOUT": "900", "NETSIM_FORK_SERVERS": "1"},
+                           env={"NETSIM_READY_TIMEOUT": "900", "NETSIM_FORK_SERVERS": "0"},   # see verify_vm.GUEST_ENV
                            progress=self.progress)
 
 

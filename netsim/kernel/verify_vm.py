@@ -31,10 +31,12 @@ VM_PROBE_TIMEOUT = 8.0             # per flow: a slow guest must not turn answer
 VM_PROBE_CONCURRENCY = 32
 
 
-# The guest's environment: generous readiness, the ledger in the guest's RAM, and helper servers
-# forked from the guest process rather than started as new interpreters (netsim.kernel.process).
+# The guest's environment: generous readiness and the ledger in the guest's RAM. Helper servers are
+# started as new interpreters: forked ones (NETSIM_FORK_SERVERS=1, netsim.kernel.process) start in
+# seconds instead of minutes, but in a VM run with them no by-name flow resolved (the forked DNS
+# servers did not answer; not understood yet), so forking stays off here until that is found.
 GUEST_ENV = {"NETSIM_READY_TIMEOUT": str(GUEST_READY_TIMEOUT), "NETSIM_RUN_DIR": "/run/netsim",
-             "NETSIM_FORK_SERVERS": "1"}
+             "NETSIM_FORK_SERVERS": "0"}
 
 
 def guest_argv(name: str) -> list[str]:
