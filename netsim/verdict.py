@@ -7,6 +7,8 @@ verdict here does the same through the whole data plane. The walker draws every 
 one ``random.Random``; :class:`BranchingRandom` stands in for it and turns each *decision* into a
 branch point, which :func:`explore` enumerates depth first, one fresh copy of the emulator per path:
 
+* ``numgen random mod n`` — a 32-bit draw scaled into [0, n) (reciprocal_scale), one branch per
+  value, each with its exact share of the 2^32 draws;
 * a threshold comparison on a drawn value — xt_statistic ``--mode random`` matches when
   ``(prandom_u32() & 0x7FFFFFFF) < lround(p * 2^31)`` (net/netfilter/xt_statistic.c,
   statistic_mt); the drawn value is an ``int`` that notes the mask and the threshold it is
@@ -109,7 +111,12 @@ class Verdict:
 
 
 class _Drawn(int):
-    """A drawn value; masking it keeps the knowledge that it was drawn."""
+    """A drawn value; masking or scaling it keeps the knowledge that it was drawn."""
+
+    def __mul__(self, n: Any) -> Any:
+        out = _Scaled(int(self) * int(n))
+        out.rng, out.n = self.rng, int(n)
+        return out
 
 
 
@@ -129,6 +136,19 @@ class _Masked(int):
         t = int(threshold)
         p = Fraction(min(max(t, 0), self.mask + 1), self.mask + 1)
         return self.rng._decide((p, 1 - p)) == 0
+
+
+class _Scaled(int):
+    """A 32-bit draw times n: shifting it right by 32 is reciprocal_scale (include/linux/math.h), the
+    choice of one of n arms that nft_numgen.c nft_ng_random_gen makes (``numgen random mod n``);
+    arm k takes the draws v with (v * n) >> 32 == k, so its weight is exact."""
+
+    def __rshift__(self, bits: Any) -> Any:
+        b, n = int(bits), self.n
+        if b != 32 or not 1 < n <= SMALL_RANGE:
+            return int(self) >> b
+        edges = [-(-(k << 32) // n) for k in range(n + 1)]          # ceil(k * 2^32 / n)
+        return self.rng._decide(tuple(Fraction(edges[k + 1] - edges[k], 1 << 32) for k in range(n)))
 
 
 class BranchingRandom(random.Random):

@@ -230,3 +230,12 @@ def test_resume_skips_finished_rows(tmp_path):
     again = reach([("v", ["example:httpd-app"])], ["iptables"], engine="serial", done=done,
                   on_batch=lambda recs: pytest.fail("nothing left to trace"))
     assert len(again.matrix.rows) == len(first.matrix.rows)
+
+
+def test_verdict_follows_nftables_numgen_branches():
+    from netsim.rules.registry import available_modes
+    if "nftables" not in available_modes(walks_packets=True):
+        pytest.skip("the nftables provider does not walk packets here")
+    em = netsim.load("example:httpd-app", mode="nftables")
+    v = em.verdict("pod/client", "httpd-app:80")              # numgen random mod 2 vmap: both arms, 1/2 each
+    assert v.disposition == "DELIVERED" and sorted(v.endpoints.values()) == [0.5, 0.5] and v.paths == 2
