@@ -22,7 +22,7 @@ from netsim.cli.common import ModeChoice, fault_options, load_emulator, validate
               help="Print exactly what kube-proxy hands to iptables-restore, in its own spelling "
                    "(no built-in chains or jumps; in IPVS mode the iptables part as kube-proxy writes it).")
 @click.option("--kube-proxy-release", "release", default=None, metavar="X.Y",
-              help="nftables mode: the kube-proxy release whose ruleset to print (1.31-1.35; default 1.34).")
+              help="nftables mode: the kube-proxy release whose ruleset to print (1.31-1.36; default 1.34).")
 @click.option("--live", is_flag=True,
               help="Read `iptables-save -c` (with counters) from NODE's namespace in a running `netsim up` cluster.")
 @click.option("--name", default=None, help="With --live: the kernel cluster (default: the only one up).")

@@ -27,7 +27,8 @@ _LINE = re.compile(r"(?:Error occurred at line: |line )(\d+)|Error in line (\d+)
 
 @dataclass(frozen=True)
 class RuleSet:
-    """One text to load: `kind` is "iptables" (an iptables-restore input) or "ipset" (ipset restore)."""
+    """One text to load: `kind` is "iptables" (an iptables-restore input), "ipset" (ipset restore) or
+    "nftables" (`nft -f` input of kube-proxy's `ip kube-proxy` table)."""
     label: str
     kind: str
     text: str
@@ -87,6 +88,41 @@ def _batched(netns: str, argv: list[str], sets: list[RuleSet], tool: str) -> lis
     return rejected
 
 
+_NFT_OP = re.compile(r"^((?:add|flush|delete) (?:table|chain|set|map|rule|element) (?:ip|ip6|inet)) kube-proxy\b")
+_NFT_LINE = re.compile(r"^[^:\n]*:(\d+):\d+(?:-\d+)?: Error", re.M)
+
+
+def _batched_nft(netns: str, sets: list[RuleSet]) -> list[Rejection]:
+    """Load nftables rule sets in one `nft -f` batch, each in a table of its own (kube-proxy's table
+    renamed `kp<N>`). The batch is one transaction: a refused line voids all of it, so its owner is
+    recorded as rejected and the others are loaded again without it."""
+    rejected: list[Rejection] = []
+    todo = list(sets)
+    while todo:
+        starts, lines = [], ["flush ruleset"]
+        for i, s in enumerate(todo):
+            starts.append(len(lines) + 1)
+            lines += [_NFT_OP.sub(rf"\1 kp{i}", line) for line in s.text.splitlines()]
+        proc = _run(netns, ["nft", "-f", "-"], "\n".join(lines) + "\n")
+        if proc.returncode == 0:
+            break
+        msg = " ".join((proc.stderr or proc.stdout).split())
+        m = _NFT_LINE.search(proc.stderr or "")
+        if m is None or int(m.group(1)) < starts[0]:
+            if len(todo) == 1:
+                rejected.append(Rejection(todo[0], "nft -f", msg[:400]))
+                break
+            for s in todo:
+                rejected += _batched_nft(netns, [s])
+            break
+        line = int(m.group(1))
+        i = max(k for k, start in enumerate(starts) if start <= line)
+        rejected.append(Rejection(todo[i], "nft -f", f"line {line - starts[i] + 1}: {msg[:400]}"))
+        todo = todo[:i] + todo[i + 1:]
+    _run(netns, ["nft", "flush", "ruleset"], "")
+    return rejected
+
+
 # `-m ipvs --vaddr A --vproto P --vport N` (xt_ipvs) needs the ip_vs module, which this project's CI
 # kernel lacks; where the kernel refuses the match, it is taken out of the rule before loading (the rest
 # of the rule — chain, addresses, target — is still checked). The IPVS VM runner loads it whole.
@@ -112,7 +148,10 @@ def load_all(netns: str, sets: Iterable[RuleSet], backends: Optional[list[str]] 
         unique = [without_ipvs_match(s) for s in unique]
     ipsets = [s for s in unique if s.kind == "ipset"]
     tables = [s for s in unique if s.kind == "iptables"]
+    nft_tables = [s for s in unique if s.kind == "nftables"]
     rejected: list[Rejection] = []
+    if nft_tables:
+        rejected += _batched_nft(netns, nft_tables)
     if tables:
         kernel_rules.ensure_nfacct(netns, "\n".join(t.text for t in tables))
     if ipsets:

@@ -11,7 +11,8 @@ here, and nothing else:
 * base-chain priorities print symbolically where nft can (``dstnat - 10``, ``filter``, ``srcnat``),
   and ``policy accept`` is shown; set timeouts print as durations (``10800s`` -> ``3h``);
   a dynamic set gains ``size 65535``;
-* set and map elements come out in the kernel's order (compared as sets).
+* set and map elements come out in the kernel's order (compared as sets);
+* 1.36's concatenated NAT map ``dnat ip addr . port to numgen ...`` prints as ``dnat ip to numgen ...``.
 """
 from __future__ import annotations
 
@@ -156,9 +157,11 @@ def nft_print_form(rule: str) -> str:
     def unbrace(m: re.Match) -> str:
         # ``update @set { ip saddr }`` keeps its braces: an element expression, not a one-element set
         before = text[:m.start()].rstrip().rsplit(" ", 1)[-1]
-        return m.group(0) if before.startswith("@") else m.group(1)
+        keep = before.startswith("@") or " : " in m.group(1)       # an element expression, or a map
+        return m.group(0) if keep else m.group(1)
 
-    text = re.sub(r"\{ ([^{},:]+) \}", unbrace, text)
+    text = re.sub(r"\{ ([^{},]+) \}", unbrace, text)
+    text = re.sub(r"\bdnat (ip6?) addr \. port to ", r"dnat \1 to ", text)
     return text.replace(" , ", ", ")
 
 

@@ -1,9 +1,10 @@
 """A guard over the whole suite: every rule set any test renders is loaded into the real kernel once.
 
 `RuleSetCollector.install()` wraps the places where rule text is produced — kube-proxy's restore input
-(`RestoreData.text`), the node's iptables-save view (`proxier.node_view_text`) and the IPVS proxier's
-sync (`KubeProxyIpvs.apply`: its `ipset save` text and iptables rules) — and keeps each distinct text
-once (by hash) with the test that first rendered it. The last test of the session
+(`RestoreData.text`), the node's iptables-save view (`proxier.node_view_text`), the IPVS proxier's
+sync (`KubeProxyIpvs.apply`: its `ipset save` text and iptables rules) and the nftables proxier's
+sync (`NFTablesProxier.sync`: the node's whole `ip kube-proxy` table after it, as `nft -f` input) —
+and keeps each distinct text once (by hash) with the test that first rendered it. The last test of the session
 (tests/test_zz_rendered_rule_sets.py) loads them all in one scratch namespace, batched
 (tests/kernel_oracle.py), so the whole guard costs a few restore processes.
 """
@@ -46,6 +47,7 @@ class RuleSetCollector:
         from netsim.rules.iptables import proxier
         from netsim.rules.iptables.proxier_sync import RestoreData
         from netsim.rules.ipvs.proxier import KubeProxyIpvs
+        from netsim.rules.nftables.proxier_sync import NFTablesProxier
 
         def sync(orig):
             def sync_proxy_rules(*a, **kw):
@@ -82,12 +84,20 @@ class RuleSetCollector:
                 return state
             return apply
 
+        def nft_sync(orig):
+            def sync(fp, *a, **kw):
+                tx = orig(fp, *a, **kw)
+                self.add("nftables", "nftables mode ip kube-proxy table", fp.state.dump())
+                return tx
+            return sync
+
         from netsim.rules.iptables import proxier_sync
         self._wrap(proxier_sync, "sync_proxy_rules", sync)
         self._wrap(proxier, "sync_proxy_rules", sync)
         self._wrap(RestoreData, "text", restore_text)
         self._wrap(proxier, "node_view_text", node_view)
         self._wrap(KubeProxyIpvs, "apply", ipvs_apply)
+        self._wrap(NFTablesProxier, "sync", nft_sync)
 
     def uninstall(self) -> None:
         while self._undo:

@@ -139,3 +139,42 @@ def test_sync_proxy_rules_repeated_equals_upstream() -> None:
     fp.sync(ports, eps, now=now)            # no change: an empty transaction
     assert len(fp.last_sync) == 0
     check("10_restore_endpoints", count_ops=False)
+
+
+def test_overall_from_a_netsim_cluster_equals_upstream() -> None:
+    """The same scenario written as manifests (tests/fixtures/nft_overall.yaml) and read through the
+    loader and the cluster path; only the fake's own quirks are set by hand: mark 0x4000 (the test
+    writes it without Go's padding), its NodePort CIDRs and interface addresses, and no
+    default/kubernetes Service (kubeadm's cluster has one; the fake proxier's test has not)."""
+    from pathlib import Path
+
+    from netsim.control.manifests import load
+    from netsim.rules.iptables.proxier_cluster import endpoints_for_node, service_port_infos
+    from netsim.rules.nftables.proxier import config_for_node
+
+    cluster = load([str(Path(__file__).parent / "fixtures" / "nft_overall.yaml")])
+    fake = NFTablesConfig.upstream_test_fake()
+    cfg = config_for_node(cluster, "test-node", masquerade_mark="0x4000",
+                          node_port_addresses=fake.node_port_addresses, node_ips=fake.node_ips)
+    assert cfg.service_cidrs == ["172.30.0.0/16"] and cfg.local_detector == fake.local_detector
+    ports = [p for p in service_port_infos(cluster) if (p.namespace, p.name) != ("default", "kubernetes")]
+    fp = NFTablesProxier(cfg)
+    fp.sync(ports, endpoints_for_node(cluster, ports, "test-node"))
+    assert sort_nftables_transaction(fp.state.dump()) == sort_nftables_transaction(golden("overall.nft"))
+
+
+def test_ipv6_table_of_release_133_equals_knftables_dump() -> None:
+    """The ``ip6 kube-proxy`` table in knftables' own test (fake_test.go TestFakeParseDump), compared
+    as that test compares (both sides' lines sorted): one NodePort Service, two IPv6 endpoints."""
+    from netsim.rules.iptables.proxier_inputs import EndpointInfo, LocalTrafficDetector, ServicePortInfo
+    from netsim.rules.iptables.proxier_sync import endpoints_key
+
+    svc = ServicePortInfo("ns1", "svc1", "fd00:172:30::41", 80, port_name="p80", node_port=3001)
+    cfg = NFTablesConfig(node_name="test-node", node_ip="2001:db8::1", ipv6=True, release="1.33",
+                         local_detector=LocalTrafficDetector.by_cidr("fd00:10::/64"), masquerade_mark="0x4000",
+                         node_port_addresses=["2001:db8::/32"], node_ips=["::1", "2001:db8::1", "2001:db8:1::2"],
+                         service_cidrs=["fd00:10:96::/112"])
+    fp = NFTablesProxier(cfg)
+    fp.sync([svc], {endpoints_key(svc): [EndpointInfo("fd00:10:180::1", 80), EndpointInfo("fd00:10:180::2:1", 80)]})
+    expected = sorted(ln for ln in golden("knftables_ipv6_dump.nft").splitlines() if ln and not ln.startswith("#"))
+    assert sorted(fp.state.dump().splitlines()) == expected

@@ -50,9 +50,36 @@ def synced(cfg: NFTablesConfig, ports=None, eps=None) -> NFTablesProxier:
     return fp
 
 
+def ipv6_overall(release: str) -> NFTablesProxier:
+    """The overall scenario's shapes in family ip6 (addresses mapped into fd00::/8 and 2001:db8::/32)."""
+    from netsim.rules.iptables.proxier_inputs import LocalTrafficDetector
+
+    def v6(ip: str) -> str:
+        a, b, c, d = ip.split(".")
+        return {"172": f"fd00:172:{b}::{d}", "10": f"fd00:10:{b}::{d}", "192": f"2001:db8:{c}::{d}",
+                "203": f"2001:db8:ff::{d}"}.get(a, f"2001:db8:aa::{d}")
+    ports, eps = overall_inputs()
+    ports6 = [ServicePortInfo(p.namespace, p.name, v6(p.cluster_ip), p.port, port_name=p.port_name,
+                              node_port=p.node_port, external_ips=[v6(i) for i in p.external_ips],
+                              load_balancer_vips=[v6(i) for i in p.load_balancer_vips],
+                              load_balancer_source_ranges=["2001:db8:ff::/64"] if p.load_balancer_source_ranges else [],
+                              session_affinity_client_ip=p.session_affinity_client_ip,
+                              external_policy_local=p.external_policy_local) for p in ports]
+    eps6 = {endpoints_key(p6): [EndpointInfo(v6(e.ip), e.port, is_local=e.is_local) for e in eps[endpoints_key(p)]]
+            for p, p6 in zip(ports, ports6)}
+    cfg = NFTablesConfig(node_name="test-node", node_ip="2001:db8:0::2", ipv6=True, release=release,
+                         local_detector=LocalTrafficDetector.by_cidr("fd00:10::/32"), masquerade_mark="0x4000",
+                         node_ips=["::1", "2001:db8:0::2"], service_cidrs=["fd00:172::/32"])
+    return synced(cfg, ports6, eps6)
+
+
 SCENARIOS = {
     "overall-1.34": lambda: synced(NFTablesConfig.upstream_test_fake()),
     "overall-1.33": lambda: synced(NFTablesConfig.upstream_test_fake(release="1.33")),
+    "overall-1.36": lambda: synced(NFTablesConfig.upstream_test_fake(release="1.36")),
+    "ipv6-1.34": lambda: ipv6_overall("1.34"),
+    "ipv6-1.36": lambda: ipv6_overall("1.36"),
+    "masquerade-all-1.36": lambda: synced(NFTablesConfig.upstream_test_fake(release="1.36", masquerade_all=True)),
     "nodeport-addresses-match-all": lambda: synced(NFTablesConfig.upstream_test_fake(node_port_addresses=None)),
     "masquerade-all": lambda: synced(NFTablesConfig.upstream_test_fake(masquerade_all=True)),
     "no-local-detector": lambda: synced(NFTablesConfig.upstream_test_fake(local_detector=None, service_cidrs=[])),
@@ -71,9 +98,10 @@ def test_rendered_table_loads_and_reads_back(name: str) -> None:
         assert_reads_back(ns, fp)
 
 
-def test_kube_proxy_transactions_load_as_sent_full_then_partial() -> None:
+@pytest.mark.parametrize("release", ["1.33", "1.34", "1.36"])
+def test_kube_proxy_transactions_load_as_sent_full_then_partial(release: str) -> None:
     ports, eps = overall_inputs()
-    fp = NFTablesProxier(NFTablesConfig.upstream_test_fake())
+    fp = NFTablesProxier(NFTablesConfig.upstream_test_fake(release=release))
     with scratch_netns("nftsync", "nft") as ns:
         load(ns, fp.sync(ports, eps).text())          # first full sync into an empty namespace
         assert_reads_back(ns, fp)
@@ -94,3 +122,15 @@ def test_kube_proxy_transactions_load_as_sent_full_then_partial() -> None:
         load(ns, tx.text())
         assert not any("ns3/svc3" in c for c in fp.state.chains)
         assert_reads_back(ns, fp)
+
+
+def test_session_guard_batches_nft_tables_and_names_the_one_the_kernel_refuses() -> None:
+    from kernel_oracle import RuleSet, load_all
+    good = SCENARIOS["overall-1.34"]().state.dump()
+    other = SCENARIOS["overall-1.33"]().state.dump()
+    bad = good.replace("masquerade fully-random", "masquerade fully-bogus")
+    sets = [RuleSet("good", "nftables", good), RuleSet("bad", "nftables", bad), RuleSet("other", "nftables", other)]
+    with scratch_netns("nftguard", "nft") as ns:
+        rejected = load_all(ns, sets, backends=[])
+    assert [r.ruleset.label for r in rejected] == ["bad"]
+    assert "fully-bogus" in rejected[0].message and rejected[0].message.startswith("line ")

@@ -224,3 +224,54 @@ def test_cli_prints_the_table_the_transaction_and_other_releases() -> None:
     bad = runner.invoke(cli, args + ["--kube-proxy-release", "9.9"])
     assert bad.exit_code != 0 and "Traceback" not in bad.output
     assert len(bad.output.strip().splitlines()) == 1 and "kube-proxy release '9.9'" in bad.output
+
+
+def test_release_136_dnats_through_a_numgen_map_and_masquerades_inline() -> None:
+    from nft_golden_helpers import overall_inputs
+    ports, eps = overall_inputs()
+    fp = NFTablesProxier(NFTablesConfig.upstream_test_fake(release="1.36"))
+    fp.sync(ports, eps)
+    dump = fp.state.dump()
+    # the one line of 1.36's TestOverallNFTablesRules text quoted in PR #140362's diff
+    assert ("add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 meta l4proto tcp dnat ip addr . port to "
+            "numgen random mod 1 map { 0 : 10.180.0.1 . 80 }") in dump
+    assert "mark-for-masquerade" not in dump
+    assert fp.state.rules("services")[0] == ('ip daddr @cluster-ips ip saddr != 10.0.0.0/8 mark set mark or 0x4000 '
+                                             'comment "masquerade clusterIP traffic from outside cluster"')
+    assert fp.state.rules("masquerading") == [
+        "mark and 0x4000 != 0 mark set mark xor 0x4000 masquerade fully-random",
+        "ct status dnat ip saddr . ip daddr . meta l4proto . th dport @hairpin-connections masquerade fully-random"]
+    # only the local endpoint of svc4 is a hairpin candidate; only svc5 (ClientIP affinity) keeps endpoint chains
+    assert [e for e in dump.splitlines() if e.startswith("add element ip kube-proxy hairpin-connections")] == [
+        "add element ip kube-proxy hairpin-connections { 10.180.0.5 . 10.180.0.5 . tcp . 80 }"]
+    assert [c for c in fp.state.chains if c.startswith("endpoint-")] == [
+        "endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80"]
+    assert fp.state.rules("external-4AT6LBPK-ns3/svc3/tcp/p80") == [
+        'mark set mark or 0x4000 comment "masquerade"', "goto service-4AT6LBPK-ns3/svc3/tcp/p80"]
+
+
+def test_release_136_truncates_long_element_comments_to_128_bytes() -> None:
+    svc = ServicePortInfo("n" * 63, "s" * 63, "172.30.1.1", 80, port_name="p" * 15)
+    fp = sync(svc, [], release="1.36")
+    (elem,) = fp.state.maps["no-endpoint-services"].elements.values()
+    assert elem.comment == svc.name_string[:128] and len(svc.name_string) > 128
+
+
+def test_provider_proxier_syncs_full_then_partial_like_kube_proxy() -> None:
+    from netsim.control.manifests import load
+    from netsim.rules.registry import get
+    cluster = load(["example:httpd-app"])
+    provider = get("nftables")
+    kp = provider.proxier(cluster, "node-1")
+    first = kp.sync(set())
+    assert first.full and first.text.startswith('add table ip kube-proxy { comment "rules for kube-proxy" ; }\n')
+    assert "add chain ip kube-proxy filter-prerouting-pre-dnat\ndelete chain" in first.text
+    again = kp.sync(set())                          # nothing changed: an empty transaction
+    assert not again.full and again.text == ""
+    svc = next(s for s in cluster.services() if s.name == "httpd-app")
+    changed = kp.sync({f"{svc.namespace}/{svc.name}"})     # that Service's chains rewritten only
+    assert not changed.full and "httpd-app" in changed.text and "kube-dns" not in changed.text
+    always_full = provider.proxier(cluster, "node-1", partial_syncs=False)
+    always_full.sync(set())
+    assert always_full.sync(set()).full
+    assert provider.kernel_support() in (None, "proxy mode nftables: `nft` (the nftables package) is not installed")

@@ -34,8 +34,9 @@ CHAIN_NAME_BASE_LENGTH_MAX = NAME_LENGTH_MAX - CHAIN_NAME_PREFIX_LENGTH_MAX
 
 def hash_and_truncate(name: str) -> str:
     """``HASH8-name``, cut to 240 characters (the last three being ``...``) when longer."""
+    # base32 turns each 5 bytes into 8 characters: the first 8 characters come from the first 5 bytes
     digest = hashlib.sha256(name.encode()).digest()
-    out = base64.b32encode(digest).decode()[:8] + "-" + name
+    out = base64.b32encode(digest[:5]).decode() + "-" + name
     if len(out) > CHAIN_NAME_BASE_LENGTH_MAX:
         out = out[:CHAIN_NAME_BASE_LENGTH_MAX - 3] + "..."
     return out
@@ -89,7 +90,9 @@ FIREWALL_IPS_MAP = "firewall-ips"
 FIREWALL_CHECK_CHAIN = "firewall-check"
 MARK_MASQ_CHAIN = "mark-for-masquerade"
 MASQUERADING_CHAIN = "masquerading"
+HAIRPIN_CONNECTIONS_SET = "hairpin-connections"       # 1.36
 TABLE_COMMENT = "rules for kube-proxy"
+COMMENT_LENGTH_MAX = 128                              # knftables.CommentLengthMax (truncateNFTablesComment, 1.36)
 
 
 def service_chain_names(svc: "ServicePortInfo") -> dict[str, str]:

@@ -10,6 +10,14 @@ Releases (kubernetes/kubernetes pkg/proxy/nftables/proxier.go, by era of the rul
   local traffic to external addresses"); the ClusterIP masquerade rule has no port. This is the
   ruleset of TestOverallNFTablesRules in pkg/proxy/nftables/proxier_test.go at
   kubernetes/kubernetes@81810de635aa13aa0a32992f6def3aa9d6025ebc, the golden we are tested against.
+* ``1.36``: no ``mark-for-masquerade`` chain (``mark set mark or MARK`` written inline), the ClusterIP
+  masquerade rule moved to the ``services`` chain (``ip daddr @cluster-ips ...``), hairpin traffic
+  masqueraded through the ``hairpin-connections`` set in ``masquerading``, and no per-endpoint chains
+  unless the Service has ClientIP affinity: the service chain DNATs through
+  ``dnat ip addr . port to numgen random mod N map { ... }`` (PRs #135800 and #136499, "rework
+  nftables masquerading code"). Read from a v1.36-era proxier.go (AustinAbro321/kubernetes@129058fc,
+  whose ruleset matches a real v1.36.2 node's `nft list table ip kube-proxy`); no upstream test text
+  of this release was available, so it is checked by loading it into the kernel, not by a golden.
 
 Defaults follow a real node (cmd/kube-proxy/app/server_linux.go ``platformApplyDefaults``):
 ``--nodeport-addresses primary`` (only the node's primary IP accepts NodePorts), detect-local by
@@ -31,7 +39,9 @@ from netsim.rules.iptables.proxier_inputs import (
 
 ERA_GA = "ga"              # 1.31 - 1.33
 ERA_PRE_DNAT = "pre-dnat"  # 1.34 - 1.35
-RELEASES = {"1.31": ERA_GA, "1.32": ERA_GA, "1.33": ERA_GA, "1.34": ERA_PRE_DNAT, "1.35": ERA_PRE_DNAT}
+ERA_INLINE_MASQ = "inline-masq"  # 1.36
+RELEASES = {"1.31": ERA_GA, "1.32": ERA_GA, "1.33": ERA_GA, "1.34": ERA_PRE_DNAT, "1.35": ERA_PRE_DNAT,
+            "1.36": ERA_INLINE_MASQ}
 DEFAULT_RELEASE = "1.34"
 
 
@@ -140,6 +150,16 @@ class NFTablesConfig:
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_proxier_config(cls, cfg: ProxierConfig, service_cidrs: Optional[list[str]] = None,
+                            release: str = DEFAULT_RELEASE) -> "NFTablesConfig":
+        """The same node's settings in nftables mode (node, interface addresses, detector, mark,
+        --masquerade-all), NodePorts on the primary IP; ``service_cidrs`` default: 10.96.0.0/12."""
+        return cls(node_name=cfg.node_name, node_ip=cfg.node_ip, local_detector=cfg.local_detector,
+                   masquerade_all=cfg.masquerade_all, masquerade_mark=cfg.masquerade_mark,
+                   node_ips=list(cfg.node_ips) or ["127.0.0.1", *([cfg.node_ip] if cfg.node_ip else [])],
+                   service_cidrs=["10.96.0.0/12"] if service_cidrs is None else service_cidrs, release=release)
 
     @staticmethod
     def mark_for_bit(bit: int) -> str:

@@ -16,6 +16,8 @@ from netsim.rules.iptables.proxier_endpoints import CategorizedEndpoints
 from netsim.rules.iptables.proxier_inputs import EndpointInfo, ServicePortInfo
 from netsim.rules.nftables.chain_names import (
     CLUSTER_IPS_SET,
+    COMMENT_LENGTH_MAX,
+    HAIRPIN_CONNECTIONS_SET,
     FIREWALL_IPS_MAP,
     MARK_MASQ_CHAIN,
     NO_ENDPOINT_NODEPORTS_MAP,
@@ -26,7 +28,7 @@ from netsim.rules.nftables.chain_names import (
     endpoint_names,
     service_chain_names,
 )
-from netsim.rules.nftables.config import ERA_GA, nft_local_fragments
+from netsim.rules.nftables.config import ERA_GA, ERA_INLINE_MASQ, nft_local_fragments
 from netsim.rules.nftables.transaction import Element, Rule, Set, Transaction, concat
 
 if TYPE_CHECKING:
@@ -41,18 +43,25 @@ def write_service_port(proxier: "NFTablesProxier", tx: Transaction, svc: Service
     if_local, if_not_local = nft_local_fragments(cfg.local_detector, cfg.ipv6)
     proto = svc.proto
     port = str(svc.port)
-    comment = svc.name_string
+    inline = cfg.era == ERA_INLINE_MASQ
+    # 1.36 truncates element comments to knftables.CommentLengthMax (truncateNFTablesComment)
+    comment = svc.name_string[:COMMENT_LENGTH_MAX] if inline else svc.name_string
     names = service_chain_names(svc)
     st = proxier.storages
     affinity = svc.session_affinity_client_ip
+    masq = f"mark set mark or {cfg.masquerade_mark}" if inline else f"jump {MARK_MASQ_CHAIN}"
 
     def ensure(chain: str) -> None:
         proxier._ensure_chain(tx, chain, active_chains, skip_update)
 
+    ep_names = {ep.string: endpoint_names(svc, ep) for ep in cat.all_reachable}
     for ep in cat.all_reachable:
-        ensure(endpoint_names(svc, ep)[0])
+        if affinity or not inline:        # 1.36: endpoint chains only for ClientIP affinity
+            ensure(ep_names[ep.string][0])
         if affinity:
-            active_affinity.add(endpoint_names(svc, ep)[1])
+            active_affinity.add(ep_names[ep.string][1])
+        if inline and ep.is_local:
+            st[HAIRPIN_CONNECTIONS_SET].ensure(tx, Element(HAIRPIN_CONNECTIONS_SET, (ep.ip, ep.ip, proto, str(ep.port))))
 
     cluster_chain = names["cluster"]
     uses_cluster_chain = bool(cat.cluster) and svc.uses_cluster_endpoints()
@@ -135,8 +144,9 @@ def write_service_port(proxier: "NFTablesProxier", tx: Transaction, svc: Service
     if skip_update:
         return
 
-    # Internal traffic: masquerade off-cluster clients of the ClusterIP (or everyone).
-    if has_internal:
+    # Internal traffic: masquerade off-cluster clients of the ClusterIP (or everyone); 1.36 does
+    # this once for all ClusterIPs in the services chain.
+    if has_internal and not inline:
         dport = (proto, "dport", port) if cfg.era == ERA_GA else ()
         if cfg.masquerade_all:
             tx.add(Rule(internal_chain, concat(ip_x, "daddr", svc.cluster_ip, dport, "jump", MARK_MASQ_CHAIN)))
@@ -147,12 +157,12 @@ def write_service_port(proxier: "NFTablesProxier", tx: Transaction, svc: Service
     # External traffic.
     if uses_external_chain:
         if not svc.external_policy_local:
-            tx.add(Rule(external_chain, concat("jump", MARK_MASQ_CHAIN)))
+            tx.add(Rule(external_chain, masq, comment="masquerade" if inline else None))
         else:
             if if_local:
                 tx.add(Rule(external_chain, concat(if_local, "goto", cluster_chain),
                             comment="short-circuit pod traffic"))
-            tx.add(Rule(external_chain, concat("fib", "saddr", "type", "local", "jump", MARK_MASQ_CHAIN),
+            tx.add(Rule(external_chain, concat("fib", "saddr", "type", "local", masq),
                         comment="masquerade local traffic"))
             tx.add(Rule(external_chain, concat("fib", "saddr", "type", "local", "goto", cluster_chain),
                         comment="short-circuit local traffic"))
@@ -175,32 +185,51 @@ def write_service_port(proxier: "NFTablesProxier", tx: Transaction, svc: Service
 
     if affinity:
         for ep in cat.all_reachable:
-            tx.add(Set(endpoint_names(svc, ep)[1], addr_type, ("dynamic", "timeout"),
+            tx.add(Set(ep_names[ep.string][1], addr_type, ("dynamic", "timeout"),
                        svc.sticky_max_age_seconds))
 
+    write = _write_service_to_endpoint_dnats if inline and not affinity else _write_service_to_endpoint_rules
     if uses_cluster_chain:
-        _write_service_to_endpoint_rules(tx, svc, cluster_chain, cat.cluster, ip_x)
+        write(tx, svc, cluster_chain, cat.cluster, ip_x, ep_names)
     if uses_local_chain:
-        _write_service_to_endpoint_rules(tx, svc, local_chain, cat.local, ip_x)
+        write(tx, svc, local_chain, cat.local, ip_x, ep_names)
+    if inline and not affinity:
+        return
 
     for ep in cat.all_reachable:
-        chain, affinity_set = endpoint_names(svc, ep)
-        # Hairpin: a pod reaching itself through the service is masqueraded.
-        tx.add(Rule(chain, concat(ip_x, "saddr", ep.ip, "jump", MARK_MASQ_CHAIN)))
+        chain, affinity_set = ep_names[ep.string]
+        if not inline:
+            # Hairpin: a pod reaching itself through the service is masqueraded (1.36: the
+            # hairpin-connections set in the masquerading chain instead).
+            tx.add(Rule(chain, concat(ip_x, "saddr", ep.ip, "jump", MARK_MASQ_CHAIN)))
         if affinity:
             tx.add(Rule(chain, concat("update", "@", affinity_set, "{", ip_x, "saddr", "}")))
         tx.add(Rule(chain, concat("meta l4proto", proto, "dnat to", ep.string)))
 
 
 def _write_service_to_endpoint_rules(tx: Transaction, svc: ServicePortInfo, chain: str,
-                                     endpoints: list[EndpointInfo], ip_x: str) -> None:
+                                     endpoints: list[EndpointInfo], ip_x: str,
+                                     ep_names: dict[str, tuple[str, str]]) -> None:
     if svc.session_affinity_client_ip:
         for ep in endpoints:
-            ep_chain, affinity_set = endpoint_names(svc, ep)
+            ep_chain, affinity_set = ep_names[ep.string]
             tx.add(Rule(chain, concat(ip_x, "saddr", "@", affinity_set, "goto", ep_chain)))
     elements: list[str] = []
     for i, ep in enumerate(endpoints):
-        elements += [str(i), ":", "goto", endpoint_names(svc, ep)[0]]
+        elements += [str(i), ":", "goto", ep_names[ep.string][0]]
         if i != len(endpoints) - 1:
             elements.append(",")
     tx.add(Rule(chain, concat("numgen random mod", len(endpoints), "vmap", "{", elements, "}")))
+
+
+def _write_service_to_endpoint_dnats(tx: Transaction, svc: ServicePortInfo, chain: str,
+                                     endpoints: list[EndpointInfo], ip_x: str,
+                                     ep_names: dict[str, tuple[str, str]]) -> None:
+    """1.36 writeServiceToEndpointDNATs: one DNAT through a numgen-indexed map of ``IP . port``."""
+    elements: list[str] = []
+    for i, ep in enumerate(endpoints):
+        elements += [str(i), ":", ep.ip, ".", str(ep.port)]
+        if i != len(endpoints) - 1:
+            elements.append(",")
+    tx.add(Rule(chain, concat("meta l4proto", svc.proto, "dnat", ip_x, "addr . port to",
+                              "numgen random mod", len(endpoints), "map", "{", elements, "}")))

@@ -21,6 +21,7 @@ from netsim.rules.nftables.chain_names import (
     CLUSTER_IPS_SET,
     FIREWALL_CHECK_CHAIN,
     FIREWALL_IPS_MAP,
+    HAIRPIN_CONNECTIONS_SET,
     MARK_MASQ_CHAIN,
     MASQUERADING_CHAIN,
     NO_ENDPOINT_NODEPORTS_MAP,
@@ -36,7 +37,7 @@ from netsim.rules.nftables.chain_names import (
     is_affinity_set_name,
     is_service_chain_name,
 )
-from netsim.rules.nftables.config import ERA_GA, ERA_PRE_DNAT, NFTablesConfig
+from netsim.rules.nftables.config import ERA_GA, ERA_INLINE_MASQ, ERA_PRE_DNAT, NFTablesConfig, nft_local_fragments
 from netsim.rules.nftables.proxier_services import write_service_port
 from netsim.rules.nftables.transaction import (
     Chain,
@@ -95,6 +96,7 @@ BASE_CHAINS = {
         BaseChain("nat-postrouting", "nat", "postrouting", SRCNAT),
     ),
 }
+BASE_CHAINS[ERA_INLINE_MASQ] = BASE_CHAINS[ERA_PRE_DNAT]
 JUMP_CHAINS = {
     ERA_GA: (
         JumpChain(NODEPORT_ENDPOINTS_CHECK_CHAIN, "filter-input", _CT_NEW),
@@ -123,6 +125,9 @@ JUMP_CHAINS = {
         JumpChain(CLUSTER_IPS_CHECK_CHAIN, "filter-output", _CT_NEW),
     ),
 }
+
+
+JUMP_CHAINS[ERA_INLINE_MASQ] = JUMP_CHAINS[ERA_PRE_DNAT]
 
 
 @dataclass
@@ -189,9 +194,12 @@ class NFTablesProxier:
 
     def __post_init__(self) -> None:
         self.state.family = self.config.ip_x
-        for name, is_map in ((CLUSTER_IPS_SET, False), (SERVICE_IPS_MAP, True), (FIREWALL_IPS_MAP, True),
-                             (NO_ENDPOINT_SERVICES_MAP, True), (NO_ENDPOINT_NODEPORTS_MAP, True),
-                             (SERVICE_NODEPORTS_MAP, True)):
+        containers = [(CLUSTER_IPS_SET, False), (SERVICE_IPS_MAP, True), (FIREWALL_IPS_MAP, True),
+                      (NO_ENDPOINT_SERVICES_MAP, True), (NO_ENDPOINT_NODEPORTS_MAP, True),
+                      (SERVICE_NODEPORTS_MAP, True)]
+        if self.config.era == ERA_INLINE_MASQ:
+            containers.append((HAIRPIN_CONNECTIONS_SET, False))
+        for name, is_map in containers:
             self.storages.setdefault(name, ElementStorage(name, is_map))
 
     # --- setupNFTables -------------------------------------------------------------------------
@@ -224,13 +232,24 @@ class NFTablesProxier:
         for jc in JUMP_CHAINS[cfg.era]:
             self._ensure_chain(tx, jc.dst, created)
             tx.add(Rule(jc.src, concat(jc.extra, "jump", jc.dst)))
-        for chain in (SERVICES_CHAIN, CLUSTER_IPS_CHECK_CHAIN, MASQUERADING_CHAIN, MARK_MASQ_CHAIN):
-            self._ensure_chain(tx, chain, created)
         mark = cfg.masquerade_mark
-        tx.add(Rule(MARK_MASQ_CHAIN, concat("mark", "set", "mark", "or", mark)))
-        tx.add(Rule(MASQUERADING_CHAIN, concat("mark", "and", mark, "==", "0", "return")))
-        tx.add(Rule(MASQUERADING_CHAIN, concat("mark", "set", "mark", "xor", mark)))
-        tx.add(Rule(MASQUERADING_CHAIN, "masquerade fully-random"))
+        inline = cfg.era == ERA_INLINE_MASQ
+        top = (SERVICES_CHAIN, CLUSTER_IPS_CHECK_CHAIN, MASQUERADING_CHAIN) + (() if inline else (MARK_MASQ_CHAIN,))
+        for chain in top:
+            self._ensure_chain(tx, chain, created)
+        if inline:
+            tx.add(Set(HAIRPIN_CONNECTIONS_SET, f"{addr} . {addr} . inet_proto . inet_service",
+                       comment="service hairpin connections"))
+            tx.add(Rule(MASQUERADING_CHAIN, concat("mark", "and", mark, "!=", "0", "mark", "set", "mark", "xor", mark,
+                                                   "masquerade fully-random")))
+            tx.add(Rule(MASQUERADING_CHAIN, concat("ct status dnat", ip_x, "saddr", ".", ip_x, "daddr", ".",
+                                                   "meta l4proto", ".", "th dport", "@", HAIRPIN_CONNECTIONS_SET,
+                                                   "masquerade fully-random")))
+        else:
+            tx.add(Rule(MARK_MASQ_CHAIN, concat("mark", "set", "mark", "or", mark)))
+            tx.add(Rule(MASQUERADING_CHAIN, concat("mark", "and", mark, "==", "0", "return")))
+            tx.add(Rule(MASQUERADING_CHAIN, concat("mark", "set", "mark", "xor", mark)))
+            tx.add(Rule(MASQUERADING_CHAIN, "masquerade fully-random"))
 
         tx.add(Set(CLUSTER_IPS_SET, addr, comment="Active ClusterIPs"))
         tx.add(Rule(CLUSTER_IPS_CHECK_CHAIN, concat(ip_x, "daddr", "@", CLUSTER_IPS_SET, "reject"),
@@ -275,6 +294,16 @@ class NFTablesProxier:
         tx.add(Map(SERVICE_IPS_MAP, f"{addr} . inet_proto . inet_service : verdict",
                    comment="ClusterIP, ExternalIP and LoadBalancer IP traffic"))
         tx.add(Map(SERVICE_NODEPORTS_MAP, "inet_proto . inet_service : verdict", comment="NodePort traffic"))
+        if inline:
+            # 1.36: masquerade for ClusterIP traffic, decided before dispatch, for every ClusterIP
+            if_not_local = nft_local_fragments(cfg.local_detector, cfg.ipv6)[1]
+            masq = concat("mark", "set", "mark", "or", mark)
+            if cfg.masquerade_all:
+                tx.add(Rule(SERVICES_CHAIN, concat(ip_x, "daddr", "@", CLUSTER_IPS_SET, masq),
+                            comment="masquerade all clusterIP traffic"))
+            elif if_not_local:
+                tx.add(Rule(SERVICES_CHAIN, concat(ip_x, "daddr", "@", CLUSTER_IPS_SET, if_not_local, masq),
+                            comment="masquerade clusterIP traffic from outside cluster"))
         tx.add(Rule(SERVICES_CHAIN, concat(ip_x, "daddr", ".", "meta l4proto", ".", "th dport",
                                            "vmap", "@", SERVICE_IPS_MAP)))
         if match_all:

@@ -284,10 +284,11 @@ class TableState:
         if isinstance(obj, Rule):
             if obj.chain not in self.chains:
                 raise TransactionError("no such chain")
-            for word in obj.rule.split():
-                target = word[1:] if word.startswith("@") else None
-                if target and target not in self.sets and target not in self.maps:
-                    raise TransactionError(f"no such set or map {target!r}")
+            if "@" in obj.rule:
+                for word in obj.rule.split():
+                    target = word[1:] if word.startswith("@") else None
+                    if target and target not in self.sets and target not in self.maps:
+                        raise TransactionError(f"no such set or map {target!r}")
             self._check_chain_targets(obj.rule)
             self.chains[obj.chain].rules.append(obj)
             return
@@ -307,6 +308,8 @@ class TableState:
         raise TypeError(f"not an nftables object: {obj!r}")
 
     def _check_chain_targets(self, text: str) -> None:
+        if "jump " not in text and "goto " not in text:
+            return
         words = text.split()
         for verb, target in zip(words, words[1:]):
             if verb in ("jump", "goto") and target not in self.chains:
