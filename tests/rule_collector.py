@@ -17,6 +17,7 @@ from typing import Any, Callable
 from kernel_oracle import RuleSet
 
 MAX_TEXT = 2_000_000          # bigger texts (the 10k-Service benchmarks) are counted, not loaded
+NODE_VIEW = "node iptables-save view"   # what `netsim rules` prints after iptables_save(); compared too
 
 
 @dataclass
@@ -72,7 +73,7 @@ class RuleSetCollector:
         def node_view(orig):
             def view(*a, **kw):
                 out = orig(*a, **kw)
-                self.add("iptables", "node iptables-save view", out)
+                self.add("iptables", NODE_VIEW, out)
                 return out
             return view
 

@@ -25,6 +25,7 @@ from netsim.rules.iptables.proxier import JUMP_RULES, restore_text
 from netsim.rules.iptables.proxier_sync import KUBE_PROXY_CANARY
 from netsim.rules.iptables.render import iptables_save
 from kernel_helpers import add_kube_proxy_nfacct, in_netns, scratch_netns
+from kernel_oracle import saved_form
 
 pytestmark = pytest.mark.kernel
 
@@ -47,9 +48,7 @@ def kernel_save(ns: str, backend: str) -> str:
     """iptables-save's output without its comment lines, chain counters zeroed."""
     saved = in_netns(ns, [BACKENDS[backend][2]])
     assert saved.returncode == 0, saved.stderr
-    lines = [re.sub(r" \[\d+:\d+\]$", " [0:0]", line) if line.startswith(":") else line
-             for line in saved.stdout.splitlines() if not line.startswith("#")]
-    return "".join(line + "\n" for line in lines)
+    return saved_form(saved.stdout)
 
 
 def per_table(text: str) -> dict[str, str]:
