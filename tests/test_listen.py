@@ -6,11 +6,13 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
+
 from netsim.cli.main import cli
 from netsim.control.docfields import ManifestError
 from netsim.control.listen import image_repository, listen_ports, parse_listen
 from netsim.control.manifests import load, load_text
 from netsim.dataplane.walker import Walker
+from netsim.rules import registry
 
 SEED = "example:kubectl-httpd"
 
@@ -112,7 +114,7 @@ def test_seed_manifests_are_kubectl_output_without_ports():
     assert svc.type == "NodePort" and 30000 <= svc.ports[0].node_port <= 32767
 
 
-@pytest.mark.parametrize("mode", ["iptables", "ipvs"])
+@pytest.mark.parametrize("mode", registry.available_modes(kube_proxy_only=True, walks_packets=True))
 def test_seed_flow_delivered_from_outside_through_every_nodes_nodeport(mode):
     c = load([SEED])
     np = c.service("default", "httpd-app").ports[0].node_port
