@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-
 from netsim.cli.main import cli
 from netsim.control.docfields import ManifestError
 from netsim.control.listen import image_repository, listen_ports, parse_listen
