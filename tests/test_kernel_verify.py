@@ -73,6 +73,21 @@ def test_verify_builtin_examples_via_cli(kernel_run_dir, example):
     assert not [n for n in netns.listnetns() if n.startswith(name + "-")]
 
 
+@pytest.mark.parametrize("example", ["httpd-app", "kubectl-httpd", "shop"])
+def test_verify_builtin_examples_in_nftables_mode(kernel_run_dir, example):
+    """kube-proxy's nftables mode: each node's `ip kube-proxy` table loaded with `nft -f`, real
+    connections compared flow by flow with the emulator's nftables engine."""
+    from netsim.rules import registry
+    if registry.get("nftables").kernel_support() is not None:
+        pytest.skip(registry.get("nftables").kernel_support())
+    name = unique_name("v")
+    out = subprocess.run([*NETSIM, "verify", "-f", f"example:{example}", "--mode", "nftables", "--flows", "300",
+                          "--name", name], capture_output=True, text=True, env=dict(os.environ), timeout=180)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "300 flows" in out.stdout and " 0 disagreements" in out.stdout
+    assert not [n for n in netns.listnetns() if n.startswith(name + "-")]
+
+
 def test_verify_host_gw_with_masquerade_all(kernel_run_dir, tmp_path):
     """The other pod network (host-gw routes instead of VXLAN) and kube-proxy's masqueradeAll
     (every Service packet SNATed): the kernel and the emulator still agree flow by flow."""
