@@ -54,27 +54,25 @@ def filter_key(pod: Pod) -> tuple:
 
 def schedule(pod: Pod, nodes: list[Node], pods_per_node: dict[str, int], rng: random.Random,
              siblings_per_node: Optional[dict[str, int]] = None,
-             feasible: Optional[list[str]] = None, index: Optional[ScoringIndex] = None,
+             index: Optional[ScoringIndex] = None,
              used_host_ports: Optional[dict[str, set[HostPort]]] = None) -> Optional[str]:
     """Return the node for `pod`: nodeName if set (the kubelet admits it whatever the taints); else
     among the Ready, selector-matching nodes whose taints the pod tolerates, the one with the fewest
     pods of the same owner (the default PodTopologySpread constraint on kubernetes.io/hostname,
     pkg/scheduler/framework/plugins/podtopologyspread), then the fewest pods (the
     NodeResourcesBalancedAllocation outcome for equal pods), ties broken by the cluster's seeded RNG.
-    None when no node fits (the pod stays Pending). `feasible`: the Filter phase's answer when the
-    caller already has it for this pod's filter_key; `index`: a ScoringIndex over it."""
+    None when no node fits (the pod stays Pending). `index`: a ScoringIndex over the Filter phase's
+    answer for this pod's filter_key, when the caller keeps one for the pass."""
     if pod.node_name:
         return pod.node_name
     wanted = wanted_host_ports(pod)
+    feasible = index.feasible if index is not None else feasible_nodes(pod, nodes)
     if index is not None and not wanted:
-        feasible = index.feasible
         if not feasible:
             return None
         best = index.best(siblings_per_node or {})
         if best is not None:
             return best[0] if len(best) == 1 else rng.choice(best)
-    if feasible is None:
-        feasible = index.feasible if index is not None else feasible_nodes(pod, nodes)
     if wanted:          # the NodePorts filter depends on the other pods: not part of filter_key
         used = used_host_ports or {}
         feasible = [n for n in feasible if not host_ports_conflict(wanted, used.get(n, set()))]
