@@ -34,6 +34,7 @@ class EvalContext:
     recent: RecentState = field(default_factory=RecentState)
     iface_addrs: Optional[dict[str, set[int]]] = None   # for addrtype --limit-iface-in/out
     nth: dict[Any, int] = field(default_factory=dict)   # statistic --mode nth per-rule counters
+    ipvs_conns: Any = None          # the host's IPVS connection table (-m ipvs), None without IPVS
 
 
 @dataclass(slots=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from netsim.rules.iptables import match_ipvs
 from netsim.rules.iptables.ruleset import Header, IptablesError, Match, Opt
 from netsim.rules.iptables.values import (
     int2ip, parse_cidr, parse_int, parse_mark, parse_port_range, render_cidr,
@@ -41,6 +42,7 @@ OPTIONS: dict[str, dict[str, int]] = {
     "nfacct": {"--nfacct-name": 1},
     "limit": {"--limit": 1, "--limit-burst": 1},
     "iprange": {"--src-range": 1, "--dst-range": 1},
+    "ipvs": match_ipvs.OPTIONS,
 }
 ALIASES: dict[str, dict[str, str]] = {
     "tcp": {"--source-port": "--sport", "--destination-port": "--dport"},
@@ -706,6 +708,7 @@ BUILDERS: dict[str, Callable[..., Match]] = {
     "multiport": _multiport,
     "physdev": _physdev,
     "iprange": _iprange,
+    "ipvs": match_ipvs.build,
 }
 
 

@@ -17,12 +17,13 @@ class IptablesNetfilter:
     """A node's iptables ruleset evaluated by the rule engine."""
 
     @deferred_gc()                 # a node's parsed rule set is long-lived (netsim.control.heap)
-    def __init__(self, text: str, local_addrs: set[int], rng, *, ipsets: Any = None, source: str = "<node>") -> None:
+    def __init__(self, text: str, local_addrs: set[int], rng, *, ipsets: Any = None, source: str = "<node>",
+                 ipvs_conns: Any = None) -> None:
         from netsim.rules.iptables import Engine, EvalContext, parse
         self.text = text
         self.ruleset = parse(text, source=source)
         self.engine = Engine(self.ruleset)
-        self.ctx = EvalContext(local_addrs=local_addrs, ipsets=ipsets, rng=rng)
+        self.ctx = EvalContext(local_addrs=local_addrs, ipsets=ipsets, rng=rng, ipvs_conns=ipvs_conns)
         self._saved: dict[Any, Any] = {}
         self._has: dict[tuple[str, str], bool] = {}
         self._nats: dict[int, tuple[Any, Any]] = {}
@@ -42,7 +43,8 @@ class IptablesNetfilter:
         f = copy.copy(self)
         ctx = self.ctx
         f.ctx = dataclasses.replace(ctx, rng=rng, recent=copy.deepcopy(ctx.recent), nth=dict(ctx.nth),
-                                    ipsets=memo.get(id(ctx.ipsets), ctx.ipsets) if ctx.ipsets is not None else None)
+                                    ipsets=memo.get(id(ctx.ipsets), ctx.ipsets) if ctx.ipsets is not None else None,
+                                    ipvs_conns=memo.get(id(ctx.ipvs_conns), ctx.ipvs_conns))
         return f
 
     def has_rules(self, table: str, chain: str) -> bool:

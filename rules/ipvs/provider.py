@@ -70,7 +70,8 @@ class IpvsDataplane:
             state = self._state(node)
             text = with_host_ports(state.iptables, self.cluster, node)       # + CNI portmap's hostPort chains
             nf = self._nf[node] = IptablesNetfilter(text, local_addrs, rng, ipsets=state.ipsets,
-                                                    source=f"node {node} (ipvs mode)")
+                                                    source=f"node {node} (ipvs mode)",
+                                                    ipvs_conns=self._proxier(node).node.conns)   # -m ipvs
         return nf
 
     def ipvs(self, node: str) -> IpvsHooks:
