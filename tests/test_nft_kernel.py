@@ -198,6 +198,13 @@ class _Fixed(random.Random):
         return 0 if self.choice == 0 else 0xFFFFFFFF
 
 
+# a node whose own packets leave by v0 (a veth with its peer in the same namespace) via 192.168.0.1
+HOST_NETNS = [["ip", "link", "set", "lo", "up"], ["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+              ["ip", "link", "set", "v0", "up"], ["ip", "link", "set", "v1", "up"],
+              *[["ip", "addr", "add", f"{a}/24", "dev", "v0"] for a in NODE_ADDRS],
+              ["ip", "route", "add", "default", "via", "192.168.0.1", "dev", "v0"]]
+
+
 def _setup(steps: list[tuple[str, list[list[str]]]]) -> None:
     for ns, cmds in steps:
         for cmd in cmds:
@@ -230,10 +237,7 @@ def test_kernel_trace_matches_engine_trace(name: str, text, tmp_path: Path) -> N
     f = tmp_path / f"{name}.nft"
     f.write_text(text() + TRACE_TABLE)
     with scratch_netns("nfttrc", "nft") as ns:
-        _setup([(ns, [["ip", "link", "set", "lo", "up"], ["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"],
-                      ["ip", "link", "set", "v0", "up"], ["ip", "link", "set", "v1", "up"],
-                      *[["ip", "addr", "add", f"{a}/24", "dev", "v0"] for a in NODE_ADDRS],
-                      ["ip", "route", "add", "default", "via", "192.168.0.1", "dev", "v0"]])])
+        _setup([(ns, HOST_NETNS)])
         listing = _load_and_list(ns, f)
         specs = [f"{proto}:{dst}:{port}:{41000 + i}" for i, (proto, dst, port) in enumerate(CASES)]
         out = monitor_while(ns, ns, [sys.executable, "-c", SENDER, *specs])

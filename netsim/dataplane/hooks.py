@@ -14,6 +14,11 @@ kernel's conntrack and NAT register:
   then applies the connection's binding to every packet (nf_nat_packet);
 * the conntrack confirm at NF_IP_PRI_CONNTRACK_CONFIRM (INT_MAX) on INPUT and POSTROUTING.
 
+Equal priorities run in the kernel's order: net/netfilter/core.c nf_hook_entries_grow inserts a new
+registration before the first entry whose priority is not lower, so the later registration runs
+first. The registrations come in the order they were made (the data plane's conntrack first, then
+the provider's in its order); nf_nat's hooks count as made with the first NAT function.
+
 A DROP or REJECT ends the walk (a local sender learns it as the socket layer would); STOLEN hands
 the packet to the caller (IPVS transmits it itself).
 """
@@ -43,27 +48,44 @@ class HookTable:
     nat, IPVS), ``output_routed`` after it (filter and later), as a locally generated packet is
     re-routed when NAT changed its destination (ip_route_me_harder)."""
 
-    __slots__ = ("prerouting", "input", "forward", "output", "output_routed", "postrouting", "registrations")
+    __slots__ = ("prerouting", "input", "forward", "output", "output_routed", "postrouting", "registrations",
+                 "listing")
 
     def __init__(self, registrations: tuple[HookRegistration, ...]) -> None:
         self.registrations = registrations
         lists: dict[str, list] = {h: [] for h in HOOKS}
         nat: dict[str, list] = {h: [] for h in HOOKS}
+        order = [0]
 
         def add(hook: str, priority: int, kind: int, what) -> None:
-            lists[hook].append((priority, len(lists[hook]), kind, what))
+            # net/netfilter/core.c nf_hook_entries_grow inserts a new registration before the first
+            # one whose priority is not lower: at equal priority the later registration runs first
+            order[0] += 1
+            lists[hook].append((priority, -order[0], kind, what))
+
+        def add_nat() -> None:
+            # nf_nat_register_fn registers nf_nat's four hooks (nf_nat_ipv4_ops) with the first NAT
+            # function; the NAT functions themselves go into its lookup lists (nf_hook_entries_insert_raw)
+            for hook, priority, manip in ((PREROUTING, NF_IP_PRI_NAT_DST, "dst"), (OUTPUT, NF_IP_PRI_NAT_DST, "dst"),
+                                          (INPUT, NF_IP_PRI_NAT_SRC, "src"), (POSTROUTING, NF_IP_PRI_NAT_SRC, "src")):
+                add(hook, priority, _NAT, (manip, nat[hook]))
 
         for hook in (PREROUTING, OUTPUT):
             add(hook, NF_IP_PRI_CONNTRACK, _CONNTRACK, None)
         for reg in registrations:
             if reg.type == NAT:
-                nat[reg.hook].append(reg)
+                if not any(nat.values()):
+                    add_nat()
+                order[0] += 1
+                nat[reg.hook].append((reg.priority, -order[0], reg))
             else:
                 add(reg.hook, reg.priority, _CHAIN, reg)
-        for hook, priority, manip in ((PREROUTING, NF_IP_PRI_NAT_DST, "dst"), (OUTPUT, NF_IP_PRI_NAT_DST, "dst"),
-                                      (INPUT, NF_IP_PRI_NAT_SRC, "src"), (POSTROUTING, NF_IP_PRI_NAT_SRC, "src")):
-            lookups = tuple(sorted(nat[hook], key=lambda r: r.priority))
-            add(hook, priority, _NAT, (manip, lookups))
+        if not any(nat.values()):
+            add_nat()
+        for hook, lst in lists.items():
+            for i, (p, n, kind, what) in enumerate(lst):
+                if kind == _NAT:     # the lookup list in the same order (nf_hook_entries_grow again)
+                    lst[i] = (p, n, kind, (what[0], tuple(r for _p, _n, r in sorted(what[1], key=lambda x: x[:2]))))
         add(INPUT, NF_IP_PRI_CONNTRACK_CONFIRM, _CONFIRM, False)
         add(POSTROUTING, NF_IP_PRI_CONNTRACK_CONFIRM, _CONFIRM, True)      # (True: the trace shows it)
         ordered = {h: tuple((kind, what) for _p, _n, kind, what in sorted(lst, key=lambda x: x[:2]))
@@ -75,6 +97,12 @@ class HookTable:
         self.output = tuple((k, w) for p, _n, k, w in out if p < NF_IP_PRI_FILTER)
         self.output_routed = tuple((k, w) for p, _n, k, w in out if p >= NF_IP_PRI_FILTER)
         self.postrouting = ordered[POSTROUTING]
+        # per hook, what runs in order: (priority, name, NAT functions asked in order as (priority, name))
+        names = {_CONNTRACK: "nf_conntrack_in", _CONFIRM: "nf_conntrack_confirm", _NAT: "nf_nat_inet_fn"}
+        self.listing = {h: tuple((p, what.name if kind == _CHAIN else names[kind],
+                                  tuple((r.priority, r.name) for r in what[1]) if kind == _NAT else ())
+                                 for p, _n, kind, what in sorted(lst, key=lambda x: x[:2]))
+                        for h, lst in lists.items()}
 
 
 class HookRunner:
@@ -131,7 +159,10 @@ class HookRunner:
             if kind == _NAT:
                 manip, lookups = what
                 if lookups and not e.confirmed and pkt.ctstate == "NEW":
-                    self._nat_lookup(host, ct, e, lookups, manip, pkt, pt, hop, now)
+                    refused = self._nat_lookup(host, ct, e, lookups, manip, pkt, pt, hop, now)
+                    if refused is not None:
+                        end = self._refused(host, hop, refused[0], pkt, hook, refused[1].name)
+                        return (self._sender_sees(end, pkt) if sender else end), e
                 is_reply = pkt.ct_reply
                 if manip == "dst":
                     if e.snat if is_reply else e.dnat:          # Conntrack.nat_dst applies only a binding
@@ -158,23 +189,27 @@ class HookRunner:
         return None, e
 
     def _nat_lookup(self, host: Host, ct: Conntrack, e: ConntrackEntry, lookups: tuple, manip: str, pkt: Packet,
-                    pt: PacketTrace, hop: Hop, now: float) -> None:
+                    pt: PacketTrace, hop: Hop, now: float) -> Optional[tuple[HookResult, HookRegistration]]:
         """nf_nat_inet_fn for a connection's first packet: the NAT functions of the hook, in priority
-        order, until one asks for a binding of this hook's kind (destination or source)."""
+        order, until one asks for a binding of this hook's kind (destination or source). A function
+        that does not accept the packet (an nft nat chain may drop) ends it: returned with its result."""
         for reg in lookups:
             res = reg.fn(pkt, now, hop.steps)
             n = res.rules_evaluated
             pt.rules += n
             self.stats["rules_evaluated"] += n
+            if res.verdict != "ACCEPT":
+                return res, reg
             nat = res.nat
             if nat is None:
                 continue
             if manip == "dst" and nat.kind == "DNAT":
                 self._bind(host, ct, e, res, pkt, hop)
-                return
+                return None
             if manip == "src" and nat.kind in ("SNAT", "MASQUERADE"):
                 self._bind(host, ct, e, res, pkt, hop, pkt.oif)
-                return
+                return None
+        return None
 
     @staticmethod
     def _ct_follows(ct: Conntrack, e: Optional[ConntrackEntry], pkt: Packet) -> None:

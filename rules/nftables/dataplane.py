@@ -1,17 +1,22 @@
 """Each node's `ip kube-proxy` table in one emulated cluster, evaluated by the nftables engine.
 
-The data plane asks a node's netfilter for the stages it runs at each hook (the iptables tables'
-places: raw -300, conntrack -200, mangle -150, nat -100 / 100, filter 0 — include/uapi/linux/
-netfilter_ipv4.h nf_ip_hook_priorities). An nftables base chain runs where its declared priority
-puts it among them: a filter-type chain below -200 in the raw stage, from -200 up to the NAT
-priority -100 in the mangle stage (kube-proxy's `filter-prerouting-pre-dnat` / `filter-output-pre-dnat`
-at -110, before DNAT), from -100 up in the filter stage; nat-type chains in the nat stage (only a
-connection's first packet, as nf_nat_inet_fn runs them). Within a stage, chains run in priority
-order until one drops.
+Each base chain is a hook function of its own, registered at its hook and declared priority
+(net/netfilter/nf_tables_api.c nf_tables_register_hook: a base chain is one ``struct nf_hook_ops``;
+the priority names of nft(8) "CHAINS" — raw -300, mangle -150, dstnat -100, filter 0, security 50,
+srcnat 100 — are include/uapi/linux/netfilter_ipv4.h enum nf_ip_hook_priorities). The data plane's
+hook runner (netsim.dataplane.hooks) puts them among conntrack (-200) and the node's other
+registrations by priority, as net/netfilter/core.c orders nf_hook_entries. kube-proxy's chains
+(pkg/proxy/nftables/proxier.go ``nftablesBaseChains``) land where they declare: e.g. in 1.34
+``filter-prerouting-pre-dnat`` at dstnat-10 (-110, before DNAT) and ``filter-input`` at filter (0).
 
-A node's other netfilter rules run at their iptables tables' stages after kube-proxy's chains of
-the same stage: the CNI portmap plugin's hostPort chains (iptables-nft on a real node, beside the
-`ip kube-proxy` table; netsim.rules.portmap).
+``type nat`` chains are NAT functions (net/netfilter/nft_chain_nat.c registers them through
+nf_nat_ipv4_register_fn): nf_nat's hook at NF_IP_PRI_NAT_DST / NF_IP_PRI_NAT_SRC asks them, in
+their priority order, only for a connection's first packet, until one sets up a binding
+(nf_nat_core.c nf_nat_inet_fn); every later packet gets the connection's recorded mapping.
+
+A node's other netfilter rules register after kube-proxy's table, which the node's first sync
+loaded: the CNI portmap plugin's hostPort chains (iptables-nft on a real node, beside the
+`ip kube-proxy` table; netsim.rules.portmap), added when a pod sandbox with a hostPort is created.
 
 Trace steps use `nft monitor trace`'s words: ``ip kube-proxy services rule ip daddr . meta l4proto .
 th dport vmap @service-ips (verdict goto service-...)``; a rule that matched to its end shows
@@ -24,22 +29,14 @@ from typing import Any, Optional
 
 from netsim.rules.iptables.provider import IptablesDataplane, IptablesNetfilter
 
-STAGES = ("raw", "mangle", "nat", "filter")
-
-
-def stage_of(chain_type: Optional[str], priority: int) -> str:
-    """The data-plane stage an nftables base chain of `chain_type` at `priority` runs in."""
-    if chain_type == "nat":
-        return "nat"
-    if priority < -200:        # before conntrack (NF_IP_PRI_CONNTRACK)
-        return "raw"
-    if priority < -100:        # before NAT's destination rewrite (NF_IP_PRI_NAT_DST)
-        return "mangle"
-    return "filter"
+# the IPv4 hooks a base chain of family ip or inet can register at (nft(8) "CHAINS"; an inet chain
+# registers for IPv4 and IPv6: nf_register_net_hook NFPROTO_INET), as the data plane names them
+HOOK_NAMES = {"prerouting": "PREROUTING", "input": "INPUT", "forward": "FORWARD", "output": "OUTPUT",
+              "postrouting": "POSTROUTING"}
 
 
 class NftNetfilter:
-    """A node's nftables ruleset behind the data plane's netfilter interface (``has_rules``/``run``)."""
+    """A node's nftables ruleset as hook functions, one per base chain (:meth:`registrations`)."""
 
     def __init__(self, text: str, local_addrs: set[int], rng: Any, *, source: str = "<node>",
                  iptables: Any = None) -> None:
@@ -53,9 +50,9 @@ class NftNetfilter:
         self.ruleset = load(text, source=source)
         self.engine = NftEngine(self.ruleset)
         self.ctx = NftContext(local_addrs=local_addrs, rng=rng)
-        self._stages: dict[tuple[str, str], list] = {}
         self._hits: dict[Any, Any] = {}
         self._nats: dict[int, Any] = {}
+        self._regs: Optional[tuple] = None        # the registrations, bound to this object
 
     def rebind(self, local_addrs: set[int]) -> "NftNetfilter":
         self.ctx.local_addrs = local_addrs
@@ -73,56 +70,58 @@ class NftNetfilter:
             return NftNetfilter(self.text, self.ctx.local_addrs, rng, source=self.source, iptables=ipt)
         f = copy.copy(self)
         f.iptables = ipt
+        f._regs = None                    # registered anew: each hook function runs its own object
         f.ctx = copy.copy(self.ctx)
         f.ctx.rng = rng
         f.ctx.counters = dict(self.ctx.counters)
         return f
 
-    def _chains(self, table: str, hook_name: str) -> list:
-        key = (table, hook_name)
-        got = self._stages.get(key)
-        if got is None:
-            hook = hook_name.lower()
-            got = self._stages[key] = [(t, c) for _p, t, c in self.engine.hook_chains(hook)
-                                       if stage_of(c.type, c.priority or 0) == table]
-        return got
+    def registrations(self) -> tuple:
+        """The node's hook registrations in the order they were made: one per IPv4 base chain (family
+        ip or inet, table not dormant) at its hook and declared priority, in the order the ruleset
+        created them (one ``nft -f`` batch registers each chain as its ``add chain`` is prepared:
+        nf_tables_addchain), then the other rules' (portmap's iptables tables). A base chain at a hook
+        with no IPv4 packets (ingress) registers nothing here."""
+        regs = self._regs
+        if regs is None:
+            from functools import partial
 
-    def has_rules(self, table: str, chain: str) -> bool:
-        return bool(self._chains(table, chain)) or (self.iptables is not None and self.iptables.has_rules(table, chain))
+            from netsim.skb.netfilter import FILTER, NAT, HookRegistration
+            out = []
+            for t in self.ruleset.tables.values():
+                if t.family not in ("ip", "inet") or "dormant" in t.flags:
+                    continue
+                for c in t.chains.values():
+                    hook = HOOK_NAMES.get(c.hook or "")
+                    if hook is not None:
+                        out.append(HookRegistration(hook, c.priority or 0, f"{t.family} {t.name} {c.name}",
+                                                    partial(self.run_chain, t, c),
+                                                    NAT if c.type == "nat" else FILTER))
+            if self.iptables is not None:
+                from netsim.rules.iptables.hooks import table_hooks
+                out.extend(table_hooks(self.iptables))
+            regs = self._regs = tuple(out)
+        return regs
 
-    def run(self, table: str, chain: str, pkt: Any, now: float, steps: Optional[list] = None) -> Any:
-        """Run the base chains of stage `table` at hook `chain` (PREROUTING, INPUT, ...)."""
+    def run_chain(self, t: Any, c: Any, pkt: Any, now: float, steps: Optional[list] = None) -> Any:
+        """One base chain as a hook function (nft_do_chain): its verdict, and for a nat chain the
+        binding it asks for (the hook runner sets it up as nf_nat_setup_info would)."""
         from netsim.dataplane.netfilter import HookResult
         ctx = self.ctx
         ctx.now = now
+        res = self.engine.run_chain(t, c, pkt, ctx, hook=c.hook)
         hits: list = []
-        evaluated = 0
-        nat = None
-        for t, c in self._chains(table, chain):
-            if nat is not None and c.type == "nat":
-                continue                       # nf_nat_inet_fn: the first binding ends the nat chains
-            res = self.engine.run_chain(t, c, pkt, ctx, hook=chain.lower())
-            evaluated += res.rules_evaluated
-            for e in res.events:
-                if e.kind == "packet" or (e.kind == "policy" and e.verdict == "accept"):
-                    continue
-                hit = self._hit(e)
-                hits.append(hit)
-                if steps is not None:
-                    steps.append(hit.step)
-            if res.nat is not None:
-                nat = self._nat(res.nat)
-            if res.verdict == "drop":
-                verdict = "REJECT" if res.reject_with else "DROP"
-                return HookResult(verdict, None, hits, evaluated, res.reject_with or "icmp-port-unreachable")
-        ipt = self.iptables
-        if ipt is not None and ipt.has_rules(table, chain) and not (nat is not None and table == "nat"):
-            # the iptables table at the same stage (registered after kube-proxy's table, which came first)
-            res = ipt.run(table, chain, pkt, now, steps)
-            res.hits[:0] = hits
-            res.rules_evaluated += evaluated
-            return res
-        return HookResult("ACCEPT", nat, hits, evaluated)
+        for e in res.events:
+            if e.kind == "packet" or (e.kind == "policy" and e.verdict == "accept"):
+                continue
+            hit = self._hit(e)
+            hits.append(hit)
+            if steps is not None:
+                steps.append(hit.step)
+        if res.verdict == "drop":
+            return HookResult("REJECT" if res.reject_with else "DROP", None, hits, res.rules_evaluated,
+                              res.reject_with or "icmp-port-unreachable")
+        return HookResult("ACCEPT", self._nat(res.nat) if res.nat is not None else None, hits, res.rules_evaluated)
 
     def _hit(self, e: Any) -> Any:
         """The rule (or policy) hit as a shared, read-only RULE step in `nft monitor trace` words."""
@@ -173,3 +172,8 @@ class NftDataplane(IptablesDataplane):
                 nf = NftNetfilter(text, local_addrs, rng, source=f"node {node}", iptables=ipt)
             self._nf[node] = nf
         return nf
+
+    def hooks(self, node: str, local_addrs: set[int], rng: Any) -> Any:
+        """Each base chain of the node's ruleset at its hook and declared priority, then portmap's tables."""
+        from netsim.skb.netfilter import NodeHooks
+        return NodeHooks(self.netfilter(node, local_addrs, rng).registrations())

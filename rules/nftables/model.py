@@ -161,16 +161,18 @@ class Ruleset:
     def base_chains(self, hook: str, families: tuple[str, ...] = ("ip", "inet")) -> list[tuple[int, Table, Chain]]:
         """(priority, table, chain) of every base chain on `hook` for IPv4 packets, lowest priority first.
 
-        Equal priorities keep table/chain order (the kernel's nf_hook_entries keep registration order)."""
+        Chains register in table/chain order; at equal priority the later one runs first
+        (net/netfilter/core.c nf_hook_entries_grow inserts before the first entry whose priority is
+        not lower)."""
         out = []
         for t in self.tables.values():
             if t.family not in families or "dormant" in t.flags:
                 continue
             for c in t.chains.values():
                 if c.hook == hook:
-                    out.append((c.priority or 0, t, c))
-        out.sort(key=lambda x: x[0])
-        return out
+                    out.append((c.priority or 0, -len(out), t, c))
+        out.sort(key=lambda x: x[:2])
+        return [(p, t, c) for p, _n, t, c in out]
 
 
 def element_key_text(key: tuple, types: tuple[str, ...]) -> str:
