@@ -11,7 +11,7 @@ class NoRulesDataplane:
     """Every node's (empty) netfilter tables."""
 
     def __init__(self) -> None:
-        from netsim.dataplane.netfilter import EmptyNetfilter
+        from netsim.skb.hook_result import EmptyNetfilter
         self._empty = EmptyNetfilter()
 
     def netfilter(self, node: str, local_addrs: set[int], rng: Any) -> Any:

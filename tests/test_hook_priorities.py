@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from netsim.dataplane.netfilter import ACCEPTED, HookResult, NatRequest
+from netsim.skb.hook_result import ACCEPTED, HookResult, NatRequest
 from netsim.dataplane.walker import Walker
 from netsim.skb.netfilter import (FILTER, INPUT, IP_VS_OPS4, NAT, NF_IP_PRI_CONNTRACK, NF_IP_PRI_MANGLE,
                                   NF_IP_PRI_NAT_DST, NF_IP_PRI_NAT_SRC, NF_IP_PRI_RAW, OUTPUT, PREROUTING,

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from netsim.cli.main import cli
-from netsim.dataplane.netfilter import HookResult, RuleHit
+from netsim.skb.hook_result import HookResult, RuleHit
 from netsim.rules import registry
 from netsim.rules.provider import ProxyProvider, SyncResult
 from netsim.skb.netfilter import HOOKS, NF_IP_PRI_FILTER, HookRegistration, NodeHooks

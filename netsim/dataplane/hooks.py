@@ -28,7 +28,7 @@ from typing import Any, Optional
 
 from netsim.dataplane.conntrack import TABLE_FULL, Conntrack, ConntrackEntry
 from netsim.dataplane.end import End
-from netsim.dataplane.netfilter import HookResult
+from netsim.skb.hook_result import HookResult
 from netsim.dataplane.topology import Host
 from netsim.dataplane.trace import Hop, PacketSnapshot, PacketTrace, Step, TranslatedStep
 from netsim.skb.netfilter import (FORWARD, HOOKS, INPUT, NAT, NF_IP_PRI_CONNTRACK, NF_IP_PRI_CONNTRACK_CONFIRM,

@@ -56,7 +56,7 @@ from netsim.dataplane.end import WalkError
 from netsim.dataplane.hooks import HookRunner, HookTable
 from netsim.dataplane.ipv4 import IPv4Stack
 from netsim.dataplane.loadbalancer import LoadBalancerHost
-from netsim.dataplane.netfilter import Netfilter
+from netsim.skb.hook_result import Netfilter
 from netsim.dataplane.routing import Route
 from netsim.dataplane.servers import Sockets, pod_sockets
 from netsim.dataplane.topology import Host, Interface, Topology

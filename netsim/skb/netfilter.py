@@ -62,7 +62,7 @@ IP_VS_OPS4: tuple[tuple[str, str, int], ...] = (
 FILTER = "filter"
 NAT = "nat"
 
-# hook function: fn(packet, now, steps) -> HookResult (netsim.dataplane.netfilter), where ``steps``
+# hook function: fn(packet, now, steps) -> HookResult (netsim.skb.hook_result), where ``steps``
 # (a trace hop's step list, or None) gets the trace steps the function wants shown
 HookFn = Callable[[Any, float, Optional[list]], Any]
 

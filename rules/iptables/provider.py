@@ -56,7 +56,7 @@ class IptablesNetfilter:
 
     def run(self, table: str, chain: str, pkt: Any, now: float, steps: Optional[list] = None) -> Any:
         """Evaluate one built-in chain; with ``steps`` the RULE steps of the hits are appended to it."""
-        from netsim.dataplane.netfilter import HookResult, NatRequest
+        from netsim.skb.hook_result import HookResult, NatRequest
         ctx = self.ctx
         ctx.now = now
         v = self.engine.run(table, chain, pkt, ctx)
@@ -88,7 +88,7 @@ class IptablesNetfilter:
 
     def _saved_hit(self, h) -> Any:
         """The hit with its rule as iptables-save prints it (Rule.render), or the policy line."""
-        from netsim.dataplane.netfilter import RuleHit
+        from netsim.skb.hook_result import RuleHit
         text = h.text
         if not h.policy and h.number:
             try:
@@ -215,7 +215,7 @@ class IptablesProvider:
 
     @property
     def metric_families(self) -> tuple[Any, ...]:
-        from netsim.dataplane.proxy_metrics import IPTABLES
+        from netsim.rules.metrics import IPTABLES
         return IPTABLES
 
     def proxier(self, cluster: Any, node: str, *, partial_syncs: bool = True) -> IptablesProxier:

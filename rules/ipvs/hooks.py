@@ -28,8 +28,8 @@ from netsim.skb.netfilter import FORWARD, INPUT, IP_VS_OPS4, OUTPUT, HookRegistr
 def ipvs_hooks(datapath: Any) -> tuple[HookRegistration, ...]:
     """The node's IPVS registrations over ``datapath`` (``local_in`` / ``local_out`` /
     ``reply(pkt, now, hook)`` returning an IpvsDecision or None)."""
-    from netsim.dataplane.netfilter import ACCEPTED, HookResult
-    from netsim.dataplane.trace import Step
+    from netsim.skb.hook_result import ACCEPTED, HookResult
+    from netsim.skb.step import Step
 
     def result(dec: Any, pkt: Any, steps: Optional[list], stolen: bool, verdicts: bool) -> Any:
         if dec is None:

@@ -153,7 +153,7 @@ class IpvsProvider:
 
     @property
     def metric_families(self) -> tuple[Any, ...]:
-        from netsim.dataplane.proxy_metrics import IPVS
+        from netsim.rules.metrics import IPVS
         return IPVS
 
     def proxier(self, cluster: Any, node: str, *, partial_syncs: bool = True) -> IpvsProxier:

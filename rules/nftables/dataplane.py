@@ -106,7 +106,7 @@ class NftNetfilter:
     def run_chain(self, t: Any, c: Any, pkt: Any, now: float, steps: Optional[list] = None) -> Any:
         """One base chain as a hook function (nft_do_chain): its verdict, and for a nat chain the
         binding it asks for (the hook runner sets it up as nf_nat_setup_info would)."""
-        from netsim.dataplane.netfilter import HookResult
+        from netsim.skb.hook_result import HookResult
         ctx = self.ctx
         ctx.now = now
         res = self.engine.run_chain(t, c, pkt, ctx, hook=c.hook)
@@ -125,8 +125,8 @@ class NftNetfilter:
 
     def _hit(self, e: Any) -> Any:
         """The rule (or policy) hit as a shared, read-only RULE step in `nft monitor trace` words."""
-        from netsim.dataplane.netfilter import RuleHit
-        from netsim.dataplane.trace import Step
+        from netsim.skb.hook_result import RuleHit
+        from netsim.skb.step import Step
         key = (id(e.rule), e.verdict) if e.rule is not None else (e.table.name, e.chain, e.verdict)
         hit = self._hits.get(key)
         if hit is None:
@@ -142,7 +142,7 @@ class NftNetfilter:
         return hit
 
     def _nat(self, nat: Any) -> Any:
-        from netsim.dataplane.netfilter import NatRequest
+        from netsim.skb.hook_result import NatRequest
         got = self._nats.get(id(nat))
         if got is None or got[0] is not nat:
             got = self._nats[id(nat)] = (nat, NatRequest(nat.kind, nat.ip, nat.port, nat.random_fully))

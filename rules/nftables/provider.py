@@ -65,7 +65,7 @@ class NftablesProvider:
 
     @property
     def metric_families(self) -> tuple[Any, ...]:
-        from netsim.dataplane.proxy_metrics import NFTABLES
+        from netsim.rules.metrics import NFTABLES
         return NFTABLES
 
     def proxier(self, cluster: Any, node: str, *, partial_syncs: bool = True) -> NftablesProxier:

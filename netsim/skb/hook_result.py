@@ -1,5 +1,8 @@
 """What a hook function returns (:class:`HookResult`), and a node's rule tables behind one interface.
 
+A leaf module (netsim.skb): the providers in netsim.rules build these, the data plane's hook runner
+reads them, so neither imports the other for them.
+
 A hook function (netsim.skb.netfilter.HookRegistration) returns a :class:`HookResult`: the
 verdict, the NAT binding it asks for, the rules that matched (:class:`RuleHit`, as iptables-save
 prints them). ``Netfilter.run(table, chain, pkt, now, steps)`` evaluates one built-in chain of a
@@ -13,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
-from netsim.dataplane.trace import Step
+from netsim.skb.step import Step
 
 
 @dataclass
