@@ -92,6 +92,30 @@ def _gateway(network: str) -> str:
 
 def pod_resolv_conf(pod: Any, config: Any, node: Optional[ResolvConf] = None) -> ResolvConf:
     """kubelet GetPodDNS for `pod` (dns_policy, host_network, dns_config) in a cluster with `config`."""
+    if node is None and not pod.dns_config and (pod.dns_policy or "ClusterFirst") in _PLAIN_POLICIES:
+        return _plain_pod_resolv_conf(pod.namespace, pod.dns_policy or "ClusterFirst", bool(pod.host_network),
+                                      getattr(config, "cluster_domain", "cluster.local"),
+                                      getattr(config, "dns_service_ip", "10.96.0.10"),
+                                      getattr(config, "node_network", "192.168.49.0/24"))
+    return _pod_resolv_conf(pod, config, node)
+
+
+_PLAIN_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default")
+
+
+@functools.lru_cache(maxsize=1024)
+def _plain_pod_resolv_conf(namespace: str, policy: str, host_network: bool, domain: str, dns_ip: str,
+                           node_network: str) -> ResolvConf:
+    """GetPodDNS of a pod without dnsConfig: a function of these fields alone (every by-name trace
+    from a pod asks, so it is worked out once per namespace and policy)."""
+    from types import SimpleNamespace
+    pod = SimpleNamespace(namespace=namespace, name="", dns_policy=policy, host_network=host_network,
+                          dns_config=None)
+    config = SimpleNamespace(cluster_domain=domain, dns_service_ip=dns_ip, node_network=node_network)
+    return _pod_resolv_conf(pod, config, None)
+
+
+def _pod_resolv_conf(pod: Any, config: Any, node: Optional[ResolvConf]) -> ResolvConf:
     node = node or node_resolv_conf(config)
     policy = pod.dns_policy or "ClusterFirst"
     if policy not in DNS_POLICIES:

@@ -16,6 +16,7 @@ only rcode, TC and the answer records of a reply; anything beyond A records goes
 from __future__ import annotations
 
 import copy
+import functools
 import random
 import socket
 import struct
@@ -228,41 +229,55 @@ def build_query(qname: str, qtype: str, ident: Optional[int] = None) -> bytes:
     labels go through dnslib."""
     if ident is None:
         ident = random.randint(0, 65535)
-    t = getattr(QTYPE, qtype, None) if isinstance(qtype, str) else qtype
-    name = qname.rstrip(".")
-    if t is None or not qname.isascii() or ".." in qname or "\\" in qname:
+    tail = _question_tail(qname, qtype)
+    if tail is None:
         q = DNSRecord.question(qname, qtype)
         q.header.id = ident
         return q.pack()
+    return ident.to_bytes(2, "big") + tail
+
+
+@functools.lru_cache(maxsize=4096)
+def _question_tail(qname: str, qtype: Any) -> Optional[bytes]:
+    """A plain query's bytes after its ID (flags RD, one question, class IN), or None when the name
+    or type needs dnslib. A pure function of its arguments, so kept for the names asked again (a
+    pod's search walk asks the same few names over and over)."""
+    t = getattr(QTYPE, qtype, None) if isinstance(qtype, str) else qtype
+    name = qname.rstrip(".")
+    if t is None or not qname.isascii() or ".." in qname or "\\" in qname:
+        return None
     parts = [b""]
     if name:
         for label in name.split("."):
             b = label.encode()
             if not 0 < len(b) < 64:
-                q = DNSRecord.question(qname, qtype)
-                q.header.id = ident
-                return q.pack()
+                return None
             parts.append(bytes((len(b),)) + b)
-    return struct.pack("!6H", ident, 0x0100, 1, 0, 0, 0) + b"".join(parts[1:]) + b"\x00" + \
-        struct.pack("!HH", t, 1)
+    return struct.pack("!5H", 0x0100, 1, 0, 0, 0) + b"".join(parts[1:]) + b"\x00" + struct.pack("!HH", t, 1)
 
 
 def read_reply(data: bytes) -> Any:
     """A `Reply` when every answer record is an IN A record (or there are none), else the full
     dnslib DNSRecord. Malformed bytes raise as DNSRecord.parse does."""
+    data = bytes(data)
     try:
-        return _read_a_only(data)
+        rcode, tc, records = _read_a_only(data[2:])
     except (IndexError, ValueError, struct.error):
-        pass
-    return DNSRecord.parse(data)
+        return DNSRecord.parse(data)
+    return Reply(ReplyHeader((data[0] << 8) | data[1], rcode, tc), records)
 
 
 class _NotPlain(ValueError):
     pass
 
 
-def _read_a_only(data: bytes) -> Reply:
-    ident, flags, qd, an = struct.unpack_from("!4H", data, 0)
+@functools.lru_cache(maxsize=4096)
+def _read_a_only(body: bytes) -> tuple[int, int, tuple[AnswerRecord, ...]]:
+    """(rcode, TC, A records) of a reply given its bytes after the ID. A pure function of them (the
+    ID is not read, and a name's compression pointer is skipped, never followed), so a reply served
+    again with another ID is not read twice; what is not plain raises (and is not kept)."""
+    data = b"\x00\x00" + body
+    _ident, flags, qd, an = struct.unpack_from("!4H", data, 0)
     i = 12
     for _ in range(qd):
         i = _skip_name(data, i) + 4
@@ -277,7 +292,7 @@ def _read_a_only(data: bytes) -> Reply:
         i += 4
     if i > len(data):
         raise _NotPlain("short")
-    return Reply(ReplyHeader(ident, flags & 0xF, (flags >> 9) & 1), tuple(records))
+    return flags & 0xF, (flags >> 9) & 1, tuple(records)
 
 
 def _skip_name(data: bytes, i: int) -> int:

@@ -30,3 +30,6 @@ def test_bench_dns_trace_quick(tmp_path):
     assert res["first_trace_delivered"] and res["dns_queries_per_trace"] == 2        # A + AAAA, first search domain
     assert res["by_name_traces_per_s"]["median"] > 0 and len(res["by_name_traces_per_s"]["rounds"]) == 2
     assert res["by_ip_traces_per_s"]["median"] > 0
+    share = res["by_name_share"]               # where a by-name trace's time goes (CPU time)
+    assert 0 < share["dns_client_cpu_us"]["median"] < share["lookup_cpu_us"]["median"]
+    assert share["dns_server_us"]["median"] > 0 and len(share["lookup_cpu_us"]["rounds"]) == 2

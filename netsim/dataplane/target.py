@@ -16,6 +16,7 @@ cluster model (they could not resolve them; the trace says so).
 """
 from __future__ import annotations
 
+import functools
 import random
 import re
 from dataclasses import dataclass, field
@@ -71,11 +72,19 @@ class Resolved:
 
 
 def parse_target(text: str) -> Target:
-    target = _parse_target(text)
-    why = name_problem(target.host)
+    fields, why = _parsed_target(text)
     if why:
-        raise TargetError(f"--to {text}: {target.host!r} is not a legal name ({why})")
-    return target
+        raise TargetError(f"--to {text}: {fields[1]!r} is not a legal name ({why})")
+    return Target(*fields)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_target(text: str) -> tuple[tuple, str]:
+    """The fields of ``_parse_target(text)`` and ``name_problem`` of its host: a pure function of the
+    text, kept because ``--count N`` and the benchmarks parse the same target again and again (a
+    fresh Target is still built from them each time). A TargetError is raised, never kept."""
+    t = _parse_target(text)
+    return (t.text, t.host, t.port, t.port_name, t.http, t.path), name_problem(t.host)
 
 
 def _parse_target(text: str) -> Target:
@@ -225,30 +234,45 @@ def _resolve_by_dns(walker, client_host, name: str, walks: Optional[list] = None
     capture = walks is not None
     src = client_host.interfaces["eth0"].ip
 
+    rcodes = _rcode_names()
+    clients = walker._clients              # client_socket() inlined, as walk.connect does (per query)
+    send = walker.send
+    rng = walker.rng
+
+    def send_reply(origin, rp):
+        # The replies a query provoked are walked without another sync, as walk.connect walks a
+        # connection's replies: nothing can change the cluster between a query and its answer.
+        return walker._walk(walker._current(origin), rp, "reply", capture)
+
     def query(qname: str, qtype: str):
         qid = random.randint(0, 65535)         # the query ID, drawn as dnslib's DNSRecord.question draws it
         payload = build_query(qname, qtype, qid)
-        sport = walker.rng.randint(32768, 60999)
+        sport = rng.randint(32768, 60999)
         # glibc res_send connects its UDP socket: inet_id starts at a random value (socket_ip_id)
         pkt = Packet.udp(src, server, sport, 53, payload=payload, ident=socket_ip_id(sport << 16 | qid))
-        with walker.client_socket(client_host, IPPROTO_UDP, sport):
-            end, qpt = walker.send(client_host, pkt, capture=capture)
+        waiting = clients.setdefault(client_host.name, set())
+        key = (IPPROTO_UDP, sport)
+        waiting.add(key)
+        try:
+            end, qpt = send(client_host, pkt, capture=capture)
             if capture:
                 walks.append(qpt)
             served = end.owner or (end.host.name if end.host else "?")
             for origin, rp in end.generated:
-                rend, rpt = walker.send(origin, rp, "reply", capture=capture)
+                rend, rpt = send_reply(origin, rp)
                 if capture:
                     walks.append(rpt)
                 if rend.disposition == "CLIENT" and rend.pkt is not None and not rend.pkt.is_icmp_error:
                     reply = read_reply(rend.pkt.payload)     # rcode, TC and the answers only
-                    ans = ", ".join(str(r.rdata) for r in reply.rr) or "-"
+                    ans = ", ".join([str(r.rdata) for r in reply.rr]) or "-"
                     tc = " TC=1 (truncated)" if reply.header.tc else ""
                     notes.append(f"DNS {qname} {qtype} -> {server}:53 (DNAT to {served}): "
-                                 f"{_rcode(reply)}{tc} {ans}")
+                                 f"{rcodes[reply.header.rcode]}{tc} {ans}")
                     return reply
             notes.append(f"DNS {qname} {qtype} -> {server}:53: no reply ({end.disposition} {end.detail})")
             return None
+        finally:
+            waiting.discard(key)
 
     def query_tcp(qname: str, qtype: str):
         """TC=1: glibc asks again over TCP. The connection to the nameserver is walked (handshake
@@ -285,8 +309,14 @@ def _resolve_by_dns(walker, client_host, name: str, walks: Optional[list] = None
 
 
 def _rcode(reply) -> str:
+    return _rcode_names()[reply.header.rcode]
+
+
+@functools.lru_cache(maxsize=1)
+def _rcode_names() -> dict[int, str]:
+    """dnslib's RCODE.get for every 4-bit rcode (a header's rcode field), as a plain dict."""
     from dnslib import RCODE
-    return RCODE.get(reply.header.rcode)
+    return {i: RCODE.get(i) for i in range(16)}
 
 
 def coredns_handler(cluster) -> Any:
