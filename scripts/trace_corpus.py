@@ -1,33 +1,51 @@
-"""Record what the data plane does on a fixed corpus, to prove a refactoring changed nothing.
+"""The trace corpus: what ``netsim trace`` prints on a fixed set of connections, to prove that a
+change to the data plane (a refactoring, a speed-up) changed nothing a user sees.
 
-    python scripts/trace_corpus.py OUT.txt            # then, after the change: ... OUT2.txt; diff OUT.txt OUT2.txt
+    python scripts/trace_corpus.py                 # regenerate tests/data/trace_corpus/ (review the diff!)
+    python scripts/trace_corpus.py OUT_DIR         # write it elsewhere, then: diff -r tests/data/trace_corpus OUT_DIR
 
-For every proxy mode (iptables, ipvs, none) on the built-in examples and the data-plane scenario
-cluster of tests/ (VXLAN and host-gw), it walks a connection from every pod, every node and the
-external host to every Service address (ClusterIP, NodePorts on every node, LoadBalancer and
-external IPs, per port and protocol), every pod IP, and the Services by name; then again (conntrack
-and IPVS state carry over), then after deleting a pod and stopping a node. It writes each trace as
-``netsim trace -v`` prints it and as JSON, with the packets' pcap notes, and each node's
-``conntrack -L`` at the end. Same seed, same corpus: any difference in the output is a change in
-behaviour.
+tests/test_trace_corpus.py walks the same connections and compares byte for byte. The corpus is a
+regression record of the emulator's own output (not a fidelity golden: goldens come from upstream
+tests or the real kernel): regenerate it only for a change meant to alter what traces print.
+
+For every proxy mode (iptables, ipvs, nftables) and cluster (the built-in examples and the data-plane
+scenario cluster of tests/test_walker_scenarios.py, VXLAN and host-gw), it walks a connection from
+one pod on each node, one node and the external host to every address a client can aim at
+(ClusterIP, NodePort on every node, LoadBalancer and external IPs, per port and protocol, every pod
+IP, the Services by name); then again three seconds later (conntrack, IPVS connections, affinity
+carry over), then after deleting a pod and stopping a node. Each record is the trace as ``netsim
+trace -v`` prints it, the CRC-32 of its JSON form (``-o json``) and of every captured packet.
+Each (mode, cluster, target) is one gzip file (fixed header time, so regenerating changes no
+bytes); each (mode, cluster) also keeps every node's ``conntrack -L`` at the end.
 """
 from __future__ import annotations
 
+import gzip
+import io
 import random
+import re
 import sys
 import zlib
 from pathlib import Path
 
 import netsim
 
-HERE = Path(__file__).resolve().parent
-MODES = ("iptables", "ipvs", "none")
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "tests" / "data" / "trace_corpus"
+MODES = ("iptables", "ipvs", "nftables")
+EXAMPLES = ("httpd-app", "kubectl-httpd", "shop")
+SCENARIO_NETWORKS = ("vxlan", "host-gw")
+CLUSTERS = EXAMPLES + tuple(f"scenario-{net}" for net in SCENARIO_NETWORKS)
+CONNTRACK = "_conntrack"
 
 
-def _scenario(pod_network: str) -> str:
-    sys.path.insert(0, str(HERE.parent / "tests"))
-    from walker_cluster import SCENARIO_YAML
-    return SCENARIO_YAML % {"pod_network": pod_network}
+def source_text(cluster: str) -> str:
+    """What netsim.load() takes for ``cluster`` (an example name or scenario-NETWORK)."""
+    if cluster.startswith("scenario-"):
+        sys.path.insert(0, str(ROOT / "tests"))
+        from walker_cluster import SCENARIO_YAML
+        return SCENARIO_YAML % {"pod_network": cluster.removeprefix("scenario-")}
+    return f"example:{cluster}"
 
 
 def _destinations(emu: netsim.Emulator) -> list[tuple[str, str]]:
@@ -53,32 +71,45 @@ def _destinations(emu: netsim.Emulator) -> list[tuple[str, str]]:
 
 
 def _sources(emu: netsim.Emulator) -> list[tuple[str, str]]:
+    """(--from, -n): the first pod (by namespace/name) on each node, the first node, the external host."""
     c = emu.cluster
-    return ([(f"pod/{p.name}", p.namespace) for p in c.pods() if p.ip and not p.host_network]
-            + [(f"node/{n.name}", "default") for n in c.nodes()] + [("external", "default")])
+    per_node: dict[str, tuple[str, str]] = {}
+    for p in sorted((p for p in c.pods() if p.ip and not p.host_network), key=lambda p: (p.namespace, p.name)):
+        per_node.setdefault(p.node_name, (f"pod/{p.name}", p.namespace))
+    nodes = c.nodes()
+    return [per_node[n.name] for n in nodes if n.name in per_node] + \
+        [(f"node/{nodes[0].name}", "default"), ("external", "default")]
 
 
-def _walk_all(emu: netsim.Emulator, mode: str, out: list[str], label: str) -> None:
+def _walk_all(emu: netsim.Emulator, mode: str, out: dict[str, list[str]], phase: str) -> None:
     dests = _destinations(emu)
     for src, ns in _sources(emu):
         for dst, proto in dests:
-            head = f"### {label} mode={mode} {src} -n {ns} -> {dst} ({proto})"
+            lines = out.setdefault(f"{dst} {proto}", [])
+            lines.append(f"### {phase} {src} -n {ns} -> {dst} ({proto})")
             try:
                 t = emu.trace(src, dst, proto=proto, namespace=ns, mode=mode, capture=True)
             except ValueError as e:
-                out += [head, f"error: {e}"]
+                lines.append(f"error: {e}")
                 continue
             walks = list(t.packets) + [w for _i, w in t.capture_only]
-            notes = [f"{h}/{i} {zlib.crc32(b):08x} {n}" for pkt in walks for (h, i, b, n) in (pkt.pcap or [])]
-            out += [head, t.render(verbose=True), t.to_json(), *notes]
+            lines.append(t.render(verbose=True))
+            lines.append(f"json crc32 {zlib.crc32(t.to_json().encode()):08x}")
+            lines += [f"pcap {h}/{i} {zlib.crc32(b):08x} {n}" for pkt in walks for (h, i, b, n) in (pkt.pcap or [])]
 
 
-def record(out: list[str], name: str, source: str) -> None:
-    for mode in MODES:
-        emu = netsim.load(source, mode=mode, seed=7)
-        _walk_all(emu, mode, out, f"{name} first")
+def record(mode: str, cluster: str) -> dict[str, str]:
+    """The corpus of one (mode, cluster): target ("DST PROTO", or _conntrack) -> text."""
+    state = random.getstate()
+    # dnslib's DNSRecord.question draws the id of the query CoreDNS forwards upstream from the
+    # global RNG (netsim.dataplane.target): seed it so the corpus is reproducible
+    random.seed(0)
+    try:
+        emu = netsim.load(source_text(cluster), mode=mode, seed=7)
+        out: dict[str, list[str]] = {}
+        _walk_all(emu, mode, out, "first")
         emu.advance(3)
-        _walk_all(emu, mode, out, f"{name} again")
+        _walk_all(emu, mode, out, "again")
         pods = [p for p in emu.cluster.pods() if p.ip and not p.host_network and p.namespace == "default"]
         if pods:
             emu.delete_pod(pods[0].name, pods[0].namespace, grace_period=0)
@@ -86,24 +117,49 @@ def record(out: list[str], name: str, source: str) -> None:
         if len(nodes) > 1:
             emu.stop_node(nodes[-1].name)
         emu.advance(60)
-        _walk_all(emu, mode, out, f"{name} faults")
-        out.append(f"### {name} mode={mode} conntrack")
-        out.append(emu.conntrack(mode))
+        _walk_all(emu, mode, out, "faults")
+        out[CONNTRACK] = [emu.conntrack(mode)]
+    finally:
+        random.setstate(state)
+    return {target: "\n".join(lines) + "\n" for target, lines in out.items()}
+
+
+def file_name(target: str) -> str:
+    """A file name for a target: 'http://web.default tcp' -> 'http_web.default_tcp.txt.gz'."""
+    return re.sub(r"[^A-Za-z0-9.\-]+", "_", target).strip("_") + ".txt.gz"
+
+
+def case_dir(base: Path, mode: str, cluster: str) -> Path:
+    return base / mode / cluster
+
+
+def gzip_bytes(text: str) -> bytes:
+    """gzip with a fixed header (no name, mtime 0): the same text always gives the same bytes."""
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0, compresslevel=9) as f:
+        f.write(text.encode())
+    return buf.getvalue()
+
+
+def write(base: Path, mode: str, cluster: str, corpus: dict[str, str]) -> int:
+    d = case_dir(base, mode, cluster)
+    d.mkdir(parents=True, exist_ok=True)
+    for stale in d.glob("*.txt.gz"):
+        stale.unlink()
+    for target, text in corpus.items():
+        (d / file_name(target)).write_bytes(gzip_bytes(text))
+    return len(corpus)
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        sys.exit("usage: python scripts/trace_corpus.py OUT.txt")
-    # dnslib's DNSRecord.question draws the id of the query CoreDNS forwards upstream from the
-    # global RNG (netsim.dataplane.target): seed it so the corpus is reproducible
-    random.seed(0)
-    out: list[str] = []
-    for name in ("httpd-app", "kubectl-httpd", "shop"):
-        record(out, name, f"example:{name}")
-    for net in ("vxlan", "host-gw"):
-        record(out, f"scenario-{net}", _scenario(net))
-    Path(sys.argv[1]).write_text("\n".join(out) + "\n")
-    print(f"{sys.argv[1]}: {sum(1 for line in out if line.startswith('### '))} records")
+    if len(sys.argv) > 2:
+        sys.exit("usage: python scripts/trace_corpus.py [OUT_DIR]  (default tests/data/trace_corpus)")
+    base = Path(sys.argv[1]) if len(sys.argv) == 2 else CORPUS
+    files = 0
+    for mode in MODES:
+        for cluster in CLUSTERS:
+            files += write(base, mode, cluster, record(mode, cluster))
+    print(f"{base}: {files} files")
 
 
 if __name__ == "__main__":
