@@ -235,6 +235,11 @@ def _resolve_by_dns(walker, client_host, name: str, walks: Optional[list] = None
     src = client_host.interfaces["eth0"].ip
 
     rcodes = _rcode_names()
+    src_addr = ip2int(src) if isinstance(src, str) else src         # the addresses as the packet holds them
+    try:
+        server_addr = ip2int(server)
+    except (PacketError, ValueError, OSError):
+        server_addr = server                    # Packet.udp says what is wrong with it, as before
     clients = walker._clients              # client_socket() inlined, as walk.connect does (per query)
     send = walker.send
     rng = walker.rng
@@ -249,7 +254,7 @@ def _resolve_by_dns(walker, client_host, name: str, walks: Optional[list] = None
         payload = build_query(qname, qtype, qid)
         sport = rng.randint(32768, 60999)
         # glibc res_send connects its UDP socket: inet_id starts at a random value (socket_ip_id)
-        pkt = Packet.udp(src, server, sport, 53, payload=payload, ident=socket_ip_id(sport << 16 | qid))
+        pkt = Packet.udp(src_addr, server_addr, sport, 53, payload=payload, ident=socket_ip_id(sport << 16 | qid))
         waiting = clients.setdefault(client_host.name, set())
         key = (IPPROTO_UDP, sport)
         waiting.add(key)
