@@ -41,8 +41,10 @@ def join_host_port(ip: str, port: int) -> str:
 
 
 def _hash16(text: str) -> str:
+    # the first 16 base32 characters encode exactly the digest's first 10 bytes (80 bits): encoding
+    # only those gives the same characters as kube-proxy's encoding of all 32, a third of the work
     digest = hashlib.sha256(text.encode()).digest()
-    return base64.b32encode(digest).decode()[:16]
+    return base64.b32encode(digest[:10]).decode()
 
 
 def port_proto_hash(svc_port_name: str, protocol: str) -> str:

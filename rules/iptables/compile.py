@@ -14,6 +14,7 @@ A chain is compiled when a packet first enters it (or its compiled view is first
 """
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -84,7 +85,7 @@ class CompiledChain:
     def __init__(self, chain: Chain, min_rules: int = INDEX_MIN_RULES, scanners=None) -> None:
         self._rules: Optional[tuple] = None         # (rule 0, ..., rule n-1, constant 0, ...) once compiled
         self._scan: Optional[Callable[[Any, Any, int, tuple], int]] = None
-        self.n = len(chain.rules)
+        self.n = chain.n_rules
         self._indexed = False
         # shape -> {packed key: position, or a tuple of positions}; see candidate_lists
         self.shapes: list[tuple[tuple[bool, bool, bool], dict[int, Any]]] = []
@@ -337,6 +338,9 @@ def index_key(rule: Rule) -> Optional[tuple[tuple[bool, bool, bool], tuple]]:
     return shape, key
 
 
+_JUMP_WORD = re.compile(r'(?:^|\s)(?:-j|--jump|-g|--goto)\s+"?([^\s"]+)')
+
+
 def check_loops(table: Table, source: str = "<dump>") -> None:
     """iptables-restore refuses a ruleset whose jumps form a loop (ELOOP); so do we.
 
@@ -344,13 +348,22 @@ def check_loops(table: Table, source: str = "<dump>") -> None:
     keeping the whole graph alive until the next full GC, and deep chains would hit the
     recursion limit)."""
     chains = table.chains
-    graph: dict[str, list[tuple[str, Rule]]] = {}
+    graph: dict[str, list[tuple[str, int]]] = {}
     for name, c in chains.items():
         edges = []
-        for r in c.rules:
+        raw = getattr(c, "raw", None)
+        if raw:
+            # a lazy chain's unparsed lines (parse(lazy=True)): every word after -j/-g that names a
+            # user chain, a superset of the jumps (a quoted comment could add one), so no loop is missed
+            for lineno, line in raw:
+                for target in _JUMP_WORD.findall(line):
+                    to = chains.get(target)
+                    if to is not None and to.policy is None:
+                        edges.append((target, lineno))
+        for r in (c._parsed if raw else c.rules):      # type: ignore[attr-defined]
             t = r.target_spec
             if t is not None and t.action is None and t.name in chains:
-                edges.append((t.name, r))
+                edges.append((t.name, r.line))
         graph[name] = edges
     state: dict[str, int] = {}            # 1: on the current path, 2: done
     for root, root_edges in graph.items():
@@ -360,10 +373,10 @@ def check_loops(table: Table, source: str = "<dump>") -> None:
         stack = [(root, iter(root_edges))]
         while stack:
             name, edges_it = stack[-1]
-            for nxt, rule in edges_it:
+            for nxt, line in edges_it:
                 s = state.get(nxt, 0)
                 if s == 1:
-                    raise IptablesError(f"{source}:{rule.line}: jump to {nxt} makes a loop in table {table.name}")
+                    raise IptablesError(f"{source}:{line}: jump to {nxt} makes a loop in table {table.name}")
                 if s == 0:
                     state[nxt] = 1
                     stack.append((nxt, iter(graph[nxt])))

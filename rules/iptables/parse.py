@@ -11,7 +11,7 @@ from typing import Optional
 from netsim.rules.iptables import matches as M
 from netsim.rules.iptables import targets as T
 from netsim.rules.iptables.ruleset import (
-    BUILTIN_CHAINS, Chain, Header, IptablesError, Match, Opt, Rule, Ruleset, Table, Target, gc_paused,
+    BUILTIN_CHAINS, Chain, Header, IptablesError, LazyChain, Match, Opt, Rule, Ruleset, Table, Target, gc_paused,
 )
 from netsim.rules.iptables.values import parse_cidr, parse_proto, render_proto
 
@@ -99,9 +99,10 @@ def _unquote(line: str, where: str) -> str:
 
 
 class _Parser:
-    def __init__(self, source: str, lenient: bool) -> None:
+    def __init__(self, source: str, lenient: bool, lazy: bool = False) -> None:
         self.source = source
         self.lenient = lenient
+        self.lazy = lazy and not lenient
         self.rs = Ruleset(source=source)
         self.table: Optional[Table] = None
         self.pending: list[tuple[Rule, str, tuple, bool, str]] = []   # rules whose target awaits COMMIT
@@ -123,6 +124,14 @@ class _Parser:
                 continue
             first = line[0]
             if first == "-" and self.table is not None:
+                if self.lazy and line.startswith("-A "):
+                    parts = line.split(None, 2)
+                    chain = self.table.chains.get(parts[1]) if len(parts) > 1 else None
+                    if isinstance(chain, LazyChain):
+                        chain.raw.append((lineno, line))     # parsed when first read
+                        continue
+                    if chain is not None:
+                        chain.rules                          # (parses what it holds first: order kept)
                 self.command(line, lineno)             # the common case: a rule
             elif first == "#":
                 continue
@@ -153,7 +162,7 @@ class _Parser:
         if t is None:
             t = Table(name, line=lineno)
             for c in BUILTIN_CHAINS[name]:
-                t.chains[c] = Chain(c, "ACCEPT", line=0)
+                t.chains[c] = self.new_chain(t, c, "ACCEPT", 0)
             self.rs.tables[name] = t
         self.table = t
 
@@ -181,7 +190,7 @@ class _Parser:
                 raise IptablesError(f"{w}: chain name {name!r} is longer than 28 characters")
             c = self.table.chains.get(name)
             if c is None:
-                self.table.chains[name] = Chain(name, None, line=lineno, counters=counters)
+                self.table.chains[name] = self.new_chain(self.table, name, None, lineno, counters)
             else:
                 c.rules.clear()   # iptables-restore flushes a declared chain
                 c.line = lineno
@@ -218,7 +227,8 @@ class _Parser:
             else:
                 chain.rules.insert(pos - 1, rule)
         elif cmd in ("-N", "--new-chain") and len(toks) == 2:
-            self.table.chains.setdefault(toks[1], Chain(toks[1], None, line=lineno))
+            if toks[1] not in self.table.chains:
+                self.table.chains[toks[1]] = self.new_chain(self.table, toks[1], None, lineno)
         elif cmd in ("-X", "--delete-chain") and len(toks) == 2:
             if toks[1] not in self.table.chains or self.table.chains[toks[1]].builtin:
                 raise IptablesError(f"{w}: -X of unknown or built-in chain {toks[1]!r}")
@@ -235,6 +245,32 @@ class _Parser:
             c.policy = toks[2]
         else:
             raise IptablesError(f"{w}: expected a rule '-A CHAIN ...', got {cmd!r}")
+
+    def new_chain(self, table: Table, name: str, policy: Optional[str], lineno: int,
+                  counters: Optional[tuple[int, int]] = None) -> Chain:
+        if not self.lazy:
+            return Chain(name, policy, line=lineno, counters=counters)
+        return LazyChain(name, policy, lineno, counters, loader=lambda c: self.load(table, c))
+
+    def load(self, table: Table, chain: LazyChain) -> None:
+        """Parse a lazy chain's ``-A`` lines: while its table is being read, as the eager parser
+        would (targets resolved at COMMIT); afterwards with the table's chains all declared."""
+        raw, chain.raw = chain.raw, []
+        if self.table is table:
+            for lineno, line in raw:
+                w = self.where(lineno)
+                chain._parsed.append(self.rule(chain.name, tokenize(line, w)[2:], lineno, line, None, w))
+            return
+        outer, pending = self.table, self.pending
+        self.table, self.pending = table, []
+        try:
+            with gc_paused():
+                for lineno, line in raw:
+                    w = self.where(lineno)
+                    chain._parsed.append(self.rule(chain.name, tokenize(line, w)[2:], lineno, line, None, w))
+                self.commit()
+        finally:
+            self.table, self.pending = outer, pending
 
     # -- one rule -----------------------------------------------------------------------------
     def rule(self, chain: str, toks: list[str], lineno: int, text: str, counters, w: str) -> Rule:
@@ -468,7 +504,12 @@ def _counters(text: str, where: str) -> tuple[int, int]:
         raise IptablesError(f"{where}: expected counters like [0:0], got {text!r}") from None
 
 
-def parse(text: str, *, source: str = "<dump>", lenient: bool = False) -> Ruleset:
-    """Parse iptables-save (or iptables-restore) text; see module docstring for errors and lenient mode."""
+def parse(text: str, *, source: str = "<dump>", lenient: bool = False, lazy: bool = False) -> Ruleset:
+    """Parse iptables-save (or iptables-restore) text; see module docstring for errors and lenient mode.
+
+    With ``lazy`` (not with ``lenient``) the tables, chains, policies and the chain of every rule
+    are read now, each ``-A`` rule's matches and target when its chain's rules are first read
+    (:class:`LazyChain`): an error in a rule's options is then raised there. For text this program
+    wrote itself (a node's kube-proxy rules), which a trace enters in a few chains."""
     with gc_paused():
-        return _Parser(source, lenient).run(text)
+        return _Parser(source, lenient, lazy).run(text)

@@ -97,3 +97,62 @@ def endpoints_for_node(cluster: Any, ports: list[ServicePortInfo], node_name: st
                                         ready=e.ready, serving=e.serving, terminating=e.terminating))
         result[endpoints_key(svc)] = eps
     return result
+
+
+def node_sensitive_services(cluster: Any) -> tuple[frozenset[str], bool]:
+    """What makes one node's rules differ from another's, cluster-wide: the Services (``ns/name``)
+    whose text depends on which of their endpoints are on the node, and whether any rule reads
+    the node's own IP.
+
+    In syncProxyRules a node enters the text only through (a) the Local-policy chains (KUBE-SVL-*,
+    their endpoints' KUBE-SEP-* chains and the "has no local endpoints" DROPs: categorize_endpoints'
+    ``local`` list), (b) the deduplication of an ``IP:port`` that two slices list (sort_endpoints
+    keeps the local copy), (c) a LoadBalancer firewall chain's "allow from node" rules (the node IP
+    inside loadBalancerSourceRanges) and (d) the nodePortAddresses' node IPs (read from the
+    ProxierConfig). The first three are per Service and rare; this finds them, conservatively."""
+    sensitive: set[str] = set()
+    node_ip = False
+    for svc in cluster.services():
+        if svc.internal_traffic_policy == "Local" or svc.external_traffic_policy == "Local":
+            sensitive.add(f"{svc.namespace}/{svc.name}")
+        if svc.type == "LoadBalancer" and svc.load_balancer_source_ranges:
+            node_ip = True
+    seen: dict[str, set[str]] = {}
+    for s in cluster.endpoint_slices():
+        key = f"{s.namespace}/{s.service_name}"
+        if key in sensitive or s.address_type != "IPv4":
+            continue
+        addrs = seen.setdefault(key, set())
+        for e in s.endpoints:
+            if e.addresses:
+                if e.addresses[0] in addrs:
+                    sensitive.add(key)
+                    break
+                addrs.add(e.addresses[0])
+    return frozenset(sensitive), node_ip
+
+
+def node_rules_key(cluster: Any, node_name: str, sensitive: tuple[frozenset[str], bool]) -> tuple:
+    """Two nodes with the same key get the same kube-proxy text (render(cluster, node) is equal):
+    their ProxierConfig without the node's name (and without its addresses where no rule reads
+    them), the addresses of their own endpoints of each node-sensitive Service
+    (:func:`node_sensitive_services`), and, for a node running hostPort pods, the node itself
+    (CNI portmap's chains name its sandboxes). Every ProxierConfig field counts, so a field added
+    later makes nodes differ rather than share wrongly."""
+    import dataclasses
+    services, needs_node_ip = sensitive
+    cfg = proxier_config_for_node(cluster, node_name)
+    skip = {"node_name"}
+    if not needs_node_ip:
+        skip.add("node_ip")
+    if cfg.node_port_addresses is None:
+        skip.add("node_ips")
+    key: list[Any] = [(f.name, repr(getattr(cfg, f.name))) for f in dataclasses.fields(cfg) if f.name not in skip]
+    for svc in sorted(services):
+        ns, _, name = svc.partition("/")
+        local = sorted(e.addresses[0] for s in cluster.endpoint_slices(namespace=ns, service=name)
+                       for e in s.endpoints if e.addresses and e.node_name == node_name)
+        key.append((svc, tuple(local)))
+    if any(p.node_name == node_name for p in cluster.host_port_pods()):
+        key.append(("hostPorts", node_name))
+    return tuple(key)

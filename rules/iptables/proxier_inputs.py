@@ -6,6 +6,7 @@ exactly the inputs of kube-proxy's own unit tests.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Optional
@@ -156,8 +157,9 @@ class ServicePortInfo:
             if not 0 <= int(value) < 65536 or (label == "port" and int(value) == 0):
                 raise ProxierInputError(f"{where}: {label} {value!r} is not a valid port")
 
-    # --- names (newServiceInfo) ---
-    @property
+    # --- names (newServiceInfo; each hashed once per ServicePortInfo: a sync writes a chain's
+    # name in its declaration, its rules and every jump to it) ---
+    @functools.cached_property
     def name_string(self) -> str:
         return service_port_name(self.namespace, self.name, self.port_name)
 
@@ -165,24 +167,31 @@ class ServicePortInfo:
     def proto(self) -> str:
         return self.protocol.lower()
 
-    @property
+    @functools.cached_property
     def cluster_policy_chain(self) -> str:
         return service_chain_name(self.name_string, self.proto)
 
-    @property
+    @functools.cached_property
     def local_policy_chain(self) -> str:
         return service_local_chain_name(self.name_string, self.proto)
 
-    @property
+    @functools.cached_property
     def firewall_chain(self) -> str:
         return firewall_chain_name(self.name_string, self.proto)
 
-    @property
+    @functools.cached_property
     def external_chain(self) -> str:
         return external_chain_name(self.name_string, self.proto)
 
     def endpoint_chain(self, endpoint: EndpointInfo) -> str:
-        return endpoint_chain_name(self.name_string, self.proto, endpoint.string)
+        names = self.__dict__.get("_sep_names")
+        if names is None:
+            names = self.__dict__["_sep_names"] = {}
+        ep = endpoint.string
+        name = names.get(ep)
+        if name is None:
+            name = names[ep] = endpoint_chain_name(self.name_string, self.proto, ep)
+        return name
 
     # --- policy helpers (pkg/proxy/serviceport.go, BaseServicePortInfo) ---
     def externally_accessible(self) -> bool:
