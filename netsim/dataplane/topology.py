@@ -139,8 +139,87 @@ def external_ip_node(cluster) -> Optional[str]:
     return ready[0] if ready else None
 
 
+_MISSING = object()
+
+
+class LazyMap(dict):
+    """A dict some of whose entries are built on first use: ``pending`` holds their keys, and
+    ``build(key)`` inserts the entry (and whatever else it wires). Lookups (``[]``, ``get``, ``in``)
+    build one entry; iterating, ``len`` and the views build them all first and then hold the order
+    an eager build would have given (``order()``). A cluster with 50,000 pods wires the few a
+    packet reaches."""
+
+    __slots__ = ("pending", "_build", "_order", "_shuffled")
+
+    def __init__(self, build, order=None) -> None:
+        super().__init__()
+        self.pending: dict = {}
+        self._build = build
+        self._order = order
+        self._shuffled = False
+
+    def _one(self, key):
+        self._shuffled = True
+        self._build(key)
+        return dict.__getitem__(self, key)
+
+    def __missing__(self, key):
+        if key in self.pending:
+            return self._one(key)
+        raise KeyError(key)
+
+    def get(self, key, default=None):
+        v = dict.get(self, key, _MISSING)
+        if v is _MISSING:
+            return self._one(key) if key in self.pending else default
+        return v
+
+    def __contains__(self, key) -> bool:
+        return dict.__contains__(self, key) or key in self.pending
+
+    def build_all(self) -> None:
+        if self.pending:
+            for key in list(self.pending):
+                if key in self.pending:
+                    self._one(key)
+        if self._shuffled and self._order is not None:
+            items = [(k, dict.__getitem__(self, k)) for k in self._order() if dict.__contains__(self, k)]
+            dict.clear(self)
+            dict.update(self, items)
+        self._shuffled = False
+
+    def __iter__(self):
+        self.build_all()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self.build_all()
+        return dict.__len__(self)
+
+    def keys(self):
+        self.build_all()
+        return dict.keys(self)
+
+    def values(self):
+        self.build_all()
+        return dict.values(self)
+
+    def items(self):
+        self.build_all()
+        return dict.items(self)
+
+    def __reduce__(self):
+        self.build_all()
+        return (dict, (dict(self.items()),))
+
+
 class Topology:
-    """All hosts of one cluster, wired as a kubeadm + flannel cluster wires them."""
+    """All hosts of one cluster, wired as a kubeadm + flannel cluster wires them.
+
+    Nodes and the external hosts are built at once; a pod's host (its eth0, routes, resolv.conf
+    and its place on its node's cni0 segment) when it is first looked up: by name in ``hosts``, by
+    address in ``by_pod_ip`` or in the segment's ARP table (:class:`LazyMap`). Address clashes are
+    still found while building (the pods concerned are wired then, raising as before)."""
 
     @deferred_gc()                 # tens of thousands of long-lived hosts (netsim.control.heap)
     def __init__(self, cluster) -> None:
@@ -149,8 +228,10 @@ class Topology:
         self.pod_network = cfg.pod_network
         if self.pod_network not in ("vxlan", "host-gw"):
             raise TopologyError(f"pod_network: expected vxlan or host-gw, got {self.pod_network!r}")
-        self.hosts: dict[str, Host] = {}
-        self.by_pod_ip: dict[int, Host] = {}
+        self._pod_order: list[str] = []
+        self.hosts: dict[str, Host] = LazyMap(self._build_pod, self._host_order)
+        self.by_pod_ip: dict[int, Host] = LazyMap(self._build_pod_at)
+        self._pending_pods: dict[str, tuple] = {}       # pod key -> (pod, address, its node's cni0 segment)
         self.node_by_ip: dict[int, Host] = {}
         self.lb_ips: set[int] = set()
         self.external_ips: set[int] = set()
@@ -181,8 +262,47 @@ class Topology:
             self._add_node(node)
         self._wire_pod_network()
         for pod in cluster.pods():
-            self._add_pod(pod)
+            self._defer_pod(pod)
         self._add_external_hosts()
+
+    def _host_order(self) -> list[str]:
+        """The hosts in the order an eager build inserts them: nodes, pods, the external hosts."""
+        nodes = [n.name for n in self.cluster.nodes()]
+        return nodes + self._pod_order + ["router", "external", "loadbalancer"]
+
+    def _defer_pod(self, pod) -> None:
+        """Note a pod to wire when first looked up; wire it now if its address clashes (the error)."""
+        if pod.host_network or not pod.ip or not pod.node_name or pod.phase == "Failed":
+            return
+        node = dict.get(self.hosts, pod.node_name)
+        if node is None or "cni0" not in node.interfaces:
+            return
+        seg = node.interfaces["cni0"].segment
+        assert seg is not None
+        addr = ip2int(pod.ip)
+        self._pod_order.append(pod.key)
+        if addr in seg.neighbours or addr in self.by_pod_ip:
+            self.by_pod_ip.get(addr)          # wire the earlier pod holding it, then this one
+            self._add_pod(pod)
+            return
+        self._pending_pods[pod.key] = (pod, addr, seg)
+        self.hosts.pending[pod.key] = None
+        self.by_pod_ip.pending[addr] = pod.key
+        if not isinstance(seg.neighbours, LazyMap):
+            lazy = LazyMap(self._build_pod_at)
+            lazy.update(seg.neighbours)
+            seg.neighbours = lazy
+        seg.neighbours.pending[addr] = pod.key
+
+    def _build_pod(self, key: str) -> None:
+        pod, addr, seg = self._pending_pods.pop(key)
+        del self.hosts.pending[key]
+        self.by_pod_ip.pending.pop(addr, None)
+        seg.neighbours.pending.pop(addr, None)     # type: ignore[attr-defined]
+        self._add_pod(pod)
+
+    def _build_pod_at(self, addr: int) -> None:
+        self._build_pod(self.by_pod_ip.pending[addr])
 
     # ------------------------------------------------------------------ building
     def _add_node(self, node) -> None:

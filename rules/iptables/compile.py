@@ -356,7 +356,13 @@ def check_loops(table: Table, source: str = "<dump>") -> None:
             # a lazy chain's unparsed lines (parse(lazy=True)): every word after -j/-g that names a
             # user chain, a superset of the jumps (a quoted comment could add one), so no loop is missed
             for lineno, line in raw:
-                for target in _JUMP_WORD.findall(line):
+                at = line.find(" -j ")
+                if at >= 0 and line.find(" -j ", at + 4) < 0 and "-g" not in line and "--jump" not in line \
+                        and "\t" not in line and '"' not in line[at:]:
+                    targets = [line[at + 4:].split(None, 1)[0]]     # the one jump, last on the line
+                else:
+                    targets = _JUMP_WORD.findall(line)
+                for target in targets:
                     to = chains.get(target)
                     if to is not None and to.policy is None:
                         edges.append((target, lineno))
