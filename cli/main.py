@@ -26,12 +26,20 @@ from netsim.cli.rules_cmd import rules
 from netsim.cli.state_cmd import STATE_COMMANDS
 from netsim.cli.trace_cmd import trace
 
+
 class NetsimGroup(click.Group):
     """A click group whose one-line errors exit 2 (grep's "error"), leaving 1 for "not delivered"."""
 
     def invoke(self, ctx: click.Context):
+        from netsim.cli.progress import command_progress
+        # the subcommand's name: click >= 8.2 keeps it in _protected_args, older ones in protected_args
+        first = ctx.__dict__.get("_protected_args", ctx.__dict__.get("protected_args")) or [None]
+        own = first[0] in ("bench", "reach")                        # these draw their own progress
         try:
-            return super().invoke(ctx)
+            if own:
+                return super().invoke(ctx)
+            with command_progress():                # rich on a terminal's stderr, after 1 s busy
+                return super().invoke(ctx)
         except click.ClickException as e:
             # click.ClickException exits 1 and click.UsageError 2: every error is an input error here.
             e.exit_code = EXIT_INPUT_ERROR

@@ -21,6 +21,7 @@ import os
 import pickle
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -231,7 +232,8 @@ class Emulator:
     def traces(self, src: str, dst: str, n: int, *, proto: Optional[str] = None, namespace: str = "default",
                mode: Optional[str] = None, capture: bool = False) -> list[Trace]:
         """``n`` new connections (what ``netsim trace --count n`` sends), each resolved afresh."""
-        from netsim.dataplane.target import Unresolved, parse_target, resolve, unresolved_trace
+        from netsim.control.progress import task
+        from netsim.dataplane.target import parse_target
         if n < 1:
             raise ValueError(f"count: expected at least 1 connection, got {n}")
         walker = self._walker(mode)
@@ -239,23 +241,31 @@ class Emulator:
         target = parse_target(dst)
         ns = host.name.split("/", 1)[0] if host.kind == "pod" else namespace
         capture = capture or self._capture_all
-        out = []
-        for _ in range(n):
-            try:
-                r = resolve(walker, host, target, proto, ns, capture=capture)
-            except Unresolved as e:          # a name that does not resolve is an outcome, not an error
-                out.append(unresolved_trace(walker, host, target, proto, e))
-                continue
-            full = target.http and r.proto == "tcp"
-            payload = f"GET {target.path} HTTP/1.1\r\nHost: {target.host}\r\n\r\n".encode() if full else b""
-            t = walker.connect(host, r.ip, r.port, r.proto, full=full, payload=payload, capture=capture,
-                               target=dst, resolved_by=r.how, notes=r.notes)
-            t.outcome.disposition = Disposition(t.outcome.disposition, t)
-            if self._recorder is not None:
-                self._recorder.append(t)
-            t.capture_only[:0] = [(0, walk) for walk in r.dns_walks]     # the DNS packets come first
-            out.append(t)
+        out: list[Trace] = []
+        with task(f"{n} connections", total=n) if n > 1 else nullcontext(lambda: None) as advance:
+            for _ in range(n):
+                self._one_connection(walker, host, target, proto, ns, capture, dst, out)
+                advance()
         return out
+
+    def _one_connection(self, walker: Any, host: Any, target: Any, proto: Optional[str], ns: str, capture: bool,
+                        dst: str, out: list) -> None:
+        """One new connection of :meth:`traces`, its trace appended to ``out``."""
+        from netsim.dataplane.target import Unresolved, resolve, unresolved_trace
+        try:
+            r = resolve(walker, host, target, proto, ns, capture=capture)
+        except Unresolved as e:          # a name that does not resolve is an outcome, not an error
+            out.append(unresolved_trace(walker, host, target, proto, e))
+            return
+        full = target.http and r.proto == "tcp"
+        payload = f"GET {target.path} HTTP/1.1\r\nHost: {target.host}\r\n\r\n".encode() if full else b""
+        t = walker.connect(host, r.ip, r.port, r.proto, full=full, payload=payload, capture=capture,
+                           target=dst, resolved_by=r.how, notes=r.notes)
+        t.outcome.disposition = Disposition(t.outcome.disposition, t)
+        if self._recorder is not None:
+            self._recorder.append(t)
+        t.capture_only[:0] = [(0, walk) for walk in r.dns_walks]     # the DNS packets come first
+        out.append(t)
 
     def verdict(self, src: str, dst: str, *, proto: Optional[str] = None, namespace: str = "default",
                 mode: Optional[str] = None, max_paths: int = 4096) -> "Verdict":

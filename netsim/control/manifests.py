@@ -17,6 +17,7 @@ from netsim.control.cluster import Cluster, ClusterError
 from netsim.control.docfields import Doc, ManifestError
 from netsim.control.endpointslices import resolve_target_port
 from netsim.control.heap import deferred_gc
+from netsim.control.progress import task
 from netsim.control.inputread import STDIN, InputLimits, read_source, yaml_documents
 from netsim.control.model import (CONTROL_PLANE_TAINT_KEY, TAINT_EFFECTS, ClusterConfig, ContainerPort, Deployment, Node,
                           Pod, Service, ServicePort, Taint, Toleration)
@@ -79,8 +80,12 @@ def load(sources: Union[str, Iterable[str]], validate: str = "strict",
         from netsim.control.statedir import load_state
         return load_state(states[0], validate)
     notices: list[str] = []
+    names = ", ".join("<string>" if "\n" in s else s for s in sources)
     with deferred_gc():
-        cluster = build_documents(read_documents(sources, limits, notices), validate, kubeadm)
+        with task(f"reading {names}"):
+            docs = read_documents(sources, limits, notices)
+        with task(f"building the cluster ({len(docs)} documents)"):
+            cluster = build_documents(docs, validate, kubeadm)
     cluster.notices[:0] = notices
     return cluster
 

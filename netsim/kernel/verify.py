@@ -361,7 +361,9 @@ def probe_kernel(kc: Any, specs: list[FlowSpec], timeout: float = 1.5,
         if dst is None:
             continue
         probes.append(Probe(s.netns, dst, s.dport, s.proto, tag=s))
-    kernel = run_probes(probes, timeout=timeout, concurrency=concurrency)
+    from netsim.control.progress import task
+    with task(f"{len(probes)} real connections through the kernel"):
+        kernel = run_probes(probes, timeout=timeout, concurrency=concurrency)
     return kernel, resolved, time.monotonic() - t0
 
 
@@ -376,13 +378,16 @@ def judge(cluster: Any, name: str, specs: list[FlowSpec], kernel: list[ProbeResu
     preds: dict[FlowSpec, Prediction] = {}
     t0 = time.monotonic()
     results: list[FlowResult] = []
-    for r in kernel:
-        s: FlowSpec = r.probe.tag
-        if s not in preds:
-            preds[s] = predict(fresh if s.affinity else walker, s, s.dst)
-        ok, why = compare(s, r, preds[s])
-        results.append(FlowResult(s, r, kernel_outcome(r), ok, why,
-                                  resolved=r.probe.dst if s.by_name else None))
+    from netsim.control.progress import task
+    with task("the emulator's predictions", total=len(kernel)) as advance:
+        for r in kernel:
+            s: FlowSpec = r.probe.tag
+            if s not in preds:
+                preds[s] = predict(fresh if s.affinity else walker, s, s.dst)
+            ok, why = compare(s, r, preds[s])
+            results.append(FlowResult(s, r, kernel_outcome(r), ok, why,
+                                      resolved=r.probe.dst if s.by_name else None))
+            advance()
     for s in specs:
         if s.by_name and resolved[(s.netns, s.by_name)] != s.dst:
             got = resolved[(s.netns, s.by_name)]

@@ -14,7 +14,6 @@ A chain is compiled when a packet first enters it (or its compiled view is first
 """
 from __future__ import annotations
 
-import re
 from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -338,8 +337,6 @@ def index_key(rule: Rule) -> Optional[tuple[tuple[bool, bool, bool], tuple]]:
     return shape, key
 
 
-_JUMP_WORD = re.compile(r'(?:^|\s)(?:-j|--jump|-g|--goto)\s+"?([^\s"]+)')
-
 
 def check_loops(table: Table, source: str = "<dump>") -> None:
     """iptables-restore refuses a ruleset whose jumps form a loop (ELOOP); so do we.
@@ -348,25 +345,16 @@ def check_loops(table: Table, source: str = "<dump>") -> None:
     keeping the whole graph alive until the next full GC, and deep chains would hit the
     recursion limit)."""
     chains = table.chains
+    if any(getattr(c, "raw", None) for c in chains.values()):
+        # parse(lazy=True) is for text this program rendered (a node's kube-proxy rules, loop-free
+        # by construction, and loaded for real by iptables-restore in the kernel backend); reading
+        # every unparsed line for its jumps cost more than parsing the chains a trace enters. A
+        # loop there is still refused when a packet enters it (Engine.run: jumps nest too deep).
+        return
     graph: dict[str, list[tuple[str, int]]] = {}
     for name, c in chains.items():
         edges = []
-        raw = getattr(c, "raw", None)
-        if raw:
-            # a lazy chain's unparsed lines (parse(lazy=True)): every word after -j/-g that names a
-            # user chain, a superset of the jumps (a quoted comment could add one), so no loop is missed
-            for lineno, line in raw:
-                at = line.find(" -j ")
-                if at >= 0 and line.find(" -j ", at + 4) < 0 and "-g" not in line and "--jump" not in line \
-                        and "\t" not in line and '"' not in line[at:]:
-                    targets = [line[at + 4:].split(None, 1)[0]]     # the one jump, last on the line
-                else:
-                    targets = _JUMP_WORD.findall(line)
-                for target in targets:
-                    to = chains.get(target)
-                    if to is not None and to.policy is None:
-                        edges.append((target, lineno))
-        for r in (c._parsed if raw else c.rules):      # type: ignore[attr-defined]
+        for r in c.rules:
             t = r.target_spec
             if t is not None and t.action is None and t.name in chains:
                 edges.append((t.name, r.line))

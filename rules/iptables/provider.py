@@ -146,13 +146,16 @@ class IptablesDataplane:
             base = self._classes.get(key)
             old = self._previous.pop(node, None)
             if base is None:
+                from netsim.control.progress import task
                 from netsim.rules.iptables.proxier import render
                 from netsim.rules.portmap import with_host_ports
-                text = with_host_ports(render(self.cluster, node), self.cluster, node)    # + CNI portmap's hostPorts
+                with task(f"kube-proxy sync on {node} (iptables)"):
+                    text = with_host_ports(render(self.cluster, node), self.cluster, node)    # + CNI portmap's hostPorts
                 if old is not None and old.text == text:
                     nf = base = old.rebind(local_addrs)     # kube-proxy: nothing changed, no iptables-restore
                 else:
-                    nf = base = IptablesNetfilter(text, local_addrs, rng, source=f"node {node}", lazy=True)
+                    with task(f"loading {node}'s rules"):
+                        nf = base = IptablesNetfilter(text, local_addrs, rng, source=f"node {node}", lazy=True)
                 self._classes[key] = base
             elif old is not None and (old.ruleset is base.ruleset or old.text == base.text):
                 nf = old.rebind(local_addrs)
