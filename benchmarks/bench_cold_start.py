@@ -10,6 +10,10 @@ to other load on the machine than wall time) and peak RSS of the command's proce
 - `netsim get svc -f FILE`                       (the baseline: load + print)
 - `netsim trace -f FILE --from pod/C --to NAME`  (one trace by name: DNS, then two or more nodes' rules)
 - the same trace with `--count 1000`             (what 999 more connections add)
+- verify's prediction side                       (`netsim verify`'s emulator half, netsim.kernel.verify.judge:
+  load, one Walker, predict() for 20 ClusterIP flows from random pods; the kernel half is not run)
+- the pytest plugin's first test                 (`pytest` on one test using the ``netsim_cluster`` fixture
+  that traces once: pytest start-up, load, every node's rules prepared, the copy, the trace)
 
 and the issue's ratios, from medians of this one run: trace/get wall, CPU and RSS, count-1000 minus trace
 wall. Every round is reported (median, min, max; nothing dropped). Results go to --out in the
@@ -33,19 +37,55 @@ from netsim.benchmarks.records import SCHEMA, Record, environment, timed
 DEFAULT_OUT = os.path.join(os.path.dirname(__file__), "results", "cold_start.json")
 
 
-def run_command(argv: list[str]) -> dict:
-    """Run one command to completion; its wall time, CPU time and peak RSS (its own rusage)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.stderr:
-        proc.stderr.close()
+def run_command(argv: list[str], expect: str = "") -> dict:
+    """Run one command to completion; its wall time, CPU time and peak RSS (its own rusage). Its
+    standard output must contain ``expect`` (a command that stopped early is no measurement)."""
+    with tempfile.TemporaryFile() as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        if proc.stderr:
+            proc.stderr.close()
+        out.seek(0)
+        text = out.read().decode(errors="replace")
     code = os.waitstatus_to_exitcode(status)
-    if code not in (0, 1):          # 1 = not delivered: still a completed trace
-        raise RuntimeError(f"{' '.join(argv)} exited {code}: {err.strip()[-300:]}")
+    if code not in (0, 1) or expect not in text:      # 1 = not delivered: still a completed trace
+        raise RuntimeError(f"{' '.join(argv)} exited {code} (expected {expect!r} in its output): "
+                           f"{(err or text).strip()[-300:]}")
     return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "rss_mib": usage.ru_maxrss / 1024}
+
+
+VERIFY_PREDICT = """
+import random, sys
+import netsim
+from netsim.dataplane.walker import Walker
+from netsim.kernel.verify import FlowSpec, predict
+cluster = netsim.load(sys.argv[1]).cluster
+rng = random.Random(0)
+pods = sorted((p for p in cluster.pods() if p.ip and not p.host_network and p.namespace == "default"),
+              key=lambda p: p.key)
+svcs = sorted((s for s in cluster.services() if s.name.startswith("app-")), key=lambda s: s.key)
+walker = Walker(cluster)
+outcomes = []
+for _ in range(int(sys.argv[2])):
+    p, s = rng.choice(pods), rng.choice(svcs)
+    spec = FlowSpec(f"pod/{p.name}", p.namespace, "", s.cluster_ip, 80, "TCP", f"ClusterIP {s.key}:80")
+    outcomes.append(sorted(predict(walker, spec, spec.dst).outcomes)[0][0])
+print("predicted", len(outcomes), "flows:", sorted(set(outcomes)))
+"""
+
+PYTEST_FIRST = """
+import pytest
+
+pytestmark = pytest.mark.netsim(manifests={path!r})
+
+
+def test_first(netsim_cluster):
+    t = netsim_cluster.trace({client!r}, {target!r})
+    assert t.outcome.disposition == "DELIVERED", t
+"""
 
 
 def pick_client_and_target(path: str, services: int) -> tuple[str, str]:
@@ -65,15 +105,24 @@ def measure(services: int, endpoints: int, nodes: int, rounds: int,
         with open(path, "w") as f:
             f.write(cluster_yaml(services, endpoints, nodes))
         client, target = pick_client_and_target(path, services)
+        test_file = os.path.join(tmp, "test_first.py")
+        with open(test_file, "w") as f:
+            f.write(PYTEST_FIRST.format(path=path, client=client, target=target))
         commands = {
-            "get_svc": cmd + ["get", "svc", "-f", path],
-            "trace": cmd + ["trace", "-f", path, "--from", client, "--to", target],
-            "trace_count_1000": cmd + ["trace", "-f", path, "--from", client, "--to", target, "--count", "1000"],
+            "get_svc": (cmd + ["get", "svc", "-f", path], "app-0"),
+            "trace": (cmd + ["trace", "-f", path, "--from", client, "--to", target], "DELIVERED"),
+            "trace_count_1000": (cmd + ["trace", "-f", path, "--from", client, "--to", target, "--count", "1000"],
+                                 "1000 new connections"),
+            "verify_predict": ([sys.executable, "-c", VERIFY_PREDICT, path, "20"], "predicted 20 flows"),
+            "pytest_first_test": ([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
+                                   "addopts=", "--rootdir", tmp, test_file], "1 passed"),
         }
         samples: dict[str, list[dict]] = {k: [] for k in commands}
+        load_before = loadavg()
         for _ in range(rounds):                      # interleaved, so slow periods hit every command
-            for name, argv in commands.items():
-                samples[name].append(run_command(argv))
+            for name, (argv, expect) in commands.items():
+                samples[name].append(run_command(argv, expect))
+        load_after = loadavg()
     out: list[Record] = []
     for name, rows in samples.items():
         for key, unit, metric in (("wall_s", "s", "wall_time"), ("cpu_s", "s", "cpu_time"),
@@ -82,14 +131,24 @@ def measure(services: int, endpoints: int, nodes: int, rounds: int,
                              unit, "emulator", digits=3, nodes=nodes, command=name))
     med = {(name, key): statistics.median(r[key] for r in rows) for name, rows in samples.items()
            for key in ("wall_s", "cpu_s", "rss_mib")}
-    for metric, value, unit in (
-            ("cold_trace_over_get_wall", med[("trace", "wall_s")] / med[("get_svc", "wall_s")], "ratio"),
-            ("cold_trace_over_get_cpu", med[("trace", "cpu_s")] / med[("get_svc", "cpu_s")], "ratio"),
-            ("cold_trace_over_get_rss", med[("trace", "rss_mib")] / med[("get_svc", "rss_mib")], "ratio"),
-            ("cold_count_1000_added_wall", med[("trace_count_1000", "wall_s")] - med[("trace", "wall_s")], "s")):
+    ratios = []
+    for name in ("trace", "verify_predict", "pytest_first_test"):
+        for key, short in (("wall_s", "wall"), ("cpu_s", "cpu"), ("rss_mib", "rss")):
+            ratios.append((f"cold_{name}_over_get_{short}", med[(name, key)] / med[("get_svc", key)], "ratio"))
+    ratios += [("cold_count_1000_added_wall", med[("trace_count_1000", "wall_s")] - med[("trace", "wall_s")], "s"),
+               ("cold_count_1000_added_cpu", med[("trace_count_1000", "cpu_s")] - med[("trace", "cpu_s")], "s")]
+    for metric, value, unit in ratios:
         out.append(Record("iptables", services, endpoints, metric, round(value, 3), unit, "emulator",
-                          repeats=rounds, spread=None, labels={"nodes": nodes, "of": "medians of this run"}))
+                          repeats=rounds, spread=None,
+                          labels={"nodes": nodes, "of": "medians of this run", "loadavg_before": load_before,
+                                  "loadavg_after": load_after}))
     return out
+
+
+def loadavg() -> list[float]:
+    """/proc/loadavg's 1, 5 and 15 minute figures (the machine is shared: recorded with each run)."""
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -104,16 +163,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     a = ap.parse_args(argv)
     if a.quick:
         a.services, a.endpoints, a.nodes, a.rounds = 300, 2, 5, 2
+    before = loadavg()
     records = measure(a.services, a.endpoints, a.nodes, a.rounds)
-    load = os.getloadavg()
+    load = loadavg()
     doc = {"schema": SCHEMA, "environment": environment(1, "quick" if a.quick else "full",
-                                                         load_average=[round(x, 2) for x in load]),
+                                                         loadavg_before=before, loadavg_after=load),
            "results": [r.to_dict() for r in records]}
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(doc, f, indent=1)
     print(f"cold start: {a.services} Services x {a.endpoints} endpoints on {a.nodes} nodes, {a.rounds} rounds "
-          f"(load average {load[0]:.1f})")
+          f"(load average before {before[0]:.1f}, after {load[0]:.1f})")
     print(f"{'metric':44} {'median':>9} {'min':>9} {'max':>9} unit")
     for r in records:
         lo = r.spread["min"] if r.spread else r.value

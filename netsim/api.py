@@ -23,7 +23,7 @@ import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
 
 from netsim.control.docfields import ManifestError
 from netsim.dataplane.trace import Disposition, Trace
@@ -230,23 +230,42 @@ class Emulator:
         return self.traces(src, dst, 1, proto=proto, namespace=namespace, mode=mode, capture=capture)[0]
 
     def traces(self, src: str, dst: str, n: int, *, proto: Optional[str] = None, namespace: str = "default",
-               mode: Optional[str] = None, capture: bool = False) -> list[Trace]:
+               mode: Optional[str] = None, capture: bool = False, rate: Optional[float] = None) -> list[Trace]:
         """``n`` new connections (what ``netsim trace --count n`` sends), each resolved afresh."""
+        return list(self.iter_traces(src, dst, n, proto=proto, namespace=namespace, mode=mode, capture=capture,
+                                     rate=rate))
+
+    def iter_traces(self, src: str, dst: str, n: int, *, proto: Optional[str] = None, namespace: str = "default",
+                    mode: Optional[str] = None, capture: bool = False,
+                    rate: Optional[float] = None) -> Iterator[Trace]:
+        """:meth:`traces` one at a time, each yielded as it is made (what ``--count`` sums up without
+        keeping them). ``rate``: connections per second of the cluster clock — connection i starts
+        i/rate seconds after the first (the clock run forward as :meth:`advance` does), so
+        conntrack entries, IPVS connections and xt_recent entries time out as they would; None (the
+        default) sends them all at one instant. ValueError as :meth:`trace`."""
         from netsim.control.progress import task
         from netsim.dataplane.target import parse_target
         if n < 1:
             raise ValueError(f"count: expected at least 1 connection, got {n}")
+        if rate is not None and not rate > 0:
+            raise ValueError(f"rate: expected connections per second above 0, got {rate}")
         walker = self._walker(mode)
         host = walker.host_for(src, namespace)
         target = parse_target(dst)
         ns = host.name.split("/", 1)[0] if host.kind == "pod" else namespace
         capture = capture or self._capture_all
-        out: list[Trace] = []
+        start = self._cluster.clock.now
         with task(f"{n} connections", total=n) if n > 1 else nullcontext(lambda: None) as advance:
-            for _ in range(n):
+            for i in range(n):
+                if rate is not None and i:
+                    due = start + i / rate
+                    if due > self._cluster.clock.now:
+                        self.advance(due - self._cluster.clock.now)
+                        host = walker._current(host)          # hosts are rebuilt if the cluster changed
+                out: list[Trace] = []
                 self._one_connection(walker, host, target, proto, ns, capture, dst, out)
                 advance()
-        return out
+                yield out[0]
 
     def _one_connection(self, walker: Any, host: Any, target: Any, proto: Optional[str], ns: str, capture: bool,
                         dst: str, out: list) -> None:

@@ -14,7 +14,7 @@ def test_cold_start_records_every_command_and_round(tmp_path):
     rows = doc["results"]
     assert all(all(k in r for k in REQUIRED_FIELDS) for r in rows)
     by = {r["metric"]: r for r in rows}
-    for command in ("get_svc", "trace", "trace_count_1000"):
+    for command in ("get_svc", "trace", "trace_count_1000", "verify_predict", "pytest_first_test"):
         for metric in ("wall_time", "cpu_time", "peak_rss"):
             r = by[f"cold_{command}_{metric}"]
             assert len(r["rounds"]) == 2 and r["spread"]["min"] <= r["value"] <= r["spread"]["max"]
@@ -22,4 +22,19 @@ def test_cold_start_records_every_command_and_round(tmp_path):
     # the trace does more than get (it loads the same cluster, then walks packets)
     assert by["cold_trace_cpu_time"]["value"] > by["cold_get_svc_cpu_time"]["value"] * 0.9
     assert by["cold_trace_over_get_rss"]["value"] > 0
-    assert "load_average" in doc["environment"]
+    for name in ("trace", "verify_predict", "pytest_first_test"):
+        assert by[f"cold_{name}_over_get_wall"]["value"] > 0
+    assert len(doc["environment"]["loadavg_before"]) == 3 and len(doc["environment"]["loadavg_after"]) == 3
+
+
+def test_count_memory_samples_rss_over_a_long_count_run(tmp_path):
+    """benchmarks/bench_count_memory.py --quick: the CLI's --count run sampled from outside, every
+    sample kept; the run printed its sums (no figure asserted: speed and memory live in benchmarks/)."""
+    from netsim.benchmarks import bench_count_memory
+    out = tmp_path / "mem.json"
+    assert bench_count_memory.main(["--quick", "--out", str(out)]) == 0
+    by = {r["metric"]: r for r in json.loads(out.read_text())["results"]}
+    samples = by["count_run_rss_samples"]
+    assert samples["rounds"] and len(samples["rounds"]) == len(samples["sample_times_s"])
+    assert by["count_run_peak_rss"]["value"] >= max(samples["rounds"]) * 0.9
+    assert any("2000 new connections" in line for line in by["count_run_connections_per_s"]["summary"])
