@@ -60,6 +60,8 @@ def run_command(argv: list[str], expect: str = "") -> dict:
 VERIFY_PREDICT = """
 import random, sys
 import netsim
+from netsim.control.heap import one_shot_process
+one_shot_process()                 # as the netsim command (netsim verify) runs
 from netsim.dataplane.walker import Walker
 from netsim.kernel.verify import FlowSpec, predict
 cluster = netsim.load(sys.argv[1]).cluster
