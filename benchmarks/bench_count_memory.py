@@ -57,7 +57,7 @@ def pick(path: str) -> tuple[str, str]:
     return f"pod/{client}", f"{svcs[-1].cluster_ip}:80"
 
 
-def run_one(argv: list[str], every: float) -> dict:
+def run_one(argv: list[str], every: float, progress: bool = False) -> dict:
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE)
@@ -68,6 +68,8 @@ def run_one(argv: list[str], every: float) -> dict:
             if "VmRSS" in st:
                 samples.append((round(time.perf_counter() - t0, 2), round(st["VmRSS"], 1)))
                 hwm = max(hwm, st.get("VmHWM", 0.0))
+                if progress:
+                    print(f"  {samples[-1][0]:8.1f} s  RSS {samples[-1][1]:7.1f} MiB", flush=True)
             time.sleep(every)
         wall = time.perf_counter() - t0
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
@@ -80,7 +82,7 @@ def run_one(argv: list[str], every: float) -> dict:
 
 
 def measure(count: int, rates: list[Optional[float]], services: int, endpoints: int, nodes: int,
-            every: float) -> list[Record]:
+            every: float, progress: bool = False) -> list[Record]:
     cmd = [sys.executable, "-c", "from netsim.cli.main import main; main()"]
     out: list[Record] = []
     with tempfile.TemporaryDirectory(prefix="netsim-mem-") as tmp:
@@ -93,7 +95,7 @@ def measure(count: int, rates: list[Optional[float]], services: int, endpoints: 
             if rate is not None:
                 argv += ["--rate", str(rate)]
             before = loadavg()
-            r = run_one(argv, every)
+            r = run_one(argv, every, progress)
             after = loadavg()
             rss = [s[1] for s in r["samples"]]
             quarter = rss[len(rss) // 4] if rss else 0.0
@@ -132,7 +134,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         a.count, a.rates, a.services, a.endpoints, a.nodes, a.every = 2000, "100", 50, 2, 3, 0.2
     rates = [None if r.strip() == "none" else float(r) for r in a.rates.split(",")]
     before = loadavg()
-    records = measure(a.count, rates, a.services, a.endpoints, a.nodes, a.every)
+    records = measure(a.count, rates, a.services, a.endpoints, a.nodes, a.every, progress=not a.quick)
     doc = {"schema": SCHEMA, "environment": environment(1, "quick" if a.quick else "full",
                                                          loadavg_before=before, loadavg_after=loadavg()),
            "results": [r.to_dict() for r in records]}
