@@ -1,6 +1,6 @@
 """Memory over a long `netsim trace --count N` run: does it stay flat?
 
-    python -m netsim.benchmarks.bench_count_memory [--quick] [--count 1000000] [--rates 1000,none]
+    python -m netsim.benchmarks.bench_count_memory [--quick] [--count 1000000] [--rates 1000,instant]
                                                    [--services 300] [--endpoints 2] [--nodes 5] [--out FILE]
 
 One `netsim trace -f FILE --from pod/C --to CLUSTER-IP:80 --count N [--rate R]` process per rate (the
@@ -122,8 +122,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="2,000 connections on 50 Services, one rate")
     ap.add_argument("--count", type=int, default=1000000)
-    ap.add_argument("--rates", default="1000,none", help="comma-separated connections/s of the cluster clock; "
-                                                         "'none' = all at one instant")
+    ap.add_argument("--rates", default="1000,instant", help="comma-separated connections/s of the cluster clock; "
+                                                            "'instant' = all at one instant")
     ap.add_argument("--services", type=int, default=300)
     ap.add_argument("--endpoints", type=int, default=2)
     ap.add_argument("--nodes", type=int, default=5)
@@ -132,7 +132,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     a = ap.parse_args(argv)
     if a.quick:
         a.count, a.rates, a.services, a.endpoints, a.nodes, a.every = 2000, "100", 50, 2, 3, 0.2
-    rates = [None if r.strip() == "none" else float(r) for r in a.rates.split(",")]
+    rates = [None if r.strip() == "instant" else float(r) for r in a.rates.split(",")]
     before = loadavg()
     records = measure(a.count, rates, a.services, a.endpoints, a.nodes, a.every, progress=not a.quick)
     doc = {"schema": SCHEMA, "environment": environment(1, "quick" if a.quick else "full",
