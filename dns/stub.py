@@ -34,6 +34,10 @@ HOST_NOT_FOUND, TRY_AGAIN, NO_RECOVERY, NO_DATA = 1, 2, 3, 4
 EAI = {HOST_NOT_FOUND: "EAI_NONAME", TRY_AGAIN: "EAI_AGAIN", NO_RECOVERY: "EAI_FAIL", NO_DATA: "EAI_NODATA"}
 _TIMEOUT = 100                       # internal: TRY_AGAIN that ends the search list (no reply)
 FAMILIES = {"AF_UNSPEC": ("A", "AAAA"), "AF_INET": ("A",), "AF_INET6": ("AAAA",)}
+# dnslib's codes as plain ints, read once (each QTYPE.X / RCODE.X is a Python-level lookup)
+_NOERROR, _SERVFAIL, _NXDOMAIN = RCODE.NOERROR, RCODE.SERVFAIL, RCODE.NXDOMAIN
+_ADDRESS_TYPES = (QTYPE.A, QTYPE.AAAA)
+_RCODE_NAMES = {i: RCODE.get(i) for i in range(16)}
 
 
 @dataclass(frozen=True)
@@ -157,25 +161,25 @@ def _step(result: StubResult, qname: str, query_fn: QueryFn, tcp_query_fn: Optio
             reply = tcp_query_fn(qname, qtype)             # TC=1: glibc asks again over TCP
             result.steps.append(_record(qname, qtype, reply, "tcp"))
         replies.append(reply)
-    if any(r is not None and r.header.rcode == RCODE.NOERROR and r.rr for r in replies):
+    if any(r is not None and r.header.rcode == _NOERROR and r.rr for r in replies):
         ips = []
         for r in replies:
-            if r is None or r.header.rcode != RCODE.NOERROR:
+            if r is None or r.header.rcode != _NOERROR:
                 continue
-            ips += [str(rr.rdata) for rr in r.rr if rr.rtype in (QTYPE.A, QTYPE.AAAA)]
+            ips += [str(rr.rdata) for rr in r.rr if rr.rtype in _ADDRESS_TYPES]
         result.answer_ips = ips
         result.answered_name = qname
         return None
     if any(r is None for r in replies):
         return _TIMEOUT                                    # no reply after all retries (not SERVFAIL)
     first = replies[0]
-    rcode = first.header.rcode if first.header.rcode != RCODE.NOERROR else replies[-1].header.rcode
-    if rcode == RCODE.NXDOMAIN:
+    rcode = first.header.rcode if first.header.rcode != _NOERROR else replies[-1].header.rcode
+    if rcode == _NXDOMAIN:
         return HOST_NOT_FOUND
-    if rcode == RCODE.SERVFAIL:
+    if rcode == _SERVFAIL:
         # TRY_AGAIN; the search loop goes on only when the first (A) reply itself was SERVFAIL
-        return TRY_AGAIN if first.header.rcode == RCODE.SERVFAIL else _TIMEOUT
-    if rcode == RCODE.NOERROR:
+        return TRY_AGAIN if first.header.rcode == _SERVFAIL else _TIMEOUT
+    if rcode == _NOERROR:
         return NO_DATA
     return NO_RECOVERY
 
@@ -183,7 +187,8 @@ def _step(result: StubResult, qname: str, query_fn: QueryFn, tcp_query_fn: Optio
 def _record(qname: str, qtype: str, reply: Optional[DNSRecord], transport: str) -> StubQuery:
     if reply is None:
         return StubQuery(qname, qtype, None, transport=transport)
-    return StubQuery(qname, qtype, RCODE.get(reply.header.rcode),
+    rcode = reply.header.rcode
+    return StubQuery(qname, qtype, _RCODE_NAMES.get(rcode) or RCODE.get(rcode),
                      tuple(str(rr.rdata) for rr in reply.rr), bool(reply.header.tc), transport)
 
 
