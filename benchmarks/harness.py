@@ -33,6 +33,7 @@ Profiles: ``quick`` (CI, under 2 minutes on 2 cores) and ``full`` (the sweep).
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -70,6 +71,11 @@ class Profile:
     load_max_services: int = 10_000
     dns_seconds: float = 1.0             # dns: seconds per in-process round
     dnsperf_seconds: float = 3.0         # dns: seconds per dnsperf round
+    # kernel stages: the largest Service count per mode (others: all); see KERNEL_CAP_REASONS
+    kernel_max_services: tuple[tuple[str, int], ...] = ()
+
+    def kernel_cap(self, mode: str) -> Optional[int]:
+        return dict(self.kernel_max_services).get(mode)
 
     def default_stages(self) -> tuple[str, ...]:
         return CORE_STAGES + self.extra_stages
@@ -81,12 +87,21 @@ def _modes() -> tuple[str, ...]:
     return available_modes(kube_proxy_only=True, walks_packets=True)
 
 
+# Why a mode's kernel stages stop below the profile's largest size.
+KERNEL_CAP_REASONS = {
+    "nftables": "`nft -f` of kube-proxy's nftables table (a chain per Service and per endpoint, one transaction) "
+                "grows superlinearly: 4.4 s at 5,000 and 18 s at 10,000 Services here, several minutes at "
+                "30,000 (the kubernetes#135639 / #139513 symptom), per repeat and again for the connection "
+                "cluster",
+}
+
 PROFILES = {
     "quick": Profile("quick", _modes(), (100, 1000), (1,), repeats=5, connections=200,
                      model_sample=300, traces=200, packets=1000, emulator_max_services=1000),
     "full": Profile("full", _modes(), (100, 1000, 5000, 10_000, 30_000), (1, 4), repeats=5,
                     connections=1000, model_sample=1000, traces=1000, packets=5000, emulator_max_services=10_000,
-                    extra_stages=EXTRA_STAGES, engine_packets=20_000, modes_traces=1000, dnsperf_seconds=10.0),
+                    extra_stages=EXTRA_STAGES, engine_packets=20_000, modes_traces=1000, dnsperf_seconds=10.0,
+                    kernel_max_services=(("nftables", 10_000),)),
 }
 
 
@@ -157,6 +172,9 @@ def headline(stage: str, records: Sequence[Record]) -> str:
         for r in select(records, services=n, metric="kernel_load_seconds", tool="iptables-restore",
                        endpoints_per_service=1):
             parts.append(f"{r.mode} {r.labels.get('backend')} restore {_fmt_s(r.value)}")
+        for r in select(records, metric="kernel_load_seconds", tool="nft -f", endpoints_per_service=1):
+            if r.services == max(x.services for x in select(records, mode=r.mode, metric="kernel_load_seconds")):
+                parts.append(f"{r.mode} nft -f {_fmt_s(r.value)} at N={r.services}")
     elif stage == "first-packet":
         for r in select(records, services=n, metric="rules_first_packet", position="last", endpoints_per_service=1):
             parts.append(f"{r.mode} {int(r.value)} rules (last Service)")
@@ -164,8 +182,13 @@ def headline(stage: str, records: Sequence[Record]) -> str:
         floor = select(records, metric="kernel_first_connection_latency_p50", position="pod-ip")
         if floor:
             parts.append(f"floor p50 {floor[0].value:.0f} µs")
-        for r in select(records, services=n, metric="kernel_first_connection_latency_p50", position="last"):
-            parts.append(f"{r.labels.get('backend')} last p50 {r.value:.0f} µs")
+        for r in select(records, metric="kernel_first_connection_latency_p50", position="last"):
+            if r.services == max(x.services for x in select(records, mode=r.mode, metric=r.metric)):
+                at = "" if r.services == n else f" (N={r.services})"
+                parts.append(f"{r.labels.get('backend')} last p50 {r.value:.0f} µs{at}")
+        for r in select(records, services=n, metric="kernel_first_connection_latency_p50_ratio_to_iptables",
+                        position="last"):
+            parts.append(f"VM: {r.mode}/iptables p50 ×{r.value:.2f}")
     elif stage == "emulator":
         n = max(r.services for r in records)
         for r in select(records, services=n, metric="traces_per_second"):
@@ -215,16 +238,20 @@ def plan_stage_steps(profile: Profile, stage: str, kernel: bool) -> list[tuple]:
     def backends(m: str) -> tuple[str, ...]:
         # every iptables backend for a mode whose rules are one iptables text; the first for the others
         return profile.backends if get(m).iptables_only else profile.backends[:1]
+    def within_cap(m: str, n: int) -> bool:
+        cap = profile.kernel_cap(m)
+        return cap is None or n <= cap
     if stage == "kernel-load":
         return [KernelJob("load", m, n, e, backend=b, repeats=profile.repeats)
-                for m in modes for n in profile.services for e in profile.endpoints for b in backends(m)]
+                for m in modes for n in profile.services if within_cap(m, n)
+                for e in profile.endpoints for b in backends(m)]
     if stage == "kernel-connect":
         # the floor (no rules, straight to a pod) once, under the first mode measured with an iptables backend
         floor = [m for m in modes if get(m).iptables_only][:1]
         jobs = [KernelJob("connect", m, 0, 1, backend=profile.backends[0], repeats=profile.repeats,
                           connections=profile.connections) for m in floor]
         jobs += [KernelJob("connect", m, n, e, backend=b, repeats=profile.repeats, connections=profile.connections)
-                 for m in modes for n in profile.services if n <= profile.connect_max_services
+                 for m in modes for n in profile.services if n <= profile.connect_max_services and within_cap(m, n)
                  for e in profile.connect_endpoints for b in backends(m)]
         return jobs
     raise BenchError(f"unknown stage {stage!r}")
@@ -288,13 +315,22 @@ def run_bench(profile: Profile, out: Optional[Path] = None, kernel: Optional[boo
         skipped.append(f"kernel measurements: {why}")
         progress.note(f"skipping kernel measurements: {why}")
 
+    if use_kernel:
+        for m in profile.modes:
+            cap = profile.kernel_cap(m)
+            over = [n for n in profile.services if cap is not None and n > cap]
+            if over and any(s in ("kernel-load", "kernel-connect") for s in stages):
+                why = KERNEL_CAP_REASONS.get(m, "capped by the profile")
+                skipped.append(f"kernel {m} at {', '.join(f'{n:,}' for n in over)} Services: {why}")
     records: list[Record] = []
+    stage_seconds: dict[str, float] = {}
     load_start = load_average()
     for stage in stages:
         steps = plan_stage_steps(profile, stage, use_kernel)
         if not steps:
             continue
         progress.start_stage(stage, len(steps))
+        t_stage = time.monotonic()
         got: list[Record] = []
         if stage in ("kernel-load", "kernel-connect"):
             runnable = []
@@ -324,13 +360,14 @@ def run_bench(profile: Profile, out: Optional[Path] = None, kernel: Optional[boo
         for r in got:
             r.labels.setdefault("stage", stage)
         records += got
-        progress.finish_stage(stage, headline(stage, got))
+        stage_seconds[stage] = round(time.monotonic() - t_stage, 1)
+        progress.finish_stage(stage, f"{headline(stage, got)} [{stage_seconds[stage]:.0f} s]")
 
     env = environment(seed, profile.name, load_average_start=load_start,
                       kernel_runner=runner.name if use_kernel else None,
                       modes=list(profile.modes), services=list(profile.services),
                       endpoints=list(profile.endpoints), repeats=profile.repeats,
-                      connections=profile.connections, skipped=skipped)
+                      connections=profile.connections, skipped=skipped, stage_seconds=stage_seconds)
     result = BenchResult(env, records, skipped, out)
     if out is not None:
         write_results(Path(out), env, records)

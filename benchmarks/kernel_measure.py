@@ -77,7 +77,7 @@ def measure_load(mode: str, services: int, endpoints: int, backend: str, repeats
     from netsim.benchmarks.sync import sync_records
     from netsim.kernel import netns
     from netsim.rules.iptables import kernel as rules
-    from netsim.rules.provider import IPTABLES_RESTORE
+    from netsim.rules.provider import IPTABLES_RESTORE, KernelLoad
     _, measured = sync_records(mode, services, endpoints, repeats=1)
     tool = backend_tool(backend)
     with_ipvs = ip_vs_present() and shutil.which("ipvsadm") is not None
@@ -97,8 +97,11 @@ def measure_load(mode: str, services: int, endpoints: int, backend: str, repeats
                 spent.append(t)
         finally:
             netns.remove(ns)
+    def used_backend(ld: KernelLoad) -> str:      # the iptables backend where the load restores iptables text
+        return backend if any(argv[0] == IPTABLES_RESTORE for argv, _ in ld.commands) else ld.tool.split()[0]
     return [timed(mode, services, endpoints, "kernel_incremental_seconds" if ld.change else "kernel_load_seconds",
-                  spent, "s", "kernel", backend=backend, tool=ld.tool, **({"change": ld.change} if ld.change else {}))
+                  spent, "s", "kernel", backend=used_backend(ld), tool=ld.tool,
+                  **({"change": ld.change} if ld.change else {}))
             for ld, spent in zip(loads, times)]
 
 
@@ -147,6 +150,24 @@ def _connections(client_ns: str, ip: str, port: int, n: int) -> tuple[list[float
     return lat, cpu
 
 
+def _targets_interleaved(client_ns: str, targets: dict[str, tuple[str, int]], connections: int,
+                         chunks: int) -> dict[str, tuple[list[float], list[float]]]:
+    """Per target (position -> (ip, port)): ``connections`` connect() latencies and the CPU per connection
+    of each chunk. Every target is warmed first (neighbour entries, caches); then the chunks alternate
+    between the targets, so whatever else the machine does at the time (a loaded host, a software-emulated
+    guest settling after set-up) weighs on each target alike rather than on whichever comes first."""
+    for ip, port in targets.values():
+        _connections(client_ns, ip, port, 20)
+    per = max(1, connections // chunks)
+    out: dict[str, tuple[list[float], list[float]]] = {pos: ([], []) for pos in targets}
+    for _ in range(chunks):
+        for position, (ip, port) in targets.items():
+            got, c = _connections(client_ns, ip, port, per)
+            out[position][0].extend(got)
+            out[position][1].append(c / per)
+    return out
+
+
 def _load_with(backend: str, ns: str, text: str) -> None:
     from netsim.rules.iptables import kernel as rules
     rules.ensure_nfacct(ns, text)
@@ -182,15 +203,9 @@ def measure_connect(mode: str, services: int, endpoints: int, backend: str, conn
             targets = {"pod-ip": web[0]}
             port = 8080
         out: list[Record] = []
-        for position, ip in targets.items():
-            _connections(client, ip, port, 20)                    # neighbour entries, caches
-            lat: list[float] = []
-            cpu: list[float] = []
-            per = max(1, connections // chunks)
-            for _ in range(chunks):
-                got, c = _connections(client, ip, port, per)
-                lat += got
-                cpu.append(c / per)
+        measured = _targets_interleaved(client, {pos: (ip, port) for pos, ip in targets.items()}, connections,
+                                        chunks)
+        for position, (lat, cpu) in measured.items():
             labels = dict(position=position, backend=backend if services else "none",
                           rules="kube-proxy" if services else "none")
             out += distribution(mode, services, endpoints, "kernel_first_connection_latency", lat, "µs",
@@ -222,15 +237,9 @@ def measure_connect_programmed(mode: str, services: int, endpoints: int, connect
         client = kc.plan.pods["default/client"].netns
         svcs = sorted((s for s in cluster.services() if s.name.startswith("svc-")), key=lambda s: s.name)
         out: list[Record] = []
-        for position, ip in (("first", svcs[0].cluster_ip), ("last", svcs[-1].cluster_ip)):
-            _connections(client, ip, 80, 20)                 # neighbour entries, caches
-            lat: list[float] = []
-            cpu: list[float] = []
-            per = max(1, connections // chunks)
-            for _ in range(chunks):
-                got, c = _connections(client, ip, 80, per)
-                lat += got
-                cpu.append(c / per)
+        measured = _targets_interleaved(client, {"first": (svcs[0].cluster_ip, 80), "last": (svcs[-1].cluster_ip, 80)},
+                                        connections, chunks)
+        for position, (lat, cpu) in measured.items():
             labels = dict(position=position, backend=mode, rules="kube-proxy")
             out += distribution(mode, services, endpoints, "kernel_first_connection_latency", lat, "µs",
                                 "kernel", scale=1e6, **labels)

@@ -2,12 +2,15 @@
 
 * ``rules_evaluated`` – how many rules does the kernel evaluate for a new connection's first packet,
   per mode, as Services grow (model; log x);
-* ``kernel_latency``  – how long does a real first connection take (kernel p50/p99, first and last
-  Service, both iptables backends, the no-rules floor), with the published points overlaid;
+* ``kernel_latency``  – how long does a real first connection take on this machine's kernel (p50/p99,
+  first and last Service, both iptables backends, nftables mode, the no-rules floor), with the
+  published points overlaid;
+* ``vm_ratios``       – in one boot of the IPVS VM (software-emulated), each mode's first-connection
+  latency as a ratio to iptables' of the same boot (the only VM figures worth quoting);
 * ``sync_time``       – how long does a sync take: the proxier's render (emulator) and the kernel's
-  load of the same text (iptables-restore, ipset restore, the incremental --noflush restore);
+  load of the same text (iptables-restore, ipset restore, nft -f, the incremental change);
 * ``ruleset_size``    – how big is what a node holds: iptables rules, IPVS virtual/real servers, ipset
-  entries, and what the incremental change writes.
+  entries, nftables rules/chains/elements, and what the incremental change writes.
 
 Series never mix sources: a line is kernel, model or emulator, and its label says which.
 """
@@ -114,22 +117,56 @@ def plot_rules_evaluated(records: Sequence[Record], out_dir: Path) -> list[Path]
         drawn |= _series(ax, select(records, mode=mode, metric="rules_established_packet", endpoints_per_service=e),
                          f"{mode}: established packet", color=colour, linestyle=":")
     return _finish(plt, fig, ax, drawn, out_dir, "rules_evaluated", legend_size=8, note_colour="tab:blue",
-                   note="IPVS: the constant ipset rules; its hash lookups are not rules")
+                   note="IPVS: the constant ipset rules; its hash lookups are not rules. nftables: the rules "
+                        "entered; its verdict-map lookups are hash lookups, not rules")
+
+
+def host_kernel(records: Sequence[Record]) -> list[Record]:
+    """Kernel records of this machine's kernel (not a VM's: those carry a ``vm`` label)."""
+    return [r for r in records if r.source == "kernel" and "vm" not in r.labels]
+
+
+def vm_kernel(records: Sequence[Record]) -> list[Record]:
+    """Kernel records measured inside the IPVS VM (software-emulated; netsim.benchmarks.vm_runner)."""
+    return [r for r in records if r.source == "kernel" and "vm" in r.labels]
+
+
+def _iptables_only(mode: str) -> bool:
+    from netsim.rules.registry import ProxyModeError, get
+    try:
+        return get(mode).iptables_only
+    except ProxyModeError:
+        return False
 
 
 def plot_kernel_latency(records: Sequence[Record], out_dir: Path) -> list[Path]:
     plt, fig, ax = _new("First-connection latency, pod → ClusterIP (kernel, this machine)", "µs (connect())")
+    host = host_kernel(records)
     drawn = False
     for backend in ("iptables-nft", "iptables-legacy"):
         colour = BACKEND_COLOURS[backend]
         for position, style in (("last", "-"), ("first", "--")):
-            drawn |= _series(ax, select(records, metric="kernel_first_connection_latency_p50", backend=backend,
-                                        position=position, source="kernel"),
+            drawn |= _series(ax, select(host, mode="iptables", metric="kernel_first_connection_latency_p50",
+                                        backend=backend, position=position),
                              f"iptables ({backend}) p50, {position} Service", color=colour, linestyle=style)
-        _series(ax, select(records, metric="kernel_first_connection_latency_p99", backend=backend,
-                           position="last", source="kernel"),
+        _series(ax, select(host, mode="iptables", metric="kernel_first_connection_latency_p99", backend=backend,
+                           position="last"),
                 f"iptables ({backend}) p99, last Service", color=colour, linestyle=":", alpha=0.6)
-    floor = select(records, metric="kernel_first_connection_latency_p50", position="pod-ip", source="kernel")
+    measured_modes = set()
+    for mode in plotted_modes():
+        if _iptables_only(mode):
+            continue
+        colour = mode_colour(mode)
+        for position, style in (("last", "-"), ("first", "--")):
+            got = _series(ax, select(host, mode=mode, metric="kernel_first_connection_latency_p50",
+                                     position=position), f"{mode} p50, {position} Service", color=colour,
+                          linestyle=style)
+            drawn |= got
+            if got:
+                measured_modes.add(mode)
+        _series(ax, select(host, mode=mode, metric="kernel_first_connection_latency_p99", position="last"),
+                f"{mode} p99, last Service", color=colour, linestyle=":", alpha=0.6)
+    floor = select(host, metric="kernel_first_connection_latency_p50", position="pod-ip")
     if floor:
         ax.axhline(floor[0].value, color="tab:gray", linestyle="-.",
                    label=f"floor: no rules, straight to the pod (p50 {floor[0].value:.0f} µs)")
@@ -145,14 +182,49 @@ def plot_kernel_latency(records: Sequence[Record], out_dir: Path) -> list[Path]:
                 ax.plot([a.services for a in pts], [a.value for a in pts], linestyle="none",
                         marker=mode_marker(mode), fillstyle=fill, color=mode_colour(mode), markersize=8,
                         label=f"published: {mode} {stat}, {pts[0].label}")
-    return _finish(plt, fig, ax, True, out_dir, "kernel_latency",
-                   note="Published points: kubernetes.io/blog/2025/02/28/nftables-kube-proxy (other hardware); "
-                        "IPVS has no kernel series here (no ip_vs)")
+    missing = [m for m in plotted_modes() if not _iptables_only(m) and m not in measured_modes]
+    note = "Published points: kubernetes.io/blog/2025/02/28/nftables-kube-proxy (other hardware)"
+    if missing:
+        note += f"; no kernel series here for {', '.join(missing)} (this kernel lacks it: see the VM plot)"
+    return _finish(plt, fig, ax, True, out_dir, "kernel_latency", note=note)
+
+
+VM_RATIO_METRICS = (("kernel_first_connection_latency_p50_ratio_to_iptables", "p50", "-"),
+                    ("kernel_first_connection_latency_p99_ratio_to_iptables", "p99", ":"))
+
+
+def plot_vm_ratios(records: Sequence[Record], out_dir: Path) -> list[Path]:
+    """Per mode, its first-connection p50 (and p99) ÷ iptables' (iptables-nft) of the same VM boot."""
+    vm = vm_kernel(records)
+    if not vm:
+        return []
+    runner = vm[0].labels.get("kernel_runner", "vm")
+    plt, fig, ax = _new(f"First connection in one VM boot ({runner}, qemu without KVM: software-emulated)\n"
+                        "each mode's connect() latency ÷ iptables' (iptables-nft), same boot, same size",
+                        "ratio to iptables", logy=False)
+    drawn = False
+    for mode in plotted_modes():
+        colour = mode_colour(mode)
+        for metric, stat, style in VM_RATIO_METRICS:
+            for position, marker in (("last", "o"), ("first", "s")):
+                rows = [r for r in select(vm, mode=mode, metric=metric, position=position) if r.services > 0]
+                if not rows:
+                    continue
+                rows.sort(key=lambda r: r.services)
+                ax.plot([r.services for r in rows], [r.value for r in rows], marker=marker, color=colour,
+                        linestyle=style, alpha=1.0 if stat == "p50" else 0.6,
+                        label=f"{mode} / iptables, {stat}, {position} Service")
+                drawn = True
+    if drawn:
+        ax.axhline(1.0, color="tab:red", linestyle="-", linewidth=0.8, label="iptables (= 1)")
+    return _finish(plt, fig, ax, drawn, out_dir, "vm_ratios",
+                   note="Absolute VM times are not comparable with a real node; only these same-boot ratios are")
 
 
 def plot_sync_time(records: Sequence[Record], out_dir: Path) -> list[Path]:
     e = smallest_endpoints(records)
     plt, fig, ax = _new(f"Sync time: render (emulator) and kernel load ({e} endpoint/Service)", "seconds")
+    host = host_kernel(records)
     drawn = False
     for mode in plotted_modes():
         colour = mode_colour(mode)
@@ -160,16 +232,22 @@ def plot_sync_time(records: Sequence[Record], out_dir: Path) -> list[Path]:
                          f"{mode}: proxier render, full sync (emulator)", color=colour, linestyle=":")
     for backend in ("iptables-nft", "iptables-legacy"):
         colour = BACKEND_COLOURS[backend]
-        drawn |= _series(ax, select(records, mode="iptables", metric="kernel_load_seconds", backend=backend,
+        drawn |= _series(ax, select(host, mode="iptables", metric="kernel_load_seconds", backend=backend,
                                     tool="iptables-restore", endpoints_per_service=e),
                          f"iptables: iptables-restore, full ({backend}, kernel)", color=colour)
-        drawn |= _series(ax, select(records, mode="iptables", metric="kernel_incremental_seconds", backend=backend,
+        drawn |= _series(ax, select(host, mode="iptables", metric="kernel_incremental_seconds", backend=backend,
                                     endpoints_per_service=e),
                          f"iptables: partial restore, +1 endpoint ({backend}, kernel)", color=colour, linestyle="--")
-    drawn |= _series(ax, select(records, mode="ipvs", metric="kernel_load_seconds", tool="ipset restore",
+    drawn |= _series(ax, select(host, mode="ipvs", metric="kernel_load_seconds", tool="ipset restore",
                                 endpoints_per_service=e), "ipvs: ipset restore (kernel)", color="tab:blue")
-    drawn |= _series(ax, select(records, mode="ipvs", metric="kernel_load_seconds", tool="iptables-restore",
+    drawn |= _series(ax, select(host, mode="ipvs", metric="kernel_load_seconds", tool="iptables-restore",
                                 endpoints_per_service=e), "ipvs: its iptables rules (kernel)", color="tab:cyan")
+    colour = mode_colour("nftables")
+    drawn |= _series(ax, select(host, mode="nftables", metric="kernel_load_seconds", tool="nft -f",
+                                endpoints_per_service=e), "nftables: nft -f, full (kernel)", color=colour)
+    drawn |= _series(ax, select(host, mode="nftables", metric="kernel_incremental_seconds", tool="nft -f",
+                                endpoints_per_service=e), "nftables: nft -f, +1 endpoint (kernel)", color=colour,
+                     linestyle="--")
     return _finish(plt, fig, ax, drawn, out_dir, "sync_time")
 
 
@@ -188,6 +266,15 @@ def plot_ruleset_size(records: Sequence[Record], out_dir: Path) -> list[Path]:
                      "ipvs mode: ipset entries", color="tab:purple")
     drawn |= _series(ax, select(records, mode="ipvs", metric="ruleset_rules", table="all", endpoints_per_service=e),
                      "ipvs mode: iptables rules", color="tab:cyan")
+    green = mode_colour("nftables")
+    drawn |= _series(ax, select(records, mode="nftables", metric="ruleset_rules", table="all", endpoints_per_service=e),
+                     "nftables mode: nft rules", color=green)
+    drawn |= _series(ax, select(records, mode="nftables", metric="ruleset_elements", endpoints_per_service=e),
+                     "nftables mode: set/map elements", color="tab:olive")
+    drawn |= _series(ax, select(records, mode="nftables", metric="ruleset_chains", endpoints_per_service=e),
+                     "nftables mode: chains", color=green, linestyle="-.")
+    drawn |= _series(ax, select(records, mode="nftables", metric="incremental_restore_rules", endpoints_per_service=e),
+                     "nftables mode: rules in the partial sync (+1 endpoint)", color=green, linestyle="--")
     return _finish(plt, fig, ax, drawn, out_dir, "ruleset_size")
 
 
@@ -196,7 +283,7 @@ def write_plots(records: Sequence[Record], out_dir: Path) -> list[Path]:
     import matplotlib  # noqa: F401 - fail early, before any file is written
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    for fn in (plot_rules_evaluated, plot_kernel_latency, plot_sync_time, plot_ruleset_size):
+    for fn in (plot_rules_evaluated, plot_kernel_latency, plot_vm_ratios, plot_sync_time, plot_ruleset_size):
         paths += fn(records, out_dir)
     return paths
 

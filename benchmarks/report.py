@@ -37,30 +37,43 @@ def _e(records: Sequence[Record]) -> int:
 
 
 def headline_table(records: Sequence[Record]) -> str:
-    """One row per Service count (the smallest endpoint count): the figures an operator compares."""
+    """One row per Service count (the smallest endpoint count): the figures an operator compares.
+    Kernel columns are this machine's kernel only (the VM's figures have their own table)."""
+    from netsim.benchmarks.plots import host_kernel
     e = _e(records)
-    lines = ["| Services | iptables rules | IPVS virtual servers | rules / first packet, last Service: iptables vs IPVS "
-             "(model) | kernel first connection p50, last Service: iptables-nft / -legacy µs | iptables-restore s: "
-             "nft / legacy | proxier render s: iptables / IPVS (emulator) |",
-             "|---:|---:|---:|---|---|---|---|"]
+    host = host_kernel(records)
+    lines = ["| Services | iptables rules | IPVS virtual servers | nftables rules + map/set elements | rules / first "
+             "packet, last Service: iptables / IPVS / nftables (model) | kernel first connection p50, last Service, "
+             "µs: iptables-nft / iptables-legacy / nftables | kernel full load s: iptables-restore (nft / legacy) / "
+             "nft -f | proxier render s: iptables / IPVS / nftables (emulator) |",
+             "|---:|---:|---:|---:|---|---|---|---|"]
     for n in _sizes(records):
         def g(**w):
             return _one(records, services=n, **w)
+
+        def k(**w):
+            return _one(host, services=n, **w)
         ipt_rules = g(mode="iptables", metric="ruleset_rules", table="all", endpoints_per_service=e)
         vs = g(mode="ipvs", metric="virtual_servers", endpoints_per_service=e)
-        fp_i = g(mode="iptables", metric="rules_first_packet", position="last", endpoints_per_service=e)
-        fp_v = g(mode="ipvs", metric="rules_first_packet", position="last", endpoints_per_service=e)
-        k_nft = g(metric="kernel_first_connection_latency_p50", backend="iptables-nft", position="last")
-        k_leg = g(metric="kernel_first_connection_latency_p50", backend="iptables-legacy", position="last")
-        l_nft = g(mode="iptables", metric="kernel_load_seconds", backend="iptables-nft", tool="iptables-restore",
-                  endpoints_per_service=e)
-        l_leg = g(mode="iptables", metric="kernel_load_seconds", backend="iptables-legacy", tool="iptables-restore",
-                  endpoints_per_service=e)
-        r_i = g(mode="iptables", metric="render_seconds", sync="full", endpoints_per_service=e)
-        r_v = g(mode="ipvs", metric="render_seconds", sync="full", endpoints_per_service=e)
-        lines.append(f"| {n:,} | {_v(ipt_rules)} | {_v(vs)} | {_v(fp_i)} vs {_v(fp_v)} | {_v(k_nft, '{:.0f}')} / "
-                     f"{_v(k_leg, '{:.0f}')} | {_v(l_nft, '{:.3f}')} / {_v(l_leg, '{:.3f}')} | "
-                     f"{_v(r_i, '{:.3f}')} / {_v(r_v, '{:.3f}')} |")
+        nft_rules = g(mode="nftables", metric="ruleset_rules", table="all", endpoints_per_service=e)
+        nft_el = g(mode="nftables", metric="ruleset_elements", endpoints_per_service=e)
+        fp = [g(mode=m, metric="rules_first_packet", position="last", endpoints_per_service=e)
+              for m in ("iptables", "ipvs", "nftables")]
+        lat = [k(mode="iptables", metric="kernel_first_connection_latency_p50", backend="iptables-nft", position="last"),
+               k(mode="iptables", metric="kernel_first_connection_latency_p50", backend="iptables-legacy",
+                 position="last"),
+               k(mode="nftables", metric="kernel_first_connection_latency_p50", position="last")]
+        loads = [k(mode="iptables", metric="kernel_load_seconds", backend="iptables-nft", tool="iptables-restore",
+                   endpoints_per_service=e),
+                 k(mode="iptables", metric="kernel_load_seconds", backend="iptables-legacy", tool="iptables-restore",
+                   endpoints_per_service=e),
+                 k(mode="nftables", metric="kernel_load_seconds", tool="nft -f", endpoints_per_service=e)]
+        render = [g(mode=m, metric="render_seconds", sync="full", endpoints_per_service=e)
+                  for m in ("iptables", "ipvs", "nftables")]
+        nft_size = "–" if nft_rules is None else f"{_v(nft_rules)} + {_v(nft_el)}"
+        lines.append(f"| {n:,} | {_v(ipt_rules)} | {_v(vs)} | {nft_size} | {' / '.join(_v(r) for r in fp)} | "
+                     f"{' / '.join(_v(r, '{:.0f}') for r in lat)} | "
+                     f"{' / '.join(_v(r, '{:.3f}') for r in loads)} | {' / '.join(_v(r, '{:.3f}') for r in render)} |")
     return "\n".join(lines)
 
 
@@ -101,6 +114,12 @@ def paragraph_rules(records: Sequence[Record]) -> str:
         if m and v and m.value > v.value:
             cross = n
             break
+    nft_lo = _one(records, mode="nftables", metric="rules_first_packet", position="last", services=lo,
+                  endpoints_per_service=e)
+    nft_hi = _one(records, mode="nftables", metric="rules_first_packet", position="last", services=hi,
+                  endpoints_per_service=e)
+    nft_first = _one(records, mode="nftables", metric="rules_first_packet", position="first", services=hi,
+                     endpoints_per_service=e)
     text = [f"**Rules evaluated (model).** In iptables mode a new connection's first packet walks KUBE-SERVICES "
             f"until its Service's rule: at {hi:,} Services that is {_v(first_hi)} rules for the first Service, "
             f"{_v(mean_hi)} on average and {_v(last_hi)} for the last – {_fmt_ratio(_ratio(last_hi, last_lo))} the "
@@ -108,12 +127,16 @@ def paragraph_rules(records: Sequence[Record]) -> str:
             f"({_v(miss)} rules). In IPVS mode the count stays {_v(ipvs_lo)} → {_v(ipvs_hi)}: the Service is "
             f"found by a hash lookup, not a rule. An established packet costs {_v(est)} rules in iptables mode "
             f"at any size: conntrack answers it."]
+    if nft_hi is not None:
+        text.append(f"In nftables mode it stays {_v(nft_lo)} → {_v(nft_hi)} (first Service {_v(nft_first)}, last "
+                    f"{_v(nft_hi)}): one `ip daddr . meta l4proto . th dport vmap @service-ips` rule dispatches every "
+                    "Service with a hash lookup, the rest are the per-Service and per-endpoint chains' few rules.")
     if cross is not None:
         where = "the smallest size measured" if cross == sizes[0] else f"{sizes[sizes.index(cross) - 1]:,} still not"
         text.append(f"On the modelled count iptables evaluates more rules than IPVS from {cross:,} Services on "
                     f"({where}); what that costs in time is the kernel section's question.")
     text.append("*Operator:* the iptables first-packet cost grows with every Service in the cluster, on every "
-                "node, and is paid by non-Service traffic as well; IPVS's does not grow.")
+                "node, and is paid by non-Service traffic as well; IPVS's and nftables' do not grow.")
     return " ".join(text)
 
 
@@ -129,6 +152,9 @@ def _per_rule_ns(records: Sequence[Record], backend: str, n: int, e: int) -> Opt
 
 
 def paragraph_kernel(records: Sequence[Record]) -> str:
+    from netsim.benchmarks.plots import host_kernel
+    model = [r for r in records if r.source != "kernel"]
+    records = model + host_kernel(records)          # this machine's kernel only (the VM has its own paragraph)
     k = select(records, metric="kernel_first_connection_latency_p50", source="kernel")
     if not k:
         return ("**Kernel first-connection latency.** Not measured in this run (kernel measurements need root "
@@ -164,9 +190,10 @@ def paragraph_kernel(records: Sequence[Record]) -> str:
                  f"22.5 ns per rule; measured here, last Service, iptables-nft: {_fmt_ratio(mine)}"
                  + ("" if mine else " (this run did not measure both 5,000 and 30,000)") + ".")
     ipvs_pub = published_points("ipvs", "kernel_first_connection_latency_p50")
-    parts.append(f"IPVS is not measured on this kernel (no ip_vs module; `netsim bench --vm` is the place): the "
-                 f"published IPVS p50 is {ipvs_pub[0].value:g}–{ipvs_pub[-1].value:g} µs from 5,000 to 30,000 "
-                 "Services, nearly flat.")
+    if not select(records, mode="ipvs", metric="kernel_first_connection_latency_p50"):
+        parts.append(f"IPVS is not measured on this kernel (no ip_vs module; the VM section below measures it): "
+                     f"the published IPVS p50 is {ipvs_pub[0].value:g}–{ipvs_pub[-1].value:g} µs from 5,000 to "
+                     "30,000 Services, nearly flat.")
     cpu_hi = _one(records, metric="kernel_cpu_per_connection", backend="iptables-nft", position="last", services=hi)
     cpu_floor = _one(records, metric="kernel_cpu_per_connection", position="pod-ip")
     if cpu_hi and cpu_floor:
@@ -190,8 +217,132 @@ def paragraph_kernel(records: Sequence[Record]) -> str:
             slow = max(walk, key=lambda k: walk[k][0])
             parts.append(f"On this kernel {fast} walks the chain faster than {slow} "
                          f"({walk[fast][0]:.0f} vs {walk[slow][0]:.0f} µs gap).")
-        parts.append("Whether iptables' first packet costs more than IPVS's in time cannot be answered on this "
-                     "kernel (no ip_vs); against the published IPVS figures above, compare the last-Service p50.")
+    return " ".join(parts)
+
+
+def paragraph_nftables(records: Sequence[Record]) -> str:
+    """nftables against iptables on this machine's kernel, with the blog's figures beside."""
+    from netsim.benchmarks.plots import host_kernel
+    host = host_kernel(records)
+    nft = select(host, mode="nftables", metric="kernel_first_connection_latency_p50", position="last")
+    if not nft:
+        return ("**nftables vs iptables (kernel).** Not measured in this run (nftables mode's first connection needs "
+                "root inside `unshare --net --mount` and `nft`).")
+    sizes = sorted(r.services for r in nft)
+    lo, hi = sizes[0], sizes[-1]
+
+    def p50(mode: str, n: int, position: str = "last", **w) -> Optional[Record]:
+        return _one(host, mode=mode, metric="kernel_first_connection_latency_p50", position=position, services=n, **w)
+    parts = [f"**nftables vs iptables (kernel).** nftables mode brought up by the kernel backend (kube-proxy's "
+             f"`table ip kube-proxy` loaded with `nft -f`), the same connections as iptables'."]
+    n_lo, n_hi, n_first = p50("nftables", lo), p50("nftables", hi), p50("nftables", hi, "first")
+    parts.append(f"p50 to the last Service: {n_lo.value:.0f} µs at {lo:,} Services, {n_hi.value:.0f} µs at {hi:,} "
+                 f"({_fmt_ratio(_ratio(n_hi, n_lo))}); to the first Service at {hi:,}: "
+                 f"{_v(n_first, '{:.0f}')} µs – position does not matter to a verdict map.")
+    for backend in ("iptables-nft", "iptables-legacy"):
+        i_hi = p50("iptables", hi, backend=backend)
+        if i_hi:
+            parts.append(f"iptables ({backend}) at {hi:,}: {i_hi.value:.0f} µs, "
+                         f"{_fmt_ratio(_ratio(i_hi, n_hi))} nftables' (same run).")
+    ratios = []
+    for n in (5000, 10000, 30000):
+        ipt, nf = p50("iptables", n, backend="iptables-nft"), p50("nftables", n)
+        pub_i = [a.value for a in published_points("iptables", "kernel_first_connection_latency_p50") if a.services == n]
+        pub_n = [a.value for a in published_points("nftables", "kernel_first_connection_latency_p50") if a.services == n]
+        if pub_i and pub_n:
+            mine = f"{_fmt_ratio(_ratio(ipt, nf))} here" if ipt and nf else "not measured here"
+            ratios.append(f"{n:,}: {pub_i[0] / pub_n[0]:.1f}× published, {mine}")
+    if ratios:
+        parts.append("iptables p50 ÷ nftables p50 (the blog's figures are any Service, read off its charts; ours "
+                     f"the last Service, iptables-nft): {'; '.join(ratios)}.")
+    pub_n = published_points("nftables", "kernel_first_connection_latency_p50")
+    if pub_n:
+        parts.append(f"Published nftables p50 is flat ({pub_n[0].value:g}–{pub_n[-1].value:g} µs from "
+                     f"{pub_n[0].services:,} to {pub_n[-1].services:,} Services; {K8S_BLOG_2025}).")
+    lf = _one(host, mode="nftables", metric="kernel_load_seconds", tool="nft -f", services=hi)
+    li = _one(host, mode="iptables", metric="kernel_load_seconds", tool="iptables-restore", backend="iptables-nft",
+              services=hi)
+    pf = _one(host, mode="nftables", metric="kernel_incremental_seconds", tool="nft -f", services=hi)
+    pi = _one(host, mode="iptables", metric="kernel_incremental_seconds", backend="iptables-nft", services=hi)
+    if lf and li:
+        parts.append(f"The price is paid at load time: the full nftables table takes {_v(lf, '{:.2f}')} s through "
+                     f"`nft -f` at {hi:,} Services against {_v(li, '{:.2f}')} s for iptables-restore (iptables-nft), "
+                     "because kube-proxy's nftables table has a chain per Service and per endpoint; a one-endpoint "
+                     f"change then costs {_v(pf, '{:.3f}')} s (nftables, only the changed chains and map elements) "
+                     f"against {_v(pi, '{:.3f}')} s (iptables' partial restore, KUBE-SERVICES whole).")
+    parts.append("*Operator:* nftables removes the per-Service first-packet cost that iptables has (its p50 does not "
+                 "move with the cluster's size or the Service's position) and makes small changes cheap; a full "
+                 "load (kube-proxy start, a full resync) of a large table is where it is slower.")
+    return " ".join(parts)
+
+
+def vm_table(records: Sequence[Record]) -> str:
+    """Per size and position: each mode's p50/p99 ratio to iptables in the VM boot, beside the VM's own µs."""
+    from netsim.benchmarks.plots import vm_kernel
+    vm = vm_kernel(records)
+    if not vm:
+        return ""
+    lines = ["| Services | Service | mode | p50 ÷ iptables | p99 ÷ iptables | CPU/conn ÷ iptables | "
+             "p50 / p99 µs in the VM (not comparable with a node) | connections |",
+             "|---:|---|---|---:|---:|---:|---|---:|"]
+    from netsim.rules.registry import known_modes
+    order = known_modes()
+    for n in sorted({r.services for r in vm if r.services > 0}):
+        for position in ("first", "last"):
+            for mode in sorted({r.mode for r in vm}, key=lambda m: order.index(m) if m in order else 99):
+                w = dict(services=n, position=position, mode=mode)
+                if mode == "iptables":
+                    w["backend"] = "iptables-nft"
+                a = _one(vm, metric="kernel_first_connection_latency_p50", **w)
+                b = _one(vm, metric="kernel_first_connection_latency_p99", **w)
+                if a is None:
+                    continue
+                r50 = _one(vm, metric="kernel_first_connection_latency_p50_ratio_to_iptables", **w)
+                r99 = _one(vm, metric="kernel_first_connection_latency_p99_ratio_to_iptables", **w)
+                rc = _one(vm, metric="kernel_cpu_per_connection_ratio_to_iptables", **w)
+                rat = ["1 (baseline)" if mode == "iptables" else ("–" if x is None else f"{x.value:.2f}")
+                       for x in (r50, r99, rc)]
+                lines.append(f"| {n:,} | {position} | {mode} | {rat[0]} | {rat[1]} | {rat[2]} | "
+                             f"{a.value:.0f} / {b.value:.0f} | {a.repeats} |")
+    return "\n".join(lines)
+
+
+def paragraph_vm(records: Sequence[Record], env: dict) -> str:
+    from netsim.benchmarks.plots import vm_kernel
+    vm = vm_kernel(records)
+    if not vm:
+        return ("**IPVS on a real kernel (VM).** Not in this run: `netsim bench --vm` measures IPVS beside iptables "
+                "and nftables in one boot of Debian's kernel (which has ip_vs).")
+    runner = vm[0].labels.get("kernel_runner", "vm")
+    sizes = sorted({r.services for r in vm if r.services > 0})
+    parts = [f"**IPVS on a real kernel (VM, software-emulated).** This machine's kernel has no ip_vs, so the first "
+             f"connection was also measured in one boot of Debian's kernel under qemu without KVM ({runner}): "
+             "iptables, IPVS (programmed for real: kube-ipvs0, ipsets, its iptables rules, virtual and real servers) "
+             f"and nftables in the same guest kernel, at {', '.join(f'{n:,}' for n in sizes)} Services. "
+             "Software emulation makes every absolute time there many times a real node's, so only the ratios "
+             "between modes of that one boot are quoted."]
+    for n in sizes:
+        bits = []
+        for mode in ("ipvs", "nftables"):
+            last = _one(vm, mode=mode, services=n, position="last",
+                        metric="kernel_first_connection_latency_p50_ratio_to_iptables")
+            first = _one(vm, mode=mode, services=n, position="first",
+                         metric="kernel_first_connection_latency_p50_ratio_to_iptables")
+            if last:
+                bits.append(f"{mode} {last.value:.2f}× iptables' p50 to the last Service"
+                            + (f" ({first.value:.2f}× to the first)" if first else ""))
+        if bits:
+            parts.append(f"At {n:,} Services: " + "; ".join(bits) + ".")
+    pub = {m: {a.services: a.value for a in published_points(m, "kernel_first_connection_latency_p50")}
+           for m in ("iptables", "ipvs", "nftables")}
+    if 5000 in pub["iptables"]:
+        parts.append(f"Published (any Service, other hardware): IPVS p50 ÷ iptables p50 is "
+                     f"{pub['ipvs'][5000] / pub['iptables'][5000]:.2f} at 5,000 Services and "
+                     f"{pub['ipvs'][30000] / pub['iptables'][30000]:.2f} at 30,000; nftables ÷ IPVS "
+                     f"{pub['nftables'][5000] / pub['ipvs'][5000]:.2f}–{pub['nftables'][30000] / pub['ipvs'][30000]:.2f}.")
+    parts.append("*Reading:* under emulation the per-connection overhead (syscalls, the guest's scheduler, the Python "
+                 "client) is inflated along with the rule walk, so these ratios say which mode is cheaper in that "
+                 "kernel and whether it grows with the Services, not by how much on real hardware.")
     return " ".join(parts)
 
 
@@ -215,6 +366,8 @@ def paragraph_sync(records: Sequence[Record]) -> str:
     parts.append(f"One endpoint added: kube-proxy's partial restore (KEP-3453) still writes {_v(inc)} rules – "
                  f"KUBE-SERVICES whole plus the changed Service's chains, so it stays O(N); IPVS mode does "
                  f"{_v(inc_v)} ipvsadm operation(s) and rewrites its {_v(inc_vr)} constant iptables rules.")
+    from netsim.benchmarks.plots import host_kernel
+    records = [r for r in records if r.source != "kernel"] + host_kernel(records)
     for backend in ("iptables-nft", "iptables-legacy"):
         load = _one(records, mode="iptables", metric="kernel_load_seconds", backend=backend, tool="iptables-restore",
                     services=hi, endpoints_per_service=e)
@@ -223,14 +376,30 @@ def paragraph_sync(records: Sequence[Record]) -> str:
         if load:
             parts.append(f"The kernel loads the full set with {backend} in {_v(load, '{:.3f}')} s and applies the "
                          f"partial restore in {_v(part, '{:.3f}')} s.")
+    rn = _one(records, mode="nftables", metric="render_seconds", sync="full", services=hi, endpoints_per_service=e)
+    if rn:
+        def nf(metric: str) -> Optional[Record]:
+            return _one(records, mode="nftables", metric=metric, services=hi, endpoints_per_service=e)
+        parts.append(f"The nftables proxier writes {_v(nf('ruleset_rules'))} rules in {_v(nf('ruleset_chains'))} chains "
+                     f"plus {_v(nf('ruleset_elements'))} map/set elements in {_v(rn, '{:.3f}')} s (emulator); after "
+                     f"one endpoint is added its partial sync writes {_v(nf('incremental_restore_rules'))} rules "
+                     f"({_v(nf('incremental_restore_bytes'))} bytes) – only the changed Service's chains and map "
+                     "elements, whatever N is.")
     ipset = _one(records, mode="ipvs", metric="kernel_load_seconds", tool="ipset restore", services=hi,
                  endpoints_per_service=e)
     if ipset:
         parts.append(f"IPVS mode's ipsets load in {_v(ipset, '{:.3f}')} s (`ipset restore`); its virtual servers need "
                      "ip_vs, which this kernel lacks.")
+    nload = _one(records, mode="nftables", metric="kernel_load_seconds", tool="nft -f", services=hi,
+                 endpoints_per_service=e)
+    ninc = _one(records, mode="nftables", metric="kernel_incremental_seconds", tool="nft -f", services=hi,
+                endpoints_per_service=e)
+    if nload:
+        parts.append(f"`nft -f` loads the nftables table in {_v(nload, '{:.3f}')} s and the one-endpoint change in "
+                     f"{_v(ninc, '{:.3f}')} s.")
     parts.append("*Operator:* with iptables every sync's cost, even a one-endpoint change, grows with the "
-                 "cluster (the partial restore carries KUBE-SERVICES whole); in IPVS mode a change costs per "
-                 "changed object.")
+                 "cluster (the partial restore carries KUBE-SERVICES whole); in IPVS and nftables modes a change "
+                 "costs per changed object.")
     return " ".join(parts)
 
 
@@ -328,6 +497,9 @@ def render_report(env: dict, records: Sequence[Record], plots: dict[str, Path], 
     lines += ["## Headline", "", headline_table(records), "",
               img("rules_evaluated", "rules evaluated vs Services"), paragraph_rules(records), "",
               img("kernel_latency", "kernel first-connection latency vs Services"), paragraph_kernel(records), "",
+              paragraph_nftables(records), "",
+              "## IPVS, iptables and nftables in one VM kernel", "", img("vm_ratios", "VM: ratio to iptables"),
+              paragraph_vm(records, env), "", vm_table(records), "",
               img("sync_time", "sync and kernel load time vs Services"),
               img("ruleset_size", "rule-set size vs Services"), paragraph_sync(records), "",
               paragraph_emulator(records), ""]
@@ -346,6 +518,12 @@ def render_report(env: dict, records: Sequence[Record], plots: dict[str, Path], 
               "* kernel first connection: a one-node kernel cluster (`KernelCluster.up`), the node's rules "
               "loaded with the backend's iptables-restore, connections from the client pod's namespace, "
               "SO_LINGER 0 (no TIME_WAIT build-up); the floor connects to a server pod with no rules loaded.",
+              "* kernel first connection, IPVS and nftables modes: the same cluster brought up in that mode by the "
+              "kernel backend (the mode's provider programs the node: `nft -f` of kube-proxy's table; IPVS: "
+              "kube-ipvs0, ipset restore, iptables-restore, ipvsadm), then the same connections.",
+              "* VM (`--vm`): the kernel jobs run in one boot of Debian's kernel (virtme-ng, qemu `--disable-kvm`, "
+              "no network device); each mode's figures are divided by iptables' (iptables-nft) of the same boot, "
+              "size and position.",
               "* emulator: bench_dataplane's 3-node cluster in a fresh interpreter per (mode, size).", ""]
     return "\n".join(lines)
 

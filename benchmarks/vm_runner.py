@@ -34,6 +34,11 @@ VM_LABEL = "software-emulated (qemu without KVM): compare only with other figure
 VM_MEASURES: Mapping[str, Measure] = DEFAULT_MEASURES
 
 
+# the connection figures: one per mode, size, position and statistic (a load has one per tool, and the
+# tools differ between modes, so a load's ratio would compare unlike things)
+RATIO_METRICS = ("kernel_first_connection_latency", "kernel_cpu_per_connection")
+
+
 def mode_ratios(records: list[Record], runner: str) -> list[Record]:
     """Per mode, size, position and statistic: the mode's kernel value / the baseline mode's
     (kube-proxy's default, netsim.rules.registry.DEFAULT_MODE, with its first iptables backend) of one run."""
@@ -42,7 +47,7 @@ def mode_ratios(records: list[Record], runner: str) -> list[Record]:
     first_backend = next(iter(BACKENDS))
     keyed: dict[tuple, dict[str, Record]] = {}
     for r in records:
-        if r.source != "kernel" or not r.value:
+        if r.source != "kernel" or not r.value or not r.metric.startswith(RATIO_METRICS):
             continue
         if r.labels.get("backend") in BACKENDS and r.labels.get("backend") != first_backend:
             continue

@@ -63,7 +63,7 @@ def _console():
 @click.option("--profile", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
               help="quick: 100 and 1,000 Services, CI-sized (< 2 min on 2 cores); full: the whole sweep.")
 @click.option("--modes", metavar="LIST",
-              help="Proxy modes, comma-separated (default: every mode whose packets are emulated, e.g. iptables,ipvs).")
+              help="Proxy modes, comma-separated (default: every mode whose packets are emulated: iptables,ipvs,nftables).")
 @click.option("--services", metavar="LIST", help="Service counts, e.g. 100,1000,5000,10000,30000.")
 @click.option("--endpoints", metavar="LIST", help="Endpoints per Service, e.g. 1,4,10.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="bench-results", show_default=True,
@@ -73,6 +73,8 @@ def _console():
 @click.option("--kernel/--no-kernel", default=None,
               help="Real-kernel measurements (default: when root inside `unshare --net --mount`).")
 @click.option("--connections", type=click.IntRange(10), help="Kernel first connections per target.")
+@click.option("--backends", metavar="LIST",
+              help="iptables backends for the kernel stages: iptables-nft,iptables-legacy (default: both).")
 @click.option("--repeats", type=click.IntRange(5), help="Repeats per timing (at least 5).")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--stages", metavar="LIST",
@@ -88,8 +90,9 @@ def _console():
               help="Kernel measurements in one VM boot of Debian's kernel (has ip_vs: IPVS measured for real "
                    "beside iptables). Software-emulated: its figures are reported as IPVS/iptables ratios.")
 def bench(profile: str, modes: Optional[str], services: Optional[str], endpoints: Optional[str], out_dir: str,
-          compare_to: Optional[str], kernel: Optional[bool], connections: Optional[int], repeats: Optional[int],
-          seed: int, stages: Optional[str], report_only: bool, merge_files: tuple[str, ...], vm: bool) -> None:
+          compare_to: Optional[str], kernel: Optional[bool], connections: Optional[int], backends: Optional[str],
+          repeats: Optional[int], seed: int, stages: Optional[str], report_only: bool, merge_files: tuple[str, ...],
+          vm: bool) -> None:
     """Compare kube-proxy modes with numbers: sync cost, rule-set size, kernel load time, rules per first
     packet, real first-connection latency, the emulator's own speed.
 
@@ -130,6 +133,14 @@ def bench(profile: str, modes: Optional[str], services: Optional[str], endpoints
             overrides["endpoints"] = e
         if connections:
             overrides["connections"] = connections
+        if backends:
+            from netsim.benchmarks.kernel_measure import BACKENDS
+            chosen_backends = tuple(b.strip() for b in backends.split(",") if b.strip())
+            bad = [b for b in chosen_backends if b not in BACKENDS]
+            if bad or not chosen_backends:
+                raise click.BadParameter(f"expected some of {', '.join(BACKENDS)}, got {backends!r}",
+                                         param_hint="--backends")
+            overrides["backends"] = chosen_backends
         if repeats:
             overrides["repeats"] = repeats
         prof = replace(prof, **overrides)

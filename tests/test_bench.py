@@ -49,18 +49,26 @@ def test_quick_profile_records_have_their_fields(quick_run):
         assert len(list(csv.DictReader(f))) == len(data["results"])
 
 
-def test_quick_profile_iptables_grows_with_services_and_ipvs_is_flat(quick_run):
+def test_quick_profile_iptables_grows_with_services_ipvs_and_nftables_are_flat(quick_run):
     out, _ = quick_run
     _, records = read_results(out / "results.json")
     for position in ("last", "middle"):
         small = _one(records, mode="iptables", services=100, metric="rules_first_packet", position=position)
         big = _one(records, mode="iptables", services=1000, metric="rules_first_packet", position=position)
         assert big.value >= 5 * small.value, (position, small.value, big.value)
-    for metric, extra in (("rules_first_packet", {"position": "last"}), ("rules_first_packet_mean", {}),
-                          ("rules_established_packet", {})):
-        small = _one(records, mode="ipvs", services=100, metric=metric, **extra)
-        big = _one(records, mode="ipvs", services=1000, metric=metric, **extra)
-        assert big.value == small.value, (metric, small.value, big.value)
+    for mode in ("ipvs", "nftables"):
+        for metric, extra in (("rules_first_packet", {"position": "last"}),
+                              ("rules_first_packet", {"position": "first"}), ("rules_first_packet_mean", {}),
+                              ("rules_first_packet_p99", {}), ("rules_established_packet", {})):
+            small = _one(records, mode=mode, services=100, metric=metric, **extra)
+            big = _one(records, mode=mode, services=1000, metric=metric, **extra)
+            assert big.value == small.value, (mode, metric, small.value, big.value)
+    # nftables: the last Service costs what the first does (one verdict-map rule dispatches them all)
+    assert _one(records, mode="nftables", services=1000, metric="rules_first_packet", position="last").value == \
+        _one(records, mode="nftables", services=1000, metric="rules_first_packet", position="first").value
+    # nftables' table grows with the Services (a chain per Service and per endpoint), its walk does not
+    assert _one(records, mode="nftables", services=1000, metric="ruleset_chains").value >= \
+        10 * _one(records, mode="nftables", services=100, metric="ruleset_chains").value // 2
     # the rule-set size follows kube-proxy's TestNumberIptablesRules: nat = 5 + N * (2 + 3E)
     assert _one(records, mode="iptables", services=1000, metric="ruleset_rules", table="nat").value == 5 + 1000 * 5
     assert _one(records, mode="ipvs", services=1000, metric="virtual_servers").value == 1000
@@ -85,6 +93,15 @@ def test_quick_profile_kernel_records_exist_when_root(quick_run):
     floor = _one(records, services=0, metric="kernel_first_connection_latency_p50", position="pod-ip")
     assert floor.labels["rules"] == "none"
     assert _one(records, mode="ipvs", services=1000, metric="kernel_load_seconds", tool="ipset restore").value > 0
+    # nftables mode: its table through `nft -f` (full, then the one-endpoint change), its first connection
+    for n in (100, 1000):
+        assert _one(records, mode="nftables", services=n, metric="kernel_load_seconds", tool="nft -f").value > 0
+        assert _one(records, mode="nftables", services=n, metric="kernel_incremental_seconds",
+                    tool="nft -f").value > 0
+        for position in ("first", "last"):
+            p50 = _one(records, mode="nftables", services=n, metric="kernel_first_connection_latency_p50",
+                       position=position)
+            assert p50.repeats >= 100 and p50.value > 0 and "vm" not in p50.labels
 
 
 def test_compare_against_itself_flags_nothing_and_reports_every_metric(quick_run):
