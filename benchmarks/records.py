@@ -234,14 +234,25 @@ def merge_results(paths: Sequence[Path]) -> tuple[dict, list[Record]]:
     env: dict = {}
     records: list[Record] = []
     skipped: list[str] = []
+    parts: list[dict] = []
     for p in paths:
         e, recs = read_results(Path(p))
         if not env:
             env = dict(e)
         elif e.get("kernel_runner") and not env.get("kernel_runner"):
             env["kernel_runner"] = e["kernel_runner"]
+        for key in ("modes", "services", "endpoints"):          # the sweep's axes: every part's
+            env[key] = sorted(set(env.get(key) or []) | set(e.get(key) or []),
+                              key=lambda v: (isinstance(v, str), v))
         skipped += [s for s in e.get("skipped", []) if s not in skipped]
         records += recs
+        # what each part was and how loaded the machine was while it ran
+        parts.append({"path": str(p), "stages": sorted({r.labels.get("stage", "?") for r in recs}),
+                      "records": len(recs), "kernel_runner": e.get("kernel_runner"), "commit": e.get("commit"),
+                      "services": e.get("services"), "connections": e.get("connections"),
+                      "stage_seconds": e.get("stage_seconds"), "load_average_start": e.get("load_average_start"),
+                      "load_average": e.get("load_average")})
     env["skipped"] = skipped
     env["merged_from"] = [str(p) for p in paths]
+    env["parts"] = parts
     return env, records

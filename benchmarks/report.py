@@ -477,6 +477,17 @@ def environment_table(env: dict) -> str:
     return "\n".join(out)
 
 
+def parts_table(parts: Sequence[dict]) -> str:
+    def la(v) -> str:
+        return " / ".join(f"{x:g}" for x in v) if v else "–"
+    out = ["| stages | records | kernel runner | seconds | load at start | load at end |", "|---|---:|---|---:|---|---|"]
+    for p in parts:
+        secs = sum((p.get("stage_seconds") or {}).values())
+        out.append(f"| {', '.join(p.get('stages') or [])} | {p.get('records')} | {p.get('kernel_runner') or '–'} | "
+                   f"{secs:.0f} | {la(p.get('load_average_start'))} | {la(p.get('load_average'))} |")
+    return "\n".join(out)
+
+
 def render_report(env: dict, records: Sequence[Record], plots: dict[str, Path], base: Path) -> str:
     def img(name: str, alt: str) -> str:
         p = plots.get(name)
@@ -489,7 +500,11 @@ def render_report(env: dict, records: Sequence[Record], plots: dict[str, Path], 
              "counted by the emulator from the rules kube-proxy writes, **emulator** = the Python emulator's own "
              "speed. Timings are medians of the repeats with min–max in brackets; every ratio between modes "
              "comes from this one run.", "", "## Environment", "", environment_table(env), ""]
-    if env.get("merged_from"):
+    if env.get("parts"):
+        lines += [f"The sweep ran as {len(env['parts'])} processes (groups of stages, merged with `netsim bench "
+                  "--report-only --merge`); each one's stages, kernel runner and the machine's load averages "
+                  "(1/5/15 min) when it started and ended:", "", parts_table(env["parts"]), ""]
+    elif env.get("merged_from"):
         lines += [f"The sweep ran as {len(env['merged_from'])} processes side by side (groups of stages, merged "
                   "with `netsim bench --report-only --merge`); kernel stages ran in one of them.", ""]
     if skipped:

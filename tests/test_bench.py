@@ -190,7 +190,9 @@ def test_stage_groups_run_apart_merge_into_one_run(tmp_path):
     assert len(merged) == sum(len(read_results(p)[1]) for p in parts)
     assert {r.labels["stage"] for r in merged} == {"sync", "first-packet"}
     assert env["merged_from"] == [str(p) for p in parts]
-    assert "ran as 2 processes side by side" in (tmp_path / "all" / "REPORT.md").read_text()
+    report = (tmp_path / "all" / "REPORT.md").read_text()
+    assert "ran as 2 processes" in report and "| first-packet |" in report          # a row per part
+    assert [p["stages"] for p in env["parts"]] == [["sync"], ["first-packet"]]
     res = runner.invoke(cli, ["bench", "--stages", "sync,bogus", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "--stages" in res.output
 
