@@ -250,8 +250,10 @@ def plan_stage_steps(profile: Profile, stage: str, kernel: bool) -> list[tuple]:
         floor = [m for m in modes if get(m).iptables_only][:1]
         jobs = [KernelJob("connect", m, 0, 1, backend=profile.backends[0], repeats=profile.repeats,
                           connections=profile.connections) for m in floor]
+        # size-major: the modes compared at one size are measured one after the other (on a shared machine or
+        # in a VM the background changes over a long run; ratios between modes should not see that)
         jobs += [KernelJob("connect", m, n, e, backend=b, repeats=profile.repeats, connections=profile.connections)
-                 for m in modes for n in profile.services if n <= profile.connect_max_services and within_cap(m, n)
+                 for n in profile.services if n <= profile.connect_max_services for m in modes if within_cap(m, n)
                  for e in profile.connect_endpoints for b in backends(m)]
         return jobs
     raise BenchError(f"unknown stage {stage!r}")
@@ -342,6 +344,10 @@ def run_bench(profile: Profile, out: Optional[Path] = None, kernel: Optional[boo
                 else:
                     runnable.append(job)
             got = runner.run(runnable, lambda job, recs: progress.advance(stage, job.describe()))
+            for failed in getattr(runner, "failures", None) or []:    # jobs a runner ran but could not finish
+                if failed not in skipped:
+                    skipped.append(failed)
+                    progress.note(failed)
         else:
             for step in steps:
                 if stage == "sync":

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -118,6 +119,7 @@ class LocalNetnsRunner:
     """This machine's kernel, in namespaces of the calling process (already under unshare)."""
     name: str = "local-netns"
     measures: Mapping[str, Measure] = field(default_factory=lambda: DEFAULT_MEASURES)
+    failures: list[str] = field(default_factory=list)     # "job: failed: why" (the sweep goes on)
 
     def unavailable(self) -> Optional[str]:
         return km.root_reason()
@@ -128,7 +130,14 @@ class LocalNetnsRunner:
     def run(self, jobs: Sequence[KernelJob], progress: Callable[[KernelJob, list[Record]], None]) -> list[Record]:
         out: list[Record] = []
         for job in jobs:
-            recs = execute(job, self.measures)
+            try:
+                recs = execute(job, self.measures)
+            except (km.KernelMeasureError, RuntimeError, OSError, subprocess.SubprocessError) as e:
+                # one size that cannot be measured (a tool's timeout, a refused load) must not lose a
+                # long sweep's other records: it is recorded among the run's skipped jobs
+                self.failures.append(f"{job.describe()}: failed: {' '.join(f'{type(e).__name__}: {e}'.split())[:400]}")
+                progress(job, [])
+                continue
             for r in recs:
                 r.labels.setdefault("kernel_runner", self.name)
             progress(job, recs)
@@ -141,6 +150,11 @@ def records_from_json(text: str) -> list[Record]:
     return [Record.from_dict(d) for d in json.loads(text)["records"]]
 
 
+def failures_from_json(text: str) -> list[str]:
+    """The jobs that failed in a ``python -m netsim.benchmarks.kernel_runner`` run ("job: why")."""
+    return list(json.loads(text).get("failures", []))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run jobs given as JSON on stdin ([{"kind": .., "mode": .., ...}, ...]); print records as JSON."""
     ap = argparse.ArgumentParser(prog="python -m netsim.benchmarks.kernel_runner", description=main.__doc__)
@@ -151,12 +165,18 @@ def main(argv: Optional[list[str]] = None) -> int:
         mod, _, attr = args.measures.partition(":")
         measures = getattr(importlib.import_module(mod), attr)
     jobs = [KernelJob(**j) for j in json.loads(sys.stdin.read())]
-    records = []
+    records: list[dict] = []
+    failures: list[str] = []
     t0 = time.monotonic()
     for i, job in enumerate(jobs, 1):                 # a line per job on stderr: a VM's host shows them
         print(f"{time.monotonic() - t0:6.0f}s job {i}/{len(jobs)}: {job.describe()}", file=sys.stderr, flush=True)
-        records += [r.to_dict() for r in execute(job, measures)]
-    json.dump({"records": records, "jobs": [asdict(j) for j in jobs]}, sys.stdout)
+        try:
+            records += [r.to_dict() for r in execute(job, measures)]
+        except Exception as e:                        # one job's failure must not lose the others' records
+            why = " ".join(f"{type(e).__name__}: {e}".split())[:400]
+            failures.append(f"{job.describe()}: failed: {why}")
+            print(f"{time.monotonic() - t0:6.0f}s job {i}/{len(jobs)} failed: {why}", file=sys.stderr, flush=True)
+    json.dump({"records": records, "failures": failures, "jobs": [asdict(j) for j in jobs]}, sys.stdout)
     return 0
 
 

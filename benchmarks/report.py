@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from netsim.benchmarks.anchors import K8S_BLOG_2025, published_points, published_ratio
+from netsim.benchmarks.kernel_measure import BACKENDS
 from netsim.benchmarks.records import Record, select
+from netsim.rules.registry import DEFAULT_MODE
+
+
+def _emulated_modes() -> tuple[str, ...]:
+    """kube-proxy's modes whose packets the emulator walks (netsim.rules.registry), in its order."""
+    from netsim.rules.registry import available_modes
+    return available_modes(kube_proxy_only=True, walks_packets=True)
 
 
 def _one(records: Sequence[Record], **want) -> Optional[Record]:
@@ -58,7 +66,7 @@ def headline_table(records: Sequence[Record]) -> str:
         nft_rules = g(mode="nftables", metric="ruleset_rules", table="all", endpoints_per_service=e)
         nft_el = g(mode="nftables", metric="ruleset_elements", endpoints_per_service=e)
         fp = [g(mode=m, metric="rules_first_packet", position="last", endpoints_per_service=e)
-              for m in ("iptables", "ipvs", "nftables")]
+              for m in _emulated_modes()]
         lat = [k(mode="iptables", metric="kernel_first_connection_latency_p50", backend="iptables-nft", position="last"),
                k(mode="iptables", metric="kernel_first_connection_latency_p50", backend="iptables-legacy",
                  position="last"),
@@ -69,7 +77,7 @@ def headline_table(records: Sequence[Record]) -> str:
                    endpoints_per_service=e),
                  k(mode="nftables", metric="kernel_load_seconds", tool="nft -f", endpoints_per_service=e)]
         render = [g(mode=m, metric="render_seconds", sync="full", endpoints_per_service=e)
-                  for m in ("iptables", "ipvs", "nftables")]
+                  for m in _emulated_modes()]
         nft_size = "–" if nft_rules is None else f"{_v(nft_rules)} + {_v(nft_el)}"
         lines.append(f"| {n:,} | {_v(ipt_rules)} | {_v(vs)} | {nft_size} | {' / '.join(_v(r) for r in fp)} | "
                      f"{' / '.join(_v(r, '{:.0f}') for r in lat)} | "
@@ -291,8 +299,8 @@ def vm_table(records: Sequence[Record]) -> str:
         for position in ("first", "last"):
             for mode in sorted({r.mode for r in vm}, key=lambda m: order.index(m) if m in order else 99):
                 w = dict(services=n, position=position, mode=mode)
-                if mode == "iptables":
-                    w["backend"] = "iptables-nft"
+                if mode == DEFAULT_MODE:
+                    w["backend"] = next(iter(BACKENDS))
                 a = _one(vm, metric="kernel_first_connection_latency_p50", **w)
                 b = _one(vm, metric="kernel_first_connection_latency_p99", **w)
                 if a is None:
@@ -300,7 +308,7 @@ def vm_table(records: Sequence[Record]) -> str:
                 r50 = _one(vm, metric="kernel_first_connection_latency_p50_ratio_to_iptables", **w)
                 r99 = _one(vm, metric="kernel_first_connection_latency_p99_ratio_to_iptables", **w)
                 rc = _one(vm, metric="kernel_cpu_per_connection_ratio_to_iptables", **w)
-                rat = ["1 (baseline)" if mode == "iptables" else ("–" if x is None else f"{x.value:.2f}")
+                rat = ["1 (baseline)" if mode == DEFAULT_MODE else ("–" if x is None else f"{x.value:.2f}")
                        for x in (r50, r99, rc)]
                 lines.append(f"| {n:,} | {position} | {mode} | {rat[0]} | {rat[1]} | {rat[2]} | "
                              f"{a.value:.0f} / {b.value:.0f} | {a.repeats} |")
@@ -323,7 +331,7 @@ def paragraph_vm(records: Sequence[Record], env: dict) -> str:
              "between modes of that one boot are quoted."]
     for n in sizes:
         bits = []
-        for mode in ("ipvs", "nftables"):
+        for mode in [m for m in _emulated_modes() if m != DEFAULT_MODE]:
             last = _one(vm, mode=mode, services=n, position="last",
                         metric="kernel_first_connection_latency_p50_ratio_to_iptables")
             first = _one(vm, mode=mode, services=n, position="first",
@@ -334,8 +342,8 @@ def paragraph_vm(records: Sequence[Record], env: dict) -> str:
         if bits:
             parts.append(f"At {n:,} Services: " + "; ".join(bits) + ".")
     pub = {m: {a.services: a.value for a in published_points(m, "kernel_first_connection_latency_p50")}
-           for m in ("iptables", "ipvs", "nftables")}
-    if 5000 in pub["iptables"]:
+           for m in _emulated_modes()}
+    if 5000 in pub.get("iptables", {}) and 30000 in pub.get("ipvs", {}) and 30000 in pub.get("nftables", {}):
         parts.append(f"Published (any Service, other hardware): IPVS p50 ÷ iptables p50 is "
                      f"{pub['ipvs'][5000] / pub['iptables'][5000]:.2f} at 5,000 Services and "
                      f"{pub['ipvs'][30000] / pub['iptables'][30000]:.2f} at 30,000; nftables ÷ IPVS "

@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Mapping, Optional, Sequence
 
 from netsim.benchmarks import kernel_measure as km
-from netsim.benchmarks.kernel_runner import DEFAULT_MEASURES, KernelJob, Measure, records_from_json, unsupported
+from netsim.benchmarks.kernel_runner import (DEFAULT_MEASURES, KernelJob, Measure, failures_from_json,
+                                             records_from_json, unsupported)
 from netsim.benchmarks.records import Record
 
 VM_LABEL = "software-emulated (qemu without KVM): compare only with other figures of the same boot"
@@ -78,6 +79,7 @@ class VmKernelRunner:
     timeout: float = 3600.0
     name: str = "vm"
     progress: Optional[Callable[[str], None]] = None    # the guest's lines as they appear
+    failures: list[str] = field(default_factory=list)   # "job: why" for each job that failed in the guest
 
     def unavailable(self) -> Optional[str]:
         from netsim.kernel import vm
@@ -101,6 +103,7 @@ class VmKernelRunner:
             tail = (res.stderr.strip().splitlines() or ["no output"])[-1]
             raise km.KernelMeasureError(f"kernel measurements in the VM failed (exit {res.returncode}): {tail}")
         records = records_from_json(res.stdout)
+        self.failures = failures_from_json(res.stdout)
         for r in records:
             r.labels["kernel_runner"] = self.name
             r.labels["vm"] = VM_LABEL
@@ -113,7 +116,10 @@ class VmKernelRunner:
         return vm.run_in_vm([sys.executable, "-m", "netsim.benchmarks.kernel_runner",
                             "--measures", "netsim.benchmarks.vm_runner:VM_MEASURES"],
                            timeout=self.timeout, input=json.dumps([asdict(j) for j in jobs]),
-                           env={"NETSIM_READY_TIMEOUT": "900", "NETSIM_FORK_SERVERS": "0"},   # see verify_vm.GUEST_ENV
+                           # see verify_vm.GUEST_ENV; a command in a namespace (ipset restore, nft -f of a
+                           # large set) can take minutes in the guest on a loaded host
+                           env={"NETSIM_READY_TIMEOUT": "900", "NETSIM_FORK_SERVERS": "0",
+                                "NETSIM_CMD_TIMEOUT": "1200"},
                            progress=self.progress)
 
 

@@ -88,7 +88,8 @@ def _console():
                    "groups run as separate processes) into OUT/results.json.")
 @click.option("--vm", is_flag=True,
               help="Kernel measurements in one VM boot of Debian's kernel (has ip_vs: IPVS measured for real "
-                   "beside iptables). Software-emulated: its figures are reported as IPVS/iptables ratios.")
+                   "beside iptables and nftables). Software-emulated: its figures are reported as ratios to "
+                   "iptables of the same boot.")
 def bench(profile: str, modes: Optional[str], services: Optional[str], endpoints: Optional[str], out_dir: str,
           compare_to: Optional[str], kernel: Optional[bool], connections: Optional[int], backends: Optional[str],
           repeats: Optional[int], seed: int, stages: Optional[str], report_only: bool, merge_files: tuple[str, ...],

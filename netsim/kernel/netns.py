@@ -155,11 +155,16 @@ def exec_argv(name: str, argv: Sequence[str]) -> list[str]:
     return ["ip", "netns", "exec", name, *argv]
 
 
+CMD_TIMEOUT = 60.0          # seconds per command; $NETSIM_CMD_TIMEOUT overrides (a software-emulated VM is slow)
+
+
 def run(name: str, argv: Sequence[str], input: Optional[str] = None,
-        timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess:
+        timeout: Optional[float] = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command inside namespace `name`; refuses when the namespace is missing."""
     if not exists(name):
         raise NetnsError(f"network namespace {name!r} does not exist")
+    if timeout is None:
+        timeout = float(os.environ.get("NETSIM_CMD_TIMEOUT") or CMD_TIMEOUT)
     proc = subprocess.run(exec_argv(name, argv), input=input, capture_output=True, text=True,
                           timeout=timeout)
     if check and proc.returncode != 0:
