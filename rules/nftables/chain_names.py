@@ -13,7 +13,6 @@ Facts (kubernetes/kubernetes pkg/proxy/nftables/proxier.go ``hashAndTruncate``,
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 from typing import TYPE_CHECKING
 
@@ -30,13 +29,15 @@ FIREWALL_CHAIN_PREFIX = "firewall-"      # loadBalancerSourceRanges
 NAME_LENGTH_MAX = 256                    # knftables.NameLengthMax
 CHAIN_NAME_PREFIX_LENGTH_MAX = 16
 CHAIN_NAME_BASE_LENGTH_MAX = NAME_LENGTH_MAX - CHAIN_NAME_PREFIX_LENGTH_MAX
+_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"     # RFC 4648 base32 alphabet (Go's base32.StdEncoding)
 
 
 def hash_and_truncate(name: str) -> str:
     """``HASH8-name``, cut to 240 characters (the last three being ``...``) when longer."""
     # base32 turns each 5 bytes into 8 characters: the first 8 characters come from the first 5 bytes
-    digest = hashlib.sha256(name.encode()).digest()
-    out = base64.b32encode(digest[:5]).decode() + "-" + name
+    # (the 40 bits of the first 5 bytes, 5 bits a character, in RFC 4648's base32 alphabet)
+    bits = int.from_bytes(hashlib.sha256(name.encode()).digest()[:5], "big")
+    out = "".join([_B32[(bits >> shift) & 31] for shift in range(35, -5, -5)]) + "-" + name
     if len(out) > CHAIN_NAME_BASE_LENGTH_MAX:
         out = out[:CHAIN_NAME_BASE_LENGTH_MAX - 3] + "..."
     return out

@@ -51,15 +51,22 @@ def write_service_port(proxier: "NFTablesProxier", tx: Transaction, svc: Service
     affinity = svc.session_affinity_client_ip
     masq = f"mark set mark or {cfg.masquerade_mark}" if inline else f"jump {MARK_MASQ_CHAIN}"
 
-    def ensure(chain: str) -> None:
-        proxier._ensure_chain(tx, chain, active_chains, skip_update)
+    def ensure(chain: str, skip: bool = False) -> None:
+        proxier._ensure_chain(tx, chain, active_chains, skip_update or skip)
+
+    existing = proxier.existing_endpoint_chains
+
+    def up_to_date(chain: str, affinity_set: str) -> bool:
+        """An endpoint chain a 1.34 full sync leaves as the table holds it (see NFTablesProxier.sync)."""
+        return existing is not None and chain in existing[0] and (affinity_set in existing[1]) == affinity
 
     ep_names = {ep.string: endpoint_names(svc, ep) for ep in cat.all_reachable}
     for ep in cat.all_reachable:
+        chain, affinity_set = ep_names[ep.string]
         if affinity or not inline:        # 1.36: endpoint chains only for ClientIP affinity
-            ensure(ep_names[ep.string][0])
+            ensure(chain, up_to_date(chain, affinity_set))
         if affinity:
-            active_affinity.add(ep_names[ep.string][1])
+            active_affinity.add(affinity_set)
         if inline and ep.is_local:
             st[HAIRPIN_CONNECTIONS_SET].ensure(tx, Element(HAIRPIN_CONNECTIONS_SET, (ep.ip, ep.ip, proto, str(ep.port))))
 
@@ -197,14 +204,17 @@ def write_service_port(proxier: "NFTablesProxier", tx: Transaction, svc: Service
         return
 
     for ep in cat.all_reachable:
-        chain, affinity_set = ep_names[ep.string]
+        ep_string = ep.string
+        chain, affinity_set = ep_names[ep_string]
+        if up_to_date(chain, affinity_set):
+            continue
         if not inline:
             # Hairpin: a pod reaching itself through the service is masqueraded (1.36: the
             # hairpin-connections set in the masquerading chain instead).
             tx.add(Rule(chain, concat(ip_x, "saddr", ep.ip, "jump", MARK_MASQ_CHAIN)))
         if affinity:
             tx.add(Rule(chain, concat("update", "@", affinity_set, "{", ip_x, "saddr", "}")))
-        tx.add(Rule(chain, concat("meta l4proto", proto, "dnat to", ep.string)))
+        tx.add(Rule(chain, concat("meta l4proto", proto, "dnat to", ep_string)))
 
 
 def _write_service_to_endpoint_rules(tx: Transaction, svc: ServicePortInfo, chain: str,

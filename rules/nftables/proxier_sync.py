@@ -10,9 +10,11 @@ arbitrary; every object's content is independent of it).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, fields
 from typing import Iterable, Optional
 
+from netsim.control.heap import deferred_gc
 from netsim.rules.iptables.proxier_endpoints import categorize_endpoints, sort_endpoints
 from netsim.rules.iptables.proxier_inputs import EndpointInfo, ServicePortInfo
 from netsim.rules.iptables.proxier_sync import endpoints_key
@@ -143,6 +145,13 @@ class ElementStorage:
         tx.flush(Map(self.name) if self.is_map else Set(self.name))
         self.leftover = set()
 
+    def read(self, state: TableState) -> None:
+        """readOrReset: start from what the set/map holds in the table now (ListElements; nothing
+        when it does not exist yet), every element a leftover until a Service claims it."""
+        have = (state.maps if self.is_map else state.sets).get(self.name)
+        self.elements = {key: e.value for key, e in have.elements.items()} if have is not None else {}
+        self.leftover = set(self.elements)
+
     def ensure(self, tx: Transaction, elem: Element) -> None:
         have = self.elements.get(elem.key)
         if have is None:
@@ -166,13 +175,18 @@ def _service_key(svc: ServicePortInfo) -> str:
     return f"{svc.namespace}/{svc.name}"
 
 
+_ENDPOINT_FIELDS = tuple(f.name for f in fields(EndpointInfo))     # what an endpoint is (dataclass fields)
+
+
 def _inputs_by_service(ports: list[ServicePortInfo], endpoints: dict[str, list[EndpointInfo]]) -> dict[str, tuple]:
     """What a sync reads of each Service (its ports and their endpoints), to find the changed ones."""
     out: dict[str, list] = {}
     for svc in ports:
-        eps = sorted(repr(ep) for ep in endpoints.get(endpoints_key(svc), []))
-        out.setdefault(_service_key(svc), []).append((repr(svc), tuple(eps)))
-    return {k: tuple(sorted(v)) for k, v in out.items()}
+        # the endpoints as a multiset of their field values (order does not count, as in repr-sorted form)
+        eps = Counter(tuple(getattr(ep, name) for name in _ENDPOINT_FIELDS)
+                      for ep in endpoints.get(endpoints_key(svc), []))
+        out.setdefault(_service_key(svc), []).append((repr(svc), eps))
+    return {k: tuple(sorted(v, key=lambda port: port[0])) for k, v in out.items()}
 
 
 @dataclass
@@ -191,6 +205,8 @@ class NFTablesProxier:
     last_cleanup: Optional[Transaction] = None      # the stale-chain deletions run before the last sync
     last_sync: Optional[Transaction] = None
     last_inputs: dict[str, tuple] = field(default_factory=dict)   # per Service, what the last sync saw
+    # on a 1.34 full sync: (chains, affinity sets) the table held before it (ListAll)
+    existing_endpoint_chains: Optional[tuple[set[str], set[str]]] = None
 
     def __post_init__(self) -> None:
         self.state.family = self.config.ip_x
@@ -208,8 +224,9 @@ class NFTablesProxier:
             return
         created.add(chain)
         if not skip:
-            tx.add(Chain(chain))
-            tx.flush(Chain(chain))
+            c = Chain(chain)
+            tx.add(c)
+            tx.flush(c)
 
     def setup_nftables(self, tx: Transaction) -> None:
         cfg = self.config
@@ -313,9 +330,15 @@ class NFTablesProxier:
             tx.add(Rule(SERVICES_CHAIN, concat(ip_x, "daddr @nodeport-ips", "meta l4proto . th dport",
                                                "vmap", "@", SERVICE_NODEPORTS_MAP)))
         for storage in self.storages.values():
-            storage.reset(tx)
+            if cfg.era == ERA_GA:
+                storage.reset(tx)           # flushed on every full sync
+            else:
+                # PR #130119 (kube-proxy restart time): readOrReset reads the elements the table
+                # already holds, so a restarted kube-proxy re-adds none of them
+                storage.read(self.state)
 
     # --- syncProxyRules ------------------------------------------------------------------------
+    @deferred_gc()               # the transaction and the table it builds are long-lived (netsim.control.heap)
     def sync(self, ports: list[ServicePortInfo], endpoints: dict[str, list[EndpointInfo]],
              changed_services: Optional[Iterable[str]] = None, now: float = 0.0) -> Transaction:
         """One syncProxyRules: build the transaction, run it against :attr:`state`, return it.
@@ -345,6 +368,14 @@ class NFTablesProxier:
         tx = Transaction(self.config.ip_x)
         if not try_partial:
             self.setup_nftables(tx)
+        # 1.34-1.35 (PR #130119): a full sync leaves an endpoint chain that the table already holds
+        # as it is (its name hashes the endpoint's IP and port, which fix its rules), unless its
+        # affinity set's presence disagrees with the Service's session affinity
+        self.existing_endpoint_chains = None
+        if not try_partial and self.config.era == ERA_PRE_DNAT:
+            self.existing_endpoint_chains = (
+                {c for c in self.state.chains if c not in self.stale_chains},
+                {n for n in self.state.sets if is_affinity_set_name(n)})
         active_chains: set[str] = set()
         active_affinity: set[str] = set()
         for svc in sorted(ports, key=lambda s: (s.name_string, s.protocol)):

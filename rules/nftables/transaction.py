@@ -17,9 +17,12 @@ lone ``@``, empty strings dropped, lists spliced in.
 state of a node's table after several syncs can be dumped. :meth:`TableState.dump` writes it in an
 order the kernel accepts in one ``nft -f`` batch: table, chains, sets, maps, then rules, then set
 and map elements (a rule or a ``goto`` element may only name a chain or set that already exists).
+:func:`parse_dump` reads such ``add`` lines back into a transaction (knftables fake.go ``ParseDump``),
+so a table that existed before kube-proxy started can be given to the proxier.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Union
 
@@ -27,14 +30,17 @@ from typing import Iterable, Optional, Union
 def concat(*args: Union[str, int, Iterable[str]]) -> str:
     """knftables.Concat: space-joined words; ``"@", name`` becomes ``@name``; empty strings vanish."""
     words: list[str] = []
+    append = words.append
     for arg in args:
-        if isinstance(arg, int):
-            words.append(str(arg))
-        elif isinstance(arg, str):
+        if isinstance(arg, str):
             if arg:
-                words.append(arg)
+                append(arg)
+        elif isinstance(arg, int):
+            append(str(arg))
         else:
             words.extend(str(w) for w in arg if w != "")
+    if "@" not in words:
+        return " ".join(words)
     out: list[str] = []
     glue = False
     for w in words:
@@ -143,14 +149,23 @@ class Transaction:
 
 def write_operation(verb: str, obj: NFTObject, family: str = "ip", table: str = "kube-proxy") -> str:
     """One line of ``nft -f`` text, spelled as knftables writes it."""
-    where = f"{family} {table}"
-    adding = verb == "add"
-    if isinstance(obj, Table):
-        line = f"{verb} table {where}"
-        if adding and obj.comment is not None:
-            line += f" {{ comment {_quote(obj.comment)} ; }}"
+    kind = obj.kind
+    if kind == "rule":                       # the most frequent kinds first
+        line = f"{verb} rule {family} {table} {obj.chain} {obj.rule}"
+        if obj.comment is not None:
+            line += f" comment {_quote(obj.comment)}"
         return line
-    if isinstance(obj, Chain):
+    adding = verb == "add"
+    if kind == "element":
+        line = f"{verb} element {family} {table} {obj.container} {{ {' . '.join(obj.key)}"
+        if adding:
+            if obj.comment is not None:
+                line += f" comment {_quote(obj.comment)}"
+            if obj.value:
+                line += f" : {' . '.join(obj.value)}"
+        return line + " }"
+    where = f"{family} {table}"
+    if kind == "chain":
         line = f"{verb} chain {where} {obj.name}"
         if adding and (obj.type is not None or obj.comment is not None):
             parts = []
@@ -160,31 +175,23 @@ def write_operation(verb: str, obj: NFTObject, family: str = "ip", table: str = 
                 parts.append(f"comment {_quote(obj.comment)} ;")
             line += " { " + " ".join(parts) + " }"
         return line
-    if isinstance(obj, (Set, Map)):
-        line = f"{verb} {obj.kind} {where} {obj.name}"
+    if kind == "set" or kind == "map":
+        line = f"{verb} {kind} {where} {obj.name}"
         if adding:
             parts = [f"type {obj.type} ;"]
-            if isinstance(obj, Set) and obj.flags:
+            if kind == "set" and obj.flags:
                 parts.append(f"flags {','.join(obj.flags)} ;")
-            if isinstance(obj, Set) and obj.timeout_seconds is not None:
+            if kind == "set" and obj.timeout_seconds is not None:
                 parts.append(f"timeout {obj.timeout_seconds}s ;")
             if obj.comment is not None:
                 parts.append(f"comment {_quote(obj.comment)} ;")
             line += " { " + " ".join(parts) + " }"
         return line
-    if isinstance(obj, Rule):
-        line = f"{verb} rule {where} {obj.chain} {obj.rule}"
-        if obj.comment is not None:
-            line += f" comment {_quote(obj.comment)}"
+    if kind == "table":
+        line = f"{verb} table {where}"
+        if adding and obj.comment is not None:
+            line += f" {{ comment {_quote(obj.comment)} ; }}"
         return line
-    if isinstance(obj, Element):
-        line = f"{verb} element {where} {obj.container} {{ {' . '.join(obj.key)}"
-        if adding:
-            if obj.comment is not None:
-                line += f" comment {_quote(obj.comment)}"
-            if obj.value:
-                line += f" : {' . '.join(obj.value)}"
-        return line + " }"
     raise TypeError(f"not an nftables object: {obj!r}")
 
 
@@ -238,7 +245,37 @@ class TableState:
         return self.maps if isinstance(obj, Map) else self.sets
 
     def _apply_one(self, verb: str, obj: NFTObject) -> None:
-        if isinstance(obj, Table):
+        kind = getattr(obj, "kind", None)
+        if kind == "rule":
+            chain = self.chains.get(obj.chain)
+            if chain is None:
+                raise TransactionError("no such table" if self.table is None else "no such chain")
+            text = obj.rule
+            if "@" in text:
+                for word in text.split():
+                    target = word[1:] if word.startswith("@") else None
+                    if target and target not in self.sets and target not in self.maps:
+                        raise TransactionError(f"no such set or map {target!r}")
+            self._check_chain_targets(text)
+            chain.rules.append(obj)
+            return
+        if kind == "element":
+            if self.table is None:
+                raise TransactionError("no such table")
+            where = self.maps if obj.is_map else self.sets
+            have = where.get(obj.container)
+            if have is None:
+                raise TransactionError(f"no such {'map' if obj.is_map else 'set'}")
+            if verb == "add":
+                if obj.value:
+                    self._check_chain_targets(" ".join(obj.value))
+                have.elements.setdefault(obj.key, obj)
+            elif obj.key not in have.elements:
+                raise TransactionError("no such element")
+            else:
+                del have.elements[obj.key]
+            return
+        if kind == "table":
             if verb == "add":
                 self.table = self.table or obj
             elif verb == "delete":
@@ -249,9 +286,9 @@ class TableState:
                 for s in (*self.sets.values(), *self.maps.values()):
                     s.elements.clear()
             return
-        if self.table is None:
+        if self.table is None and kind in ("chain", "set", "map"):
             raise TransactionError("no such table")
-        if isinstance(obj, Chain):
+        if kind == "chain":
             have = self.chains.get(obj.name)
             if verb == "add":
                 if have is None:
@@ -268,42 +305,18 @@ class TableState:
                     raise TransactionError("chain is still referenced")
                 del self.chains[obj.name]
             return
-        if isinstance(obj, (Set, Map)):
-            where = self._containers(obj)
+        if kind == "set" or kind == "map":
+            where = self.maps if kind == "map" else self.sets
             have = where.get(obj.name)
             if verb == "add":
                 if have is None:
                     where[obj.name] = _ContainerState(obj)
             elif have is None:
-                raise TransactionError(f"no such {obj.kind}")
+                raise TransactionError(f"no such {kind}")
             elif verb == "flush":
                 have.elements.clear()
             else:
                 del where[obj.name]
-            return
-        if isinstance(obj, Rule):
-            if obj.chain not in self.chains:
-                raise TransactionError("no such chain")
-            if "@" in obj.rule:
-                for word in obj.rule.split():
-                    target = word[1:] if word.startswith("@") else None
-                    if target and target not in self.sets and target not in self.maps:
-                        raise TransactionError(f"no such set or map {target!r}")
-            self._check_chain_targets(obj.rule)
-            self.chains[obj.chain].rules.append(obj)
-            return
-        if isinstance(obj, Element):
-            where = self._containers(obj)
-            have = where.get(obj.container)
-            if have is None:
-                raise TransactionError(f"no such {'map' if obj.is_map else 'set'}")
-            if verb == "add":
-                self._check_chain_targets(" ".join(obj.value))
-                have.elements.setdefault(obj.key, obj)
-            elif obj.key not in have.elements:
-                raise TransactionError("no such element")
-            else:
-                del have.elements[obj.key]
             return
         raise TypeError(f"not an nftables object: {obj!r}")
 
@@ -346,10 +359,95 @@ class TableState:
 
     def dump(self) -> str:
         """The table as ``add`` commands (loadable by ``nft -f`` into an empty namespace)."""
-        return "".join(write_operation("add", o, self.family, self.name) + "\n" for o in self.objects())
+        family, name = self.family, self.name
+        return "".join([write_operation("add", o, family, name) + "\n" for o in self.objects()])
 
     def rules(self, chain: str) -> list[str]:
         """The rule texts of one chain (with comments), in order."""
         state = self.chains.get(chain)
         return [] if state is None else [
             r.rule + (f" comment {_quote(r.comment)}" if r.comment is not None else "") for r in state.rules]
+
+
+_COMMENT_AT_END = re.compile(r' comment "((?:[^"\\]|\\.)*)"$')
+_PROPS = re.compile(r"^(\S+) \{ (.*) \}$")
+
+
+def _unquote(text: str) -> str:
+    return text.replace('\\"', '"').replace("\\\\", "\\")
+
+
+def _props(body: str) -> dict[str, str]:
+    """``type T hook H priority P ; comment "C" ;`` as {"type": ..., "hook": ..., "comment": ...}."""
+    out: dict[str, str] = {}
+    for part in (p.strip() for p in body.split(" ;")):
+        if not part:
+            continue
+        word, _, rest = part.partition(" ")
+        if word == "type" and " hook " in rest:
+            ctype, _, rest = rest.partition(" hook ")
+            hook, _, prio = rest.partition(" priority ")
+            out.update(type=ctype, hook=hook, priority=prio)
+        elif word == "comment":
+            out["comment"] = _unquote(rest[1:-1])
+        else:
+            out[word] = rest
+    return out
+
+
+def parse_dump(text: str, family: str = "ip", table: str = "kube-proxy") -> Transaction:
+    """``add`` lines as knftables' Fake.Dump writes them (blank lines and ``#`` comments skipped) as a
+    transaction; a line that is not one of them is a one-line error naming it."""
+    tx = Transaction(family, table)
+    maps: set[str] = set()
+    prefix = f" {family} {table}"
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        verb, _, rest = line.partition(" ")
+        kind, _, rest = rest.partition(" ")
+        if verb != "add" or not (" " + rest + " ").startswith(prefix + " "):
+            raise TransactionError(f"line {number}: {line!r}: expected 'add KIND {family} {table} ...'")
+        rest = rest[len(prefix):].strip()
+        if kind == "table":
+            props = _props(_PROPS.match("t " + rest).group(2)) if rest else {}
+            tx.add(Table(props.get("comment")))
+        elif kind == "chain":
+            m = _PROPS.match(rest)
+            props = _props(m.group(2)) if m else {}
+            prio = props.get("priority")
+            tx.add(Chain(m.group(1) if m else rest, props.get("type"), props.get("hook"),
+                         int(prio) if prio is not None else None, props.get("comment")))
+        elif kind in ("set", "map"):
+            m = _PROPS.match(rest)
+            if m is None:
+                raise TransactionError(f"line {number}: {line!r}: expected {{ type ... ; }}")
+            props = _props(m.group(2))
+            if kind == "map":
+                maps.add(m.group(1))
+                tx.add(Map(m.group(1), props.get("type", ""), props.get("comment")))
+            else:
+                timeout = props.get("timeout")
+                tx.add(Set(m.group(1), props.get("type", ""),
+                           tuple(props["flags"].split(",")) if "flags" in props else (),
+                           int(timeout.rstrip("s")) if timeout else None, props.get("comment")))
+        elif kind == "rule":
+            chain, _, rule = rest.partition(" ")
+            m = _COMMENT_AT_END.search(rule)
+            tx.add(Rule(chain, rule[:m.start()] if m else rule, _unquote(m.group(1)) if m else None))
+        elif kind == "element":
+            name, _, body = rest.partition(" ")
+            if not (body.startswith("{ ") and body.endswith(" }")):
+                raise TransactionError(f"line {number}: {line!r}: expected {{ KEY [: VALUE] }}")
+            body = body[2:-2]
+            key, _, value = body.partition(" : ")
+            comment = None
+            m = _COMMENT_AT_END.search(key)
+            if m:
+                key, comment = key[:m.start()], _unquote(m.group(1))
+            tx.add(Element(name, tuple(key.split(" . ")), tuple(value.split(" . ")) if value else (), comment,
+                           is_map=name in maps))
+        else:
+            raise TransactionError(f"line {number}: {line!r}: unknown object {kind!r}")
+    return tx
