@@ -114,11 +114,13 @@ def _base_emulator(config: pytest.Config, key: tuple) -> Any:
         import netsim
         sources, mode, seed = key
         try:
-            em = netsim.load(*sources, mode=mode, seed=seed)
-            em.prepare()
-            # the session keeps this emulator to its end: out of every later full collection with it
-            # (gc.freeze; at 10,000 Services a full pass walks millions of objects and finds none dead)
             import gc
+            # the session keeps this emulator to its end: its store, then its rules, go out of every
+            # later full collection (gc.freeze, as the one-shot `netsim` command does after each build;
+            # at 10,000 Services a full pass walks millions of objects and finds none dead)
+            em = netsim.load(*sources, mode=mode, seed=seed)
+            gc.freeze()
+            em.prepare()
             gc.freeze()
             got = ("ok", em)
         except (netsim.ManifestError, ValueError) as e:
