@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from netsim.cli.common import EXIT_NOT_DELIVERED
+from netsim.cli.common import EXIT_NOT_DELIVERED, input_limits, limit_options
 
 
 def _modes(_ctx, _param, value: str):
@@ -19,6 +19,15 @@ def _modes(_ctx, _param, value: str):
         if m not in known:
             raise click.BadParameter(f"{m!r}: expected a comma-separated list of {', '.join(known)}")
     return modes
+
+
+def _with(options):
+    """Apply a list of click options (the shared --max-input-bytes / --max-yaml-values)."""
+    def deco(f):
+        for o in reversed(options):
+            f = o(f)
+        return f
+    return deco
 
 
 @click.command("reach")
@@ -44,6 +53,7 @@ def _modes(_ctx, _param, value: str):
               help="Trace N random raw probes the slow way; each must equal its class row.")
 @click.option("--seed", type=int, default=None, help="Reseed the cluster's RNG (as netsim trace --seed).")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_with(limit_options)
 def reach(files, files2, modes, engine, workers, scheduler, batch_size, out_dir, csv_too, resume, exhaustive,
           validate_sample, seed, output) -> None:
     """Who can reach which Service, through which endpoints, with or without SNAT — for every source
@@ -66,14 +76,14 @@ def reach(files, files2, modes, engine, workers, scheduler, batch_size, out_dir,
     if not modes:
         import netsim
         try:
-            modes = [netsim.load(*files, seed=seed).mode]
+            modes = [netsim.load(*files, seed=seed, limits=input_limits()).mode]
         except ManifestError as e:
             raise click.ClickException(str(e)) from None
     progress = _Progress(output == "text")
     try:
         run = run_reach(versions, modes, engine=engine, workers=workers, scheduler=scheduler,
                         batch_size=batch_size, seed=seed, exhaustive=exhaustive, validate_sample=validate_sample,
-                        done=done, on_batch=progress.batch)
+                        done=done, on_batch=progress.batch, limits=input_limits())
     except ManifestError as e:
         raise click.ClickException(str(e)) from None
     except (ReachEngineError, OSError) as e:

@@ -21,7 +21,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+# the reach extra (Dask distributed, pyarrow, plotly): tests/test_reach_dask.py runs Dask's LocalCluster
+python3 -m pip install -q --disable-pip-version-check -e '.[test,reach]'
 
 # The IPVS VM (tests marked `vm`): Debian's kernel has ip_vs as a module, qemu boots it without KVM
 # through virtme-ng. Only as root (the guest needs root for namespaces). Opt-in with NETSIM_VM_TESTS=1,

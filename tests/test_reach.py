@@ -239,3 +239,32 @@ def test_verdict_follows_nftables_numgen_branches():
     em = netsim.load("example:httpd-app", mode="nftables")
     v = em.verdict("pod/client", "httpd-app:80")              # numgen random mod 2 vmap: both arms, 1/2 each
     assert v.disposition == "DELIVERED" and sorted(v.endpoints.values()) == [0.5, 0.5] and v.paths == 2
+
+
+def test_pick_draws_uniformly_inside_a_class_without_expanding_it():
+    """Planner.pick (the validation sample past EXPAND_AT_MOST raw probes) only draws raw probes of
+    the class, and every one of them, about equally often."""
+    import random
+    from collections import Counter
+
+    from netsim.reach.inventory import Inventory
+    planner = Planner([Inventory.from_emulator(netsim.load(LOCAL_POLICY), "v")])
+    rng = random.Random(5)
+    classes = [pc for pc in planner.plan() if pc.count > 1]
+    assert any(pc.slot.kind == "nodeport" for pc in classes)
+    for pc in classes:
+        everything = Counter((m.ident, a) for m, a in planner.expand(pc))
+        assert sum(everything.values()) == pc.count
+        drawn = Counter((m.ident, a) for m, a in (planner.pick(pc, rng) for _ in range(60 * pc.count)))
+        assert set(drawn) == set(everything), pc.key
+        assert max(drawn.values()) < 3 * min(drawn.values()), (pc.key, drawn)
+
+
+def test_validate_sample_by_pick_past_the_expansion_cap(monkeypatch):
+    from netsim.reach import matrix
+    monkeypatch.setattr(matrix, "EXPAND_AT_MOST", 5)
+    good = reach([("v", [LOCAL_POLICY])], ["iptables"], engine="serial", validate_sample=40, seed=1)
+    assert good.validated == 40 and good.mismatches == []
+    bad = reach([("v", [LOCAL_POLICY])], ["iptables"], engine="serial", validate_sample=40, seed=1,
+                planner_factory=_IgnoresLocalPolicies)
+    assert bad.mismatches and all(m.key.startswith("default/web") for m in bad.mismatches)

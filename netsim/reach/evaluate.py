@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
     from netsim.api import Emulator
@@ -20,6 +20,7 @@ class ModelSpec:
 
     versions: tuple[tuple[str, tuple[str, ...]], ...]
     seed: Optional[int] = None
+    limits: Any = None          # netsim.control.inputread.InputLimits for every load (None: the defaults)
 
     def sources(self, version: str) -> tuple[str, ...]:
         for v, src in self.versions:
@@ -58,7 +59,7 @@ class ModelCache:
             return em
         import netsim
         t0 = time.perf_counter()
-        em = netsim.load(*self.spec.sources(version), mode=mode, seed=self.spec.seed)
+        em = netsim.load(*self.spec.sources(version), mode=mode, seed=self.spec.seed, limits=self.spec.limits)
         em.prepare(mode)
         self.build_seconds[k] = time.perf_counter() - t0
         self.models[k] = em

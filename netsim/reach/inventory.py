@@ -51,6 +51,7 @@ class ServiceFacts:
     endpoints: tuple[EndpointFacts, ...]
     slice_ports: tuple
     host_endpoints: bool = False              # some endpoint is a node's address (a hostNetwork pod)
+    _by_address: Optional[dict] = field(default=None, repr=False, compare=False)   # endpoint_of's index
 
     @property
     def node_dependent(self) -> bool:
@@ -64,9 +65,15 @@ class ServiceFacts:
         return getattr(s, "external_traffic_policy", "Cluster") == "Local" or \
             getattr(s, "internal_traffic_policy", "Cluster") == "Local"
 
-    def local_endpoints(self, node: str) -> tuple:
-        return tuple(sorted((e.address, e.ready, e.serving, e.terminating)
-                            for e in self.endpoints if e.node == node or e.host == node))
+    def local_index(self) -> dict[str, str]:
+        """node -> its local endpoints and their conditions as a label, for the nodes that have any:
+        one pass over the endpoints (an index endpoint -> node), not a scan of them per node."""
+        by: dict[str, list[tuple]] = {}
+        for e in self.endpoints:
+            for n in {e.node, e.host} - {None}:
+                by.setdefault(n, []).append((e.address, e.ready, e.serving, e.terminating))
+        return {n: ",".join(f"{a}{'' if r else '!r'}{'' if s else '!s'}{'~t' if t else ''}" for a, r, s, t in sorted(eps))
+                for n, eps in by.items()}
 
     def signature(self) -> tuple:
         """Everything a verdict of this Service depends on except its own addresses and name:
@@ -82,8 +89,13 @@ class ServiceFacts:
 
     def endpoint_of(self, ip: str) -> Optional[tuple]:
         """A hairpin member's own endpoint(s) (conditions, ports), or None when it is none of them."""
-        own = tuple(sorted((e.ready, e.serving, e.terminating, e.ports) for e in self.endpoints if e.address == ip))
-        return own or None
+        idx = self._by_address
+        if idx is None:
+            by: dict[str, list[tuple]] = {}
+            for e in self.endpoints:
+                by.setdefault(e.address, []).append((e.ready, e.serving, e.terminating, e.ports))
+            idx = self._by_address = {a: tuple(sorted(v)) for a, v in by.items()}
+        return idx.get(ip)
 
 
 @dataclass

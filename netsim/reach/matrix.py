@@ -2,6 +2,7 @@
 exhaustive form (every raw probe) and the validation sample that hold the reduction to account."""
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional, Sequence
@@ -48,13 +49,21 @@ def raw_tasks(planner: Planner, classes: Iterable[ProbeClass], modes: Sequence[s
     out: list[RawItem] = []
     for pc in classes:
         for member, node in planner.expand(pc):
-            for v in range(len(planner.invs)):
-                raw = planner.raw_probe(pc.slot, v, member, node)
-                if raw is None:
-                    continue
-                key = f"{pc.key} :: {member.ident}{' @' + node if node else ''}"
-                for mode in modes:
-                    out.append((Task(key, raw.version, mode, raw.src, raw.namespace, raw.dst, raw.proto), pc.key))
+            out += _raw_items(planner, pc, member, node, modes)
+    return out
+
+
+def _raw_items(planner: Planner, pc: ProbeClass, member, node: Optional[str], modes: Sequence[str]
+               ) -> list[RawItem]:
+    """One raw (member, addressed node) of a class as tasks: per version where it exists, per mode."""
+    out: list[RawItem] = []
+    for v in range(len(planner.invs)):
+        raw = planner.raw_probe(pc.slot, v, member, node)
+        if raw is None:
+            continue
+        key = f"{pc.key} :: {member.ident}{' @' + node if node else ''}"
+        for mode in modes:
+            out.append((Task(key, raw.version, mode, raw.src, raw.namespace, raw.dst, raw.proto), pc.key))
     return out
 
 
@@ -152,19 +161,38 @@ def check_raw(planner: Planner, matrix: Matrix, raw: list[RawItem], executor: Ex
     return bad
 
 
+EXPAND_AT_MOST = 200_000     # raw probes: up to this, a sample is drawn from the whole expansion
+
+
 def sample_raw(planner: Planner, matrix: Matrix, modes: Sequence[str], n: int, seed: int = 0
                ) -> list[RawItem]:
-    """``--validate-sample N``: N raw probes drawn uniformly over the expansion (reservoir sampling,
-    Vitter's algorithm R), so big classes are checked in proportion to their members."""
+    """``--validate-sample N``: N raw probes drawn uniformly over the expansion. Up to EXPAND_AT_MOST
+    raw probes the expansion is walked (reservoir sampling, Vitter's algorithm R, without
+    replacement); past that (billions of raw probes) a class is drawn by its member count and a raw
+    probe in it by Planner.pick, distinct draws kept — the same distribution without expanding."""
     rng = random.Random(seed)
-    pool: list[RawItem] = []
-    seen = 0
-    for item in raw_tasks(planner, matrix.classes, modes):
-        seen += 1
-        if len(pool) < n:
-            pool.append(item)
-        else:
-            j = rng.randrange(seen)
-            if j < n:
-                pool[j] = item
-    return pool
+    total = sum(pc.count for pc in matrix.classes)
+    if total <= EXPAND_AT_MOST:
+        pool: list[RawItem] = []
+        seen = 0
+        for item in raw_tasks(planner, matrix.classes, modes):
+            seen += 1
+            if len(pool) < n:
+                pool.append(item)
+            else:
+                j = rng.randrange(seen)
+                if j < n:
+                    pool[j] = item
+        return pool
+    classes = [pc for pc in matrix.classes if pc.count > 0]
+    cum = list(itertools.accumulate(pc.count for pc in classes))
+    out: dict[str, RawItem] = {}
+    for _ in range(20 * n):
+        if len(out) >= n:
+            break
+        pc = rng.choices(classes, cum_weights=cum)[0]
+        member, node = planner.pick(pc, rng)
+        for item in _raw_items(planner, pc, member, node, modes):
+            if len(out) < n:
+                out.setdefault(f"{item[0].key} {item[0].version} {item[0].mode}", item)
+    return list(out.values())

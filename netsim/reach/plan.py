@@ -68,17 +68,77 @@ class RawProbe:
     proto: str
 
 
-def _view(sf: Optional[ServiceFacts], inv: Inventory, node: Optional[str]) -> Optional[str]:
-    """The node's view of one Service, as a stable label."""
-    if node is None or sf is None:
+def _base_view(inv: Inventory, node: Optional[str]) -> Optional[str]:
+    """A node's state as the rules see it, the part of its view every Service shares (None: the node
+    is not in this version)."""
+    n = inv.nodes.get(node) if node is not None else None
+    if n is None:
         return None
-    n = inv.nodes.get(node)
-    base = "ready" if n is None or (n.ready and n.running) else ("notready" if n.running else "stopped")
-    if not sf.node_dependent:
+    return "ready" if (n.ready and n.running) else ("notready" if n.running else "stopped")
+
+
+def _plain(base: Optional[str], node_dependent: bool) -> Optional[str]:
+    """The view of a node without local endpoints: its base view (marked ``local[]`` where the
+    Service's nodes can differ)."""
+    if base is None or not node_dependent:
         return base
-    local = sf.local_endpoints(node)
-    eps = ",".join(f"{a}{'' if r else '!r'}{'' if s else '!s'}{'~t' if t else ''}" for a, r, s, t in local)
-    return f"{base}:local[{eps}]"
+    return f"{base}:local[]"
+
+
+class NodeSet:
+    """Node names: a few lists of names, each less some excluded ones — the nodes a NodePort can be
+    addressed on in one view — sized, iterated and tested without being copied per Service."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[Sequence[str], frozenset, frozenset]] = []     # (names, as a set, excluded)
+        self.size = 0
+
+    def add(self, names: Sequence[str], nameset: frozenset, exclude: frozenset, size: int) -> None:
+        self.parts.append((names, nameset, exclude))
+        self.size += size
+
+    def __iter__(self) -> Iterator[str]:
+        for names, _s, ex in self.parts:
+            for n in names:
+                if n not in ex:
+                    yield n
+
+    def __len__(self) -> int:
+        return self.size
+
+    def other(self, node: Optional[str]) -> str:
+        """A member other than ``node`` (the first in order)."""
+        for names, _s, ex in self.parts:
+            for n in names:
+                if n != node and n not in ex:
+                    return n
+        raise ValueError("no other node")
+
+    def __contains__(self, name: object) -> bool:
+        return any(name in s and name not in ex for _n, s, ex in self.parts)
+
+    def pick(self, rng) -> str:
+        """A uniformly random member (rejection over the lists' union)."""
+        total = sum(len(n) for n, _s, _x in self.parts)
+        while True:
+            i = rng.randrange(total)
+            for names, _s, ex in self.parts:
+                if i < len(names):
+                    if names[i] not in ex:
+                        return names[i]
+                    break
+                i -= len(names)
+
+
+@dataclass
+class _Super:
+    """The members of every bucket whose nodes look alike to a Service without endpoints on them:
+    per version (kind, base view of the node, atom, DNS profile), and the own node's base views."""
+
+    members: list[Member] = field(default_factory=list)
+    count: int = 0
 
 
 class Planner:
@@ -104,7 +164,32 @@ class Planner:
         self.buckets = dict(buckets)
         self.bucket_of = {m.ident: k for k, ms in self.buckets.items() for m in ms}
         self.member_of_rep = {m.ident: m for ms in self.buckets.values() for m in ms}
-        self._templates: dict[tuple, dict[tuple, ProbeClass]] = {}
+        # nodes by their base views (per version), once: under any Service, a node without local
+        # endpoints has the view its base views give, so its buckets merge into a "super" bucket and
+        # a Service only looks at the nodes its endpoints are on (an index endpoint -> node), never
+        # at every node
+        self.node_names = sorted({n for inv in self.invs for n in inv.nodes})
+        self.base = [{n: _base_view(inv, n) for n in inv.nodes} for inv in self.invs]
+        self.base_of = {n: tuple(b.get(n) for b in self.base) for n in self.node_names}
+        groups: dict[tuple, list[str]] = defaultdict(list)
+        for n in self.node_names:
+            groups[self.base_of[n]].append(n)
+        self.node_groups = {k: (names, frozenset(names)) for k, names in groups.items()}
+        self.buckets_on: dict[str, list[tuple]] = defaultdict(list)
+        self.supers: dict[tuple, _Super] = {}
+        self.super_of: dict[tuple, tuple] = {}
+        for bkey, ms in self.buckets.items():
+            for n in {b[1] for b in bkey if b is not None and b[1] is not None}:
+                self.buckets_on[n].append(bkey)
+            own = _own_node(bkey)
+            skey = (tuple((b[0], self.base[v].get(b[1]) if b[1] else None, b[2], b[3]) if b is not None else None
+                          for v, b in enumerate(bkey)), self.base_of.get(own) if own else None)
+            sup = self.supers.get(skey)
+            if sup is None:
+                sup = self.supers[skey] = _Super()
+            sup.members.extend(ms)
+            sup.count += len(ms)
+            self.super_of[bkey] = skey
 
     # ------------------------------------------------------------------ destinations
     def slots(self, skey: str) -> list[Slot]:
@@ -185,93 +270,116 @@ class Planner:
         return sorted({k for inv in self.invs for k in inv.services})
 
     def classes(self, skey: str) -> list[ProbeClass]:
-        """Every probe class of one Service (all its slots). Members of a bucket are counted, not
-        enumerated (a NodePort's pairs by multiplication). Under Cluster policies every node has one
-        view, so the classes of plain sources are the same for every such Service: they are made once
-        per slot shape (a template) and each Service only takes its own endpoint pods out of them."""
+        """Every probe class of one Service (all its slots). Members are counted, not enumerated (a
+        NodePort's pairs by multiplication). Only the buckets on the nodes the Service's endpoints are
+        on (under a Local policy or with endpoints on node addresses) and the buckets of its endpoint
+        pods (hairpin) are looked at one by one; every other member is in a super bucket whose nodes
+        all have the plain view, less those special buckets."""
         sfs = [inv.services.get(skey) for inv in self.invs]
-        views = [{n: _view(sf, inv, n) for n in inv.nodes} if sf is not None else {}
-                 for inv, sf in zip(self.invs, sfs)]
+        nd = [sf is not None and sf.node_dependent for sf in sfs]
+        local = [sf.local_index() if (sf is not None and nd[v]) else {} for v, sf in enumerate(sfs)]
+        special = sorted({n for idx in local for n in idx})
+        base = self.base
+
+        def view(v: int, n: Optional[str]) -> Optional[str]:
+            b = base[v].get(n) if n is not None else None
+            if b is None or not nd[v]:
+                return b
+            return f"{b}:local[{local[v].get(n, '')}]"
+
         hairpin = self._hairpin_members(sfs)
-        cluster_views = not any(sf is not None and sf.node_dependent for sf in sfs)
+        sp: dict[tuple, None] = {}
+        for n in special:
+            for bk in self.buckets_on.get(n, ()):
+                sp[bk] = None
+        for h in sorted(hairpin):
+            sp[self.bucket_of[h]] = None
+        taken: dict[tuple, list[tuple]] = defaultdict(list)
+        for bk in sp:
+            taken[self.super_of[bk]].append(bk)
+        supers = []
+        for sk, sup in self.supers.items():
+            tk = taken.get(sk, ())
+            excl = frozenset(m.ident for bk in tk for m in self.buckets[bk])
+            left = sup.count - len(excl)
+            if left > 0:
+                firsts = _firsts(sup.members, excl)
+                supers.append((sk, sup, excl, left, firsts))
+        special_set = frozenset(special)
         classes: dict[tuple, ProbeClass] = {}
         for sl in self.slots(skey):
             exists = tuple(self.slot_exists(sl, v) for v in range(len(self.invs)))
-            addressed = self._addressed_views(sl, sfs, views, exists) if sl.kind == "nodeport" else {}
-            if not cluster_views:
-                self._slot_pass(classes, sl, views, exists, addressed, self.buckets.items(), hairpin, sfs)
-                continue
-            shape = (sl.kind, exists, tuple(sf is not None for sf in sfs), tuple(addressed))
-            tmpl = self._templates.get(shape)
-            if tmpl is None:
-                tmpl = self._templates[shape] = {}
-                self._slot_pass(tmpl, sl, views, exists, addressed, self.buckets.items(), set(), sfs)
-            hair_items = [(self.bucket_of[h], [self.member_of_rep[h]]) for h in sorted(hairpin)]
-            taken: dict[tuple, ProbeClass] = {}
-            self._slot_pass(taken, sl, views, exists, addressed, hair_items, set(), sfs)     # what they leave
-            for (_tsl, key), t in tmpl.items():
-                left = t.count - (taken[(sl, key)].count if (sl, key) in taken else 0)
-                if left <= 0:
+            dns = sl.kind == "dns"
+
+            def plain_vkey(bt: Optional[tuple]) -> Optional[tuple]:
+                if bt is None:
+                    return None
+                vk = tuple(_plain(b, nd[v]) if exists[v] else None for v, b in enumerate(bt))
+                return vk if any(x is not None for x in vk) else None
+
+            addressed = self._addressed(special, special_set, plain_vkey, view, exists) \
+                if sl.kind == "nodeport" else {}
+            for (desc, own_bt), sup, excl, left, firsts in supers:
+                kind0 = next(b[0] for b in desc if b is not None)
+                if kind0 not in sl.sources():
                     continue
-                parts = [(m, names, same, frozenset(hairpin)) for m, names, same, _x in t.parts]
-                members = (m for group, _n, _s, ex in parts for m in group if m.ident not in ex)
-                first = next(members)
-                rep = (first, t.rep[1] if first.node == t.rep[0].node else self._renode(t, first))
-                samples = [first.ident] + [m.ident for m, _ in zip(members, range(SAMPLES - 1))]
-                classes[(sl, key)] = ProbeClass(_key_text(sl, key), sl, t.source, left, samples, rep, parts)
-            self._slot_pass(classes, sl, views, exists, addressed, hair_items, hairpin, sfs)
+                src_t = tuple(None if b is None or not exists[v] else
+                              (b[0], _plain(b[1], nd[v]), b[2]) + ((b[3],) if dns else ())
+                              for v, b in enumerate(desc))
+                self._emit(classes, sl, src_t, None, plain_vkey(own_bt), addressed,
+                           (sup.members, excl), left, firsts, False)
+            for bk in sp:
+                kind0, node = _first(bk)
+                if kind0 not in sl.sources():
+                    continue
+                own = tuple(view(v, node) if exists[v] else None for v in range(len(self.invs))) \
+                    if node is not None else None
+                own_vkey = own if own is not None and any(x is not None for x in own) else None
+                for group, kinds, who, hair in self._groups(bk, self.buckets[bk], hairpin, sfs):
+                    src_t = tuple(None if b is None or not exists[v] else
+                                  (kinds[v] or b[0], view(v, b[1]) if b[1] else None, b[2]) + ((b[3],) if dns else ())
+                                  for v, b in enumerate(bk))
+                    self._emit(classes, sl, src_t, who, own_vkey, addressed, (group, frozenset()), len(group),
+                               group[:SAMPLES], hair)
         return list(classes.values())
 
-    @staticmethod
-    def _renode(t: ProbeClass, first: Member) -> Optional[str]:
-        """The addressed node for a representative on another node than the template's."""
-        for _m, names, same, _x in t.parts:
-            if names is None:
-                return None
-            for a in names:
-                if (a == first.node) == same:
-                    return a
-        return None
+    def _emit(self, classes: dict, sl: Slot, src_t: tuple, who: Optional[str], own_vkey: Optional[tuple],
+              addressed: dict, part: tuple, count: int, firsts: list[Member], hair: bool) -> None:
+        """Add a group of sources (``count`` members, listed by ``part``) to its class(es) of one slot:
+        for a NodePort, one per addressed view and own node or not."""
+        if all(p is None for p in src_t):
+            return
+        if sl.kind != "nodeport":
+            self._add(classes, sl, (src_t, who), _Label(src_t, self.atoms, who), part, None, None, hair, count,
+                      firsts, None)
+            return
+        for vkey, names in addressed.items():
+            inn = own_vkey == vkey
+            for same in (False, True):
+                n_addr = (1 if inn else 0) if same else len(names) - inn
+                if n_addr:
+                    self._add(classes, sl, ((src_t, who), vkey, same), _Label(src_t, self.atoms, who, vkey, same),
+                              part, names, same, hair, count * n_addr, firsts, firsts[0].node)
 
-    def _slot_pass(self, classes: dict, sl: Slot, views, exists: tuple, addressed: dict, items, hairpin: set[str],
-                   sfs) -> None:
-        """Add the classes of ``items`` (bucket key, members) for one slot."""
-        for bkey, members in items:
-            base_kind, node = next((b[0], b[1]) for b in bkey if b is not None)
-            if base_kind not in sl.sources():
+    def _addressed(self, special: list[str], special_set: frozenset, plain_vkey, view, exists: tuple
+                   ) -> dict[tuple, NodeSet]:
+        """Nodes a NodePort can be addressed on, grouped by their views (over every version): the base
+        groups less the special nodes, and each special node by its own view."""
+        by: dict[tuple, NodeSet] = {}
+        for bt, (names, nameset) in self.node_groups.items():
+            vk = plain_vkey(bt)
+            if vk is None:
                 continue
-            for group, kinds, who, hair in self._groups(bkey, members, hairpin, sfs):
-                src = []
-                for v, b in enumerate(bkey):
-                    if b is None or not exists[v]:
-                        src.append(None)
-                        continue
-                    kind, bnode, atom, dns = b
-                    src.append((kinds[v] or kind, views[v].get(bnode) if bnode else None, atom)
-                               + ((dns,) if sl.kind == "dns" else ()))
-                src_t = tuple(src)
-                if all(p is None for p in src_t):
-                    continue
-                if sl.kind != "nodeport":
-                    self._add(classes, sl, (src_t, who), _Label(src_t, self.atoms, who), group, None, None, hair)
-                    continue
-                for vkey, (names, nameset) in addressed.items():
-                    for same in (False, True):
-                        n_addr = (1 if node in nameset else 0) if same else len(names) - (node in nameset)
-                        if n_addr:
-                            self._add(classes, sl, ((src_t, who), vkey, same),
-                                      _Label(src_t, self.atoms, who, vkey, same), group, names, same, hair,
-                                      n_addr, node)
-
-    def _addressed_views(self, sl: Slot, sfs, views, exists) -> dict[tuple, tuple[list[str], set[str]]]:
-        """Nodes a NodePort can be addressed on, grouped by their views (over every version)."""
-        by: dict[tuple, list[str]] = defaultdict(list)
-        for n in sorted({n for inv in self.invs for n in inv.nodes}):
-            key = tuple(views[v].get(n) if exists[v] and n in self.invs[v].nodes else None
-                        for v in range(len(self.invs)))
-            if any(k is not None for k in key):
-                by[key].append(n)
-        return {k: (names, set(names)) for k, names in by.items()}
+            ex = special_set & nameset
+            if len(names) > len(ex):
+                by.setdefault(vk, NodeSet()).add(names, nameset, ex, len(names) - len(ex))
+        for n in special:
+            if n not in self.base_of:
+                continue
+            vk = tuple(view(v, n) if exists[v] else None for v in range(len(self.invs)))
+            if any(x is not None for x in vk):
+                by.setdefault(vk, NodeSet()).add((n,), frozenset((n,)), frozenset(), 1)
+        return by
 
     def _groups(self, bkey: tuple, members: list[Member], hairpin: set[str], sfs):
         """A bucket's members for one Service: the plain ones together, and each endpoint pod alone —
@@ -290,19 +398,20 @@ class Planner:
             yield [m], tuple("hairpin" if o else None for o in own), m.ident, True
 
     @staticmethod
-    def _add(classes: dict, sl: Slot, key: tuple, label: "_Label", group: list[Member], names: Optional[list[str]],
-             same: Optional[bool], hair: bool, n_addr: int = 1, node: Optional[str] = None) -> None:
+    def _add(classes: dict, sl: Slot, key: tuple, label: "_Label", part: tuple, names: Optional[NodeSet],
+             same: Optional[bool], hair: bool, count: int, firsts: list[Member], node: Optional[str]) -> None:
         pc = classes.get((sl, key))
         if pc is None:
             if names is None:
-                rep: tuple[Member, Optional[str]] = (group[0], None)
+                rep: tuple[Member, Optional[str]] = (firsts[0], None)
             else:
-                a = node if same else next(x for x in names if x != node)
-                rep = (group[0], a)
+                a = node if same else names.other(node)
+                rep = (firsts[0], a)
             pc = classes[(sl, key)] = ProbeClass(_key_text(sl, key), sl, label.text(), rep=rep, hairpin=hair)
-        pc.count += len(group) * n_addr
-        pc.parts.append((group, names, same, frozenset()))
-        for m in group:
+        pc.count += count
+        members, excl = part
+        pc.parts.append((members, names, same, excl))
+        for m in firsts:
             if len(pc.samples) >= SAMPLES:
                 break
             pc.samples.append(m.ident)
@@ -327,10 +436,34 @@ class Planner:
                     continue
                 if names is None:
                     yield m, None
+                elif same:
+                    if m.node in names:
+                        yield m, m.node
                 else:
                     for a in names:
-                        if (m.node == a) == same:
+                        if a != m.node:
                             yield m, a
+
+    def pick(self, pc: ProbeClass, rng) -> tuple[Member, Optional[str]]:
+        """One raw (member, addressed node) of a class drawn uniformly over its expansion, without
+        expanding it: a part by its proposal weight, then a member and a node, rejected when the pair
+        is not in the class (Monte Carlo rejection sampling keeps the draw uniform)."""
+        weights = [len(ms) * (1 if ns is None or same else sum(len(n) for n, _s, _x in ns.parts))
+                   for ms, ns, same, _x in pc.parts]
+        while True:
+            members, names, same, exclude = rng.choices(pc.parts, weights=weights)[0]
+            m = members[rng.randrange(len(members))]
+            if m.ident in exclude:
+                continue
+            if names is None:
+                return m, None
+            if same:
+                if m.node in names:
+                    return m, m.node
+                continue
+            a = names.pick(rng)
+            if a != m.node:
+                return m, a
 
     def plan(self) -> list[ProbeClass]:
         """Every class of every Service; with sharing, a Service whose signature (in every version)
@@ -350,6 +483,26 @@ class Planner:
                         pc.shared_from = table.get(_relative(pc))
             out += classes
         return out
+
+
+def _firsts(members: list[Member], exclude: frozenset) -> list[Member]:
+    """The first few members not excluded (the samples and the representative)."""
+    out: list[Member] = []
+    for m in members:
+        if m.ident not in exclude:
+            out.append(m)
+            if len(out) == SAMPLES:
+                break
+    return out
+
+
+def _first(bkey: tuple) -> tuple[str, Optional[str]]:
+    """A bucket's kind and node, from the first version it is in."""
+    return next((b[0], b[1]) for b in bkey if b is not None)
+
+
+def _own_node(bkey: tuple) -> Optional[str]:
+    return _first(bkey)[1]
 
 
 def _relative(pc: ProbeClass) -> tuple:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from netsim.reach.diff import Diff, Side, diff_rows
 from netsim.reach.evaluate import ModelSpec
@@ -55,14 +55,17 @@ def reach(versions: Sequence[tuple[str, Sequence[str]]], modes: Sequence[str], *
           workers: Optional[int] = None, scheduler: Optional[str] = None, batch_size: int = BATCH_SIZE,
           seed: Optional[int] = None, exhaustive: bool = False, validate_sample: int = 0,
           share: bool = True, done: Optional[dict] = None, witness: bool = True,
-          on_batch: Optional[Callable[[list[dict]], None]] = None, planner_factory=Planner) -> ReachRun:
+          on_batch: Optional[Callable[[list[dict]], None]] = None, planner_factory=Planner,
+          limits: Any = None) -> ReachRun:
     """The matrix of every version (name, manifest sources) in every mode; with two versions (or one
-    version and two modes) the diff of the two sides too."""
+    version and two modes) the diff of the two sides too. ``limits`` (an InputLimits) bounds every
+    load, here and on the workers."""
     import netsim
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    spec = ModelSpec(tuple((name, source_texts(src)) for name, src in versions), seed)
-    invs = [Inventory.from_emulator(netsim.load(*spec.sources(name), seed=seed), name) for name, _ in versions]
+    spec = ModelSpec(tuple((name, source_texts(src)) for name, src in versions), seed, limits)
+    invs = [Inventory.from_emulator(netsim.load(*spec.sources(name), seed=seed, limits=limits), name)
+            for name, _ in versions]
     timings["load"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     planner = planner_factory(invs, share=share and not exhaustive)
