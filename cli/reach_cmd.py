@@ -52,10 +52,13 @@ def _with(options):
 @click.option("--validate-sample", type=click.IntRange(0), default=0, metavar="N",
               help="Trace N random raw probes the slow way; each must equal its class row.")
 @click.option("--seed", type=int, default=None, help="Reseed the cluster's RNG (as netsim trace --seed).")
+@click.option("--witness", "witness", multiple=True, metavar="PATTERN",
+              help="A full trace (with steps) for each row whose probe key or Service (ns/name) matches this "
+                   "shell pattern, e.g. 'default/web' or 'default/web nodeport *' (repeatable; at most 100 rows).")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_with(limit_options)
 def reach(files, files2, modes, engine, workers, scheduler, batch_size, out_dir, csv_too, resume, exhaustive,
-          validate_sample, seed, output) -> None:
+          validate_sample, seed, witness, output) -> None:
     """Who can reach which Service, through which endpoints, with or without SNAT — for every source
     class, every Service destination and every mode; with -f2 or two --modes, what changes.
 
@@ -66,7 +69,7 @@ def reach(files, files2, modes, engine, workers, scheduler, batch_size, out_dir,
     from netsim.control.docfields import ManifestError
     from netsim.reach.executors import ReachEngineError
     from netsim.reach.run import reach as run_reach
-    from netsim.reach.run import write_outputs
+    from netsim.reach.run import witness_rows, write_outputs
     if resume and not out_dir:
         raise click.UsageError("--resume needs --out DIR")
     versions = [("old" if files2 else "cluster", list(files))]
@@ -90,6 +93,8 @@ def reach(files, files2, modes, engine, workers, scheduler, batch_size, out_dir,
         raise click.ClickException(str(e)) from None
     finally:
         progress.close()
+    if witness:
+        witness_rows(run, witness)
     if out_dir:
         write_outputs(run, out_dir, csv_too=csv_too)
     mx = run.matrix
@@ -98,6 +103,7 @@ def reach(files, files2, modes, engine, workers, scheduler, batch_size, out_dir,
                                "classes": len(mx.classes), "tasks": mx.tasks, "naive_probes": mx.naive_probes,
                                "rows": mx.rows, "diff": run.diffs[0].to_dict() if run.diffs else None,
                                "validated": run.validated, "mismatches": len(run.mismatches),
+                               "witnesses": run.witnesses,
                                "written": run.written}, indent=1, sort_keys=True))
     else:
         _print_text(run)
@@ -159,6 +165,11 @@ def _print_text(run) -> None:
                     n = [r for r in mx.rows if r["version"] == v and r["mode"] == m]
                     ok = sum(1 for r in n if r["disposition"] == "DELIVERED")
                     click.echo(f"{v} / {m}: {ok} of {len(n)} classes delivered")
+    for w in run.witnesses:
+        d = w["destination"]
+        click.echo(f"witness [{w['version']}/{w['mode']}] {d['service']} {d['kind']} {d['address']}:{d['port']}/"
+                   f"{d['proto']} <- {w['source']}: {w['verdict']['disposition']}")
+        click.echo((w["witness"] or {}).get("text") or (w["witness"] or {}).get("error", ""))
     if run.validated:
         click.echo(f"validated {run.validated} raw probes: {len(run.mismatches)} mismatches")
         for b in run.mismatches[:10]:

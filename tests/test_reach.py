@@ -268,3 +268,76 @@ def test_validate_sample_by_pick_past_the_expansion_cap(monkeypatch):
     bad = reach([("v", [LOCAL_POLICY])], ["iptables"], engine="serial", validate_sample=40, seed=1,
                 planner_factory=_IgnoresLocalPolicies)
     assert bad.mismatches and all(m.key.startswith("default/web") for m in bad.mismatches)
+
+
+def test_iptables_vs_nftables_diff_is_only_the_known_mode_differences():
+    """kube-proxy's nftables mode differs from its iptables mode where the Kubernetes documentation
+    says it does (kubernetes.io/docs/reference/networking/virtual-ips/, "Migrating from iptables mode
+    to nftables"; KEP-3866): a ClusterIP's unused port is rejected (iptables has no rule for it and
+    routes it on), a NodePort answers on the node's primary address only (nodePortAddresses defaults
+    to "primary"; iptables matches --dst-type LOCAL: every local address) and not on 127.0.0.1
+    (iptables: route_localnet). Every other row is the same."""
+    from netsim.rules.registry import available_modes
+    if "nftables" not in available_modes(walks_packets=True):
+        pytest.skip("the nftables provider does not walk packets here")
+    run = reach([("v", ["example:httpd-app"])], ["iptables", "nftables"], engine="serial", witness=False)
+    rows = run.diffs[0].rows
+    by_kind: dict = {}
+    for r in rows:
+        assert r["diff_type"] == "changed", r
+        by_kind.setdefault(r["destination"]["kind"], []).append(r)
+    assert set(by_kind) == {"clusterip-unused", "nodeport-localhost", "nodeport-secondary"}
+    for r in by_kind["clusterip-unused"]:
+        assert r["before"]["disposition"] not in ("DELIVERED", "REJECTED") and r["after"]["disposition"] == "REJECTED"
+    for r in by_kind["nodeport-localhost"] + by_kind["nodeport-secondary"]:
+        assert r["before"]["disposition"] == "DELIVERED" and r["after"]["disposition"] != "DELIVERED", r
+    # every in-cluster source of those slots differs (where iptables delivers); the primary address and the
+    # rest agree
+    ipt = {r["key"]: r for r in run.matrix.rows if r["mode"] == "iptables"}
+    changed = {r["key"] for r in rows}
+    for key, r in ipt.items():
+        if r["dest_kind"] in ("nodeport-localhost", "nodeport-secondary") and r["disposition"] == "DELIVERED":
+            assert key in changed, key
+        if r["dest_kind"] == "clusterip-unused" and not r["source"].startswith("external"):
+            assert key in changed, key          # (the external client has no route to the Service CIDR)
+    assert not any(r["dest_kind"] == "nodeport" and r["key"] in changed for r in ipt.values())
+    secondary = [r for r in ipt.values() if r["dest_kind"] == "nodeport-secondary"]
+    em = netsim.load("example:httpd-app")
+    assert {r["address"] for r in secondary} == {n.pod_cidr.rsplit(".", 1)[0] + ".1" for n in em.cluster.nodes()}
+
+
+def test_nodeport_secondary_address_classes_are_exact():
+    """NodePort probes on each node's secondary address (the bridge's, the pods' gateway) are classes
+    like the primary's: --exhaustive holds in the mode that answers there and in the one that does not."""
+    from netsim.rules.registry import available_modes
+    if "nftables" not in available_modes(walks_packets=True):
+        pytest.skip("the nftables provider does not walk packets here")
+    modes = ["iptables", "nftables"]
+    run = _check_exhaustive([LOCAL_POLICY], modes)
+    kinds = {r["dest_kind"] for r in run.matrix.rows}
+    assert {"nodeport", "nodeport-secondary", "nodeport-localhost"} <= kinds
+    sec = [r for r in run.matrix.rows if r["dest_kind"] == "nodeport-secondary"]
+    em = netsim.load(LOCAL_POLICY)
+    gateways = {n.pod_cidr.rsplit(".", 1)[0] + ".1" for n in em.cluster.nodes()}        # each node's cni0
+    assert {r["address"] for r in sec} == gateways
+    assert any(r["disposition"] == "DELIVERED" for r in sec if r["mode"] == "iptables")
+    assert all(r["disposition"] != "DELIVERED" for r in sec if r["mode"] == "nftables")
+
+
+def test_cli_witness_for_asked_rows(tmp_path):
+    r = CliRunner().invoke(cli, ["reach", "-f", "example:httpd-app", "--engine", "serial", "--witness",
+                                 "default/httpd-app clusterip *", "--out", str(tmp_path), "-o", "json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    ws = out["witnesses"]
+    rows = [x for x in out["rows"] if x["service"] == "default/httpd-app" and x["dest_kind"] == "clusterip"]
+    assert len(ws) == len(rows) > 0
+    for w in ws:
+        assert w["destination"]["kind"] == "clusterip" and w["witness"]["schema"] == "netsim.trace/v1"
+        assert w["witness"]["outcome"]["disposition"] == w["verdict"]["disposition"]
+        assert w["witness"]["packets"] and w["witness"]["text"]
+    saved = json.loads((tmp_path / "witness.json").read_text())
+    assert saved["schema"] == "netsim.reach.witness/v1" and len(saved["rows"]) == len(ws)
+    text = CliRunner().invoke(cli, ["reach", "-f", "example:httpd-app", "--engine", "serial", "--witness",
+                                    "default/httpd-app"])
+    assert text.exit_code == 0 and "witness [cluster/iptables] default/httpd-app" in text.output

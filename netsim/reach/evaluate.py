@@ -104,5 +104,17 @@ def run_batch(cache: ModelCache, batch: list[Task]) -> list[dict]:
 
 
 def outcome_of(rec: dict) -> tuple:
-    """What a class row promises each member: the branches (disposition, endpoint, SNAT, errno, share)."""
-    return (rec["disposition"], rec["branches"])
+    """What a class row promises each member: the branches (disposition, endpoint, SNAT, errno, share).
+    A branch ending at the probed address itself (the addressed node's own socket, NO_LISTENER on a
+    node address nothing translated) says so rather than naming that node's address, which differs
+    between the members of a NodePort class by construction."""
+    branches = rec["branches"]
+    dst = rec.get("probe_dst")
+    if dst and f'"{dst}"' in branches:
+        import json
+        bs = json.loads(branches)
+        for b in bs:
+            if b.get("endpoint") == dst:
+                b["endpoint"] = "(the probed address)"
+        branches = json.dumps(bs, sort_keys=True)
+    return (rec["disposition"], branches)

@@ -29,6 +29,7 @@ class NodeFacts:
     ip: str
     ready: bool
     running: bool
+    secondary: Optional[str] = None   # its first address other than the node IP (the bridge's: pods' gateway)
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,9 @@ class Inventory:
     @classmethod
     def from_emulator(cls, em: "Emulator", version: str) -> "Inventory":
         c = em.cluster
-        nodes = {n.name: NodeFacts(n.name, n.ip, n.ready, n.running) for n in c.nodes()}
+        hosts = em._walker(None).topology.hosts
+        nodes = {n.name: NodeFacts(n.name, n.ip, n.ready, n.running, _secondary(hosts.get(n.name), n.ip))
+                 for n in c.nodes()}
         members: dict[str, Member] = {}
         for n in c.nodes():
             members[f"node/{n.name}"] = Member(f"node/{n.name}", "host", n.name, n.ip, f"node/{n.name}")
@@ -124,7 +127,7 @@ class Inventory:
             ident = f"pod/{p.namespace}/{p.name}"
             dns = f"{p.dns_policy} {sorted((p.dns_config or {}).items())!r}"
             members[ident] = Member(ident, "pod", p.node_name, p.ip, f"pod/{p.name}", p.namespace, dns)
-        ext = em._walker(None).topology.hosts.get("external")
+        ext = hosts.get("external")
         if ext is not None:
             ip = ext.interfaces["eth0"].ip
             from netsim.skb.packet import int2ip
@@ -160,3 +163,16 @@ class Inventory:
             out += list(sf.service.load_balancer_source_ranges)
             out += [f"{ip}/32" for ip in sf.service.load_balancer_ips]
         return out
+
+
+def _secondary(host, primary: str) -> Optional[str]:
+    """A node host's first interface address that is neither its node IP nor loopback."""
+    if host is None:
+        return None
+    from netsim.skb.packet import int2ip
+    for iface in host.interfaces.values():
+        ip = iface.ip
+        ip = int2ip(ip) if isinstance(ip, int) else (str(ip) if ip else None)
+        if ip and ip != primary and not ip.startswith("127."):
+            return ip
+    return None

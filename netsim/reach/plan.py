@@ -18,8 +18,13 @@ from typing import Iterator, Optional, Sequence
 from netsim.reach.atoms import Atoms
 from netsim.reach.inventory import Inventory, Member, ServiceFacts
 
-DEST_KINDS = ("clusterip", "clusterip-unused", "nodeport", "nodeport-localhost", "loadbalancer", "externalip",
-              "dns")
+DEST_KINDS = ("clusterip", "clusterip-unused", "nodeport", "nodeport-secondary", "nodeport-localhost", "loadbalancer",
+              "externalip", "dns")
+# a NodePort on one node's address: its primary (the node IP) or its secondary (the first other address
+# on the node, the pods' gateway on the bridge); kube-proxy's iptables mode takes a NodePort on every
+# local address (`-m addrtype --dst-type LOCAL`, nodePortAddresses unset), its nftables mode on the
+# primary only (nodePortAddresses' default "primary" since v1.31, pkg/proxy/nftables/proxier.go)
+NODE_ADDRESSED = ("nodeport", "nodeport-secondary")
 SAMPLES = 3
 
 
@@ -169,6 +174,9 @@ class Planner:
         # a Service only looks at the nodes its endpoints are on (an index endpoint -> node), never
         # at every node
         self.node_names = sorted({n for inv in self.invs for n in inv.nodes})
+        # NodePorts on secondary addresses are probed where every node has one (in every version), so
+        # a node view's addressed nodes all have the address
+        self.secondary = all(n.secondary for inv in self.invs for n in inv.nodes.values())
         self.base = [{n: _base_view(inv, n) for n in inv.nodes} for inv in self.invs]
         self.base_of = {n: tuple(b.get(n) for b in self.base) for n in self.node_names}
         groups: dict[tuple, list[str]] = defaultdict(list)
@@ -210,6 +218,8 @@ class Planner:
                     out[Slot(skey, "clusterip", p.port, proto)] = None
                 if p.node_port:
                     out[Slot(skey, "nodeport", p.node_port, proto)] = None
+                    if self.secondary:
+                        out[Slot(skey, "nodeport-secondary", p.node_port, proto)] = None
                     out[Slot(skey, "nodeport-localhost", p.node_port, proto)] = None
                 for ip in s.load_balancer_ips:
                     out[Slot(skey, "loadbalancer", p.port, proto, ip)] = None
@@ -238,10 +248,10 @@ class Planner:
         s = sf.service
         if slot.kind in ("clusterip", "clusterip-unused"):
             return s.cluster_ip if s.cluster_ip and not s.headless else None
-        if slot.kind == "nodeport":
+        if slot.kind in NODE_ADDRESSED:
             if not any(p.node_port == slot.port for p in s.ports) or node not in inv.nodes:
                 return None
-            return inv.nodes[node].ip
+            return inv.nodes[node].ip if slot.kind == "nodeport" else inv.nodes[node].secondary
         if slot.kind == "nodeport-localhost":
             return "127.0.0.1" if any(p.node_port == slot.port for p in s.ports) else None
         if slot.kind == "loadbalancer":
@@ -261,7 +271,7 @@ class Planner:
 
     # ------------------------------------------------------------------ classes
     def slot_exists(self, slot: Slot, v: int) -> bool:
-        if slot.kind == "nodeport":
+        if slot.kind in NODE_ADDRESSED:
             sf = self.invs[v].services.get(slot.service)
             return sf is not None and any(p.node_port == slot.port for p in sf.service.ports)
         return self.address(slot, v, None) is not None
@@ -318,7 +328,7 @@ class Planner:
                 return vk if any(x is not None for x in vk) else None
 
             addressed = self._addressed(special, special_set, plain_vkey, view, exists) \
-                if sl.kind == "nodeport" else {}
+                if sl.kind in NODE_ADDRESSED else {}
             for (desc, own_bt), sup, excl, left, firsts in supers:
                 kind0 = next(b[0] for b in desc if b is not None)
                 if kind0 not in sl.sources():
@@ -326,7 +336,7 @@ class Planner:
                 src_t = tuple(None if b is None or not exists[v] else
                               (b[0], _plain(b[1], nd[v]), b[2]) + ((b[3],) if dns else ())
                               for v, b in enumerate(desc))
-                self._emit(classes, sl, src_t, None, plain_vkey(own_bt), addressed,
+                self._emit(classes, sl, src_t, src_t, None, plain_vkey(own_bt), addressed,
                            (sup.members, excl), left, firsts, False)
             for bk in sp:
                 kind0, node = _first(bk)
@@ -339,17 +349,33 @@ class Planner:
                     src_t = tuple(None if b is None or not exists[v] else
                                   (kinds[v] or b[0], view(v, b[1]) if b[1] else None, b[2]) + ((b[3],) if dns else ())
                                   for v, b in enumerate(bk))
-                    self._emit(classes, sl, src_t, who, own_vkey, addressed, (group, frozenset()), len(group),
+                    far = src_t
+                    if sl.kind in NODE_ADDRESSED:
+                        far = tuple(None if b is None or not exists[v] else
+                                    (kinds[v] or b[0], _plain(base[v].get(b[1]), nd[v]) if b[1] else None, b[2])
+                                    for v, b in enumerate(bk))
+                    self._emit(classes, sl, src_t, far, who, own_vkey, addressed, (group, frozenset()), len(group),
                                group[:SAMPLES], hair)
         return list(classes.values())
 
-    def _emit(self, classes: dict, sl: Slot, src_t: tuple, who: Optional[str], own_vkey: Optional[tuple],
-              addressed: dict, part: tuple, count: int, firsts: list[Member], hair: bool) -> None:
+    def _emit(self, classes: dict, sl: Slot, src_t: tuple, src_far: tuple, who: Optional[str],
+              own_vkey: Optional[tuple], addressed: dict, part: tuple, count: int, firsts: list[Member],
+              hair: bool) -> None:
         """Add a group of sources (``count`` members, listed by ``part``) to its class(es) of one slot:
-        for a NodePort, one per addressed view and own node or not."""
+        for a NodePort, one per addressed view and own node or not.
+
+        A NodePort addressed on another node than the source's is keyed by ``src_far``: the source's
+        node with the view of a node without local endpoints. kube-proxy's rules for a NodePort only
+        match a destination address local to the node (iptables: the KUBE-NODEPORTS jump is guarded by
+        ``-m addrtype --dst-type LOCAL``, pkg/proxy/iptables/proxier.go syncProxyRules; nftables:
+        ``fib daddr type local`` or ``@nodeport-ips``, pkg/proxy/nftables/proxier.go; IPVS: virtual
+        servers on the node's own addresses, pkg/proxy/ipvs/proxier.go), so the source node's
+        endpoints for this Service never touch a packet to another node's address; without this a
+        Local Service with endpoints on k nodes had (k+1)² NodePort classes. --exhaustive holds it
+        to account (tests/test_reach.py)."""
         if all(p is None for p in src_t):
             return
-        if sl.kind != "nodeport":
+        if sl.kind not in NODE_ADDRESSED:
             self._add(classes, sl, (src_t, who), _Label(src_t, self.atoms, who), part, None, None, hair, count,
                       firsts, None)
             return
@@ -358,7 +384,8 @@ class Planner:
             for same in (False, True):
                 n_addr = (1 if inn else 0) if same else len(names) - inn
                 if n_addr:
-                    self._add(classes, sl, ((src_t, who), vkey, same), _Label(src_t, self.atoms, who, vkey, same),
+                    src = src_t if same else src_far
+                    self._add(classes, sl, ((src, who), vkey, same), _Label(src, self.atoms, who, vkey, same),
                               part, names, same, hair, count * n_addr, firsts, firsts[0].node)
 
     def _addressed(self, special: list[str], special_set: frozenset, plain_vkey, view, exists: tuple
@@ -506,7 +533,7 @@ def _own_node(bkey: tuple) -> Optional[str]:
 
 
 def _relative(pc: ProbeClass) -> tuple:
-    return (pc.slot.kind, pc.slot.port if pc.slot.kind not in ("nodeport", "nodeport-localhost") else 0,
+    return (pc.slot.kind, pc.slot.port if pc.slot.kind not in NODE_ADDRESSED + ("nodeport-localhost",) else 0,
             pc.slot.proto, pc.key.split(" <- ", 1)[1])
 
 

@@ -34,6 +34,8 @@ class ReachRun:
     mismatches: list[Mismatch] = field(default_factory=list)
     validated: int = 0
     written: list[str] = field(default_factory=list)
+    spec: Optional[ModelSpec] = None
+    witnesses: list[dict] = field(default_factory=list)
 
 
 def source_texts(sources: Sequence[str]) -> tuple[str, ...]:
@@ -73,7 +75,7 @@ def reach(versions: Sequence[tuple[str, Sequence[str]]], modes: Sequence[str], *
     t0 = time.perf_counter()
     mx = compute(planner, spec, list(modes), make_executor(engine, workers, scheduler), batch_size, on_batch, done)
     timings["matrix"] = time.perf_counter() - t0
-    run = ReachRun(planner, mx, list(modes), [v for v, _ in versions], timings)
+    run = ReachRun(planner, mx, list(modes), [v for v, _ in versions], timings, spec=spec)
     if exhaustive:
         raw = raw_tasks(planner, mx.classes, modes)
     elif validate_sample:
@@ -91,6 +93,30 @@ def reach(versions: Sequence[tuple[str, Sequence[str]]], modes: Sequence[str], *
         wfn = (lambda side, row: _witness(spec, cache, side, row)) if witness else None
         run.diffs.append(diff_rows(mx.rows, *sides, witness=wfn))
     return run
+
+
+WITNESS_LIMIT = 100
+
+
+def witness_rows(run: ReachRun, patterns: Sequence[str], limit: int = WITNESS_LIMIT) -> list[dict]:
+    """Full traces (with steps) for the rows a user asks about — ``--witness PATTERN``: a shell-style
+    pattern (fnmatch) over the row's probe key or its Service (ns/name) — at most ``limit`` rows."""
+    from fnmatch import fnmatchcase
+    assert run.spec is not None, "a run made by reach()"
+    cache: dict = {}
+    out: list[dict] = []
+    for r in run.matrix.rows:
+        if not any(fnmatchcase(r["key"], p) or fnmatchcase(r["service"], p) for p in patterns):
+            continue
+        if len(out) >= limit:
+            break
+        out.append({"key": r["key"], "version": r["version"], "mode": r["mode"], "source": r["source"],
+                    "destination": {"service": r["service"], "address": r["address"], "port": r["port"],
+                                    "proto": r["proto"], "kind": r["dest_kind"]},
+                    "verdict": {"disposition": r["disposition"], "endpoints": r["endpoints"], "snat": r["snat"]},
+                    "witness": _witness(run.spec, cache, Side(r["version"], r["mode"]), r)})
+    run.witnesses = out
+    return out
 
 
 def _sides(versions: list[str], modes: list[str]) -> Optional[tuple[Side, Side]]:
@@ -128,6 +154,11 @@ def write_outputs(run: ReachRun, out_dir: str, *, csv_too: bool = False, html: b
                           partition=["version", "mode"])
     written += write_table(os.path.join(out_dir, "expansion"), expansion_rows(run), EXPANSION_COLUMNS,
                            csv_too=csv_too)
+    if run.witnesses:
+        p = os.path.join(out_dir, "witness.json")
+        with open(p, "w") as f:
+            json.dump({"schema": "netsim.reach.witness/v1", "rows": run.witnesses}, f, indent=1, sort_keys=True)
+        written.append(p)
     for d in run.diffs:
         from netsim.reach.diff import render_md
         p = os.path.join(out_dir, "diff.json")
