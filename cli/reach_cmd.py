@@ -47,6 +47,8 @@ def _with(options):
 @click.option("--out", "out_dir", metavar="DIR", default=None,
               help="Write matrix.parquet, expansion.parquet, report.html (and diff.json, diff.md) here.")
 @click.option("--csv", "csv_too", is_flag=True, help="Also write matrix.csv and expansion.csv.")
+@click.option("--png", is_flag=True, help="Also write heatmap.png: the report's heatmap, one panel per model "
+                                          "(matplotlib).")
 @click.option("--resume", is_flag=True, help="Reuse the rows already in DIR/matrix.* (same inputs).")
 @click.option("--exhaustive", is_flag=True, help="Also trace every raw probe and require it to equal its class row.")
 @click.option("--validate-sample", type=click.IntRange(0), default=0, metavar="N",
@@ -57,7 +59,7 @@ def _with(options):
                    "shell pattern, e.g. 'default/web' or 'default/web nodeport *' (repeatable; at most 100 rows).")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_with(limit_options)
-def reach(files, files2, modes, engine, workers, scheduler, batch_size, out_dir, csv_too, resume, exhaustive,
+def reach(files, files2, modes, engine, workers, scheduler, batch_size, out_dir, csv_too, png, resume, exhaustive,
           validate_sample, seed, witness, output) -> None:
     """Who can reach which Service, through which endpoints, with or without SNAT — for every source
     class, every Service destination and every mode; with -f2 or two --modes, what changes.
@@ -96,7 +98,7 @@ def reach(files, files2, modes, engine, workers, scheduler, batch_size, out_dir,
     if witness:
         witness_rows(run, witness)
     if out_dir:
-        write_outputs(run, out_dir, csv_too=csv_too)
+        write_outputs(run, out_dir, csv_too=csv_too, png=png)
     mx = run.matrix
     if output == "json":
         click.echo(json.dumps({"schema": "netsim.reach/v1", "versions": run.versions, "modes": run.modes,

@@ -341,3 +341,22 @@ def test_cli_witness_for_asked_rows(tmp_path):
     text = CliRunner().invoke(cli, ["reach", "-f", "example:httpd-app", "--engine", "serial", "--witness",
                                     "default/httpd-app"])
     assert text.exit_code == 0 and "witness [cluster/iptables] default/httpd-app" in text.output
+
+
+def test_cli_png_is_the_report_heatmap(tmp_path):
+    """--png renders heatmap_data (the aggregation report.html plots) as a PNG: one panel per model."""
+    pytest.importorskip("matplotlib")
+    from netsim.reach.report import heatmap_data
+    r = CliRunner().invoke(cli, ["reach", "-f", "example:httpd-app", "--modes", "iptables,ipvs", "--engine",
+                                 "serial", "--out", str(tmp_path), "--png", "-o", "json"])
+    assert r.exit_code in (0, 1), r.output
+    data = (tmp_path / "heatmap.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width = int.from_bytes(data[16:20], "big")
+    one = reach([("v", ["example:httpd-app"])], ["iptables"], engine="serial", witness=False)
+    ys, xs, z, _ = heatmap_data(one.matrix.rows, "v", "iptables")
+    assert ys and xs and all(0.0 <= c <= 1.0 for row in z for c in row if c is not None)
+    CliRunner().invoke(cli, ["reach", "-f", "example:httpd-app", "--engine", "serial", "--out",
+                             str(tmp_path / "one"), "--png"])
+    single = (tmp_path / "one" / "heatmap.png").read_bytes()
+    assert width > int.from_bytes(single[16:20], "big")        # two panels are wider than one

@@ -80,3 +80,37 @@ def write_report(path: str, rows: list[dict], models: list[tuple[str, str]], dif
     with open(path, "w") as f:
         f.write("<!DOCTYPE html><html><head><meta charset='utf-8'><title>netsim reach</title></head><body>"
                 + "\n".join(parts) + "</body></html>")
+
+
+def write_png(path: str, rows: list[dict], models: list[tuple[str, str]]) -> None:
+    """The report's heatmap (the same aggregation, heatmap_data) as a static PNG, one panel per model
+    side by side — with matplotlib, for a README or a CI artifact viewed without a browser."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels = [(v, m, heatmap_data(rows, v, m)) for v, m in models]
+    panels = [p for p in panels if p[2][0]]
+    if not panels:
+        return
+    ys_all = sorted({y for _v, _m, d in panels for y in d[0]})
+    xs_all = sorted({x for _v, _m, d in panels for x in d[1]})
+    fig, axes = plt.subplots(1, len(panels), figsize=(0.9 * len(xs_all) * len(panels) + 5, 0.42 * len(ys_all) + 2),
+                             squeeze=False, sharey=True)
+    im = None
+    for ax, (version, mode, (ys, xs, z, _text)) in zip(axes[0], panels):
+        at = {(y, x): z[i][j] for i, y in enumerate(ys) for j, x in enumerate(xs)}
+        grid = [[float("nan") if at.get((y, x)) is None else at[(y, x)] for x in xs_all] for y in ys_all]
+        im = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(xs_all)), xs_all, rotation=30, ha="right")
+        ax.set_yticks(range(len(ys_all)), ys_all)
+        ax.set_title(f"{version} / {mode}")
+        ax.set_xlabel("Service namespace")
+        for i, row in enumerate(grid):
+            for j, c in enumerate(row):
+                if c == c:                    # not NaN
+                    ax.text(j, i, f"{c:.0%}", ha="center", va="center", fontsize=8)
+    axes[0][0].set_ylabel("source (kind on node view)")
+    fig.suptitle("netsim reach: share of new connections delivered")
+    fig.colorbar(im, ax=axes[0].tolist(), label="delivered", shrink=0.8)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)

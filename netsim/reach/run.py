@@ -144,8 +144,9 @@ def _witness(spec: ModelSpec, cache: dict, side: Side, row: dict) -> Optional[di
     return d
 
 
-def write_outputs(run: ReachRun, out_dir: str, *, csv_too: bool = False, html: bool = True) -> list[str]:
-    """matrix.parquet / expansion.parquet (or CSV), diff.json + diff.md, report.html."""
+def write_outputs(run: ReachRun, out_dir: str, *, csv_too: bool = False, html: bool = True,
+                  png: bool = False) -> list[str]:
+    """matrix.parquet / expansion.parquet (or CSV), diff.json + diff.md, report.html (and heatmap.png)."""
     import json
 
     from netsim.reach.output import EXPANSION_COLUMNS, MATRIX_COLUMNS, write_table
@@ -176,6 +177,11 @@ def write_outputs(run: ReachRun, out_dir: str, *, csv_too: bool = False, html: b
             written.append(p)
         except ImportError:
             pass
+    if png:
+        from netsim.reach.report import write_png
+        p = os.path.join(out_dir, "heatmap.png")
+        write_png(p, run.matrix.rows, [(v, m) for v in run.versions for m in run.modes])
+        written.append(p)
     run.written = written
     return written
 
