@@ -148,3 +148,16 @@ def test_dig_udp_and_tcp_in_namespace(served):
         out = _run("ip", "netns", "exec", ns, "dig", "@127.0.0.1", transport, "+short", "+time=2",
                    "web.default.svc.cluster.local").stdout.split()
         assert out == ["10.96.50.5"]
+
+
+def test_glibc_sends_a_steps_a_and_aaaa_from_one_port(served):
+    """glibc res_send.c send_dg: one connected UDP socket per step, closed after it (a new port per
+    search-list step); the step's A and AAAA leave from it (the port conntrack's DNS race is about)."""
+    ns, _, log = served
+    before = log.read_text().count("\n")
+    assert getaddrinfo(ns, "example.com") == "93.184.216.34"
+    lines = [ln.split() for ln in log.read_text().splitlines()[before:] if " udp " in ln]
+    ports = [ln[0].rsplit("#", 1)[1] for ln in lines[-8:]]
+    assert [ln[3] for ln in lines[-8:]] == ["A", "AAAA"] * 4
+    assert all(ports[i] == ports[i + 1] for i in range(0, 8, 2))          # A and AAAA: one socket
+    assert len({ports[i] for i in range(0, 8, 2)}) == 4                   # each step: a new socket

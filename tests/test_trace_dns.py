@@ -34,3 +34,22 @@ def test_garbage_udp_to_coredns_is_read_but_not_answered():
     t2 = w.connect(w.host_for("node/node-1"), cluster.config.dns_service_ip, 53, "udp",
                    payload=DNSRecord.question("big.default.svc.cluster.local", "A").pack())
     assert t2.outcome.reply.received and t2.outcome.reply.matches_request
+
+
+def test_a_and_aaaa_of_a_step_share_the_socket_and_so_the_coredns_pod():
+    """As glibc sends them (tests/test_dns_kernel.py): the AAAA query leaves from the A query's port,
+    rides its conntrack entry (no second DNAT) and reaches the same CoreDNS pod; each step of the
+    search list uses a new port (one conntrack entry per step)."""
+    import pytest
+    from netsim.dataplane.target import Unresolved, parse_target, resolve
+    cluster = load_text(BIG)
+    w = Walker(cluster, "iptables")
+    client = w.host_for("pod/client")
+    with pytest.raises(Unresolved) as e:
+        resolve(w, client, parse_target("http://nosuch:80"), "tcp", "default")
+    notes = e.value.notes
+    pods = [n.split("DNAT to ")[1].split(")")[0] for n in notes]
+    assert len(pods) == 8 and all(pods[i] == pods[i + 1] for i in range(0, 8, 2)), notes
+    dns_entries = [ln for node in w.conntrack for ln in w.conntrack_listing(node).splitlines()
+                   if "dport=53 " in ln and "dst=10.96.0.10" in ln]
+    assert len(dns_entries) == 4, dns_entries

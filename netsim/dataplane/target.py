@@ -249,12 +249,24 @@ def _resolve_by_dns(walker, client_host, name: str, walks: Optional[list] = None
         # connection's replies: nothing can change the cluster between a query and its answer.
         return walker._walk(walker._current(origin), rp, "reply", capture)
 
+    step: list = [None, 0, 0]                  # the socket of the current search step: (name, port, IP ID)
+
     def query(qname: str, qtype: str):
         qid = random.randint(0, 65535)         # the query ID, drawn as dnslib's DNSRecord.question draws it
         payload = build_query(qname, qtype, qid)
-        sport = rng.randint(32768, 60999)
-        # glibc res_send connects its UDP socket: inet_id starts at a random value (socket_ip_id)
-        pkt = Packet.udp(src_addr, server_addr, sport, 53, payload=payload, ident=socket_ip_id(sport << 16 | qid))
+        port = rng.randint(32768, 60999)        # drawn for every query, so the seeded sequence of the
+        if step[0] == qname:                    # trace's later choices is the same whatever the steps
+            # glibc sends a step's A and AAAA queries from one connected UDP socket (res_send.c
+            # send_dg; checked with getaddrinfo on glibc 2.36, tests/test_dns_kernel.py): the same
+            # source port, so the second rides the first one's conntrack entry and DNAT, and the
+            # socket's next IP ID (include/net/ip.h ip_select_ident_segs)
+            sport, ident = step[1], (step[2] + 1) & 0xFFFF
+        else:                                   # a new step: res_send closed the last socket
+            sport = port
+            # connect() draws the socket's first IP ID at random (socket_ip_id)
+            ident = socket_ip_id(sport << 16 | qid)
+        step[:] = (qname, sport, ident)
+        pkt = Packet.udp(src_addr, server_addr, sport, 53, payload=payload, ident=ident)
         waiting = clients.setdefault(client_host.name, set())
         key = (IPPROTO_UDP, sport)
         waiting.add(key)
