@@ -54,6 +54,33 @@ class Route:
         return s
 
 
+class LocalAddresses(set):
+    """The local table's addresses: a set that counts its changes (``version``), so that what was
+    computed from it (netsim.rules.iptables.engine.VerdictMemo: walks through ``-m addrtype
+    --dst-type LOCAL``) can tell it is still the same."""
+
+    __slots__ = ("version",)
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.version = 0
+
+    def _changed(name: str):                               # noqa: N805 - a class-body helper
+        base = getattr(set, name)
+
+        def method(self, *args):
+            self.version += 1
+            return base(self, *args)
+        method.__name__ = name
+        return method
+
+    for _name in ("add", "discard", "remove", "pop", "clear", "update", "difference_update",
+                  "intersection_update", "symmetric_difference_update", "__ior__", "__iand__", "__isub__",
+                  "__ixor__"):
+        locals()[_name] = _changed(_name)
+    del _name, _changed
+
+
 class RoutingTable:
     """Longest-prefix match over a handful of prefix lengths (one dict per length)."""
 
@@ -65,7 +92,7 @@ class RoutingTable:
         self._lengths: list[int] = []
         self._masks: list[tuple[int, dict[int, Route]]] = []   # (mask, routes by network), longest first
         self._cache: dict[int, Optional[Route]] = {}          # dst -> result (the kernel's FIB cache)
-        self.local: set[int] = set()     # the local table: this host's addresses
+        self.local: set[int] = LocalAddresses()     # the local table: this host's addresses
 
     def add(self, route: Route) -> None:
         self.routes.append(route)

@@ -159,13 +159,16 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
         if ev.kind in ("Service", "EndpointSlice", "Node"):
             self._rules_dirty = True
 
-    @deferred_gc()                 # hosts and sockets for every pod (netsim.control.heap)
     def sync(self) -> None:
         """Rebuild the topology and (lazily) the node rules after the cluster changed."""
-        self.proxy.advance(self.now)              # e.g. IPVS connection timers + graceful termination
+        self.proxy.advance(self.cluster.clock.now)     # e.g. IPVS connection timers + graceful termination
         running = tuple([n.running for n in self.cluster.nodes()])   # stop_node sends no watch event
         if not self._dirty and self._topology is not None and running == self._running:
-            return
+            return                 # per packet: no rebuild, so no collector switching either
+        self._rebuild(running)
+
+    @deferred_gc()                 # hosts and sockets for every pod (netsim.control.heap)
+    def _rebuild(self, running: tuple) -> None:
         self._running = running
         self._topology = Topology(self.cluster)
         self.sockets = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from netsim.rules.iptables import targets as T
 from netsim.rules.iptables.codegen import ScannerFactory
@@ -82,6 +82,7 @@ class Verdict:
     rules_evaluated: int = 0
     table: str = ""
     chain: str = ""
+    remembered: bool = False       # a VerdictMemo holds it: shared by every packet with its key (read-only)
 
     @property
     def rule(self) -> Optional[RuleHit]:
@@ -94,13 +95,21 @@ class Engine:
 
     Building checks the jump graph for loops (as iptables-restore does) and sets up every chain;
     a chain's rules are compiled when a packet first enters it (`compile_all` compiles them all).
+
+    `run` remembers walks (:class:`VerdictMemo`): the part of a traversal that is a function of the
+    packet fields its rules read is replayed from memory for the next packet with the same fields,
+    and the walk goes on live from the first rule that draws or keeps state. `verdict_cache = False`
+    (class or instance) walks every rule every time (the reference the memo is tested against).
     """
+
+    verdict_cache = True
 
     def __init__(self, ruleset: Ruleset, *, index_min_rules: Optional[int] = None, codegen: bool = True) -> None:
         """`index_min_rules`: chains at least this long get the hash index; `codegen=False` evaluates
         the compiled predicates one by one (the reference the generated scanners are tested against)."""
         self.ruleset = ruleset
         self.tables: dict[str, dict[str, CompiledChain]] = {}
+        self._memo = VerdictMemo() if self.verdict_cache else None
         scanners = ScannerFactory() if codegen else None
         min_rules = INDEX_MIN_RULES if index_min_rules is None else index_min_rules
         with gc_paused():
@@ -134,15 +143,32 @@ class Engine:
         start = chains.get(chain)
         if start is None or start.policy is None:
             raise IptablesError(f"{self.ruleset.source}: {chain} is not a built-in chain of table {table}")
-        steps: list[RuleHit] = []
-        total = 0
-        stack: list[tuple[CompiledChain, int, Any]] = []
+        memo = self._memo
+        if memo is not None:
+            got = memo.lookup(start, pkt, ctx)
+            if got is not None:
+                if got.__class__ is Verdict:
+                    return got
+                steps, total, stack, cur, pos, lists = got       # a remembered prefix: go on live
+                return self._walk(table, chain, start, chains, pkt, ctx, steps, total, stack, cur, pos, lists,
+                                  None, None)
         cur = start
         if cur._rules is None:
             cur.compile()
-        pos = 0
         lists = cur.candidate_lists(pkt) if cur._indexed else None
+        rec = memo.recording(start, pkt, ctx) if memo is not None else None
+        return self._walk(table, chain, start, chains, pkt, ctx, [], 0, [], cur, 0, lists, memo, rec)
+
+    def _walk(self, table: str, chain: str, start: CompiledChain, chains: dict, pkt, ctx: EvalContext,
+              steps: list, total: int, stack: list, cur: CompiledChain, pos: int, lists, memo, rec) -> Verdict:
+        """ipt_do_table from (cur, pos) with `stack` and the hits so far. With `rec` (a
+        VerdictMemo recording), the walk is remembered up to its end or its first impure rule."""
         while True:
+            if rec is not None and not memo.pure_from(rec, cur, pos):
+                # the rules ahead may draw (statistic), keep state (recent, limit, sets) or read
+                # what the key does not hold: remember the walk so far, go on live
+                memo.store(rec, (list(steps), total, list(stack), cur, pos, lists), pkt.mark)
+                rec = None
             scan = cur._scan
             if scan is not None:
                 i = scan(pkt, ctx, pos, cur._rules)
@@ -156,7 +182,7 @@ class Engine:
                 if stack:
                     cur, pos, lists = stack.pop()
                     continue
-                return self._policy(table, start, steps, total)
+                return self._done(self._policy(table, start, steps, total), memo, rec, pkt)
             cr = cur._rules[i]
             total += i - pos + 1
             pos = i + 1
@@ -190,7 +216,7 @@ class Engine:
             if kind == "none":
                 continue
             if kind == "nat":
-                return Verdict("ACCEPT", None, cr.action, steps, total, table, chain)
+                return self._done(Verdict("ACCEPT", None, cr.action, steps, total, table, chain), memo, rec, pkt)
             if kind == "continue":
                 if cr.action.notrack:
                     pkt.ctstate = "UNTRACKED"
@@ -199,7 +225,7 @@ class Engine:
                 if stack:
                     cur, pos, lists = stack.pop()
                     continue
-                return self._policy(table, start, steps, total)
+                return self._done(self._policy(table, start, steps, total), memo, rec, pkt)
             if kind == "mark":
                 T.apply_mark(cr.action, pkt)
                 continue
@@ -207,13 +233,220 @@ class Engine:
                 T.apply_connmark(cr.action, pkt)
                 continue
             if kind == "verdict":
-                return Verdict(cr.action.verdict, cr.action.reject_with, None, steps, total, table, chain)
+                return self._done(Verdict(cr.action.verdict, cr.action.reject_with, None, steps, total, table, chain),
+                                  memo, rec, pkt)
             raise AssertionError(kind)
+
+    @staticmethod
+    def _done(v: Verdict, memo, rec, pkt) -> Verdict:
+        if rec is not None:
+            memo.store(rec, v, pkt.mark)
+        return v
 
     @staticmethod
     def _policy(table: str, start: CompiledChain, steps: list[RuleHit], total: int) -> Verdict:
         steps.append(RuleHit(table, start.policy_info, total, policy=True))
         return Verdict(start.policy, None, None, steps, total, table, start.name)
+
+
+# --- remembered walks -------------------------------------------------------------------------
+# What each match module's options read from the packet (the fields a walk through it depends on);
+# a module or option not listed here draws, keeps state or reads more (statistic, recent, limit, set,
+# connmark, nfacct, icmp, conntrack's --ctorig*/--ctstatus, addrtype's --limit-iface-*): impure.
+_READS: dict[str, dict[str, tuple[str, ...]]] = {
+    "tcp": {"--sport": ("sport",), "--source-port": ("sport",), "--dport": ("dport",),
+            "--destination-port": ("dport",), "--tcp-flags": ("tcp_flags",), "--syn": ("tcp_flags",)},
+    "multiport": {"--sports": ("sport",), "--source-ports": ("sport",), "--dports": ("dport",),
+                  "--destination-ports": ("dport",), "--ports": ("sport", "dport")},
+    "mark": {"--mark": ("mark",)},
+    "conntrack": {"--ctstate": ("ctstate",), "--ctdir": ("ct_reply",), "--ctproto": ("proto",)},
+    "state": {"--state": ("ctstate",)},
+    "physdev": {"--physdev-in": ("physdev_in",), "--physdev-is-in": ("physdev_in",),
+                "--physdev-out": ("physdev_out",), "--physdev-is-out": ("physdev_out",),
+                "--physdev-is-bridged": ("physdev_out",)},
+    "addrtype": {"--src-type": ("src", "local"), "--dst-type": ("dst", "local")},
+    "iprange": {"--src-range": ("src",), "--dst-range": ("dst",)},
+    "comment": {"--comment": ()},
+}
+for _m in ("udp", "sctp", "udplite"):
+    _READS[_m] = {k: v for k, v in _READS["tcp"].items() if "flags" not in v[0]}
+# how a key reads each field (public attributes: the engine also runs on stand-in packets);
+# "local" is not a packet field but the netns's local addresses (addrtype): see VerdictMemo
+_FIELD_EXPR = {
+    "src": "p.src", "dst": "p.dst", "proto": "p.proto", "sport": "p.sport", "dport": "p.dport",
+    "tcp_flags": "p.tcp_flags", "mark": "p.mark", "ct_reply": "p.ct_reply", "iif": "p.iif", "oif": "p.oif",
+    "physdev_in": "p.physdev_in", "physdev_out": "p.physdev_out",
+    # --ctstate also reads the virtual SNAT/DNAT states from the entry (matches.packet_ctstates)
+    "ctstate": "p.ctstate, (None if p.ct is None else (getattr(p.ct, 'snat', False), getattr(p.ct, 'dnat', False)))",
+}
+
+
+def _rule_reads(cr) -> Optional[frozenset]:
+    """The fields a compiled rule's test and target read; None: it draws or keeps state (impure)."""
+    rule = cr.rule
+    kind = cr.kind
+    if kind == "unsupported":
+        return frozenset()                   # never matches, reads nothing
+    if kind == "connmark" or (kind == "continue" and getattr(cr.action, "notrack", False)):
+        return None
+    out: set[str] = set()
+    h = rule.header
+    for name in ("src", "dst", "iif", "oif", "proto"):
+        if getattr(h, name) is not None:
+            out.add(name)
+    for m in rule.matches:
+        if not m.pure:
+            return None
+        if m.always:                         # comment, and what the model does not count (nfacct, limit)
+            continue
+        reads = _READS.get(m.module)
+        if reads is None:
+            return None
+        for o in m.opts:
+            got = reads.get(o.name)
+            if got is None:
+                return None
+            out.update(got)
+    if kind == "mark":
+        out.add("mark")                      # MARK --set-xmark reads the mark it rewrites
+    return frozenset(out)
+
+
+class _Bucket:
+    """The remembered walks from one start chain for one conntrack state: the fields their keys
+    hold (grown as walks visit chains that read more) and the walks by key."""
+
+    __slots__ = ("fields", "key", "walks")
+
+    def __init__(self, fields: frozenset, key: Callable) -> None:
+        self.fields = fields
+        self.key = key
+        self.walks: dict[tuple, tuple] = {}
+
+
+class VerdictMemo:
+    """Remembered rule walks of one Engine, so that a packet whose key fields equal an earlier
+    packet's gets the same traversal without evaluating the rules again.
+
+    A walk is a function of the packet fields its rules read as long as every rule it evaluates
+    is pure (no draw, no state: see _READS) and the netns's local addresses (addrtype LOCAL) are
+    the same. Walks are kept per start chain and conntrack state (an ESTABLISHED packet's walk
+    through FORWARD visits other chains than a NEW one's); each such bucket's key holds every field
+    that any chain its recorded walks visited reads (index lookups read dst, proto, dport): a walk
+    that visits a chain reading more is not kept, and the bucket starts afresh with the larger key.
+    Two packets equal in those fields take the same path, whatever the chains they did not visit
+    read. The local addresses must be a versioned set (netsim.dataplane.routing.LocalAddresses):
+    any change empties the memo. A walk is remembered whole when it ends before an impure rule;
+    otherwise up to the chain position from which an impure rule could be evaluated (hits so far,
+    rules counted, jump stack, packet mark), and each later walk with the key goes on live from
+    there: a `-m statistic` draws from the RNG exactly as without the memo, `-m recent` reads and
+    updates its lists as before. A rule set never changes under an Engine (a sync builds a new
+    one), so nothing else can make a remembered walk stale."""
+
+    __slots__ = ("by_chain", "chains", "env", "keys")
+    MAX_PER_BUCKET = 1 << 14
+
+    def __init__(self) -> None:
+        self.chains: dict[CompiledChain, tuple[int, frozenset]] = {}   # chain -> (last impure position, reads)
+        self.by_chain: dict[CompiledChain, dict[Any, _Bucket]] = {}   # start chain -> ctstate -> bucket
+        self.keys: dict[frozenset, Callable] = {}                      # fields -> key function
+        self.env: Any = None
+
+    def _key(self, fields: frozenset) -> Callable:
+        fn = self.keys.get(fields)
+        if fn is None:
+            exprs = ", ".join(_FIELD_EXPR[f] for f in sorted(fields) if f in _FIELD_EXPR)
+            fn = self.keys[fields] = eval(f"lambda p: ({exprs}{',' if exprs else ''})")  # noqa: S307 - fixed text
+        return fn
+
+    def _env_ok(self, ctx: Any) -> bool:
+        """The local addresses are the ones the memo was filled with (else it is emptied)."""
+        la = ctx.local_addrs
+        env = self.env
+        if env is not None and env[0] is la and env[1] == la.version:
+            return True
+        version = getattr(la, "version", None)
+        if version is None:
+            return False                     # an unversioned set: its changes cannot be seen, no memo
+        self.by_chain = {}
+        self.env = (la, version)             # (holds the set: its id cannot be reused meanwhile)
+        return True
+
+    def lookup(self, start: CompiledChain, pkt: Any, ctx: Any) -> Any:
+        if not self._env_ok(ctx):            # (first: a change of local addresses empties by_chain)
+            return None
+        buckets = self.by_chain.get(start)
+        if buckets is None:
+            return None
+        try:
+            b = buckets.get(pkt.ctstate)
+            if b is None:
+                return None
+            got = b.walks.get(b.key(pkt))
+        except AttributeError:               # a stand-in packet without some field: no memo
+            return None
+        if got is None:
+            return None
+        value, mark = got
+        if "mark" in b.fields:
+            pkt.mark = mark
+        if value.__class__ is Verdict:
+            return value
+        steps, total, stack, cur, pos, lists = value
+        return list(steps), total, list(stack), cur, pos, lists
+
+    def recording(self, start: CompiledChain, pkt: Any, ctx: Any) -> Optional[tuple]:
+        if not self._env_ok(ctx):
+            return None
+        buckets = self.by_chain.get(start)
+        if buckets is None:
+            buckets = self.by_chain[start] = {}
+        try:
+            state = pkt.ctstate
+            b = buckets.get(state)
+            if b is None:
+                b = buckets[state] = _Bucket(frozenset(), self._key(frozenset()))
+            return (b, b.key(pkt), b.fields)
+        except AttributeError:
+            return None
+
+    def pure_from(self, rec: tuple, cur: CompiledChain, pos: int) -> bool:
+        """Whether the walk may go on from (cur, pos) and stay a function of the recording's key."""
+        info = self.chains.get(cur)
+        if info is None:
+            info = self._learn(cur)
+        if info[1] <= rec[2]:
+            return info[0] < pos
+        b = rec[0]
+        if b.fields is rec[2]:               # the bucket's keys hold more from now on (and start afresh)
+            fields = b.fields | info[1]
+            b.fields, b.key, b.walks = fields, self._key(fields), {}
+        return False
+
+    def _learn(self, cc: CompiledChain) -> tuple[int, frozenset]:
+        if cc._rules is None:
+            cc.compile()
+        last_impure = -1
+        reads: set[str] = {"dst", "proto", "dport"} if cc._indexed else set()
+        for i in range(cc.n):
+            r = _rule_reads(cc._rules[i])
+            if r is None:
+                last_impure = i
+            else:
+                reads |= r
+        info = self.chains[cc] = (last_impure, frozenset(reads))
+        return info
+
+    def store(self, rec: tuple, value: Any, mark: int = 0) -> None:
+        b, key, fields = rec
+        if fields is not b.fields:
+            return                           # the key lacks a field learnt meanwhile
+        walks = b.walks
+        if len(walks) >= self.MAX_PER_BUCKET:
+            walks.clear()
+        if value.__class__ is Verdict:
+            value.remembered = True
+        walks[key] = (value, mark)
 
 
 # The order in which tables run at each hook (include/uapi/linux/netfilter_ipv4.h nf_ip_hook_priorities; security omitted).

@@ -29,6 +29,7 @@ class IptablesNetfilter:
         self._saved: dict[Any, Any] = {}
         self._has: dict[tuple[str, str], bool] = {}
         self._nats: dict[int, tuple[Any, Any]] = {}
+        self._results: dict[int, tuple[Any, Any, list]] = {}    # remembered Verdict -> (it, HookResult, steps)
 
     def rebind(self, local_addrs: set[int], ipsets: Any = None) -> "IptablesNetfilter":
         """Reuse this compiled ruleset for a rebuilt host (same rules; its local table is new)."""
@@ -71,6 +72,12 @@ class IptablesNetfilter:
         ctx = self.ctx
         ctx.now = now
         v = self.engine.run(table, chain, pkt, ctx)
+        if v.remembered:           # a walk the engine's VerdictMemo replayed: its result was made once
+            got = self._results.get(id(v))
+            if got is not None and got[0] is v:
+                if steps is not None:
+                    steps += got[2]
+                return got[1]
         cache = self._saved
         verdict = v.verdict
         hits = []
@@ -95,7 +102,12 @@ class IptablesNetfilter:
             if got is None or got[0] is not nat:
                 got = self._nats[id(nat)] = (nat, NatRequest(nat.kind, nat.ip, nat.port, bool(nat.random_fully)))
             nat = got[1]
-        return HookResult(verdict, nat, hits, v.rules_evaluated, v.reject_with or "icmp-port-unreachable")
+        res = HookResult(verdict, nat, hits, v.rules_evaluated, v.reject_with or "icmp-port-unreachable")
+        if v.remembered:
+            if len(self._results) >= 1 << 16:
+                self._results.clear()
+            self._results[id(v)] = (v, res, [h.step for h in hits])    # (holds v: its id stays its own)
+        return res
 
     def _saved_hit(self, h) -> Any:
         """The hit with its rule as iptables-save prints it (Rule.render), or the policy line."""

@@ -1,0 +1,192 @@
+"""The iptables engine's VerdictMemo (rules/iptables/engine.py) changes nothing: with it, every walk
+is step for step the walk without it — the same hits in the same order, rules counted, verdict, NAT
+request, packet mark — and every `-m statistic` draw and `-m recent` update happens exactly as
+without it (the RNG ends in the same state), on random flows and random cluster changes (issue 16:
+a cache of verdicts only where a hypothesis test proves it equal to the uncached walk)."""
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import netsim
+from netsim.control.model import Service, ServicePort
+from netsim.dataplane.routing import LocalAddresses
+from netsim.rules.iptables import Engine, EvalContext, parse
+from netsim.skb.packet import Packet
+from walker_cluster import SCENARIO_YAML
+
+SOURCES = ["pod/client-1", "pod/client-3", "pod/web-1", "node/node-1", "node/node-2", "external"]
+
+
+def _scenario(mode: str) -> netsim.Emulator:
+    return netsim.load(SCENARIO_YAML % {"pod_network": "vxlan"}, mode=mode, seed=5)
+
+
+def _targets(emu: netsim.Emulator) -> list[tuple[str, str]]:
+    out = []
+    for s in emu.cluster.services():
+        for p in s.ports:
+            if s.cluster_ip and s.cluster_ip != "None":
+                out.append((f"{s.cluster_ip}:{p.port}", p.protocol.lower()))
+            if p.node_port:
+                out.append((f"192.168.49.3:{p.node_port}", p.protocol.lower()))
+            out += [(f"{ip}:{p.port}", p.protocol.lower()) for ip in s.load_balancer_ips + s.external_ips]
+    return sorted(set(out))
+
+
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("trace"), st.integers(0, len(SOURCES) - 1), st.integers(0, 10_000)),
+    st.tuples(st.just("again"), st.integers(0, len(SOURCES) - 1), st.integers(0, 10_000)),
+    st.tuples(st.just("advance"), st.sampled_from([1, 5, 40, 200, 11000]), st.just(0)),
+    st.tuples(st.just("delete_pod"), st.sampled_from(["web-1", "web-2", "multi-a", "echo-2"]), st.just(0)),
+    st.tuples(st.just("service"), st.sampled_from(["None", "ClientIP"]), st.integers(0, 50)),
+    st.tuples(st.just("stop_node"), st.sampled_from(["node-2", "node-3"]), st.just(0)),
+    st.tuples(st.just("not_ready"), st.sampled_from(["web-1", "web-2", "multi-b"]), st.just(0)),
+), min_size=4, max_size=24)
+
+
+def _run(mode: str, ops: list, memo: bool, monkeypatch) -> list[str]:
+    """Apply ``ops`` to a fresh scenario cluster; what every trace printed, the conntrack tables and
+    the cluster RNG's state at the end."""
+    monkeypatch.setattr(Engine, "verdict_cache", memo)
+    emu = _scenario(mode)
+    out: list[str] = []
+    last: dict[int, tuple[str, str]] = {}
+    added = 0
+    for op, a, b in ops:
+        if op in ("trace", "again"):
+            targets = _targets(emu)
+            dst, proto = last.get(a) if op == "again" and a in last else targets[b % len(targets)]
+            last[a] = (dst, proto)
+            try:
+                t = emu.trace(SOURCES[a], dst, proto=proto)
+            except ValueError as e:             # a source gone with its node or pod
+                out.append(f"error: {e}")
+                continue
+            out += [t.render(verbose=True), t.to_json()]
+        elif op == "advance":
+            emu.advance(a)
+        elif op == "delete_pod":
+            if emu.cluster.pod("default", a) is not None:
+                emu.delete_pod(a, grace_period=0)
+        elif op == "service":
+            added += 1
+            emu.cluster.add(Service(f"extra-{added}", selector={"app": "web" if b % 3 else "multi"},
+                                    ports=[ServicePort(80 + b % 2, "TCP", "http", "http")],
+                                    session_affinity=a))
+        elif op == "stop_node":
+            emu.stop_node(a)
+        elif op == "not_ready":
+            if emu.cluster.pod("default", a) is not None:
+                emu.set_pod_ready(a, False)
+    out.append(emu.conntrack())
+    out.append(repr(emu.cluster.rng.getstate()))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["iptables", "ipvs"])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_traces_with_the_memo_equal_traces_without(mode, ops, monkeypatch):
+    without = _run(mode, ops, False, monkeypatch)
+    with_memo = _run(mode, ops, True, monkeypatch)
+    assert len(with_memo) == len(without)
+    for a, b in zip(without, with_memo):
+        assert b == a
+
+
+# --- engine level: random packets through one node's kube-proxy rules -------------------------------
+_RULES: dict[str, str] = {}
+
+
+def _node_rules() -> str:
+    if "text" not in _RULES:
+        emu = _scenario("iptables")
+        _RULES["text"] = emu.rules("node-1")
+    return _RULES["text"]
+
+
+ADDRS = st.sampled_from([0x0A600001, 0x0A600002, 0x0AF40002, 0x0AF40102, 0xC0A83102, 0xC0A83103, 0xCB007132,
+                         0x7F000001, 0x08080808]) | st.integers(0, 0xFFFFFFFF)
+PACKETS = st.lists(st.tuples(
+    ADDRS, ADDRS, st.sampled_from([6, 17]), st.integers(1024, 65535), st.sampled_from([80, 53, 30080, 30081, 8080, 9]),
+    st.sampled_from([0, 0x4000, 0x8000, 0x4001]), st.sampled_from([None, "NEW", "ESTABLISHED", "RELATED", "INVALID"]),
+    st.sampled_from([("PREROUTING", "nat"), ("OUTPUT", "nat"), ("POSTROUTING", "nat"), ("FORWARD", "filter"),
+                     ("INPUT", "filter"), ("OUTPUT", "filter")]),
+    st.sampled_from([None, "eth0", "cni0", "flannel.1"]), st.booleans()), min_size=1, max_size=60)
+
+
+def _hit_key(h) -> tuple:
+    return (h.table, h.chain, h.number, h.line, h.text, h.rules_evaluated, h.policy, h.note)
+
+
+@settings(max_examples=40, deadline=None)
+@given(pkts=PACKETS, seed=st.integers(0, 2**32 - 1))
+def test_engine_walks_with_the_memo_equal_walks_without(pkts, seed):
+    text = _node_rules()
+    local = LocalAddresses({0xC0A83102, 0x0AF40001})
+    results = []
+    for memo in (False, True):
+        eng = Engine(parse(text, source="node-1"))
+        eng._memo = eng._memo if memo else None
+        if memo:
+            assert eng._memo is not None
+        ctx = EvalContext(local_addrs=local, rng=random.Random(seed))
+        out = []
+        todo = []
+        for i, item in enumerate(pkts):
+            if item[-1] and i % 3 == 1:
+                # an address an earlier packet went to becomes local (a VIP on kube-ipvs0, say):
+                # that packet again, with the same key fields, must see it
+                todo += [pkts[i - 1][1], pkts[i - 1]]
+            todo.append(item)
+        for item in todo:
+            if isinstance(item, int):
+                local.add(item)
+                continue
+            src, dst, proto, sport, dport, mark, ctstate, (chain, table), iif, _add = item
+            p = Packet.tcp(src, dst, sport, dport) if proto == 6 else Packet.udp(src, dst, sport, dport)
+            p.mark, p.ctstate, p.iif = mark, ctstate, iif
+            v = eng.run(table, chain, p, ctx)
+            out.append((v.verdict, v.reject_with, v.nat, v.rules_evaluated, v.chain,
+                        [_hit_key(h) for h in v.steps], p.mark, p.ctstate))
+        out.append(ctx.rng.getstate())
+        results.append(out)
+        local.clear()
+        local.update({0xC0A83102, 0x0AF40001})
+    assert results[1] == results[0]
+
+
+def test_the_memo_remembers_pure_walks_and_replays_them():
+    """Not vacuous: the memo is used — a new connection's nat PREROUTING walk goes on live at the
+    KUBE-SVC chain's statistic rule, an established packet's FORWARD walk is replayed (the same
+    Verdict object, whatever its source port), and a new local address empties the memo."""
+    eng = Engine(parse(_node_rules(), source="node-1"))
+    local = LocalAddresses({0xC0A83102})
+    ctx = EvalContext(local_addrs=local, rng=random.Random(1))
+    emu = _scenario("iptables")
+    web = emu.cluster.service("default", "web").cluster_ip
+    new = Packet.tcp("10.244.2.2", web, 40000, 80)
+    new.ctstate = "NEW"
+    for _ in range(3):         # the first walks learn which fields the rules read (a chain at a time)
+        eng.run("nat", "PREROUTING", new, ctx)
+    first = eng.run("nat", "PREROUTING", new, ctx)
+    again = eng.run("nat", "PREROUTING", new, ctx)
+    assert first is not again and not again.remembered
+    assert [h.chain for h in first.steps][:2] == [h.chain for h in again.steps][:2]
+    assert any(h.chain.startswith("KUBE-SVC-") for h in again.steps)
+    fields = {f for buckets in eng._memo.by_chain.values() for b in buckets.values() for f in b.fields}
+    assert "local" in fields and "sport" not in fields          # -m addrtype LOCAL; no rule reads --sport
+    est = Packet.tcp("10.244.2.2", "10.244.0.2", 40000, 8080, flags="A")
+    est.ctstate, est.iif = "ESTABLISHED", "flannel.1"
+    for _ in range(3):
+        eng.run("filter", "FORWARD", est, ctx)
+    v1 = eng.run("filter", "FORWARD", est, ctx)
+    est.sport = 40001                              # no rule of these chains reads the source port
+    v2 = eng.run("filter", "FORWARD", est, ctx)
+    assert v2 is v1 and v1.remembered and v1.verdict == "ACCEPT"
+    local.add(0x0A000001)
+    assert eng.run("filter", "FORWARD", est, ctx) is not v1
