@@ -134,7 +134,9 @@ def test_engine_walks_with_the_memo_equal_walks_without(pkts, seed):
         eng._memo = eng._memo if memo else None
         if memo:
             assert eng._memo is not None
-        ctx = EvalContext(local_addrs=local, rng=random.Random(seed))
+        # two nodes sharing the engine (the same rule text), each with its own addresses and RNG
+        ctxs = (EvalContext(local_addrs=local, rng=random.Random(seed)),
+                EvalContext(local_addrs=LocalAddresses({0xC0A83103, 0x0AF40101}), rng=random.Random(seed + 1)))
         out = []
         todo = []
         for i, item in enumerate(pkts):
@@ -143,7 +145,8 @@ def test_engine_walks_with_the_memo_equal_walks_without(pkts, seed):
                 # that packet again, with the same key fields, must see it
                 todo += [pkts[i - 1][1], pkts[i - 1]]
             todo.append(item)
-        for item in todo:
+        for n, item in enumerate(todo):
+            ctx = ctxs[(n // 3) % 2]
             if isinstance(item, int):
                 local.add(item)
                 continue
@@ -153,7 +156,7 @@ def test_engine_walks_with_the_memo_equal_walks_without(pkts, seed):
             v = eng.run(table, chain, p, ctx)
             out.append((v.verdict, v.reject_with, v.nat, v.rules_evaluated, v.chain,
                         [_hit_key(h) for h in v.steps], p.mark, p.ctstate))
-        out.append(ctx.rng.getstate())
+        out += [c.rng.getstate() for c in ctxs]
         results.append(out)
         local.clear()
         local.update({0xC0A83102, 0x0AF40001})
@@ -178,7 +181,8 @@ def test_the_memo_remembers_pure_walks_and_replays_them():
     assert first is not again and not again.remembered
     assert [h.chain for h in first.steps][:2] == [h.chain for h in again.steps][:2]
     assert any(h.chain.startswith("KUBE-SVC-") for h in again.steps)
-    fields = {f for buckets in eng._memo.by_chain.values() for b in buckets.values() for f in b.fields}
+    fields = {f for env in eng._memo.envs.values() for buckets in env[2].values() for b in buckets.values()
+              for f in b.fields}
     assert "local" in fields and "sport" not in fields          # -m addrtype LOCAL; no rule reads --sport
     est = Packet.tcp("10.244.2.2", "10.244.0.2", 40000, 8080, flags="A")
     est.ctstate, est.iif = "ESTABLISHED", "flannel.1"

@@ -336,21 +336,24 @@ class VerdictMemo:
     that visits a chain reading more is not kept, and the bucket starts afresh with the larger key.
     Two packets equal in those fields take the same path, whatever the chains they did not visit
     read. The local addresses must be a versioned set (netsim.dataplane.routing.LocalAddresses):
-    any change empties the memo. A walk is remembered whole when it ends before an impure rule;
+    walks are kept per set (nodes with the same rule text share an Engine, each with its own
+    addresses) and a change of the set empties its walks. A walk is remembered whole when it ends before an impure rule;
     otherwise up to the chain position from which an impure rule could be evaluated (hits so far,
     rules counted, jump stack, packet mark), and each later walk with the key goes on live from
     there: a `-m statistic` draws from the RNG exactly as without the memo, `-m recent` reads and
     updates its lists as before. A rule set never changes under an Engine (a sync builds a new
     one), so nothing else can make a remembered walk stale."""
 
-    __slots__ = ("by_chain", "chains", "env", "keys")
+    __slots__ = ("envs", "chains", "keys")
     MAX_PER_BUCKET = 1 << 14
+    MAX_ENVS = 512
 
     def __init__(self) -> None:
         self.chains: dict[CompiledChain, tuple[int, frozenset]] = {}   # chain -> (last impure position, reads)
-        self.by_chain: dict[CompiledChain, dict[Any, _Bucket]] = {}   # start chain -> ctstate -> bucket
+        # per local-address set (nodes whose rules are the same text share one Engine, each with its
+        # own EvalContext): [the set, its version, {start chain: {ctstate: bucket}}]
+        self.envs: dict[int, list] = {}
         self.keys: dict[frozenset, Callable] = {}                      # fields -> key function
-        self.env: Any = None
 
     def _key(self, fields: frozenset) -> Callable:
         fn = self.keys.get(fields)
@@ -359,23 +362,27 @@ class VerdictMemo:
             fn = self.keys[fields] = eval(f"lambda p: ({exprs}{',' if exprs else ''})")  # noqa: S307 - fixed text
         return fn
 
-    def _env_ok(self, ctx: Any) -> bool:
-        """The local addresses are the ones the memo was filled with (else it is emptied)."""
+    def _walks(self, ctx: Any) -> Optional[dict]:
+        """The walks remembered under this context's local addresses (emptied when they changed)."""
         la = ctx.local_addrs
-        env = self.env
-        if env is not None and env[0] is la and env[1] == la.version:
-            return True
+        env = self.envs.get(id(la))
+        if env is not None and env[0] is la:
+            if env[1] != la.version:
+                env[1], env[2] = la.version, {}
+            return env[2]
         version = getattr(la, "version", None)
         if version is None:
-            return False                     # an unversioned set: its changes cannot be seen, no memo
-        self.by_chain = {}
-        self.env = (la, version)             # (holds the set: its id cannot be reused meanwhile)
-        return True
+            return None                      # an unversioned set: its changes cannot be seen, no memo
+        if len(self.envs) >= self.MAX_ENVS:
+            self.envs.clear()
+        env = self.envs[id(la)] = [la, version, {}]     # (holds the set: its id cannot be reused meanwhile)
+        return env[2]
 
     def lookup(self, start: CompiledChain, pkt: Any, ctx: Any) -> Any:
-        if not self._env_ok(ctx):            # (first: a change of local addresses empties by_chain)
+        by_chain = self._walks(ctx)
+        if by_chain is None:
             return None
-        buckets = self.by_chain.get(start)
+        buckets = by_chain.get(start)
         if buckets is None:
             return None
         try:
@@ -396,11 +403,12 @@ class VerdictMemo:
         return list(steps), total, list(stack), cur, pos, lists
 
     def recording(self, start: CompiledChain, pkt: Any, ctx: Any) -> Optional[tuple]:
-        if not self._env_ok(ctx):
+        by_chain = self._walks(ctx)
+        if by_chain is None:
             return None
-        buckets = self.by_chain.get(start)
+        buckets = by_chain.get(start)
         if buckets is None:
-            buckets = self.by_chain[start] = {}
+            buckets = by_chain[start] = {}
         try:
             state = pkt.ctstate
             b = buckets.get(state)
