@@ -9,18 +9,20 @@ the pod's socket, and the SYN-ACK walked back and un-NATed by conntrack — ever
 unchanged: the walker rebuilds hosts but keeps each node's compiled rules) and a new Service (the
 visited nodes' rules are rendered, parsed and compiled again, as a kube-proxy sync would).
 
-    python -m netsim.benchmarks.bench_dataplane [--quick] [--sizes 100,10000] [--rounds N] [--out FILE]
+    python -m netsim.benchmarks.bench_dataplane [--quick] [--sizes 100,10000] [--rounds N] [--freeze] [--out FILE]
 
 prints a table and writes benchmarks/results/dataplane.json. Every timed round is reported and
 counted (median, min, max; never the best of them), collector pauses included: the cyclic garbage
 collector runs as it would for any user of the API. Rates are given per wall-clock second and per
 CPU second of the process (time.process_time: on a shared machine it depends less on the other
-users); the load average before and after is recorded. The aims are issue 16's aim 2: ≥ 20,000
+users); the load average before and after is recorded, and the collector's passes in each round
+(how many of each generation, and the seconds they took). The aims are issue 16's aim 2: ≥ 20,000
 traces/s at 10,000 Services, 10k/100 cost ratio ≤ 1.5, ≥ 100,000 established packets/s (4 hops).
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -51,15 +53,44 @@ def build_cluster(n_services: int, seed: int = 1) -> Cluster:
     return c
 
 
+class CollectorLog:
+    """The cyclic collector's passes while the log is on (gc.callbacks): per round, how many of
+    each generation and the seconds they took, so a slow round can be told apart."""
+
+    def __init__(self) -> None:
+        self.rounds: list[dict] = []
+        self._t0 = 0.0
+
+    def __enter__(self) -> "CollectorLog":
+        gc.callbacks.append(self._cb)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self._cb)
+
+    def new_round(self) -> None:
+        self.rounds.append({"gen0": 0, "gen1": 0, "gen2": 0, "seconds": 0.0})
+
+    def _cb(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        elif self.rounds:
+            r = self.rounds[-1]
+            r[f"gen{info['generation']}"] += 1
+            r["seconds"] = round(r["seconds"] + time.perf_counter() - self._t0, 4)
+
+
 def _stats(rates: list[float]) -> dict:
     return {"median": round(statistics.median(rates), 1), "min": round(min(rates), 1),
             "max": round(max(rates), 1), "rounds": [round(r, 1) for r in rates]}
 
 
 def bench_traces(n_services: int, n_traces: int, rounds: int = 5, mode: str = "iptables",
-                 changes: bool = True) -> dict:
+                 changes: bool = True, freeze: bool = False) -> dict:
     """``rounds`` timed rounds of ``n_traces`` new connections to random ClusterIPs; every round's
-    rate in ``rounds_traces_per_s`` (wall clock) and the statistics over them."""
+    rate in ``rounds_traces_per_s`` (wall clock) and the statistics over them. ``freeze``: after the
+    warm-up, gc.freeze() moves the cluster and its compiled rules out of later collections (what
+    the pytest plugin does with its cached emulator); unfrozen at the end."""
     t0 = time.perf_counter()
     c = build_cluster(n_services)
     w = Walker(c, mode)
@@ -75,32 +106,41 @@ def bench_traces(n_services: int, n_traces: int, rounds: int = 5, mode: str = "i
         if compile_all is not None:
             compile_all()
     setup = time.perf_counter() - t0
+    if freeze:
+        gc.freeze()
     rng = random.Random(3)
     delivered = rules = 0
     wall: list[float] = []
     cpu: list[float] = []
-    for _ in range(rounds):
-        targets = [rng.choice(ips) for _ in range(n_traces)]
-        delivered = rules = 0
-        dt = dc = 0.0
-        for i in range(0, n_traces, 100):
-            # 20 new connections per cluster second: half-open entries (SYN_RECV, 60 s) expire as
-            # they would, instead of piling up into reply-tuple clashes (insert_failed drops)
-            c.advance(5)
-            t1, c1 = time.perf_counter(), time.process_time()
-            for ip in targets[i:i + 100]:
-                tr = w.connect(client, ip, 80)
-                delivered += tr.outcome.ok and tr.outcome.reply.matches_request
-                rules += tr.rules_evaluated
-            dt += time.perf_counter() - t1
-            dc += time.process_time() - c1
-        wall.append(n_traces / dt)
-        cpu.append(n_traces / max(dc, 1e-9))
+    log = CollectorLog()
+    with log:
+        for _ in range(rounds):
+            log.new_round()
+            targets = [rng.choice(ips) for _ in range(n_traces)]
+            delivered = rules = 0
+            dt = dc = 0.0
+            for i in range(0, n_traces, 100):
+                # 20 new connections per cluster second: half-open entries (SYN_RECV, 60 s) expire as
+                # they would, instead of piling up into reply-tuple clashes (insert_failed drops)
+                c.advance(5)
+                t1, c1 = time.perf_counter(), time.process_time()
+                for ip in targets[i:i + 100]:
+                    tr = w.connect(client, ip, 80)
+                    delivered += tr.outcome.ok and tr.outcome.reply.matches_request
+                    rules += tr.rules_evaluated
+                dt += time.perf_counter() - t1
+                dc += time.process_time() - c1
+            wall.append(n_traces / dt)
+            cpu.append(n_traces / max(dc, 1e-9))
+    if freeze:
+        gc.unfreeze()
     change = bench_changes(c, w, client) if changes else {}
     st = _stats(wall)
-    return {"services": n_services, "traces": n_traces, "mode": mode, "traces_per_s": st["median"],
+    return {"services": n_services, "traces": n_traces, "mode": mode, "gc_frozen": freeze,
+            "traces_per_s": st["median"],
             "traces_per_s_stats": st, "rounds_traces_per_s": st["rounds"],
-            "traces_per_cpu_s_stats": _stats(cpu), "delivered_with_reply_last_round": delivered,
+            "traces_per_cpu_s_stats": _stats(cpu), "collector_per_round": log.rounds,
+            "delivered_with_reply_last_round": delivered,
             "kernel_rules_per_trace": round(rules / n_traces, 1), "setup_s": round(setup, 2), **change}
 
 
@@ -136,18 +176,22 @@ def bench_established(n_services: int, n_packets: int, rounds: int = 5, mode: st
     end = None
     wall: list[float] = []
     cpu: list[float] = []
-    for _ in range(rounds):
-        hops = 0
-        t1, c1 = time.perf_counter(), time.process_time()
-        for _ in range(n_packets):
-            end, pt = w.send(client, pkt.copy())
-            hops += len(pt.hops)
-        wall.append(n_packets / (time.perf_counter() - t1))
-        cpu.append(n_packets / max(time.process_time() - c1, 1e-9))
+    log = CollectorLog()
+    with log:
+        for _ in range(rounds):
+            log.new_round()
+            hops = 0
+            t1, c1 = time.perf_counter(), time.process_time()
+            for _ in range(n_packets):
+                end, pt = w.send(client, pkt.copy())
+                hops += len(pt.hops)
+            wall.append(n_packets / (time.perf_counter() - t1))
+            cpu.append(n_packets / max(time.process_time() - c1, 1e-9))
     st = _stats(wall)
     return {"services": n_services, "packets": n_packets, "mode": mode, "packets_per_s": st["median"],
             "packets_per_s_stats": st, "rounds_packets_per_s": st["rounds"],
-            "packets_per_cpu_s_stats": _stats(cpu), "hops_per_packet": round(hops / n_packets, 1),
+            "packets_per_cpu_s_stats": _stats(cpu), "collector_per_round": log.rounds,
+            "hops_per_packet": round(hops / n_packets, 1),
             "final_disposition": end.disposition if end else None}
 
 
@@ -164,13 +208,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--quick", action="store_true", help="fewer iterations (CI smoke run)")
     ap.add_argument("--sizes", default="100,10000", help="Service counts, smallest first (default 100,10000)")
     ap.add_argument("--rounds", type=int, default=None, help="timed rounds (default 5; quick 2)")
+    ap.add_argument("--freeze", action="store_true",
+                    help="gc.freeze() after each cluster's warm-up (its structures leave later collections)")
     ap.add_argument("--out", default=RESULTS)
     args = ap.parse_args(argv)
     n = 300 if args.quick else 3000
     rounds = args.rounds or (2 if args.quick else 5)
     sizes = tuple(int(x) for x in args.sizes.split(","))
     load_before = _loadavg()
-    rows = [bench_traces(s, n, rounds) for s in sizes]
+    rows = [bench_traces(s, n, rounds, freeze=args.freeze) for s in sizes]
     est = bench_established(sizes[0], 2000 if args.quick else 20000, rounds)
     load_after = _loadavg()
     ratio = rows[0]["traces_per_s"] / rows[-1]["traces_per_s"]

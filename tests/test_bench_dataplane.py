@@ -19,6 +19,7 @@ def test_bench_dataplane_quick(tmp_path):
         assert row["traces_per_s"] == st["median"]              # the median round, not the best
         assert row["traces"] == 300 and row["delivered_with_reply_last_round"] >= 285   # a rare port clash drops one
         assert row["kernel_rules_per_trace"] > 0
+        assert len(row["collector_per_round"]) == 3 and all(r["gen0"] >= 0 for r in row["collector_per_round"])
     assert res["traces"][1]["kernel_rules_per_trace"] > res["traces"][0]["kernel_rules_per_trace"]
     est = res["established"]
     assert est["hops_per_packet"] == 4.0 and est["final_disposition"] == "DELIVERED"
