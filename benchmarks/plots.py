@@ -203,18 +203,22 @@ def plot_vm_ratios(records: Sequence[Record], out_dir: Path) -> list[Path]:
                         "each mode's connect() latency ÷ iptables' (iptables-nft), same boot, same size",
                         "ratio to iptables (log)")
     drawn = False
-    for mode in plotted_modes():
-        colour = mode_colour(mode)
-        for metric, stat, style in VM_RATIO_METRICS:
-            for position, marker in (("last", "o"), ("first", "s")):
-                rows = [r for r in select(vm, mode=mode, metric=metric, position=position) if r.services > 0]
-                if not rows:
-                    continue
-                rows.sort(key=lambda r: r.services)
-                ax.plot([r.services for r in rows], [r.value for r in rows], marker=marker, color=colour,
-                        linestyle=style, alpha=1.0 if stat == "p50" else 0.6,
-                        label=f"{mode} / iptables, {stat}, {position} Service")
-                drawn = True
+    boots = sorted({r.labels.get("vm_boot") or "" for r in vm})
+    for b, boot in enumerate(boots):
+        in_boot = [r for r in vm if (r.labels.get("vm_boot") or "") == boot]
+        for mode in plotted_modes():
+            colour = mode_colour(mode)
+            for metric, stat, style in VM_RATIO_METRICS:
+                for position, marker in (("last", "o"), ("first", "s")):
+                    rows = [r for r in select(in_boot, mode=mode, metric=metric, position=position) if r.services > 0]
+                    if not rows:
+                        continue
+                    rows.sort(key=lambda r: r.services)
+                    which = f", boot {boot}" if len(boots) > 1 else ""
+                    ax.plot([r.services for r in rows], [r.value for r in rows], marker=marker, color=colour,
+                            linestyle=("-", "--", ":")[b % 3], alpha=1.0 if position == "last" else 0.6,
+                            label=f"{mode} / iptables, {stat}, {position} Service{which}")
+                    drawn = True
     if drawn:
         ax.axhline(1.0, color="tab:red", linestyle="-", linewidth=0.8, label="iptables (= 1)")
     return _finish(plt, fig, ax, drawn, out_dir, "vm_ratios",

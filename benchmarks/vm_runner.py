@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -40,7 +41,7 @@ VM_MEASURES: Mapping[str, Measure] = DEFAULT_MEASURES
 RATIO_METRICS = ("kernel_first_connection_latency", "kernel_cpu_per_connection")
 
 
-def mode_ratios(records: list[Record], runner: str) -> list[Record]:
+def mode_ratios(records: list[Record], runner: str, boot: Optional[str] = None) -> list[Record]:
     """Per mode, size, position and statistic: the mode's kernel value / the baseline mode's
     (kube-proxy's default, netsim.rules.registry.DEFAULT_MODE, with its first iptables backend) of one run."""
     from netsim.benchmarks.kernel_measure import BACKENDS
@@ -63,6 +64,8 @@ def mode_ratios(records: list[Record], runner: str) -> list[Record]:
             if mode == base.mode:
                 continue
             labels = {"kernel_runner": runner, "vm": VM_LABEL, "ratio": f"{mode} / {base.mode} (same VM boot)"}
+            if boot is not None:
+                labels["vm_boot"] = boot
             if position is not None:
                 labels["position"] = position
             if statistic is not None:
@@ -94,6 +97,7 @@ class VmKernelRunner:
             return []
         kernel = vm.find_kernel() or "vm"
         self.name = f"vm-{kernel.rsplit('vmlinuz-', 1)[-1]}"
+        boot = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime())     # which boot: ratios never cross boots
         try:
             res = self._boot(jobs)
         except subprocess.TimeoutExpired as e:
@@ -107,9 +111,10 @@ class VmKernelRunner:
         for r in records:
             r.labels["kernel_runner"] = self.name
             r.labels["vm"] = VM_LABEL
+            r.labels["vm_boot"] = boot
         for job in jobs:
             progress(job, [r for r in records if r.mode == job.mode and r.services == job.services])
-        return records + mode_ratios(records, self.name)
+        return records + mode_ratios(records, self.name, boot)
 
     def _boot(self, jobs: Sequence[KernelJob]) -> subprocess.CompletedProcess:
         from netsim.kernel import vm
