@@ -558,7 +558,9 @@ def render_report(env: dict, records: Sequence[Record], plots: dict[str, Path], 
               "evaluates for the SYN; `pod-ip` is a SYN straight to a server pod (a KUBE-SERVICES miss).",
               "* kernel first connection: a one-node kernel cluster (`KernelCluster.up`), the node's rules "
               "loaded with the backend's iptables-restore, connections from the client pod's namespace, "
-              "SO_LINGER 0 (no TIME_WAIT build-up); the floor connects to a server pod with no rules loaded.",
+              "SO_LINGER 0 (no TIME_WAIT build-up), in chunks that alternate between the first and the last "
+              "Service (background load weighs on both alike); the floor connects to a server pod with no rules "
+              "loaded.",
               "* kernel first connection, IPVS and nftables modes: the same cluster brought up in that mode by the "
               "kernel backend (the mode's provider programs the node: `nft -f` of kube-proxy's table; IPVS: "
               "kube-ipvs0, ipset restore, iptables-restore, ipvsadm), then the same connections.",
