@@ -46,7 +46,7 @@ BACKEND_COLOURS = {"iptables-nft": "tab:red", "iptables-legacy": "tab:orange", "
 
 
 def smallest_endpoints(records: Sequence[Record]) -> int:
-    es = [r.endpoints_per_service for r in records if r.services > 0]
+    es = [r.endpoints_per_service for r in records if r.services > 0 and r.endpoints_per_service > 0]
     return min(es) if es else 1
 
 
@@ -199,7 +199,7 @@ def plot_vm_ratios(records: Sequence[Record], out_dir: Path) -> list[Path]:
     if not vm:
         return []
     runner = vm[0].labels.get("kernel_runner", "vm")
-    plt, fig, ax = _new(f"First connection in one VM boot ({runner}, qemu without KVM: software-emulated)\n"
+    plt, fig, ax = _new(f"First connection in the IPVS VM ({runner}, qemu without KVM: software-emulated)\n"
                         "each mode's connect() latency ÷ iptables' (iptables-nft), same boot, same size",
                         "ratio to iptables (log)")
     drawn = False

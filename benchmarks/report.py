@@ -36,11 +36,13 @@ def _v(r: Optional[Record], fmt: str = "{:g}", scale: float = 1.0) -> str:
 
 
 def _sizes(records: Sequence[Record]) -> list[int]:
-    return sorted({r.services for r in records if r.services > 0})
+    """The sweep's Service counts (the core stages'; a further scenario may count other things)."""
+    from netsim.benchmarks.harness import CORE_STAGES
+    return sorted({r.services for r in records if r.services > 0 and r.labels.get("stage", "sync") in CORE_STAGES})
 
 
 def _e(records: Sequence[Record]) -> int:
-    es = [r.endpoints_per_service for r in records if r.services > 0]
+    es = [r.endpoints_per_service for r in records if r.services > 0 and r.endpoints_per_service > 0]
     return min(es) if es else 1
 
 
@@ -326,11 +328,11 @@ def paragraph_vm(records: Sequence[Record], env: dict) -> str:
     runner = vm[0].labels.get("kernel_runner", "vm")
     sizes = sorted({r.services for r in vm if r.services > 0})
     parts = [f"**IPVS on a real kernel (VM, software-emulated).** This machine's kernel has no ip_vs, so the first "
-             f"connection was also measured in one boot of Debian's kernel under qemu without KVM ({runner}): "
+             f"connection was also measured in Debian's kernel under qemu without KVM ({runner}): "
              "iptables, IPVS (programmed for real: kube-ipvs0, ipsets, its iptables rules, virtual and real servers) "
              f"and nftables in the same guest kernel, at {', '.join(f'{n:,}' for n in sizes)} Services. "
              "Software emulation makes every absolute time there many times a real node's, so only the ratios "
-             "between modes of that one boot are quoted."]
+             "between modes of one boot are quoted."]
     boots = sorted({r.labels.get("vm_boot") or "" for r in vm})
     if len(boots) > 1:
         parts.append(f"{len(boots)} boots ({', '.join(boots)}); each ratio is within one boot.")
@@ -355,7 +357,7 @@ def paragraph_vm(records: Sequence[Record], env: dict) -> str:
             base = {pos: _one(in_boot, mode=DEFAULT_MODE, services=n, position=pos, backend=next(iter(BACKENDS)),
                               metric="kernel_first_connection_latency_p50") for pos in ("first", "last")}
             if base["first"] and base["last"] and base["first"].value > base["last"].value:
-                parts.append(f"Noise check{where} at {n:,}: {DEFAULT_MODE}'s p50 to the *first* Service is "
+                parts.append(f"Noise check{where} at {n:,}: the p50 of {DEFAULT_MODE} to the *first* Service is "
                              f"{base['first'].value / base['last'].value:.1f}× its p50 to the last, which a rule walk "
                              "cannot produce: in this boot the guest's scheduling noise exceeds the rule walk, so "
                              "these ratios are not a measurement of the modes.")

@@ -82,16 +82,20 @@ def test_vm_figures_get_their_own_plot_and_section_never_the_host_columns(tmp_pa
     records += _connect("iptables", 1000, "last", "iptables-nft", 25.0)
     records += _connect("iptables", 1000, "first", "iptables-nft", 14.0)
     records.append(counted("iptables", 1000, 1, "ruleset_rules", 5023, "rules", table="all"))
+    # a further scenario's record that counts no endpoints (bench_dns) leaves the sweep's plots and rows alone
+    records.append(counted("any", 5, 0, "dns_queries_per_lookup", 2, "queries", stage="dns"))
     env = {"kernel": "6.18", "skipped": []}
     write_report(tmp_path, env, records)
     for ext in ("png", "svg"):
         assert (tmp_path / "plots" / f"vm_ratios.{ext}").stat().st_size > 1000
+        assert (tmp_path / "plots" / f"ruleset_size.{ext}").stat().st_size > 1000
     report = (tmp_path / "REPORT.md").read_text()
     assert "![VM: ratio to iptables](plots/vm_ratios.png)" in report
     assert "software-emulated" in report and RUNNER in report
     assert "At 1,000 Services: ipvs 0.38× iptables' p50 to the last Service" in report
     assert "| – | 1,000 | last | nftables | 0.30 | 0.30 | 0.30 |" in report
     # the headline's kernel column is this machine's 25 µs, not the VM's 400 µs
+    assert not [line for line in report.splitlines() if line.startswith("| 5 |")]
     row = next(line for line in report.splitlines() if line.startswith("| 1,000 | 5,023 |"))
     assert "| 25 / – / – |" in row, row
 
