@@ -59,7 +59,7 @@ from netsim.dataplane.loadbalancer import LoadBalancerHost
 from netsim.skb.hook_result import Netfilter
 from netsim.dataplane.routing import Route
 from netsim.dataplane.servers import Sockets, pod_sockets
-from netsim.dataplane.topology import Host, Interface, Topology
+from netsim.dataplane.topology import Host, Interface, LazyMap, Topology
 from netsim.dataplane.trace import Step
 from netsim.dataplane.walk import WalkDriver
 from netsim.skb.netfilter import NodeHooks
@@ -171,20 +171,36 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
     def _rebuild(self, running: tuple) -> None:
         self._running = running
         self._topology = Topology(self.cluster)
-        self.sockets = {}
+        # a node's sockets (its hostNetwork pods' listeners) at once; a pod's own when a packet
+        # first reaches it, as the topology wires the pod's host (LazyMap keeps the eager order)
+        order: list[str] = []
+        pending_pods: dict[str, Any] = {}
+
+        def build(key: str) -> None:
+            pod = pending_pods.pop(key)
+            del sockets.pending[key]
+            socks = pod_sockets(pod)
+            if pod.labels.get("k8s-app") == "kube-dns":
+                for k in ((IPPROTO_UDP, 53), (IPPROTO_TCP, 53)):
+                    if k in socks.listeners:                # this pod's own CoreDNS server
+                        socks.listeners[k].handler = self.dns_handler(pod.ip)
+            dict.__setitem__(sockets, key, socks)
+
+        sockets = self.sockets = LazyMap(build, lambda: order)
         for pod in self.cluster.pods():
             if not pod.ip:
                 continue
             if pod.host_network and pod.node_name:
-                s = self.sockets.setdefault(pod.node_name, Sockets())
+                if not dict.__contains__(sockets, pod.node_name):
+                    dict.__setitem__(sockets, pod.node_name, Sockets())
+                    order.append(pod.node_name)
+                s = dict.__getitem__(sockets, pod.node_name)
                 for k, v in pod_sockets(pod).listeners.items():
                     s.listeners[k] = v
             elif pod.key in self._topology.hosts:
-                socks = self.sockets[pod.key] = pod_sockets(pod)
-                if pod.labels.get("k8s-app") == "kube-dns":
-                    for key in ((IPPROTO_UDP, 53), (IPPROTO_TCP, 53)):
-                        if key in socks.listeners:          # this pod's own CoreDNS server
-                            socks.listeners[key].handler = self.dns_handler(pod.ip)
+                pending_pods[pod.key] = pod
+                sockets.pending[pod.key] = None
+                order.append(pod.key)
         self._routed.clear()
         self._links.clear()
         self._vxlan_prefix.clear()
