@@ -26,7 +26,7 @@ import resource
 import statistics
 import tempfile
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from netsim.benchmarks.reach_synth import SynthKnobs, generate
 
@@ -37,6 +37,15 @@ def _limits():
     """Input limits for the synthetic manifests: B2's text is ~7 million YAML values."""
     from netsim.control.inputread import InputLimits
     return InputLimits(max_bytes=1 << 30, max_values=100_000_000)
+
+
+def loadavg() -> list[float]:
+    """/proc/loadavg's 1/5/15-minute averages: the machine is shared, so every figure carries them."""
+    try:
+        with open("/proc/loadavg") as f:
+            return [float(x) for x in f.read().split()[:3]]
+    except OSError:
+        return []
 
 
 def _stats(samples: list[float]) -> dict:
@@ -79,6 +88,7 @@ def run_engine(engine: str, workers: int, spec, tasks, batch_size: int) -> dict:
     """One round: wall time, broadcast, worker compute, overhead per batch, peak RSS per worker."""
     from netsim.reach.executors import make_executor
     from netsim.reach.matrix import execute
+    load_before = loadavg()
     ex = make_executor(engine, workers)
     t0 = time.perf_counter()
     ex.start(spec)
@@ -96,45 +106,85 @@ def run_engine(engine: str, workers: int, spec, tasks, batch_size: int) -> dict:
     return {"wall_s": wall, "broadcast_s": broadcast, "compute_s": compute,
             "overhead_per_batch_ms": max(0.0, (wall - broadcast) * workers - compute) / n_batches * 1e3,
             "per_probe_ms": compute / max(1, len(tasks)) * 1e3, "workers_seen": len(rss),
-            "rss_per_worker_mb": sorted(round(v / 1024, 1) for v in rss.values()), "batches": n_batches}
+            "rss_per_worker_mb": sorted(round(v / 1024, 1) for v in rss.values()), "batches": n_batches,
+            "loadavg_before": load_before, "loadavg_after": loadavg()}
+
+
+def _nothing(_partial: dict) -> None:
+    pass
 
 
 def b1(knobs: SynthKnobs, mode: Optional[str], rounds: int, engines: list[str], workers: list[int],
-       batch_sizes: list[int], max_probes: int) -> dict:
+       batch_sizes: list[int], max_probes: int, save: Callable[[dict], None] = _nothing) -> dict:
+    """``save`` gets the partial result after every round, so a run cut short still reports what ran."""
+    out: dict = {"loadavg_start": loadavg(), "stage": "prepare"}
+    save(out)
     p = prepare(knobs, mode)
     tasks = p["tasks"][:max_probes] if max_probes else p["tasks"]
-    out: dict = {"figures": p["figures"], "mode": p["mode"], "probes_per_round": len(tasks), "engines": {}}
+    out.update({"figures": p["figures"], "mode": p["mode"], "probes_per_round": len(tasks), "engines": {},
+                "batch_size_sweep": {}})
     base_bs = batch_sizes[len(batch_sizes) // 2]
     for engine in engines:
         for w in ([1] if engine == "serial" else workers):
-            runs = [run_engine(engine, w, p["spec"], tasks, base_bs) for _ in range(rounds)]
-            out["engines"][f"{engine}/{w}"] = {"batch_size": base_bs, "wall": _stats([r["wall_s"] for r in runs]),
-                                               "broadcast": _stats([r["broadcast_s"] for r in runs]),
-                                               "rounds": runs}
-    one = out["engines"].get("local/1") or out["engines"].get("serial/1")
-    for k, v in out["engines"].items():
-        if one:
-            v["speedup_vs_1"] = one["wall"]["median_s"] / v["wall"]["median_s"]
+            out["stage"] = f"{engine}/{w}"
+            runs: list[dict] = []
+            entry = out["engines"][f"{engine}/{w}"] = {"batch_size": base_bs, "rounds": runs}
+            for _ in range(rounds):
+                runs.append(run_engine(engine, w, p["spec"], tasks, base_bs))
+                entry.update(wall=_stats([r["wall_s"] for r in runs]),
+                             broadcast=_stats([r["broadcast_s"] for r in runs]),
+                             overhead_per_batch_ms=_stats([r["overhead_per_batch_ms"] for r in runs]))
+                _speedups(out)
+                save(out)
     sweep_engine = "local" if "local" in engines else engines[0]
-    out["batch_size_sweep"] = {}
     for bs in batch_sizes:
-        runs = [run_engine(sweep_engine, max(workers), p["spec"], tasks, bs) for _ in range(rounds)]
-        out["batch_size_sweep"][str(bs)] = {"engine": f"{sweep_engine}/{max(workers)}",
-                                           "wall": _stats([r["wall_s"] for r in runs]),
-                                           "overhead_per_batch_ms": statistics.median(
-                                               r["overhead_per_batch_ms"] for r in runs)}
+        out["stage"] = f"sweep {bs}"
+        runs = []
+        entry = out["batch_size_sweep"][str(bs)] = {"engine": f"{sweep_engine}/{max(workers)}", "rounds": runs}
+        same = out["engines"].get(f"{sweep_engine}/{max(workers)}")
+        if bs == base_bs and same:                  # these rounds ran above: the same measurement
+            runs.extend(same["rounds"])
+            entry.update(wall=same["wall"], overhead_per_batch_ms=statistics.median(
+                r["overhead_per_batch_ms"] for r in runs), same_rounds_as=f"engines.{sweep_engine}/{max(workers)}")
+            continue
+        for _ in range(rounds):
+            runs.append(run_engine(sweep_engine, max(workers), p["spec"], tasks, bs))
+            entry.update(wall=_stats([r["wall_s"] for r in runs]),
+                         overhead_per_batch_ms=statistics.median(r["overhead_per_batch_ms"] for r in runs))
+            save(out)
+    out["stage"] = "done"
+    out["loadavg_end"] = loadavg()
+    save(out)
     return out
 
 
-def b2(knobs: SynthKnobs, mode: Optional[str], max_probes: int, validate: int, workers: int) -> dict:
+def _speedups(out: dict) -> None:
+    """Each engine/workers' median wall against one worker of the same engine (serial against itself)."""
+    for k, v in out["engines"].items():
+        one = out["engines"].get(k.split("/")[0] + "/1")
+        if one and "wall" in one and "wall" in v:
+            v["speedup_vs_1"] = one["wall"]["median_s"] / v["wall"]["median_s"]
+        serial = out["engines"].get("serial/1")
+        if serial and "wall" in serial and "wall" in v:
+            v["speedup_vs_serial"] = serial["wall"]["median_s"] / v["wall"]["median_s"]
+
+
+def b2(knobs: SynthKnobs, mode: Optional[str], max_probes: int, validate: int, workers: int,
+       save: Callable[[dict], None] = _nothing) -> dict:
+    """Stage by stage (``stage`` names the one running; ``save`` gets each stage's result), so a run
+    stopped by the clock reports exactly how far it went."""
     from netsim.reach.evaluate import ModelCache
     from netsim.reach.executors import make_executor
     from netsim.reach.matrix import Matrix, check_raw, execute, rows, sample_raw
     from netsim.reach.output import EXPANSION_COLUMNS, MATRIX_COLUMNS, write_table
     from netsim.reach.run import ReachRun, expansion_rows
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out: dict = {"loadavg_start": loadavg(), "stage": "generate, load, reduce"}
+    save(out)
     p = prepare(knobs, mode)
-    out: dict = {"figures": p["figures"], "mode": p["mode"]}
+    out.update({"figures": p["figures"], "mode": p["mode"], "loadavg_after_reduction": loadavg(),
+                "stage": "model build"})
+    save(out)
     # compile time and memory per model key: one model (version, mode) built the way a worker builds it
     cache = ModelCache(p["spec"])
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -142,13 +192,17 @@ def b2(knobs: SynthKnobs, mode: Optional[str], max_probes: int, validate: int, w
     out["model_key"] = {"key": ["v", p["mode"]], "build_s": cache.build_seconds[("v", p["mode"])],
                         "peak_rss_growth_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024,
                         "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                        "start_rss_mb": rss0 / 1024}
+                        "start_rss_mb": rss0 / 1024, "loadavg_after": loadavg()}
     del cache
     tasks = p["tasks"][:max_probes] if max_probes else p["tasks"]
+    out["stage"] = f"matrix ({len(tasks)} probes)"
+    save(out)
     t0 = time.perf_counter()
     recs = execute(make_executor("local", workers), p["spec"], tasks, 64)
     out["matrix"] = {"probes": len(tasks), "of": len(p["tasks"]), "wall_s": time.perf_counter() - t0,
-                     "workers": workers}
+                     "workers": workers, "loadavg_after": loadavg()}
+    out["stage"] = "outputs"
+    save(out)
     done = {(t.key, t.version, t.mode) for t in tasks}
     classes = [c for c in p["classes"] if (c.shared_from or c.key, "v", p["mode"]) in done]
     mx = Matrix(rows(p["planner"], classes, recs, [p["mode"]]), classes, len(tasks),
@@ -159,11 +213,15 @@ def b2(knobs: SynthKnobs, mode: Optional[str], max_probes: int, validate: int, w
         paths += write_table(os.path.join(d, "expansion"), expansion_rows(run), EXPANSION_COLUMNS)
         out["outputs"] = {os.path.basename(x): _size(x) for x in paths}
     if validate:
+        out["stage"] = f"validation ({validate} raw probes)"
+        save(out)
         raw = sample_raw(p["planner"], mx, [p["mode"]], validate, seed=knobs.seed)
         t0 = time.perf_counter()
         bad = check_raw(p["planner"], mx, raw, make_executor("local", workers), p["spec"])
         out["validation"] = {"sample": len(raw), "mismatches": len(bad), "wall_s": time.perf_counter() - t0,
-                             "drawn_from": "the classes traced above"}
+                             "drawn_from": "the classes traced above", "loadavg_after": loadavg()}
+    out["stage"] = "done"
+    save(out)
     return out
 
 
@@ -190,6 +248,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--validate", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default=RESULTS)
+    ap.add_argument("--note", default="", help="what else ran on the machine (saved with the figures)")
     a = ap.parse_args(argv)
     engines = [e for e in a.engines.split(",") if e]
     if "dask" in engines:
@@ -201,21 +260,28 @@ def main(argv: Optional[list[str]] = None) -> int:
     workers = [int(w) for w in a.workers.split(",")]
     sizes = [int(b) for b in a.batch_sizes.split(",")]
     result: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                                "platform": platform.platform()}}
+                                "platform": platform.platform(), "shared": a.note}}
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+
+    def saver(name: str) -> Callable[[dict], None]:
+        def save(partial: dict) -> None:
+            result[name] = partial
+            with open(a.out + ".tmp", "w") as f:
+                json.dump(result, f, indent=1, sort_keys=True, default=str)
+            os.replace(a.out + ".tmp", a.out)
+        return save
+
     if a.quick:
         knobs = SynthKnobs(nodes=4, services=6, pods=8, seed=a.seed)
-        result["b1"] = b1(knobs, a.mode, 1, engines, [1, 2], [8, 32], 60)
-        result["b2"] = b2(knobs, a.mode, 60, 20, 2)
+        b1(knobs, a.mode, 1, engines, [1, 2], [8, 32], 60, save=saver("b1"))
+        b2(knobs, a.mode, 60, 20, 2, save=saver("b2"))
     else:
         if a.b1 or not a.b2:
-            result["b1"] = b1(SynthKnobs(nodes=a.nodes, services=a.services, pods=a.pods, seed=a.seed), a.mode,
-                              a.rounds, engines, workers, sizes, a.max_probes)
+            b1(SynthKnobs(nodes=a.nodes, services=a.services, pods=a.pods, seed=a.seed), a.mode,
+               a.rounds, engines, workers, sizes, a.max_probes, save=saver("b1"))
         if a.b2:
-            result["b2"] = b2(SynthKnobs(nodes=a.nodes, services=a.services, pods=a.pods, seed=a.seed), a.mode,
-                              a.max_probes, a.validate, max(workers))
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(result, f, indent=1, sort_keys=True, default=str)
+            b2(SynthKnobs(nodes=a.nodes, services=a.services, pods=a.pods, seed=a.seed), a.mode,
+               a.max_probes, a.validate, max(workers), save=saver("b2"))
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1, default=str)[:6000])
     return 0
 

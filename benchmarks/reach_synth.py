@@ -3,6 +3,8 @@ bare pods pinned to nodes in apps whose sizes follow a Zipf-like skew, and Servi
 ClusterIP, NodePort and LoadBalancer in chosen shares, some with Local traffic policies, some LB
 Services with loadBalancerSourceRanges, 1..k ports each. Several Services over one app with the same
 ports share a signature (and so trace work), as Services over one Deployment do in real clusters.
+NodePort and LoadBalancer Services stop where the apiserver's default NodePort range (2,768 ports)
+is full: later ones are generated as ClusterIP Services (the apiserver refuses them: "range is full").
 
     python -m netsim.benchmarks.reach_synth --nodes 500 --services 5000 --pods 5000 > synth.yaml
 """
@@ -15,6 +17,7 @@ import sys
 from dataclasses import dataclass
 
 NODE_NET_BASE = ipaddress.ip_address("192.168.0.0")
+NODE_PORTS = 32767 - 30000 + 1           # the apiserver's default --service-node-port-range, 30000-32767
 POD_CIDR = "10.128.0.0/9"                  # room for 32,768 /24 podCIDRs, away from 10.96.0.0/12
 SOURCE_RANGES = ["203.0.113.0/24", "198.51.100.0/24", "192.168.0.0/16", "10.128.0.0/9"]
 
@@ -72,18 +75,27 @@ def generate(k: SynthKnobs) -> str:
                        f"spec: {{nodeName: node-{node}, containers: [{{name: c, image: app, ports: [{ports}]}}]}}\n")
             pod += 1
     lb_left = (254 if lb_pool else 14)
+    node_ports_left = NODE_PORTS     # every NodePort and LoadBalancer port takes one of the range
     for s in range(k.services):
         a = s % apps
         r = rng.random()
         typ = "LoadBalancer" if r < k.lb_share and lb_left > 0 else \
             "NodePort" if r < k.lb_share + k.nodeport_share else "ClusterIP"
-        if typ == "LoadBalancer":
-            lb_left -= 1
         spec = [f"  selector: {{app: app{a}}}"]
         if typ != "ClusterIP":
-            spec.append(f"  type: {typ}")
-            if rng.random() < k.local_share:
-                spec.append("  externalTrafficPolicy: Local")
+            local = rng.random() < k.local_share
+            # every port takes a nodePort, and a LoadBalancer Service with externalTrafficPolicy Local a
+            # healthCheckNodePort too (pkg/registry/core/service/storage: allocHealthCheckNodePort);
+            # past the range the apiserver refuses it ("failed to allocate a nodePort: range is full")
+            need = len(ports_of[a]) + (1 if typ == "LoadBalancer" and local else 0)
+            if need > node_ports_left:
+                typ = "ClusterIP"
+            else:
+                node_ports_left -= need
+                lb_left -= typ == "LoadBalancer"
+                spec.append(f"  type: {typ}")
+                if local:
+                    spec.append("  externalTrafficPolicy: Local")
         if rng.random() < k.internal_local_share:
             spec.append("  internalTrafficPolicy: Local")
         if typ == "LoadBalancer" and rng.random() < k.source_range_share:

@@ -31,3 +31,16 @@ def test_b2_quick_sanity():
     assert out["matrix"]["probes"] == 30 and out["validation"] == {**out["validation"], "sample": 12, "mismatches": 0}
     assert out["model_key"]["build_s"] > 0
     assert all(size > 0 for size in out["outputs"].values())
+
+
+def test_synthetic_generator_keeps_within_the_nodeport_range():
+    """The apiserver refuses a NodePort past its range ("failed to allocate a nodePort: range is full"),
+    so past 2,768 ports the generator makes ClusterIP Services."""
+    import re
+
+    from netsim.benchmarks.reach_synth import NODE_PORTS
+    text = generate(SynthKnobs(nodes=3, services=2500, pods=10, nodeport_share=1.0, lb_share=0.0, seed=2))
+    docs = [d for d in text.split("---\n") if "kind: Service\n" in d]
+    node_ports = sum(len(re.findall(r"port: \d+, targetPort", d)) for d in docs if "type: NodePort" in d)
+    assert NODE_PORTS - 2 < node_ports <= NODE_PORTS == 2768
+    assert any("type:" not in d for d in docs)
