@@ -271,19 +271,34 @@ def main(argv: Optional[list[str]] = None) -> int:
             os.replace(a.out + ".tmp", a.out)
         return save
 
+    def stopped(name: str, run: Callable[[], object]) -> bool:
+        """Run one benchmark; an error (MemoryError under a ulimit, a refused manifest) is saved beside
+        the stage it stopped in, so the results say exactly what did not run."""
+        try:
+            run()
+            return True
+        except (Exception, MemoryError) as e:
+            partial = result.get(name, {})
+            partial["stopped"] = {"stage": partial.get("stage"), "error": f"{type(e).__name__}: {e}"[:2000],
+                                  "loadavg": loadavg()}
+            saver(name)(partial)
+            print(f"{name}: stopped in stage {partial.get('stage')!r}: {type(e).__name__}: {e}"[:500])
+            return False
+
+    knobs = SynthKnobs(nodes=a.nodes, services=a.services, pods=a.pods, seed=a.seed)
+    ok = True
     if a.quick:
-        knobs = SynthKnobs(nodes=4, services=6, pods=8, seed=a.seed)
-        b1(knobs, a.mode, 1, engines, [1, 2], [8, 32], 60, save=saver("b1"))
-        b2(knobs, a.mode, 60, 20, 2, save=saver("b2"))
+        tiny = SynthKnobs(nodes=4, services=6, pods=8, seed=a.seed)
+        ok &= stopped("b1", lambda: b1(tiny, a.mode, 1, engines, [1, 2], [8, 32], 60, save=saver("b1")))
+        ok &= stopped("b2", lambda: b2(tiny, a.mode, 60, 20, 2, save=saver("b2")))
     else:
         if a.b1 or not a.b2:
-            b1(SynthKnobs(nodes=a.nodes, services=a.services, pods=a.pods, seed=a.seed), a.mode,
-               a.rounds, engines, workers, sizes, a.max_probes, save=saver("b1"))
+            ok &= stopped("b1", lambda: b1(knobs, a.mode, a.rounds, engines, workers, sizes, a.max_probes,
+                                           save=saver("b1")))
         if a.b2:
-            b2(SynthKnobs(nodes=a.nodes, services=a.services, pods=a.pods, seed=a.seed), a.mode,
-               a.max_probes, a.validate, max(workers), save=saver("b2"))
+            ok &= stopped("b2", lambda: b2(knobs, a.mode, a.max_probes, a.validate, max(workers), save=saver("b2")))
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1, default=str)[:6000])
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

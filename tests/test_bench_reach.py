@@ -44,3 +44,17 @@ def test_synthetic_generator_keeps_within_the_nodeport_range():
     node_ports = sum(len(re.findall(r"port: \d+, targetPort", d)) for d in docs if "type: NodePort" in d)
     assert NODE_PORTS - 2 < node_ports <= NODE_PORTS == 2768
     assert any("type:" not in d for d in docs)
+
+
+def test_a_stopped_benchmark_says_where(tmp_path, monkeypatch):
+    """B2 at 5,000 nodes can stop (MemoryError under a ulimit): the results name the stage and the error."""
+    import json
+
+    def refuse(knobs, mode):
+        raise MemoryError()
+    monkeypatch.setattr(bench_reach, "prepare", refuse)
+    out = tmp_path / "r.json"
+    assert bench_reach.main(["--b2", "--nodes", "3", "--services", "5", "--pods", "6", "--out", str(out)]) == 1
+    b2 = json.loads(out.read_text())["b2"]
+    assert b2["stage"] == b2["stopped"]["stage"] == "generate, load, reduce"
+    assert b2["stopped"]["error"].startswith("MemoryError")
