@@ -174,11 +174,9 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
         # a node's sockets (its hostNetwork pods' listeners) at once; a pod's own when a packet
         # first reaches it, as the topology wires the pod's host (LazyMap keeps the eager order)
         order: list[str] = []
-        pending_pods: dict[str, Any] = {}
 
         def build(key: str) -> None:
-            pod = pending_pods.pop(key)
-            del sockets.pending[key]
+            pod = sockets.pending.pop(key)
             socks = pod_sockets(pod)
             if pod.labels.get("k8s-app") == "kube-dns":
                 for k in ((IPPROTO_UDP, 53), (IPPROTO_TCP, 53)):
@@ -198,8 +196,7 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
                 for k, v in pod_sockets(pod).listeners.items():
                     s.listeners[k] = v
             elif pod.key in self._topology.hosts:
-                pending_pods[pod.key] = pod
-                sockets.pending[pod.key] = None
+                sockets.pending[pod.key] = pod
                 order.append(pod.key)
         self._routed.clear()
         self._links.clear()
