@@ -19,11 +19,12 @@ What gets built (names as a kubeadm + flannel cluster shows them):
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Union
 
 from netsim.skb.packet import int2ip, ip2int, prefix_mask
-from netsim.dataplane.routing import Route, RoutingTable, parse_cidr
+from netsim.dataplane.routing import PeerTable, Route, RoutingTable, SharedRoutes, parse_cidr
 from netsim.control.heap import deferred_gc
 
 FLANNEL_DEVICE = "flannel.1"      # flannel.<VNI>, VNI defaults to 1
@@ -33,6 +34,45 @@ FLANNEL_VXLAN_PORT = 8472          # flannel Port 0 → the kernel's vxlan defau
 
 class TopologyError(ValueError):
     """The cluster cannot be wired (e.g. a node without a podCIDR, an address clash)."""
+
+
+class FdbView(Mapping):
+    """One node's ``flannel.1`` forwarding database: remote VTEP address -> remote node IP, read from
+    the cluster's shared table (flannel's ``AddFDB`` per remote lease, pkg/backend/vxlan/device.go),
+    the node's own VTEP left out. Reads as the dict it replaces (``bridge fdb show dev flannel.1``
+    order: the leases in the order added); n nodes hold n entries, not n·(n−1)."""
+
+    __slots__ = ("_table", "_owner", "_own_vtep")
+
+    def __init__(self, table: PeerTable, owner: str, own_vtep: Optional[int]) -> None:
+        self._table, self._owner, self._own_vtep = table, owner, own_vtep
+
+    def get(self, key, default=None):
+        return self._table.get_for(self._owner, self._own_vtep, key, default)
+
+    def __getitem__(self, key) -> int:
+        v = self._table.get_for(self._owner, self._own_vtep, key)
+        if v is None:
+            raise KeyError(key)
+        return v
+
+    def _items(self) -> dict:
+        return dict(self._table.entries_for(self._owner))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __contains__(self, key) -> bool:
+        return self.get(key) is not None
+
+    def _reindex(self) -> None:
+        """Nothing precomputed (PeerTable.subscribe's protocol)."""
+
+    def __repr__(self) -> str:
+        return f"FdbView({self._items()!r})"
 
 
 @dataclass
@@ -45,7 +85,8 @@ class Interface:
     segment: Optional["Segment"] = None    # the L2 domain the interface sits on
     mac: str = ""
     bridge_port: Optional[str] = None      # pod eth0: the node-side veth (the cni0 port)
-    fdb: dict[int, int] = field(default_factory=dict)   # vxlan: remote VTEP IP -> remote node IP
+    # vxlan: remote VTEP IP -> remote node IP (flannel.1: an FdbView of the cluster's shared table)
+    fdb: Union[dict[int, int], FdbView] = field(default_factory=dict)
 
     @property
     def ip(self) -> Optional[str]:
@@ -233,6 +274,8 @@ class Topology:
         self.by_pod_ip: dict[int, Host] = LazyMap(self._build_pod_at)
         self._pending_pods: dict[str, tuple] = {}       # pod key -> (pod, address, its node's cni0 segment)
         self.node_by_ip: dict[int, Host] = {}
+        self.pod_routes = SharedRoutes()                # flannel's route per node's podCIDR, held once
+        self.pod_fdb = PeerTable()                      # vxlan: VTEP address -> node IP, held once
         self.lb_ips: set[int] = set()
         self.external_ips: set[int] = set()
         self.external_ip_nodes: dict[int, str] = {}     # externalIP -> the node the admin routes it to
@@ -325,19 +368,25 @@ class Topology:
         self.node_by_ip[addr] = h
 
     def _wire_pod_network(self) -> None:
+        """flannel's route (and, with vxlan, FDB entry) to every other node's podCIDR: one shared
+        per-cluster table (``pod_routes``, ``pod_fdb``) each node consults but for its own lease, so
+        n nodes hold n routes, not n·(n−1); every node's table reads and lists as before."""
         nodes = [n for n in self.cluster.nodes() if n.pod_cidr]
+        for m in nodes:
+            rnet, rlen = parse_cidr(m.pod_cidr)
+            if self.pod_network == "vxlan":
+                # 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink; FDB <VtepMAC> dst <node IP>
+                self.pod_routes.add_route(m.name, Route(rnet, rlen, FLANNEL_DEVICE, via=rnet, onlink=True,
+                                                        proto="flannel"))
+                self.pod_fdb.add(m.name, rnet, ip2int(m.ip))
+            else:
+                self.pod_routes.add_route(m.name, Route(rnet, rlen, "eth0", via=ip2int(m.ip), proto="flannel"))
         for n in nodes:
-            h = self.hosts[n.name]
-            for m in nodes:
-                if m.name == n.name:
-                    continue
-                rnet, rlen = parse_cidr(m.pod_cidr)
-                if self.pod_network == "vxlan":
-                    # 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink; FDB <VtepMAC> dst <node IP>
-                    h.routes.add(Route(rnet, rlen, FLANNEL_DEVICE, via=rnet, onlink=True, proto="flannel"))
-                    h.interfaces[FLANNEL_DEVICE].fdb[rnet] = ip2int(m.ip)
-                else:
-                    h.routes.add(Route(rnet, rlen, "eth0", via=ip2int(m.ip), proto="flannel"))
+            h = dict.__getitem__(self.hosts, n.name)
+            own = parse_cidr(n.pod_cidr)
+            h.routes.attach(self.pod_routes, n.name, (own[1], own[0]))
+            if self.pod_network == "vxlan":
+                h.interfaces[FLANNEL_DEVICE].fdb = FdbView(self.pod_fdb, n.name, own[0])
 
     def _add_pod(self, pod) -> None:
         if pod.host_network or not pod.ip or not pod.node_name or pod.phase == "Failed":
