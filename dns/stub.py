@@ -20,6 +20,7 @@ AF_UNSPEC sends A then AAAA for every step and accepts the step when either has 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -154,14 +155,20 @@ def _dots(name: str) -> tuple[int, bool]:
 def _step(result: StubResult, qname: str, query_fn: QueryFn, tcp_query_fn: Optional[QueryFn]) -> Optional[int]:
     """Send this step's queries; None on success (answers recorded), else the step's h_errno."""
     replies: list[Optional[DNSRecord]] = []
+    steps = result.steps
+    answered = timeout = False
     for qtype in FAMILIES[result.family]:
         reply = query_fn(qname, qtype)
-        result.steps.append(_record(qname, qtype, reply, "udp"))
+        steps.append(_record(qname, qtype, reply, "udp"))
         if reply is not None and reply.header.tc and tcp_query_fn is not None:
             reply = tcp_query_fn(qname, qtype)             # TC=1: glibc asks again over TCP
-            result.steps.append(_record(qname, qtype, reply, "tcp"))
+            steps.append(_record(qname, qtype, reply, "tcp"))
         replies.append(reply)
-    if any(r is not None and r.header.rcode == _NOERROR and r.rr for r in replies):
+        if reply is None:
+            timeout = True
+        elif reply.rr and reply.header.rcode == _NOERROR:
+            answered = True
+    if answered:
         ips = []
         for r in replies:
             if r is None or r.header.rcode != _NOERROR:
@@ -170,7 +177,7 @@ def _step(result: StubResult, qname: str, query_fn: QueryFn, tcp_query_fn: Optio
         result.answer_ips = ips
         result.answered_name = qname
         return None
-    if any(r is None for r in replies):
+    if timeout:
         return _TIMEOUT                                    # no reply after all retries (not SERVFAIL)
     first = replies[0]
     rcode = first.header.rcode if first.header.rcode != _NOERROR else replies[-1].header.rcode
@@ -187,9 +194,20 @@ def _step(result: StubResult, qname: str, query_fn: QueryFn, tcp_query_fn: Optio
 def _record(qname: str, qtype: str, reply: Optional[DNSRecord], transport: str) -> StubQuery:
     if reply is None:
         return StubQuery(qname, qtype, None, transport=transport)
-    rcode = reply.header.rcode
-    return StubQuery(qname, qtype, _RCODE_NAMES.get(rcode) or RCODE.get(rcode),
-                     tuple(str(rr.rdata) for rr in reply.rr), bool(reply.header.tc), transport)
+    header = reply.header
+    answers = getattr(reply, "answers", None)         # netsim.dns.wire.Reply: the rdata as text already
+    if answers is None:
+        answers = tuple(str(rr.rdata) for rr in reply.rr)
+    return _stub_query(qname, qtype, header.rcode, answers, bool(header.tc), transport)
+
+
+@functools.lru_cache(maxsize=4096)
+def _stub_query(qname: str, qtype: str, rcode: int, answers: tuple[str, ...], tc: bool, transport: str
+                ) -> StubQuery:
+    """The record of one answered query: immutable and a pure function of its fields, so the same
+    answer to the same question (a pod's search walk asks a few names again and again) is one
+    object, built once."""
+    return StubQuery(qname, qtype, _RCODE_NAMES.get(rcode) or RCODE.get(rcode), answers, tc, transport)
 
 
 def _finish(result: StubResult, herr: Optional[int]) -> StubResult:

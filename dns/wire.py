@@ -22,7 +22,7 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from dnslib import QTYPE, DNSRecord
 
@@ -201,8 +201,7 @@ def _copy(reply: DNSRecord) -> DNSRecord:
 
 
 # ---------------------------------------------------------------------- client side
-@dataclass(frozen=True)
-class ReplyHeader:
+class ReplyHeader(NamedTuple):
     id: int
     rcode: int
     tc: int
@@ -214,13 +213,16 @@ class AnswerRecord:
     rdata: str              # presentation form, as str(dnslib rdata)
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(NamedTuple):
     """What a stub resolver reads of a reply: the header's rcode and TC, and the answer records
-    (duck-typed like dnslib's DNSRecord for .header.rcode, .header.tc, .rr[i].rtype/.rdata)."""
+    (duck-typed like dnslib's DNSRecord for .header.rcode, .header.tc, .rr[i].rtype/.rdata), with
+    the answers' rdata as text (``answers``; ``text`` joined, "-" when none). Tuples, as a reply is
+    read for every query a pod sends (a frozen dataclass costs a setattr call per field)."""
 
     header: ReplyHeader
     rr: tuple[AnswerRecord, ...]
+    answers: tuple[str, ...]
+    text: str
 
 
 def build_query(qname: str, qtype: str, ident: Optional[int] = None) -> bytes:
@@ -259,23 +261,32 @@ def _question_tail(qname: str, qtype: Any) -> Optional[bytes]:
 def read_reply(data: bytes) -> Any:
     """A `Reply` when every answer record is an IN A record (or there are none), else the full
     dnslib DNSRecord. Malformed bytes raise as DNSRecord.parse does."""
-    data = bytes(data)
+    if type(data) is not bytes:
+        data = bytes(data)
     try:
-        rcode, tc, records = _read_a_only(data[2:])
+        rcode, tc, records, answers, text = _reply_parts(data[2:])
     except (IndexError, ValueError, struct.error):
         return DNSRecord.parse(data)
-    return Reply(ReplyHeader((data[0] << 8) | data[1], rcode, tc), records)
+    return Reply(ReplyHeader((data[0] << 8) | data[1], rcode, tc), records, answers, text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _reply_parts(body: bytes) -> tuple[int, int, tuple["AnswerRecord", ...], tuple[str, ...], str]:
+    """`_read_a_only(body)` with the answers' rdata as text, joined as a note prints them: a pure
+    function of the bytes after the ID, so a reply served again with another ID is not read twice;
+    what is not plain raises (and is not kept)."""
+    rcode, tc, records = _read_a_only(body)
+    answers = tuple([r.rdata for r in records])
+    return rcode, tc, records, answers, ", ".join(answers) or "-"
 
 
 class _NotPlain(ValueError):
     pass
 
 
-@functools.lru_cache(maxsize=4096)
 def _read_a_only(body: bytes) -> tuple[int, int, tuple[AnswerRecord, ...]]:
-    """(rcode, TC, A records) of a reply given its bytes after the ID. A pure function of them (the
-    ID is not read, and a name's compression pointer is skipped, never followed), so a reply served
-    again with another ID is not read twice; what is not plain raises (and is not kept)."""
+    """(rcode, TC, A records) of a reply given its bytes after the ID: the ID is not read, and a
+    name's compression pointer is skipped, never followed; what is not plain raises."""
     data = b"\x00\x00" + body
     _ident, flags, qd, an = struct.unpack_from("!4H", data, 0)
     i = 12

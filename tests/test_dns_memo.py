@@ -1,7 +1,8 @@
 """The memoised pure functions on the by-name trace path give what their uncached bodies give:
-a reply read again under another ID (netsim.dns.wire.read_reply), a query built again
-(build_query), a pod's resolv.conf asked again (pod_resolv_conf), a --to target parsed again
-(netsim.dataplane.target.parse_target). Each is checked against the uncached computation on random
+a reply read again under another ID (netsim.dns.wire.read_reply, with its answers as text), a query
+built again (build_query), the stub's record of an answered query built again
+(netsim.dns.stub._record), a pod's resolv.conf asked again (pod_resolv_conf), a --to target parsed
+again (netsim.dataplane.target.parse_target). Each is checked against the uncached computation on random
 inputs, including inputs seen before (the cache's hits)."""
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import struct
 from types import SimpleNamespace
 
 import pytest
-from dnslib import A, AAAA, QTYPE, RR, DNSRecord
+from dnslib import A, AAAA, QTYPE, RCODE, RR, DNSRecord
 from hypothesis import given, settings, strategies as st
 
-from netsim.dataplane.target import TargetError, _parse_target, parse_target
+from netsim.dataplane.target import TargetError, _answer_text, _parse_target, parse_target
 from netsim.dns.names import name_problem
+from netsim.dns.stub import StubQuery, _record
 from netsim.dns.resolvconf import ResolvConfError, _pod_resolv_conf, pod_resolv_conf
 from netsim.dns.wire import _NotPlain, _read_a_only, build_query, read_reply
 
@@ -24,7 +26,7 @@ _name = st.lists(_label, min_size=1, max_size=5).map(".".join)
 def _uncached_reply(data: bytes):
     """read_reply without its memo: the plain reader on the whole message, dnslib otherwise."""
     try:
-        rcode, tc, rr = _read_a_only.__wrapped__(data[2:])
+        rcode, tc, rr = _read_a_only(data[2:])
     except (IndexError, ValueError, struct.error):
         return DNSRecord.parse(data)
     return (struct.unpack("!H", data[:2])[0], rcode, tc, rr)
@@ -55,7 +57,31 @@ def test_read_reply_again_under_another_id_is_what_a_fresh_read_gives(name, ids,
             assert _seen(mine) == (fresh[0], fresh[1], fresh[2], tuple((r.rtype, r.rdata) for r in fresh[3]))
         else:
             assert _seen(mine) == _seen(fresh)
-        assert _seen(mine) == _seen(DNSRecord.parse(data))
+        parsed = DNSRecord.parse(data)
+        assert _seen(mine) == _seen(parsed)
+        assert _answer_text(mine) == (", ".join(str(r.rdata) for r in parsed.rr) or "-")
+        if hasattr(mine, "answers"):
+            assert mine.answers == tuple(str(r.rdata) for r in parsed.rr)
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=_name, qtype=st.sampled_from(["A", "AAAA", "SRV"]), transport=st.sampled_from(["udp", "tcp"]),
+       replies=st.lists(st.tuples(st.integers(0, 65535), st.sampled_from([0, 2, 3, 5]), st.booleans(),
+                                  st.lists(st.ip_addresses(v=4).map(str), max_size=3)), min_size=1, max_size=4))
+def test_stub_record_again_is_a_fresh_record(name, qtype, transport, replies):
+    """The stub's StubQuery for a reply (shared between equal answers) equals one built field by field
+    from dnslib's parse of the same bytes, for plain replies and dnslib ones, seen before or not."""
+    for ident, rcode, tc, ips in replies + replies:
+        reply = DNSRecord.question(name, qtype).reply()
+        reply.header.id, reply.header.rcode, reply.header.tc = ident, rcode, int(tc)
+        for ip in ips:
+            reply.add_answer(RR(name, QTYPE.A, rdata=A(ip), ttl=30))
+        data = bytes(reply.pack())
+        parsed = DNSRecord.parse(data)
+        fresh = StubQuery(name, qtype, RCODE.get(rcode), tuple(str(r.rdata) for r in parsed.rr), tc, transport)
+        assert _record(name, qtype, read_reply(data), transport) == fresh
+        assert _record(name, qtype, parsed, transport) == fresh
+    assert _record(name, qtype, None, transport) == StubQuery(name, qtype, None, transport=transport)
 
 
 def test_read_reply_of_garbage_raises_every_time():
@@ -63,7 +89,7 @@ def test_read_reply_of_garbage_raises_every_time():
         with pytest.raises(Exception):
             read_reply(b"\x12\x34\x81\x80\x00\x01\x00\x01")
     with pytest.raises(_NotPlain):
-        _read_a_only.__wrapped__(b"\x81\x80\x00\x00\x00\x01" + b"\x00" * 6 + b"\x00\x00\x10\x00\x01\x00\x00\x00\x1e\x00\x04abcd")
+        _read_a_only(b"\x81\x80\x00\x00\x00\x01" + b"\x00" * 6 + b"\x00\x00\x10\x00\x01\x00\x00\x00\x1e\x00\x04abcd")
 
 
 @settings(max_examples=100, deadline=None)

@@ -217,16 +217,13 @@ def _resolve_by_dns(walker, client_host, name: str, walks: Optional[list] = None
                     ) -> tuple[Optional[str], str, list[str]]:
     """Resolve as the pod's libc does, each query walked through the data plane; with ``walks`` a
     list, every DNS packet's walk is captured into it (for a pcap)."""
-    try:
-        from netsim.dns.stub import search
-        from netsim.dns.wire import build_query, read_reply
-    except ImportError:  # pragma: no cover - dns package missing
+    dns = _dns_modules()
+    if dns is None:  # pragma: no cover - dns package missing
         return None, "DNS resolver not available", []
-    from netsim.dns.resolvconf import pod_resolv_conf
     pod = walker.cluster.pod(*client_host.name.split("/", 1)) if client_host.kind == "pod" else None
     if pod is None:
         return None, f"{client_host.name} is not a pod with a resolv.conf", []
-    rc = pod_resolv_conf(pod, walker.cluster.config)
+    rc = dns.pod_resolv_conf(pod, walker.cluster.config)
     if not rc.nameservers:
         return None, f"{client_host.name}: resolv.conf has no nameserver", []
     server = rc.nameservers[0]
@@ -240,53 +237,54 @@ def _resolve_by_dns(walker, client_host, name: str, walks: Optional[list] = None
         server_addr = ip2int(server)
     except (PacketError, ValueError, OSError):
         server_addr = server                    # Packet.udp says what is wrong with it, as before
-    clients = walker._clients              # client_socket() inlined, as walk.connect does (per query)
+    waiting = walker._clients.setdefault(client_host.name, set())   # client_socket() inlined, as walk.connect does
     send = walker.send
-    rng = walker.rng
-
-    def send_reply(origin, rp):
-        # The replies a query provoked are walked without another sync, as walk.connect walks a
-        # connection's replies: nothing can change the cluster between a query and its answer.
-        return walker._walk(walker._current(origin), rp, "reply", capture)
+    walk = walker._walk
+    current = walker._current
+    rng_randint = walker.rng.randint
+    randint = random.randint
+    build_query, read_reply, udp = dns.build_query, dns.read_reply, Packet.udp
+    to_server = f" -> {server}:53"
 
     step: list = [None, 0, 0]                  # the socket of the current search step: (name, port, IP ID)
 
     def query(qname: str, qtype: str):
-        qid = random.randint(0, 65535)         # the query ID, drawn as dnslib's DNSRecord.question draws it
+        qid = randint(0, 65535)                # the query ID, drawn as dnslib's DNSRecord.question draws it
         payload = build_query(qname, qtype, qid)
-        port = rng.randint(32768, 60999)        # drawn for every query, so the seeded sequence of the
+        port = rng_randint(32768, 60999)        # drawn for every query, so the seeded sequence of the
         if step[0] == qname:                    # trace's later choices is the same whatever the steps
             # glibc sends a step's A and AAAA queries from one connected UDP socket (res_send.c
             # send_dg; checked with getaddrinfo on glibc 2.36, tests/test_dns_kernel.py): the same
             # source port, so the second rides the first one's conntrack entry and DNAT, and the
             # socket's next IP ID (include/net/ip.h ip_select_ident_segs)
-            sport, ident = step[1], (step[2] + 1) & 0xFFFF
+            sport = step[1]
+            ident = step[2] = (step[2] + 1) & 0xFFFF
         else:                                   # a new step: res_send closed the last socket
             sport = port
             # connect() draws the socket's first IP ID at random (socket_ip_id)
             ident = socket_ip_id(sport << 16 | qid)
-        step[:] = (qname, sport, ident)
-        pkt = Packet.udp(src_addr, server_addr, sport, 53, payload=payload, ident=ident)
-        waiting = clients.setdefault(client_host.name, set())
+            step[:] = (qname, sport, ident)
+        pkt = udp(src_addr, server_addr, sport, 53, payload=payload, ident=ident)
         key = (IPPROTO_UDP, sport)
         waiting.add(key)
         try:
             end, qpt = send(client_host, pkt, capture=capture)
             if capture:
                 walks.append(qpt)
-            served = end.owner or (end.host.name if end.host else "?")
             for origin, rp in end.generated:
-                rend, rpt = send_reply(origin, rp)
+                # The replies a query provoked are walked without another sync, as walk.connect walks
+                # a connection's replies: nothing can change the cluster between a query and its answer.
+                rend, rpt = walk(current(origin), rp, "reply", capture)
                 if capture:
                     walks.append(rpt)
                 if rend.disposition == "CLIENT" and rend.pkt is not None and not rend.pkt.is_icmp_error:
                     reply = read_reply(rend.pkt.payload)     # rcode, TC and the answers only
-                    ans = ", ".join([str(r.rdata) for r in reply.rr]) or "-"
-                    tc = " TC=1 (truncated)" if reply.header.tc else ""
-                    notes.append(f"DNS {qname} {qtype} -> {server}:53 (DNAT to {served}): "
-                                 f"{rcodes[reply.header.rcode]}{tc} {ans}")
+                    served = end.owner or (end.host.name if end.host else "?")
+                    header = reply.header
+                    notes.append(f"DNS {qname} {qtype}{to_server} (DNAT to {served}): {rcodes[header.rcode]}"
+                                 f"{' TC=1 (truncated)' if header.tc else ''} {_answer_text(reply)}")
                     return reply
-            notes.append(f"DNS {qname} {qtype} -> {server}:53: no reply ({end.disposition} {end.detail})")
+            notes.append(f"DNS {qname} {qtype}{to_server}: no reply ({end.disposition} {end.detail})")
             return None
         finally:
             waiting.discard(key)
@@ -318,11 +316,34 @@ def _resolve_by_dns(walker, client_host, name: str, walks: Optional[list] = None
         return reply
 
     # getaddrinfo as curl calls it: A + AAAA
-    res = search(rc, name, query, family="AF_UNSPEC", tcp_query_fn=query_tcp)
+    res = dns.search(rc, name, query, family="AF_UNSPEC", tcp_query_fn=query_tcp)
     if not res.ok or not res.answer_ips:
         return None, f"cannot resolve {name!r}: {res.error} ({len(res.steps)} queries)", notes
     return res.answer_ips[0], f"DNS: {res.answered_name or name} A {res.answer_ips[0]} " \
                               f"({len(res.steps)} queries to {server})", notes
+
+
+def _answer_text(reply) -> str:
+    """The answer section's rdata as the note prints it ("-" when empty)."""
+    text = getattr(reply, "text", None)          # netsim.dns.wire.Reply has it worked out once per body
+    if text is None:
+        text = ", ".join([str(r.rdata) for r in reply.rr]) or "-"
+    return text
+
+
+@functools.lru_cache(maxsize=1)
+def _dns_modules() -> Any:
+    """The DNS client's functions, imported once (None without the dns package): every by-name
+    lookup needs them, and an import statement costs a lookup each time it runs."""
+    from types import SimpleNamespace
+    try:
+        from netsim.dns.resolvconf import pod_resolv_conf
+        from netsim.dns.stub import search
+        from netsim.dns.wire import build_query, read_reply
+    except ImportError:  # pragma: no cover - dns package missing
+        return None
+    return SimpleNamespace(pod_resolv_conf=pod_resolv_conf, search=search, build_query=build_query,
+                           read_reply=read_reply)
 
 
 def _rcode(reply) -> str:
