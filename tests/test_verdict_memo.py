@@ -11,40 +11,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import netsim
-from netsim.control.model import Service, ServicePort
+from memo_ops import CHANGES, SOURCES, apply_change
+from memo_ops import scenario as _scenario
+from memo_ops import targets as _targets
 from netsim.dataplane.routing import LocalAddresses
 from netsim.rules.iptables import Engine, EvalContext, parse
 from netsim.skb.packet import Packet
-from walker_cluster import SCENARIO_YAML
-
-SOURCES = ["pod/client-1", "pod/client-3", "pod/web-1", "node/node-1", "node/node-2", "external"]
-
-
-def _scenario(mode: str) -> netsim.Emulator:
-    return netsim.load(SCENARIO_YAML % {"pod_network": "vxlan"}, mode=mode, seed=5)
-
-
-def _targets(emu: netsim.Emulator) -> list[tuple[str, str]]:
-    out = []
-    for s in emu.cluster.services():
-        for p in s.ports:
-            if s.cluster_ip and s.cluster_ip != "None":
-                out.append((f"{s.cluster_ip}:{p.port}", p.protocol.lower()))
-            if p.node_port:
-                out.append((f"192.168.49.3:{p.node_port}", p.protocol.lower()))
-            out += [(f"{ip}:{p.port}", p.protocol.lower()) for ip in s.load_balancer_ips + s.external_ips]
-    return sorted(set(out))
-
 
 OPS = st.lists(st.one_of(
     st.tuples(st.just("trace"), st.integers(0, len(SOURCES) - 1), st.integers(0, 10_000)),
     st.tuples(st.just("again"), st.integers(0, len(SOURCES) - 1), st.integers(0, 10_000)),
-    st.tuples(st.just("advance"), st.sampled_from([1, 5, 40, 200, 11000]), st.just(0)),
-    st.tuples(st.just("delete_pod"), st.sampled_from(["web-1", "web-2", "multi-a", "echo-2"]), st.just(0)),
-    st.tuples(st.just("service"), st.sampled_from(["None", "ClientIP"]), st.integers(0, 50)),
-    st.tuples(st.just("stop_node"), st.sampled_from(["node-2", "node-3"]), st.just(0)),
-    st.tuples(st.just("not_ready"), st.sampled_from(["web-1", "web-2", "multi-b"]), st.just(0)),
+    *CHANGES,
 ), min_size=4, max_size=24)
 
 
@@ -55,7 +32,7 @@ def _run(mode: str, ops: list, memo: bool, monkeypatch) -> list[str]:
     emu = _scenario(mode)
     out: list[str] = []
     last: dict[int, tuple[str, str]] = {}
-    added = 0
+    added = [0]
     for op, a, b in ops:
         if op in ("trace", "again"):
             targets = _targets(emu)
@@ -67,21 +44,8 @@ def _run(mode: str, ops: list, memo: bool, monkeypatch) -> list[str]:
                 out.append(f"error: {e}")
                 continue
             out += [t.render(verbose=True), t.to_json()]
-        elif op == "advance":
-            emu.advance(a)
-        elif op == "delete_pod":
-            if emu.cluster.pod("default", a) is not None:
-                emu.delete_pod(a, grace_period=0)
-        elif op == "service":
-            added += 1
-            emu.cluster.add(Service(f"extra-{added}", selector={"app": "web" if b % 3 else "multi"},
-                                    ports=[ServicePort(80 + b % 2, "TCP", "http", "http")],
-                                    session_affinity=a))
-        elif op == "stop_node":
-            emu.stop_node(a)
-        elif op == "not_ready":
-            if emu.cluster.pod("default", a) is not None:
-                emu.set_pod_ready(a, False)
+        else:
+            apply_change(emu, op, a, b, added)
     out.append(emu.conntrack())
     out.append(repr(emu.cluster.rng.getstate()))
     return out

@@ -291,6 +291,33 @@ class Conntrack:
         e = self.new(pkt, now)
         return (e, False, "NEW") if e is not None else (None, False, TABLE_FULL)
 
+    def peek(self, pkt: Packet, now: float) -> Optional[tuple]:
+        """What :meth:`classify` will make of ``pkt``, found without changing anything, and where a
+        destination binding of the entry will send it: (what, new destination, new port).
+
+        ``what`` is "new" (classify creates an unconfirmed entry), "invalid" (a TCP packet no entry
+        may begin with) or, for the live entry it will find, (is_reply, seen_reply, dnat, snat); the
+        destination and port are those nat_dst gives the packet when the entry has a binding for
+        its direction, else None. None when classify may do more than that (an ICMP error's
+        RELATED lookup; a full table, where early_drop evicts)."""
+        if pkt._proto == IPPROTO_ICMP:
+            return None
+        hit = self._table.get(pkt.tuple())
+        if hit is None or hit[0].expires <= now:
+            if self._count >= self.max_entries:
+                return None
+            if pkt._proto == IPPROTO_TCP:
+                flags = pkt.tcp_flags
+                if flags & _RST or (flags & (_SYN | _ACK)) == (_SYN | _ACK):
+                    return "invalid", None, None
+            return "new", None, None
+        e, is_reply = hit
+        what = (is_reply, e.seen_reply, e.dnat, e.snat)
+        if e.snat if is_reply else e.dnat:
+            t = e.orig if is_reply else e.reply
+            return what, t[1], t[2]
+        return what, None, None
+
     # ------------------------------------------------------------------ NAT bindings
     def bind_dnat(self, e: ConntrackEntry, ip: int, port: int) -> None:
         """DNAT: the reply will come from ip:port."""

@@ -28,6 +28,7 @@ from typing import Any, Optional
 
 from netsim.dataplane.conntrack import TABLE_FULL, Conntrack, ConntrackEntry
 from netsim.dataplane.end import End
+from netsim.dataplane.hopmemo import OP_CONFIRM, OP_CT, OP_NAT
 from netsim.skb.hook_result import HookResult
 from netsim.dataplane.topology import Host
 from netsim.dataplane.trace import Hop, PacketSnapshot, PacketTrace, Step, TranslatedStep
@@ -116,11 +117,18 @@ class HookRunner:
               pkt: Packet, pt: PacketTrace, hop: Hop, sender: bool = False) -> tuple[Any, Optional[ConntrackEntry]]:
         """Run one hook's ``entries`` on ``pkt``. Returns (how the walk ended, STOLEN, or None to go on;
         the packet's conntrack entry, None when untracked or invalid). ``sender``: the packet is this
-        host's own (OUTPUT, and POSTROUTING after it): a DROP/REJECT is also the sending process's error."""
+        host's own (OUTPUT, and POSTROUTING after it): a DROP/REJECT is also the sending process's error.
+        While the walker records a hop (netsim.dataplane.hopmemo), what ran is written down as the
+        hop's replay: the results of pure functions, and which live steps (conntrack, NAT) came."""
         now = self.cluster.clock.now
         steps = hop.steps
+        rec = self._rec
+        if rec is not None:
+            rec.hooks += 1
         for kind, what in entries:
             if kind == _CHAIN:
+                if rec is not None:
+                    before = len(steps)
                 res = what.fn(pkt, now, steps)
                 n = res.rules_evaluated
                 if n:
@@ -130,7 +138,14 @@ class HookRunner:
                 if verdict == "ACCEPT":
                     if res.ct_dnat:
                         self._ct_follows(ct, e, pkt)
+                    if rec is not None:
+                        if rec.pure(res):
+                            rec.chain(steps[before:], n, pkt.mark)
+                        else:
+                            self._rec = rec = None      # not kept: the rest of the hop is not written down
                     continue
+                if rec is not None:
+                    rec.ok = False
                 if verdict == STOLEN:
                     if res.ct_dnat:
                         self._ct_follows(ct, e, pkt)
@@ -143,71 +158,121 @@ class HookRunner:
                 return (self._sender_sees(end, pkt) if sender else end), e
             if kind == _CONNTRACK:
                 if pkt.ctstate == "UNTRACKED":
+                    if rec is not None:
+                        rec.ok = False
                     hop.add("CONNTRACK", "ctstate UNTRACKED (raw CT --notrack): no conntrack entry, so no NAT either")
                     e = None
                     continue
-                e = self._conntrack_in(host, ct, pkt, hop)
-                state = pkt.ctstate
-                if state == TABLE_FULL:
-                    end = End("DROPPED", host, f"{host.name}: nf_conntrack table full")
-                    return (self._sender_sees(end, pkt) if sender else end), None
-                if state == "INVALID":
-                    e = None
+                stop, e = self._ct_in(host, ct, pkt, hop, sender)
+                if stop is not None:
+                    return stop, None
+                if rec is not None:
+                    rec.ops.append(OP_CT)
                 continue
             if e is None:
                 continue
             if kind == _NAT:
                 manip, lookups = what
+                looked = None
                 if lookups and not e.confirmed and pkt.ctstate == "NEW":
-                    refused = self._nat_lookup(host, ct, e, lookups, manip, pkt, pt, hop, now)
+                    looked = [] if rec is not None else None
+                    refused = self._nat_lookup(host, ct, e, lookups, manip, pkt, pt, hop, now, looked)
+                    if rec is not None and self._rec is None:
+                        rec = None                      # (_nat_lookup stopped the recording)
                     if refused is not None:
+                        if rec is not None:
+                            rec.ok = False
                         end = self._refused(host, hop, refused[0], pkt, hook, refused[1].name)
                         return (self._sender_sees(end, pkt) if sender else end), e
-                is_reply = pkt.ct_reply
-                if manip == "dst":
-                    if e.snat if is_reply else e.dnat:          # Conntrack.nat_dst applies only a binding
-                        change = ct.nat_dst(pkt, e, is_reply)
-                        if change is not None:
-                            steps.append(TranslatedStep("DNAT" if not is_reply else "un-SNAT (conntrack)", "dst",
-                                                        change))
-                elif e.dnat if is_reply else e.snat:            # Conntrack.nat_src applies only a binding
-                    change = ct.nat_src(pkt, e, is_reply)
-                    if change is not None:
-                        steps.append(TranslatedStep("SNAT" if not is_reply else "un-DNAT (conntrack)", "src",
-                                                    change))
+                self._nat_apply(ct, e, manip, pkt, steps)
+                # recorded when a lookup ran or the entry has a binding of this kind (then it may rewrite)
+                if rec is not None and (looked is not None or ((e.snat if pkt.ct_reply else e.dnat) if manip == "dst"
+                                                               else (e.dnat if pkt.ct_reply else e.snat))):
+                    rec.ops.append((OP_NAT, manip, tuple(looked) if looked is not None else None))
                 continue
             # _CONFIRM: __nf_conntrack_confirm
-            if what:
-                if not e.confirmed:
-                    if not ct.confirm(e, now):
-                        end = self._insert_failed(host, hop, e)
-                        return (self._sender_sees(end, pkt) if sender else end), e
-                    snap = e.snapshot(now)
-                    steps.append(Step("CONNTRACK", "confirmed: %s", {"conntrack": snap}, (snap,)))
-            elif not ct.confirm(e, self.now):
-                return self._insert_failed(host, hop, e), e
+            confirmed = e.confirmed
+            end = self._confirm(host, ct, e, what, pkt, hop, now, sender)
+            if end is not None:
+                return end, e
+            if rec is not None and not confirmed:     # (an entry conntrack found is confirmed: nothing to do)
+                rec.ops.append((OP_CONFIRM, what))
         return None, e
 
+    def _ct_in(self, host: Host, ct: Conntrack, pkt: Packet, hop: Hop, sender: bool
+               ) -> tuple[Optional[End], Optional[ConntrackEntry]]:
+        """nf_conntrack_in at its hook: (the end of the walk when the table is full, the entry; None
+        when the packet is INVALID)."""
+        e = self._conntrack_in(host, ct, pkt, hop)
+        state = pkt.ctstate
+        if state == TABLE_FULL:
+            end = End("DROPPED", host, f"{host.name}: nf_conntrack table full")
+            return (self._sender_sees(end, pkt) if sender else end), None
+        if state == "INVALID":
+            return None, None
+        return None, e
+
+    @staticmethod
+    def _nat_apply(ct: Conntrack, e: ConntrackEntry, manip: str, pkt: Packet, steps: list) -> None:
+        """nf_nat_packet: the connection's binding of this hook's kind applied to the packet."""
+        is_reply = pkt.ct_reply
+        if manip == "dst":
+            if e.snat if is_reply else e.dnat:          # Conntrack.nat_dst applies only a binding
+                change = ct.nat_dst(pkt, e, is_reply)
+                if change is not None:
+                    steps.append(TranslatedStep("DNAT" if not is_reply else "un-SNAT (conntrack)", "dst", change))
+        elif e.dnat if is_reply else e.snat:            # Conntrack.nat_src applies only a binding
+            change = ct.nat_src(pkt, e, is_reply)
+            if change is not None:
+                steps.append(TranslatedStep("SNAT" if not is_reply else "un-DNAT (conntrack)", "src", change))
+
+    def _confirm(self, host: Host, ct: Conntrack, e: ConntrackEntry, shown: bool, pkt: Packet, hop: Hop,
+                 now: float, sender: bool) -> Optional[End]:
+        """__nf_conntrack_confirm (``shown``: at POSTROUTING, where the trace shows the new entry);
+        the end of the walk when the entry's tuples clash with another connection's."""
+        if shown:
+            if not e.confirmed:
+                if not ct.confirm(e, now):
+                    end = self._insert_failed(host, hop, e)
+                    return self._sender_sees(end, pkt) if sender else end
+                snap = e.snapshot(now)
+                hop.steps.append(Step("CONNTRACK", "confirmed: %s", {"conntrack": snap}, (snap,)))
+        elif not ct.confirm(e, self.now):
+            return self._insert_failed(host, hop, e)
+        return None
+
     def _nat_lookup(self, host: Host, ct: Conntrack, e: ConntrackEntry, lookups: tuple, manip: str, pkt: Packet,
-                    pt: PacketTrace, hop: Hop, now: float) -> Optional[tuple[HookResult, HookRegistration]]:
+                    pt: PacketTrace, hop: Hop, now: float, looked: Optional[list] = None
+                    ) -> Optional[tuple[HookResult, HookRegistration]]:
         """nf_nat_inet_fn for a connection's first packet: the NAT functions of the hook, in priority
         order, until one asks for a binding of this hook's kind (destination or source). A function
-        that does not accept the packet (an nft nat chain may drop) ends it: returned with its result."""
+        that does not accept the packet (an nft nat chain may drop) ends it: returned with its result.
+        ``looked`` (while a hop is recorded): gets (RULE steps, rules, mark after, the result whose
+        binding was made or None) per function asked."""
+        steps = hop.steps
         for reg in lookups:
-            res = reg.fn(pkt, now, hop.steps)
+            if looked is not None:
+                before = len(steps)
+            res = reg.fn(pkt, now, steps)
             n = res.rules_evaluated
             pt.rules += n
             self.stats["rules_evaluated"] += n
             if res.verdict != "ACCEPT":
                 return res, reg
             nat = res.nat
-            if nat is None:
-                continue
-            if manip == "dst" and nat.kind == "DNAT":
-                self._bind(host, ct, e, res, pkt, hop)
-                return None
-            if manip == "src" and nat.kind in ("SNAT", "MASQUERADE"):
-                self._bind(host, ct, e, res, pkt, hop, pkt.oif)
+            bind = None
+            if nat is not None:
+                if manip == "dst" and nat.kind == "DNAT":
+                    bind = res
+                elif manip == "src" and nat.kind in ("SNAT", "MASQUERADE"):
+                    bind = res
+            if looked is not None:
+                if self._rec.pure(res):
+                    looked.append((tuple(steps[before:]), n, pkt.mark, bind))
+                else:
+                    looked = self._rec = None           # not kept: the rest of the hop is not written down
+            if bind is not None:
+                self._bind(host, ct, e, res, pkt, hop, pkt.oif if manip == "src" else None)
                 return None
         return None
 

@@ -13,6 +13,7 @@ from typing import Optional
 from netsim.dataplane.conntrack import Conntrack, ConntrackEntry
 from netsim.dataplane.end import End
 from netsim.dataplane.hooks import STOLEN, HookTable
+from netsim.dataplane.hopmemo import FORWARD, LOCAL, OP_CHAIN, OP_CONFIRM, OP_LOCAL, OP_NAT, OP_ROUTE, HopRecording
 from netsim.dataplane.routing import LOOPBACK_NET, Route
 from netsim.dataplane.topology import Host, Interface
 from netsim.dataplane.trace import Hop, PacketTrace, Step
@@ -80,6 +81,81 @@ class IPv4Stack:
         ct = self.conntrack.get(name)
         if ct is None:
             ct = self.conntrack_for(name)
+        if bridged_to is not None or pt.pcap is not None or not self.hop_memo:
+            return self._node_walk(host, iface, pkt, pt, hop, bridged_to, hooks, ct)
+        # the whole-hop memo (netsim.dataplane.hopmemo): replay a remembered hop, or record this one
+        found = self._hop_memo.lookup(host, iface, pkt, ct, self.cluster.clock.now)
+        if found is None:
+            return self._node_walk(host, iface, pkt, pt, hop, None, hooks, ct)
+        plan = found[3]
+        if plan is not None:
+            return self._node_replay(plan, host, iface, pkt, pt, hop, ct)
+        outer = self._rec
+        rec = self._rec = HopRecording()
+        try:
+            out = self._node_walk(host, iface, pkt, pt, hop, None, hooks, ct)
+        finally:
+            self._rec = outer
+        self._hop_memo.store(found, rec)
+        return out
+
+    def _node_replay(self, plan: tuple, host: Host, iface: Interface, pkt: Packet, pt: PacketTrace, hop: Hop,
+                     ct: Conntrack):
+        """A remembered hop (netsim.dataplane.hopmemo): the pure functions' results appended as they
+        were recorded; conntrack, NAT bindings, confirmation, the TTL, transmission and delivery run
+        live, as :meth:`_node_walk` runs them."""
+        pkt.ct, pkt.ct_reply, pkt.ctstate, pkt.ipvs_property = None, False, "INVALID", False
+        steps = hop.steps
+        e = None
+        for op in plan[1]:
+            kind = op[0]
+            if kind == OP_CHAIN:
+                _k, hits, n, mark = op
+                if hits:
+                    steps += hits
+                pt.rules += n
+                self.stats["rules_evaluated"] += n
+                pkt.mark = mark
+            elif kind == OP_NAT:
+                _k, manip, looked = op
+                if looked is not None:
+                    for hits, n, mark, bind in looked:
+                        if hits:
+                            steps += hits
+                        pt.rules += n
+                        self.stats["rules_evaluated"] += n
+                        pkt.mark = mark
+                        if bind is not None:
+                            self._bind(host, ct, e, bind, pkt, hop, pkt.oif if manip == "src" else None)
+                self._nat_apply(ct, e, manip, pkt, steps)
+            elif kind == OP_ROUTE:
+                _k, route, hairpin = op
+                if hairpin:
+                    hop.add("ROUTED", "%s%s", None, (route, "  (re-bridged on cni0: br_netfilter)"))
+                else:
+                    pkt.decrement_ttl()
+                    hit = self._routed.get(id(route))
+                    steps.append(hit[1] if hit is not None else self._routed_step(route))
+                pkt.oif = route.dev
+            elif kind == OP_LOCAL:
+                steps.append(Step("ROUTED", op[1]))
+            elif kind == OP_CONFIRM:
+                end = self._confirm(host, ct, e, op[1], pkt, hop, self.cluster.clock.now, False)
+                if end is not None:
+                    return end
+            else:
+                stop, e = self._ct_in(host, ct, pkt, hop, False)
+                if stop is not None:
+                    return stop
+        if plan[0] == LOCAL:
+            return self._deliver(host, iface.name, pkt, hop)
+        return self._transmit(host, plan[2], pkt, pt, hop)
+
+    def _node_walk(self, host: Host, iface: Interface, pkt: Packet, pt: PacketTrace, hop: Hop, bridged_to,
+                   hooks: HookTable, ct: Conntrack):
+        """A received packet on a node, walked live: PREROUTING, the routing decision, then INPUT or
+        FORWARD and POSTROUTING (or bridged on cni0)."""
+        rec = self._rec
         pkt.ct, pkt.ct_reply, pkt.ctstate, pkt.ipvs_property = None, False, "INVALID", False
         stop, e = self._hook(host, hooks.prerouting, "PREROUTING", ct, None, pkt, pt, hop)
         if stop is not None:
@@ -95,7 +171,11 @@ class IPv4Stack:
             pkt.physdev_out = bridged_to.bridge_port
             return self._forward(host, hooks, ct, e, pkt, pt, hop, None, bridged_to)
         if local:
-            hop.add("ROUTED", f"{pkt.dst_ip} is local -> INPUT")
+            detail = f"{pkt.dst_ip} is local -> INPUT"
+            hop.add("ROUTED", detail)
+            if rec is not None:
+                rec.tail = (LOCAL,)
+                rec.ops.append((OP_LOCAL, detail))
             return self._local_in(host, iface.name, pkt, pt, hop, ct, e, hooks)
         route = routes.lookup(dst)
         if route is None:
@@ -107,6 +187,9 @@ class IPv4Stack:
                 hop.add("DROPPED", "TTL exceeded")
                 return End("TTL_EXCEEDED", host)
             pkt.decrement_ttl()
+        if rec is not None:
+            rec.tail = (FORWARD, route)
+            rec.ops.append((OP_ROUTE, route, hairpin))
         if hairpin:
             hop.add("ROUTED", "%s%s", None, (route, "  (re-bridged on cni0: br_netfilter)"))
         else:
@@ -135,6 +218,8 @@ class IPv4Stack:
             return self._deliver(host, iif, pkt, hop)
         if stop is not STOLEN:
             return stop
+        if self._rec is not None:
+            self._rec.ok = False
         # IPVS took the packet (ip_vs_in_hook at LOCAL_IN): ip_vs_nat_xmit routes it to the real
         # server and sends it through LOCAL_OUT's filter and POSTROUTING
         route = host.routes.lookup(pkt.dst)

@@ -54,6 +54,7 @@ from netsim.dataplane.delivery import LocalDelivery, _with_dns_handlers
 from netsim.dataplane.devices import DeviceLayer
 from netsim.dataplane.end import WalkError
 from netsim.dataplane.hooks import HookRunner, HookTable
+from netsim.dataplane.hopmemo import HopMemo
 from netsim.dataplane.ipv4 import IPv4Stack
 from netsim.dataplane.loadbalancer import LoadBalancerHost
 from netsim.skb.hook_result import Netfilter
@@ -74,6 +75,8 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
     node_name)``: the node's IPVS hooks ``local_in(pkt, now)``, ``local_out(pkt, now)``,
     ``reply(pkt, now, hook)``) instead, re-run after every change.
     """
+
+    hop_memo = True    # remember and replay node hops (netsim.dataplane.hopmemo); False walks every hop live
 
     def __init__(self, cluster, mode: Optional[str] = None, *,
                  netfilter_factory: Optional[Callable[["Walker", str], Netfilter]] = None,
@@ -97,6 +100,8 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
         self._iface_extra: dict[str, dict] = {}
         self._ipvs: dict[str, Any] = {}
         self._hooktab: dict[str, HookTable] = {}                  # node -> its hooks by priority
+        self._hop_memo = HopMemo()                                # remembered hops (netsim.dataplane.hopmemo)
+        self._rec = None                                          # the hop being recorded, if any
         self.conntrack: dict[str, Conntrack] = {}
         self.sockets: dict[str, Sockets] = {}
         self.lb_flows: dict[tuple, tuple[str, float]] = {}       # flow -> (node, idle expiry)
@@ -135,6 +140,8 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
             w._nf = {}                                 # the forked mode state's, looked up again lazily
         w._ipvs = {}                                   # hooks over the copied IPVS proxiers, made again lazily
         w._hooktab = {}
+        w._hop_memo = HopMemo()
+        w._rec = None
         w.conntrack = {n: _copy.deepcopy(ct) for n, ct in self.conntrack.items()}
         w._clients = {}
         w._coredns = None                              # own DNS servers (ClusterDNS has its own RNG), made lazily
@@ -208,6 +215,7 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
         self._nf = {}
         self._ipvs.clear()
         self._hooktab.clear()
+        self._hop_memo.clear()
         if self._rules_dirty:
             if self.flush_stale_udp:
                 self._flush_udp()

@@ -57,9 +57,15 @@ class HookResult:
     itself, as IPVS's ip_vs_nat_xmit does: NF_STOLEN). A function that is not a rule table says why
     it dropped or rejected in ``reason`` and may hand the error it sends in ``reply`` (IPVS's ICMP);
     ``ct_dnat``: it rewrote the destination of a connection's first packet, and the unconfirmed
-    conntrack entry's reply tuple follows without a NAT binding (IPVS: ip_vs_update_conntrack)."""
+    conntrack entry's reply tuple follows without a NAT binding (IPVS: ip_vs_update_conntrack).
+    ``pure_fields``: set by a function whose result is a function of these packet fields alone
+    (netsim.rules.iptables' remembered walks; "local" is the netns's local addresses): it drew
+    nothing and changed no state, so every packet equal in them gets this same result and ends with
+    the same mark; None when that is not known (the walker's hop memo then does not remember the
+    hop)."""
 
-    __slots__ = ("verdict", "nat", "hits", "rules_evaluated", "reject_with", "reason", "reply", "ct_dnat")
+    __slots__ = ("verdict", "nat", "hits", "rules_evaluated", "reject_with", "reason", "reply", "ct_dnat",
+                 "pure_fields")
 
     def __init__(self, verdict: str = "ACCEPT", nat: Optional[NatRequest] = None,
                  hits: Optional[list[RuleHit]] = None, rules_evaluated: int = 0,
@@ -73,6 +79,7 @@ class HookResult:
         self.reason = reason
         self.reply = reply
         self.ct_dnat = ct_dnat
+        self.pure_fields: Optional[frozenset] = None
 
     def __repr__(self) -> str:
         return (f"HookResult({self.verdict!r}, nat={self.nat!r}, hits={len(self.hits)}, "

@@ -83,6 +83,8 @@ class Verdict:
     table: str = ""
     chain: str = ""
     remembered: bool = False       # a VerdictMemo holds it: shared by every packet with its key (read-only)
+    # remembered whole: the packet fields its key holds (every packet equal in them takes this walk)
+    fields: Optional[frozenset] = None
 
     @property
     def rule(self) -> Optional[RuleHit]:
@@ -454,6 +456,7 @@ class VerdictMemo:
             walks.clear()
         if value.__class__ is Verdict:
             value.remembered = True
+            value.fields = fields
         walks[key] = (value, mark)
 
 

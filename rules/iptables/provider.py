@@ -104,6 +104,7 @@ class IptablesNetfilter:
             nat = got[1]
         res = HookResult(verdict, nat, hits, v.rules_evaluated, v.reject_with or "icmp-port-unreachable")
         if v.remembered:
+            res.pure_fields = v.fields         # a whole walk, a function of these fields (VerdictMemo)
             if len(self._results) >= 1 << 16:
                 self._results.clear()
             self._results[id(v)] = (v, res, [h.step for h in hits])    # (holds v: its id stays its own)
