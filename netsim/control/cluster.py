@@ -59,6 +59,7 @@ class Cluster:
         self.rng = random.Random(self.config.seed)
         self.clock = Clock()
         self.event_log: list[Event] = []
+        self._names: dict[str, str] = {}               # Cluster._shared_name
         self.notices: list[str] = []                   # loader notices and warnings (skipped kinds, ...)
         self.skipped: list[str] = []                   # one line per object the loader skipped (shown with -v)
         self._watchers: list[Watcher] = []
@@ -184,8 +185,19 @@ class Cluster:
             w(ev)
 
     def record(self, reason: str, obj: str, message: str, source: str,
-               namespace: str = "", type_: str = "Normal") -> None:
-        self.event_log.append(Event(self.clock.now, type_, reason, obj, namespace, source, message))
+               namespace: str = "", type_: str = "Normal", *, template: Optional[str] = None,
+               arg: str = "") -> None:
+        """Append an event; ``template`` and ``arg``: a message written out when read (``Event``)."""
+        self.event_log.append(Event(self.clock.now, type_, reason, obj, namespace, self._shared_name(source),
+                                    message, template=template, arg=arg))
+
+    def _shared_name(self, text: str) -> str:
+        """One string object per distinct component or controller name (``kubelet/node-7``,
+        ``replicaset/app-7-6b7d78b79d``) however many events name it."""
+        got = self._names.get(text)
+        if got is None:
+            got = self._names[text] = text
+        return got
 
     # ------------------------------------------------------------------ apply
     def add(self, obj) -> None:
@@ -376,13 +388,14 @@ class Cluster:
                 if int(p.name.rsplit("-", 1)[1]) >= w.replicas:
                     self._start_deletion(p)
             return
+        base = f"{w.name}-{w.template_hash}" if w.kind == "Deployment" else w.name
+        rs = self._shared_name(f"replicaset/{base}")
         for _ in range(w.replicas - len(mine)):
-            base = f"{w.name}-{w.template_hash}" if w.kind == "Deployment" else w.name
             name = f"{base}-{eps.random_suffix(self.rng)}"
             while f"{w.namespace}/{name}" in self._pods:
                 name = f"{base}-{eps.random_suffix(self.rng)}"
-            rs = f"replicaset/{base}" if w.kind == "Deployment" else f"replicaset/{w.name}"
-            self.record("SuccessfulCreate", rs, f"Created pod: {name}", "replicaset-controller", w.namespace)
+            self.record("SuccessfulCreate", rs, "", "replicaset-controller", w.namespace,
+                        template="Created pod: {arg}", arg=name)
             self._create_pod(self._pod_from_template(w, name), source="replicaset-controller")
         if len(mine) > w.replicas:
             # The ReplicaSet controller deletes the newest / least-ready pods first; we take the last created.
@@ -569,9 +582,11 @@ class Cluster:
                 counts[chosen] = counts.get(chosen, 0) + 1
                 for other in index_by_key.values():
                     other.placed(chosen)
-                self.record("Scheduled", f"pod/{pod.name}",
-                            f"Successfully assigned {pod.namespace}/{pod.name} to {chosen}",
-                            "default-scheduler", pod.namespace)
+                obj = f"pod/{pod.name}"
+                self.record("Scheduled", obj, "", "default-scheduler", pod.namespace,
+                            template="Successfully assigned {namespace}/{name} to {arg}", arg=chosen)
+                self._kubelet_start(pod, obj)
+                continue
             self._kubelet_start(pod)
 
     def _used_host_ports(self) -> dict[str, set]:
@@ -592,7 +607,8 @@ class Cluster:
                     out[other.node_name] = out.get(other.node_name, 0) + 1
         return out
 
-    def _kubelet_start(self, pod: Pod) -> None:
+    def _kubelet_start(self, pod: Pod, obj: str = "") -> None:
+        """``obj``: ``pod/NAME`` when the caller has it already (one string for the pod's events)."""
         node = self._nodes[pod.node_name]
         if not node.running:
             return
@@ -619,9 +635,9 @@ class Cluster:
         if not pod.host_network:
             self._pods_by_ip[pod.ip] = pod.key
         self._notify("MODIFIED", "Pod", pod)
-        self.record("Started", f"pod/{pod.name}",
-                    f"Started pod sandbox with IP {pod.ip}" + (" (hostNetwork)" if pod.host_network else ""),
-                    f"kubelet/{node.name}", pod.namespace)
+        self.record("Started", obj or f"pod/{pod.name}", "", f"kubelet/{node.name}", pod.namespace,
+                    template="Started pod sandbox with IP {arg} (hostNetwork)" if pod.host_network
+                    else "Started pod sandbox with IP {arg}", arg=pod.ip)
         self._mark_services_for(pod)
 
     def _reconcile_slices(self) -> None:

@@ -7,6 +7,17 @@ from typing import Optional
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 
 
+def _key(obj) -> str:
+    """``namespace/name``, made once per object while its name and namespace stay the same objects:
+    the store's dicts, its indexes and the data plane's maps then all hold one string per object
+    instead of a fresh copy per lookup (at 50,000 pods those copies were ~30 MB after a trace)."""
+    got = obj.__dict__.get("_key")
+    ns, name = obj.namespace, obj.name
+    if got is None or got[0] is not ns or got[1] is not name:
+        got = obj.__dict__["_key"] = (ns, name, f"{ns}/{name}")
+    return got[2]
+
+
 @dataclass
 class ContainerPort:
     container_port: int
@@ -99,7 +110,7 @@ class Pod:
 
     @property
     def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return _key(self)
 
     def port_by_name(self, name: str, protocol: str) -> Optional[int]:
         for p in self.ports:
@@ -143,7 +154,7 @@ class Service:
 
     @property
     def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return _key(self)
 
     @property
     def headless(self) -> bool:
@@ -181,7 +192,7 @@ class EndpointSlice:
 
     @property
     def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return _key(self)
 
 
 @dataclass
@@ -205,7 +216,7 @@ class Deployment:
 
     @property
     def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return _key(self)
 
 
 @dataclass

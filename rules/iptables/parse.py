@@ -6,6 +6,8 @@ unknown or unmodelled match/target is kept, marked `unsupported`, and never matc
 from __future__ import annotations
 
 import re
+from array import array
+from functools import partial
 from typing import Optional
 
 from netsim.rules.iptables import matches as M
@@ -103,6 +105,8 @@ class _Parser:
         self.source = source
         self.lenient = lenient
         self.lazy = lazy and not lenient
+        self.text = ""                     # what run() reads (a lazy chain's lines are offsets into it)
+        self.loaders: dict[str, partial] = {}      # table name -> its lazy chains' loader (one per table)
         self.rs = Ruleset(source=source)
         self.table: Optional[Table] = None
         self.pending: list[tuple[Rule, str, tuple, bool, str]] = []   # rules whose target awaits COMMIT
@@ -117,40 +121,76 @@ class _Parser:
         return f"{self.source}:{lineno}"
 
     def run(self, text: str) -> Ruleset:
-        lineno = 0
-        for lineno, raw in enumerate(text.splitlines(), 1):
-            line = raw.strip()
-            if not line:
-                continue
-            first = line[0]
-            if first == "-" and self.table is not None:
-                if self.lazy and line.startswith("-A "):
-                    parts = line.split(None, 2)
-                    chain = self.table.chains.get(parts[1]) if len(parts) > 1 else None
+        if self.lazy and _OTHER_LINE_BREAKS.search(text) is None:
+            self._run_offsets(text)
+        else:
+            self.lazy = False              # (offsets need lines split at "\n" only, as str.splitlines then does)
+            lineno = 0
+            for lineno, raw in enumerate(text.splitlines(), 1):
+                self.line(raw.strip(), lineno, 0)
+            self.finish(lineno)
+        return self.rs
+
+    def _run_offsets(self, text: str) -> None:
+        """run() for lazy parsing: each line found by offset, a lazy chain's ``-A`` lines kept as
+        (line number, offset) pairs without making a string of them (a 10,000-Service node's
+        rules are ~400,000 lines, read again only for the chains a packet enters)."""
+        self.text = text
+        find, match, n = text.find, _APPEND.match, len(text)
+        pos = lineno = 0
+        while pos < n:
+            end = find("\n", pos)
+            if end < 0:
+                end = n
+            lineno += 1
+            if text.startswith("-A ", pos) and self.table is not None:
+                m = match(text, pos, end)
+                if m is not None:
+                    chain = self.table.chains.get(m.group(1))
                     if isinstance(chain, LazyChain):
-                        chain.raw.append((lineno, line))     # parsed when first read
+                        chain.raw.append(lineno)         # parsed when first read
+                        chain.raw.append(pos)
+                        pos = end + 1
                         continue
-                    if chain is not None:
-                        chain.rules                          # (parses what it holds first: order kept)
-                self.command(line, lineno)             # the common case: a rule
-            elif first == "#":
-                continue
-            elif first == "*":
-                self.begin_table(line[1:].strip(), lineno)
-            elif line == "COMMIT":
-                if self.table is None:
-                    raise IptablesError(f"{self.where(lineno)}: COMMIT without a table (expected '*filter', '*nat', ...)")
-                self.commit()
-            elif self.table is None:
-                raise IptablesError(f"{self.where(lineno)}: expected a table header like '*nat' before "
-                                    f"{line.split()[0]!r}")
-            elif first == ":":
-                self.declare_chain(line, lineno)
-            else:
-                self.command(line, lineno)
+            self.line(text[pos:end].strip(), lineno, pos)
+            pos = end + 1
+        self.finish(lineno)
+
+    def line(self, line: str, lineno: int, pos: int) -> None:
+        """One line of the dump (stripped); ``pos``: its offset in the text (lazy parsing)."""
+        if not line:
+            return
+        first = line[0]
+        if first == "-" and self.table is not None:
+            if self.lazy and line.startswith("-A "):
+                parts = line.split(None, 2)
+                chain = self.table.chains.get(parts[1]) if len(parts) > 1 else None
+                if isinstance(chain, LazyChain):
+                    chain.raw.append(lineno)             # parsed when first read
+                    chain.raw.append(pos)
+                    return
+                if chain is not None:
+                    chain.rules                          # (parses what it holds first: order kept)
+            self.command(line, lineno)             # the common case: a rule
+        elif first == "#":
+            return
+        elif first == "*":
+            self.begin_table(line[1:].strip(), lineno)
+        elif line == "COMMIT":
+            if self.table is None:
+                raise IptablesError(f"{self.where(lineno)}: COMMIT without a table (expected '*filter', '*nat', ...)")
+            self.commit()
+        elif self.table is None:
+            raise IptablesError(f"{self.where(lineno)}: expected a table header like '*nat' before "
+                                f"{line.split()[0]!r}")
+        elif first == ":":
+            self.declare_chain(line, lineno)
+        else:
+            self.command(line, lineno)
+
+    def finish(self, lineno: int) -> None:
         if self.table is not None:
             raise IptablesError(f"{self.where(lineno)}: table {self.table.name} has no COMMIT line")
-        return self.rs
 
     def begin_table(self, name: str, lineno: int) -> None:
         w = self.where(lineno)
@@ -250,27 +290,35 @@ class _Parser:
                   counters: Optional[tuple[int, int]] = None) -> Chain:
         if not self.lazy:
             return Chain(name, policy, line=lineno, counters=counters)
-        return LazyChain(name, policy, lineno, counters, loader=lambda c: self.load(table, c))
+        loader = self.loaders.get(table.name)
+        if loader is None:
+            loader = self.loaders[table.name] = partial(self.load, table)
+        return LazyChain(name, policy, lineno, counters, loader=loader)
 
     def load(self, table: Table, chain: LazyChain) -> None:
         """Parse a lazy chain's ``-A`` lines: while its table is being read, as the eager parser
         would (targets resolved at COMMIT); afterwards with the table's chains all declared."""
-        raw, chain.raw = chain.raw, []
+        raw, chain.raw = chain.raw, array("q")
         if self.table is table:
-            for lineno, line in raw:
-                w = self.where(lineno)
-                chain._parsed.append(self.rule(chain.name, tokenize(line, w)[2:], lineno, line, None, w))
+            self._load_lines(chain, raw)
             return
         outer, pending = self.table, self.pending
         self.table, self.pending = table, []
         try:
             with gc_paused():
-                for lineno, line in raw:
-                    w = self.where(lineno)
-                    chain._parsed.append(self.rule(chain.name, tokenize(line, w)[2:], lineno, line, None, w))
+                self._load_lines(chain, raw)
                 self.commit()
         finally:
             self.table, self.pending = outer, pending
+
+    def _load_lines(self, chain: LazyChain, raw: array) -> None:
+        text, find = self.text, self.text.find
+        for i in range(0, len(raw), 2):
+            lineno, start = raw[i], raw[i + 1]
+            end = find("\n", start)
+            line = text[start:end if end >= 0 else len(text)].strip()
+            w = self.where(lineno)
+            chain._parsed.append(self.rule(chain.name, tokenize(line, w)[2:], lineno, line, None, w))
 
     # -- one rule -----------------------------------------------------------------------------
     def rule(self, chain: str, toks: list[str], lineno: int, text: str, counters, w: str) -> Rule:
@@ -492,6 +540,9 @@ _MATCH_OPTS = _option_table(M.OPTIONS, M.ALIASES)
 _TARGET_OPTS = _option_table(T.OPTIONS, T.ALIASES)
 _JUMP = frozenset(("-j", "--jump", "-g", "--goto"))
 _NO_HEADER = Header()
+_APPEND = re.compile(r"-A\s+(\S+)")
+# line boundaries str.splitlines() knows besides "\n" (lazy parsing finds lines by "\n" alone)
+_OTHER_LINE_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 def _counters(text: str, where: str) -> tuple[int, int]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+from array import array
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
@@ -155,15 +156,15 @@ class Chain:
 
 
 class LazyChain(Chain):
-    """A chain of ``parse(..., lazy=True)``: its ``-A`` lines are kept as text (``raw``: line
-    number and line) and parsed, each match and target built, the first time ``rules`` is read,
+    """A chain of ``parse(..., lazy=True)``: where its ``-A`` lines are is kept (``raw``: line
+    number and offset in the parsed text, two integers a line) and they are parsed, each match and target built, the first time ``rules`` is read,
     e.g. when a packet first enters the chain. A 10,000-Service node holds ~60,000 chains of
     which a trace enters a handful."""
 
     def __init__(self, name: str, policy: Optional[str] = None, line: int = 0,
                  counters: Optional[tuple[int, int]] = None, *, loader: Callable[["LazyChain"], None]) -> None:
         self._parsed: list[Rule] = []
-        self.raw: list[tuple[int, str]] = []
+        self.raw = array("q")            # line number, offset in the parser's text; per -A line
         self._loader: Optional[Callable[["LazyChain"], None]] = loader
         super().__init__(name, policy, [], line, counters)
 
@@ -180,7 +181,7 @@ class LazyChain(Chain):
 
     @property
     def n_rules(self) -> int:
-        return len(self._parsed) + len(self.raw)
+        return len(self._parsed) + len(self.raw) // 2
 
 
 @dataclass
