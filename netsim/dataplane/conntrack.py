@@ -298,8 +298,9 @@ class Conntrack:
         ``what`` is "new" (classify creates an unconfirmed entry), "invalid" (a TCP packet no entry
         may begin with) or, for the live entry it will find, (is_reply, seen_reply, dnat, snat); the
         destination and port are those nat_dst gives the packet when the entry has a binding for
-        its direction, else None. None when classify may do more than that (an ICMP error's
-        RELATED lookup; a full table, where early_drop evicts)."""
+        its direction, else None; and the (entry, is_reply) found, for :meth:`classify_found`. None
+        when classify may do more than that (an ICMP error's RELATED lookup; a full table, where
+        early_drop evicts)."""
         if pkt._proto == IPPROTO_ICMP:
             return None
         hit = self._table.get(pkt.tuple())
@@ -309,14 +310,23 @@ class Conntrack:
             if pkt._proto == IPPROTO_TCP:
                 flags = pkt.tcp_flags
                 if flags & _RST or (flags & (_SYN | _ACK)) == (_SYN | _ACK):
-                    return "invalid", None, None
-            return "new", None, None
+                    return "invalid", None, None, None
+            return "new", None, None, None
         e, is_reply = hit
         what = (is_reply, e.seen_reply, e.dnat, e.snat)
         if e.snat if is_reply else e.dnat:
             t = e.orig if is_reply else e.reply
-            return what, t[1], t[2]
-        return what, None, None
+            return what, t[1], t[2], hit
+        return what, None, None, hit
+
+    def classify_found(self, hit: tuple[ConntrackEntry, bool], now: float) -> tuple[ConntrackEntry, bool, str]:
+        """:meth:`classify` for a packet :meth:`peek` found the live entry ``hit`` for, the table
+        unchanged since: the same expiry pass, and the entry without looking it up again."""
+        heap = self._expiry
+        if heap and heap[0][0] <= now:
+            self.gc(now)                  # (frees timed-out entries only: not the live one found)
+        e, is_reply = hit
+        return e, is_reply, "ESTABLISHED" if is_reply or e.seen_reply else "NEW"
 
     # ------------------------------------------------------------------ NAT bindings
     def bind_dnat(self, e: ConntrackEntry, ip: int, port: int) -> None:

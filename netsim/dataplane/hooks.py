@@ -199,11 +199,11 @@ class HookRunner:
                 rec.ops.append((OP_CONFIRM, what))
         return None, e
 
-    def _ct_in(self, host: Host, ct: Conntrack, pkt: Packet, hop: Hop, sender: bool
+    def _ct_in(self, host: Host, ct: Conntrack, pkt: Packet, hop: Hop, sender: bool, found: Optional[tuple] = None
                ) -> tuple[Optional[End], Optional[ConntrackEntry]]:
         """nf_conntrack_in at its hook: (the end of the walk when the table is full, the entry; None
         when the packet is INVALID)."""
-        e = self._conntrack_in(host, ct, pkt, hop)
+        e = self._conntrack_in(host, ct, pkt, hop, found)
         state = pkt.ctstate
         if state == TABLE_FULL:
             end = End("DROPPED", host, f"{host.name}: nf_conntrack table full")
@@ -315,9 +315,11 @@ class HookRunner:
             end.detail += "; the client's send() fails at once with EPERM (Operation not permitted)"
         return end
 
-    def _conntrack_in(self, host: Host, ct: Conntrack, pkt: Packet, hop: Hop) -> Optional[ConntrackEntry]:
+    def _conntrack_in(self, host: Host, ct: Conntrack, pkt: Packet, hop: Hop,
+                      found: Optional[tuple] = None) -> Optional[ConntrackEntry]:
+        """nf_conntrack_in; ``found``: the (entry, is_reply) Conntrack.peek found for the packet."""
         now = self.cluster.clock.now
-        e, is_reply, state = ct.classify(pkt, now)
+        e, is_reply, state = ct.classify(pkt, now) if found is None else ct.classify_found(found, now)
         pkt.ct, pkt.ct_reply, pkt.ctstate = e, is_reply, state
         if state == TABLE_FULL:
             hop.add("DROPPED", f"nf_conntrack: table full, dropping packet (nf_conntrack_max {ct.max_entries}, "

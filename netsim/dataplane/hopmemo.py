@@ -132,12 +132,12 @@ class HopMemo:
         return fn
 
     def lookup(self, host: Any, iface: Any, pkt: Any, ct: Any, now: float) -> Optional[tuple]:
-        """(bucket, its key function, the key, the remembered replay or None); None when the hop is
-        not to be memoised."""
+        """(bucket, its key function, the key, the remembered replay or None, the conntrack entry
+        found as Conntrack.peek gives it); None when the hop is not to be memoised."""
         peek = ct.peek(pkt, now)
         if peek is None:
             return None
-        what, nd, np = peek
+        what, nd, np, hit = peek
         bkey = (host.name, iface.name, pkt._proto, host.routes.local.version, what)
         b = self.buckets.get(bkey)
         if b is None:
@@ -146,12 +146,12 @@ class HopMemo:
             b = self.buckets[bkey] = _Bucket(frozenset(), self._key(frozenset()))
         fn = b.key
         key = fn(pkt, nd, np)
-        return b, fn, key, b.plans.get(key)
+        return b, fn, key, b.plans.get(key), hit
 
     def store(self, found: tuple, rec: HopRecording) -> None:
         """Keep a recorded hop under the key :meth:`lookup` gave (``found``)."""
         plan = rec.plan()
-        b, fn, key, _plan = found
+        b, fn, key, _plan, _hit = found
         if plan is None or b.key is not fn:
             return
         extra = frozenset(f for f in rec.fields if f in _OPTIONAL)

@@ -89,7 +89,7 @@ class IPv4Stack:
             return self._node_walk(host, iface, pkt, pt, hop, None, hooks, ct)
         plan = found[3]
         if plan is not None:
-            return self._node_replay(plan, host, iface, pkt, pt, hop, ct)
+            return self._node_replay(plan, host, iface, pkt, pt, hop, ct, found[4])
         outer = self._rec
         rec = self._rec = HopRecording()
         try:
@@ -100,10 +100,11 @@ class IPv4Stack:
         return out
 
     def _node_replay(self, plan: tuple, host: Host, iface: Interface, pkt: Packet, pt: PacketTrace, hop: Hop,
-                     ct: Conntrack):
+                     ct: Conntrack, found: Optional[tuple]):
         """A remembered hop (netsim.dataplane.hopmemo): the pure functions' results appended as they
         were recorded; conntrack, NAT bindings, confirmation, the TTL, transmission and delivery run
-        live, as :meth:`_node_walk` runs them."""
+        live, as :meth:`_node_walk` runs them. ``found``: the conntrack entry the key was made with
+        (nothing before conntrack in a remembered hop changes the table)."""
         pkt.ct, pkt.ct_reply, pkt.ctstate, pkt.ipvs_property = None, False, "INVALID", False
         steps = hop.steps
         e = None
@@ -144,7 +145,7 @@ class IPv4Stack:
                 if end is not None:
                     return end
             else:
-                stop, e = self._ct_in(host, ct, pkt, hop, False)
+                stop, e = self._ct_in(host, ct, pkt, hop, False, found)
                 if stop is not None:
                     return stop
         if plan[0] == LOCAL:

@@ -134,6 +134,8 @@ def _tcp_answer(pkt: Packet, owner: str, peer: str, rng: random.Random) -> list[
         # tcp_v4_send_synack -> ip_build_and_send_pkt: DF set and IP ID 0
         return [Packet.tcp(src, dst, sp, dp, flags="SA", seq=rng.getrandbits(32), ack=pkt.seq + 1, ident=0)]
     data = pkt.payload
+    if not data and not flags & _FIN:
+        return []                                # a bare ACK: nothing to answer
     out = []
     ident = socket_ip_id(pkt.ack - 1)            # the accepted socket's inet_id (from its ISN)
     if data:

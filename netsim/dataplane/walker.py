@@ -111,6 +111,7 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
         self._coredns = None
         self._coredns_pods: dict[Optional[str], Any] = {}
         self._running: tuple = ()
+        self._nodes: tuple = ()                                   # the cluster's nodes at the last rebuild
         self._dirty = True
         self._rules_dirty = True
         self.stats = {"packets": 0, "rules_evaluated": 0}
@@ -169,14 +170,18 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
     def sync(self) -> None:
         """Rebuild the topology and (lazily) the node rules after the cluster changed."""
         self.proxy.advance(self.cluster.clock.now)     # e.g. IPVS connection timers + graceful termination
-        running = tuple([n.running for n in self.cluster.nodes()])   # stop_node sends no watch event
-        if not self._dirty and self._topology is not None and running == self._running:
-            return                 # per packet: no rebuild, so no collector switching either
-        self._rebuild(running)
+        if not self._dirty and self._topology is not None:
+            # stop_node/start_node send no watch event: look at the nodes the topology was built from
+            # (adding or removing a node does send one)
+            running = tuple([n.running for n in self._nodes])
+            if running == self._running:
+                return             # per packet: no rebuild, so no collector switching either
+        self._rebuild()
 
     @deferred_gc()                 # hosts and sockets for every pod (netsim.control.heap)
-    def _rebuild(self, running: tuple) -> None:
-        self._running = running
+    def _rebuild(self) -> None:
+        self._nodes = tuple(self.cluster.nodes())
+        self._running = tuple([n.running for n in self._nodes])
         self._topology = Topology(self.cluster)
         # a node's sockets (its hostNetwork pods' listeners) at once; a pod's own when a packet
         # first reaches it, as the topology wires the pod's host (LazyMap keeps the eager order)
