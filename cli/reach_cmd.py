@@ -7,6 +7,7 @@ import sys
 import click
 
 from netsim.cli.common import EXIT_NOT_DELIVERED, input_limits, limit_options
+from netsim.reach.evaluate import MIN_NODES, WORKER_MEMORY_MB
 
 
 def _modes(_ctx, _param, value: str):
@@ -44,6 +45,10 @@ def _with(options):
 @click.option("--scheduler", metavar="tcp://HOST:8786", default=None,
               help="An existing Dask scheduler (with --engine dask; default: a LocalCluster).")
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Probes per batch.")
+@click.option("--worker-memory", type=click.IntRange(0), default=WORKER_MEMORY_MB, show_default=True,
+              metavar="MB", help=f"Nodes' compiled rules a worker keeps, in MB (measured per node; at least {MIN_NODES} "
+                                 "nodes); past it the "
+                   "worker starts its model afresh. 0: keep every node's.")
 @click.option("--out", "out_dir", metavar="DIR", default=None,
               help="Write matrix.parquet, expansion.parquet, report.html (and diff.json, diff.md) here.")
 @click.option("--csv", "csv_too", is_flag=True, help="Also write matrix.csv and expansion.csv.")
@@ -59,7 +64,7 @@ def _with(options):
                    "shell pattern, e.g. 'default/web' or 'default/web nodeport *' (repeatable; at most 100 rows).")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_with(limit_options)
-def reach(files, files2, modes, engine, workers, scheduler, batch_size, out_dir, csv_too, png, resume, exhaustive,
+def reach(files, files2, modes, engine, workers, scheduler, batch_size, worker_memory, out_dir, csv_too, png, resume, exhaustive,
           validate_sample, seed, witness, output) -> None:
     """Who can reach which Service, through which endpoints, with or without SNAT — for every source
     class, every Service destination and every mode; with -f2 or two --modes, what changes.
@@ -88,7 +93,7 @@ def reach(files, files2, modes, engine, workers, scheduler, batch_size, out_dir,
     try:
         run = run_reach(versions, modes, engine=engine, workers=workers, scheduler=scheduler,
                         batch_size=batch_size, seed=seed, exhaustive=exhaustive, validate_sample=validate_sample,
-                        done=done, on_batch=progress.batch, limits=input_limits())
+                        done=done, on_batch=progress.batch, limits=input_limits(), worker_memory_mb=worker_memory)
     except ManifestError as e:
         raise click.ClickException(str(e)) from None
     except (ReachEngineError, OSError) as e:

@@ -23,7 +23,7 @@ import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Union
 
 from netsim.control.docfields import ManifestError
 from netsim.dataplane.trace import Disposition, Trace
@@ -212,13 +212,18 @@ class Emulator:
             self._walkers[m] = w
         return w
 
-    def prepare(self, mode: Optional[str] = None) -> None:
+    def prepare(self, mode: Optional[str] = None, nodes: Optional[Iterable[str]] = None) -> None:
         """Render and parse every node's rules now (kube-proxy's first sync), so that copies taken
-        afterwards share them instead of each rendering its own."""
+        afterwards share them instead of each rendering its own; ``nodes``: only these nodes' (a
+        name that is not a node is left out), for a caller that knows which nodes its traces meet."""
         w = self._walker(mode)
-        for node in self._cluster.nodes():
-            w.netfilter(node.name)
-            w.ipvs(node.name)
+        names = [n.name for n in self._cluster.nodes()]
+        if nodes is not None:
+            want = set(nodes)
+            names = [n for n in names if n in want]
+        for name in names:
+            w.netfilter(name)
+            w.ipvs(name)
 
     # ------------------------------------------------------------------ traces
     def trace(self, src: str, dst: str, *, proto: Optional[str] = None, namespace: str = "default",

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import netsim
 from netsim.cli.main import cli
+from netsim.reach.inventory import Inventory
 from netsim.reach.plan import Planner
 from netsim.reach.run import reach
 
@@ -112,6 +113,59 @@ def test_exhaustive_equals_classes_generated(gc, mode):
         assume("-m ipvs" not in str(e))
         raise
     assert run.mismatches == [], describe(gc) + "\n" + "\n".join(map(str, run.mismatches[:3]))
+
+
+def _built(em, mode):
+    """The nodes whose rules the model's walker holds."""
+    return set(em._walkers[mode]._nf) if mode in em._walkers else set()
+
+
+def test_worker_builds_only_the_nodes_a_probe_meets_and_starts_afresh_past_its_budget():
+    from netsim.reach.evaluate import ALL_NODES, ModelCache, ModelSpec
+    mode = netsim.load(LOCAL_POLICY).mode
+    cache = ModelCache(ModelSpec((("v", (LOCAL_POLICY,)),), node_budget=2))
+    em = cache.get("v", mode, ("node-2",))
+    assert _built(em, mode) == {"node-2"}
+    assert cache.get("v", mode, ("node-1", "node-2")) is em and _built(em, mode) == {"node-1", "node-2"}
+    fresh = cache.get("v", mode, ("node-3",))              # a third node: past the budget of 2
+    assert fresh is not em and cache.restarts == 1 and _built(fresh, mode) == {"node-3"}
+    every = cache.get("v", mode, ALL_NODES)                 # 3 nodes alone exceed it: afresh, all of them
+    assert cache.restarts == 2 and _built(every, mode) == {"node-1", "node-2", "node-3"}
+    assert cache.get("v", mode) is every                    # no hint (a witness): every node, held already
+    assert cache.get("v", mode, ("node-1",)) is every       # held: no work
+    cache.built[("v", mode)].discard("node-1")              # (as if node-1 were new) over budget: afresh
+    small = cache.get("v", mode, ("node-1",))
+    assert small is not every and cache.restarts == 3 and _built(small, mode) == {"node-1"}
+
+
+def test_tasks_name_the_nodes_they_meet():
+    from netsim.reach.evaluate import ALL_NODES
+    from netsim.reach.matrix import class_tasks
+    em = netsim.load(LOCAL_POLICY)
+    pl = Planner([Inventory.from_emulator(em, "v")])
+    tasks = {t.key: t for t in class_tasks(pl, pl.plan(), [em.mode])}
+    for pc in pl.plan():
+        t = tasks.get(pc.key)
+        if t is None or pc.slot.service != "default/web":
+            continue
+        member, addressed = pc.rep
+        if member.kind == "external" and pc.slot.kind == "loadbalancer":
+            assert t.nodes == ALL_NODES
+        else:                                     # its own node, the addressed one, web-1's (node-2)
+            assert set(t.nodes) == {member.node, addressed, "node-2"} - {None}, (pc.key, t.nodes)
+
+
+def test_node_budget_of_one_gives_the_same_matrix():
+    """A worker that starts afresh at every new node and runs probes unprepared: same rows, and
+    raw probes still equal their class rows."""
+    from netsim.benchmarks.reach_synth import SynthKnobs, generate
+    text = generate(SynthKnobs(nodes=3, services=4, pods=5, local_share=0.5, lb_share=0.4, seed=5))
+    free = reach([("v", [text])], ["iptables"], engine="serial", seed=1)
+    tight = reach([("v", [text])], ["iptables"], engine="serial", seed=1, node_budget=1, validate_sample=20)
+    assert tight.mismatches == [] and tight.validated == 20
+    cols = ("key", "disposition", "endpoints", "snat", "branches")
+    assert [tuple(r[c] for c in cols) for r in free.matrix.rows] == \
+        [tuple(r[c] for c in cols) for r in tight.matrix.rows]
 
 
 class _IgnoresLocalPolicies(Planner):

@@ -2,6 +2,7 @@
 them, and answer batches of probes with verdicts (``netsim.api.Emulator.verdict``)."""
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -11,6 +12,8 @@ if TYPE_CHECKING:
     from netsim.api import Emulator
 
 MODEL_LRU = 4          # compiled models kept per worker
+WORKER_MEMORY_MB = 2048  # the nodes' rules a worker's model holds at most (measured per node), 0: no limit
+MIN_NODES = 8          # ... but at least this many nodes' rules
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,8 @@ class ModelSpec:
     versions: tuple[tuple[str, tuple[str, ...]], ...]
     seed: Optional[int] = None
     limits: Any = None          # netsim.control.inputread.InputLimits for every load (None: the defaults)
+    node_budget: int = 0        # nodes' rules one worker's model may hold (0: as worker_memory_mb allows)
+    worker_memory_mb: int = WORKER_MEMORY_MB
 
     def sources(self, version: str) -> tuple[str, ...]:
         for v, src in self.versions:
@@ -40,38 +45,104 @@ class Task:
     namespace: str
     dst: str
     proto: str
+    nodes: tuple[str, ...] = ()     # the nodes whose rules the probe can meet (ALL_NODES: any); a hint only
+
+
+ALL_NODES = ("*",)
+
+
+def _rss_bytes() -> int:
+    """This process's resident set now (/proc/self/statm), 0 where there is none."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 @dataclass
 class ModelCache:
-    """Models built lazily per (version, mode), least recently used dropped past ``size``."""
+    """Models built lazily per (version, mode), least recently used dropped past ``size``.
+
+    Each node's rules are rendered, parsed and compiled when a probe first needs them
+    (:meth:`get` with the probe's nodes), not all at load: on a cluster whose nodes all differ (a
+    Local-policy Service's endpoints make each node's kube-proxy text its own) every node's rules
+    cost ~60 MB and ~1 s at 5,000 Services, so a worker holds at most ``node_budget`` nodes' rules
+    per model (``spec.node_budget``; else as many as ``spec.worker_memory_mb`` holds at the size the
+    first nodes measured) and starts the model afresh past that. A probe whose nodes alone exceed
+    the budget (an external client through the load balancer meets every node; a Service with
+    endpoints on most nodes) gets them all anyway: unprepared, each of its paths would render the
+    nodes it meets on a copy of its own, which costs more. Results do not depend on what is
+    prepared (a node's rules are the same text either way)."""
 
     spec: ModelSpec
     size: int = MODEL_LRU
     models: "OrderedDict[tuple[str, str], Emulator]" = field(default_factory=OrderedDict)
     build_seconds: dict = field(default_factory=dict)
+    built: dict = field(default_factory=dict)           # model key -> nodes whose rules it holds
+    node_bytes: int = 0                                 # measured resident bytes per node's rules
+    restarts: int = 0                                   # models started afresh to stay in budget
 
-    def get(self, version: str, mode: str) -> "Emulator":
+    def get(self, version: str, mode: str, nodes: Optional[tuple[str, ...]] = None) -> "Emulator":
+        """The model; ``nodes`` None: with every node's rules (a witness trace, a model's cost), else
+        with those nodes' rules at least (ALL_NODES: every node, within the budget)."""
         k = (version, mode)
         em = self.models.get(k)
-        if em is not None:
+        if em is None:
+            em = self._load(k)
+        else:
             self.models.move_to_end(k)
+        held = self.built[k]
+        want = set(self._names(em) if nodes is None or nodes == ALL_NODES else nodes)
+        need = want - held
+        if not need:
             return em
+        if nodes is not None and held and len(held) + len(need) > self.budget():
+            em = self._load(k)                  # start afresh: the old model's rules are freed with it
+            self.restarts += 1
+            held, need = self.built[k], want
+        before = _rss_bytes()
+        t0 = time.perf_counter()
+        em.prepare(mode, nodes=sorted(need))
+        self.build_seconds[k] = self.build_seconds.get(k, 0.0) + time.perf_counter() - t0
+        held |= need
+        if not self.node_bytes and before:
+            self.node_bytes = max(1, (_rss_bytes() - before) // len(need))
+        return em
+
+    def budget(self) -> int:
+        """How many nodes' rules one model may hold."""
+        if self.spec.node_budget:
+            return self.spec.node_budget
+        if not self.node_bytes or not self.spec.worker_memory_mb:
+            return 1 << 30
+        return max(MIN_NODES, (self.spec.worker_memory_mb << 20) // self.node_bytes)
+
+    def _load(self, k: tuple[str, str]) -> "Emulator":
         import netsim
+        version, mode = k
+        self.models.pop(k, None)
+        self.built.pop(k, None)
         t0 = time.perf_counter()
         em = netsim.load(*self.spec.sources(version), mode=mode, seed=self.spec.seed, limits=self.spec.limits)
-        em.prepare(mode)
-        self.build_seconds[k] = time.perf_counter() - t0
+        em.prepare(mode, nodes=())        # the mode's walker, no node's rules yet (verdict() would render all)
+        self.build_seconds[k] = self.build_seconds.get(k, 0.0) + time.perf_counter() - t0
         self.models[k] = em
+        self.built[k] = set()
         while len(self.models) > self.size:
-            self.models.popitem(last=False)
+            old, _ = self.models.popitem(last=False)
+            self.built.pop(old, None)
         return em
+
+    @staticmethod
+    def _names(em: "Emulator") -> list[str]:
+        return [n.name for n in em.cluster.nodes()]
 
 
 def run_task(cache: ModelCache, t: Task) -> dict:
     """One verdict as a flat record (an error becomes the ERROR disposition with its message)."""
     import json
-    em = cache.get(t.version, t.mode)
+    em = cache.get(t.version, t.mode, t.nodes or None)
     rec = {"key": t.key, "version": t.version, "mode": t.mode, "probe_src": t.src, "probe_dst": t.dst,
            "proto": t.proto}
     try:

@@ -88,6 +88,10 @@ class ServiceFacts:
                 s.publish_not_ready_addresses, s.allocate_load_balancer_node_ports,
                 tuple(sorted(self.endpoints, key=lambda e: (e.address, e.node or "", e.ports))), self.slice_ports)
 
+    def endpoint_nodes(self) -> frozenset:
+        """The nodes the endpoints are on (and the nodes whose addresses they are)."""
+        return frozenset(n for e in self.endpoints for n in (e.node, e.host) if n is not None)
+
     def endpoint_of(self, ip: str) -> Optional[tuple]:
         """A hairpin member's own endpoint(s) (conditions, ports), or None when it is none of them."""
         idx = self._by_address

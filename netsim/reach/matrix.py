@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional, Sequence
 
-from netsim.reach.evaluate import ModelSpec, Task, outcome_of
+from netsim.reach.evaluate import ALL_NODES, ModelSpec, Task, outcome_of
 from netsim.reach.executors import Executor
 from netsim.reach.plan import Planner, ProbeClass
 
@@ -36,8 +36,9 @@ def class_tasks(planner: Planner, classes: Iterable[ProbeClass], modes: Sequence
             raw = planner.raw_probe(pc.slot, v, member, node)
             if raw is None:
                 continue
+            nodes = planner.nodes_met(pc.slot, v, member, node)
             for mode in modes:
-                out.append(Task(pc.key, raw.version, mode, raw.src, raw.namespace, raw.dst, raw.proto))
+                out.append(Task(pc.key, raw.version, mode, raw.src, raw.namespace, raw.dst, raw.proto, nodes))
     return out
 
 
@@ -62,14 +63,17 @@ def _raw_items(planner: Planner, pc: ProbeClass, member, node: Optional[str], mo
         if raw is None:
             continue
         key = f"{pc.key} :: {member.ident}{' @' + node if node else ''}"
+        nodes = planner.nodes_met(pc.slot, v, member, node)
         for mode in modes:
-            out.append((Task(key, raw.version, mode, raw.src, raw.namespace, raw.dst, raw.proto), pc.key))
+            out.append((Task(key, raw.version, mode, raw.src, raw.namespace, raw.dst, raw.proto, nodes), pc.key))
     return out
 
 
 def batches(tasks: list[Task], size: int) -> list[list[Task]]:
-    """Consecutive runs of ``size`` tasks, grouped by model so a worker builds few models."""
-    ordered = sorted(tasks, key=lambda t: (t.version, t.mode))
+    """Consecutive runs of ``size`` tasks, grouped by model so a worker builds few models, and within
+    a model by the nodes the probes meet (probes meeting every node last), so a batch's probes
+    share the nodes whose rules a worker builds for them."""
+    ordered = sorted(tasks, key=lambda t: (t.version, t.mode, t.nodes == ALL_NODES, t.nodes))
     return [ordered[i:i + size] for i in range(0, len(ordered), size)]
 
 

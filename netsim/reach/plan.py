@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
 from netsim.reach.atoms import Atoms
+from netsim.reach.evaluate import ALL_NODES
 from netsim.reach.inventory import Inventory, Member, ServiceFacts
 
 DEST_KINDS = ("clusterip", "clusterip-unused", "nodeport", "nodeport-secondary", "nodeport-localhost", "loadbalancer",
@@ -26,6 +27,7 @@ DEST_KINDS = ("clusterip", "clusterip-unused", "nodeport", "nodeport-secondary",
 # primary only (nodePortAddresses' default "primary" since v1.31, pkg/proxy/nftables/proxier.go)
 NODE_ADDRESSED = ("nodeport", "nodeport-secondary")
 SAMPLES = 3
+DNS_SERVICE = "kube-system/kube-dns"      # the cluster DNS Service a pod's resolv.conf points at
 
 
 @dataclass(frozen=True)
@@ -268,6 +270,29 @@ class Planner:
         if slot.kind == "nodeport-localhost" and m.node is None:
             return None
         return RawProbe(self.invs[v].version, m.trace_src, m.namespace, f"{addr}:{slot.port}", slot.proto)
+
+    def nodes_met(self, slot: Slot, v: int, member: Member, node: Optional[str]) -> tuple[str, ...]:
+        """The nodes whose rules a raw probe of version v can meet, for a worker to build just those
+        (a hint: a node left out is rendered on the path's own copy, at a cost in time only): the
+        source's node, the addressed node, the nodes of the Service's endpoints (and of the cluster
+        DNS's for a name); an external client through a load balancer or an externalIP's route
+        meets any node (the load balancer picks among the ready ones, netsim.dataplane.loadbalancer)."""
+        m = self.member_of[member.ident][v]
+        if m is None:
+            return ()
+        if m.kind == "external" and slot.kind in ("loadbalancer", "externalip"):
+            return ALL_NODES
+        inv = self.invs[v]
+        out = {m.node, node}
+        sf = inv.services.get(slot.service)
+        if sf is not None:
+            out.update(sf.endpoint_nodes())
+        if slot.kind == "dns":
+            dns = inv.services.get(DNS_SERVICE)
+            if dns is not None:
+                out.update(dns.endpoint_nodes())
+        out.discard(None)
+        return tuple(sorted(out))
 
     # ------------------------------------------------------------------ classes
     def slot_exists(self, slot: Slot, v: int) -> bool:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from netsim.reach.diff import Diff, Side, diff_rows
-from netsim.reach.evaluate import ModelSpec
+from netsim.reach.evaluate import WORKER_MEMORY_MB, ModelSpec
 from netsim.reach.executors import make_executor
 from netsim.reach.inventory import Inventory
 from netsim.reach.matrix import BATCH_SIZE, Matrix, Mismatch, check_raw, compute, raw_tasks, sample_raw
@@ -58,14 +58,16 @@ def reach(versions: Sequence[tuple[str, Sequence[str]]], modes: Sequence[str], *
           seed: Optional[int] = None, exhaustive: bool = False, validate_sample: int = 0,
           share: bool = True, done: Optional[dict] = None, witness: bool = True,
           on_batch: Optional[Callable[[list[dict]], None]] = None, planner_factory=Planner,
-          limits: Any = None) -> ReachRun:
+          limits: Any = None, worker_memory_mb: int = WORKER_MEMORY_MB, node_budget: int = 0) -> ReachRun:
     """The matrix of every version (name, manifest sources) in every mode; with two versions (or one
     version and two modes) the diff of the two sides too. ``limits`` (an InputLimits) bounds every
-    load, here and on the workers."""
+    load, here and on the workers. ``worker_memory_mb`` / ``node_budget``: how many nodes' rules a
+    worker's model holds (netsim.reach.evaluate.ModelCache)."""
     import netsim
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    spec = ModelSpec(tuple((name, source_texts(src)) for name, src in versions), seed, limits)
+    spec = ModelSpec(tuple((name, source_texts(src)) for name, src in versions), seed, limits,
+                     node_budget=node_budget, worker_memory_mb=worker_memory_mb)
     invs = [Inventory.from_emulator(netsim.load(*spec.sources(name), seed=seed, limits=limits), name)
             for name, _ in versions]
     timings["load"] = time.perf_counter() - t0
