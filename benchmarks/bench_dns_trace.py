@@ -16,7 +16,10 @@ pauses included; results go to benchmarks/results/dns_trace.json. The aim (issue
   answers alone (the pods' handlers timed), and the client's DNS work alone — the same lookups run
   again with every packet walk replayed from a recording (neither the walker nor its sync runs),
   leaving the stub, the query and reply bytes and the notes. The rest of the lookup is packet
-  walking; the rest of the trace is the connection.
+  walking; the rest of the trace is the connection;
+* the same split measured inside the traces themselves ("in situ": the lookup and the connection
+  each timed as ``Emulator.trace`` runs them, in rounds of their own), since a lookup run alone, with
+  its data warm in the CPU's caches, costs less than one between two connections.
 
 Rates are given per wall-clock second and per CPU second of the process (time.process_time): on a
 shared machine the second depends less on the other users (though not at all on nothing: caches
@@ -116,6 +119,39 @@ def _lookup_split(em, targets: list[str], rounds: int) -> dict[str, list[float]]
     return out
 
 
+def _in_situ_split(em, targets: list[str], rounds: int) -> dict[str, list[float]]:
+    """CPU µs per trace, each round: the whole trace, its lookup (``target.resolve``) and its
+    connection (``Walker.connect``), each timed where ``Emulator.trace`` calls it."""
+    from netsim.dataplane import target as T
+    walker = em._walker(None)
+    real_resolve, real_connect = T.resolve, walker.connect
+    spent = {"lookup": 0.0, "connection": 0.0}
+
+    def timed(what: str, fn: Any) -> Any:
+        def run(*args: Any, **kw: Any) -> Any:
+            c0 = time.process_time()
+            try:
+                return fn(*args, **kw)
+            finally:
+                spent[what] += time.process_time() - c0
+        return run
+    out: dict[str, list[float]] = {"trace": [], "lookup": [], "connection": []}
+    T.resolve, walker.connect = timed("lookup", real_resolve), timed("connection", real_connect)
+    try:
+        for _ in range(rounds):
+            spent.update(lookup=0.0, connection=0.0)
+            c0 = time.process_time()
+            for dst in targets:
+                em.trace("pod/client", dst)
+            out["trace"].append((time.process_time() - c0) / len(targets) * 1e6)
+            out["lookup"].append(spent["lookup"] / len(targets) * 1e6)
+            out["connection"].append(spent["connection"] / len(targets) * 1e6)
+    finally:
+        T.resolve = real_resolve
+        del walker.connect                       # the class's method again
+    return out
+
+
 def _stats(rates: list[float]) -> dict:
     return {"median": round(statistics.median(rates), 1), "min": round(min(rates), 1),
             "max": round(max(rates), 1), "rounds": [round(r, 1) for r in rates]}
@@ -138,13 +174,17 @@ def bench(services: int, traces: int, rounds: int) -> dict:
     name_rates, name_cpu = _rounds(em, by_name, rounds)
     ip_rates, ip_cpu = _rounds(em, by_ip, rounds)
     split = _lookup_split(em, by_name, rounds)
+    situ = _in_situ_split(em, by_name, rounds)
     trace_us = statistics.median(1e6 / r for r in name_cpu)
     lookup, client, server = (statistics.median(split[k]) for k in ("lookup", "client", "server"))
     share = {"trace_cpu_us": round(trace_us, 1), "lookup_cpu_us": _stats(split["lookup"]),
              "dns_client_cpu_us": _stats(split["client"]), "dns_server_us": _stats(split["server"]),
              "dns_work": round((client + server) / trace_us, 3),
              "dns_packet_walks": round((lookup - client - server) / trace_us, 3),
-             "connection_and_rest": round(1 - lookup / trace_us, 3)}
+             "connection_and_rest": round(1 - lookup / trace_us, 3),
+             "in_situ_cpu_us": {k: _stats(v) for k, v in situ.items()},
+             "in_situ_lookup": round(statistics.median(situ["lookup"]) / statistics.median(situ["trace"]), 3),
+             "in_situ_connection": round(statistics.median(situ["connection"]) / statistics.median(situ["trace"]), 3)}
     return {"services": services, "traces_per_round": traces, "first_trace_delivered": ok,
             "dns_queries_per_trace": dns_queries, "by_name_traces_per_s": _stats(name_rates),
             "by_ip_traces_per_s": _stats(ip_rates), "by_name_traces_per_cpu_s": _stats(name_cpu),
@@ -180,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
           f"answering {s['dns_server_us']['median']:,.1f} (rounds {s['dns_server_us']['rounds']})")
     print(f"  shares of a by-name trace: DNS work {s['dns_work']:.0%}, DNS packets walked {s['dns_packet_walks']:.0%}, "
           f"the connection and the rest {s['connection_and_rest']:.0%}")
+    si = s["in_situ_cpu_us"]
+    print(f"  in situ (timed inside the traces): trace {si['trace']['median']:,.0f} CPU-us, lookup "
+          f"{si['lookup']['median']:,.0f} ({s['in_situ_lookup']:.0%}; rounds {si['lookup']['rounds']}), connection "
+          f"{si['connection']['median']:,.0f} ({s['in_situ_connection']:.0%}; rounds {si['connection']['rounds']})")
     result = {**row, "aim_traces_per_s": AIM_TRACES_PER_S, "load_average": list(load_start),
               "load_average_end": list(load), "python": platform.python_version(), "cpus": os.cpu_count(),
               "quick": args.quick}

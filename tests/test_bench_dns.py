@@ -33,3 +33,8 @@ def test_bench_dns_trace_quick(tmp_path):
     share = res["by_name_share"]               # where a by-name trace's time goes (CPU time)
     assert 0 < share["dns_client_cpu_us"]["median"] < share["lookup_cpu_us"]["median"]
     assert share["dns_server_us"]["median"] > 0 and len(share["lookup_cpu_us"]["rounds"]) == 2
+    situ = share["in_situ_cpu_us"]             # the same split timed inside the traces
+    assert len(situ["trace"]["rounds"]) == 2
+    assert 0 < situ["lookup"]["median"] < situ["trace"]["median"]
+    assert 0 < situ["connection"]["median"] < situ["trace"]["median"]
+    assert 0 < share["in_situ_lookup"] + share["in_situ_connection"] <= 1
