@@ -22,6 +22,8 @@ import netsim
 from netsim.benchmarks.bench_api import cluster_yaml
 from netsim.control.model import Service, ServicePort
 from netsim.dataplane import target as target_mod
+from netsim.dataplane.hopmemo import BRIDGED
+from netsim.dataplane.walker import Walker
 from netsim.dns import resolvconf, stub, wire
 
 # bench_api's cluster (web-1, web-2, client on three nodes) with a second namespace, two more clients
@@ -95,9 +97,9 @@ MEMOS = (wire._question_tail, wire._reply_parts, stub._stub_query, resolvconf._p
          target_mod._parsed_target)
 
 
-def _run(ops: list, cold: bool) -> list[str]:
+def _run(ops: list, cold: bool, mode: str = "iptables") -> list[str]:
     random.seed(1234)                       # the query IDs (dnslib's draw) come from the random module
-    emu = netsim.load(CLUSTER, mode="iptables", seed=7)
+    emu = netsim.load(CLUSTER, mode=mode, seed=7)
     out: list[str] = []
     added = 0
     last = (0, 0)
@@ -151,6 +153,52 @@ def test_by_name_traces_with_warm_memos_equal_traces_with_cold_ones(ops):
     assert len(warm) == len(cold)
     for a, b in zip(cold, warm):
         assert b == a
+
+
+@pytest.mark.parametrize("mode", ["iptables", "ipvs"])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_by_name_traces_with_the_hop_memo_equal_traces_without(mode, ops, monkeypatch):
+    """The walker's whole-hop memo (netsim.dataplane.hopmemo) on a pod's lookups: its queries and
+    replies through kube-dns's DNAT, and — for a client on a CoreDNS pod's node — the replies
+    bridged pod to pod on cni0 (br_netfilter), then the connection; equal with the memo and
+    without."""
+    state = random.getstate()
+    try:
+        monkeypatch.setattr(Walker, "hop_memo", False)
+        without = _run(ops, False, mode)
+        monkeypatch.setattr(Walker, "hop_memo", True)
+        with_memo = _run(ops, False, mode)
+    finally:
+        random.setstate(state)
+    assert with_memo == without
+
+
+def test_bridged_dns_replies_are_replayed():
+    """Not vacuous: a client on a CoreDNS pod's node gets that pod's replies bridged on cni0, and
+    once seen such a hop is replayed from the memo, with the BRIDGED step as the live walk has it."""
+    emu = netsim.load(CLUSTER, mode="iptables", seed=7)
+    w = emu._walker(None)
+    replays: list[tuple] = []
+    orig = Walker._node_replay
+
+    def counting(self, plan, host, *args):
+        replays.append((host.name, plan[0]))
+        return orig(self, plan, host, *args)
+    traces = [emu.trace("pod/client", "http://web") for _ in range(12)]
+    Walker._node_replay = counting
+    try:
+        for _ in range(12):
+            t = emu.trace("pod/client", "http://web", capture=False)
+            traces.append(t)
+    finally:
+        Walker._node_replay = orig
+    assert all(t.outcome.ok for t in traces)
+    assert ("node-3", BRIDGED) in replays, replays
+    local = [n for t in traces for n in t.notes if "DNAT to kube-system/" in n and
+             emu.cluster.pod("kube-system", n.split("DNAT to kube-system/")[1].split(")")[0]).node_name == "node-3"]
+    assert local                              # some lookups were served by the CoreDNS pod on node-3
+    assert w._hop_memo.size > 0
 
 
 def test_the_sequence_resolves_names_for_real():

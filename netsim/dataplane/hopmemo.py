@@ -28,13 +28,14 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-LOCAL, FORWARD = 0, 1          # what a recorded hop does after PREROUTING
+LOCAL, FORWARD, BRIDGED = 0, 1, 2   # what a recorded hop does after PREROUTING
 # what a recorded hop ran, in order (HookRunner._hook and IPv4Stack._node_walk write them):
 # (OP_CHAIN, RULE steps, rules counted, mark after): pure functions' results, consecutive ones merged;
 # OP_CT: conntrack (nf_conntrack_in); (OP_NAT, manip, lookups or None): a NAT binding asked for (each
 # function's (steps, rules, mark, result whose binding was made)) and applied; (OP_CONFIRM, shown);
-# (OP_ROUTE, route, hairpin): forwarded by route; (OP_LOCAL, ROUTED detail): delivered locally.
-OP_CHAIN, OP_NAT, OP_CONFIRM, OP_ROUTE, OP_LOCAL = 0, 2, 3, 4, 5
+# (OP_ROUTE, route, hairpin): forwarded by route; (OP_LOCAL, ROUTED detail): delivered locally;
+# (OP_BRIDGED, port): a frame bridged between two cni0 ports (br_netfilter), out by ``port``.
+OP_CHAIN, OP_NAT, OP_CONFIRM, OP_ROUTE, OP_LOCAL, OP_BRIDGED = 0, 2, 3, 4, 5, 6
 OP_CT = (1,)
 
 # The packet fields a pure result may depend on (HookResult.pure_fields) that the hop key holds
@@ -58,7 +59,7 @@ class HopRecording:
         self.ok = True
         self.ops: list[tuple] = []         # what ran, in order (OP_*)
         self.hooks = 0                     # hook runs
-        self.tail: Optional[tuple] = None  # (LOCAL,) or (FORWARD, route)
+        self.tail: Optional[tuple] = None  # (LOCAL,), (FORWARD, route) or (BRIDGED, port)
         self.fields: set[str] = set()      # the packet fields the pure results read
 
     def pure(self, res: Any) -> bool:
@@ -81,12 +82,13 @@ class HopRecording:
             ops.append((OP_CHAIN, tuple(hits), n, mark))
 
     def plan(self) -> Optional[tuple]:
-        """The replay: (LOCAL, ops) or (FORWARD, ops, route); None when the hop may not be kept."""
+        """The replay: (LOCAL, ops), (FORWARD, ops, route) or (BRIDGED, ops, port); None when the hop
+        may not be kept."""
         if not self.ok or self.tail is None or not self.fields <= _FIXED | _OPTIONAL.keys():
             return None
         if self.tail[0] == LOCAL:
             return (LOCAL, tuple(self.ops)) if self.hooks == 2 else None
-        return (FORWARD, tuple(self.ops), self.tail[1]) if self.hooks == 3 else None
+        return (self.tail[0], tuple(self.ops), self.tail[1]) if self.hooks == 3 else None
 
 
 class _Bucket:
@@ -131,14 +133,18 @@ class HopMemo:
                 f"lambda p, nd, np: (p._dst, p.buf[8] > 1, p.mark, nd{opt})")
         return fn
 
-    def lookup(self, host: Any, iface: Any, pkt: Any, ct: Any, now: float) -> Optional[tuple]:
+    def lookup(self, host: Any, iface: Any, pkt: Any, ct: Any, now: float, bridged_to: Any = None
+               ) -> Optional[tuple]:
         """(bucket, its key function, the key, the remembered replay or None, the conntrack entry
-        found as Conntrack.peek gives it); None when the hop is not to be memoised."""
+        found as Conntrack.peek gives it); None when the hop is not to be memoised. ``bridged_to``:
+        the cni0 port a bridged frame is for (br_netfilter), which the bucket holds (a frame for
+        another port, or a routed one, is another bucket)."""
         peek = ct.peek(pkt, now)
         if peek is None:
             return None
         what, nd, np, hit = peek
-        bkey = (host.name, iface.name, pkt._proto, host.routes.local.version, what)
+        bkey = (host.name, iface.name, pkt._proto, host.routes.local.version, what,
+                None if bridged_to is None else bridged_to.bridge_port)
         b = self.buckets.get(bkey)
         if b is None:
             if len(self.buckets) >= self.MAX_HOPS:

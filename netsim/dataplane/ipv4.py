@@ -13,7 +13,8 @@ from typing import Optional
 from netsim.dataplane.conntrack import Conntrack, ConntrackEntry
 from netsim.dataplane.end import End
 from netsim.dataplane.hooks import STOLEN, HookTable
-from netsim.dataplane.hopmemo import FORWARD, LOCAL, OP_CHAIN, OP_CONFIRM, OP_LOCAL, OP_NAT, OP_ROUTE, HopRecording
+from netsim.dataplane.hopmemo import (BRIDGED, FORWARD, LOCAL, OP_BRIDGED, OP_CHAIN, OP_CONFIRM, OP_LOCAL, OP_NAT,
+                                      OP_ROUTE, HopRecording)
 from netsim.dataplane.routing import LOOPBACK_NET, Route
 from netsim.dataplane.topology import Host, Interface
 from netsim.dataplane.trace import Hop, PacketTrace, Step
@@ -81,19 +82,19 @@ class IPv4Stack:
         ct = self.conntrack.get(name)
         if ct is None:
             ct = self.conntrack_for(name)
-        if bridged_to is not None or pt.pcap is not None or not self.hop_memo:
+        if pt.pcap is not None or not self.hop_memo:
             return self._node_walk(host, iface, pkt, pt, hop, bridged_to, hooks, ct)
         # the whole-hop memo (netsim.dataplane.hopmemo): replay a remembered hop, or record this one
-        found = self._hop_memo.lookup(host, iface, pkt, ct, self.cluster.clock.now)
+        found = self._hop_memo.lookup(host, iface, pkt, ct, self.cluster.clock.now, bridged_to)
         if found is None:
-            return self._node_walk(host, iface, pkt, pt, hop, None, hooks, ct)
+            return self._node_walk(host, iface, pkt, pt, hop, bridged_to, hooks, ct)
         plan = found[3]
         if plan is not None:
             return self._node_replay(plan, host, iface, pkt, pt, hop, ct, found[4])
         outer = self._rec
         rec = self._rec = HopRecording()
         try:
-            out = self._node_walk(host, iface, pkt, pt, hop, None, hooks, ct)
+            out = self._node_walk(host, iface, pkt, pt, hop, bridged_to, hooks, ct)
         finally:
             self._rec = outer
         self._hop_memo.store(found, rec)
@@ -140,6 +141,9 @@ class IPv4Stack:
                 pkt.oif = route.dev
             elif kind == OP_LOCAL:
                 steps.append(Step("ROUTED", op[1]))
+            elif kind == OP_BRIDGED:
+                self._bridged(hop, pkt, op[1])
+                pkt.oif = "cni0"                       # as _forward sets it for a bridged frame
             elif kind == OP_CONFIRM:
                 end = self._confirm(host, ct, e, op[1], pkt, hop, self.cluster.clock.now, False)
                 if end is not None:
@@ -150,6 +154,8 @@ class IPv4Stack:
                     return stop
         if plan[0] == LOCAL:
             return self._deliver(host, iface.name, pkt, hop)
+        if plan[0] == BRIDGED:
+            return self._to_port(host, plan[2], pkt, pt, hop)
         return self._transmit(host, plan[2], pkt, pt, hop)
 
     def _node_walk(self, host: Host, iface: Interface, pkt: Packet, pt: PacketTrace, hop: Hop, bridged_to,
@@ -167,9 +173,10 @@ class IPv4Stack:
         # br_netfilter: a frame bridged between two ports of cni0 skips the routing decision unless
         # DNAT changed its destination (br_nf_pre_routing_finish re-routes then).
         if bridged_to is not None and not local and pkt.dst == bridged_to.addr:
-            hop.add("BRIDGED", f"cni0: {pkt.physdev_in} -> {bridged_to.bridge_port} (br_netfilter runs the "
-                    "IPv4 hooks on bridged frames)")
-            pkt.physdev_out = bridged_to.bridge_port
+            if rec is not None:
+                rec.tail = (BRIDGED, bridged_to)
+                rec.ops.append((OP_BRIDGED, bridged_to))
+            self._bridged(hop, pkt, bridged_to)
             return self._forward(host, hooks, ct, e, pkt, pt, hop, None, bridged_to)
         if local:
             detail = f"{pkt.dst_ip} is local -> INPUT"
@@ -197,6 +204,14 @@ class IPv4Stack:
             hit = self._routed.get(id(route))
             hop.steps.append(hit[1] if hit is not None else self._routed_step(route))
         return self._forward(host, hooks, ct, e, pkt, pt, hop, route, None)
+
+    @staticmethod
+    def _bridged(hop: Hop, pkt: Packet, port: Interface) -> None:
+        """br_netfilter: a frame between two cni0 ports goes FORWARD and POSTROUTING out by ``port``
+        without a routing decision (its TTL untouched)."""
+        hop.add("BRIDGED", f"cni0: {pkt.physdev_in} -> {port.bridge_port} (br_netfilter runs the "
+                "IPv4 hooks on bridged frames)")
+        pkt.physdev_out = port.bridge_port
 
     def _forward(self, host: Host, hooks: HookTable, ct: Conntrack, e: Optional[ConntrackEntry], pkt: Packet,
                  pt: PacketTrace, hop: Hop, route: Optional[Route], bridged_to: Optional[Interface]):
