@@ -113,11 +113,15 @@ def _base_emulator(config: pytest.Config, key: tuple) -> Any:
     if got is None:
         import netsim
         sources, mode, seed = key
+        import gc
+        # the session keeps this emulator to its end: its store, then its rules, go out of every
+        # later collection (gc.freeze, as the one-shot `netsim` command does after each build; at
+        # 10,000 Services a pass walks millions of objects and finds none dead). The collector stays
+        # off until then: switched back on at the end of the load, it would walk everything the load
+        # made (all of it still in the youngest generation) at the next allocation, before the freeze.
+        was_enabled = gc.isenabled()
+        gc.disable()
         try:
-            import gc
-            # the session keeps this emulator to its end: its store, then its rules, go out of every
-            # later full collection (gc.freeze, as the one-shot `netsim` command does after each build;
-            # at 10,000 Services a full pass walks millions of objects and finds none dead)
             em = netsim.load(*sources, mode=mode, seed=seed)
             gc.freeze()
             em.prepare()
@@ -125,6 +129,9 @@ def _base_emulator(config: pytest.Config, key: tuple) -> Any:
             got = ("ok", em)
         except (netsim.ManifestError, ValueError) as e:
             got = ("error", f"@pytest.mark.netsim: {e}")
+        finally:
+            if was_enabled:
+                gc.enable()
         cache[key] = got
     if got[0] == "error":
         pytest.fail(got[1], pytrace=False)

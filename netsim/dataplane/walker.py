@@ -128,7 +128,7 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
         w = Walker.__new__(Walker)
         w.__dict__.update(self.__dict__)
         for k, v in self.__dict__.items():         # containers not handled below: shallow copies
-            if isinstance(v, (dict, list, set)):
+            if isinstance(v, (dict, list, set)) and not isinstance(v, LazyMap):
                 setattr(w, k, v.copy())
         w.rng = rng
         memo: dict = {id(self.cluster): self.cluster, id(self.rng): rng}
@@ -147,7 +147,7 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
         w._clients = {}
         w._coredns = None                              # own DNS servers (ClusterDNS has its own RNG), made lazily
         w._coredns_pods = {}
-        w.sockets = {k: _with_dns_handlers(s, w, k) for k, s in self.sockets.items()}
+        w.sockets = _fork_sockets(self.sockets, w)
         self.cluster.watch(w._on_event)
         return w
 
@@ -322,6 +322,25 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
     # ------------------------------------------------------------------ inspection
     def conntrack_listing(self, node: str) -> str:
         return self.conntrack_for(node).listing(self.now)
+
+
+def _fork_sockets(src: dict, w: "Walker") -> dict:
+    """A fork's sockets: ``src``'s (a CoreDNS pod's answering through ``w``'s DNS servers). From a
+    lazy map (``Walker._rebuild``) each is taken when first looked up, as ``src`` builds its own,
+    so a copy of an emulator with 50,000 pods does not wire every pod's sockets."""
+    if not isinstance(src, LazyMap):
+        return {k: _with_dns_handlers(s, w, k) for k, s in src.items()}
+
+    def build(key: str) -> None:
+        del out.pending[key]
+        dict.__setitem__(out, key, _with_dns_handlers(src[key], w, key))
+
+    out = LazyMap(build, src._order)
+    for k, s in dict.items(src):                   # what src has built so far
+        dict.__setitem__(out, k, _with_dns_handlers(s, w, k))
+    out.pending = dict.fromkeys(src.pending)
+    out._shuffled = src._shuffled                  # (iterating puts them in src's eager order)
+    return out
 
 
 class _FactoryDataplane:
