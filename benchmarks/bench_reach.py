@@ -19,6 +19,7 @@ Every round is reported (median, min, max); results go to --out (benchmarks/resu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -169,42 +170,115 @@ def _speedups(out: dict) -> None:
             v["speedup_vs_serial"] = serial["wall"]["median_s"] / v["wall"]["median_s"]
 
 
+def rss_mb() -> dict:
+    """This process's resident set now and its peak so far (MiB): what a stage left behind and what
+    it needed on the way."""
+    now = 0.0
+    try:
+        with open("/proc/self/statm") as f:
+            now = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        pass
+    return {"rss_mb": round(now, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def _stage(out: dict, name: str, save: Callable[[dict], None]) -> Callable[..., dict]:
+    """Start stage ``name`` (saved as running); the returned function ends it with its wall time,
+    memory and load average (plus any figures given) under ``out["stages"][name]``."""
+    out["stage"] = name
+    save(out)
+    t0 = time.perf_counter()
+
+    def done(**figures) -> dict:
+        rec = out.setdefault("stages", {})[name] = {"wall_s": round(time.perf_counter() - t0, 3), **rss_mb(),
+                                                    "loadavg": loadavg(), **figures}
+        out.setdefault("stages_done", []).append(name)
+        save(out)
+        return rec
+    return done
+
+
+def b2_prepare(knobs: SynthKnobs, mode: Optional[str], out: dict, save: Callable[[dict], None]) -> dict:
+    """B2's generate / load / inventory / reduction, each a stage of its own in ``out`` (time, RSS now
+    and peak, load average), so a run stopped part-way says which ran."""
+    import netsim
+    from netsim.reach.evaluate import ModelSpec
+    from netsim.reach.inventory import Inventory
+    from netsim.reach.matrix import class_tasks
+    from netsim.reach.plan import Planner
+    done = _stage(out, "generate", save)
+    text = generate(knobs)
+    done(manifest_bytes=len(text))
+    done = _stage(out, "load", save)
+    em = netsim.load(text, mode=mode, limits=_limits())
+    mode = mode or em.mode
+    done(pods=len(em.cluster.pods()), services=len(em.cluster.services()), nodes=len(em.cluster.nodes()))
+    done = _stage(out, "topology + inventory", save)
+    inv = Inventory.from_emulator(em, "v")
+    topo = em._walker(None).topology
+    done(members=len(inv.members), shared_pod_routes=len(topo.pod_routes))
+    done = _stage(out, "reduce", save)
+    planner = Planner([inv])
+    classes = planner.plan()
+    kinds: dict[str, int] = {}
+    for pc in classes:
+        kinds[pc.slot.kind] = kinds.get(pc.slot.kind, 0) + 1
+    done(classes=len(classes), classes_by_destination=kinds,
+         shared_classes=sum(1 for c in classes if c.shared_from), atoms=len(planner.atoms),
+         member_buckets=len(planner.buckets), probes_naive=sum(c.count for c in classes))
+    done = _stage(out, "probes", save)
+    tasks = class_tasks(planner, classes, [mode])
+    done(probes_reduced=len(tasks))
+    return {"text": text, "em": em, "mode": mode, "planner": planner, "classes": classes, "tasks": tasks,
+            "spec": ModelSpec((("v", (text,)),), limits=_limits())}
+
+
 def b2(knobs: SynthKnobs, mode: Optional[str], max_probes: int, validate: int, workers: int,
-       save: Callable[[dict], None] = _nothing) -> dict:
-    """Stage by stage (``stage`` names the one running; ``save`` gets each stage's result), so a run
-    stopped by the clock reports exactly how far it went."""
-    from netsim.reach.evaluate import ModelCache
+       save: Callable[[dict], None] = _nothing, model_nodes: int = 3) -> dict:
+    """Stage by stage (``stage`` names the one running, ``stages_done`` the finished ones with their
+    figures; ``save`` gets each), so a run stopped by the clock or a memory cap reports how far it went."""
+    import netsim
     from netsim.reach.executors import make_executor
     from netsim.reach.matrix import Matrix, check_raw, execute, rows, sample_raw
     from netsim.reach.output import EXPANSION_COLUMNS, MATRIX_COLUMNS, write_table
     from netsim.reach.run import ReachRun, expansion_rows
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out: dict = {"loadavg_start": loadavg(), "stage": "generate, load, reduce"}
-    save(out)
-    p = prepare(knobs, mode)
-    out.update({"figures": p["figures"], "mode": p["mode"], "loadavg_after_reduction": loadavg(),
-                "stage": "model build"})
-    save(out)
-    # compile time and memory per model key: one model (version, mode) built the way a worker builds it
-    cache = ModelCache(p["spec"])
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    cache.get("v", p["mode"])
-    out["model_key"] = {"key": ["v", p["mode"]], "build_s": cache.build_seconds[("v", p["mode"])],
-                        "peak_rss_growth_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024,
-                        "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                        "start_rss_mb": rss0 / 1024, "loadavg_after": loadavg()}
-    del cache
+    out: dict = {"loadavg_start": loadavg(), "start": rss_mb(), "knobs": dataclasses.asdict(knobs),
+                 "stage": "start"}
+    p = b2_prepare(knobs, mode, out, save)
+    st = out["stages"]
+    out["mode"] = p["mode"]
+    out["figures"] = {"nodes": knobs.nodes, "services": knobs.services, "pods": st["load"]["pods"],
+                      "manifest_bytes": st["generate"]["manifest_bytes"], "load_s": st["load"]["wall_s"],
+                      "reduction_s": st["reduce"]["wall_s"], "classes": st["reduce"]["classes"],
+                      "probes_naive": st["reduce"]["probes_naive"], "probes_reduced": st["probes"]["probes_reduced"]}
+    # compile time and memory per model key, the way a worker builds one: the cluster loaded afresh
+    # (version, mode), then each node's rules when a probe first meets them
+    done = _stage(out, "model load", save)
+    em = netsim.load(p["text"], mode=p["mode"], limits=_limits())
+    w = em._walker(p["mode"])
+    done()
+    per_node = out["model_per_node"] = []
+    for node in [n.name for n in em.cluster.nodes()][:model_nodes]:
+        done = _stage(out, f"model node {node}", save)
+        before = rss_mb()["rss_mb"]
+        t0 = time.perf_counter()
+        nf = w.netfilter(node)
+        t_render = time.perf_counter() - t0
+        text = getattr(nf, "text", "")
+        rec = done(render_parse_s=round(t_render, 3), rules_text_bytes=len(text))
+        per_node.append({"node": node, "rss_growth_mb": round(rec["rss_mb"] - before, 1), **rec})
+    del em, w
     tasks = p["tasks"][:max_probes] if max_probes else p["tasks"]
-    out["stage"] = f"matrix ({len(tasks)} probes)"
-    save(out)
+    done = _stage(out, f"matrix ({len(tasks)} probes)", save)
     t0 = time.perf_counter()
     recs = execute(make_executor("local", workers), p["spec"], tasks, 64)
     out["matrix"] = {"probes": len(tasks), "of": len(p["tasks"]), "wall_s": time.perf_counter() - t0,
                      "workers": workers, "loadavg_after": loadavg()}
-    out["stage"] = "outputs"
-    save(out)
-    done = {(t.key, t.version, t.mode) for t in tasks}
-    classes = [c for c in p["classes"] if (c.shared_from or c.key, "v", p["mode"]) in done]
+    done()
+    done = _stage(out, "outputs", save)
+    keys = {(t.key, t.version, t.mode) for t in tasks}
+    classes = [c for c in p["classes"] if (c.shared_from or c.key, "v", p["mode"]) in keys]
     mx = Matrix(rows(p["planner"], classes, recs, [p["mode"]]), classes, len(tasks),
                 sum(c.count for c in classes), recs)
     with tempfile.TemporaryDirectory() as d:
@@ -212,15 +286,18 @@ def b2(knobs: SynthKnobs, mode: Optional[str], max_probes: int, validate: int, w
         paths = write_table(os.path.join(d, "matrix"), mx.rows, MATRIX_COLUMNS, partition=["version", "mode"])
         paths += write_table(os.path.join(d, "expansion"), expansion_rows(run), EXPANSION_COLUMNS)
         out["outputs"] = {os.path.basename(x): _size(x) for x in paths}
+    done(rows=len(mx.rows))
     if validate:
-        out["stage"] = f"validation ({validate} raw probes)"
-        save(out)
+        done = _stage(out, f"validation ({validate} raw probes)", save)
         raw = sample_raw(p["planner"], mx, [p["mode"]], validate, seed=knobs.seed)
         t0 = time.perf_counter()
         bad = check_raw(p["planner"], mx, raw, make_executor("local", workers), p["spec"])
         out["validation"] = {"sample": len(raw), "mismatches": len(bad), "wall_s": time.perf_counter() - t0,
-                             "drawn_from": "the classes traced above", "loadavg_after": loadavg()}
+                             "drawn_from": "the classes traced above", "loadavg_after": loadavg(),
+                             "first_mismatches": [vars(m) for m in bad[:5]]}
+        done()
     out["stage"] = "done"
+    out["loadavg_end"] = loadavg()
     save(out)
     return out
 

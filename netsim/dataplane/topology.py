@@ -39,8 +39,8 @@ class TopologyError(ValueError):
 class FdbView(Mapping):
     """One node's ``flannel.1`` forwarding database: remote VTEP address -> remote node IP, read from
     the cluster's shared table (flannel's ``AddFDB`` per remote lease, pkg/backend/vxlan/device.go),
-    the node's own VTEP left out. Reads as the dict it replaces (``bridge fdb show dev flannel.1``
-    order: the leases in the order added); n nodes hold n entries, not n·(n−1)."""
+    the node's own VTEP left out. Reads as the dict it replaces (the leases in the order added);
+    n nodes hold n entries, not n·(n−1)."""
 
     __slots__ = ("_table", "_owner", "_own_vtep")
 
