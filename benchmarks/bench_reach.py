@@ -199,9 +199,67 @@ def _stage(out: dict, name: str, save: Callable[[dict], None]) -> Callable[..., 
     return done
 
 
-def b2_prepare(knobs: SynthKnobs, mode: Optional[str], out: dict, save: Callable[[dict], None]) -> dict:
-    """B2's generate / load / inventory / reduction, each a stage of its own in ``out`` (time, RSS now
-    and peak, load average), so a run stopped part-way says which ran."""
+def model_per_node(em, mode: str, n: int, out: dict, save: Callable[[dict], None]) -> None:
+    """Compile time and memory per model key, the way a worker builds one: each node's rules are
+    rendered, parsed and compiled when a probe first meets them (a worker's model is the loaded
+    cluster, as ``em`` here, plus the nodes it met). Measured for the first ``n`` nodes in a forked
+    child (copy-on-write: what it renders is freed with it, so the plan below does not carry it),
+    with two verdicts from a pod on the node to the last ClusterIP Service (the first also renders
+    the endpoint's node; the second shows what is left per probe)."""
+    out["model_per_node"] = per_node = []
+    done = _stage(out, f"model: {n} nodes' rules (forked child)", save)
+    r, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                   # the child: measure, report line by line, exit
+        os.close(r)
+        code = 0
+        try:
+            with os.fdopen(wfd, "w") as pipe:
+                w = em._walker(mode)
+                svc = next(x for x in reversed(em.cluster.services())
+                           if x.type == "ClusterIP" and x.cluster_ip not in (None, "", "None") and x.ports)
+                for node in [x.name for x in em.cluster.nodes()][:n]:
+                    before = rss_mb()["rss_mb"]
+                    t0 = time.perf_counter()
+                    nf = w.netfilter(node)
+                    rec = {"node": node, "render_parse_s": round(time.perf_counter() - t0, 3),
+                           "rules_text_bytes": len(getattr(nf, "text", "")),
+                           "rules_lines": getattr(nf, "text", "").count("\n")}
+                    rec["rss_growth_mb"] = round(rss_mb()["rss_mb"] - before, 1)
+                    pod = next((x for x in em.cluster.pods() if x.node_name == node and not x.host_network
+                                and x.namespace == "default" and x.ip), None)
+                    if pod is not None:
+                        dst = f"{svc.cluster_ip}:{svc.ports[0].port}"
+                        rec["verdict"] = {"src": f"pod/{pod.name}", "dst": dst, "service": svc.name}
+                        for which in ("first_s", "second_s"):
+                            t0 = time.perf_counter()
+                            v = em.verdict(f"pod/{pod.name}", dst, mode=mode)
+                            rec["verdict"][which] = round(time.perf_counter() - t0, 3)
+                        rec["verdict"]["disposition"] = v.disposition
+                    rec.update(rss_mb())
+                    rec["loadavg"] = loadavg()
+                    pipe.write(json.dumps(rec) + "\n")
+                    pipe.flush()
+        except BaseException as e:                 # noqa: BLE001 - reported to the parent, then exit
+            try:
+                with os.fdopen(os.dup(1), "w") as err:
+                    err.write(f"model child: {type(e).__name__}: {e}\n")
+            finally:
+                code = 1
+        os._exit(code)
+    os.close(wfd)
+    with os.fdopen(r) as pipe:
+        for line in pipe:
+            per_node.append(json.loads(line))
+            save(out)
+    _, status = os.waitpid(pid, 0)
+    done(nodes_measured=len(per_node), child_exit=os.waitstatus_to_exitcode(status))
+
+
+def b2_prepare(knobs: SynthKnobs, mode: Optional[str], out: dict, save: Callable[[dict], None],
+               model_nodes: int = 0) -> dict:
+    """B2's generate / load / inventory / (per-node model cost) / reduction, each a stage of its own in
+    ``out`` (time, RSS now and peak, load average), so a run stopped part-way says which ran."""
     import netsim
     from netsim.reach.evaluate import ModelSpec
     from netsim.reach.inventory import Inventory
@@ -218,6 +276,8 @@ def b2_prepare(knobs: SynthKnobs, mode: Optional[str], out: dict, save: Callable
     inv = Inventory.from_emulator(em, "v")
     topo = em._walker(None).topology
     done(members=len(inv.members), shared_pod_routes=len(topo.pod_routes))
+    if model_nodes:
+        model_per_node(em, mode, model_nodes, out, save)
     done = _stage(out, "reduce", save)
     planner = Planner([inv])
     classes = planner.plan()
@@ -238,37 +298,19 @@ def b2(knobs: SynthKnobs, mode: Optional[str], max_probes: int, validate: int, w
        save: Callable[[dict], None] = _nothing, model_nodes: int = 3) -> dict:
     """Stage by stage (``stage`` names the one running, ``stages_done`` the finished ones with their
     figures; ``save`` gets each), so a run stopped by the clock or a memory cap reports how far it went."""
-    import netsim
     from netsim.reach.executors import make_executor
     from netsim.reach.matrix import Matrix, check_raw, execute, rows, sample_raw
     from netsim.reach.output import EXPANSION_COLUMNS, MATRIX_COLUMNS, write_table
     from netsim.reach.run import ReachRun, expansion_rows
     out: dict = {"loadavg_start": loadavg(), "start": rss_mb(), "knobs": dataclasses.asdict(knobs),
                  "stage": "start"}
-    p = b2_prepare(knobs, mode, out, save)
+    p = b2_prepare(knobs, mode, out, save, model_nodes)
     st = out["stages"]
     out["mode"] = p["mode"]
     out["figures"] = {"nodes": knobs.nodes, "services": knobs.services, "pods": st["load"]["pods"],
                       "manifest_bytes": st["generate"]["manifest_bytes"], "load_s": st["load"]["wall_s"],
                       "reduction_s": st["reduce"]["wall_s"], "classes": st["reduce"]["classes"],
                       "probes_naive": st["reduce"]["probes_naive"], "probes_reduced": st["probes"]["probes_reduced"]}
-    # compile time and memory per model key, the way a worker builds one: the cluster loaded afresh
-    # (version, mode), then each node's rules when a probe first meets them
-    done = _stage(out, "model load", save)
-    em = netsim.load(p["text"], mode=p["mode"], limits=_limits())
-    w = em._walker(p["mode"])
-    done()
-    per_node = out["model_per_node"] = []
-    for node in [n.name for n in em.cluster.nodes()][:model_nodes]:
-        done = _stage(out, f"model node {node}", save)
-        before = rss_mb()["rss_mb"]
-        t0 = time.perf_counter()
-        nf = w.netfilter(node)
-        t_render = time.perf_counter() - t0
-        text = getattr(nf, "text", "")
-        rec = done(render_parse_s=round(t_render, 3), rules_text_bytes=len(text))
-        per_node.append({"node": node, "rss_growth_mb": round(rec["rss_mb"] - before, 1), **rec})
-    del em, w
     tasks = p["tasks"][:max_probes] if max_probes else p["tasks"]
     done = _stage(out, f"matrix ({len(tasks)} probes)", save)
     t0 = time.perf_counter()
@@ -323,6 +365,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--batch-sizes", default="16,64,256")
     ap.add_argument("--max-probes", type=int, default=2000, help="probes traced per round (0: all)")
     ap.add_argument("--validate", type=int, default=10000)
+    ap.add_argument("--model-nodes", type=int, default=2,
+                    help="B2: nodes whose rules are built and measured (compile time and memory per model key)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default=RESULTS)
     ap.add_argument("--note", default="", help="what else ran on the machine (saved with the figures)")
@@ -373,7 +417,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             ok &= stopped("b1", lambda: b1(knobs, a.mode, a.rounds, engines, workers, sizes, a.max_probes,
                                            save=saver("b1")))
         if a.b2:
-            ok &= stopped("b2", lambda: b2(knobs, a.mode, a.max_probes, a.validate, max(workers), save=saver("b2")))
+            ok &= stopped("b2", lambda: b2(knobs, a.mode, a.max_probes, a.validate, max(workers), save=saver("b2"),
+                                           model_nodes=a.model_nodes))
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1, default=str)[:6000])
     return 0 if ok else 1
 

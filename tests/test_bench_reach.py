@@ -27,10 +27,19 @@ def test_b1_quick_sanity():
 
 
 def test_b2_quick_sanity():
-    out = bench_reach.b2(TINY, None, 30, 12, 2)
+    out = bench_reach.b2(TINY, None, 30, 12, 2, model_nodes=2)
     assert out["matrix"]["probes"] == 30 and out["validation"] == {**out["validation"], "sample": 12, "mismatches": 0}
-    assert out["model_key"]["build_s"] > 0
     assert all(size > 0 for size in out["outputs"].values())
+    assert out["stage"] == "done" and out["stages_done"][:3] == ["generate", "load", "topology + inventory"]
+    assert set(out["stages_done"]) == set(out["stages"])
+    for st in out["stages"].values():
+        assert st["wall_s"] >= 0 and st["peak_rss_mb"] >= st["rss_mb"] * 0.9 > 0 and len(st["loadavg"]) == 3
+    assert out["stages"]["topology + inventory"]["shared_pod_routes"] == 3
+    nodes = out["model_per_node"]
+    assert [n["node"] for n in nodes] == ["node-1", "node-2"]
+    for n in nodes:          # a worker's model: each node's rules rendered and compiled, then a verdict
+        assert n["rules_text_bytes"] > 0 and n["rules_lines"] > 10 and n["render_parse_s"] >= 0
+        assert n["verdict"]["disposition"] == "DELIVERED" and n["verdict"]["first_s"] > 0
 
 
 def test_synthetic_generator_keeps_within_the_nodeport_range():
@@ -50,11 +59,14 @@ def test_a_stopped_benchmark_says_where(tmp_path, monkeypatch):
     """B2 at 5,000 nodes can stop (MemoryError under a ulimit): the results name the stage and the error."""
     import json
 
-    def refuse(knobs, mode):
+    from netsim.reach.plan import Planner
+
+    def refuse(self):
         raise MemoryError()
-    monkeypatch.setattr(bench_reach, "prepare", refuse)
+    monkeypatch.setattr(Planner, "plan", refuse)
     out = tmp_path / "r.json"
     assert bench_reach.main(["--b2", "--nodes", "3", "--services", "5", "--pods", "6", "--out", str(out)]) == 1
     b2 = json.loads(out.read_text())["b2"]
-    assert b2["stage"] == b2["stopped"]["stage"] == "generate, load, reduce"
+    assert b2["stage"] == b2["stopped"]["stage"] == "reduce"
     assert b2["stopped"]["error"].startswith("MemoryError")
+    assert b2["stages_done"] == ["generate", "load", "topology + inventory", "model: 2 nodes' rules (forked child)"]
