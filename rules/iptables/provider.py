@@ -148,6 +148,7 @@ class IptablesDataplane:
         self._previous: dict[str, IptablesNetfilter] = {}
         self._classes: dict[tuple, IptablesNetfilter] = {}     # node_rules_key -> the first node's rules
         self._sensitive: Optional[tuple[frozenset[str], bool]] = None
+        self._blocks: dict[tuple, Any] = {}     # proxier config_key -> BlockCache: Service lines written once
 
     def netfilter(self, node: str, local_addrs: set[int], rng: Any) -> IptablesNetfilter:
         nf = self._nf.get(node)
@@ -160,10 +161,9 @@ class IptablesDataplane:
             old = self._previous.pop(node, None)
             if base is None:
                 from netsim.control.progress import task
-                from netsim.rules.iptables.proxier import render
                 from netsim.rules.portmap import with_host_ports
                 with task(f"kube-proxy sync on {node} (iptables)"):
-                    text = with_host_ports(render(self.cluster, node), self.cluster, node)    # + CNI portmap's hostPorts
+                    text = with_host_ports(self._render(node), self.cluster, node)    # + CNI portmap's hostPorts
                 if old is not None and old.text == text:
                     nf = base = old.rebind(local_addrs)     # kube-proxy: nothing changed, no iptables-restore
                 else:
@@ -176,6 +176,23 @@ class IptablesDataplane:
                 nf = base.sharing(local_addrs, rng)
             self._nf[node] = nf
         return nf
+
+    def _render(self, node: str) -> str:
+        """The node's text, each Service port that is not node-sensitive written once per cluster
+        and proxier settings (proxier_sync.BlockCache): nodes that differ only in a few Local or
+        source-range Services no longer each write every Service's lines."""
+        from netsim.rules.iptables.proxier import render
+        from netsim.rules.iptables.proxier_cluster import proxier_config_for_node
+        from netsim.rules.iptables.proxier_sync import BlockCache, config_key
+        assert self._sensitive is not None
+        cfg = proxier_config_for_node(self.cluster, node)
+        key = config_key(cfg)
+        cache = self._blocks.get(key)
+        if cache is None:
+            firewalled = {f"{s.namespace}/{s.name}" for s in self.cluster.services()
+                          if s.type == "LoadBalancer" and s.load_balancer_source_ranges}
+            cache = self._blocks[key] = BlockCache(key, self._sensitive[0] | frozenset(firewalled))
+        return render(self.cluster, node, cfg, cache=cache)
 
     ipvs = None                       # no IPVS in this mode
 
@@ -193,6 +210,7 @@ class IptablesDataplane:
             self._nf = {}
             self._classes = {}
             self._sensitive = None
+            self._blocks = {}
             return
         kept = {}
         for node, nf in self._nf.items():

@@ -39,6 +39,7 @@ from netsim.rules.iptables.proxier_sync import (
     KUBE_PROXY_CANARY,
     KUBE_PROXY_FIREWALL,
     KUBE_SERVICES,
+    BlockCache,
     RestoreData,
     compute_probability,
     endpoints_key,
@@ -99,11 +100,19 @@ JUMP_RULES: tuple[JumpRule, ...] = (
 
 
 @deferred_gc()
-def restore_data(cluster: Any, node_name: str, config: Optional[ProxierConfig] = None) -> RestoreData:
-    """kube-proxy's full-sync restore input for ``node_name`` (structured)."""
+def restore_data(cluster: Any, node_name: str, config: Optional[ProxierConfig] = None,
+                 cache: Optional[BlockCache] = None) -> RestoreData:
+    """kube-proxy's full-sync restore input for ``node_name`` (structured). ``cache``: per-Service
+    lines shared with other nodes' syncs (:class:`BlockCache`; the same text, written once)."""
     cfg = config or proxier_config_for_node(cluster, node_name)
-    ports = service_port_infos(cluster)
-    return sync_proxy_rules(ports, endpoints_for_node(cluster, ports, cfg.node_name), cfg)
+    if cache is None:
+        ports = service_port_infos(cluster)
+        return sync_proxy_rules(ports, endpoints_for_node(cluster, ports, cfg.node_name), cfg)
+    if cache.ports is None:
+        cache.ports = service_port_infos(cluster)
+    ports = cache.ports
+    wanted = [p for p in ports if cache.wants_endpoints(p)]
+    return sync_proxy_rules(ports, endpoints_for_node(cluster, wanted, cfg.node_name), cfg, cache=cache)
 
 
 def restore_text(cluster: Any, node_name: str, config: Optional[ProxierConfig] = None) -> str:
@@ -122,9 +131,11 @@ def _builtin_jump_rules() -> dict[str, dict[str, list[str]]]:
 
 
 def render(cluster: Any, node_name: str, config: Optional[ProxierConfig] = None,
-           tables: Optional[tuple[str, ...]] = None, canary: bool = True) -> str:
-    """The iptables-save-style text of ``node_name`` after kube-proxy's first full sync."""
-    data = restore_data(cluster, node_name, config)
+           tables: Optional[tuple[str, ...]] = None, canary: bool = True,
+           cache: Optional[BlockCache] = None) -> str:
+    """The iptables-save-style text of ``node_name`` after kube-proxy's first full sync (``cache``:
+    see :func:`restore_data`)."""
+    data = restore_data(cluster, node_name, config, cache)
     return node_view_text(data, tables=tables, canary=canary)
 
 

@@ -80,6 +80,42 @@ class _Sink:
     rules: list[str]
 
 
+@dataclass
+class BlockCache:
+    """What one full sync writes per Service port, kept for other nodes' syncs.
+
+    In syncProxyRules a node enters the text of a Service port only through its endpoints' locality
+    (Local policies, the local copy a duplicate endpoint keeps) and the node IP (a LoadBalancer
+    firewall chain's "allow from node" rules); every other Service port's lines — its rules in the
+    top-level chains and its own chains — are the same on every node whose proxier settings match.
+    ``key`` is those settings without the node's name and addresses (:func:`config_key`);
+    ``node_specific`` the Services (``ns/name``) written afresh per node; ``blocks`` the lines of
+    each other Service port, by (name string, protocol), as four slices (nat chains, nat rules,
+    filter chains, filter rules) and the nat chains it makes active. The text of a node using the
+    cache is the text it would write without it."""
+    key: tuple
+    node_specific: frozenset[str]
+    blocks: dict[tuple[str, str], tuple[list[str], list[str], list[str], list[str], tuple[str, ...]]] = \
+        field(default_factory=dict)
+    large_cluster_mode: Optional[bool] = None
+    ports: Optional[list[ServicePortInfo]] = None      # the cluster's service ports (node-independent)
+
+    def wants_endpoints(self, svc: ServicePortInfo) -> bool:
+        """Whether a sync using the cache reads this port's endpoints (its block is not kept)."""
+        return self.large_cluster_mode is None or f"{svc.namespace}/{svc.name}" in self.node_specific \
+            or (svc.name_string, svc.protocol) not in self.blocks
+
+
+def config_key(config: ProxierConfig) -> tuple:
+    """The proxier settings a Service port's lines can depend on: every ProxierConfig field but the
+    node's name and addresses (the node IP only reaches firewall chains, whose Services a
+    BlockCache writes per node; the addresses only the KUBE-NODEPORTS tail). A field added to
+    ProxierConfig later counts, so nodes differ rather than share wrongly."""
+    import dataclasses
+    return tuple((f.name, repr(getattr(config, f.name))) for f in dataclasses.fields(config)
+                 if f.name not in ("node_name", "node_ip", "node_ips"))
+
+
 def sync_proxy_rules(
     service_ports: Iterable[ServicePortInfo],
     endpoints: Mapping[str, list[EndpointInfo]],
@@ -89,6 +125,7 @@ def sync_proxy_rules(
     changed_services: Optional[Iterable[str]] = None,
     existing_nat_chains: Optional[Iterable[str]] = None,
     stale_chain_cleanup: bool = True,
+    cache: Optional[BlockCache] = None,
 ) -> RestoreData:
     """Render one kube-proxy sync.
 
@@ -97,7 +134,11 @@ def sync_proxy_rules(
     (``ns/name``) get their SVC/SVL/EXT/FW/SEP chains written. ``existing_nat_chains`` are
     the chains ``iptables-save -t nat`` shows before the sync; stale service chains among them
     get a chain line and ``-X`` (skipped in large-cluster mode unless ``stale_chain_cleanup``).
+    ``cache`` (a full sync only; its ``key`` must be :func:`config_key` of ``config``): Service
+    ports not in ``cache.node_specific`` reuse the lines another node's sync wrote for them.
     """
+    if cache is not None and (not full_sync or cache.key != config_key(config)):
+        raise ValueError("BlockCache: only for a full sync with the proxier settings it was made for")
     ports = sorted(service_ports, key=lambda s: (s.name_string, s.protocol))
     changed = set(changed_services or ())
     out = RestoreData()
@@ -122,9 +163,13 @@ def sync_proxy_rules(
             f'-A {KUBE_FIREWALL} -m comment --comment "block incoming localnet connections" '
             "-d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP")
 
-    total_endpoints = sum(len(endpoints.get(endpoints_key(s), ())) for s in ports)
-    out.large_cluster_mode = total_endpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD
-    detector = config.local_detector
+    if cache is not None and cache.large_cluster_mode is not None:
+        out.large_cluster_mode = cache.large_cluster_mode       # counted over every node's same endpoints
+    else:
+        total_endpoints = sum(len(endpoints.get(endpoints_key(s), ())) for s in ports)
+        out.large_cluster_mode = total_endpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD
+        if cache is not None:
+            cache.large_cluster_mode = out.large_cluster_mode
 
     def svc_comment(text: str) -> str:
         # appendServiceCommentLocked: dropped in large-cluster mode.
@@ -133,182 +178,222 @@ def sync_proxy_rules(
     written = _Sink(out.nat_chains, out.nat_rules)
     skipped = _Sink([], [])
 
+    nat_chains, nat_rules, filter_chains, filter_rules = out.nat_chains, out.nat_rules, out.filter_chains, \
+        out.filter_rules
     for svc in ports:
-        proto = svc.proto
-        spn = svc.name_string
-        eps = sort_endpoints(endpoints.get(endpoints_key(svc), []))
-        cat = categorize_endpoints(eps, svc)
-        has_endpoints = cat.has_any_endpoints
+        bkey = None
+        if cache is not None and f"{svc.namespace}/{svc.name}" not in cache.node_specific:
+            bkey = (svc.name_string, svc.protocol)
+            block = cache.blocks.get(bkey)
+            if block is not None:
+                nat_chains += block[0]
+                nat_rules += block[1]
+                filter_chains += block[2]
+                filter_rules += block[3]
+                out.active_nat_chains.update(block[4])
+                continue
+            marks = (len(nat_chains), len(nat_rules), len(filter_chains), len(filter_rules))
+            active_before = len(out.active_nat_chains)
+        _write_service(out, svc, endpoints, config, svc_comment, written, skipped, full_sync, changed)
+        if bkey is not None:
+            chains_here = nat_chains[marks[0]:]
+            active = tuple(c[1:].split(" ", 1)[0] for c in chains_here)
+            assert len(out.active_nat_chains) - active_before <= len(active)
+            cache.blocks[bkey] = (chains_here, nat_rules[marks[1]:], filter_chains[marks[2]:],
+                                  filter_rules[marks[3]:], active)
 
-        cluster_chain = svc.cluster_policy_chain
-        uses_cluster_chain = bool(cat.cluster) and svc.uses_cluster_endpoints()
-        local_chain = svc.local_policy_chain
-        uses_local_chain = bool(cat.local) and svc.uses_local_endpoints()
+    _write_tail(out, config, existing_nat_chains, stale_chain_cleanup)
+    return out
 
-        internal_chain = cluster_chain
-        has_internal = has_endpoints
-        if svc.internal_policy_local:
-            internal_chain = local_chain
-            if not cat.local:
-                has_internal = False
 
-        external_policy_chain = cluster_chain
-        has_external = has_endpoints
-        if svc.external_policy_local:
-            external_policy_chain = local_chain
-            if not cat.local:
-                has_external = False
-        external_chain = svc.external_chain
-        uses_external_chain = has_endpoints and svc.externally_accessible()
+def _write_service(out: RestoreData, svc: ServicePortInfo, endpoints: Mapping[str, list[EndpointInfo]],
+                   config: ProxierConfig, svc_comment, written: _Sink, skipped: _Sink, full_sync: bool,
+                   changed: set[str]) -> None:
+    """One Service port's lines: its rules in the top-level chains and its own chains (the body of
+    syncProxyRules' loop over services)."""
+    is_ipv6 = config.ipv6
+    detector = config.local_detector
+    proto = svc.proto
+    spn = svc.name_string
+    eps = sort_endpoints(endpoints.get(endpoints_key(svc), []))
+    cat = categorize_endpoints(eps, svc)
+    has_endpoints = cat.has_any_endpoints
 
-        lb_chain = external_chain
-        fw_chain = svc.firewall_chain
-        uses_fw_chain = has_endpoints and bool(svc.load_balancer_vips) and bool(svc.load_balancer_source_ranges)
-        if uses_fw_chain:
-            lb_chain = fw_chain
+    cluster_chain = svc.cluster_policy_chain
+    uses_cluster_chain = bool(cat.cluster) and svc.uses_cluster_endpoints()
+    local_chain = svc.local_policy_chain
+    uses_local_chain = bool(cat.local) and svc.uses_local_endpoints()
 
-        internal_target = internal_comment = external_target = external_comment = ""
-        if not has_endpoints:
-            internal_target = external_target = "REJECT"
-            internal_comment = external_comment = quoted(f"{spn} has no endpoints")
-        else:
-            if not has_internal:
-                internal_target = "DROP"
-                internal_comment = quoted(f"{spn} has no local endpoints")
-            if not has_external:
-                external_target = "DROP"
-                external_comment = quoted(f"{spn} has no local endpoints")
+    internal_chain = cluster_chain
+    has_internal = has_endpoints
+    if svc.internal_policy_local:
+        internal_chain = local_chain
+        if not cat.local:
+            has_internal = False
 
-        match = f"-m {proto} -p {proto}"
-        dport = f"--dport {svc.port}"
+    external_policy_chain = cluster_chain
+    has_external = has_endpoints
+    if svc.external_policy_local:
+        external_policy_chain = local_chain
+        if not cat.local:
+            has_external = False
+    external_chain = svc.external_chain
+    uses_external_chain = has_endpoints and svc.externally_accessible()
 
-        # ClusterIP.
-        if has_internal:
-            out.nat_rules.append(_join(f"-A {KUBE_SERVICES}", "-m comment --comment", quoted(f"{spn} cluster IP"),
-                                       match, f"-d {svc.cluster_ip}", dport, f"-j {internal_chain}"))
-        else:
-            out.filter_rules.append(_join(f"-A {KUBE_SERVICES}", "-m comment --comment", internal_comment,
-                                          match, f"-d {svc.cluster_ip}", dport, f"-j {internal_target}"))
+    lb_chain = external_chain
+    fw_chain = svc.firewall_chain
+    uses_fw_chain = has_endpoints and bool(svc.load_balancer_vips) and bool(svc.load_balancer_source_ranges)
+    if uses_fw_chain:
+        lb_chain = fw_chain
 
-        # externalIPs.
-        for ext_ip in svc.external_ips:
-            if has_endpoints:
-                out.nat_rules.append(_join(f"-A {KUBE_SERVICES}", "-m comment --comment",
-                                           quoted(f"{spn} external IP"), match, f"-d {ext_ip}", dport,
-                                           f"-j {external_chain}"))
-            if not has_external:
-                out.filter_rules.append(_join(f"-A {KUBE_EXTERNAL_SERVICES}", "-m comment --comment",
-                                              external_comment, match, f"-d {ext_ip}", dport,
-                                              f"-j {external_target}"))
-
-        # LoadBalancer ingress IPs.
-        for lb_ip in svc.load_balancer_vips:
-            if has_endpoints:
-                out.nat_rules.append(_join(f"-A {KUBE_SERVICES}", "-m comment --comment",
-                                           quoted(f"{spn} loadbalancer IP"), match, f"-d {lb_ip}", dport,
-                                           f"-j {lb_chain}"))
-            if uses_fw_chain:
-                out.filter_rules.append(_join(f"-A {KUBE_PROXY_FIREWALL}", "-m comment --comment",
-                                              quoted(f"{spn} traffic not accepted by {fw_chain}"), match,
-                                              f"-d {lb_ip}", dport, "-j DROP"))
+    internal_target = internal_comment = external_target = external_comment = ""
+    if not has_endpoints:
+        internal_target = external_target = "REJECT"
+        internal_comment = external_comment = quoted(f"{spn} has no endpoints")
+    else:
+        if not has_internal:
+            internal_target = "DROP"
+            internal_comment = quoted(f"{spn} has no local endpoints")
         if not has_external:
-            for lb_ip in svc.load_balancer_vips:
-                out.filter_rules.append(_join(f"-A {KUBE_EXTERNAL_SERVICES}", "-m comment --comment",
-                                              external_comment, match, f"-d {lb_ip}", dport,
-                                              f"-j {external_target}"))
+            external_target = "DROP"
+            external_comment = quoted(f"{spn} has no local endpoints")
 
-        # NodePorts (not subject to loadBalancerSourceRanges).
-        if svc.node_port:
-            if has_endpoints:
-                if (config.localhost_nodeports and not is_ipv6
-                        and LOCALHOST_NODEPORT_ACCEPTED_COUNTER in config.nfacct_counters):
-                    out.nat_rules.append(_join(f"-A {KUBE_NODEPORTS}", f"-m comment --comment {spn}", match,
-                                               "-d 127.0.0.0/8", f"--dport {svc.node_port}",
-                                               f"-m nfacct --nfacct-name {LOCALHOST_NODEPORT_ACCEPTED_COUNTER}",
-                                               f"-j {external_chain}"))
-                out.nat_rules.append(_join(f"-A {KUBE_NODEPORTS}", f"-m comment --comment {spn}", match,
-                                           f"--dport {svc.node_port}", f"-j {external_chain}"))
-            if not has_external:
-                out.filter_rules.append(_join(f"-A {KUBE_EXTERNAL_SERVICES}", "-m comment --comment",
-                                              external_comment, "-m addrtype --dst-type LOCAL", match,
-                                              f"--dport {svc.node_port}", f"-j {external_target}"))
+    match = f"-m {proto} -p {proto}"
+    dport = f"--dport {svc.port}"
 
-        # healthCheckNodePort: accepted whether or not there are local endpoints.
-        if svc.health_check_node_port:
-            out.filter_rules.append(_join(f"-A {KUBE_NODEPORTS}", "-m comment --comment",
-                                          quoted(f"{spn} health check node port"), "-m tcp -p tcp",
-                                          f"--dport {svc.health_check_node_port}", "-j ACCEPT"))
+    # ClusterIP.
+    if has_internal:
+        out.nat_rules.append(_join(f"-A {KUBE_SERVICES}", "-m comment --comment", quoted(f"{spn} cluster IP"),
+                                   match, f"-d {svc.cluster_ip}", dport, f"-j {internal_chain}"))
+    else:
+        out.filter_rules.append(_join(f"-A {KUBE_SERVICES}", "-m comment --comment", internal_comment,
+                                      match, f"-d {svc.cluster_ip}", dport, f"-j {internal_target}"))
 
-        sink = written
-        if not full_sync and svc.namespace + "/" + svc.name not in changed:
-            sink = skipped
+    # externalIPs.
+    for ext_ip in svc.external_ips:
+        if has_endpoints:
+            out.nat_rules.append(_join(f"-A {KUBE_SERVICES}", "-m comment --comment",
+                                       quoted(f"{spn} external IP"), match, f"-d {ext_ip}", dport,
+                                       f"-j {external_chain}"))
+        if not has_external:
+            out.filter_rules.append(_join(f"-A {KUBE_EXTERNAL_SERVICES}", "-m comment --comment",
+                                          external_comment, match, f"-d {ext_ip}", dport,
+                                          f"-j {external_target}"))
 
-        # Internal traffic: masquerade off-cluster sources (first rule of the internal chain).
-        if has_internal:
-            args = _join("-m comment --comment", quoted(f"{spn} cluster IP"), match,
-                         f"-d {svc.cluster_ip}", dport)
-            if config.masquerade_all:
-                sink.rules.append(_join(f"-A {internal_chain}", args, f"-j {KUBE_MARK_MASQ}"))
-            elif detector is not None:
-                sink.rules.append(_join(f"-A {internal_chain}", args, detector.if_not_local, f"-j {KUBE_MARK_MASQ}"))
-
-        # External traffic chain.
-        if uses_external_chain:
-            sink.chains.append(chain_line(external_chain))
-            out.active_nat_chains.add(external_chain)
-            if not svc.external_policy_local:
-                sink.rules.append(_join(f"-A {external_chain}", "-m comment --comment",
-                                        quoted(f"masquerade traffic for {spn} external destinations"),
-                                        f"-j {KUBE_MARK_MASQ}"))
-            else:
-                if detector is not None:
-                    sink.rules.append(_join(f"-A {external_chain}", "-m comment --comment",
-                                            quoted(f"pod traffic for {spn} external destinations"),
-                                            detector.if_local, f"-j {cluster_chain}"))
-                sink.rules.append(_join(f"-A {external_chain}", "-m comment --comment",
-                                        quoted(f"masquerade LOCAL traffic for {spn} external destinations"),
-                                        "-m addrtype --src-type LOCAL", f"-j {KUBE_MARK_MASQ}"))
-                sink.rules.append(_join(f"-A {external_chain}", "-m comment --comment",
-                                        quoted(f"route LOCAL traffic for {spn} external destinations"),
-                                        "-m addrtype --src-type LOCAL", f"-j {cluster_chain}"))
-            if has_external:
-                sink.rules.append(f"-A {external_chain} -j {external_policy_chain}")
-
-        # Firewall chain (loadBalancerSourceRanges).
+    # LoadBalancer ingress IPs.
+    for lb_ip in svc.load_balancer_vips:
+        if has_endpoints:
+            out.nat_rules.append(_join(f"-A {KUBE_SERVICES}", "-m comment --comment",
+                                       quoted(f"{spn} loadbalancer IP"), match, f"-d {lb_ip}", dport,
+                                       f"-j {lb_chain}"))
         if uses_fw_chain:
-            sink.chains.append(chain_line(fw_chain))
-            out.active_nat_chains.add(fw_chain)
-            fw_args = _join(f"-A {fw_chain}", "-m comment --comment", quoted(f"{spn} loadbalancer IP"))
-            allow_from_node = False
-            for cidr in svc.load_balancer_source_ranges:
-                sink.rules.append(_join(fw_args, f"-s {cidr}", f"-j {external_chain}"))
-                if config.node_ip and ipaddress.ip_address(config.node_ip) in ipaddress.ip_network(cidr):
-                    allow_from_node = True
-            if allow_from_node:
-                for lb_ip in svc.load_balancer_vips:
-                    sink.rules.append(_join(fw_args, f"-s {lb_ip}", f"-j {external_chain}"))
-            sink.rules.append(_join(f"-A {fw_chain}", "-m comment --comment",
-                                    quoted(f"other traffic to {spn} will be dropped by {KUBE_PROXY_FIREWALL}")))
+            out.filter_rules.append(_join(f"-A {KUBE_PROXY_FIREWALL}", "-m comment --comment",
+                                          quoted(f"{spn} traffic not accepted by {fw_chain}"), match,
+                                          f"-d {lb_ip}", dport, "-j DROP"))
+    if not has_external:
+        for lb_ip in svc.load_balancer_vips:
+            out.filter_rules.append(_join(f"-A {KUBE_EXTERNAL_SERVICES}", "-m comment --comment",
+                                          external_comment, match, f"-d {lb_ip}", dport,
+                                          f"-j {external_target}"))
 
-        if uses_cluster_chain:
-            sink.chains.append(chain_line(cluster_chain))
-            out.active_nat_chains.add(cluster_chain)
-            _write_service_to_endpoint_rules(sink.rules, svc, cluster_chain, cat.cluster, svc_comment)
-        if uses_local_chain:
-            sink.chains.append(chain_line(local_chain))
-            out.active_nat_chains.add(local_chain)
-            _write_service_to_endpoint_rules(sink.rules, svc, local_chain, cat.local, svc_comment)
+    # NodePorts (not subject to loadBalancerSourceRanges).
+    if svc.node_port:
+        if has_endpoints:
+            if (config.localhost_nodeports and not is_ipv6
+                    and LOCALHOST_NODEPORT_ACCEPTED_COUNTER in config.nfacct_counters):
+                out.nat_rules.append(_join(f"-A {KUBE_NODEPORTS}", f"-m comment --comment {spn}", match,
+                                           "-d 127.0.0.0/8", f"--dport {svc.node_port}",
+                                           f"-m nfacct --nfacct-name {LOCALHOST_NODEPORT_ACCEPTED_COUNTER}",
+                                           f"-j {external_chain}"))
+            out.nat_rules.append(_join(f"-A {KUBE_NODEPORTS}", f"-m comment --comment {spn}", match,
+                                       f"--dport {svc.node_port}", f"-j {external_chain}"))
+        if not has_external:
+            out.filter_rules.append(_join(f"-A {KUBE_EXTERNAL_SERVICES}", "-m comment --comment",
+                                          external_comment, "-m addrtype --dst-type LOCAL", match,
+                                          f"--dport {svc.node_port}", f"-j {external_target}"))
 
-        # Per-endpoint chains.
-        for ep in cat.all_reachable:
-            sep = svc.endpoint_chain(ep)
-            sink.chains.append(chain_line(sep))
-            out.active_nat_chains.add(sep)
-            head = _join(f"-A {sep}", svc_comment(spn))
-            sink.rules.append(_join(head, f"-s {ep.ip}", f"-j {KUBE_MARK_MASQ}"))
-            affinity = f"-m recent --name {sep} --set" if svc.session_affinity_client_ip else ""
-            sink.rules.append(_join(head, affinity, match, "-j DNAT", f"--to-destination {ep.string}"))
+    # healthCheckNodePort: accepted whether or not there are local endpoints.
+    if svc.health_check_node_port:
+        out.filter_rules.append(_join(f"-A {KUBE_NODEPORTS}", "-m comment --comment",
+                                      quoted(f"{spn} health check node port"), "-m tcp -p tcp",
+                                      f"--dport {svc.health_check_node_port}", "-j ACCEPT"))
 
+    sink = written
+    if not full_sync and svc.namespace + "/" + svc.name not in changed:
+        sink = skipped
+
+    # Internal traffic: masquerade off-cluster sources (first rule of the internal chain).
+    if has_internal:
+        args = _join("-m comment --comment", quoted(f"{spn} cluster IP"), match,
+                     f"-d {svc.cluster_ip}", dport)
+        if config.masquerade_all:
+            sink.rules.append(_join(f"-A {internal_chain}", args, f"-j {KUBE_MARK_MASQ}"))
+        elif detector is not None:
+            sink.rules.append(_join(f"-A {internal_chain}", args, detector.if_not_local, f"-j {KUBE_MARK_MASQ}"))
+
+    # External traffic chain.
+    if uses_external_chain:
+        sink.chains.append(chain_line(external_chain))
+        out.active_nat_chains.add(external_chain)
+        if not svc.external_policy_local:
+            sink.rules.append(_join(f"-A {external_chain}", "-m comment --comment",
+                                    quoted(f"masquerade traffic for {spn} external destinations"),
+                                    f"-j {KUBE_MARK_MASQ}"))
+        else:
+            if detector is not None:
+                sink.rules.append(_join(f"-A {external_chain}", "-m comment --comment",
+                                        quoted(f"pod traffic for {spn} external destinations"),
+                                        detector.if_local, f"-j {cluster_chain}"))
+            sink.rules.append(_join(f"-A {external_chain}", "-m comment --comment",
+                                    quoted(f"masquerade LOCAL traffic for {spn} external destinations"),
+                                    "-m addrtype --src-type LOCAL", f"-j {KUBE_MARK_MASQ}"))
+            sink.rules.append(_join(f"-A {external_chain}", "-m comment --comment",
+                                    quoted(f"route LOCAL traffic for {spn} external destinations"),
+                                    "-m addrtype --src-type LOCAL", f"-j {cluster_chain}"))
+        if has_external:
+            sink.rules.append(f"-A {external_chain} -j {external_policy_chain}")
+
+    # Firewall chain (loadBalancerSourceRanges).
+    if uses_fw_chain:
+        sink.chains.append(chain_line(fw_chain))
+        out.active_nat_chains.add(fw_chain)
+        fw_args = _join(f"-A {fw_chain}", "-m comment --comment", quoted(f"{spn} loadbalancer IP"))
+        allow_from_node = False
+        for cidr in svc.load_balancer_source_ranges:
+            sink.rules.append(_join(fw_args, f"-s {cidr}", f"-j {external_chain}"))
+            if config.node_ip and ipaddress.ip_address(config.node_ip) in ipaddress.ip_network(cidr):
+                allow_from_node = True
+        if allow_from_node:
+            for lb_ip in svc.load_balancer_vips:
+                sink.rules.append(_join(fw_args, f"-s {lb_ip}", f"-j {external_chain}"))
+        sink.rules.append(_join(f"-A {fw_chain}", "-m comment --comment",
+                                quoted(f"other traffic to {spn} will be dropped by {KUBE_PROXY_FIREWALL}")))
+
+    if uses_cluster_chain:
+        sink.chains.append(chain_line(cluster_chain))
+        out.active_nat_chains.add(cluster_chain)
+        _write_service_to_endpoint_rules(sink.rules, svc, cluster_chain, cat.cluster, svc_comment)
+    if uses_local_chain:
+        sink.chains.append(chain_line(local_chain))
+        out.active_nat_chains.add(local_chain)
+        _write_service_to_endpoint_rules(sink.rules, svc, local_chain, cat.local, svc_comment)
+
+    # Per-endpoint chains.
+    for ep in cat.all_reachable:
+        sep = svc.endpoint_chain(ep)
+        sink.chains.append(chain_line(sep))
+        out.active_nat_chains.add(sep)
+        head = _join(f"-A {sep}", svc_comment(spn))
+        sink.rules.append(_join(head, f"-s {ep.ip}", f"-j {KUBE_MARK_MASQ}"))
+        affinity = f"-m recent --name {sep} --set" if svc.session_affinity_client_ip else ""
+        sink.rules.append(_join(head, affinity, match, "-j DNAT", f"--to-destination {ep.string}"))
+
+
+def _write_tail(out: RestoreData, config: ProxierConfig, existing_nat_chains: Optional[Iterable[str]],
+                stale_chain_cleanup: bool) -> None:
+    """After the Service ports: stale chains, the KUBE-NODEPORTS tail jump, KUBE-FORWARD."""
+    mark = config.masquerade_mark
+    is_ipv6 = config.ipv6
     # Stale chains (only known when the caller tells us what the kernel holds).
     if existing_nat_chains is not None and (not out.large_cluster_mode or stale_chain_cleanup):
         for chain in sorted(set(existing_nat_chains) - out.active_nat_chains):
@@ -341,7 +426,6 @@ def sync_proxy_rules(
                             f"-m mark --mark {mark}/{mark} -j ACCEPT")
     out.filter_rules.append(f'-A {KUBE_FORWARD} -m comment --comment "kubernetes forwarding conntrack rule" '
                             "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
-    return out
 
 
 def endpoints_key(svc: ServicePortInfo) -> str:
