@@ -133,8 +133,8 @@ def test_benchmark_cluster_walks_with_the_hop_memo_equal_walks_without(seed, flo
 
 def test_the_hop_memo_replays_hops():
     """Not vacuous: after a few connections the memo holds hops and replays them — every node hop
-    of an established packet, and of a new connection all but the client node's first (whose nat
-    PREROUTING walk draws at the KUBE-SVC chain's statistic rule, so it is walked live)."""
+    of an established packet and of a new connection; the client node's first hop only after its
+    PREROUTING (whose nat walk draws at the KUBE-SVC chain's statistic rule, so it is walked live)."""
     from benchmarks.bench_dataplane import build_cluster
     c = build_cluster(3, seed=2)
     w = Walker(c, "iptables")
@@ -152,7 +152,7 @@ def test_the_hop_memo_replays_hops():
         Walker._node_replay = counting
         t = w.connect(client, ip, 80)
         assert t.outcome.ok and t.outcome.reply.matches_request
-        assert replays.count("node-3") == 1 and len(replays) == 3       # request: 1 of 2; reply: both
+        assert replays.count("node-3") == 2 and len(replays) == 4       # the client node's request hop: its tail
         for n in range(2):      # the first established packet's FORWARD walk is learnt, the second replayed
             replays.clear()
             end, pt = w.send(client, Packet.tcp(t.flow.src, ip, t.flow.sport, 80, flags="A", seq=1 + n, ack=1))

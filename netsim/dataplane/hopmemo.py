@@ -55,10 +55,10 @@ class HopRecording:
 
     __slots__ = ("ok", "ops", "hooks", "tail", "fields")
 
-    def __init__(self) -> None:
+    def __init__(self, after_prerouting: bool = False) -> None:
         self.ok = True
         self.ops: list[tuple] = []         # what ran, in order (OP_*)
-        self.hooks = 0                     # hook runs
+        self.hooks = 1 if after_prerouting else 0      # hook runs (a tail: PREROUTING ran before it)
         self.tail: Optional[tuple] = None  # (LOCAL,), (FORWARD, route) or (BRIDGED, port)
         self.fields: set[str] = set()      # the packet fields the pure results read
 
@@ -143,6 +143,18 @@ class HopMemo:
         if peek is None:
             return None
         what, nd, np, hit = peek
+        return self._find(host, iface, pkt, what, nd, np, hit, bridged_to)
+
+    def lookup_tail(self, host: Any, iface: Any, pkt: Any, e: Any, bridged_to: Any = None) -> tuple:
+        """:meth:`lookup` for what follows a PREROUTING walked live: under the conntrack state it left
+        (the packet's ctstate and direction, the entry's confirmation and bindings) and the packet
+        as it left it."""
+        what = ("after PREROUTING", pkt.ctstate, pkt.ct_reply,
+                None if e is None else (e.confirmed, e.dnat, e.snat))
+        return self._find(host, iface, pkt, what, None, None, None, bridged_to)
+
+    def _find(self, host: Any, iface: Any, pkt: Any, what: Any, nd: Any, np: Any, hit: Any,
+              bridged_to: Any) -> tuple:
         bkey = (host.name, iface.name, pkt._proto, host.routes.local.version, what,
                 None if bridged_to is None else bridged_to.bridge_port)
         b = self.buckets.get(bkey)

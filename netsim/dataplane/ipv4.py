@@ -82,6 +82,7 @@ class IPv4Stack:
         ct = self.conntrack.get(name)
         if ct is None:
             ct = self.conntrack_for(name)
+        pkt.ct, pkt.ct_reply, pkt.ctstate, pkt.ipvs_property = None, False, "INVALID", False
         if pt.pcap is not None or not self.hop_memo:
             return self._node_walk(host, iface, pkt, pt, hop, bridged_to, hooks, ct)
         # the whole-hop memo (netsim.dataplane.hopmemo): replay a remembered hop, or record this one
@@ -101,14 +102,13 @@ class IPv4Stack:
         return out
 
     def _node_replay(self, plan: tuple, host: Host, iface: Interface, pkt: Packet, pt: PacketTrace, hop: Hop,
-                     ct: Conntrack, found: Optional[tuple]):
+                     ct: Conntrack, found: Optional[tuple], e: Optional[ConntrackEntry] = None):
         """A remembered hop (netsim.dataplane.hopmemo): the pure functions' results appended as they
         were recorded; conntrack, NAT bindings, confirmation, the TTL, transmission and delivery run
         live, as :meth:`_node_walk` runs them. ``found``: the conntrack entry the key was made with
-        (nothing before conntrack in a remembered hop changes the table)."""
-        pkt.ct, pkt.ct_reply, pkt.ctstate, pkt.ipvs_property = None, False, "INVALID", False
+        (nothing before conntrack in a remembered hop changes the table). A remembered tail (what
+        follows a PREROUTING walked live, :meth:`_node_tail`) starts with that PREROUTING's entry ``e``."""
         steps = hop.steps
-        e = None
         for op in plan[1]:
             kind = op[0]
             if kind == OP_CHAIN:
@@ -163,10 +163,36 @@ class IPv4Stack:
         """A received packet on a node, walked live: PREROUTING, the routing decision, then INPUT or
         FORWARD and POSTROUTING (or bridged on cni0)."""
         rec = self._rec
-        pkt.ct, pkt.ct_reply, pkt.ctstate, pkt.ipvs_property = None, False, "INVALID", False
         stop, e = self._hook(host, hooks.prerouting, "PREROUTING", ct, None, pkt, pt, hop)
         if stop is not None:
             return stop
+        if rec is not None and self._rec is None:
+            # PREROUTING drew or kept state, so the hop is not kept whole; what follows it may be
+            return self._node_tail(host, iface, pkt, pt, hop, bridged_to, hooks, ct, e)
+        return self._node_route(host, iface, pkt, pt, hop, bridged_to, hooks, ct, e)
+
+    def _node_tail(self, host: Host, iface: Interface, pkt: Packet, pt: PacketTrace, hop: Hop, bridged_to,
+                   hooks: HookTable, ct: Conntrack, e: Optional[ConntrackEntry]):
+        """What follows a PREROUTING walked live (a nat walk that drew at a statistic rule, say):
+        replayed when remembered under the state PREROUTING left (HopMemo.lookup_tail), else walked
+        live and recorded."""
+        found = self._hop_memo.lookup_tail(host, iface, pkt, e, bridged_to)
+        plan = found[3]
+        if plan is not None:
+            return self._node_replay(plan, host, iface, pkt, pt, hop, ct, None, e)
+        rec = self._rec = HopRecording(after_prerouting=True)
+        try:
+            out = self._node_route(host, iface, pkt, pt, hop, bridged_to, hooks, ct, e)
+        finally:
+            self._rec = None
+        self._hop_memo.store(found, rec)
+        return out
+
+    def _node_route(self, host: Host, iface: Interface, pkt: Packet, pt: PacketTrace, hop: Hop, bridged_to,
+                    hooks: HookTable, ct: Conntrack, e: Optional[ConntrackEntry]):
+        """After PREROUTING: the routing decision on the destination it left, then INPUT or FORWARD
+        and POSTROUTING (or bridged on cni0)."""
+        rec = self._rec
         routes = host.routes
         dst = pkt._dst
         local = dst in routes.local or (dst & 0xFF000000) == LOOPBACK_NET      # RoutingTable.is_local
