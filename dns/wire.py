@@ -85,6 +85,9 @@ class WireCache:
         self.local_ip = local_ip
         self._folded: dict[str, dict[bytes, _Entry]] = {"udp": {}, "tcp": {}}   # per protocol
         self._exact: dict[str, dict[bytes, _Entry]] = {"udp": {}, "tcp": {}}
+        # folded key -> the entries stored under it whose case check has not run yet, in order: the
+        # check (two more answers and encodings) runs when a query first needs the folded table
+        self._pending: dict[str, dict[bytes, list[tuple[bytes, int, _Entry]]]] = {"udp": {}, "tcp": {}}
         self._token: Any = None
         self._lock = threading.Lock()
         self.hits = 0
@@ -107,7 +110,10 @@ class WireCache:
         end = question_end(data)
         if end < 0:
             return None
-        entry = self._folded[protocol].get(data[2:12] + data[12:end].lower() + data[end:])
+        key = data[2:12] + data[12:end].lower() + data[end:]
+        if key in self._pending[protocol]:
+            self._check_case(protocol, key)
+        entry = self._folded[protocol].get(key)
         if entry is None:
             return None
         body = entry.body if entry.sections is None else self._ordered(entry)
@@ -158,17 +164,31 @@ class WireCache:
                 if token != self._token:
                     self._reset(token)
                 exact, folded = self._exact.setdefault(protocol, {}), self._folded.setdefault(protocol, {})
-                if len(exact) + len(folded) >= MAX_ENTRIES:
+                pending = self._pending.setdefault(protocol, {})
+                if len(exact) + len(folded) + len(pending) >= MAX_ENTRIES:
                     exact.clear()
                     folded.clear()
+                    pending.clear()
                 exact[data[2:]] = entry
-                if self._case_free(data, end, entry):
-                    folded[data[2:12] + data[12:end].lower() + data[end:]] = entry
+                pending.setdefault(data[2:12] + data[12:end].lower() + data[end:], []).append((data, end, entry))
         return out
+
+    def _check_case(self, protocol: str, key: bytes) -> None:
+        """Run the case check of the entries waiting under folded ``key``, in the order they were
+        stored: each that passes becomes the folded table's entry, as if checked when stored. The
+        check asks the resolver without filling its cache (``probe``) at the instant the entries were
+        made (a new instant or record index empties the tables first, see :meth:`lookup`), so it
+        gives what it would have given then."""
+        with self._lock:
+            waiting = self._pending.get(protocol, {}).pop(key, None)
+            for data, end, entry in waiting or ():
+                if self._case_free(data, end, entry):
+                    self._folded.setdefault(protocol, {})[key] = entry
 
     def _reset(self, token: Any) -> None:
         self._folded = {"udp": {}, "tcp": {}}
         self._exact = {"udp": {}, "tcp": {}}
+        self._pending = {"udp": {}, "tcp": {}}
         self._token = token
 
     def _encode(self, entry: _Entry, order: tuple) -> bytes:

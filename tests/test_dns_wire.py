@@ -206,3 +206,28 @@ def test_read_reply_reads_what_dnslib_reads(i, qtype, edns):
     assert (mine.header.rcode, mine.header.tc) == (theirs.header.rcode, theirs.header.tc)
     assert [(r.rtype, str(r.rdata)) for r in mine.rr] == [(r.rtype, str(r.rdata)) for r in theirs.rr]
     assert RCODE.get(mine.header.rcode) is not None and all(r.rtype in QTYPE.forward for r in mine.rr)
+
+
+def test_the_case_check_runs_when_a_folded_lookup_first_needs_it():
+    """Storing a reply does not run the case check (two more answers and encodings); the first query
+    in another case does, once, with what the check gives at the instant the entry was made: with
+    `cache` on the cached records keep the case of the query that filled the cache, so the entry
+    does not serve other cases and that query takes the dnslib path — the same bytes either way."""
+    cluster = load(["example:shop"])
+    fast, slow = pair(cluster)
+    wire = fast.wire_cache()
+    data = query_bytes("backend.shop.svc.cluster.local.", "A", [], True, False, None, 1)
+    assert handle(fast, data, "udp") == handle(slow, data, "udp")
+    assert sum(len(v) for v in wire._pending.values()) == 1 and not any(wire._folded.values())
+    mixed = query_bytes("backend.shop.svc.cluster.local.", "A", [True, False] * 20, True, False, None, 2)
+    assert handle(fast, mixed, "udp") == handle(slow, mixed, "udp")
+    end = question_end(data)
+    key = data[2:12] + data[12:end].lower() + data[end:]
+    # the first entry was checked (and not kept for other cases); the mixed-case query took the
+    # dnslib path and waits under the same folded key, unchecked
+    assert not wire._folded["udp"] and [d for d, _e, _n in wire._pending["udp"][key]] == [mixed]
+    hits = wire.hits
+    assert handle(fast, mixed, "udp") == handle(slow, mixed, "udp") and wire.hits == hits + 1    # exact entry
+    cluster.advance(3)                      # a new instant: every table starts afresh, pending ones too
+    assert handle(fast, data, "udp") == handle(slow, data, "udp")
+    assert sum(len(v) for v in wire._pending.values()) == 1
