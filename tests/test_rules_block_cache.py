@@ -10,6 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 import netsim
 from netsim.benchmarks.reach_synth import SynthKnobs, generate
+from netsim.rules.iptables import parse
 from netsim.rules.iptables.proxier import render, restore_data
 from netsim.rules.iptables.proxier_cluster import node_sensitive_services, proxier_config_for_node
 from netsim.rules.iptables.proxier_sync import BlockCache, config_key
@@ -47,8 +48,9 @@ def test_every_node_writes_the_same_text_with_the_shared_blocks(seed, nodes, ser
 
 def test_the_emulator_renders_each_service_once_and_traces_as_before():
     """A 12-node cluster whose nodes all differ (Local Services, source ranges): the provider keeps one
-    block per Service port, every node's text equals its own render, and a trace from every node is
-    the same with the cache and with rendering alone."""
+    block per Service port, every node's text equals its own render, every node but the first holds
+    the first one's Service chains (an overlay) with a rule set equal chain for chain to its whole
+    text parsed alone, and traces are the same as with every node rendered and parsed alone."""
     text = generate(SynthKnobs(nodes=12, services=40, pods=60, nodeport_share=0.5, lb_share=0.2,
                                local_share=0.5, internal_local_share=0.2, source_range_share=1.0, seed=4))
     em = netsim.load(text)
@@ -62,18 +64,40 @@ def test_the_emulator_renders_each_service_once_and_traces_as_before():
     assert sensitive and cache.blocks
     assert all(f"{p.namespace}/{p.name}" not in sensitive for p in cache.ports
                if (p.name_string, p.protocol) in cache.blocks)
+    overlays = 0
     for n in em.cluster.nodes():
-        assert w.netfilter(n.name).text.split("\n") == render(em.cluster, n.name).split("\n")
+        nf = w.netfilter(n.name)
+        whole = render(em.cluster, n.name)
+        assert nf.text.split("\n") == whole.split("\n")
+        overlays += nf._text is None
+        # the overlay's rule set, every chain parsed, is the whole text's
+        alone = parse(whole, source="x")
+        assert set(nf.ruleset.tables) == set(alone.tables)
+        for t, table in alone.tables.items():
+            mine = nf.ruleset.tables[t].chains
+            assert set(mine) == set(table.chains), t
+            for name, chain in table.chains.items():
+                assert [r.text for r in mine[name].rules] == [r.text for r in chain.rules], (t, name)
+                assert mine[name].policy == chain.policy
+        assert nf.ruleset.render() == alone.render()
+    assert overlays == len(em.cluster.nodes()) - 1          # all but the first node share its chains
     alone = netsim.load(text)
     dp_alone = alone._walker(None).proxy
-    dp_alone._render = lambda node: render(alone.cluster, node)          # every node writes its own text
+    dp_alone._sync = lambda node: (restore_data(alone.cluster, node), None)   # every node alone, parsed whole
     cached = netsim.load(text)
     rng = random.Random(4)
     svcs = [s for s in em.cluster.services() if s.name.startswith("svc-")]
     pods = [p for p in em.cluster.pods() if p.namespace == "default" and p.ip]
-    for _ in range(30):
-        pod, svc = rng.choice(pods), rng.choice(svcs)
-        dst = f"{svc.cluster_ip}:{svc.ports[0].port}"
-        a, b = cached.trace(f"pod/{pod.name}", dst), alone.trace(f"pod/{pod.name}", dst)
-        assert a.to_dict() == b.to_dict()
-    assert not dp_alone._blocks and len(cached._walker(None).proxy._blocks) == 1
+    nodes = [n for n in em.cluster.nodes()]
+    for _ in range(60):
+        svc = rng.choice(svcs)
+        src = rng.choice([f"pod/{rng.choice(pods).name}", f"node/{rng.choice(nodes).name}", "external"])
+        if svc.type in ("NodePort", "LoadBalancer") and rng.random() < 0.6:
+            dst = f"{rng.choice(nodes).ip}:{svc.ports[0].node_port}"          # a NodePort on any node
+        elif svc.load_balancer_ips and rng.random() < 0.5:
+            dst = f"{svc.load_balancer_ips[0]}:{svc.ports[0].port}"
+        else:
+            dst = f"{svc.cluster_ip}:{svc.ports[0].port}"
+        a, b = cached.trace(src, dst), alone.trace(src, dst)
+        assert a.to_dict() == b.to_dict(), (src, dst)
+    assert not dp_alone._blocks and not dp_alone._bases and len(cached._walker(None).proxy._blocks) == 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from netsim.control.heap import deferred_gc
 from netsim.rules.provider import IPTABLES_RESTORE, KernelLoad, SyncMeasurement, SyncResult
@@ -21,15 +21,48 @@ class IptablesNetfilter:
                  ipvs_conns: Any = None, lazy: bool = False) -> None:
         """``lazy``: parse each chain's rules when a packet first enters it (text this program
         rendered: parse(lazy=True))."""
-        from netsim.rules.iptables import Engine, EvalContext, parse
-        self.text = text
-        self.ruleset = parse(text, source=source, lazy=lazy)
+        from netsim.rules.iptables import parse
+        self._text: Optional[str] = text
+        self._text_of: Optional[Callable[[], str]] = None
+        self._start(parse(text, source=source, lazy=lazy), local_addrs, rng, ipsets, ipvs_conns)
+
+    def _start(self, ruleset: Any, local_addrs: set[int], rng, ipsets: Any, ipvs_conns: Any) -> None:
+        from netsim.rules.iptables import Engine, EvalContext
+        self.ruleset = ruleset
         self.engine = Engine(self.ruleset)
         self.ctx = EvalContext(local_addrs=local_addrs, ipsets=ipsets, rng=rng, ipvs_conns=ipvs_conns)
         self._saved: dict[Any, Any] = {}
         self._has: dict[tuple[str, str], bool] = {}
         self._nats: dict[int, tuple[Any, Any]] = {}
         self._results: dict[int, tuple[Any, Any, list]] = {}    # remembered Verdict -> (it, HookResult, steps)
+
+    @classmethod
+    @deferred_gc()
+    def overlay(cls, base: "IptablesNetfilter", own_text: str, shared: Iterable[str], text_of: Callable[[], str],
+                local_addrs: set[int], rng, *, source: str = "<node>") -> "IptablesNetfilter":
+        """A node's rules as ``base``'s nat chains named in ``shared`` (the Service ports' own chains
+        both nodes hold line for line, proxier_sync.BlockCache) plus the node's own text
+        (``own_text``: its top-level chains, its node-sensitive Services' chains, the filter table),
+        parsed lazily: the shared chains are parsed and held once per cluster. ``text_of()`` gives the
+        node's whole iptables-save text on demand (``text``). Evaluates as the node's whole text
+        parsed alone would; a shared rule's line number is the one in ``base``'s text."""
+        from netsim.rules.iptables import parse
+        nf = cls.__new__(cls)
+        ruleset = parse(own_text, source=source, lazy=True)
+        chains, base_chains = ruleset.tables["nat"].chains, base.ruleset.tables["nat"].chains
+        for name in shared:
+            chains[name] = base_chains[name]
+        nf._text, nf._text_of = None, text_of
+        nf._start(ruleset, local_addrs, rng, None, None)
+        return nf
+
+    @property
+    def text(self) -> str:
+        """The node's iptables-save text (an overlay assembles it when asked)."""
+        if self._text is not None:
+            return self._text
+        assert self._text_of is not None
+        return self._text_of()
 
     def rebind(self, local_addrs: set[int], ipsets: Any = None) -> "IptablesNetfilter":
         """Reuse this compiled ruleset for a rebuilt host (same rules; its local table is new)."""
@@ -149,6 +182,7 @@ class IptablesDataplane:
         self._classes: dict[tuple, IptablesNetfilter] = {}     # node_rules_key -> the first node's rules
         self._sensitive: Optional[tuple[frozenset[str], bool]] = None
         self._blocks: dict[tuple, Any] = {}     # proxier config_key -> BlockCache: Service lines written once
+        self._bases: dict[tuple, IptablesNetfilter] = {}   # config_key -> a node loaded whole: its chains shared
 
     def netfilter(self, node: str, local_addrs: set[int], rng: Any) -> IptablesNetfilter:
         nf = self._nf.get(node)
@@ -160,15 +194,7 @@ class IptablesDataplane:
             base = self._classes.get(key)
             old = self._previous.pop(node, None)
             if base is None:
-                from netsim.control.progress import task
-                from netsim.rules.portmap import with_host_ports
-                with task(f"kube-proxy sync on {node} (iptables)"):
-                    text = with_host_ports(self._render(node), self.cluster, node)    # + CNI portmap's hostPorts
-                if old is not None and old.text == text:
-                    nf = base = old.rebind(local_addrs)     # kube-proxy: nothing changed, no iptables-restore
-                else:
-                    with task(f"loading {node}'s rules"):
-                        nf = base = IptablesNetfilter(text, local_addrs, rng, source=f"node {node}", lazy=True)
+                nf = base = self._load(node, local_addrs, rng, old)
                 self._classes[key] = base
             elif old is not None and (old.ruleset is base.ruleset or old.text == base.text):
                 nf = old.rebind(local_addrs)
@@ -177,11 +203,40 @@ class IptablesDataplane:
             self._nf[node] = nf
         return nf
 
-    def _render(self, node: str) -> str:
-        """The node's text, each Service port that is not node-sensitive written once per cluster
-        and proxier settings (proxier_sync.BlockCache): nodes that differ only in a few Local or
-        source-range Services no longer each write every Service's lines."""
-        from netsim.rules.iptables.proxier import render
+    def _load(self, node: str, local_addrs: set[int], rng: Any, old: Optional[IptablesNetfilter]) -> IptablesNetfilter:
+        """The node's rules after kube-proxy's sync: its previous ones when the text did not change
+        (no iptables-restore), else an overlay of the cluster's shared Service chains where a node
+        with the same proxier settings was loaded whole before, else its whole text parsed."""
+        from netsim.control.progress import task
+        from netsim.rules.iptables.proxier import node_view_text
+        from netsim.rules.portmap import with_host_ports
+        cluster = self.cluster
+        with task(f"kube-proxy sync on {node} (iptables)"):
+            data, ckey = self._sync(node)
+        hostports = any(p.node_name == node for p in cluster.host_port_pods())
+
+        def text_of() -> str:
+            return with_host_ports(node_view_text(data), cluster, node)        # + CNI portmap's hostPorts
+        if old is not None and old.text == text_of():
+            return old.rebind(local_addrs)                 # kube-proxy: nothing changed, no iptables-restore
+        shared = self._bases.get(ckey) if ckey is not None and data.own_nat_rules is not None and not hostports \
+            else None
+        with task(f"loading {node}'s rules"):
+            if shared is not None:
+                own = dataclasses.replace(data, nat_chains=data.own_nat_chains, nat_rules=data.own_nat_rules)
+                return IptablesNetfilter.overlay(shared, node_view_text(own), self._blocks[ckey].shared_chains(),
+                                                 text_of, local_addrs, rng, source=f"node {node}")
+            nf = IptablesNetfilter(text_of(), local_addrs, rng, source=f"node {node}", lazy=True)
+        if ckey is not None and not hostports:
+            self._bases.setdefault(ckey, nf)
+        return nf
+
+    def _sync(self, node: str) -> tuple[Any, Optional[tuple]]:
+        """The node's restore input, each Service port that is not node-sensitive written once per
+        cluster and proxier settings (proxier_sync.BlockCache), and the cache's key: nodes that
+        differ only in a few Local or source-range Services no longer each write every Service's
+        lines."""
+        from netsim.rules.iptables.proxier import restore_data
         from netsim.rules.iptables.proxier_cluster import proxier_config_for_node
         from netsim.rules.iptables.proxier_sync import BlockCache, config_key
         assert self._sensitive is not None
@@ -192,7 +247,7 @@ class IptablesDataplane:
             firewalled = {f"{s.namespace}/{s.name}" for s in self.cluster.services()
                           if s.type == "LoadBalancer" and s.load_balancer_source_ranges}
             cache = self._blocks[key] = BlockCache(key, self._sensitive[0] | frozenset(firewalled))
-        return render(self.cluster, node, cfg, cache=cache)
+        return restore_data(self.cluster, node, cfg, cache), key
 
     ipvs = None                       # no IPVS in this mode
 
@@ -211,6 +266,7 @@ class IptablesDataplane:
             self._classes = {}
             self._sensitive = None
             self._blocks = {}
+            self._bases = {}
             return
         kept = {}
         for node, nf in self._nf.items():

@@ -67,6 +67,10 @@ class RestoreData:
     nat_rules: list[str] = field(default_factory=list)
     active_nat_chains: set[str] = field(default_factory=set)
     large_cluster_mode: bool = False
+    # with a BlockCache: the nat chain lines and rules but those of the shared Service ports' own
+    # chains (their rules in the top-level chains kept), i.e. what this node does not share
+    own_nat_chains: Optional[list[str]] = None
+    own_nat_rules: Optional[list[str]] = None
 
     def text(self) -> str:
         lines = ["*filter", *self.filter_chains, *self.filter_rules, "COMMIT",
@@ -95,10 +99,14 @@ class BlockCache:
     cache is the text it would write without it."""
     key: tuple
     node_specific: frozenset[str]
-    blocks: dict[tuple[str, str], tuple[list[str], list[str], list[str], list[str], tuple[str, ...]]] = \
-        field(default_factory=dict)
+    blocks: dict[tuple[str, str], tuple[list[str], list[str], list[str], list[str], tuple[str, ...], list[str]]] = \
+        field(default_factory=dict)      # ... and (last) its nat rules in the top-level chains
     large_cluster_mode: Optional[bool] = None
     ports: Optional[list[ServicePortInfo]] = None      # the cluster's service ports (node-independent)
+
+    def shared_chains(self) -> list[str]:
+        """The nat chains of the kept Service ports (every node using the cache has them, the same)."""
+        return [c for b in self.blocks.values() for c in b[4]]
 
     def wants_endpoints(self, svc: ServicePortInfo) -> bool:
         """Whether a sync using the cache reads this port's endpoints (its block is not kept)."""
@@ -180,29 +188,42 @@ def sync_proxy_rules(
 
     nat_chains, nat_rules, filter_chains, filter_rules = out.nat_chains, out.nat_rules, out.filter_chains, \
         out.filter_rules
+    own_chains: list[str] = list(nat_chains) if cache is not None else []
+    own_rules: list[str] = list(nat_rules) if cache is not None else []
     for svc in ports:
         bkey = None
-        if cache is not None and f"{svc.namespace}/{svc.name}" not in cache.node_specific:
-            bkey = (svc.name_string, svc.protocol)
-            block = cache.blocks.get(bkey)
-            if block is not None:
-                nat_chains += block[0]
-                nat_rules += block[1]
-                filter_chains += block[2]
-                filter_rules += block[3]
-                out.active_nat_chains.update(block[4])
-                continue
+        if cache is not None:
+            if f"{svc.namespace}/{svc.name}" not in cache.node_specific:
+                bkey = (svc.name_string, svc.protocol)
+                block = cache.blocks.get(bkey)
+                if block is not None:
+                    nat_chains += block[0]
+                    nat_rules += block[1]
+                    filter_chains += block[2]
+                    filter_rules += block[3]
+                    out.active_nat_chains.update(block[4])
+                    own_rules += block[5]
+                    continue
             marks = (len(nat_chains), len(nat_rules), len(filter_chains), len(filter_rules))
             active_before = len(out.active_nat_chains)
         _write_service(out, svc, endpoints, config, svc_comment, written, skipped, full_sync, changed)
-        if bkey is not None:
-            chains_here = nat_chains[marks[0]:]
-            active = tuple(c[1:].split(" ", 1)[0] for c in chains_here)
-            assert len(out.active_nat_chains) - active_before <= len(active)
-            cache.blocks[bkey] = (chains_here, nat_rules[marks[1]:], filter_chains[marks[2]:],
-                                  filter_rules[marks[3]:], active)
+        if cache is not None:
+            chains_here, rules_here = nat_chains[marks[0]:], nat_rules[marks[1]:]
+            own_chains += chains_here
+            own_rules += rules_here
+            if bkey is not None:
+                active = tuple(c[1:].split(" ", 1)[0] for c in chains_here)
+                assert len(out.active_nat_chains) - active_before <= len(active)
+                mine = set(active)
+                top = [r for r in rules_here if r.split(" ", 2)[1] not in mine]
+                cache.blocks[bkey] = (chains_here, rules_here, filter_chains[marks[2]:], filter_rules[marks[3]:],
+                                      active, top)
 
+    tail = (len(nat_chains), len(nat_rules))
     _write_tail(out, config, existing_nat_chains, stale_chain_cleanup)
+    if cache is not None:
+        out.own_nat_chains = own_chains + nat_chains[tail[0]:]
+        out.own_nat_rules = own_rules + nat_rules[tail[1]:]
     return out
 
 
