@@ -208,7 +208,7 @@ class IptablesDataplane:
         (no iptables-restore), else an overlay of the cluster's shared Service chains where a node
         with the same proxier settings was loaded whole before, else its whole text parsed."""
         from netsim.control.progress import task
-        from netsim.rules.iptables.proxier import node_view_text
+        from netsim.rules.iptables.proxier import node_view_text, own_view_text
         from netsim.rules.portmap import with_host_ports
         cluster = self.cluster
         with task(f"kube-proxy sync on {node} (iptables)"):
@@ -223,8 +223,9 @@ class IptablesDataplane:
             else None
         with task(f"loading {node}'s rules"):
             if shared is not None:
-                own = dataclasses.replace(data, nat_chains=data.own_nat_chains, nat_rules=data.own_nat_rules)
-                return IptablesNetfilter.overlay(shared, node_view_text(own), self._blocks[ckey].shared_chains(),
+                own_text = own_view_text(data)
+                data.own_nat_chains = data.own_nat_rules = None     # text_of() keeps the whole lists only
+                return IptablesNetfilter.overlay(shared, own_text, self._blocks[ckey].shared_chains(),
                                                  text_of, local_addrs, rng, source=f"node {node}")
             nf = IptablesNetfilter(text_of(), local_addrs, rng, source=f"node {node}", lazy=True)
         if ckey is not None and not hostports:

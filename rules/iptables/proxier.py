@@ -14,6 +14,7 @@ them (``--or-mark 0x00004000``, ``-m tcp -p tcp``), which ``iptables-restore`` a
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -141,6 +142,18 @@ def render(cluster: Any, node_name: str, config: Optional[ProxierConfig] = None,
 
 def node_view_text(data: RestoreData, tables: Optional[tuple[str, ...]] = None, canary: bool = True) -> str:
     """Combine a restore input with the built-in chains, jump rules and canaries of a fresh node."""
+    return _view_text(data, tables, canary)
+
+
+def own_view_text(data: RestoreData) -> str:
+    """What a node sharing the cluster's Service chains parses itself (``data.own_nat_*``, see
+    proxier_sync.BlockCache): its node view without the shared chains' declarations and rules — not
+    loadable on its own (its top-level chains jump to the shared chains)."""
+    own = dataclasses.replace(data, nat_chains=data.own_nat_chains, nat_rules=data.own_nat_rules)
+    return _view_text(own, None, True)
+
+
+def _view_text(data: RestoreData, tables: Optional[tuple[str, ...]], canary: bool) -> str:
     wanted = tables or TABLE_ORDER
     for t in wanted:
         if t not in BUILTIN_CHAINS:
