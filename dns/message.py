@@ -54,7 +54,7 @@ def handle(resolver: Any, data: bytes, protocol: str = "udp") -> Optional[bytes]
         reply = resolver.answer(request)
     except Exception:
         reply = servfail(request)
-    return finish(request, reply, protocol).pack()
+    return finish_wire(request, reply, protocol)
 
 
 def _wire(resolver: Any) -> Any:
@@ -67,12 +67,27 @@ def _wire(resolver: Any) -> Any:
 
 def finish(request: DNSRecord, reply: DNSRecord, protocol: str = "udp") -> DNSRecord:
     """SizeAndDo then Scrub: echo the client's OPT RR and fit a UDP reply into the client's size."""
+    _size_and_do(request, reply)
+    return truncate(reply, client_size(request, protocol))
+
+
+def finish_wire(request: DNSRecord, reply: DNSRecord, protocol: str = "udp") -> bytes:
+    """``finish(request, reply, protocol).pack()``, packing a reply that fits only once (truncate
+    packs it to measure it; dnslib packs the same record to the same bytes every time)."""
+    _size_and_do(request, reply)
+    data = reply.pack()
+    if len(data) <= client_size(request, protocol):
+        return bytes(data)
+    return bytes(truncate(reply, client_size(request, protocol)).pack())
+
+
+def _size_and_do(request: DNSRecord, reply: DNSRecord) -> None:
+    """SizeAndDo: the client's OPT RR echoed (its UDP size and DO bit), any other OPT dropped."""
     opt = _opt(request)
     if opt is not None:
         do = bool(opt.ttl & 0x8000)
         reply.ar = [r for r in reply.ar if r.rtype != QTYPE.OPT]
         reply.add_ar(EDNS0(udp_len=opt.rclass, flags="do" if do else ""))
-    return truncate(reply, client_size(request, protocol))
 
 
 def client_size(request: DNSRecord, protocol: str) -> int:

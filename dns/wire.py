@@ -143,7 +143,7 @@ class WireCache:
     def answer(self, data: bytes, request: DNSRecord, protocol: str) -> bytes:
         """The dnslib path's reply bytes for a parsed query; kept for the next identical query when
         the reply is stable and the query has the plain shape."""
-        from netsim.dns.message import finish
+        from netsim.dns.message import finish_wire
         data = bytes(data)
         resolver = self.resolver
         token = resolver.snapshot_token()
@@ -151,7 +151,7 @@ class WireCache:
         sections = resolver.load_balance_sections(reply)
         entry = _Entry(request, reply, protocol, sections)
         if sections is None:
-            out = bytes(finish(request, _copy(reply), protocol).pack())
+            out = finish_wire(request, _copy(reply), protocol)
             entry.body = out
             entry.tail = out[2:]
         else:
@@ -192,23 +192,23 @@ class WireCache:
         self._token = token
 
     def _encode(self, entry: _Entry, order: tuple) -> bytes:
-        from netsim.dns.message import finish
+        from netsim.dns.message import finish_wire
         reply = _copy(entry.reply)
         for section, positions in zip(("rr", "auth", "ar"), order):
             if positions is not None:
                 rrs = getattr(reply, section)
                 setattr(reply, section, [rrs[i] for i in positions])
-        return bytes(finish(entry.request, reply, entry.protocol).pack())
+        return finish_wire(entry.request, reply, entry.protocol)
 
     def _case_free(self, data: bytes, end: int, entry: _Entry) -> bool:
         """Whether the reply's bytes outside the question name are the same for the name in lower
         and in upper case (then any mix of case gets them too, with its own question copied in)."""
-        from netsim.dns.message import finish
-        base = finish(entry.request, _copy(entry.reply), entry.protocol).pack()
+        from netsim.dns.message import finish_wire
+        base = finish_wire(entry.request, _copy(entry.reply), entry.protocol)
         for variant in (data[12:end].upper(), data[12:end].lower()):
             request = DNSRecord.parse(data[:12] + variant + data[end:])
             reply, _ = self.resolver.answer_parts(request, self.local_ip, probe=True)
-            other = finish(request, reply, entry.protocol).pack()
+            other = finish_wire(request, reply, entry.protocol)
             if other[:12] != base[:12] or other[end:] != base[end:]:
                 return False
         return True

@@ -231,3 +231,42 @@ def test_the_case_check_runs_when_a_folded_lookup_first_needs_it():
     cluster.advance(3)                      # a new instant: every table starts afresh, pending ones too
     assert handle(fast, data, "udp") == handle(slow, data, "udp")
     assert sum(len(v) for v in wire._pending.values()) == 1
+
+
+_WIRE_CLUSTERS: dict = {}
+
+
+@settings(max_examples=120, deadline=None)
+@given(which=st.integers(0, 10 ** 6), qtype=st.sampled_from(TYPES), flip=st.lists(st.booleans(), max_size=40),
+       edns=st.one_of(st.none(), st.tuples(st.sampled_from([0, 512, 600, 1232, 4096]), st.booleans())),
+       protocol=st.sampled_from(["udp", "tcp"]), big=st.booleans())
+def test_finish_wire_is_finish_packed(which, qtype, flip, edns, protocol, big):
+    """message.finish_wire (one pack when the reply fits) gives finish(...).pack()'s bytes, truncated
+    replies (the 60-record headless Service over UDP) included."""
+    from dns_fixtures import HEADLESS_60_YAML
+    from netsim.control.manifests import load_text
+    from netsim.dns.message import finish, finish_wire
+    from netsim.dns.wire import _copy
+    key = "big" if big else "shop"
+    if key not in _WIRE_CLUSTERS:
+        _WIRE_CLUSTERS[key] = load_text(HEADLESS_60_YAML) if big else load(["example:shop"])
+    cluster = _WIRE_CLUSTERS[key]
+    names = names_of(cluster)
+    request = DNSRecord.parse(query_bytes(names[which % len(names)], qtype, flip, True, False, edns, which & 0xFFFF))
+    reply = ClusterDNS(cluster, rng=random.Random(1)).answer(request)
+    assert finish_wire(request, _copy(reply), protocol) == bytes(finish(request, _copy(reply), protocol).pack())
+
+
+def test_finish_wire_truncates_as_finish_does():
+    """60 A records: over 512 bytes without EDNS (truncated, TC=1), within 1232 with it."""
+    from dns_fixtures import HEADLESS_60_YAML
+    from netsim.control.manifests import load_text
+    from netsim.dns.message import finish, finish_wire
+    from netsim.dns.wire import _copy
+    cluster = load_text(HEADLESS_60_YAML)
+    for edns in (None, (1232, False)):
+        request = DNSRecord.parse(query_bytes("big.default.svc.cluster.local.", "A", [], True, False, edns, 9))
+        reply = ClusterDNS(cluster, rng=random.Random(1)).answer(request)
+        out = finish_wire(request, _copy(reply), "udp")
+        assert out == bytes(finish(request, _copy(reply), "udp").pack())
+        assert DNSRecord.parse(out).header.tc == (edns is None) and len(out) <= (512 if edns is None else 1232)
