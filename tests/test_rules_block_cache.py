@@ -101,3 +101,31 @@ def test_the_emulator_renders_each_service_once_and_traces_as_before():
         a, b = cached.trace(src, dst), alone.trace(src, dst)
         assert a.to_dict() == b.to_dict(), (src, dst)
     assert not dp_alone._blocks and not dp_alone._bases and len(cached._walker(None).proxy._blocks) == 1
+
+
+def test_a_firewall_chain_allowing_some_nodes_is_written_per_node():
+    """loadBalancerSourceRanges holding node-1's IP (192.168.49.2/32) and not the others': the KUBE-FW
+    chain's "allow from node" rules differ per node (proxier.go syncProxyRules: allowFromNode), so the
+    cache writes that Service per node."""
+    from walker_cluster import SCENARIO_YAML
+    text = SCENARIO_YAML % {"pod_network": "vxlan"} + """---
+apiVersion: v1
+kind: Service
+metadata: {name: web-fw}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  loadBalancerSourceRanges: [192.168.49.2/32, 203.0.113.0/24]
+  ports: [{port: 80, targetPort: 8080}]
+"""
+    em = netsim.load(text)
+    w = em._walker(None)
+    fw = {}
+    for n in em.cluster.nodes():
+        nf = w.netfilter(n.name)
+        assert nf.text == render(em.cluster, n.name)
+        fw[n.name] = [line for line in nf.text.splitlines() if line.startswith("-A KUBE-FW-")]
+    assert len(fw["node-1"]) == len(fw["node-2"]) + 1 == len(fw["node-3"]) + 1     # node-1 allows from itself
+    (cache,) = w.proxy._blocks.values()
+    assert "default/web-fw" in cache.node_specific
+    assert not any(k[0].startswith("default/web-fw") for k in cache.blocks)
