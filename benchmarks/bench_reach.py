@@ -57,7 +57,7 @@ def _stats(samples: list[float]) -> dict:
 def prepare(knobs: SynthKnobs, mode: Optional[str]) -> dict:
     """Generate, load, read the inventory and plan: what the reduction costs and gives."""
     import netsim
-    from netsim.reach.evaluate import ModelSpec
+    from netsim.reach.evaluate import ALL_NODES, ModelSpec
     from netsim.reach.inventory import Inventory
     from netsim.reach.matrix import class_tasks
     from netsim.reach.plan import Planner
@@ -66,19 +66,25 @@ def prepare(knobs: SynthKnobs, mode: Optional[str]) -> dict:
     em = netsim.load(text, mode=mode, limits=_limits())
     t_load = time.perf_counter() - t0
     mode = mode or em.mode
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     inv = Inventory.from_emulator(em, "v")
     planner = Planner([inv])
     classes = planner.plan()
     t_plan = time.perf_counter() - t0
     tasks = class_tasks(planner, classes, [mode])
+    t_tasks = time.perf_counter() - t0 - t_plan
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kinds: dict[str, int] = {}
     for pc in classes:
         kinds[pc.slot.kind] = kinds.get(pc.slot.kind, 0) + 1
     return {"text": text, "em": em, "mode": mode, "planner": planner, "classes": classes, "tasks": tasks,
             "spec": ModelSpec((("v", (text,)),), limits=_limits()),
             "figures": {"nodes": knobs.nodes, "services": knobs.services, "pods": len(em.cluster.pods()),
-                        "manifest_bytes": len(text), "load_s": t_load, "reduction_s": t_plan,
+                        "manifest_bytes": len(text), "load_s": t_load, "reduction_s": t_plan, "tasks_s": t_tasks,
+                        "peak_rss_before_plan_mb": rss0 / 1024, "peak_rss_after_plan_mb": rss1 / 1024,
+                        "tasks_meeting_every_node": sum(1 for t in tasks if t.nodes == ALL_NODES),
+                        "nodes_met_per_task_median": statistics.median(len(t.nodes) for t in tasks) if tasks else 0,
                         "classes": len(classes), "classes_by_destination": kinds,
                         "shared_classes": sum(1 for c in classes if c.shared_from),
                         "probes_reduced": len(tasks), "probes_naive": sum(c.count for c in classes),
@@ -121,22 +127,27 @@ def b1(knobs: SynthKnobs, mode: Optional[str], rounds: int, engines: list[str], 
     out: dict = {"loadavg_start": loadavg(), "stage": "prepare"}
     save(out)
     p = prepare(knobs, mode)
-    tasks = p["tasks"][:max_probes] if max_probes else p["tasks"]
+    tasks = first_probes(p["tasks"], max_probes)
     out.update({"figures": p["figures"], "mode": p["mode"], "probes_per_round": len(tasks), "engines": {},
-                "batch_size_sweep": {}})
+                "batch_size_sweep": {}, "probes_chosen": "the first in the executor's order (by the nodes they "
+                                                         "meet, netsim.reach.matrix.batches)" if max_probes else "all",
+                "nodes_met_per_round": len(_nodes_met(tasks, p["figures"]["nodes"]))})
     base_bs = batch_sizes[len(batch_sizes) // 2]
-    for engine in engines:
-        for w in ([1] if engine == "serial" else workers):
+    configs = [(e, w) for e in engines for w in ([1] if e == "serial" else workers)]
+    for (engine, w) in configs:
+        out["engines"][f"{engine}/{w}"] = {"batch_size": base_bs, "rounds": []}
+    # round-robin over the configurations, so load drifting during the run falls on all of them alike
+    for _ in range(rounds):
+        for (engine, w) in configs:
             out["stage"] = f"{engine}/{w}"
-            runs: list[dict] = []
-            entry = out["engines"][f"{engine}/{w}"] = {"batch_size": base_bs, "rounds": runs}
-            for _ in range(rounds):
-                runs.append(run_engine(engine, w, p["spec"], tasks, base_bs))
-                entry.update(wall=_stats([r["wall_s"] for r in runs]),
-                             broadcast=_stats([r["broadcast_s"] for r in runs]),
-                             overhead_per_batch_ms=_stats([r["overhead_per_batch_ms"] for r in runs]))
-                _speedups(out)
-                save(out)
+            entry = out["engines"][f"{engine}/{w}"]
+            runs: list[dict] = entry["rounds"]
+            runs.append(run_engine(engine, w, p["spec"], tasks, base_bs))
+            entry.update(wall=_stats([r["wall_s"] for r in runs]),
+                         broadcast=_stats([r["broadcast_s"] for r in runs]),
+                         overhead_per_batch_ms=_stats([r["overhead_per_batch_ms"] for r in runs]))
+            _speedups(out)
+            save(out)
     sweep_engine = "local" if "local" in engines else engines[0]
     for bs in batch_sizes:
         out["stage"] = f"sweep {bs}"
@@ -156,6 +167,22 @@ def b1(knobs: SynthKnobs, mode: Optional[str], rounds: int, engines: list[str], 
     out["stage"] = "done"
     out["loadavg_end"] = loadavg()
     save(out)
+    return out
+
+
+def first_probes(tasks: list, n: int) -> list:
+    """The first ``n`` probes in the order the executor runs them (all with ``n`` 0)."""
+    from netsim.reach.matrix import batches
+    if not n:
+        return tasks
+    return [t for b in batches(tasks, n) for t in b][:n]
+
+
+def _nodes_met(tasks: list, all_nodes: int) -> set:
+    from netsim.reach.evaluate import ALL_NODES
+    out: set = set()
+    for t in tasks:
+        out.update(range(all_nodes) if t.nodes == ALL_NODES else t.nodes)
     return out
 
 
