@@ -84,6 +84,8 @@ def prepare(knobs: SynthKnobs, mode: Optional[str]) -> dict:
                         "manifest_bytes": len(text), "load_s": t_load, "reduction_s": t_plan, "tasks_s": t_tasks,
                         "peak_rss_before_plan_mb": rss0 / 1024, "peak_rss_after_plan_mb": rss1 / 1024,
                         "tasks_meeting_every_node": sum(1 for t in tasks if t.nodes == ALL_NODES),
+                        "tasks_meeting_over_8_nodes": sum(1 for t in tasks if len(t.nodes) > 8 or t.nodes == ALL_NODES),
+                        "tasks_meeting_over_32_nodes": sum(1 for t in tasks if len(t.nodes) > 32 or t.nodes == ALL_NODES),
                         "nodes_met_per_task_median": statistics.median(len(t.nodes) for t in tasks) if tasks else 0,
                         "classes": len(classes), "classes_by_destination": kinds,
                         "shared_classes": sum(1 for c in classes if c.shared_from),

@@ -51,6 +51,10 @@ class Task:
 ALL_NODES = ("*",)
 
 
+class OverBudget(ValueError):
+    """A probe meets more nodes than a worker may hold the rules of (``--worker-memory``)."""
+
+
 def _rss_bytes() -> int:
     """This process's resident set now (/proc/self/statm), 0 where there is none."""
     try:
@@ -71,9 +75,10 @@ class ModelCache:
     per model (``spec.node_budget``; else as many as ``spec.worker_memory_mb`` holds at the size the
     first nodes measured) and starts the model afresh past that. A probe whose nodes alone exceed
     the budget (an external client through the load balancer meets every node; a Service with
-    endpoints on most nodes) gets them all anyway: unprepared, each of its paths would render the
-    nodes it meets on a copy of its own, which costs more. Results do not depend on what is
-    prepared (a node's rules are the same text either way)."""
+    endpoints on most nodes) is not run: its row says so (ERROR, OverBudget's message) rather than
+    the worker running out of memory — unprepared, each of its paths would render the nodes it
+    meets on a copy of its own, garbage only a full collection frees. Results do not depend on
+    what is prepared (a node's rules are the same text either way)."""
 
     spec: ModelSpec
     size: int = MODEL_LRU
@@ -97,10 +102,15 @@ class ModelCache:
         need = want - held
         if not need:
             return em
-        if nodes is not None and held and len(held) + len(need) > self.budget():
-            em = self._load(k)                  # start afresh: the old model's rules are freed with it
-            self.restarts += 1
-            held, need = self.built[k], want
+        if nodes is not None:
+            budget = self.budget()
+            if len(want) > budget:
+                raise OverBudget(f"the probe meets {len(want)} nodes; a worker holds the rules of {budget} "
+                                 f"(~{self.node_bytes >> 20} MB each; raise --worker-memory)")
+            if held and len(held) + len(need) > budget:
+                em = self._load(k)              # start afresh: the old model's rules are freed with it
+                self.restarts += 1
+                held, need = self.built[k], want
         before = _rss_bytes()
         t0 = time.perf_counter()
         em.prepare(mode, nodes=sorted(need))
@@ -142,10 +152,10 @@ class ModelCache:
 def run_task(cache: ModelCache, t: Task) -> dict:
     """One verdict as a flat record (an error becomes the ERROR disposition with its message)."""
     import json
-    em = cache.get(t.version, t.mode, t.nodes or None)
     rec = {"key": t.key, "version": t.version, "mode": t.mode, "probe_src": t.src, "probe_dst": t.dst,
            "proto": t.proto}
     try:
+        em = cache.get(t.version, t.mode, t.nodes or None)
         v = em.verdict(t.src, t.dst, proto=t.proto, namespace=t.namespace, mode=t.mode)
     except ValueError as e:
         rec.update(disposition="ERROR", endpoints="{}", snat=None, rules_evaluated=0, paths=0,

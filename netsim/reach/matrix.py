@@ -12,6 +12,7 @@ from netsim.reach.executors import Executor
 from netsim.reach.plan import Planner, ProbeClass
 
 BATCH_SIZE = 64        # probes per batch: ~50-200 ms of work at 1-3 ms a verdict
+FEW_NODES = 8          # probes meeting more nodes than this run after the others
 
 
 @dataclass
@@ -71,9 +72,10 @@ def _raw_items(planner: Planner, pc: ProbeClass, member, node: Optional[str], mo
 
 def batches(tasks: list[Task], size: int) -> list[list[Task]]:
     """Consecutive runs of ``size`` tasks, grouped by model so a worker builds few models, and within
-    a model by the nodes the probes meet (probes meeting every node last), so a batch's probes
-    share the nodes whose rules a worker builds for them."""
-    ordered = sorted(tasks, key=lambda t: (t.version, t.mode, t.nodes == ALL_NODES, t.nodes))
+    a model by the nodes the probes meet (probes meeting many nodes, or every node, last), so a
+    batch's probes share the nodes whose rules a worker builds for them."""
+    ordered = sorted(tasks, key=lambda t: (t.version, t.mode, t.nodes == ALL_NODES, len(t.nodes) > FEW_NODES,
+                                           t.nodes))
     return [ordered[i:i + size] for i in range(0, len(ordered), size)]
 
 
