@@ -34,7 +34,7 @@ class ModelSpec:
         raise KeyError(f"no version {version!r} in the model spec")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Task:
     """One class's probe in one model."""
 

@@ -53,6 +53,7 @@ class ServiceFacts:
     slice_ports: tuple
     host_endpoints: bool = False              # some endpoint is a node's address (a hostNetwork pod)
     _by_address: Optional[dict] = field(default=None, repr=False, compare=False)   # endpoint_of's index
+    _nodes: Optional[frozenset] = field(default=None, repr=False, compare=False)   # endpoint_nodes' answer
 
     @property
     def node_dependent(self) -> bool:
@@ -90,7 +91,10 @@ class ServiceFacts:
 
     def endpoint_nodes(self) -> frozenset:
         """The nodes the endpoints are on (and the nodes whose addresses they are)."""
-        return frozenset(n for e in self.endpoints for n in (e.node, e.host) if n is not None)
+        got = self._nodes
+        if got is None:
+            got = self._nodes = frozenset(n for e in self.endpoints for n in (e.node, e.host) if n is not None)
+        return got
 
     def endpoint_of(self, ip: str) -> Optional[tuple]:
         """A hairpin member's own endpoint(s) (conditions, ports), or None when it is none of them."""

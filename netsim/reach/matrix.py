@@ -7,6 +7,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional, Sequence
 
+from netsim.control.heap import deferred_gc
 from netsim.reach.evaluate import ALL_NODES, ModelSpec, Task, outcome_of
 from netsim.reach.executors import Executor
 from netsim.reach.plan import Planner, ProbeClass
@@ -28,6 +29,11 @@ class Matrix:
 
 def class_tasks(planner: Planner, classes: Iterable[ProbeClass], modes: Sequence[str]) -> list[Task]:
     """One task per (class, version where it exists, mode); shared classes make none of their own."""
+    with deferred_gc():       # one long-lived Task per class: no whole-heap passes while they are made
+        return _class_tasks(planner, classes, modes)
+
+
+def _class_tasks(planner: Planner, classes: Iterable[ProbeClass], modes: Sequence[str]) -> list[Task]:
     out: list[Task] = []
     for pc in classes:
         if pc.shared_from is not None or pc.rep is None:

@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
+from netsim.control.heap import deferred_gc
 from netsim.reach.atoms import Atoms
 from netsim.reach.evaluate import ALL_NODES
 from netsim.reach.inventory import Inventory, Member, ServiceFacts
@@ -48,7 +49,7 @@ class Slot:
         return ("pod", "host", "external")
 
 
-@dataclass
+@dataclass(slots=True)
 class ProbeClass:
     """One row of the matrix per model: a destination slot and a source class, its members' count,
     a few sample members and the representative raw probe (member, addressed node) per version."""
@@ -153,6 +154,8 @@ class Planner:
 
     def __init__(self, inventories: Sequence[Inventory], *, share: bool = True) -> None:
         self.invs = list(inventories)
+        self._labels: dict[str, str] = {}            # source label -> the one copy every class shares
+        self._met: dict[tuple, tuple[str, ...]] = {}  # nodes_met's tuples, one per distinct answer
         cidrs: list[str] = []
         for inv in self.invs:
             cidrs += inv.range_cidrs()
@@ -282,17 +285,24 @@ class Planner:
             return ()
         if m.kind == "external" and slot.kind in ("loadbalancer", "externalip"):
             return ALL_NODES
+        dns = slot.kind == "dns"
+        key = (slot.service, v, m.node, node, dns)
+        got = self._met.get(key)
+        if got is not None:
+            return got
         inv = self.invs[v]
         out = {m.node, node}
         sf = inv.services.get(slot.service)
         if sf is not None:
             out.update(sf.endpoint_nodes())
-        if slot.kind == "dns":
-            dns = inv.services.get(DNS_SERVICE)
-            if dns is not None:
-                out.update(dns.endpoint_nodes())
+        if dns:
+            dsf = inv.services.get(DNS_SERVICE)
+            if dsf is not None:
+                out.update(dsf.endpoint_nodes())
         out.discard(None)
-        return tuple(sorted(out))
+        t = tuple(sorted(out))
+        got = self._met[key] = self._met.setdefault(t, t)     # equal answers share one tuple
+        return got
 
     # ------------------------------------------------------------------ classes
     def slot_exists(self, slot: Slot, v: int) -> bool:
@@ -449,8 +459,7 @@ class Planner:
                         for sf, pm in zip(sfs, self.member_of[m.ident]))
             yield [m], tuple("hairpin" if o else None for o in own), m.ident, True
 
-    @staticmethod
-    def _add(classes: dict, sl: Slot, key: tuple, label: "_Label", part: tuple, names: Optional[NodeSet],
+    def _add(self, classes: dict, sl: Slot, key: tuple, label: "_Label", part: tuple, names: Optional[NodeSet],
              same: Optional[bool], hair: bool, count: int, firsts: list[Member], node: Optional[str]) -> None:
         pc = classes.get((sl, key))
         if pc is None:
@@ -459,7 +468,9 @@ class Planner:
             else:
                 a = node if same else names.other(node)
                 rep = (firsts[0], a)
-            pc = classes[(sl, key)] = ProbeClass(_key_text(sl, key), sl, label.text(), rep=rep, hairpin=hair)
+            text = label.text()
+            text = self._labels.setdefault(text, text)     # one string per distinct source (most repeat)
+            pc = classes[(sl, key)] = ProbeClass(_key_text(sl, key), sl, text, rep=rep, hairpin=hair)
         pc.count += count
         members, excl = part
         pc.parts.append((members, names, same, excl))
@@ -520,6 +531,10 @@ class Planner:
     def plan(self) -> list[ProbeClass]:
         """Every class of every Service; with sharing, a Service whose signature (in every version)
         equals an earlier one's takes that one's verdicts, class by class."""
+        with deferred_gc():       # millions of long-lived objects: no whole-heap passes while they are made
+            return self._plan()
+
+    def _plan(self) -> list[ProbeClass]:
         out: list[ProbeClass] = []
         first_of: dict[tuple, dict[tuple, str]] = {}
         for skey in self.service_keys():
