@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from netsim.control.heap import deferred_gc
 from netsim.rules.iptables import targets as T
@@ -87,7 +87,7 @@ class CompiledChain:
         self.n = chain.n_rules
         self._indexed = False
         # shape -> {packed key: position, or a tuple of positions}; see candidate_lists
-        self.shapes: list[tuple[tuple[bool, bool, bool], dict[int, Any]]] = []
+        self.shapes: Sequence[tuple[tuple[bool, bool, bool], dict[int, Any]]] = ()    # (a list once compiled)
         self.unindexed: tuple[int, ...] = ()
         self.name = chain.name
         self.policy = chain.policy

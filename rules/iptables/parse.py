@@ -13,7 +13,8 @@ from typing import Optional
 from netsim.rules.iptables import matches as M
 from netsim.rules.iptables import targets as T
 from netsim.rules.iptables.ruleset import (
-    BUILTIN_CHAINS, Chain, Header, IptablesError, LazyChain, Match, Opt, Rule, Ruleset, Table, Target, gc_paused,
+    BUILTIN_CHAINS, RAW_TYPECODE, Chain, Header, IptablesError, LazyChain, Match, Opt, Rule, Ruleset, Table, Target,
+    gc_paused,
 )
 from netsim.rules.iptables.values import parse_cidr, parse_proto, render_proto
 
@@ -121,7 +122,7 @@ class _Parser:
         return f"{self.source}:{lineno}"
 
     def run(self, text: str) -> Ruleset:
-        if self.lazy and _OTHER_LINE_BREAKS.search(text) is None:
+        if self.lazy and len(text) < 1 << 32 and _OTHER_LINE_BREAKS.search(text) is None:
             self._run_offsets(text)
         else:
             self.lazy = False              # (offsets need lines split at "\n" only, as str.splitlines then does)
@@ -298,7 +299,9 @@ class _Parser:
     def load(self, table: Table, chain: LazyChain) -> None:
         """Parse a lazy chain's ``-A`` lines: while its table is being read, as the eager parser
         would (targets resolved at COMMIT); afterwards with the table's chains all declared."""
-        raw, chain.raw = chain.raw, array("q")
+        raw, chain.raw = chain.raw, array(RAW_TYPECODE)
+        if chain._parsed is None:
+            chain._parsed = []
         if self.table is table:
             self._load_lines(chain, raw)
             return
@@ -313,6 +316,7 @@ class _Parser:
 
     def _load_lines(self, chain: LazyChain, raw: array) -> None:
         text, find = self.text, self.text.find
+        assert chain._parsed is not None
         for i in range(0, len(raw), 2):
             lineno, start = raw[i], raw[i + 1]
             end = find("\n", start)

@@ -137,7 +137,7 @@ class Rule:
         return render_rule(self)
 
 
-@dataclass
+@dataclass(slots=True)            # a 10,000-Service node's rules declare ~60,000 chains
 class Chain:
     name: str
     policy: Optional[str] = None          # ACCEPT/DROP for built-in chains; None for user chains ("-")
@@ -161,27 +161,35 @@ class LazyChain(Chain):
     e.g. when a packet first enters the chain. A 10,000-Service node holds ~60,000 chains of
     which a trace enters a handful."""
 
+    __slots__ = ("_parsed", "raw", "_loader")
+
     def __init__(self, name: str, policy: Optional[str] = None, line: int = 0,
                  counters: Optional[tuple[int, int]] = None, *, loader: Callable[["LazyChain"], None]) -> None:
-        self._parsed: list[Rule] = []
-        self.raw = array("q")            # line number, offset in the parser's text; per -A line
+        self._parsed: Optional[list[Rule]] = None      # (a list once read)
+        self.raw = array(RAW_TYPECODE)   # line number, offset in the parser's text; per -A line
         self._loader: Optional[Callable[["LazyChain"], None]] = loader
-        super().__init__(name, policy, [], line, counters)
+        super().__init__(name, policy, None, line, counters)       # type: ignore[arg-type]
 
     @property  # type: ignore[override]
     def rules(self) -> list[Rule]:
         if self.raw:
             assert self._loader is not None
             self._loader(self)
-        return self._parsed
+        parsed = self._parsed
+        if parsed is None:
+            parsed = self._parsed = []
+        return parsed
 
     @rules.setter
-    def rules(self, value: list[Rule]) -> None:
+    def rules(self, value: Optional[list[Rule]]) -> None:
         self._parsed = value
 
     @property
     def n_rules(self) -> int:
-        return len(self._parsed) + len(self.raw) // 2
+        return len(self._parsed or ()) + len(self.raw) // 2
+
+
+RAW_TYPECODE = "I"             # LazyChain.raw: unsigned 32-bit (line numbers and offsets of a text < 4 GiB)
 
 
 @dataclass
