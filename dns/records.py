@@ -79,12 +79,14 @@ def build_index(cluster: Any, serial: int = 0) -> RecordIndex:
         ports = tuple(PortRecord(p.name or "", p.protocol, p.port) for p in sl.ports) \
             or (PortRecord("", "", NO_PORT),)
         bucket = idx.endpoints.setdefault((sl.namespace, sl.service_name), [])
+        unnamed = (sl.namespace, sl.service_name, None)     # one reverse entry for the slice's unnamed endpoints
         for ep in sl.endpoints:
             if not ep.ready:               # conditions.ready false: left out of every record
                 continue
+            ref = unnamed if ep.hostname is None else (sl.namespace, sl.service_name, ep.hostname)
             for ip in ep.addresses:
                 bucket.append(EndpointAddress(ip=ip, hostname=ep.hostname, ports=ports))
-                idx.endpoints_by_ip.setdefault(ip, []).append((sl.namespace, sl.service_name, ep.hostname))
+                idx.endpoints_by_ip.setdefault(ip, []).append(ref)
     coredns = []
     pods_by_ip: dict[str, frozenset[str]] = {}
     alone: dict[str, frozenset[str]] = {}          # namespace -> frozenset({namespace}), one per namespace

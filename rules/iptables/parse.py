@@ -549,7 +549,12 @@ _APPEND = re.compile(r"-A\s+(\S+)")
 _OTHER_LINE_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
+_ZERO_COUNTERS = (0, 0)          # what kube-proxy writes on every chain line ("[0:0]"): one tuple for all
+
+
 def _counters(text: str, where: str) -> tuple[int, int]:
+    if text == "[0:0]":
+        return _ZERO_COUNTERS
     if not (text.startswith("[") and text.endswith("]") and ":" in text):
         raise IptablesError(f"{where}: expected counters like [0:0], got {text!r}")
     a, _, b = text[1:-1].partition(":")

@@ -74,8 +74,8 @@ class RestoreData:
 
     def text(self) -> str:
         lines = ["*filter", *self.filter_chains, *self.filter_rules, "COMMIT",
-                 "*nat", *self.nat_chains, *self.nat_rules, "COMMIT"]
-        return "\n".join(lines) + "\n"
+                 "*nat", *self.nat_chains, *self.nat_rules, "COMMIT", ""]
+        return "\n".join(lines)           # (ends with a newline: no second copy to add one)
 
 
 @dataclass
