@@ -14,9 +14,12 @@ to other load on the machine than wall time) and peak RSS of the command's proce
   load, one Walker, predict() for 20 ClusterIP flows from random pods; the kernel half is not run)
 - the pytest plugin's first test                 (`pytest` on one test using the ``netsim_cluster`` fixture
   that traces once: pytest start-up, load, every node's rules prepared, the copy, the trace)
+- pytest alone                                   (the same `pytest` command on a test that uses no netsim
+  fixture: pytest's own start-up and that of the plugins installed beside it, e.g. hypothesis's, which
+  imports hypothesis at the end of every session; what the first test's figure holds that is not netsim's)
 
 and the issue's ratios, from medians of this one run: trace/get wall, CPU and RSS, count-1000 minus trace
-wall. Every round is reported (median, min, max; nothing dropped). Results go to --out in the
+wall, and pytest's first test without pytest's own start-up ((first test - pytest alone) / get). Every round is reported (median, min, max; nothing dropped). Results go to --out in the
 `netsim bench` record format (source "emulator").
 """
 from __future__ import annotations
@@ -89,6 +92,11 @@ def test_first(netsim_cluster):
     assert t.outcome.disposition == "DELIVERED", t
 """
 
+PYTEST_ALONE = """
+def test_alone():
+    assert sum(range(3)) == 3
+"""
+
 
 def pick_client_and_target(path: str, services: int) -> tuple[str, str]:
     """A client pod of the first app and the last Service's name (not measured)."""
@@ -110,6 +118,9 @@ def measure(services: int, endpoints: int, nodes: int, rounds: int,
         test_file = os.path.join(tmp, "test_first.py")
         with open(test_file, "w") as f:
             f.write(PYTEST_FIRST.format(path=path, client=client, target=target))
+        alone_file = os.path.join(tmp, "test_alone.py")
+        with open(alone_file, "w") as f:
+            f.write(PYTEST_ALONE)
         commands = {
             "get_svc": (cmd + ["get", "svc", "-f", path], "app-0"),
             "trace": (cmd + ["trace", "-f", path, "--from", client, "--to", target], "DELIVERED"),
@@ -118,6 +129,8 @@ def measure(services: int, endpoints: int, nodes: int, rounds: int,
             "verify_predict": ([sys.executable, "-c", VERIFY_PREDICT, path, "20"], "predicted 20 flows"),
             "pytest_first_test": ([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
                                    "addopts=", "--rootdir", tmp, test_file], "1 passed"),
+            "pytest_alone": ([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
+                              "addopts=", "--rootdir", tmp, alone_file], "1 passed"),
         }
         samples: dict[str, list[dict]] = {k: [] for k in commands}
         load_before = loadavg()
@@ -137,6 +150,10 @@ def measure(services: int, endpoints: int, nodes: int, rounds: int,
     for name in ("trace", "verify_predict", "pytest_first_test"):
         for key, short in (("wall_s", "wall"), ("cpu_s", "cpu"), ("rss_mib", "rss")):
             ratios.append((f"cold_{name}_over_get_{short}", med[(name, key)] / med[("get_svc", key)], "ratio"))
+    for key, short in (("wall_s", "wall"), ("cpu_s", "cpu")):
+        own = med[("pytest_first_test", key)] - med[("pytest_alone", key)]
+        ratios.append((f"cold_pytest_first_test_without_pytest_over_get_{short}", own / med[("get_svc", key)],
+                       "ratio"))
     ratios += [("cold_count_1000_added_wall", med[("trace_count_1000", "wall_s")] - med[("trace", "wall_s")], "s"),
                ("cold_count_1000_added_cpu", med[("trace_count_1000", "cpu_s")] - med[("trace", "cpu_s")], "s")]
     for metric, value, unit in ratios:

@@ -14,7 +14,7 @@ def test_cold_start_records_every_command_and_round(tmp_path):
     rows = doc["results"]
     assert all(all(k in r for k in REQUIRED_FIELDS) for r in rows)
     by = {r["metric"]: r for r in rows}
-    for command in ("get_svc", "trace", "trace_count_1000", "verify_predict", "pytest_first_test"):
+    for command in ("get_svc", "trace", "trace_count_1000", "verify_predict", "pytest_first_test", "pytest_alone"):
         for metric in ("wall_time", "cpu_time", "peak_rss"):
             r = by[f"cold_{command}_{metric}"]
             assert len(r["rounds"]) == 2 and r["spread"]["min"] <= r["value"] <= r["spread"]["max"]
@@ -24,6 +24,9 @@ def test_cold_start_records_every_command_and_round(tmp_path):
     assert by["cold_trace_over_get_rss"]["value"] > 0
     for name in ("trace", "verify_predict", "pytest_first_test"):
         assert by[f"cold_{name}_over_get_wall"]["value"] > 0
+    # pytest with the fixture does more than pytest alone
+    assert by["cold_pytest_first_test_cpu_time"]["value"] > by["cold_pytest_alone_cpu_time"]["value"]
+    assert by["cold_pytest_first_test_without_pytest_over_get_cpu"]["value"] > 0
     assert len(doc["environment"]["loadavg_before"]) == 3 and len(doc["environment"]["loadavg_after"]) == 3
 
 
