@@ -98,12 +98,20 @@ def test_alone():
 """
 
 
+PICK_CLIENT = """
+import sys
+import netsim
+emu = netsim.load(sys.argv[1])
+print(sorted(p.name for p in emu.cluster.pods() if p.name.startswith("app-0-"))[0])
+"""
+
+
 def pick_client_and_target(path: str, services: int) -> tuple[str, str]:
-    """A client pod of the first app and the last Service's name (not measured)."""
-    import netsim
-    emu = netsim.load(path)
-    client = sorted(p.name for p in emu.cluster.pods() if p.name.startswith("app-0-"))[0]
-    return f"pod/{client}", f"app-{services - 1}.default:80"
+    """A client pod of the first app and the last Service's name (not measured). Loaded in a child
+    process: a command's peak RSS (wait4's ru_maxrss) counts the image it was forked from until its
+    exec (Linux exec_mmap keeps the old mm's high-water mark), so this process must stay small."""
+    out = subprocess.run([sys.executable, "-c", PICK_CLIENT, path], check=True, capture_output=True, text=True)
+    return f"pod/{out.stdout.strip()}", f"app-{services - 1}.default:80"
 
 
 def measure(services: int, endpoints: int, nodes: int, rounds: int,
