@@ -21,6 +21,15 @@ to other load on the machine than wall time) and peak RSS of the command's proce
 and the issue's ratios, from medians of this one run: trace/get wall, CPU and RSS, count-1000 minus trace
 wall, and pytest's first test without pytest's own start-up ((first test - pytest alone) / get). Every round is reported (median, min, max; nothing dropped). Results go to --out in the
 `netsim bench` record format (source "emulator").
+
+``--bytecode`` says how the commands' Python treats its bytecode cache: ``inherit`` (the default) runs
+them with this process's environment, so a shell with PYTHONDONTWRITEBYTECODE set (this project's
+machines) makes every command compile netsim's modules, and pytest rewrite and compile every module it
+rewrites (hypothesis's plugin's too), again in every round; ``python-default`` unsets
+PYTHONDONTWRITEBYTECODE and points PYTHONPYCACHEPREFIX at a fresh directory, as an ordinary install
+runs (Python writes its bytecode cache, pytest keeps its rewritten modules: "Assertion rewriting",
+docs.pytest.org). That cache starts empty, so the first round of every command pays the compilation
+and later rounds reuse it; every round is reported.
 """
 from __future__ import annotations
 
@@ -40,12 +49,12 @@ from netsim.benchmarks.records import SCHEMA, Record, environment, timed
 DEFAULT_OUT = os.path.join(os.path.dirname(__file__), "results", "cold_start.json")
 
 
-def run_command(argv: list[str], expect: str = "") -> dict:
+def run_command(argv: list[str], expect: str = "", env: Optional[dict] = None) -> dict:
     """Run one command to completion; its wall time, CPU time and peak RSS (its own rusage). Its
     standard output must contain ``expect`` (a command that stopped early is no measurement)."""
     with tempfile.TemporaryFile() as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
@@ -114,8 +123,17 @@ def pick_client_and_target(path: str, services: int) -> tuple[str, str]:
     return f"pod/{out.stdout.strip()}", f"app-{services - 1}.default:80"
 
 
+def child_env(bytecode: str, cache_dir: str) -> Optional[dict]:
+    """The commands' environment for ``--bytecode`` (see the module's docstring); None: inherit ours."""
+    if bytecode == "inherit":
+        return None
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = cache_dir
+    return env
+
+
 def measure(services: int, endpoints: int, nodes: int, rounds: int,
-            netsim_cmd: Optional[list[str]] = None) -> list[Record]:
+            netsim_cmd: Optional[list[str]] = None, bytecode: str = "inherit") -> list[Record]:
     # what the `netsim` console script runs (netsim.cli.main:main), with this interpreter
     cmd = netsim_cmd or [sys.executable, "-c", "from netsim.cli.main import main; main()"]
     with tempfile.TemporaryDirectory(prefix="netsim-cold-") as tmp:
@@ -140,18 +158,19 @@ def measure(services: int, endpoints: int, nodes: int, rounds: int,
             "pytest_alone": ([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
                               "addopts=", "--rootdir", tmp, alone_file], "1 passed"),
         }
+        env = child_env(bytecode, os.path.join(tmp, "pycache"))
         samples: dict[str, list[dict]] = {k: [] for k in commands}
         load_before = loadavg()
         for _ in range(rounds):                      # interleaved, so slow periods hit every command
             for name, (argv, expect) in commands.items():
-                samples[name].append(run_command(argv, expect))
+                samples[name].append(run_command(argv, expect, env))
         load_after = loadavg()
     out: list[Record] = []
     for name, rows in samples.items():
         for key, unit, metric in (("wall_s", "s", "wall_time"), ("cpu_s", "s", "cpu_time"),
                                   ("rss_mib", "MiB", "peak_rss")):
             out.append(timed("iptables", services, endpoints, f"cold_{name}_{metric}", [r[key] for r in rows],
-                             unit, "emulator", digits=3, nodes=nodes, command=name))
+                             unit, "emulator", digits=3, nodes=nodes, command=name, bytecode=bytecode))
     med = {(name, key): statistics.median(r[key] for r in rows) for name, rows in samples.items()
            for key in ("wall_s", "cpu_s", "rss_mib")}
     ratios = []
@@ -168,7 +187,7 @@ def measure(services: int, endpoints: int, nodes: int, rounds: int,
         out.append(Record("iptables", services, endpoints, metric, round(value, 3), unit, "emulator",
                           repeats=rounds, spread=None,
                           labels={"nodes": nodes, "of": "medians of this run", "loadavg_before": load_before,
-                                  "loadavg_after": load_after}))
+                                  "loadavg_after": load_after, "bytecode": bytecode}))
     return out
 
 
@@ -187,11 +206,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--nodes", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=DEFAULT_OUT)
+    ap.add_argument("--bytecode", choices=("inherit", "python-default"), default="inherit",
+                    help="the commands' bytecode cache: this environment's, or Python's default (see above)")
     a = ap.parse_args(argv)
     if a.quick:
         a.services, a.endpoints, a.nodes, a.rounds = 300, 2, 5, 2
     before = loadavg()
-    records = measure(a.services, a.endpoints, a.nodes, a.rounds)
+    records = measure(a.services, a.endpoints, a.nodes, a.rounds, bytecode=a.bytecode)
     load = loadavg()
     doc = {"schema": SCHEMA, "environment": environment(1, "quick" if a.quick else "full",
                                                          loadavg_before=before, loadavg_after=load),
@@ -200,7 +221,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     with open(a.out, "w") as f:
         json.dump(doc, f, indent=1)
     print(f"cold start: {a.services} Services x {a.endpoints} endpoints on {a.nodes} nodes, {a.rounds} rounds "
-          f"(load average before {before[0]:.1f}, after {load[0]:.1f})")
+          f"(load average before {before[0]:.1f}, after {load[0]:.1f}; bytecode: {a.bytecode})")
     print(f"{'metric':44} {'median':>9} {'min':>9} {'max':>9} unit")
     for r in records:
         lo = r.spread["min"] if r.spread else r.value

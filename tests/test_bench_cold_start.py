@@ -41,3 +41,21 @@ def test_count_memory_samples_rss_over_a_long_count_run(tmp_path):
     assert samples["rounds"] and len(samples["rounds"]) == len(samples["sample_times_s"])
     assert by["count_run_peak_rss"]["value"] >= max(samples["rounds"]) * 0.9
     assert any("2000 new connections" in line for line in by["count_run_connections_per_s"]["summary"])
+
+
+def test_python_default_bytecode_writes_a_cache_the_commands_reuse(tmp_path):
+    """--bytecode python-default: the children run without PYTHONDONTWRITEBYTECODE and with their own
+    PYTHONPYCACHEPREFIX, so Python writes bytecode there; the mode is recorded with every figure."""
+    env = bench_cold_start.child_env("python-default", str(tmp_path / "pyc"))
+    assert "PYTHONDONTWRITEBYTECODE" not in env and env["PYTHONPYCACHEPREFIX"] == str(tmp_path / "pyc")
+    assert bench_cold_start.child_env("inherit", str(tmp_path / "x")) is None
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, "-c", "import netsim.control.model"], env=env, check=True)
+    cached = list((tmp_path / "pyc").rglob("model*.pyc"))
+    assert cached, "no bytecode written under PYTHONPYCACHEPREFIX"
+    out = tmp_path / "cold.json"
+    assert bench_cold_start.main(["--services", "20", "--endpoints", "1", "--nodes", "2", "--rounds", "2",
+                                  "--bytecode", "python-default", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert rows and all(r["bytecode"] == "python-default" for r in rows)
