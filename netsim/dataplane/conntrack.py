@@ -393,7 +393,16 @@ class Conntrack:
         return self._manip(pkt, t[3], t[4], "src")
 
     def _manip(self, pkt: Packet, ip: int, port: int, which: str) -> Optional[tuple[int, int, int, int]]:
-        if pkt.proto == IPPROTO_ICMP and pkt.is_icmp_error:
+        proto = pkt._proto
+        if proto == IPPROTO_TCP or proto == IPPROTO_UDP:
+            # (the same bytes as the setters below, in one call: Packet.nat_rewrite)
+            dst = which == "dst"
+            old_ip, old_port = (pkt._dst, pkt._dport) if dst else (pkt._src, pkt._sport)
+            if old_ip == ip and old_port == port:
+                return None
+            pkt.nat_rewrite(dst, ip, port)
+            return old_ip, old_port, ip, port
+        if proto == IPPROTO_ICMP and pkt.is_icmp_error:
             return self._manip_icmp_error(pkt, ip, port, which)
         if which == "dst":
             old_ip, old_port = pkt.dst, pkt.dport

@@ -482,6 +482,73 @@ class Packet:
     def is_icmp_error(self) -> bool:
         return self._proto == IPPROTO_ICMP and self.buf[self._l4] in _ICMP_ERROR_TYPES
 
+    def nat_rewrite(self, dst: bool, ip: int, port: int) -> tuple[int, int]:
+        """A NAT manip of a TCP or UDP packet: the destination (``dst``) or source address and port
+        become ``ip`` and ``port`` (nf_nat_ipv4_manip_pkt, then the transport's manip: tcp_manip_pkt /
+        udp_manip_pkt, each checksum patched with inet_proto_csum_replace4/2 as RFC 1624 eqn. 3).
+        The same bytes, in the same order of patches, as setting ``dst``/``dport`` (or
+        ``src``/``sport``) one after the other, in one call: the address's word sums are added to
+        both checksums once. Returns the old (address, port). Other protocols go through the setters."""
+        p = self._proto
+        old_port = self._dport if dst else self._sport
+        if p != IPPROTO_TCP and p != IPPROTO_UDP:
+            if dst:
+                old = self._dst
+                self.dst = ip
+                if old_port != port:
+                    self.dport = port
+            else:
+                old = self._src
+                self.src = ip
+                if old_port != port:
+                    self.sport = port
+            return old, old_port
+        buf = self.buf
+        l4 = self._l4
+        if p == IPPROTO_TCP:
+            coff: Optional[int] = l4 + 16
+        else:
+            coff = l4 + 6
+            if buf[coff] == 0 and buf[coff + 1] == 0:
+                coff = None            # RFC 768: no checksum was computed; it stays so
+        old = self._dst if dst else self._src
+        l4_deltas = []                         # the transport checksum's patches, in the setters' order
+        if old != ip:
+            _U32.pack_into(buf, 16 if dst else 12, ip)
+            delta = (~old >> 16 & 0xFFFF) + (~old & 0xFFFF) + (ip >> 16) + (ip & 0xFFFF)
+            v = (~(buf[10] << 8 | buf[11]) & 0xFFFF) + delta
+            r = v % 0xFFFF                     # _finish, inline
+            c = ~(0xFFFF if r == 0 and v else r) & 0xFFFF
+            buf[10] = c >> 8
+            buf[11] = c & 0xFF
+            l4_deltas.append(delta)
+            if dst:
+                self._dst = ip
+            else:
+                self._src = ip
+        if old_port != port:
+            port &= 0xFFFF
+            off = l4 + 2 if dst else l4
+            was = buf[off] << 8 | buf[off + 1]
+            if was != port:
+                buf[off] = port >> 8
+                buf[off + 1] = port & 0xFF
+                l4_deltas.append((~was & 0xFFFF) + port)
+            if dst:
+                self._dport = port
+            else:
+                self._sport = port
+        if coff is not None:
+            for delta in l4_deltas:
+                v = (~(buf[coff] << 8 | buf[coff + 1]) & 0xFFFF) + delta
+                r = v % 0xFFFF
+                c = ~(0xFFFF if r == 0 and v else r) & 0xFFFF
+                if c == 0 and p == IPPROTO_UDP:
+                    c = 0xFFFF                 # RFC 768: a computed 0 is sent as all ones
+                buf[coff] = c >> 8
+                buf[coff + 1] = c & 0xFF
+        return old, old_port
+
     def _set_ports(self, which: int, value: int) -> None:
         off = self._poff
         if off is None:
