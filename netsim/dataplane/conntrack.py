@@ -140,16 +140,18 @@ class ConntrackEntry:
                 "dnat": self.dnat, "snat": self.snat, "mark": self.mark}
 
 
-class ConntrackSnapshot:
-    """An entry's fields at one moment; renders as its ``conntrack -L`` line on demand."""
+class ConntrackSnapshot(tuple):
+    """An entry's fields at one moment (orig, reply, TCP state, seen reply, assured, seconds left,
+    mark); renders as its ``conntrack -L`` line on demand. A tuple: made without a Python call."""
 
-    __slots__ = ("f",)
+    __slots__ = ()
 
-    def __init__(self, f: tuple) -> None:
-        self.f = f
+    @property
+    def f(self) -> tuple:
+        return tuple(self)
 
     def __str__(self) -> str:
-        orig, reply, state, seen, assured, left, mark = self.f
+        orig, reply, state, seen, assured, left, mark = self
         e = ConntrackEntry(orig, reply, 0.0, left, state, seen, assured, mark=mark)
         return e.line(0.0)
 
@@ -159,6 +161,8 @@ class Conntrack:
 
     def __init__(self, timeouts: Optional[ConntrackTimeouts] = None, max_entries: int = CONNTRACK_MAX) -> None:
         self.timeouts = timeouts or ConntrackTimeouts()
+        # seconds per TCP state, looked up per packet (the timeouts are frozen)
+        self._tcp_timeout = {st: getattr(self.timeouts, f) for st, f in _TCP_STATE_TIMEOUT.items()}
         self.max_entries = max_entries
         self._table: dict[Tuple5, tuple[ConntrackEntry, bool]] = {}   # tuple -> (entry, is_reply)
         self._count = 0                                                  # confirmed entries
@@ -474,7 +478,7 @@ class Conntrack:
                 elif st == "LAST_ACK":
                     st = "TIME_WAIT"
             e.tcp_state = st
-            e.expires = now + getattr(to, _TCP_STATE_TIMEOUT[st])
+            e.expires = now + self._tcp_timeout[st]
         elif p == IPPROTO_UDP:
             if e.seen_reply:
                 if now > e.created + 2:            # stream_ts = creation + 2 s

@@ -56,7 +56,7 @@ class LocalDelivery:
         waiting = self._clients.get(host.name)
         if waiting and (((pkt._proto, pkt._dport) in waiting) if not pkt.is_icmp_error
                         else self._is_client_reply(host, pkt)):
-            hop.add("DELIVERED", "to the client socket %s:%s: %s", None, (Addr(pkt.dst), pkt.dport, PacketSnapshot(bytes(pkt.buf))))
+            hop.add("DELIVERED", "to the client socket %s:%s: %s", None, (Addr(pkt.dst), pkt.dport, PacketSnapshot(pkt.buf)))
             return End("CLIENT", host, pkt=pkt)
         if socks is None:
             socks = Sockets()

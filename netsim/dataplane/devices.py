@@ -37,7 +37,7 @@ class DeviceLayer:
         port_in = pkt.physdev_in
         hop.steps.append(Step("RECEIVED", "%s%s: %s", extra,
                               (ifname, " (bridge port %s)" % port_in if port_in else "",
-                               PacketSnapshot(bytes(pkt.buf)))))
+                               PacketSnapshot(pkt.buf))))
         if pt.pcap is not None:
             self._capture(pt, host, ifname, pkt, "received")
         if not host.up:
@@ -52,7 +52,7 @@ class DeviceLayer:
                 inner = self._decap(pkt)
                 hop.steps.append(Step("DECAPSULATED", "vxlan vni %s from %s:%s -> inner %s arrives on flannel.1",
                                       _FLANNEL_EXTRA,
-                                      (FLANNEL_VNI, Addr(pkt._src), pkt._sport, PacketSnapshot(bytes(inner.buf)))))
+                                      (FLANNEL_VNI, Addr(pkt._src), pkt._sport, PacketSnapshot(inner.buf))))
                 pkt = inner
                 pkt.iif = "flannel.1"
                 iface = host.interfaces["flannel.1"]
@@ -93,7 +93,7 @@ class DeviceLayer:
                 return End("NEIGHBOR_UNREACHABLE", host)
             outer = self._encap(host, pkt, remote)
             hop.steps.append(Step("ENCAPSULATED", "flannel.1 vxlan vni %s: outer %s", _FLANNEL_EXTRA,
-                                  (FLANNEL_VNI, PacketSnapshot(bytes(outer.buf)))))
+                                  (FLANNEL_VNI, PacketSnapshot(outer.buf))))
             if pt.pcap is not None:
                 self._capture(pt, host, "flannel.1", pkt, "sent into the VXLAN tunnel")
             pkt = outer

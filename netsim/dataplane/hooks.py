@@ -326,7 +326,7 @@ class HookRunner:
                     "no entry early_drop could evict)")
             return None
         if e is None:
-            hop.add("CONNTRACK", "ctstate %s: no connection matches %s", None, (state, PacketSnapshot(bytes(pkt.buf))))
+            hop.add("CONNTRACK", "ctstate %s: no connection matches %s", None, (state, PacketSnapshot(pkt.buf)))
             return None
         if state == "RELATED":
             hop.add("CONNTRACK", "ctstate RELATED (ICMP error about %s)", None, (e.snapshot(now),))
@@ -338,7 +338,7 @@ class HookRunner:
                                   (state, " (reply direction)" if is_reply else "", snap)))
         else:
             hop.steps.append(Step("CONNTRACK", "ctstate NEW: new entry (unconfirmed) for %s", None,
-                                  (PacketSnapshot(bytes(pkt.buf)),)))
+                                  (PacketSnapshot(pkt.buf),)))
         return e
 
     def _bind(self, host: Host, ct: Conntrack, e: ConntrackEntry, res: HookResult, pkt: Packet, hop: Hop,

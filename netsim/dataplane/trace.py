@@ -77,30 +77,33 @@ class TranslatedStep(Step):
         return self._extra
 
 
-class PacketSnapshot:
-    """The bytes of a packet at one moment; renders as its one-line summary on demand."""
+class PacketSnapshot(bytes):
+    """The bytes of a packet at one moment (``PacketSnapshot(pkt.buf)`` copies them); renders as its
+    one-line summary on demand. A bytes object: made without a Python call, per step of every walk."""
 
-    __slots__ = ("data",)
+    __slots__ = ()
 
-    def __init__(self, data: bytes) -> None:
-        self.data = data
+    @property
+    def data(self) -> bytes:
+        return bytes(self)
 
     def __str__(self) -> str:
         from netsim.skb.packet import Packet
-        return Packet(self.data).summary()
+        return Packet(self).summary()
 
 
-class Addr:
-    """An integer IPv4 address that renders dotted."""
+class Addr(int):
+    """An integer IPv4 address that renders dotted (an int: made without a Python call)."""
 
-    __slots__ = ("n",)
+    __slots__ = ()
 
-    def __init__(self, n: int) -> None:
-        self.n = n
+    @property
+    def n(self) -> int:
+        return int(self)
 
     def __str__(self) -> str:
         from netsim.skb.packet import int2ip
-        return int2ip(self.n)
+        return int2ip(self)
 
 
 class Hop:

@@ -107,7 +107,7 @@ class WalkDriver:
         if got is not None and got.pkt is not None:
             r = got.pkt
             outcome.reply = Reply(True, f"{r.src_ip}:{r.sport}" if not r.is_icmp_error else r.src_ip,
-                                  _matches(req, r), PacketSnapshot(bytes(r.buf)))
+                                  _matches(req, r), PacketSnapshot(r.buf))
             if r.is_icmp_error and outcome.disposition in ("DELIVERED",):
                 outcome.disposition = "NO_LISTENER"
             if capture and proto == "tcp" and r.tcp_flags == 0x12:
@@ -155,7 +155,7 @@ class WalkDriver:
         return o
 
     def _walk(self, origin: Host, pkt: Packet, direction: str, capture: bool) -> tuple[End, PacketTrace]:
-        snap = PacketSnapshot(bytes(pkt.buf))
+        snap = PacketSnapshot(pkt.buf)
         pt = PacketTrace(direction, snap)
         if capture:
             pt.pcap = []

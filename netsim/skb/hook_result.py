@@ -50,6 +50,75 @@ class RuleHit:
         self.step = Step("RULE", self.detail, self.extra)
 
 
+class DeferredRuleHit(RuleHit):
+    """A :class:`RuleHit` whose rule text is made when first read: ``render()`` gives it (the rule as
+    iptables-save prints it, from a rule set that never changes under it), and ``detail``, ``extra``
+    and the RULE ``step`` follow from it as in RuleHit. A rule first hit by a packet (a Service's
+    chains, at 10,000 Services nearly every trace meets new ones) then costs no rendering until a
+    trace is printed or read; what is read is the same text. Equal to the RuleHit made eagerly, and
+    pickled as one."""
+
+    def __init__(self, table: str, chain: str, number: int, target: str, render: Any) -> None:
+        self.table = table
+        self.chain = chain
+        self.number = number
+        self.target = target
+        self._render = render
+        self._text: Optional[str] = None
+        self.step = _DeferredRuleStep(self)
+
+    @property  # type: ignore[override]
+    def text(self) -> str:
+        t = self._text
+        if t is None:
+            t = self._text = self._render()
+        return t
+
+    @property  # type: ignore[override]
+    def detail(self) -> str:
+        return f"{self.table}:{self.chain} #{self.number}  {self.text}"
+
+    @property  # type: ignore[override]
+    def extra(self) -> dict:
+        return {"table": self.table, "chain": self.chain, "rule": self.text, "rule_number": self.number}
+
+    def _fields(self) -> tuple:
+        return (self.table, self.chain, self.number, self.text, self.target, self.detail, self.extra)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RuleHit):
+            return NotImplemented
+        return self._fields() == (other.table, other.chain, other.number, other.text, other.target, other.detail,
+                                  other.extra)
+
+    __hash__ = None   # type: ignore[assignment]   (as RuleHit: a dataclass with eq)
+
+    def __reduce__(self) -> tuple:
+        return (RuleHit, (self.table, self.chain, self.number, self.text, self.target))   # pickled as made
+
+
+class _DeferredRuleStep(Step):
+    """The RULE step of a :class:`DeferredRuleHit`: its detail and extra read from the hit."""
+
+    __slots__ = ("hit",)
+
+    def __init__(self, hit: DeferredRuleHit) -> None:
+        self.action = "RULE"
+        self._args = None
+        self.hit = hit
+
+    @property
+    def detail(self) -> str:
+        return self.hit.detail
+
+    @property
+    def extra(self) -> dict:
+        return self.hit.extra
+
+    def __reduce__(self) -> tuple:
+        return (Step, ("RULE", self.detail, self.extra))
+
+
 class HookResult:
     """What one hook function did to a packet: verdict, NAT request, the rules that matched.
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import time
 from typing import Any, Callable, Iterable, Optional
 
@@ -144,18 +145,25 @@ class IptablesNetfilter:
         return res
 
     def _saved_hit(self, h) -> Any:
-        """The hit with its rule as iptables-save prints it (Rule.render), or the policy line."""
-        from netsim.skb.hook_result import RuleHit
-        text = h.text
+        """The hit with its rule as iptables-save prints it (Rule.render), or the policy line. A rule's
+        text is rendered when a trace first reads it (DeferredRuleHit), not when a packet first hits it."""
+        from netsim.skb.hook_result import DeferredRuleHit, RuleHit
         if not h.policy and h.number:
-            try:
-                text = self.ruleset.tables[h.table].chains[h.chain].rules[h.number - 1].render()
-            except (KeyError, IndexError):
-                pass
-        return RuleHit(h.table, h.chain, h.number, text, h.target or "")
+            return DeferredRuleHit(h.table, h.chain, h.number, h.target or "",
+                                   functools.partial(_rule_text, self.ruleset, h.table, h.chain, h.number, h.text))
+        return RuleHit(h.table, h.chain, h.number, h.text, h.target or "")
 
     def save(self) -> str:
         return self.text
+
+
+def _rule_text(ruleset: Any, table: str, chain: str, number: int, text: str) -> str:
+    """Rule.render of rule ``number`` of ``chain`` (``text``, the hit's own, when the rule set has no
+    such rule). Holds the rule set, never the rules' netfilter (its cache of hits holds this)."""
+    try:
+        return ruleset.tables[table].chains[chain].rules[number - 1].render()
+    except (KeyError, IndexError):
+        return text
 
 
 def fork_netfilter(nf: Any, rng, memo: dict) -> Any:
