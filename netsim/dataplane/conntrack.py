@@ -88,7 +88,7 @@ def format_tuple(t: Tuple5) -> str:
     return f"src={int2ip(t[1])} dst={int2ip(t[3])} sport={t[2]} dport={t[4]}"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)          # made per connection and node: slotted
 class ConntrackEntry:
     orig: Tuple5
     reply: Tuple5

@@ -35,9 +35,10 @@ class DeviceLayer:
         if extra is None:
             extra = self._iface_extra[ifname] = {"interface": ifname}     # shared, read-only
         port_in = pkt.physdev_in
-        hop.steps.append(Step("RECEIVED", "%s%s: %s", extra,
-                              (ifname, " (bridge port %s)" % port_in if port_in else "",
-                               PacketSnapshot(pkt.buf))))
+        if port_in:
+            hop.steps.append(Step("RECEIVED", "%s (bridge port %s): %s", extra, (ifname, port_in, PacketSnapshot(pkt.buf))))
+        else:
+            hop.steps.append(Step("RECEIVED", "%s: %s", extra, (ifname, PacketSnapshot(pkt.buf))))
         if pt.pcap is not None:
             self._capture(pt, host, ifname, pkt, "received")
         if not host.up:
