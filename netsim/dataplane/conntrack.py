@@ -383,7 +383,7 @@ class Conntrack:
         if not (e.snat if is_reply else e.dnat):
             return None
         t = e.orig if is_reply else e.reply          # target = invert(t): its destination is t's source
-        if pkt.dst == t[1] and pkt.dport == t[2] and not (pkt.proto == IPPROTO_ICMP and pkt.is_icmp_error):
+        if pkt._dst == t[1] and pkt._dport == t[2] and not (pkt._proto == IPPROTO_ICMP and pkt.is_icmp_error):
             return None                              # nothing to rewrite (the common case)
         return self._manip(pkt, t[1], t[2], "dst")
 
@@ -392,7 +392,7 @@ class Conntrack:
         if not (e.dnat if is_reply else e.snat):
             return None
         t = e.orig if is_reply else e.reply          # target = invert(t): its source is t's destination
-        if pkt.src == t[3] and pkt.sport == t[4] and not (pkt.proto == IPPROTO_ICMP and pkt.is_icmp_error):
+        if pkt._src == t[3] and pkt._sport == t[4] and not (pkt._proto == IPPROTO_ICMP and pkt.is_icmp_error):
             return None
         return self._manip(pkt, t[3], t[4], "src")
 
@@ -458,7 +458,7 @@ class Conntrack:
         e.packets[1 if is_reply else 0] += 1
         p = e.orig[0]
         if p == IPPROTO_TCP:
-            flags = pkt.tcp_flags
+            flags = pkt.buf[pkt._l4 + 13] if pkt._proto == IPPROTO_TCP else 0     # Packet.tcp_flags
             st = e.tcp_state
             if flags & _RST:
                 st = "CLOSE"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Iterator, Optional
 from netsim.dataplane.end import End
 from netsim.dataplane.servers import Sockets
 from netsim.dataplane.topology import Host
-from netsim.dataplane.trace import Addr, Hop, PacketSnapshot
+from netsim.dataplane.trace import Addr, Hop, PacketSnapshot, Step
 from netsim.skb.packet import IPPROTO_TCP, IPPROTO_UDP, Packet
 
 if TYPE_CHECKING:
@@ -61,9 +61,10 @@ class LocalDelivery:
         if socks is None:
             socks = Sockets()
         d = socks.deliver(pkt, self.rng)
-        gen = [(host, r) for r in d.replies]
+        replies = d.replies
+        gen = [(host, r) for r in replies] if replies else []
         if d.kind == "listener":
-            hop.add("DELIVERED", "%s%s", None, (d.detail, _Answers(d.replies)))
+            hop.steps.append(Step("DELIVERED", "%s%s", None, (d.detail, _Answers(replies) if replies else _NO_ANSWERS)))
             return End("DELIVERED", host, d.detail, owner=d.owner, pkt=pkt, generated=gen)
         if d.kind == "kernel":
             hop.add("DELIVERED", d.detail)
@@ -120,3 +121,6 @@ class _PodDNSHandler:
     def __call__(self, payload: bytes, protocol: str = "udp") -> Optional[bytes]:
         handler = self.walker.dns_handler(self.ip)
         return handler(payload, protocol) if handler is not None else None
+
+
+_NO_ANSWERS = _Answers([])      # a delivery that provoked nothing (shared, read-only)

@@ -85,7 +85,7 @@ class DeviceLayer:
         if dev is None:
             hop.add("DROPPED", f"route via missing device {route.dev}")
             return End("NO_ROUTE", host)
-        nh = route.via if route.via is not None else pkt.dst
+        nh = route.via if route.via is not None else pkt._dst
         pkt.oif = dev.name
         if dev.kind == "vxlan":
             remote = dev.fdb.get(nh)

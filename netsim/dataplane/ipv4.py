@@ -32,8 +32,11 @@ class IPv4Stack:
         """A locally generated packet leaves ``host``."""
         is_node = host.kind == "node"
         hooks = self.hooks(host.name) if is_node else None     # (a mode's local addresses are routed as LOCAL)
-        route = host.routes.lookup(pkt.dst)
-        if route is None and not host.routes.is_local(pkt.dst):
+        routes = host.routes
+        dst = pkt._dst
+        route = routes.lookup(dst)
+        local = routes.is_local(dst)
+        if route is None and not local:
             hop.add("DROPPED", f"no route to {pkt.dst_ip} (ENETUNREACH)")
             return End("NO_ROUTE", host, f"{host.name}: no route to {pkt.dst_ip}")
         if hooks is not None:
@@ -62,7 +65,7 @@ class IPv4Stack:
             if r is not None:
                 return r
             return self._transmit(host, route, pkt, pt, hop)
-        if host.routes.is_local(pkt.dst):
+        if local:
             return self._deliver(host, "lo", pkt, hop)
         hop.steps.append(self._routed_step(route))
         return self._transmit(host, route, pkt, pt, hop)

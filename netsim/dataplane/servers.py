@@ -126,16 +126,18 @@ def _udp_reply(pkt: Packet, payload: bytes) -> Packet:
 
 
 def _tcp_answer(pkt: Packet, owner: str, peer: str, rng: random.Random) -> list[Packet]:
-    flags = pkt.tcp_flags
-    src, dst, sp, dp = pkt.dst, pkt.src, pkt.dport, pkt.sport
+    buf = pkt.buf
+    l4 = pkt._l4
+    flags = buf[l4 + 13]                         # (a TCP segment: Packet.tcp_flags)
+    src, dst, sp, dp = pkt._dst, pkt._src, pkt._dport, pkt._sport
     if flags & _RST:
         return []
     if flags & _SYN:
         # tcp_v4_send_synack -> ip_build_and_send_pkt: DF set and IP ID 0
         return [Packet.tcp(src, dst, sp, dp, flags="SA", seq=rng.getrandbits(32), ack=pkt.seq + 1, ident=0)]
+    if not flags & _FIN and len(buf) <= l4 + (buf[l4 + 12] >> 4) * 4:
+        return []                                # a bare ACK (no payload, no FIN): nothing to answer
     data = pkt.payload
-    if not data and not flags & _FIN:
-        return []                                # a bare ACK: nothing to answer
     out = []
     ident = socket_ip_id(pkt.ack - 1)            # the accepted socket's inet_id (from its ISN)
     if data:

@@ -460,8 +460,9 @@ class Packet:
         old = buf[8] << 8 | buf[9]
         ttl = (buf[8] - 1) & 0xFF
         buf[8] = ttl
-        hc = buf[10] << 8 | buf[11]
-        c = _finish((~hc & 0xFFFF) + (~old & 0xFFFF) + (ttl << 8 | buf[9]))
+        v = (~(buf[10] << 8 | buf[11]) & 0xFFFF) + (~old & 0xFFFF) + (ttl << 8 | buf[9])
+        r = v % 0xFFFF                          # _finish, inline
+        c = ~(0xFFFF if r == 0 and v else r) & 0xFFFF
         buf[10] = c >> 8
         buf[11] = c & 0xFF
 
