@@ -151,6 +151,9 @@ class IPv4Stack:
                 end = self._confirm(host, ct, e, op[1], pkt, hop, self.cluster.clock.now, False)
                 if end is not None:
                     return end
+            elif found is not None:
+                # the live entry the key was made with: neither a full table nor INVALID (what _ct_in adds)
+                e = self._conntrack_in(host, ct, pkt, hop, found)
             else:
                 stop, e = self._ct_in(host, ct, pkt, hop, False, found)
                 if stop is not None:
