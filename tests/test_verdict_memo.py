@@ -128,9 +128,11 @@ def test_engine_walks_with_the_memo_equal_walks_without(pkts, seed):
 
 
 def test_the_memo_remembers_pure_walks_and_replays_them():
-    """Not vacuous: the memo is used — a new connection's nat PREROUTING walk goes on live at the
-    KUBE-SVC chain's statistic rule, an established packet's FORWARD walk is replayed (the same
-    Verdict object, whatever its source port), and a new local address empties the memo."""
+    """Not vacuous: the memo is used — a new connection's nat PREROUTING walk is replayed up to the
+    KUBE-SVC chain's statistic rule, draws there as the live walk does, and is replayed on from the
+    rule the draw led to (one remembered walk per endpoint drawn, not marked pure: the hop memo
+    does not keep it), an established packet's FORWARD walk is replayed whole (the same Verdict
+    object, whatever its source port), and a new local address empties the memo."""
     eng = Engine(parse(_node_rules(), source="node-1"))
     local = LocalAddresses({0xC0A83102})
     ctx = EvalContext(local_addrs=local, rng=random.Random(1))
@@ -138,13 +140,17 @@ def test_the_memo_remembers_pure_walks_and_replays_them():
     web = emu.cluster.service("default", "web").cluster_ip
     new = Packet.tcp("10.244.2.2", web, 40000, 80)
     new.ctstate = "NEW"
-    for _ in range(3):         # the first walks learn which fields the rules read (a chain at a time)
+    for _ in range(10):        # the first walks learn which fields the rules read (a chain at a time)
         eng.run("nat", "PREROUTING", new, ctx)
-    first = eng.run("nat", "PREROUTING", new, ctx)
-    again = eng.run("nat", "PREROUTING", new, ctx)
-    assert first is not again and not again.remembered
-    assert [h.chain for h in first.steps][:2] == [h.chain for h in again.steps][:2]
-    assert any(h.chain.startswith("KUBE-SVC-") for h in again.steps)
+    by_endpoint: dict[int, set[int]] = {}
+    for _ in range(30):
+        state = ctx.rng.getstate()
+        v = eng.run("nat", "PREROUTING", new, ctx)
+        assert ctx.rng.getstate() != state                     # drew, as the live walk draws
+        assert v.remembered and v.fields is None               # replayed through its draw; not pure
+        assert any(h.chain.startswith("KUBE-SVC-") for h in v.steps) and v.nat.kind == "DNAT"
+        by_endpoint.setdefault(v.nat.ip, set()).add(id(v))
+    assert len(by_endpoint) >= 2 and all(len(ids) == 1 for ids in by_endpoint.values())
     fields = {f for env in eng._memo.envs.values() for buckets in env[2].values() for b in buckets.values()
               for f in b.fields}
     assert "local" in fields and "sport" not in fields          # -m addrtype LOCAL; no rule reads --sport

@@ -151,9 +151,9 @@ class Engine:
             if got is not None:
                 if got.__class__ is Verdict:
                     return got
-                steps, total, stack, cur, pos, lists = got       # a remembered prefix: go on live
+                steps, total, stack, cur, pos, lists, node = got     # a remembered prefix: go on live
                 return self._walk(table, chain, start, chains, pkt, ctx, steps, total, stack, cur, pos, lists,
-                                  None, None)
+                                  memo, None, node)
         cur = start
         if cur._rules is None:
             cur.compile()
@@ -162,15 +162,23 @@ class Engine:
         return self._walk(table, chain, start, chains, pkt, ctx, [], 0, [], cur, 0, lists, memo, rec)
 
     def _walk(self, table: str, chain: str, start: CompiledChain, chains: dict, pkt, ctx: EvalContext,
-              steps: list, total: int, stack: list, cur: CompiledChain, pos: int, lists, memo, rec) -> Verdict:
+              steps: list, total: int, stack: list, cur: CompiledChain, pos: int, lists, memo, rec,
+              node: Optional[list] = None) -> Verdict:
         """ipt_do_table from (cur, pos) with `stack` and the hits so far. With `rec` (a
-        VerdictMemo recording), the walk is remembered up to its end or its first impure rule."""
+        VerdictMemo recording), the walk is remembered up to its end or its first impure rule; a
+        rule that only draws (`-m statistic --mode random`) is a branch point instead: the walk is
+        remembered up to it, and on from it per rule the draws led to (`node`: the branches at the
+        draw point the walk is at, see VerdictMemo)."""
         while True:
-            if rec is not None and not memo.pure_from(rec, cur, pos):
-                # the rules ahead may draw (statistic), keep state (recent, limit, sets) or read
-                # what the key does not hold: remember the walk so far, go on live
-                memo.store(rec, (list(steps), total, list(stack), cur, pos, lists), pkt.mark)
-                rec = None
+            if rec is not None:
+                ahead = memo.ahead(rec, cur, pos)
+                if ahead:
+                    # the rules ahead may draw (statistic), keep state (recent, limit, sets) or read
+                    # what the key does not hold: remember the walk so far, go on live; at a draw
+                    # point, with a node for the walks on from it
+                    node = [rec[0], rec[2], {}] if ahead == DRAW else None
+                    memo.store(rec, (list(steps), total, list(stack), cur, pos, lists, node), pkt.mark)
+                    rec = None
             scan = cur._scan
             if scan is not None:
                 i = scan(pkt, ctx, pos, cur._rules)
@@ -178,6 +186,24 @@ class Engine:
                 i = pos
             else:
                 i = cur.next_candidate(lists, pos)
+            if node is not None:
+                # a draw point: the scan drew as the live walk draws; the walk on from the rule it
+                # found (i) is remembered per i
+                bucket, fields, branches = node
+                node = None
+                if fields is bucket.fields:
+                    got = branches.get(i)
+                    if got is None:
+                        rec = (bucket, None, fields, branches, i)
+                    else:
+                        value, mark = got
+                        if "mark" in fields:
+                            pkt.mark = mark
+                        if value.__class__ is Verdict:
+                            return value
+                        steps, total, stack, cur, pos, lists, node = value
+                        steps, stack = list(steps), list(stack)
+                        continue
             n = cur.n
             if i >= n:
                 total += n - pos
@@ -283,8 +309,13 @@ _FIELD_EXPR = {
 }
 
 
-def _rule_reads(cr) -> Optional[frozenset]:
-    """The fields a compiled rule's test and target read; None: it draws or keeps state (impure)."""
+PURE, DRAW, STOP = 0, 1, 2     # what a walk ahead is (VerdictMemo.ahead)
+
+
+def _rule_reads(cr, draws: bool = False) -> Optional[frozenset]:
+    """The fields a compiled rule's test and target read; None: it draws or keeps state (impure).
+    ``draws``: a random ``-m statistic`` match is allowed (its draw is not a field: the fields of
+    the rest of the rule), so None then means it keeps state or reads more."""
     rule = cr.rule
     kind = cr.kind
     if kind == "unsupported":
@@ -298,6 +329,8 @@ def _rule_reads(cr) -> Optional[frozenset]:
             out.add(name)
     for m in rule.matches:
         if not m.pure:
+            if draws and m.module == "statistic" and not m.per_rule:      # --mode random (nth: per rule)
+                continue
             return None
         if m.always:                         # comment, and what the model does not count (nfacct, limit)
             continue
@@ -343,7 +376,13 @@ class VerdictMemo:
     otherwise up to the chain position from which an impure rule could be evaluated (hits so far,
     rules counted, jump stack, packet mark), and each later walk with the key goes on live from
     there: a `-m statistic` draws from the RNG exactly as without the memo, `-m recent` reads and
-    updates its lists as before. A rule set never changes under an Engine (a sync builds a new
+    updates its lists as before. Where the only impure rules ahead are random `-m statistic` draws
+    (kube-proxy's KUBE-SVC chains) in a chain a scanner evaluates, the remembered point is a branch
+    point: the walk from there runs the scan live (so every draw happens as without the memo, in
+    the same order) and the rest of the walk is a function of the key and the rule the draws led
+    to, remembered per that rule up to the next such point or the end (a Verdict reached so is
+    `remembered`, its HookResult made once, but has no `fields`: it is not pure, and the hop memo
+    does not keep the hop). A rule set never changes under an Engine (a sync builds a new
     one), so nothing else can make a remembered walk stale."""
 
     __slots__ = ("envs", "chains", "keys")
@@ -401,8 +440,8 @@ class VerdictMemo:
             pkt.mark = mark
         if value.__class__ is Verdict:
             return value
-        steps, total, stack, cur, pos, lists = value
-        return list(steps), total, list(stack), cur, pos, lists
+        steps, total, stack, cur, pos, lists, node = value
+        return list(steps), total, list(stack), cur, pos, lists, node
 
     def recording(self, start: CompiledChain, pkt: Any, ctx: Any) -> Optional[tuple]:
         by_chain = self._walks(ctx)
@@ -416,41 +455,60 @@ class VerdictMemo:
             b = buckets.get(state)
             if b is None:
                 b = buckets[state] = _Bucket(frozenset(), self._key(frozenset()))
-            return (b, b.key(pkt), b.fields)
+            return (b, b.key(pkt), b.fields, None, None)
         except AttributeError:
             return None
 
-    def pure_from(self, rec: tuple, cur: CompiledChain, pos: int) -> bool:
-        """Whether the walk may go on from (cur, pos) and stay a function of the recording's key."""
+    def ahead(self, rec: tuple, cur: CompiledChain, pos: int) -> int:
+        """What the walk from (cur, pos) is for the recording's key: PURE (0) a function of it, DRAW
+        (1) one of it and of what the rules ahead draw (random statistic matches only, in a chain a
+        scanner evaluates: the draws happen in the scan), STOP (2) neither (state kept, or a field
+        the key does not hold: then the bucket's keys hold it from now on)."""
         info = self.chains.get(cur)
         if info is None:
             info = self._learn(cur)
         if info[1] <= rec[2]:
-            return info[0] < pos
+            if info[0] < pos:
+                return PURE
+            return DRAW if info[2] < pos and cur._scan is not None else STOP
         b = rec[0]
         if b.fields is rec[2]:               # the bucket's keys hold more from now on (and start afresh)
             fields = b.fields | info[1]
             b.fields, b.key, b.walks = fields, self._key(fields), {}
-        return False
+        return STOP
 
-    def _learn(self, cc: CompiledChain) -> tuple[int, frozenset]:
+    def _learn(self, cc: CompiledChain) -> tuple[int, frozenset, int]:
+        """(the last impure rule's position, the fields the chain's rules read, the last position of
+        a rule that is impure for more than its random draws)."""
         if cc._rules is None:
             cc.compile()
-        last_impure = -1
+        last_impure = last_state = -1
         reads: set[str] = {"dst", "proto", "dport"} if cc._indexed else set()
         for i in range(cc.n):
-            r = _rule_reads(cc._rules[i])
+            cr = cc._rules[i]
+            r = _rule_reads(cr)
             if r is None:
                 last_impure = i
-            else:
-                reads |= r
-        info = self.chains[cc] = (last_impure, frozenset(reads))
+                r = _rule_reads(cr, draws=True)
+                if r is None:
+                    last_state = i
+                    continue
+            reads |= r
+        info = self.chains[cc] = (last_impure, frozenset(reads), last_state)
         return info
 
     def store(self, rec: tuple, value: Any, mark: int = 0) -> None:
-        b, key, fields = rec
+        """Remember a walk (whole: a Verdict; or up to a point it goes on live from) under the
+        recording's key, or, for a recording on from a draw point, under the rule the draws led to."""
+        b, key, fields, branches, i = rec
         if fields is not b.fields:
             return                           # the key lacks a field learnt meanwhile
+        if branches is not None:
+            if value.__class__ is Verdict:
+                value.remembered = True      # (its HookResult is made once) but not a function of the
+                value.fields = None          # key alone: the walk drew
+            branches[i] = (value, mark)
+            return
         walks = b.walks
         if len(walks) >= self.MAX_PER_BUCKET:
             walks.clear()
