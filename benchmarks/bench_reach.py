@@ -69,7 +69,7 @@ def prepare(knobs: SynthKnobs, mode: Optional[str]) -> dict:
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     inv = Inventory.from_emulator(em, "v")
-    planner = Planner([inv])
+    planner = Planner([inv], modes=[mode])
     classes = planner.plan()
     t_plan = time.perf_counter() - t0
     tasks = class_tasks(planner, classes, [mode])
@@ -308,7 +308,7 @@ def b2_prepare(knobs: SynthKnobs, mode: Optional[str], out: dict, save: Callable
     if model_nodes:
         model_per_node(em, mode, model_nodes, out, save)
     done = _stage(out, "reduce", save)
-    planner = Planner([inv])
+    planner = Planner([inv], modes=[mode])
     classes = planner.plan()
     kinds: dict[str, int] = {}
     for pc in classes:

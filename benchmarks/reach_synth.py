@@ -51,7 +51,8 @@ def generate(k: SynthKnobs) -> str:
     rng = random.Random(k.seed)
     net = ipaddress.ip_network(node_network(k.nodes))
     hosts = list(net.hosts())
-    lb_pool = ipaddress.ip_network(f"{hosts[-256].exploded}/24", strict=False) if net.prefixlen < 24 else None
+    # the node network's last /24 (the nodes take its first addresses): no LB IP is a node's IP
+    lb_pool = ipaddress.ip_network((int(net.broadcast_address) - 255, 24)) if net.prefixlen < 24 else None
     apps = k.apps or max(1, k.services // 2)
     out = ["apiVersion: netsim.io/v1\nkind: Cluster\nmetadata: {name: synth}\nspec:\n"
            f"  seed: {k.seed}\n  nodeNetwork: {net}\n  podCIDR: {POD_CIDR}\n"

@@ -99,7 +99,7 @@ def test_exhaustive_local_policy_views():
 
 @settings(max_examples=int(os.environ.get("NETSIM_REACH_EXAMPLES", "6")), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(gc=clusters(max_services=3), mode=st.sampled_from(["iptables", "ipvs"]))
+@given(gc=clusters(max_services=3), mode=st.sampled_from(["iptables", "ipvs", "nftables"]))
 def test_exhaustive_equals_classes_generated(gc, mode):
     try:
         netsim.load(gc.text)
@@ -180,8 +180,8 @@ def test_a_tight_node_budget_gives_the_same_rows_or_says_why_not():
 class _IgnoresLocalPolicies(Planner):
     """A deliberately broken reduction: every node one view, whatever the traffic policy says."""
 
-    def __init__(self, invs, share=True):
-        super().__init__(invs, share=share)
+    def __init__(self, invs, share=True, modes=None):
+        super().__init__(invs, share=share, modes=modes)
         for inv in self.invs:
             for sf in inv.services.values():
                 sf.service = _ClusterPolicy(sf.service)
@@ -385,6 +385,85 @@ def test_nodeport_secondary_address_classes_are_exact():
     assert {r["address"] for r in sec} == gateways
     assert any(r["disposition"] == "DELIVERED" for r in sec if r["mode"] == "iptables")
     assert all(r["disposition"] != "DELIVERED" for r in sec if r["mode"] == "nftables")
+
+
+LOCAL_SPREAD = """\
+apiVersion: netsim.io/v1
+kind: Cluster
+metadata: {name: spread}
+spec:
+  nodes: [{name: node-1, ip: 192.168.49.2}, {name: node-2, ip: 192.168.49.3}, {name: node-3, ip: 192.168.49.4},
+          {name: node-4, ip: 192.168.49.5}]
+  coredns: {enabled: true, replicas: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-1, labels: {app: web}}
+spec: {nodeName: node-2, containers: [{name: srv, image: httpd, ports: [{containerPort: 80}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-2, labels: {app: web}}
+spec: {nodeName: node-2, containers: [{name: srv, image: httpd, ports: [{containerPort: 80}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-3, labels: {app: web}, deletionTimestamp: "2026-01-01T00:00:00Z", deletionGracePeriodSeconds: 30}
+spec: {nodeName: node-3, containers: [{name: srv, image: httpd, ports: [{containerPort: 80}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-4, labels: {app: web}}
+spec: {nodeName: node-4, containers: [{name: srv, image: httpd, ports: [{containerPort: 80}]}]}
+status: {phase: Running, conditions: [{type: Ready, status: "False"}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client-1}
+spec: {nodeName: node-1, containers: [{name: c, image: curl}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  externalTrafficPolicy: Local
+  ports: [{port: 80, targetPort: 80, nodePort: 30080}]
+"""
+
+
+class _PodShortcutEverywhere(Planner):
+    """A deliberately wrong reduction: pods' probes of a Local NodePort on another node grouped by
+    whether that node has usable local endpoints in every mode, IPVS too."""
+
+    def __init__(self, invs, share=True, modes=None):
+        super().__init__(invs, share=share, modes=modes)
+        self.pod_shortcut = True
+
+
+def test_pod_probes_of_a_local_nodeport_elsewhere_group_by_usable_local_endpoints():
+    """Under externalTrafficPolicy Local, iptables and nftables send a pod's packet for another node's
+    NodePort to the cluster-wide endpoints (or, nftables, drop it where the node has no usable local
+    endpoint): the addressed nodes then differ only in that, and the classes say so — a node with a
+    ready local endpoint and one with only a terminating serving one fall together, while the node
+    whose one endpoint is not serving does not. --exhaustive holds it in both modes; the same
+    grouping in IPVS (whose NodePort under Local holds the node's own endpoints) is caught."""
+    from netsim.rules.registry import available_modes
+    modes = [m for m in ("iptables", "nftables") if m in available_modes(walks_packets=True)]
+    run = _check_exhaustive([LOCAL_SPREAD], modes)
+    far = {r["source"] for r in run.matrix.rows if r["service"] == "default/web" and r["dest_kind"] == "nodeport"
+           and r["source"].startswith("pod@") and "(own node)" not in r["source"]}
+    assert far == {"pod@10.244.0.0/16 on ready:local[] -> node view ready:local-endpoints",
+                   "pod@10.244.0.0/16 on ready:local[] -> node view ready:no-endpoints"}, far
+    inv = Inventory.from_emulator(netsim.load(LOCAL_SPREAD), "v")
+    fine = Planner([inv]).classes("default/web")
+    coarse = Planner([inv], modes=modes).classes("default/web")
+    assert len(coarse) < len(fine)
+    assert sum(c.count for c in coarse) == sum(c.count for c in fine)     # the same raw probes, fewer classes
+    bad = reach([("v", [LOCAL_SPREAD])], ["ipvs"], engine="serial", exhaustive=True,
+                planner_factory=_PodShortcutEverywhere)
+    assert bad.mismatches and all(m.key.startswith("default/web nodeport") for m in bad.mismatches)
 
 
 def test_cli_witness_for_asked_rows(tmp_path):

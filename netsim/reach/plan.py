@@ -27,6 +27,14 @@ DEST_KINDS = ("clusterip", "clusterip-unused", "nodeport", "nodeport-secondary",
 # local address (`-m addrtype --dst-type LOCAL`, nodePortAddresses unset), its nftables mode on the
 # primary only (nodePortAddresses' default "primary" since v1.31, pkg/proxy/nftables/proxier.go)
 NODE_ADDRESSED = ("nodeport", "nodeport-secondary")
+# modes whose external chain of an externalTrafficPolicy: Local Service sends traffic from a pod (a
+# source in the cluster CIDR) to the cluster-wide endpoints before it looks at the node's own:
+# iptables' "pod traffic for ... external destinations" rule (pkg/proxy/iptables/proxier.go
+# syncProxyRules, externalTrafficChain) and nftables' "short-circuit pod traffic" (pkg/proxy/nftables/
+# proxier.go syncProxyRules). IPVS is not one: its NodePort virtual server under Local holds the
+# node's local endpoints, falling back to the cluster's when there are none (pkg/proxy/ipvs/proxier.go
+# syncEndpoint), whoever sends.
+POD_SHORTCUT_MODES = frozenset({"iptables", "nftables"})
 SAMPLES = 3
 DNS_SERVICE = "kube-system/kube-dns"      # the cluster DNS Service a pod's resolv.conf points at
 
@@ -152,8 +160,13 @@ class _Super:
 class Planner:
     """Builds the probe classes of one or more versions (rows align across them)."""
 
-    def __init__(self, inventories: Sequence[Inventory], *, share: bool = True) -> None:
+    def __init__(self, inventories: Sequence[Inventory], *, share: bool = True,
+                 modes: Optional[Sequence[str]] = None) -> None:
         self.invs = list(inventories)
+        # the modes the classes are traced in (None: any): where every one of them sends a pod's packet
+        # for a Local NodePort to the Service's cluster-wide endpoints, the addressed node's local
+        # endpoints stop mattering for pod sources (see _pod_far)
+        self.pod_shortcut = modes is not None and bool(modes) and set(modes) <= POD_SHORTCUT_MODES
         self._labels: dict[str, str] = {}            # source label -> the one copy every class shares
         self._met: dict[tuple, tuple[str, ...]] = {}  # nodes_met's tuples, one per distinct answer
         cidrs: list[str] = []
@@ -364,6 +377,7 @@ class Planner:
 
             addressed = self._addressed(special, special_set, plain_vkey, view, exists) \
                 if sl.kind in NODE_ADDRESSED else {}
+            pod_far = self._pod_far(sfs, local, special, exists) if sl.kind in NODE_ADDRESSED else None
             for (desc, own_bt), sup, excl, left, firsts in supers:
                 kind0 = next(b[0] for b in desc if b is not None)
                 if kind0 not in sl.sources():
@@ -371,8 +385,9 @@ class Planner:
                 src_t = tuple(None if b is None or not exists[v] else
                               (b[0], _plain(b[1], nd[v]), b[2]) + ((b[3],) if dns else ())
                               for v, b in enumerate(desc))
+                far = pod_far.on(own_bt, None) if pod_far is not None and kind0 == "pod" else None
                 self._emit(classes, sl, src_t, src_t, None, plain_vkey(own_bt), addressed,
-                           (sup.members, excl), left, firsts, False)
+                           (sup.members, excl), left, firsts, False, far)
             for bk in sp:
                 kind0, node = _first(bk)
                 if kind0 not in sl.sources():
@@ -389,13 +404,15 @@ class Planner:
                         far = tuple(None if b is None or not exists[v] else
                                     (kinds[v] or b[0], _plain(base[v].get(b[1]), nd[v]) if b[1] else None, b[2])
                                     for v, b in enumerate(bk))
+                    pf = pod_far.on(self.base_of.get(node), node) \
+                        if pod_far is not None and kind0 == "pod" and node is not None else None
                     self._emit(classes, sl, src_t, far, who, own_vkey, addressed, (group, frozenset()), len(group),
-                               group[:SAMPLES], hair)
+                               group[:SAMPLES], hair, pf)
         return list(classes.values())
 
     def _emit(self, classes: dict, sl: Slot, src_t: tuple, src_far: tuple, who: Optional[str],
               own_vkey: Optional[tuple], addressed: dict, part: tuple, count: int, firsts: list[Member],
-              hair: bool) -> None:
+              hair: bool, far: Optional[tuple[dict, Optional[tuple]]] = None) -> None:
         """Add a group of sources (``count`` members, listed by ``part``) to its class(es) of one slot:
         for a NodePort, one per addressed view and own node or not.
 
@@ -407,21 +424,68 @@ class Planner:
         servers on the node's own addresses, pkg/proxy/ipvs/proxier.go), so the source node's
         endpoints for this Service never touch a packet to another node's address; without this a
         Local Service with endpoints on k nodes had (k+1)² NodePort classes. --exhaustive holds it
-        to account (tests/test_reach.py)."""
+        to account (tests/test_reach.py).
+
+        ``far`` (addressed views, the own node's view among them) replaces ``addressed`` for the other
+        nodes where the addressed node's view is coarser for these sources (_pod_far)."""
         if all(p is None for p in src_t):
             return
         if sl.kind not in NODE_ADDRESSED:
             self._add(classes, sl, (src_t, who), _Label(src_t, self.atoms, who), part, None, None, hair, count,
                       firsts, None)
             return
-        for vkey, names in addressed.items():
-            inn = own_vkey == vkey
-            for same in (False, True):
+        for same in (False, True):
+            views, own = (addressed, own_vkey) if same or far is None else far
+            for vkey, names in views.items():
+                inn = own == vkey
                 n_addr = (1 if inn else 0) if same else len(names) - inn
                 if n_addr:
                     src = src_t if same else src_far
                     self._add(classes, sl, ((src, who), vkey, same), _Label(src, self.atoms, who, vkey, same),
                               part, names, same, hair, count * n_addr, firsts, firsts[0].node)
+
+    def _pod_far(self, sfs: list, local: list[dict], special: list[str], exists: tuple) -> Optional["_PodFar"]:
+        """For a pod's probe of a NodePort on another node: the addressed nodes grouped by what the
+        rules there read of them, where that is coarser than their views. Under an externalTrafficPolicy
+        Local Service, a pod's packet (its address in the cluster CIDR) goes to the cluster-wide
+        endpoints whatever the node's local ones are (POD_SHORTCUT_MODES); what is left of the node
+        is its base view and whether it has usable local endpoints at all — without, nftables drops
+        the packet before translation (the no-endpoint-nodeports map), kube-proxy's categorisation
+        (pkg/proxy/topology.go CategorizeEndpoints: ready local endpoints, else serving terminating
+        ones). Only where every version allows it (a version without a cluster CIDR, with endpoints
+        on node addresses, or a Cluster policy keeps the views)."""
+        if not self.pod_shortcut:
+            return None
+        for v, sf in enumerate(sfs):
+            if not exists[v]:
+                continue
+            if (sf is None or not self.invs[v].cluster_cidr or sf.host_endpoints
+                    or getattr(sf.service, "external_traffic_policy", "Cluster") != "Local"):
+                return None
+        usable = [{n for n, text in idx.items() if _usable_local(text)} for idx in local]
+
+        def vk(bt: Optional[tuple], n: Optional[str]) -> Optional[tuple]:
+            if bt is None:
+                return None
+            out = tuple(None if (b is None or not exists[v]) else
+                        f"{b}:{'local' if n in usable[v] else 'no'}-endpoints" for v, b in enumerate(bt))
+            return out if any(x is not None for x in out) else None
+
+        by: dict[tuple, NodeSet] = {}
+        special_set = frozenset(special)
+        for bt, (names, nameset) in self.node_groups.items():
+            k = vk(bt, None)
+            ex = special_set & nameset
+            if k is not None and len(names) > len(ex):
+                by.setdefault(k, NodeSet()).add(names, nameset, ex, len(names) - len(ex))
+        lists: dict[tuple, list[str]] = defaultdict(list)
+        for n in special:
+            k = vk(self.base_of.get(n), n)
+            if k is not None:
+                lists[k].append(n)
+        for k, names in lists.items():
+            by.setdefault(k, NodeSet()).add(names, frozenset(names), frozenset(), len(names))
+        return _PodFar(by, vk)
 
     def _addressed(self, special: list[str], special_set: frozenset, plain_vkey, view, exists: tuple
                    ) -> dict[tuple, NodeSet]:
@@ -550,6 +614,31 @@ class Planner:
                         pc.shared_from = table.get(_relative(pc))
             out += classes
         return out
+
+
+@dataclass(frozen=True)
+class _PodFar:
+    """The coarser addressed views for pods' probes of a NodePort on another node (Planner._pod_far)."""
+
+    views: dict
+    view_of: object          # (base views per version, node or None) -> the coarse view key
+
+    def on(self, own_bt: Optional[tuple], node: Optional[str]) -> tuple[dict, Optional[tuple]]:
+        """The views and the source's own node's among them (``node`` None: a node without local
+        endpoints — a super bucket's)."""
+        return self.views, self.view_of(own_bt, node)
+
+
+def _usable_local(text: str) -> bool:
+    """Whether a node's local endpoints (local_index's label) include one kube-proxy would use: a
+    ready one, else a serving terminating one (CategorizeEndpoints)."""
+    for e in text.split(","):
+        if not e:
+            continue
+        not_ready, not_serving, terminating = "!r" in e, "!s" in e, "~t" in e
+        if not not_ready or (not not_serving and terminating):
+            return True
+    return False
 
 
 def _firsts(members: list[Member], exclude: frozenset) -> list[Member]:

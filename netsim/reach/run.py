@@ -72,7 +72,7 @@ def reach(versions: Sequence[tuple[str, Sequence[str]]], modes: Sequence[str], *
             for name, _ in versions]
     timings["load"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    planner = planner_factory(invs, share=share and not exhaustive)
+    planner = planner_factory(invs, share=share and not exhaustive, modes=list(modes))
     timings["plan"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     mx = compute(planner, spec, list(modes), make_executor(engine, workers, scheduler), batch_size, on_batch, done)
