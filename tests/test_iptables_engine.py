@@ -566,3 +566,18 @@ def test_cli_replay_bad_dump_is_one_line_error(tmp_path):
     r = CliRunner().invoke(cli, ["iptables", "replay", "--dump", str(bad), "--src", "1.1.1.1", "--dst", "2.2.2.2:80"])
     assert r.exit_code == 2
     assert r.output.strip() == f"Error: {bad}:5: unknown match module -m bogus"
+
+
+def test_chains_are_built_when_first_entered():
+    """The Engine makes a user chain's compiled form when a packet first reaches it (a jump), not
+    for every chain of the dump up front; has_chain / has_rules answer from the parsed table."""
+    body = "".join(f":C{i} - [0:0]\n" for i in range(50)) + "-A INPUT -p tcp --dport 80 -j C7\n" + \
+        "".join(f"-A C{i} -j ACCEPT\n" for i in range(50))
+    e = eng(body)
+    chains = e.tables["filter"]
+    assert set(chains) == {"INPUT", "FORWARD", "OUTPUT"}
+    assert e.has_chain("filter", "C49") and e.has_rules("filter", "C49") and not e.has_chain("filter", "C50")
+    v = e.run("filter", "INPUT", tcp(dport=80), EvalContext())
+    assert v.verdict == "ACCEPT" and set(chains) == {"INPUT", "FORWARD", "OUTPUT", "C7"}
+    e.compile_all()
+    assert len(chains) == 53

@@ -81,6 +81,16 @@ def test_the_emulator_renders_each_service_once_and_traces_as_before():
                 assert mine[name].policy == chain.policy
         assert nf.ruleset.render() == alone.render()
     assert overlays == len(em.cluster.nodes()) - 1          # all but the first node share its chains
+    # ... and, of their node-sensitive Services, the chains whose lines equal the first node's (the
+    # cluster chain, the endpoints' chains): held once too
+    (base,) = dp._bases.values()
+    cached_blocks = set(cache.shared_chains())
+    base_nat = base.ruleset.tables["nat"].chains
+    also = {name for n in em.cluster.nodes() if w.netfilter(n.name) is not base
+            for name, c in w.netfilter(n.name).ruleset.tables["nat"].chains.items()
+            if name not in cached_blocks and base_nat.get(name) is c}
+    assert also and all(name.startswith(("KUBE-SEP-", "KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-"))
+                        for name in also), also
     alone = netsim.load(text)
     dp_alone = alone._walker(None).proxy
     dp_alone._sync = lambda node: (restore_data(alone.cluster, node), None)   # every node alone, parsed whole

@@ -48,7 +48,15 @@ def deferred_gc() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
-            if _one_shot and gc.get_count()[0] - before >= FREEZE_MIN_OBJECTS:
-                gc.freeze()
+            if gc.get_count()[0] - before >= FREEZE_MIN_OBJECTS:
+                if _one_shot:
+                    gc.freeze()
+                elif gc.get_freeze_count() == 0:
+                    # a long-lived process (the API, a reach worker): the build goes straight into the
+                    # oldest generation (freeze, then unfreeze: both move whole lists), where the young
+                    # passes would have put it after walking all of it; it stays collectable by the
+                    # next full pass. Not where someone else keeps objects frozen.
+                    gc.freeze()
+                    gc.unfreeze()
             gc.enable()
 

@@ -92,6 +92,26 @@ class Verdict:
         return self.steps[-1] if self.steps else None
 
 
+class _Chains(dict):
+    """A table's compiled chains, each made when first looked up by name (``chains[name]``: a jump
+    resolved, a walk started): a node's kube-proxy dump holds ~250,000 chains at 50,000 Services, of
+    which a trace enters a handful, so the Engine does not build an object per chain up front. The
+    built-in chains are made at once (``get`` finds them); ``source`` is the parsed table's chains."""
+
+    __slots__ = ("source", "min_rules", "scanners")
+
+    def __init__(self, source: dict, min_rules: int, scanners) -> None:
+        super().__init__()
+        self.source, self.min_rules, self.scanners = source, min_rules, scanners
+        for name, c in source.items():
+            if c.policy is not None:
+                self[name] = CompiledChain(c, min_rules, scanners)
+
+    def __missing__(self, name: str) -> CompiledChain:
+        cc = self[name] = CompiledChain(self.source[name], self.min_rules, self.scanners)
+        return cc
+
+
 class Engine:
     """A compiled ruleset. Build once per ruleset; `run` is called per packet.
 
@@ -117,25 +137,27 @@ class Engine:
         with gc_paused():
             for tname, table in ruleset.tables.items():
                 check_loops(table, ruleset.source)
-                self.tables[tname] = {cname: CompiledChain(c, min_rules, scanners)
-                                      for cname, c in table.chains.items()}
+                self.tables[tname] = _Chains(table.chains, min_rules, scanners)
 
     def compile_all(self) -> None:
         """Compile every chain now (otherwise each is compiled when a packet first enters it)."""
         with gc_paused():
             for chains in self.tables.values():
-                for cc in chains.values():
+                for name in chains.source:
+                    cc = chains[name]
                     if not cc.compiled:
                         cc.compile()
 
     def has_chain(self, table: str, chain: str) -> bool:
-        return chain in self.tables.get(table, {})
+        chains = self.tables.get(table)
+        return chains is not None and chain in chains.source
 
     def has_rules(self, table: str, chain: str) -> bool:
         """Whether `chain` of `table` exists and can do anything to a packet: it has a rule, or (a
         built-in chain) a policy other than ACCEPT. Without compiling it."""
-        cc = self.tables.get(table, {}).get(chain)
-        return cc is not None and (cc.n > 0 or cc.policy not in (None, "-", "ACCEPT"))
+        chains = self.tables.get(table)
+        c = chains.source.get(chain) if chains is not None else None
+        return c is not None and (c.n_rules > 0 or c.policy not in (None, "-", "ACCEPT"))
 
     def run(self, table: str, chain: str, pkt, ctx: EvalContext) -> Verdict:
         chains = self.tables.get(table)

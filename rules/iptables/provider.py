@@ -14,6 +14,40 @@ from netsim.control.heap import deferred_gc
 from netsim.rules.provider import IPTABLES_RESTORE, KernelLoad, SyncMeasurement, SyncResult
 
 
+SERVICE_CHAIN_PREFIXES = ("-A KUBE-SEP-", "-A KUBE-SVC-", "-A KUBE-SVL-", "-A KUBE-EXT-", "-A KUBE-FW-")
+
+
+def _equal_service_chains(data: Any, base: "IptablesNetfilter") -> list[str]:
+    """The Service chains of a node's own part (its node-sensitive Services, BlockCache) whose lines
+    equal the overlay base's chain of that name, taken out of ``data.own_nat_*`` and returned: the
+    node shares them with the base as it shares the cached Services' chains. A Local-policy Service
+    is written per node for its KUBE-SVL-* and KUBE-EXT-* chains, but its KUBE-SVC-* chain and its
+    endpoints' KUBE-SEP-* chains (pkg/proxy/iptables/proxier.go syncProxyRules: the endpoint chains
+    hold the endpoint's address and DNAT alone) are usually line for line the same on every node;
+    at 50,000 Services with Local policies over large Deployments they are most of a node's own
+    text. Compared line by line, so a chain that differs stays the node's own."""
+    by: dict[str, list[str]] = {}
+    for line in data.own_nat_rules:
+        if line.startswith(SERVICE_CHAIN_PREFIXES):
+            by.setdefault(line[3:line.index(" ", 3)], []).append(line)
+    base_chains = base.ruleset.tables["nat"].chains
+    same = set()
+    for name, lines in by.items():
+        c = base_chains.get(name)
+        if c is not None and c.policy in (None, "-") and c.n_rules == len(lines) and _lines(c) == lines:
+            same.add(name)
+    if same:
+        data.own_nat_chains = [c for c in data.own_nat_chains if c[1:].split(" ", 1)[0] not in same]
+        data.own_nat_rules = [r for r in data.own_nat_rules
+                              if not (r.startswith(SERVICE_CHAIN_PREFIXES) and r[3:r.index(" ", 3)] in same)]
+    return sorted(same)
+
+
+def _lines(chain: Any) -> list[str]:
+    lines = getattr(chain, "lines", None)
+    return lines() if lines is not None else [r.text for r in chain.rules]
+
+
 class IptablesNetfilter:
     """A node's iptables ruleset evaluated by the rule engine."""
 
@@ -231,9 +265,10 @@ class IptablesDataplane:
             else None
         with task(f"loading {node}'s rules"):
             if shared is not None:
+                same = _equal_service_chains(data, shared)
                 own_text = own_view_text(data)
                 data.own_nat_chains = data.own_nat_rules = None     # text_of() keeps the whole lists only
-                return IptablesNetfilter.overlay(shared, own_text, self._blocks[ckey].shared_chains(),
+                return IptablesNetfilter.overlay(shared, own_text, self._blocks[ckey].shared_chains() + same,
                                                  text_of, local_addrs, rng, source=f"node {node}")
             text = text_of()
             del data                       # (the restore input's ~400,000 lines at 10,000 Services: not held while parsing)

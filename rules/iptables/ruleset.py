@@ -188,6 +188,18 @@ class LazyChain(Chain):
     def n_rules(self) -> int:
         return len(self._parsed or ()) + len(self.raw) // 2
 
+    def lines(self) -> list[str]:
+        """The chain's ``-A`` lines as the dump has them (stripped), without parsing them."""
+        out = [r.text for r in self._parsed or ()]
+        if self.raw:
+            text = self._loader.func.__self__.text          # type: ignore[union-attr]  (the parser's text)
+            find, raw = text.find, self.raw
+            for i in range(1, len(raw), 2):
+                start = raw[i]
+                end = find("\n", start)
+                out.append(text[start:end if end >= 0 else len(text)].strip())
+        return out
+
 
 RAW_TYPECODE = "I"             # LazyChain.raw: unsigned 32-bit (line numbers and offsets of a text < 4 GiB)
 
