@@ -46,6 +46,8 @@ class NoKubeProxy:
     notice = ""
     tool = ""
     iptables_only = False
+    # no kube-proxy: nothing claimed
+    pod_external_shortcut = False
     trace_actions: tuple[str, ...] = ()
     metric_families: tuple[Any, ...] = ()
 

@@ -10,7 +10,9 @@ from hypothesis import given, settings, strategies as st
 
 import netsim
 from netsim.benchmarks.reach_synth import SynthKnobs, generate
-from netsim.rules.iptables import parse
+import pytest
+
+from netsim.rules.iptables import IptablesError, parse
 from netsim.rules.iptables.proxier import render, restore_data
 from netsim.rules.iptables.proxier_cluster import node_sensitive_services, proxier_config_for_node
 from netsim.rules.iptables.proxier_sync import BlockCache, config_key
@@ -139,3 +141,44 @@ spec:
     (cache,) = w.proxy._blocks.values()
     assert "default/web-fw" in cache.node_specific
     assert not any(k[0].startswith("default/web-fw") for k in cache.blocks)
+
+
+def _rule_facts(rs):
+    out = []
+    for t, table in sorted(rs.tables.items()):
+        for name, chain in sorted(table.chains.items()):
+            for r in chain.rules:
+                out.append((t, name, r.line, r.text, r.header, [m.text for m in r.matches],
+                            r.target_spec.name if r.target_spec else None,
+                            r.target_spec.goto if r.target_spec else None,
+                            type(r.target_spec.action).__name__ if r.target_spec else None))
+    return out
+
+
+def test_a_line_cache_shared_by_two_dumps_parses_the_second_as_alone():
+    """parse(lazy=True, lines=...) takes a line another dump had from the cache: each rule still has
+    its own dump's line number, its target resolved against its own dump's chains; a rule with
+    per-rule state (statistic) is parsed afresh."""
+    a = ("*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-A - [0:0]\n:KUBE-SEP-A - [0:0]\n"
+         "-A PREROUTING -j KUBE-SERVICES\n"
+         "-A KUBE-SERVICES -d 10.96.0.10/32 -p tcp -m tcp --dport 53 -j KUBE-SVC-A\n"
+         "-A KUBE-SVC-A -m statistic --mode nth --every 2 --packet 0 -j KUBE-SEP-A\n"
+         "-A KUBE-SEP-A -p tcp -j DNAT --to-destination 10.244.1.2:53\nCOMMIT\n")
+    b = a.replace(":KUBE-SEP-A - [0:0]\n", ":KUBE-SEP-A - [0:0]\n:KUBE-SEP-B - [0:0]\n").replace(
+        "-A PREROUTING -j KUBE-SERVICES\n",
+        "-A PREROUTING -j KUBE-SERVICES\n-A KUBE-SEP-B -p tcp -j DNAT --to-destination 10.244.2.2:53\n")
+    lines: dict = {}
+    first = parse(a, source="a", lazy=True, lines=lines)
+    assert _rule_facts(first) == _rule_facts(parse(a, source="a"))
+    assert lines["nat"] and not any("statistic" in k for k in lines["nat"])
+    second = parse(b, source="b", lazy=True, lines=lines)
+    assert _rule_facts(second) == _rule_facts(parse(b, source="b"))
+    assert second.tables["nat"].chains["KUBE-SERVICES"].rules[0].line != \
+        first.tables["nat"].chains["KUBE-SERVICES"].rules[0].line
+    # a line whose jump target is not a chain of this dump fails here as it would alone
+    c = a.replace(":KUBE-SVC-A - [0:0]\n", "").replace("-A KUBE-SVC-A -m statistic --mode nth --every 2 --packet 0 "
+                                                         "-j KUBE-SEP-A\n", "")
+    with pytest.raises(IptablesError):
+        parse(c, source="c")
+    with pytest.raises(IptablesError):
+        parse(c, source="c", lazy=True, lines=lines).tables["nat"].chains["KUBE-SERVICES"].rules

@@ -27,14 +27,6 @@ DEST_KINDS = ("clusterip", "clusterip-unused", "nodeport", "nodeport-secondary",
 # local address (`-m addrtype --dst-type LOCAL`, nodePortAddresses unset), its nftables mode on the
 # primary only (nodePortAddresses' default "primary" since v1.31, pkg/proxy/nftables/proxier.go)
 NODE_ADDRESSED = ("nodeport", "nodeport-secondary")
-# modes whose external chain of an externalTrafficPolicy: Local Service sends traffic from a pod (a
-# source in the cluster CIDR) to the cluster-wide endpoints before it looks at the node's own:
-# iptables' "pod traffic for ... external destinations" rule (pkg/proxy/iptables/proxier.go
-# syncProxyRules, externalTrafficChain) and nftables' "short-circuit pod traffic" (pkg/proxy/nftables/
-# proxier.go syncProxyRules). IPVS is not one: its NodePort virtual server under Local holds the
-# node's local endpoints, falling back to the cluster's when there are none (pkg/proxy/ipvs/proxier.go
-# syncEndpoint), whoever sends.
-POD_SHORTCUT_MODES = frozenset({"iptables", "nftables"})
 SAMPLES = 3
 DNS_SERVICE = "kube-system/kube-dns"      # the cluster DNS Service a pod's resolv.conf points at
 
@@ -166,7 +158,7 @@ class Planner:
         # the modes the classes are traced in (None: any): where every one of them sends a pod's packet
         # for a Local NodePort to the Service's cluster-wide endpoints, the addressed node's local
         # endpoints stop mattering for pod sources (see _pod_far)
-        self.pod_shortcut = modes is not None and bool(modes) and set(modes) <= POD_SHORTCUT_MODES
+        self.pod_shortcut = bool(modes) and all(_pod_shortcut(m) for m in modes or ())
         self._labels: dict[str, str] = {}            # source label -> the one copy every class shares
         self._met: dict[tuple, tuple[str, ...]] = {}  # nodes_met's tuples, one per distinct answer
         cidrs: list[str] = []
@@ -448,7 +440,8 @@ class Planner:
         """For a pod's probe of a NodePort on another node: the addressed nodes grouped by what the
         rules there read of them, where that is coarser than their views. Under an externalTrafficPolicy
         Local Service, a pod's packet (its address in the cluster CIDR) goes to the cluster-wide
-        endpoints whatever the node's local ones are (POD_SHORTCUT_MODES); what is left of the node
+        endpoints whatever the node's local ones are (the modes' providers say so:
+        pod_external_shortcut); what is left of the node
         is its base view and whether it has usable local endpoints at all — without, nftables drops
         the packet before translation (the no-endpoint-nodeports map), kube-proxy's categorisation
         (pkg/proxy/topology.go CategorizeEndpoints: ready local endpoints, else serving terminating
@@ -614,6 +607,13 @@ class Planner:
                         pc.shared_from = table.get(_relative(pc))
             out += classes
         return out
+
+
+def _pod_shortcut(mode: str) -> bool:
+    """Whether a mode's provider sends a pod's packet for a Local Service's NodePort elsewhere to the
+    cluster-wide endpoints (ProxyProvider.pod_external_shortcut; an unknown provider: no)."""
+    from netsim.rules.registry import get
+    return bool(getattr(get(mode), "pod_external_shortcut", False))
 
 
 @dataclass(frozen=True)

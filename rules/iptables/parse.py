@@ -102,8 +102,12 @@ def _unquote(line: str, where: str) -> str:
 
 
 class _Parser:
-    def __init__(self, source: str, lenient: bool, lazy: bool = False) -> None:
+    def __init__(self, source: str, lenient: bool, lazy: bool = False, lines: Optional[dict] = None) -> None:
         self.source = source
+        # a lazy chain's line -> what parsing it gave (header, matches, target name and options), shared
+        # between the parses of one cluster's nodes: their dumps repeat each other's lines (the top-level
+        # KUBE-SERVICES of every node lists every Service), so a line is read once per cluster
+        self.lines = lines
         self.lenient = lenient
         self.lazy = lazy and not lenient
         self.text = ""                     # what run() reads (a lazy chain's lines are offsets into it)
@@ -316,13 +320,30 @@ class _Parser:
 
     def _load_lines(self, chain: LazyChain, raw: array) -> None:
         text, find = self.text, self.text.find
-        assert chain._parsed is not None
+        parsed = chain._parsed
+        assert parsed is not None and self.table is not None
+        seen = self.lines.setdefault(self.table.name, {}) if self.lines is not None else None
+        tname, cname, pending = self.table.name, chain.name, self.pending
         for i in range(0, len(raw), 2):
             lineno, start = raw[i], raw[i + 1]
             end = find("\n", start)
             line = text[start:end if end >= 0 else len(text)].strip()
+            if seen is not None:
+                got = seen.get(line)
+                if got is not None:            # the same line parsed for another node: the same parts
+                    header, matches, target, topts, goto = got
+                    rule = Rule(tname, cname, lineno, line, header, list(matches))
+                    if target is not None:
+                        pending.append((rule, target, topts, goto, self.where(lineno)))
+                    parsed.append(rule)
+                    continue
             w = self.where(lineno)
-            chain._parsed.append(self.rule(chain.name, tokenize(line, w)[2:], lineno, line, None, w))
+            rule = self.rule(cname, tokenize(line, w)[2:], lineno, line, None, w)
+            parsed.append(rule)
+            if seen is not None and rule.unsupported is None and rule.counters is None \
+                    and not any(m.per_rule for m in rule.matches):
+                last = pending[-1] if pending and pending[-1][0] is rule else None
+                seen[line] = (rule.header, tuple(rule.matches), *(last[1:4] if last else (None, (), False)))
 
     # -- one rule -----------------------------------------------------------------------------
     def rule(self, chain: str, toks: list[str], lineno: int, text: str, counters, w: str) -> Rule:
@@ -564,12 +585,16 @@ def _counters(text: str, where: str) -> tuple[int, int]:
         raise IptablesError(f"{where}: expected counters like [0:0], got {text!r}") from None
 
 
-def parse(text: str, *, source: str = "<dump>", lenient: bool = False, lazy: bool = False) -> Ruleset:
+def parse(text: str, *, source: str = "<dump>", lenient: bool = False, lazy: bool = False,
+          lines: Optional[dict] = None) -> Ruleset:
     """Parse iptables-save (or iptables-restore) text; see module docstring for errors and lenient mode.
 
     With ``lazy`` (not with ``lenient``) the tables, chains, policies and the chain of every rule
     are read now, each ``-A`` rule's matches and target when its chain's rules are first read
     (:class:`LazyChain`): an error in a rule's options is then raised there. For text this program
-    wrote itself (a node's kube-proxy rules), which a trace enters in a few chains."""
+    wrote itself (a node's kube-proxy rules), which a trace enters in a few chains. ``lines`` (lazy
+    only): a dict kept by the caller across the parses of several dumps (a cluster's nodes), from
+    which a lazy chain's line seen before is taken whole instead of parsed again (its rule gets this
+    dump's line number; its target is resolved against this dump's chains, as always)."""
     with gc_paused():
-        return _Parser(source, lenient, lazy).run(text)
+        return _Parser(source, lenient, lazy, lines if lazy else None).run(text)

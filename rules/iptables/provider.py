@@ -53,13 +53,13 @@ class IptablesNetfilter:
 
     @deferred_gc()                 # a node's parsed rule set is long-lived (netsim.control.heap)
     def __init__(self, text: str, local_addrs: set[int], rng, *, ipsets: Any = None, source: str = "<node>",
-                 ipvs_conns: Any = None, lazy: bool = False) -> None:
+                 ipvs_conns: Any = None, lazy: bool = False, lines: Optional[dict] = None) -> None:
         """``lazy``: parse each chain's rules when a packet first enters it (text this program
-        rendered: parse(lazy=True))."""
+        rendered: parse(lazy=True)); ``lines``: parse's line cache shared by a cluster's nodes."""
         from netsim.rules.iptables import parse
         self._text: Optional[str] = text
         self._text_of: Optional[Callable[[], str]] = None
-        self._start(parse(text, source=source, lazy=lazy), local_addrs, rng, ipsets, ipvs_conns)
+        self._start(parse(text, source=source, lazy=lazy, lines=lines), local_addrs, rng, ipsets, ipvs_conns)
 
     def _start(self, ruleset: Any, local_addrs: set[int], rng, ipsets: Any, ipvs_conns: Any) -> None:
         from netsim.rules.iptables import Engine, EvalContext
@@ -74,7 +74,8 @@ class IptablesNetfilter:
     @classmethod
     @deferred_gc()
     def overlay(cls, base: "IptablesNetfilter", own_text: str, shared: Iterable[str], text_of: Callable[[], str],
-                local_addrs: set[int], rng, *, source: str = "<node>") -> "IptablesNetfilter":
+                local_addrs: set[int], rng, *, source: str = "<node>", lines: Optional[dict] = None
+                ) -> "IptablesNetfilter":
         """A node's rules as ``base``'s nat chains named in ``shared`` (the Service ports' own chains
         both nodes hold line for line, proxier_sync.BlockCache) plus the node's own text
         (``own_text``: its top-level chains, its node-sensitive Services' chains, the filter table),
@@ -83,7 +84,7 @@ class IptablesNetfilter:
         parsed alone would; a shared rule's line number is the one in ``base``'s text."""
         from netsim.rules.iptables import parse
         nf = cls.__new__(cls)
-        ruleset = parse(own_text, source=source, lazy=True)
+        ruleset = parse(own_text, source=source, lazy=True, lines=lines)
         chains, base_chains = ruleset.tables["nat"].chains, base.ruleset.tables["nat"].chains
         for name in shared:
             chains[name] = base_chains[name]
@@ -225,6 +226,7 @@ class IptablesDataplane:
         self._sensitive: Optional[tuple[frozenset[str], bool]] = None
         self._blocks: dict[tuple, Any] = {}     # proxier config_key -> BlockCache: Service lines written once
         self._bases: dict[tuple, IptablesNetfilter] = {}   # config_key -> a node loaded whole: its chains shared
+        self._lines: dict = {}          # parse's line cache: a line every node's dump repeats is parsed once
 
     def netfilter(self, node: str, local_addrs: set[int], rng: Any) -> IptablesNetfilter:
         nf = self._nf.get(node)
@@ -269,10 +271,11 @@ class IptablesDataplane:
                 own_text = own_view_text(data)
                 data.own_nat_chains = data.own_nat_rules = None     # text_of() keeps the whole lists only
                 return IptablesNetfilter.overlay(shared, own_text, self._blocks[ckey].shared_chains() + same,
-                                                 text_of, local_addrs, rng, source=f"node {node}")
+                                                 text_of, local_addrs, rng, source=f"node {node}",
+                                                 lines=self._lines)
             text = text_of()
             del data                       # (the restore input's ~400,000 lines at 10,000 Services: not held while parsing)
-            nf = IptablesNetfilter(text, local_addrs, rng, source=f"node {node}", lazy=True)
+            nf = IptablesNetfilter(text, local_addrs, rng, source=f"node {node}", lazy=True, lines=self._lines)
         if ckey is not None and not hostports:
             self._bases.setdefault(ckey, nf)
         return nf
@@ -319,6 +322,7 @@ class IptablesDataplane:
             self._sensitive = None
             self._blocks = {}
             self._bases = {}
+            self._lines = {}
             return
         kept = {}
         for node, nf in self._nf.items():
@@ -412,6 +416,12 @@ class IptablesProvider:
         return None
 
     iptables_only = True              # its kernel state is one iptables-restore text (any iptables backend loads it)
+
+    # the external chain's "pod traffic for ... external destinations" rule jumps to the cluster chain
+
+    # (pkg/proxy/iptables/proxier.go syncProxyRules)
+
+    pod_external_shortcut = True
 
     def measure_sync(self, ports: list, endpoints: dict, config: Any, changed_endpoints: dict,
                      changed_service: str, repeats: int) -> SyncMeasurement:

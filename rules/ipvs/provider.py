@@ -183,6 +183,12 @@ class IpvsProvider:
 
     iptables_only = False             # ipsets, kube-ipvs0 and virtual servers beside its iptables text
 
+    # a NodePort virtual server under Local holds the node's own endpoints (pkg/proxy/ipvs/proxier.go
+
+    # syncEndpoint)
+
+    pod_external_shortcut = False
+
     def measure_sync(self, ports: list, endpoints: dict, config: Any, changed_endpoints: dict,
                      changed_service: str, repeats: int) -> SyncMeasurement:
         return measure_sync(ports, endpoints, config, changed_endpoints, changed_service, repeats)

@@ -61,6 +61,9 @@ class NftablesProvider:
     notice = ""
     tool = "nft list ruleset"
     iptables_only = False
+    # the external chain's "short-circuit pod traffic" rule goes to the cluster chain
+    # (pkg/proxy/nftables/proxier.go syncProxyRules)
+    pod_external_shortcut = True
     trace_actions = ("RULE",)         # `nft monitor trace` rule lines (netsim.rules.nftables.dataplane)
 
     @property
