@@ -19,10 +19,12 @@ Every round is reported (median, min, max); results go to --out (benchmarks/resu
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import json
 import os
 import platform
+import random
 import resource
 import statistics
 import tempfile
@@ -323,10 +325,35 @@ def b2_prepare(knobs: SynthKnobs, mode: Optional[str], out: dict, save: Callable
             "spec": ModelSpec((("v", (text,)),), limits=_limits())}
 
 
+def _nodes_met_histogram(tasks: list) -> dict:
+    """How many probes meet how many nodes' rules (a verdict follows every random branch, so a probe
+    of a Service with endpoints on k nodes meets k of them; "every": an external client through the
+    load balancer)."""
+    edges = (2, 4, 8, 32, 256, 1024)
+    out = {f"<= {e}": 0 for e in edges}
+    out[f"> {edges[-1]}"] = out["every"] = 0
+    for t in tasks:
+        if t.nodes == ALL_NODES_HINT:
+            out["every"] += 1
+            continue
+        n = len(t.nodes)
+        out[next((f"<= {e}" for e in edges if n <= e), f"> {edges[-1]}")] += 1
+    return out
+
+
+ALL_NODES_HINT = ("*",)     # netsim.reach.evaluate.ALL_NODES
+
+
 def b2(knobs: SynthKnobs, mode: Optional[str], max_probes: int, validate: int, workers: int,
-       save: Callable[[dict], None] = _nothing, model_nodes: int = 3) -> dict:
+       save: Callable[[dict], None] = _nothing, model_nodes: int = 3, few_nodes: int = 0,
+       worker_memory_mb: int = 0) -> dict:
     """Stage by stage (``stage`` names the one running, ``stages_done`` the finished ones with their
-    figures; ``save`` gets each), so a run stopped by the clock or a memory cap reports how far it went."""
+    figures; ``save`` gets each), so a run stopped by the clock or a memory cap reports how far it went.
+
+    ``few_nodes``: trace a seeded random sample of ``max_probes`` of the probes meeting at most this
+    many nodes (0: the first ``max_probes`` probes, whatever they meet) — on one machine a worker
+    cannot hold every node's rules, which a probe of a Service with endpoints on most nodes needs;
+    the histogram of nodes met says how many probes that leaves out."""
     from netsim.reach.executors import make_executor
     from netsim.reach.matrix import Matrix, check_raw, execute, rows, sample_raw
     from netsim.reach.output import EXPANSION_COLUMNS, MATRIX_COLUMNS, write_table
@@ -340,12 +367,28 @@ def b2(knobs: SynthKnobs, mode: Optional[str], max_probes: int, validate: int, w
                       "manifest_bytes": st["generate"]["manifest_bytes"], "load_s": st["load"]["wall_s"],
                       "reduction_s": st["reduce"]["wall_s"], "classes": st["reduce"]["classes"],
                       "probes_naive": st["reduce"]["probes_naive"], "probes_reduced": st["probes"]["probes_reduced"]}
-    tasks = p["tasks"][:max_probes] if max_probes else p["tasks"]
+    out["nodes_met_per_probe"] = _nodes_met_histogram(p["tasks"])
+    if worker_memory_mb:
+        p["spec"] = dataclasses.replace(p["spec"], worker_memory_mb=worker_memory_mb)
+    if few_nodes:
+        pool = [t for t in p["tasks"] if t.nodes != ALL_NODES_HINT and len(t.nodes) <= few_nodes]
+        tasks = random.Random(knobs.seed).sample(pool, min(max_probes, len(pool))) if max_probes else pool
+        chosen = f"a seeded random sample of the {len(pool)} probes meeting <= {few_nodes} nodes"
+    else:
+        tasks = p["tasks"][:max_probes] if max_probes else p["tasks"]
+        chosen = "the first probes in plan order"
+    p["em"] = None                 # the main process's model: the workers build their own
     done = _stage(out, f"matrix ({len(tasks)} probes)", save)
     t0 = time.perf_counter()
-    recs = execute(make_executor("local", workers), p["spec"], tasks, 64)
-    out["matrix"] = {"probes": len(tasks), "of": len(p["tasks"]), "wall_s": time.perf_counter() - t0,
-                     "workers": workers, "loadavg_after": loadavg()}
+    recs = execute(make_executor("local", workers), p["spec"], tasks, 16)
+    wall = time.perf_counter() - t0
+    secs = [r["seconds"] for r in recs.values()]
+    out["matrix"] = {"probes": len(tasks), "of": len(p["tasks"]), "chosen": chosen, "wall_s": wall,
+                     "workers": workers, "loadavg_after": loadavg(),
+                     "seconds_per_probe_on_a_worker": _stats(secs) if secs else None,
+                     "errors": sum(1 for r in recs.values() if r["disposition"] == "ERROR"),
+                     "worker_peak_rss_mb": max((r["worker_rss_kb"] for r in recs.values()), default=0) / 1024,
+                     "dispositions": dict(collections.Counter(r["disposition"] for r in recs.values()))}
     done()
     done = _stage(out, "outputs", save)
     keys = {(t.key, t.version, t.mode) for t in tasks}
@@ -396,6 +439,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--validate", type=int, default=10000)
     ap.add_argument("--model-nodes", type=int, default=2,
                     help="B2: nodes whose rules are built and measured (compile time and memory per model key)")
+    ap.add_argument("--few-nodes", type=int, default=0,
+                    help="B2: trace a random sample of the probes meeting at most this many nodes (0: the first)")
+    ap.add_argument("--worker-memory", type=int, default=0, help="B2: MB of nodes' rules a worker may hold")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default=RESULTS)
     ap.add_argument("--note", default="", help="what else ran on the machine (saved with the figures)")
@@ -447,7 +493,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                                            save=saver("b1")))
         if a.b2:
             ok &= stopped("b2", lambda: b2(knobs, a.mode, a.max_probes, a.validate, max(workers), save=saver("b2"),
-                                           model_nodes=a.model_nodes))
+                                           model_nodes=a.model_nodes, few_nodes=a.few_nodes,
+                                           worker_memory_mb=a.worker_memory))
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1, default=str)[:6000])
     return 0 if ok else 1
 

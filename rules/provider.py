@@ -122,10 +122,10 @@ class ProxyProvider(Protocol):
     walks_packets: bool                # ``dataplane`` works: packets can be traced in this mode
     notice: str                        # what a Cluster document choosing the mode is told ("": nothing)
     iptables_only: bool                # its kernel state is one iptables-restore text (any backend loads it)
-    # a pod's packet for an externalTrafficPolicy: Local Service's external address (a NodePort on
+    # Optional (not part of the protocol, absent means False): ``pod_external_shortcut``, whether a
+    # pod's packet for an externalTrafficPolicy: Local Service's external address (a NodePort on
     # another node) goes to the Service's cluster-wide endpoints whatever the node's local ones are
-    # (netsim.reach.plan groups such probes' addressed nodes by less); absent: False
-    pod_external_shortcut: bool
+    # (netsim.reach.plan then groups such probes' addressed nodes by less).
     tool: str                          # what ``render`` prints, in the mode's tools' terms
     trace_actions: tuple[str, ...]     # the step actions its hooks add to a trace
     metric_families: tuple[Any, ...]   # RegisterMetrics(mode)'s families for this mode
