@@ -217,6 +217,7 @@ class Emulator:
         afterwards share them instead of each rendering its own; ``nodes``: only these nodes' (a
         name that is not a node is left out), for a caller that knows which nodes its traces meet."""
         w = self._walker(mode)
+        w.sync()                 # hosts built now: copies taken later start from this sync, not each their own
         names = [n.name for n in self._cluster.nodes()]
         if nodes is not None:
             want = set(nodes)

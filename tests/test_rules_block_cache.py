@@ -182,3 +182,27 @@ def test_a_line_cache_shared_by_two_dumps_parses_the_second_as_alone():
         parse(c, source="c")
     with pytest.raises(IptablesError):
         parse(c, source="c", lazy=True, lines=lines).tables["nat"].chains["KUBE-SERVICES"].rules
+
+
+def test_a_node_a_copy_renders_is_rendered_once_for_the_emulator(monkeypatch):
+    """A verdict walks copies of the emulator; a node none of them had is rendered by the first copy
+    that meets it and taken (with its own context) by the emulator and later copies, not rendered
+    again per copy; the verdict is the same as with the node prepared first."""
+    text = generate(SynthKnobs(nodes=6, services=12, pods=18, local_share=0.5, seed=2))
+    em = netsim.load(text)
+    em.prepare(nodes=())
+    svc = next(s for s in em.cluster.services() if s.name.startswith("svc-") and s.cluster_ip)
+    pod = next(p for p in em.cluster.pods() if p.namespace == "default" and p.ip)
+    from netsim.rules.iptables.provider import IptablesDataplane
+    calls = []
+    load = IptablesDataplane._load
+    monkeypatch.setattr(IptablesDataplane, "_load", lambda self, node, *a: calls.append(node) or load(self, node, *a))
+    dst = f"{svc.cluster_ip}:{svc.ports[0].port}"
+    first = em.verdict(f"pod/{pod.name}", dst)
+    met = list(calls)
+    assert met and len(met) == len(set(met))
+    again = em.verdict(f"pod/{pod.name}", dst)
+    assert calls == met                                  # no node rendered a second time
+    fresh = netsim.load(text)
+    fresh.prepare()
+    assert first.to_dict() == again.to_dict() == fresh.verdict(f"pod/{pod.name}", dst).to_dict()

@@ -338,7 +338,10 @@ class IptablesDataplane:
         f = copy.copy(self)
         f._nf = {n: nf.fork(rng, memo) for n, nf in self._nf.items()}
         f._previous = {n: nf.fork(rng, memo) for n, nf in self._previous.items()}
-        f._classes = dict(self._classes)          # templates only: a node gets its own context (sharing)
+        # the templates (node_rules_key -> a node's parsed rules) are one dict for an emulator and its
+        # copies: a node one copy renders (a verdict's branch meeting a node not prepared) is there
+        # for the others, each taking it with an evaluation context of its own (sharing)
+        f._classes = self._classes
         return f
 
     def rebind(self, cluster: Any) -> None:
