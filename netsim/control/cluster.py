@@ -569,13 +569,21 @@ class Cluster:
                 del self._pending[key]
                 continue
             if not pod.node_name:
-                fkey = filter_key(pod)
-                index = index_by_key.get(fkey)
-                if index is None:
-                    index = index_by_key[fkey] = ScoringIndex(feasible_nodes(pod, nodes), counts)
+                if pod.required_node is not None:
+                    # a DaemonSet pod: its node affinity names one node, the Filter phase looks at that
+                    # one and spreading has nothing to choose between (not every node and every sibling
+                    # per pod: that was quadratic in the nodes)
+                    only = self._nodes.get(pod.required_node)
+                    index = ScoringIndex(feasible_nodes(pod, [only] if only is not None else []), counts)
+                    siblings: dict[str, int] = {}
+                else:
+                    fkey = filter_key(pod)
+                    index = index_by_key.get(fkey)
+                    if index is None:
+                        index = index_by_key[fkey] = ScoringIndex(feasible_nodes(pod, nodes), counts)
+                    siblings = self._siblings_per_node(pod)
                 used = self._used_host_ports() if wanted_host_ports(pod) else None
-                chosen = schedule(pod, nodes, counts, self.rng, self._siblings_per_node(pod), index=index,
-                                  used_host_ports=used)
+                chosen = schedule(pod, nodes, counts, self.rng, siblings, index=index, used_host_ports=used)
                 if chosen is None:
                     if key not in self._unschedulable_reported:
                         self._unschedulable_reported.add(key)

@@ -17,17 +17,36 @@ class NodeCIDRAllocator:
         self.network = ipaddress.ip_network(cluster_cidr)
         self.mask = mask
         self.used: set[str] = set()
+        self._low = 0              # no subnet below this index is free (the scan starts here, not at 0)
+
+    def _subnet(self, i: int) -> str:
+        """The i-th /mask of the network, as ipaddress.subnets() would print it."""
+        size = 1 << (self.network.max_prefixlen - self.mask)
+        addr = ipaddress.ip_address(int(self.network.network_address) + i * size)
+        return f"{addr}/{self.mask}"
 
     def allocate(self) -> str:
-        for sub in self.network.subnets(new_prefix=self.mask):
-            s = str(sub)
+        if self.mask < self.network.prefixlen:
+            raise ValueError(f"new prefix /{self.mask} must be longer than {self.network}'s")
+        count = 1 << (self.mask - self.network.prefixlen)
+        i = self._low
+        while i < count:
+            s = self._subnet(i)
+            i += 1
             if s not in self.used:
                 self.used.add(s)
+                self._low = i
                 return s
+        self._low = count
         raise AllocationError(f"cluster CIDR {self.network} has no free /{self.mask} for another node")
 
     def release(self, cidr: str) -> None:
-        self.used.discard(cidr)
+        if cidr in self.used:
+            self.used.discard(cidr)
+            net = ipaddress.ip_network(cidr, strict=False)
+            size = 1 << (self.network.max_prefixlen - self.mask)
+            if net.prefixlen == self.mask and net.subnet_of(self.network):     # type: ignore[arg-type]
+                self._low = min(self._low, (int(net.network_address) - int(self.network.network_address)) // size)
 
 
 class PodIPAllocator:
