@@ -12,6 +12,8 @@ import ipaddress
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from netsim.control.ipam import (AllocationError, ClusterIPAllocator, LoadBalancerIPAllocator, NodeCIDRAllocator,
                                  PodIPAllocator, PortAllocator)
@@ -116,3 +118,28 @@ def test_load_balancer_pool_in_order():
     assert a.allocate() == "192.168.49.242"
     with pytest.raises(AllocationError, match=r"^load balancer pool 192.168.49.240/30 is exhausted$"):
         a.allocate()
+
+
+@given(st.sampled_from([("10.244.0.0/16", 24), ("10.128.0.0/9", 24), ("10.0.0.0/8", 20), ("fd00::/56", 64)]),
+       st.lists(st.tuples(st.sampled_from(["allocate", "release", "taken"]), st.integers(0, 149)), max_size=120))
+def test_node_cidrs_are_the_lowest_free_subnet_in_order(net_mask, ops):
+    """kube-controller-manager's range allocator hands out the lowest free /mask (its cidrset's next
+    free bit); ours, scanning from a remembered low mark, equals the first free one of
+    ipaddress.subnets() after any mix of allocations, releases and CIDRs marked taken (a node's own
+    spec.podCIDR)."""
+    net, mask = net_mask
+    a = NodeCIDRAllocator(net, mask)
+    subs = [str(x) for _, x in zip(range(150), ipaddress.ip_network(net).subnets(new_prefix=mask))]
+    taken: set[str] = set()
+    for op, i in ops:
+        if op == "allocate":
+            want = next(x for x in subs if x not in taken)
+            assert a.allocate() == want
+            taken.add(want)
+        elif op == "release" and taken:
+            x = sorted(taken)[i % len(taken)]
+            a.release(x)
+            taken.discard(x)
+        elif op == "taken":
+            a.used.add(subs[i])
+            taken.add(subs[i])
