@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 from netsim.control import listen
 from netsim.skb.packet import (ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
-                               Packet)
+                               Packet, int2ip)
 
 _SYN, _RST, _ACK, _FIN = 0x02, 0x04, 0x10, 0x01
 
@@ -33,7 +33,7 @@ class Delivery:
     kind: str                      # listener | client | kernel | closed
     owner: Optional[str] = None    # "ns/name" of the pod whose socket got it
     replies: list[Packet] = field(default_factory=list)
-    detail: str = ""
+    detail: "str | AcceptedDetail" = ""     # str() gives the text
 
 
 @dataclass
@@ -49,6 +49,21 @@ class Listener:
         if d is None:
             d = self._described = f"{'tcp' if self.proto == IPPROTO_TCP else 'udp'}:{self.port} ({self.owner})"
         return d
+
+
+class AcceptedDetail(tuple):
+    """What a TCP delivery says, ``socket tcp:PORT (ns/pod) accepted from IP:PORT``, made when read
+    (str): a tuple of the listener and the peer's address and port, built per packet without a
+    Python call (an established connection's every packet is delivered)."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        lst, src, sport = self
+        return f"socket {lst.describe()} accepted from {int2ip(src)}:{sport}"
+
+    def __repr__(self) -> str:
+        return repr(str(self))
 
 
 def http_response(owner: str, peer: str) -> bytes:
@@ -83,10 +98,10 @@ class Sockets:
             return Delivery("closed", replies=[_refuse(pkt)],
                             detail=f"nothing listens on {pkt.proto_name}/{pkt.dport}"
                             + (self.closed_hint(pkt.proto_name, pkt.dport) if self.closed_hint else ""))
-        peer = f"{pkt.src_ip}:{pkt._sport}"
         if p == IPPROTO_TCP:
-            return Delivery("listener", lst.owner, _tcp_answer(pkt, lst.owner, peer, rng),
-                            detail=f"socket {lst.describe()} accepted from {peer}")
+            return Delivery("listener", lst.owner, _tcp_answer(pkt, lst.owner, rng),
+                            detail=AcceptedDetail((lst, pkt._src, pkt._sport)))
+        peer = f"{pkt.src_ip}:{pkt._sport}"
         if p == IPPROTO_UDP:
             if lst.handler is not None:
                 answer = lst.handler(pkt.payload)
@@ -125,7 +140,7 @@ def _udp_reply(pkt: Packet, payload: bytes) -> Packet:
                       ident=unconnected_ip_id(pkt.dst, pkt.src, IPPROTO_UDP))
 
 
-def _tcp_answer(pkt: Packet, owner: str, peer: str, rng: random.Random) -> list[Packet]:
+def _tcp_answer(pkt: Packet, owner: str, rng: random.Random) -> list[Packet]:
     buf = pkt.buf
     l4 = pkt._l4
     flags = buf[l4 + 13]                         # (a TCP segment: Packet.tcp_flags)
@@ -141,7 +156,8 @@ def _tcp_answer(pkt: Packet, owner: str, peer: str, rng: random.Random) -> list[
     out = []
     ident = socket_ip_id(pkt.ack - 1)            # the accepted socket's inet_id (from its ISN)
     if data:
-        body = http_response(owner, peer) if data[:4] in (b"GET ", b"HEAD", b"POST", b"PUT ") else data
+        body = http_response(owner, f"{pkt.src_ip}:{pkt._sport}") if data[:4] in (b"GET ", b"HEAD", b"POST", b"PUT ") \
+            else data
         out.append(Packet.tcp(src, dst, sp, dp, flags="PA", seq=pkt.ack, ack=pkt.seq + len(data), payload=body,
                               ident=ident))
         ident += 1

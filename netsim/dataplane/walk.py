@@ -146,7 +146,7 @@ class WalkDriver:
     def _outcome(self, end: End) -> Outcome:
         d = end.disposition
         host = end.host.name if end.host else None
-        o = Outcome(d if d not in ("CLIENT", "KERNEL") else "DELIVERED", end.detail, host=host,
+        o = Outcome(d if d not in ("CLIENT", "KERNEL") else "DELIVERED", str(end.detail), host=host,
                     client_error=end.client_error)
         if d in ("DELIVERED", "NO_LISTENER", "KERNEL", "CLIENT") and end.pkt is not None:
             o.ip, o.port = end.pkt.dst_ip, end.pkt.dport
