@@ -184,12 +184,27 @@ class IptablesNetfilter:
         text is rendered when a trace first reads it (DeferredRuleHit), not when a packet first hits it."""
         from netsim.skb.hook_result import DeferredRuleHit, RuleHit
         if not h.policy and h.number:
-            return DeferredRuleHit(h.table, h.chain, h.number, h.target or "",
-                                   functools.partial(_rule_text, self.ruleset, h.table, h.chain, h.number, h.text))
+            rule = getattr(h.rule, "rule", None)        # the engine's compiled rule holds the parsed Rule
+            if rule is not None and _same_rule(self.ruleset, h, rule):
+                render = rule.render                     # (holds the rule, not the whole rule set)
+            else:
+                render = functools.partial(_rule_text, self.ruleset, h.table, h.chain, h.number, h.text)
+            return DeferredRuleHit(h.table, h.chain, h.number, h.target or "", render)
         return RuleHit(h.table, h.chain, h.number, h.text, h.target or "")
 
     def save(self) -> str:
         return self.text
+
+
+def _same_rule(ruleset: Any, h: Any, rule: Any) -> bool:
+    """Whether the rule set's chain holds ``rule`` at the hit's position, without parsing a chain
+    that is not parsed yet (a hit's chain was compiled, so it is)."""
+    try:
+        chain = ruleset.tables[h.table].chains[h.chain]
+    except KeyError:
+        return False
+    rules = getattr(chain, "_parsed", None) if getattr(chain, "raw", None) else chain.rules
+    return rules is not None and 0 < h.number <= len(rules) and rules[h.number - 1] is rule
 
 
 def _rule_text(ruleset: Any, table: str, chain: str, number: int, text: str) -> str:
