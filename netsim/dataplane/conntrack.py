@@ -307,7 +307,7 @@ class Conntrack:
         early_drop evicts)."""
         if pkt._proto == IPPROTO_ICMP:
             return None
-        hit = self._table.get(pkt.tuple())
+        hit = self._table.get((pkt._proto, pkt._src, pkt._sport, pkt._dst, pkt._dport))     # Packet.tuple
         if hit is None or hit[0].expires <= now:
             if self._count >= self.max_entries:
                 return None

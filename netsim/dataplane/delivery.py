@@ -51,7 +51,10 @@ class LocalDelivery:
         return h
 
     def _deliver(self, host: Host, iif: str, pkt: Packet, hop: Hop) -> End:
-        socks = self.sockets.get(host.name)
+        sockets = self.sockets
+        socks = dict.get(sockets, host.name)    # a host's sockets already wired (else LazyMap.get wires them)
+        if socks is None:
+            socks = sockets.get(host.name)
         # a client socket waiting for this reply?
         waiting = self._clients.get(host.name)
         if waiting and (((pkt._proto, pkt._dport) in waiting) if not pkt.is_icmp_error

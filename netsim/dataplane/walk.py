@@ -14,7 +14,7 @@ from typing import Optional
 from netsim.dataplane.end import End, WalkError
 from netsim.dataplane.servers import EPHEMERAL_PORTS, socket_ip_id
 from netsim.dataplane.topology import Host
-from netsim.dataplane.trace import Flow, Outcome, PacketSnapshot, PacketTrace, Reply, Step, Trace
+from netsim.dataplane.trace import Flow, Hop, Outcome, PacketSnapshot, PacketTrace, Reply, Step, Trace
 from netsim.skb.packet import PROTO_NUMBERS, Packet, int2ip, ip2int
 
 
@@ -159,7 +159,8 @@ class WalkDriver:
         pt = PacketTrace(direction, snap)
         if capture:
             pt.pcap = []
-        hop = pt.hop(origin.name, origin.kind)
+        hop = Hop(1, origin.name, origin.kind)
+        pt.hops.append(hop)
         hop.steps.append(Step("ORIGINATED", "%s", None, (snap,)))
         nxt = self._output(origin, pkt, pt, hop)
         guard = 0

@@ -457,10 +457,10 @@ class Packet:
     def decrement_ttl(self) -> None:
         """ip_decrease_ttl: TTL - 1 with the header checksum patched (RFC 1624 eqn. 3, as the setter)."""
         buf = self.buf
-        old = buf[8] << 8 | buf[9]
-        ttl = (buf[8] - 1) & 0xFF
-        buf[8] = ttl
-        v = (~(buf[10] << 8 | buf[11]) & 0xFFFF) + (~old & 0xFFFF) + (ttl << 8 | buf[9])
+        ttl = buf[8]
+        buf[8] = (ttl - 1) & 0xFF
+        # ~old + new of the TTL/protocol word: 0xFFFF - 0x100, or + 0xFF00 when a TTL of 0 wraps to 255
+        v = (~(buf[10] << 8 | buf[11]) & 0xFFFF) + (0xFEFF if ttl else 0x1FEFF)
         r = v % 0xFFFF                          # _finish, inline
         c = ~(0xFFFF if r == 0 and v else r) & 0xFFFF
         buf[10] = c >> 8
@@ -513,7 +513,10 @@ class Packet:
             if buf[coff] == 0 and buf[coff + 1] == 0:
                 coff = None            # RFC 768: no checksum was computed; it stays so
         old = self._dst if dst else self._src
-        l4_deltas = []                         # the transport checksum's patches, in the setters' order
+        # the transport checksum's patch: the address's words, then the port's, added up and folded
+        # once — the same checksum as patching one after the other (two sums congruent modulo 0xFFFF,
+        # zero only together), which the setters do
+        delta = 0
         if old != ip:
             _U32.pack_into(buf, 16 if dst else 12, ip)
             delta = (~old >> 16 & 0xFFFF) + (~old & 0xFFFF) + (ip >> 16) + (ip & 0xFFFF)
@@ -522,7 +525,6 @@ class Packet:
             c = ~(0xFFFF if r == 0 and v else r) & 0xFFFF
             buf[10] = c >> 8
             buf[11] = c & 0xFF
-            l4_deltas.append(delta)
             if dst:
                 self._dst = ip
             else:
@@ -534,20 +536,19 @@ class Packet:
             if was != port:
                 buf[off] = port >> 8
                 buf[off + 1] = port & 0xFF
-                l4_deltas.append((~was & 0xFFFF) + port)
+                delta += (~was & 0xFFFF) + port
             if dst:
                 self._dport = port
             else:
                 self._sport = port
-        if coff is not None:
-            for delta in l4_deltas:
-                v = (~(buf[coff] << 8 | buf[coff + 1]) & 0xFFFF) + delta
-                r = v % 0xFFFF
-                c = ~(0xFFFF if r == 0 and v else r) & 0xFFFF
-                if c == 0 and p == IPPROTO_UDP:
-                    c = 0xFFFF                 # RFC 768: a computed 0 is sent as all ones
-                buf[coff] = c >> 8
-                buf[coff + 1] = c & 0xFF
+        if coff is not None and delta:         # (a patch by 0 leaves a checksum as it is)
+            v = (~(buf[coff] << 8 | buf[coff + 1]) & 0xFFFF) + delta
+            r = v % 0xFFFF
+            c = ~(0xFFFF if r == 0 and v else r) & 0xFFFF
+            if c == 0 and p == IPPROTO_UDP:
+                c = 0xFFFF                     # RFC 768: a computed 0 is sent as all ones
+            buf[coff] = c >> 8
+            buf[coff + 1] = c & 0xFF
         return old, old_port
 
     def _set_ports(self, which: int, value: int) -> None:
