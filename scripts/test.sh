@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(iptables nftables conntrack iproute2 bind9-dnsutils knot-dnsutils ipset ipvsadm tshark curl dnsperf)
-bins=(iptables-restore nft conntrack ip dig kdig ipset ipvsadm tshark curl dnsperf)
+debs=(iptables nftables conntrack iproute2 bind9-dnsutils knot-dnsutils ipset ipvsadm tshark curl dnsperf valgrind)
+bins=(iptables-restore nft conntrack ip dig kdig ipset ipvsadm tshark curl dnsperf valgrind)
 missing=()
 for i in "${!bins[@]}"; do command -v "${bins[$i]}" >/dev/null 2>&1 || missing+=("${debs[$i]}"); done
 if [ "${#missing[@]}" -gt 0 ]; then
