@@ -55,3 +55,14 @@ def test_a_trace_kept_across_a_resync_reads_as_it_would_have_then():
         texts.append((t.render(verbose=True), t.to_json()))
     assert texts[1] == texts[0]
     assert "KUBE-SVC-" in texts[0][0]
+
+
+def test_a_trace_not_read_yet_pickles_as_it_reads():
+    """Texts made when read (rule texts, a TCP delivery's detail) pickle as the text they make."""
+    c = build_cluster(5)
+    w = Walker(c, "iptables")
+    t = w.connect(w.host_for("pod/client"), next(s.cluster_ip for s in c.services() if s.name == "svc-1"), 80,
+                  full=True)
+    back = pickle.loads(pickle.dumps(t))
+    assert back.render(verbose=True) == t.render(verbose=True) and back.to_json() == t.to_json()
+    assert "accepted from" in t.render(verbose=True)

@@ -65,6 +65,9 @@ class AcceptedDetail(tuple):
     def __repr__(self) -> str:
         return repr(str(self))
 
+    def __reduce__(self) -> tuple:
+        return (str, (str(self),))        # pickled as its text (not the listener and its handler)
+
 
 def http_response(owner: str, peer: str) -> bytes:
     body = f"pod {owner} answered; peer {peer}\n".encode()

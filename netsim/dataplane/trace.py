@@ -76,6 +76,9 @@ class TranslatedStep(Step):
             self._render()
         return self._extra
 
+    def __reduce__(self) -> tuple:
+        return (Step, ("TRANSLATED", self.detail, self.extra))     # pickled as the step it reads as
+
 
 class PacketSnapshot(bytes):
     """The bytes of a packet at one moment (``PacketSnapshot(pkt.buf)`` copies them); renders as its
