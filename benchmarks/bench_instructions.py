@@ -6,8 +6,10 @@ machine does not move, for A/B comparisons of the warm path (issue 16, aim 2) wh
 Each workload runs twice in a child Python under ``valgrind --tool=cachegrind --cache-sim=no``
 (valgrind's instruction count, "I refs"), with N1 and then N2 operations after the same set-up; the
 difference divided by N2 − N1 is the instructions per operation, the set-up (imports, the cluster,
-the first walks) cancelling out. PYTHONHASHSEED is fixed, so a run repeats to within a few
-instructions. The workloads are bench_dataplane's and bench_dns_trace's, at 100 Services:
+the first walks) cancelling out. PYTHONHASHSEED is fixed and the set-up's objects are frozen out
+of the collector's passes before the operations (gc.freeze), so a run repeats to within a few
+instructions and two trees laid out differently compare fairly; the collector's young passes over
+what the operations allocate are counted. The workloads are bench_dataplane's and bench_dns_trace's, at 100 Services:
 
 * ``established``: a further packet (ACK) of one open connection, 4 hops;
 * ``trace``: a new connection to a random ClusterIP, SYN and SYN-ACK walked, every step recorded;
@@ -39,6 +41,15 @@ WORKLOADS = ("established", "trace", "byname")
 COUNTS = {"established": ((100, 600), (20, 120)), "trace": ((100, 600), (20, 120)), "byname": ((50, 250), (10, 50))}
 
 
+def _settled() -> None:
+    """After the set-up: collect, and freeze what is left out of later collections (gc.freeze), so
+    that a whole-heap pass over the set-up's objects does not fall into one run's operations and
+    not the other's (it moved counts by ~3% between runs of the same code laid out differently)."""
+    import gc
+    gc.collect()
+    gc.freeze()
+
+
 def _child(what: str, n: int, services: int) -> None:
     """The workload itself (run under valgrind): set-up, then ``n`` operations."""
     import random
@@ -53,11 +64,16 @@ def _child(what: str, n: int, services: int) -> None:
         if what == "established":
             t = w.connect(client, ips[0], 80, sport=45000)
             pkt = Packet.tcp(t.flow.src, ips[0], 45000, 80, flags="A", seq=1, ack=1)
-            for _ in range(50 + n):
+            for _ in range(50):
+                w.send(client, pkt.copy())
+            _settled()
+            for _ in range(n):
                 w.send(client, pkt.copy())
         else:
             rng = random.Random(3)
             for i in range(100 + n):
+                if i == 100:
+                    _settled()
                 if i % 100 == 0:
                     c.advance(5)            # as bench_dataplane: half-open entries expire as they would
                 w.connect(client, rng.choice(ips), 80)
@@ -67,7 +83,9 @@ def _child(what: str, n: int, services: int) -> None:
     em = netsim.load(cluster_yaml(services))
     em.prepare()
     rng = random.Random(5)
-    for _ in range(20 + n):
+    for i in range(20 + n):
+        if i == 20:
+            _settled()
         em.trace("pod/client", f"http://svc-{rng.randrange(services)}")
 
 
