@@ -73,7 +73,9 @@ class ModelCache:
     Local-policy Service's endpoints make each node's kube-proxy text its own) every node's rules
     cost ~60 MB and ~1 s at 5,000 Services, so a worker holds at most ``node_budget`` nodes' rules
     per model (``spec.node_budget``; else as many as ``spec.worker_memory_mb`` holds at the size the
-    first nodes measured) and starts the model afresh past that. A probe whose nodes alone exceed
+    held nodes measure: resident bytes grown since the model was loaded, over the nodes held — a
+    node's chains are compiled when packets first enter them, after it was prepared) and starts the
+    model afresh past that. A probe whose nodes alone exceed
     the budget (an external client through the load balancer meets every node; a Service with
     endpoints on most nodes) is not run: its row says so (ERROR, OverBudget's message) rather than
     the worker running out of memory — unprepared, each of its paths would render the nodes it
@@ -87,6 +89,7 @@ class ModelCache:
     built: dict = field(default_factory=dict)           # model key -> nodes whose rules it holds
     node_bytes: int = 0                                 # measured resident bytes per node's rules
     restarts: int = 0                                   # models started afresh to stay in budget
+    base_rss: dict = field(default_factory=dict)        # model key -> resident bytes with no node's rules
 
     def get(self, version: str, mode: str, nodes: Optional[tuple[str, ...]] = None) -> "Emulator":
         """The model; ``nodes`` None: with every node's rules (a witness trace, a model's cost), else
@@ -98,6 +101,12 @@ class ModelCache:
         else:
             self.models.move_to_end(k)
         held = self.built[k]
+        if held and self.base_rss.get(k):
+            # what the model's nodes hold now, per node: their rules grow after prepare (a chain is
+            # parsed and compiled when a packet first enters it), so the first nodes' figure is low
+            grown = _rss_bytes() - self.base_rss[k]
+            if grown > 0:
+                self.node_bytes = max(1, grown // len(held))
         want = set(self._names(em) if nodes is None or nodes == ALL_NODES else nodes)
         need = want - held
         if not need:
@@ -137,6 +146,7 @@ class ModelCache:
         em = netsim.load(*self.spec.sources(version), mode=mode, seed=self.spec.seed, limits=self.spec.limits)
         em.prepare(mode, nodes=())        # the mode's walker, no node's rules yet (verdict() would render all)
         self.build_seconds[k] = self.build_seconds.get(k, 0.0) + time.perf_counter() - t0
+        self.base_rss[k] = _rss_bytes()
         self.models[k] = em
         self.built[k] = set()
         while len(self.models) > self.size:
