@@ -2,6 +2,7 @@
 them, and answer batches of probes with verdicts (``netsim.api.Emulator.verdict``)."""
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections import OrderedDict
@@ -117,6 +118,7 @@ class ModelCache:
                 raise OverBudget(f"the probe meets {len(want)} nodes; a worker holds the rules of {budget} "
                                  f"(~{self.node_bytes >> 20} MB each; raise --worker-memory)")
             if held and len(held) + len(need) > budget:
+                em = None                       # (no reference left to the old model while the new one loads)
                 em = self._load(k)              # start afresh: the old model's rules are freed with it
                 self.restarts += 1
                 held, need = self.built[k], want
@@ -140,7 +142,10 @@ class ModelCache:
     def _load(self, k: tuple[str, str]) -> "Emulator":
         import netsim
         version, mode = k
-        self.models.pop(k, None)
+        if self.models.pop(k, None) is not None:
+            # a model is a web of cycles whose builds went straight to the oldest generation
+            # (netsim.control.heap): collect it now, before the next one is built beside it
+            gc.collect()
         self.built.pop(k, None)
         t0 = time.perf_counter()
         em = netsim.load(*self.spec.sources(version), mode=mode, seed=self.spec.seed, limits=self.spec.limits)
@@ -152,6 +157,7 @@ class ModelCache:
         while len(self.models) > self.size:
             old, _ = self.models.popitem(last=False)
             self.built.pop(old, None)
+            gc.collect()
         return em
 
     @staticmethod

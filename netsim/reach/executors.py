@@ -73,10 +73,19 @@ class LocalExecutor:
     def __init__(self, workers: Optional[int] = None) -> None:
         self.workers = workers or os.cpu_count() or 1
         self._pool: Optional[ProcessPoolExecutor] = None
+        self._frozen = False
 
     def start(self, spec: ModelSpec) -> None:
+        import gc
         import multiprocessing
         ctx = multiprocessing.get_context("spawn" if os.name != "posix" else "fork")
+        if ctx.get_start_method() == "fork" and gc.get_freeze_count() == 0:
+            # forked workers share this process's heap copy-on-write; a collection in a worker writes
+            # into every object it walks and so copies the pages. Frozen, the parent's objects are left
+            # out of the workers' collections (the gc module's documentation, gc.freeze: "before
+            # fork()"); unfrozen again at close()
+            gc.freeze()
+            self._frozen = True
         self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_pool_init, initargs=(spec,))
 
     def map(self, batches: list[list[Task]]) -> Iterator[list[dict]]:
@@ -89,6 +98,10 @@ class LocalExecutor:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+        if self._frozen:
+            import gc
+            gc.unfreeze()
+            self._frozen = False
 
 
 def _dask_batch(spec: ModelSpec, batch: list[Task]) -> list[dict]:
