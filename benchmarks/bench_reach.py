@@ -329,19 +329,17 @@ def _nodes_met_histogram(tasks: list) -> dict:
     """How many probes meet how many nodes' rules (a verdict follows every random branch, so a probe
     of a Service with endpoints on k nodes meets k of them; "every": an external client through the
     load balancer)."""
+    from netsim.reach.evaluate import ALL_NODES
     edges = (2, 4, 8, 32, 256, 1024)
     out = {f"<= {e}": 0 for e in edges}
     out[f"> {edges[-1]}"] = out["every"] = 0
     for t in tasks:
-        if t.nodes == ALL_NODES_HINT:
+        if t.nodes == ALL_NODES:
             out["every"] += 1
             continue
         n = len(t.nodes)
         out[next((f"<= {e}" for e in edges if n <= e), f"> {edges[-1]}")] += 1
     return out
-
-
-ALL_NODES_HINT = ("*",)     # netsim.reach.evaluate.ALL_NODES
 
 
 def b2(knobs: SynthKnobs, mode: Optional[str], max_probes: int, validate: int, workers: int,
@@ -371,7 +369,8 @@ def b2(knobs: SynthKnobs, mode: Optional[str], max_probes: int, validate: int, w
     if worker_memory_mb:
         p["spec"] = dataclasses.replace(p["spec"], worker_memory_mb=worker_memory_mb)
     if few_nodes:
-        pool = [t for t in p["tasks"] if t.nodes != ALL_NODES_HINT and len(t.nodes) <= few_nodes]
+        from netsim.reach.evaluate import ALL_NODES
+        pool = [t for t in p["tasks"] if t.nodes != ALL_NODES and len(t.nodes) <= few_nodes]
         tasks = random.Random(knobs.seed).sample(pool, min(max_probes, len(pool))) if max_probes else pool
         chosen = f"a seeded random sample of the {len(pool)} probes meeting <= {few_nodes} nodes"
     else:
