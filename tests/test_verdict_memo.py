@@ -16,6 +16,7 @@ from memo_ops import scenario as _scenario
 from memo_ops import targets as _targets
 from netsim.dataplane.routing import LocalAddresses
 from netsim.rules.iptables import Engine, EvalContext, parse
+from netsim.rules.iptables.engine import _SEEN, VerdictMemo
 from netsim.skb.packet import Packet
 
 OPS = st.lists(st.one_of(
@@ -25,10 +26,12 @@ OPS = st.lists(st.one_of(
 ), min_size=4, max_size=24)
 
 
-def _run(mode: str, ops: list, memo: bool, monkeypatch) -> list[str]:
+def _run(mode: str, ops: list, memo: bool, monkeypatch, second_hit: bool = True) -> list[str]:
     """Apply ``ops`` to a fresh scenario cluster; what every trace printed, the conntrack tables and
-    the cluster RNG's state at the end."""
+    the cluster RNG's state at the end. ``second_hit``: the memo records a walk at its key's second
+    hit (the default) or at its first."""
     monkeypatch.setattr(Engine, "verdict_cache", memo)
+    monkeypatch.setattr(VerdictMemo, "second_hit", second_hit)
     emu = _scenario(mode)
     out: list[str] = []
     last: dict[int, tuple[str, str]] = {}
@@ -51,12 +54,12 @@ def _run(mode: str, ops: list, memo: bool, monkeypatch) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("mode", ["iptables", "ipvs"])
+@pytest.mark.parametrize("mode,second_hit", [("iptables", True), ("ipvs", True), ("iptables", False)])
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=OPS)
-def test_traces_with_the_memo_equal_traces_without(mode, ops, monkeypatch):
+def test_traces_with_the_memo_equal_traces_without(mode, second_hit, ops, monkeypatch):
     without = _run(mode, ops, False, monkeypatch)
-    with_memo = _run(mode, ops, True, monkeypatch)
+    with_memo = _run(mode, ops, True, monkeypatch, second_hit)
     assert len(with_memo) == len(without)
     for a, b in zip(without, with_memo):
         assert b == a
@@ -88,8 +91,17 @@ def _hit_key(h) -> tuple:
 
 
 @settings(max_examples=40, deadline=None)
-@given(pkts=PACKETS, seed=st.integers(0, 2**32 - 1))
-def test_engine_walks_with_the_memo_equal_walks_without(pkts, seed):
+@given(pkts=PACKETS, seed=st.integers(0, 2**32 - 1), second_hit=st.booleans())
+def test_engine_walks_with_the_memo_equal_walks_without(pkts, seed, second_hit):
+    saved = VerdictMemo.second_hit
+    VerdictMemo.second_hit = second_hit
+    try:
+        _engine_walks_equal(pkts, seed)
+    finally:
+        VerdictMemo.second_hit = saved
+
+
+def _engine_walks_equal(pkts, seed):
     text = _node_rules()
     local = LocalAddresses({0xC0A83102, 0x0AF40001})
     results = []
@@ -140,8 +152,8 @@ def test_the_memo_remembers_pure_walks_and_replays_them():
     web = emu.cluster.service("default", "web").cluster_ip
     new = Packet.tcp("10.244.2.2", web, 40000, 80)
     new.ctstate = "NEW"
-    for _ in range(10):        # the first walks learn which fields the rules read (a chain at a time)
-        eng.run("nat", "PREROUTING", new, ctx)
+    for _ in range(30):        # the first walks learn which fields the rules read (a chain at a time)
+        eng.run("nat", "PREROUTING", new, ctx)     # and are recorded at their second hit
     by_endpoint: dict[int, set[int]] = {}
     for _ in range(30):
         state = ctx.rng.getstate()
@@ -156,7 +168,7 @@ def test_the_memo_remembers_pure_walks_and_replays_them():
     assert "local" in fields and "sport" not in fields          # -m addrtype LOCAL; no rule reads --sport
     est = Packet.tcp("10.244.2.2", "10.244.0.2", 40000, 8080, flags="A")
     est.ctstate, est.iif = "ESTABLISHED", "flannel.1"
-    for _ in range(3):
+    for _ in range(6):
         eng.run("filter", "FORWARD", est, ctx)
     v1 = eng.run("filter", "FORWARD", est, ctx)
     est.sport = 40001                              # no rule of these chains reads the source port
@@ -164,3 +176,61 @@ def test_the_memo_remembers_pure_walks_and_replays_them():
     assert v2 is v1 and v1.remembered and v1.verdict == "ACCEPT"
     local.add(0x0A000001)
     assert eng.run("filter", "FORWARD", est, ctx) is not v1
+
+
+def test_a_walk_is_recorded_at_its_second_hit_and_past_a_draw_at_the_second_draw_of_a_rule():
+    """A key's first walk is walked plainly and leaves only a mark; its second is recorded up to
+    the KUBE-SVC chain's statistic draw; past the draw, the walk on to the rule drawn is recorded
+    the second time the draws lead there and replayed from then on (the same Verdict object). Every
+    walk equals the walk without the memo: hits, rules counted, NAT, mark and the RNG's state."""
+    text = _node_rules()
+    emu = _scenario("iptables")
+    web = emu.cluster.service("default", "web").cluster_ip
+    eng, ref = Engine(parse(text, source="node-1")), Engine(parse(text, source="node-1"))
+    ref._memo = None
+    ctx = EvalContext(local_addrs=LocalAddresses({0xC0A83102}), rng=random.Random(7))
+    rctx = EvalContext(local_addrs=LocalAddresses({0xC0A83102}), rng=random.Random(7))
+
+    def walk(src: str):
+        out = []
+        for e, c in ((eng, ctx), (ref, rctx)):
+            p = Packet.tcp(src, web, 40000, 80)
+            p.ctstate, p.iif = "NEW", "cni0"
+            v = e.run("nat", "PREROUTING", p, c)
+            out.append((v, (v.verdict, v.nat, v.rules_evaluated, [_hit_key(h) for h in v.steps], p.mark)))
+        assert out[0][1] == out[1][1] and ctx.rng.getstate() == rctx.rng.getstate()
+        assert any(h.chain.startswith("KUBE-SVC-") for h in out[0][0].steps)
+        return out[0][0]
+
+    for _ in range(40):                  # another source learns what the chains read and records it
+        walk("10.244.2.2")
+    start = eng.tables["nat"]["PREROUTING"]
+    bucket = next(env[2][start]["NEW"] for env in eng._memo.envs.values())
+    fields = bucket.fields
+    probe = Packet.tcp("10.244.2.3", web, 40000, 80)
+    probe.ctstate, probe.iif = "NEW", "cni0"
+    key = bucket.key(probe)
+    assert key not in bucket.walks
+
+    v = walk("10.244.2.3")               # first hit: walked plainly, a mark and nothing else
+    assert bucket.walks[key] is _SEEN and not v.remembered
+    v = walk("10.244.2.3")               # second hit: recorded up to the draw; past it walked plainly
+    assert not v.remembered
+    _steps, _total, _stack, cur, _pos, _lists, node = bucket.walks[key][0]
+    assert cur.name.startswith("KUBE-SVC-") and node is not None
+    branches = node[2]
+    assert list(branches.values()) == [_SEEN]
+    seen: dict = {}
+    for _ in range(40):
+        before = dict(branches)
+        v = walk("10.244.2.3")
+        (i, now), = [(i, got) for i, got in branches.items() if before.get(i) is not got] or [(None, None)]
+        if i is not None and before.get(i) is None:
+            assert now is _SEEN and not v.remembered          # the first draw of rule i: a mark only
+        elif i is not None:
+            assert before[i] is _SEEN and now[0] is v          # the second: recorded
+            assert v.remembered and v.fields is None           # (drew: not pure)
+            seen[v.nat.ip] = v
+        else:
+            assert v.remembered and seen[v.nat.ip] is v        # then replayed: the same Verdict
+    assert len(seen) >= 2 and bucket.fields is fields
