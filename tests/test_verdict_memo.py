@@ -178,7 +178,7 @@ def test_the_memo_remembers_pure_walks_and_replays_them():
     assert eng.run("filter", "FORWARD", est, ctx) is not v1
 
 
-def test_a_walk_is_recorded_at_its_second_hit_and_past_a_draw_at_the_second_draw_of_a_rule():
+def test_walks_are_recorded_at_their_second_hit():
     """A key's first walk is walked plainly and leaves only a mark; its second is recorded up to
     the KUBE-SVC chain's statistic draw; past the draw, the walk on to the rule drawn is recorded
     the second time the draws lead there and replayed from then on (the same Verdict object). Every
