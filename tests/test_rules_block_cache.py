@@ -91,8 +91,10 @@ def test_the_emulator_renders_each_service_once_and_traces_as_before():
     also = {name for n in em.cluster.nodes() if w.netfilter(n.name) is not base
             for name, c in w.netfilter(n.name).ruleset.tables["nat"].chains.items()
             if name not in cached_blocks and base_nat.get(name) is c}
-    assert also and all(name.startswith(("KUBE-SEP-", "KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-"))
-                        for name in also), also
+    service_chains = {n for n in also if n.startswith(("KUBE-SEP-", "KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-"))}
+    assert service_chains
+    # the others: long top-level chains some nodes hold line for line as the first (_share_top_chains)
+    assert all(base_nat[n].n_rules >= 16 and base_nat[n].shared is not None for n in also - service_chains), also
     alone = netsim.load(text)
     dp_alone = alone._walker(None).proxy
     dp_alone._sync = lambda node: (restore_data(alone.cluster, node), None)   # every node alone, parsed whole
@@ -206,3 +208,39 @@ def test_a_node_a_copy_renders_is_rendered_once_for_the_emulator(monkeypatch):
     fresh = netsim.load(text)
     fresh.prepare()
     assert first.to_dict() == again.to_dict() == fresh.verdict(f"pod/{pod.name}", dst).to_dict()
+
+
+def test_nodes_with_equal_top_chains_share_them_compiled_and_jump_to_their_own_service_chains():
+    """Nodes whose KUBE-SERVICES / KUBE-NODEPORTS are line for line the same (no internalTrafficPolicy
+    Local Service) hold one parsed and one compiled chain each (provider._share_top_chains), although
+    those chains jump to each node's own KUBE-EXT-* chains of its externalTrafficPolicy Local Services
+    (pkg/proxy/iptables/proxier.go syncProxyRules: the external chain of a Local Service sends
+    outside traffic to the node's local endpoints only). Every node's NodePort traces, taken one node
+    after another (a jump remembered from the first node would take the second into the first's
+    KUBE-EXT-*), equal those of every node's rules parsed alone."""
+    text = generate(SynthKnobs(nodes=6, services=12, pods=14, nodeport_share=1.0, lb_share=0.0,
+                               local_share=1.0, internal_local_share=0.0, seed=7))
+    em = netsim.load(text)
+    w = em._walker(None)
+    nodes = [n for n in em.cluster.nodes()]
+    nfs = [w.netfilter(n.name) for n in nodes]
+    overlays = [nf for nf in nfs if nf._text is None]
+    assert len(overlays) >= 2
+    svcs = [s for s in em.cluster.services() if s.name.startswith("svc-") and s.type == "NodePort"]
+    assert svcs and all(s.external_traffic_policy == "Local" for s in svcs)
+    alone = netsim.load(text)
+    alone._walker(None).proxy._sync = lambda node: (restore_data(alone.cluster, node), None)
+    delivered = set()
+    for svc in svcs:
+        for n in nodes:
+            dst = f"{n.ip}:{svc.ports[0].node_port}"
+            a, b = em.trace("external", dst), alone.trace("external", dst)
+            assert a.to_dict() == b.to_dict(), dst
+            delivered.add((svc.name, a.outcome.disposition == "DELIVERED"))
+    # some node has a local endpoint of a Service and some other node has none: both outcomes met
+    assert any((s, True) in delivered and (s, False) in delivered for s, _ in delivered)
+    for name in ("KUBE-SERVICES", "KUBE-NODEPORTS"):
+        chains = {id(nf.ruleset.tables["nat"].chains[name]) for nf in overlays}
+        compiled = {id(nf.engine.tables["nat"][name]) for nf in overlays}
+        assert len(chains) == 1 and len(compiled) == 1, name
+        assert nfs[0].ruleset.tables["nat"].chains[name].shared is not None

@@ -79,7 +79,7 @@ class CompiledChain:
     """
 
     __slots__ = ("_rules", "_scan", "n", "_indexed", "shapes", "unindexed", "name", "policy", "line",
-                 "source", "min_rules", "scanners", "policy_info")
+                 "source", "min_rules", "scanners", "policy_info", "shared")
 
     def __init__(self, chain: Chain, min_rules: int = INDEX_MIN_RULES, scanners=None) -> None:
         self._rules: Optional[tuple] = None         # (rule 0, ..., rule n-1, constant 0, ...) once compiled
@@ -95,6 +95,7 @@ class CompiledChain:
         self.source: Optional[Chain] = chain         # dropped once compiled
         self.min_rules = min_rules
         self.scanners = scanners
+        self.shared = False      # True: one compiled form for several nodes' Engines (Chain.shared)
         self.policy_info = RuleInfo(chain.line, f":{chain.name} {chain.policy}", None, chain.policy, chain.name) \
             if chain.policy is not None else None
 

@@ -108,7 +108,17 @@ class _Chains(dict):
                 self[name] = CompiledChain(c, min_rules, scanners)
 
     def __missing__(self, name: str) -> CompiledChain:
-        cc = self[name] = CompiledChain(self.source[name], self.min_rules, self.scanners)
+        src = self.source[name]
+        box = src.shared
+        if box is not None:            # a chain several nodes hold: compiled once for all of them
+            cc = box[0]
+            if cc is None:
+                cc = box[0] = CompiledChain(src, self.min_rules, self.scanners)
+                cc.shared = True
+            if cc.min_rules == self.min_rules and (cc.scanners is None) == (self.scanners is None):
+                self[name] = cc
+                return cc
+        cc = self[name] = CompiledChain(src, self.min_rules, self.scanners)
         return cc
 
 
@@ -263,9 +273,15 @@ class Engine:
                     if len(stack) >= MAX_DEPTH:
                         raise IptablesError(f"{self.ruleset.source}:{cr.rule.line}: jumps nest deeper than {MAX_DEPTH}")
                     stack.append((cur, pos, lists))
-                cur = cr.jump_chain
-                if cur is None:
-                    cur = cr.jump_chain = chains[cr.jump_to]
+                nxt = cr.jump_chain
+                if nxt is None:
+                    # resolved in this node's chains; remembered on the rule unless its chain is
+                    # shared by several nodes' Engines, whose targets may differ (KUBE-SERVICES
+                    # jumping to a Local-policy Service's per-node KUBE-EXT-* chain)
+                    nxt = chains[cr.jump_to]
+                    if not cur.shared:
+                        cr.jump_chain = nxt
+                cur = nxt
                 if cur._rules is None:
                     cur.compile()
                 pos = 0

@@ -14,7 +14,8 @@ from netsim.control.heap import deferred_gc
 from netsim.rules.provider import IPTABLES_RESTORE, KernelLoad, SyncMeasurement, SyncResult
 
 
-SERVICE_CHAIN_PREFIXES = ("-A KUBE-SEP-", "-A KUBE-SVC-", "-A KUBE-SVL-", "-A KUBE-EXT-", "-A KUBE-FW-")
+SERVICE_CHAINS = ("KUBE-SEP-", "KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-")
+SERVICE_CHAIN_PREFIXES = tuple(f"-A {p}" for p in SERVICE_CHAINS)
 
 
 def _equal_service_chains(data: Any, base: "IptablesNetfilter") -> list[str]:
@@ -41,6 +42,53 @@ def _equal_service_chains(data: Any, base: "IptablesNetfilter") -> list[str]:
         data.own_nat_rules = [r for r in data.own_nat_rules
                               if not (r.startswith(SERVICE_CHAIN_PREFIXES) and r[3:r.index(" ", 3)] in same)]
     return sorted(same)
+
+
+TOP_SHARE_MIN_RULES = 16     # shorter own chains are cheaper to parse again than to compare
+TOP_VARIANTS = 64            # variants of the nodes' own chains kept for sharing (least recently met dropped)
+
+
+def _share_top_chains(ruleset: Any, base: "IptablesNetfilter", tops: dict) -> None:
+    """Put into ``ruleset`` (an overlay node's own part) the chain objects other nodes already hold
+    for its long own chains with the same lines, and offer its others to the nodes after it.
+
+    A node's own part holds its top-level chains, written whole on every node by syncProxyRules
+    (pkg/proxy/iptables/proxier.go: KUBE-SERVICES with a line per Service port, KUBE-NODEPORTS,
+    KUBE-EXTERNAL-SERVICES, ...). They differ between nodes only where a node-sensitive Service
+    is written differently (an internalTrafficPolicy Local Service's ClusterIP line is there only
+    on a node with a local endpoint), so most nodes hold them line for line like some other node:
+    those share one parsed and compiled chain (ruleset.Chain.shared). ``tops`` (one per overlay
+    base, kept by the caller across the nodes): (table, chain, digest of its lines) -> chain, least
+    recently met first, the base's own chains offered first."""
+    if not tops:
+        tops[None] = base              # (the first key: the base whose chains were offered)
+        _offer(base.ruleset, tops, take=False)
+    _offer(ruleset, tops, take=True)
+
+
+def _offer(ruleset: Any, tops: dict, take: bool) -> None:
+    import hashlib
+    for tname in ("nat", "filter"):
+        table = ruleset.tables.get(tname)
+        if table is None:
+            continue
+        chains = table.chains
+        for name, c in list(chains.items()):
+            if c.policy is not None or c.shared is not None or c.n_rules < TOP_SHARE_MIN_RULES \
+                    or name.startswith(SERVICE_CHAINS):
+                continue               # (Service chains are shared through the BlockCache and _equal_service_chains)
+            digest = hashlib.blake2b("\n".join(_lines(c)).encode(), digest_size=16).digest()
+            key = (tname, name, digest)
+            got = tops.pop(key, None)
+            if got is not None:
+                tops[key] = got        # (most recently met last)
+                if take:
+                    chains[name] = got
+                continue
+            c.shared = [None]
+            tops[key] = c
+            if len(tops) > TOP_VARIANTS + 1:
+                del tops[next(k for k in tops if k is not None)]
 
 
 def _lines(chain: Any) -> list[str]:
@@ -74,12 +122,14 @@ class IptablesNetfilter:
     @classmethod
     @deferred_gc()
     def overlay(cls, base: "IptablesNetfilter", own_text: str, shared: Iterable[str], text_of: Callable[[], str],
-                local_addrs: set[int], rng, *, source: str = "<node>", lines: Optional[dict] = None
-                ) -> "IptablesNetfilter":
+                local_addrs: set[int], rng, *, source: str = "<node>", lines: Optional[dict] = None,
+                tops: Optional[dict] = None) -> "IptablesNetfilter":
         """A node's rules as ``base``'s nat chains named in ``shared`` (the Service ports' own chains
         both nodes hold line for line, proxier_sync.BlockCache) plus the node's own text
         (``own_text``: its top-level chains, its node-sensitive Services' chains, the filter table),
-        parsed lazily: the shared chains are parsed and held once per cluster. ``text_of()`` gives the
+        parsed lazily: the shared chains are parsed and held once per cluster, and compiled once
+        (ruleset.Chain.shared); with ``tops`` (a dict the caller keeps across a cluster's nodes) so
+        are the node's own long chains whose lines equal another node's (_share_top_chains). ``text_of()`` gives the
         node's whole iptables-save text on demand (``text``). Evaluates as the node's whole text
         parsed alone would; a shared rule's line number is the one in ``base``'s text."""
         from netsim.rules.iptables import parse
@@ -87,7 +137,11 @@ class IptablesNetfilter:
         ruleset = parse(own_text, source=source, lazy=True, lines=lines)
         chains, base_chains = ruleset.tables["nat"].chains, base.ruleset.tables["nat"].chains
         for name in shared:
-            chains[name] = base_chains[name]
+            c = chains[name] = base_chains[name]
+            if c.shared is None:
+                c.shared = [None]
+        if tops is not None:
+            _share_top_chains(ruleset, base, tops)
         nf._text, nf._text_of = None, text_of
         nf._start(ruleset, local_addrs, rng, None, None)
         return nf
@@ -242,6 +296,7 @@ class IptablesDataplane:
         self._blocks: dict[tuple, Any] = {}     # proxier config_key -> BlockCache: Service lines written once
         self._bases: dict[tuple, IptablesNetfilter] = {}   # config_key -> a node loaded whole: its chains shared
         self._lines: dict = {}          # parse's line cache: a line every node's dump repeats is parsed once
+        self._tops: dict = {}           # config_key -> nodes' own long chains by their lines (_share_top_chains)
 
     def netfilter(self, node: str, local_addrs: set[int], rng: Any) -> IptablesNetfilter:
         nf = self._nf.get(node)
@@ -287,7 +342,7 @@ class IptablesDataplane:
                 data.own_nat_chains = data.own_nat_rules = None     # text_of() keeps the whole lists only
                 return IptablesNetfilter.overlay(shared, own_text, self._blocks[ckey].shared_chains() + same,
                                                  text_of, local_addrs, rng, source=f"node {node}",
-                                                 lines=self._lines)
+                                                 lines=self._lines, tops=self._tops.setdefault(ckey, {}))
             text = text_of()
             del data                       # (the restore input's ~400,000 lines at 10,000 Services: not held while parsing)
             nf = IptablesNetfilter(text, local_addrs, rng, source=f"node {node}", lazy=True, lines=self._lines)
@@ -338,6 +393,7 @@ class IptablesDataplane:
             self._blocks = {}
             self._bases = {}
             self._lines = {}
+            self._tops = {}
             return
         kept = {}
         for node, nf in self._nf.items():

@@ -144,6 +144,10 @@ class Chain:
     rules: list[Rule] = field(default_factory=list)
     line: int = 0                         # line of the ":NAME POLICY [p:b]" declaration
     counters: Optional[tuple[int, int]] = None
+    # None; or, for a chain several nodes' rulesets hold as one object (a cluster's Service chains,
+    # a top-level chain equal on several nodes), a one-item list holding the compiled form every
+    # Engine uses (netsim.rules.iptables.engine: compiled once per cluster, its jumps resolved per node)
+    shared: Optional[list] = None
 
     @property
     def builtin(self) -> bool:
