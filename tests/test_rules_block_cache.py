@@ -93,7 +93,7 @@ def test_the_emulator_renders_each_service_once_and_traces_as_before():
             if name not in cached_blocks and base_nat.get(name) is c}
     service_chains = {n for n in also if n.startswith(("KUBE-SEP-", "KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-"))}
     assert service_chains
-    # the others: long top-level chains some nodes hold line for line as the first (_share_top_chains)
+    # the others: long top-level chains some nodes hold line for line as the first (split_own)
     assert all(base_nat[n].n_rules >= 16 and base_nat[n].shared is not None for n in also - service_chains), also
     alone = netsim.load(text)
     dp_alone = alone._walker(None).proxy
@@ -212,7 +212,7 @@ def test_a_node_a_copy_renders_is_rendered_once_for_the_emulator(monkeypatch):
 
 def test_nodes_with_equal_top_chains_share_them_compiled_and_jump_to_their_own_service_chains():
     """Nodes whose KUBE-SERVICES / KUBE-NODEPORTS are line for line the same (no internalTrafficPolicy
-    Local Service) hold one parsed and one compiled chain each (provider._share_top_chains), although
+    Local Service) hold one parsed and one compiled chain each (provider.split_own), although
     those chains jump to each node's own KUBE-EXT-* chains of its externalTrafficPolicy Local Services
     (pkg/proxy/iptables/proxier.go syncProxyRules: the external chain of a Local Service sends
     outside traffic to the node's local endpoints only). Every node's NodePort traces, taken one node

@@ -15,80 +15,89 @@ from netsim.rules.provider import IPTABLES_RESTORE, KernelLoad, SyncMeasurement,
 
 
 SERVICE_CHAINS = ("KUBE-SEP-", "KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-")
-SERVICE_CHAIN_PREFIXES = tuple(f"-A {p}" for p in SERVICE_CHAINS)
-
-
-def _equal_service_chains(data: Any, base: "IptablesNetfilter") -> list[str]:
-    """The Service chains of a node's own part (its node-sensitive Services, BlockCache) whose lines
-    equal the overlay base's chain of that name, taken out of ``data.own_nat_*`` and returned: the
-    node shares them with the base as it shares the cached Services' chains. A Local-policy Service
-    is written per node for its KUBE-SVL-* and KUBE-EXT-* chains, but its KUBE-SVC-* chain and its
-    endpoints' KUBE-SEP-* chains (pkg/proxy/iptables/proxier.go syncProxyRules: the endpoint chains
-    hold the endpoint's address and DNAT alone) are usually line for line the same on every node;
-    at 50,000 Services with Local policies over large Deployments they are most of a node's own
-    text. Compared line by line, so a chain that differs stays the node's own."""
-    by: dict[str, list[str]] = {}
-    for line in data.own_nat_rules:
-        if line.startswith(SERVICE_CHAIN_PREFIXES):
-            by.setdefault(line[3:line.index(" ", 3)], []).append(line)
-    base_chains = base.ruleset.tables["nat"].chains
-    same = set()
-    for name, lines in by.items():
-        c = base_chains.get(name)
-        if c is not None and c.policy in (None, "-") and c.n_rules == len(lines) and _lines(c) == lines:
-            same.add(name)
-    if same:
-        data.own_nat_chains = [c for c in data.own_nat_chains if c[1:].split(" ", 1)[0] not in same]
-        data.own_nat_rules = [r for r in data.own_nat_rules
-                              if not (r.startswith(SERVICE_CHAIN_PREFIXES) and r[3:r.index(" ", 3)] in same)]
-    return sorted(same)
-
-
 TOP_SHARE_MIN_RULES = 16     # shorter own chains are cheaper to parse again than to compare
-TOP_VARIANTS = 64            # variants of the nodes' own chains kept for sharing (least recently met dropped)
+TOP_VARIANTS = 32            # variants of the nodes' own long chains kept to share (least recently met dropped)
 
 
-def _share_top_chains(ruleset: Any, base: "IptablesNetfilter", tops: dict) -> None:
-    """Put into ``ruleset`` (an overlay node's own part) the chain objects other nodes already hold
-    for its long own chains with the same lines, and offer its others to the nodes after it.
+@dataclasses.dataclass
+class OwnPart:
+    """What an overlay node parses itself and what it takes from other nodes (``split_own``)."""
 
-    A node's own part holds its top-level chains, written whole on every node by syncProxyRules
-    (pkg/proxy/iptables/proxier.go: KUBE-SERVICES with a line per Service port, KUBE-NODEPORTS,
-    KUBE-EXTERNAL-SERVICES, ...). They differ between nodes only where a node-sensitive Service
-    is written differently (an internalTrafficPolicy Local Service's ClusterIP line is there only
-    on a node with a local endpoint), so most nodes hold them line for line like some other node:
-    those share one parsed and compiled chain (ruleset.Chain.shared). ``tops`` (one per overlay
-    base, kept by the caller across the nodes): (table, chain, digest of its lines) -> chain, least
-    recently met first, the base's own chains offered first."""
+    text_data: Any                       # the restore input of the text it parses (proxier.node_view_text)
+    from_base: list[str]                 # nat chains it takes from the overlay base
+    taken: dict[tuple[str, str], Any]    # (table, chain) -> a chain object another node holds
+    offered: list[tuple[tuple, list[str]]]   # (tops key, lines): its own chains for the nodes after it
+
+
+def split_own(data: Any, base: "IptablesNetfilter", tops: dict) -> OwnPart:
+    """Which chains of a node's own part (``data.own_nat_*`` and its filter table) it shares, read
+    from the sync's lines in one pass per table.
+
+    * Service chains of its node-sensitive Services whose lines equal the base's chain of that name.
+      A Local-policy Service is written per node for its KUBE-SVL-* and KUBE-EXT-* chains, but its
+      KUBE-SVC-* chain and its endpoints' KUBE-SEP-* chains (pkg/proxy/iptables/proxier.go
+      syncProxyRules: an endpoint chain holds the endpoint's address and DNAT alone) are usually the
+      same on every node.
+    * Its long top-level chains (KUBE-SERVICES with a line per Service port, KUBE-NODEPORTS,
+      KUBE-EXTERNAL-SERVICES, ...) where another node holds them line for line: they differ between
+      nodes only where a node-sensitive Service is written differently (an internalTrafficPolicy
+      Local Service's ClusterIP line is there only on a node with a local endpoint). ``tops`` (one
+      per overlay base, kept across the nodes): (table, chain, number of lines, hash of the lines) ->
+      (lines, chain object), least recently met first; the base's own chains are offered first.
+      Lines are compared whole on a hit; the hash costs little, as most lines are the BlockCache's
+      own strings, whose hashes are kept.
+    Shared chains are left out of the text the node parses; they are parsed and compiled once per
+    cluster (ruleset.Chain.shared)."""
     if not tops:
         tops[None] = base              # (the first key: the base whose chains were offered)
-        _offer(base.ruleset, tops, take=False)
-    _offer(ruleset, tops, take=True)
-
-
-def _offer(ruleset: Any, tops: dict, take: bool) -> None:
-    import hashlib
-    for tname in ("nat", "filter"):
-        table = ruleset.tables.get(tname)
-        if table is None:
-            continue
-        chains = table.chains
-        for name, c in list(chains.items()):
-            if c.policy is not None or c.shared is not None or c.n_rules < TOP_SHARE_MIN_RULES \
-                    or name.startswith(SERVICE_CHAINS):
-                continue               # (Service chains are shared through the BlockCache and _equal_service_chains)
-            digest = hashlib.blake2b("\n".join(_lines(c)).encode(), digest_size=16).digest()
-            key = (tname, name, digest)
+        for tname in ("nat", "filter"):
+            for name, c in base.ruleset.tables[tname].chains.items():
+                if c.policy is None and c.n_rules >= TOP_SHARE_MIN_RULES and not name.startswith(SERVICE_CHAINS):
+                    lines = _lines(c)
+                    tops[(tname, name, len(lines), hash(tuple(lines)))] = (lines, c)
+    base_nat = base.ruleset.tables["nat"].chains
+    from_base: list[str] = []
+    taken: dict[tuple[str, str], Any] = {}
+    offered: list[tuple[tuple, list[str]]] = []
+    own: dict[str, tuple[list[str], list[str]]] = {}
+    for tname, chain_lines, rules in (("nat", data.own_nat_chains, data.own_nat_rules),
+                                      ("filter", data.filter_chains, data.filter_rules)):
+        by: dict[str, list[str]] = {}
+        for line in rules:
+            if line[1] == "A":
+                name = line[3:line.index(" ", 3)]
+                got = by.get(name)
+                if got is None:
+                    by[name] = [line]
+                else:
+                    got.append(line)
+        drop = set()
+        for name, lines in by.items():
+            if name.startswith(SERVICE_CHAINS):
+                c = base_nat.get(name) if tname == "nat" else None
+                if c is not None and c.policy in (None, "-") and c.n_rules == len(lines) and _lines(c) == lines:
+                    from_base.append(name)
+                    drop.add(name)
+                continue
+            if len(lines) < TOP_SHARE_MIN_RULES:
+                continue
+            key = (tname, name, len(lines), hash(tuple(lines)))
             got = tops.pop(key, None)
             if got is not None:
                 tops[key] = got        # (most recently met last)
-                if take:
-                    chains[name] = got
-                continue
-            c.shared = [None]
-            tops[key] = c
-            if len(tops) > TOP_VARIANTS + 1:
-                del tops[next(k for k in tops if k is not None)]
+                if got[0] == lines:
+                    taken[(tname, name)] = got[1]
+                    drop.add(name)
+                    continue
+            offered.append((key, lines))
+        if drop:
+            chain_lines = [c for c in chain_lines if c[1:].split(" ", 1)[0] not in drop]
+            rules = [r for r in rules if not (r[1] == "A" and r[3:r.index(" ", 3)] in drop)]
+        own[tname] = (chain_lines, rules)
+    text_data = dataclasses.replace(data, nat_chains=own["nat"][0], nat_rules=own["nat"][1],
+                                    filter_chains=own["filter"][0], filter_rules=own["filter"][1],
+                                    own_nat_chains=None, own_nat_rules=None)
+    return OwnPart(text_data, sorted(from_base), taken, offered)
 
 
 def _lines(chain: Any) -> list[str]:
@@ -118,30 +127,50 @@ class IptablesNetfilter:
         self._has: dict[tuple[str, str], bool] = {}
         self._nats: dict[int, tuple[Any, Any]] = {}
         self._results: dict[int, tuple[Any, Any, list]] = {}    # remembered Verdict -> (it, HookResult, steps)
+        self._offered = False          # an overlay base: its BlockCache chains marked shared (overlay)
 
     @classmethod
     @deferred_gc()
-    def overlay(cls, base: "IptablesNetfilter", own_text: str, shared: Iterable[str], text_of: Callable[[], str],
+    def overlay(cls, base: "IptablesNetfilter", own: OwnPart, shared: Iterable[str], text_of: Callable[[], str],
                 local_addrs: set[int], rng, *, source: str = "<node>", lines: Optional[dict] = None,
                 tops: Optional[dict] = None) -> "IptablesNetfilter":
-        """A node's rules as ``base``'s nat chains named in ``shared`` (the Service ports' own chains
-        both nodes hold line for line, proxier_sync.BlockCache) plus the node's own text
-        (``own_text``: its top-level chains, its node-sensitive Services' chains, the filter table),
-        parsed lazily: the shared chains are parsed and held once per cluster, and compiled once
-        (ruleset.Chain.shared); with ``tops`` (a dict the caller keeps across a cluster's nodes) so
-        are the node's own long chains whose lines equal another node's (_share_top_chains). ``text_of()`` gives the
-        node's whole iptables-save text on demand (``text``). Evaluates as the node's whole text
-        parsed alone would; a shared rule's line number is the one in ``base``'s text."""
+        """A node's rules as ``base``'s nat chains named in ``shared`` and ``own.from_base`` (the
+        Service ports' own chains both nodes hold line for line, proxier_sync.BlockCache), the chains
+        other nodes hold line for line (``own.taken``), and the node's own text (``own.text_data``:
+        its other top-level chains, its node-sensitive Services' chains, the filter table), parsed
+        lazily: the shared chains are parsed, held and compiled once per cluster
+        (ruleset.Chain.shared). Its chains in ``own.offered`` go into ``tops`` for the nodes after it.
+        ``text_of()`` gives the node's whole iptables-save text on demand (``text``). Evaluates as the
+        node's whole text parsed alone would; a shared rule's line number is the one in the text it
+        was parsed from."""
         from netsim.rules.iptables import parse
+        from netsim.rules.iptables.proxier import node_view_text
         nf = cls.__new__(cls)
-        ruleset = parse(own_text, source=source, lazy=True, lines=lines)
+        ruleset = parse(node_view_text(own.text_data), source=source, lazy=True, lines=lines)
         chains, base_chains = ruleset.tables["nat"].chains, base.ruleset.tables["nat"].chains
+        if not base._offered:
+            for name in shared:        # (the BlockCache's chains: the same list for every overlay)
+                c = base_chains[name]
+                if c.shared is None:
+                    c.shared = [None]
+            base._offered = True
         for name in shared:
+            chains[name] = base_chains[name]
+        for name in own.from_base:
             c = chains[name] = base_chains[name]
             if c.shared is None:
                 c.shared = [None]
+        for (tname, name), c in own.taken.items():
+            ruleset.tables[tname].chains[name] = c
+            if c.shared is None:
+                c.shared = [None]
         if tops is not None:
-            _share_top_chains(ruleset, base, tops)
+            for key, lines_ in own.offered:
+                c = ruleset.tables[key[0]].chains[key[1]]
+                c.shared = [None]
+                tops[key] = (lines_, c)
+                if len(tops) > TOP_VARIANTS + 1:
+                    del tops[next(k for k in tops if k is not None)]
         nf._text, nf._text_of = None, text_of
         nf._start(ruleset, local_addrs, rng, None, None)
         return nf
@@ -322,7 +351,7 @@ class IptablesDataplane:
         (no iptables-restore), else an overlay of the cluster's shared Service chains where a node
         with the same proxier settings was loaded whole before, else its whole text parsed."""
         from netsim.control.progress import task
-        from netsim.rules.iptables.proxier import node_view_text, own_view_text
+        from netsim.rules.iptables.proxier import node_view_text
         from netsim.rules.portmap import with_host_ports
         cluster = self.cluster
         with task(f"kube-proxy sync on {node} (iptables)"):
@@ -337,12 +366,12 @@ class IptablesDataplane:
             else None
         with task(f"loading {node}'s rules"):
             if shared is not None:
-                same = _equal_service_chains(data, shared)
-                own_text = own_view_text(data)
+                tops = self._tops.setdefault(ckey, {})
+                own = split_own(data, shared, tops)
                 data.own_nat_chains = data.own_nat_rules = None     # text_of() keeps the whole lists only
-                return IptablesNetfilter.overlay(shared, own_text, self._blocks[ckey].shared_chains() + same,
+                return IptablesNetfilter.overlay(shared, own, self._blocks[ckey].shared_chains(),
                                                  text_of, local_addrs, rng, source=f"node {node}",
-                                                 lines=self._lines, tops=self._tops.setdefault(ckey, {}))
+                                                 lines=self._lines, tops=tops)
             text = text_of()
             del data                       # (the restore input's ~400,000 lines at 10,000 Services: not held while parsing)
             nf = IptablesNetfilter(text, local_addrs, rng, source=f"node {node}", lazy=True, lines=self._lines)

@@ -145,14 +145,6 @@ def node_view_text(data: RestoreData, tables: Optional[tuple[str, ...]] = None, 
     return _view_text(data, tables, canary)
 
 
-def own_view_text(data: RestoreData) -> str:
-    """What a node sharing the cluster's Service chains parses itself (``data.own_nat_*``, see
-    proxier_sync.BlockCache): its node view without the shared chains' declarations and rules — not
-    loadable on its own (its top-level chains jump to the shared chains)."""
-    own = dataclasses.replace(data, nat_chains=data.own_nat_chains, nat_rules=data.own_nat_rules)
-    return _view_text(own, None, True)
-
-
 def _view_text(data: RestoreData, tables: Optional[tuple[str, ...]], canary: bool) -> str:
     wanted = tables or TABLE_ORDER
     for t in wanted:
