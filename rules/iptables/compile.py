@@ -14,6 +14,7 @@ A chain is compiled when a packet first enters it (or its compiled view is first
 """
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
@@ -21,7 +22,7 @@ from typing import Any, Callable, Optional, Sequence
 from netsim.control.heap import deferred_gc
 from netsim.rules.iptables import targets as T
 from netsim.rules.iptables.matches import iface_matches
-from netsim.rules.iptables.ruleset import Chain, Header, IptablesError, Rule, Table
+from netsim.rules.iptables.ruleset import RAW_TYPECODE, Chain, Header, IptablesError, LazyChain, Rule, Table
 
 INDEX_MIN_RULES = 16          # shorter chains are walked linearly
 _PORT_PROTOS = (6, 17, 132, 136)
@@ -42,7 +43,7 @@ class CompiledRule(RuleInfo):
     """A rule ready to evaluate. It is its own RuleInfo, so that a hit touches one object per rule;
     equality (RuleInfo's) compares only the reported fields."""
 
-    __slots__ = ("rule", "preds", "kind", "action", "jump_to", "jump_chain")
+    __slots__ = ("rule", "preds", "kind", "action", "jump_to", "jump_chain", "ikey")
     __setattr__ = object.__setattr__     # the RuleInfo fields are set once, in __init__
 
     def __init__(self, rule: Rule, preds: tuple, kind: str, action: Any = None, jump_to: Optional[str] = None) -> None:
@@ -59,6 +60,7 @@ class CompiledRule(RuleInfo):
         self.action = action
         self.jump_to = jump_to
         self.jump_chain: Optional[CompiledChain] = None     # resolved by the Engine on the first jump
+        self.ikey: Any = None          # in an indexed chain: (shape, packed key), or () if walked
 
     @property
     def info(self) -> "CompiledRule":
@@ -79,9 +81,12 @@ class CompiledChain:
     """
 
     __slots__ = ("_rules", "_scan", "n", "_indexed", "shapes", "unindexed", "name", "policy", "line",
-                 "source", "min_rules", "scanners", "policy_info", "shared")
+                 "source", "min_rules", "scanners", "policy_info", "shared", "rule_cache")
 
-    def __init__(self, chain: Chain, min_rules: int = INDEX_MIN_RULES, scanners=None) -> None:
+    def __init__(self, chain: Chain, min_rules: int = INDEX_MIN_RULES, scanners=None,
+                 rule_cache: Optional[dict] = None) -> None:
+        """``rule_cache``: compiled rules of indexed chains by their line, kept by the caller across
+        the rulesets of a cluster's nodes (see _cached_rules)."""
         self._rules: Optional[tuple] = None         # (rule 0, ..., rule n-1, constant 0, ...) once compiled
         self._scan: Optional[Callable[[Any, Any, int, tuple], int]] = None
         self.n = chain.n_rules
@@ -95,7 +100,8 @@ class CompiledChain:
         self.source: Optional[Chain] = chain         # dropped once compiled
         self.min_rules = min_rules
         self.scanners = scanners
-        self.shared = False      # True: one compiled form for several nodes' Engines (Chain.shared)
+        self.shared = False      # True: its compiled rules serve several nodes' Engines (jumps not kept)
+        self.rule_cache = rule_cache
         self.policy_info = RuleInfo(chain.line, f":{chain.name} {chain.policy}", None, chain.policy, chain.name) \
             if chain.policy is not None else None
 
@@ -132,25 +138,33 @@ class CompiledChain:
     @deferred_gc()                 # a compiled chain lives as long as its engine (netsim.control.heap)
     def compile(self) -> None:
         chain = self.source
-        rules = [compile_rule(r) for r in chain.rules]
         consts: tuple = ()
-        if len(rules) < self.min_rules:
+        if self.n < self.min_rules:
+            rules = [compile_rule(r) for r in chain.rules]
             if self.scanners is not None:
                 self._scan, consts = self.scanners.scanner([rule_exprs(cr.rule) for cr in rules])
         else:
+            if self.rule_cache is not None and isinstance(chain, LazyChain) and chain.raw and not chain._parsed:
+                rules = self._cached_rules(chain, self.rule_cache)
+                self.shared = True     # (its rules are other nodes' chains' too: their jumps are not kept)
+            else:
+                rules = [_indexed(compile_rule(r)) for r in chain.rules]
             shapes: dict[tuple[bool, bool, bool], dict[int, list[int]]] = {}
             unindexed = []
             for pos, cr in enumerate(rules):
-                ik = index_key(cr.rule)
-                if ik is None:
+                ik = cr.ikey
+                if not ik:
                     unindexed.append(pos)
                 else:
-                    shape, key = ik
-                    packed = pack_key(key[0] if shape[0] else None, key[int(shape[0])] if shape[1] else None,
-                                      key[-1] if shape[2] else None)
-                    shapes.setdefault(shape, {}).setdefault(packed, []).append(pos)
-                    # a candidate found through its bucket already has the keyed fields equal to the packet's
-                    cr.preds = rule_preds(cr.rule, ik[0], ik[1])
+                    shape, packed = ik
+                    got = shapes.get(shape)
+                    if got is None:
+                        got = shapes[shape] = {}
+                    at = got.get(packed)
+                    if at is None:
+                        got[packed] = [pos]
+                    else:
+                        at.append(pos)
             # a bucket of one rule holds its position itself (one object fewer to touch than a tuple)
             self.shapes = [(shape, {k: v[0] if len(v) == 1 else tuple(v) for k, v in b.items()})
                            for shape, b in shapes.items()]
@@ -158,6 +172,29 @@ class CompiledChain:
             self._indexed = True
         self._rules = tuple(rules) + consts
         self.source = None
+
+    @staticmethod
+    def _cached_rules(chain: LazyChain, cache: dict) -> list[CompiledRule]:
+        """An indexed chain's compiled rules, each taken from ``cache`` by its line where a node
+        before compiled it, else parsed (those lines only) and compiled, and kept there. Nodes'
+        KUBE-SERVICES chains differ in a few lines (pkg/proxy/iptables/proxier.go syncProxyRules:
+        an internalTrafficPolicy Local Service's ClusterIP line is written only where the node has
+        a local endpoint): each node's chain is then the cluster's rules in its own order, no rule
+        parsed or compiled twice. A compiled rule reads only the packet and the evaluation context,
+        except its remembered jump (kept only by a chain of one node's: CompiledChain.shared);
+        rules with per-rule state (statistic nth, sets) or an unsupported part are not kept."""
+        lines = chain.lines()
+        rules: list = [cache.get(line) for line in lines]
+        missing = [k for k, cr in enumerate(rules) if cr is None]
+        if missing:
+            raw = chain.raw
+            part = LazyChain(chain.name, None, chain.line, None, loader=chain._loader)
+            part.raw = array(RAW_TYPECODE, [x for k in missing for x in (raw[2 * k], raw[2 * k + 1])])
+            for k, rule in zip(missing, part.rules):
+                cr = rules[k] = _indexed(compile_rule(rule))
+                if rule.unsupported is None and not any(m.per_rule for m in rule.matches):
+                    cache[lines[k]] = cr
+        return rules
 
     def candidate_lists(self, pkt) -> Optional[list]:
         """Positions (ints, or sorted tuples of them) whose union holds every rule this packet could
@@ -301,6 +338,20 @@ def compile_rule(rule: Rule) -> CompiledRule:
     if isinstance(a, T.ConnmarkAction):
         return CompiledRule(rule, preds, "connmark", a)
     return CompiledRule(rule, preds, "continue", a)
+
+
+def _indexed(cr: CompiledRule) -> CompiledRule:
+    """Set a rule's place in an indexed chain (``ikey``); a candidate found through its bucket
+    already has the keyed fields equal to the packet's, so its tests leave them out."""
+    ik = index_key(cr.rule)
+    if ik is None:
+        cr.ikey = ()
+    else:
+        shape, key = ik
+        cr.ikey = (shape, pack_key(key[0] if shape[0] else None, key[int(shape[0])] if shape[1] else None,
+                                   key[-1] if shape[2] else None))
+        cr.preds = rule_preds(cr.rule, shape, key)
+    return cr
 
 
 def pack_key(dst: Optional[int], proto: Optional[int], dport: Optional[int]) -> int:

@@ -98,11 +98,11 @@ class _Chains(dict):
     which a trace enters a handful, so the Engine does not build an object per chain up front. The
     built-in chains are made at once (``get`` finds them); ``source`` is the parsed table's chains."""
 
-    __slots__ = ("source", "min_rules", "scanners")
+    __slots__ = ("source", "min_rules", "scanners", "rule_cache")
 
-    def __init__(self, source: dict, min_rules: int, scanners) -> None:
+    def __init__(self, source: dict, min_rules: int, scanners, rule_cache: Optional[dict] = None) -> None:
         super().__init__()
-        self.source, self.min_rules, self.scanners = source, min_rules, scanners
+        self.source, self.min_rules, self.scanners, self.rule_cache = source, min_rules, scanners, rule_cache
         for name, c in source.items():
             if c.policy is not None:
                 self[name] = CompiledChain(c, min_rules, scanners)
@@ -113,12 +113,12 @@ class _Chains(dict):
         if box is not None:            # a chain several nodes hold: compiled once for all of them
             cc = box[0]
             if cc is None:
-                cc = box[0] = CompiledChain(src, self.min_rules, self.scanners)
+                cc = box[0] = CompiledChain(src, self.min_rules, self.scanners, self.rule_cache)
                 cc.shared = True
             if cc.min_rules == self.min_rules and (cc.scanners is None) == (self.scanners is None):
                 self[name] = cc
                 return cc
-        cc = self[name] = CompiledChain(src, self.min_rules, self.scanners)
+        cc = self[name] = CompiledChain(src, self.min_rules, self.scanners, self.rule_cache)
         return cc
 
 
@@ -136,9 +136,12 @@ class Engine:
 
     verdict_cache = True
 
-    def __init__(self, ruleset: Ruleset, *, index_min_rules: Optional[int] = None, codegen: bool = True) -> None:
+    def __init__(self, ruleset: Ruleset, *, index_min_rules: Optional[int] = None, codegen: bool = True,
+                 rule_cache: Optional[dict] = None) -> None:
         """`index_min_rules`: chains at least this long get the hash index; `codegen=False` evaluates
-        the compiled predicates one by one (the reference the generated scanners are tested against)."""
+        the compiled predicates one by one (the reference the generated scanners are tested against);
+        `rule_cache`: a dict kept across the rulesets of a cluster's nodes, in which their long lazily
+        parsed chains keep their compiled rules by line (CompiledChain._cached_rules)."""
         self.ruleset = ruleset
         self.tables: dict[str, dict[str, CompiledChain]] = {}
         self._memo = VerdictMemo() if self.verdict_cache else None
@@ -147,7 +150,8 @@ class Engine:
         with gc_paused():
             for tname, table in ruleset.tables.items():
                 check_loops(table, ruleset.source)
-                self.tables[tname] = _Chains(table.chains, min_rules, scanners)
+                self.tables[tname] = _Chains(table.chains, min_rules, scanners,
+                                             rule_cache.setdefault(tname, {}) if rule_cache is not None else None)
 
     def compile_all(self) -> None:
         """Compile every chain now (otherwise each is compiled when a packet first enters it)."""

@@ -110,30 +110,34 @@ class IptablesNetfilter:
 
     @deferred_gc()                 # a node's parsed rule set is long-lived (netsim.control.heap)
     def __init__(self, text: str, local_addrs: set[int], rng, *, ipsets: Any = None, source: str = "<node>",
-                 ipvs_conns: Any = None, lazy: bool = False, lines: Optional[dict] = None) -> None:
+                 ipvs_conns: Any = None, lazy: bool = False, lines: Optional[dict] = None,
+                 compiled: Optional[dict] = None) -> None:
         """``lazy``: parse each chain's rules when a packet first enters it (text this program
-        rendered: parse(lazy=True)); ``lines``: parse's line cache shared by a cluster's nodes."""
+        rendered: parse(lazy=True)); ``lines``: parse's line cache shared by a cluster's nodes;
+        ``compiled``: the Engine's compiled-rule cache shared by them (Engine's rule_cache)."""
         from netsim.rules.iptables import parse
         self._text: Optional[str] = text
         self._text_of: Optional[Callable[[], str]] = None
-        self._start(parse(text, source=source, lazy=lazy, lines=lines), local_addrs, rng, ipsets, ipvs_conns)
+        self._start(parse(text, source=source, lazy=lazy, lines=lines), local_addrs, rng, ipsets, ipvs_conns,
+                    compiled)
 
-    def _start(self, ruleset: Any, local_addrs: set[int], rng, ipsets: Any, ipvs_conns: Any) -> None:
+    def _start(self, ruleset: Any, local_addrs: set[int], rng, ipsets: Any, ipvs_conns: Any,
+               compiled: Optional[dict] = None) -> None:
         from netsim.rules.iptables import Engine, EvalContext
         self.ruleset = ruleset
-        self.engine = Engine(self.ruleset)
+        self.engine = Engine(self.ruleset, rule_cache=compiled)
         self.ctx = EvalContext(local_addrs=local_addrs, ipsets=ipsets, rng=rng, ipvs_conns=ipvs_conns)
         self._saved: dict[Any, Any] = {}
         self._has: dict[tuple[str, str], bool] = {}
         self._nats: dict[int, tuple[Any, Any]] = {}
         self._results: dict[int, tuple[Any, Any, list]] = {}    # remembered Verdict -> (it, HookResult, steps)
-        self._offered = False          # an overlay base: its BlockCache chains marked shared (overlay)
+        self._offered: Optional[dict] = None    # an overlay base: the BlockCache's chains by name (overlay)
 
     @classmethod
     @deferred_gc()
     def overlay(cls, base: "IptablesNetfilter", own: OwnPart, shared: Iterable[str], text_of: Callable[[], str],
                 local_addrs: set[int], rng, *, source: str = "<node>", lines: Optional[dict] = None,
-                tops: Optional[dict] = None) -> "IptablesNetfilter":
+                tops: Optional[dict] = None, compiled: Optional[dict] = None) -> "IptablesNetfilter":
         """A node's rules as ``base``'s nat chains named in ``shared`` and ``own.from_base`` (the
         Service ports' own chains both nodes hold line for line, proxier_sync.BlockCache), the chains
         other nodes hold line for line (``own.taken``), and the node's own text (``own.text_data``:
@@ -147,15 +151,15 @@ class IptablesNetfilter:
         from netsim.rules.iptables.proxier import node_view_text
         nf = cls.__new__(cls)
         ruleset = parse(node_view_text(own.text_data), source=source, lazy=True, lines=lines)
-        chains, base_chains = ruleset.tables["nat"].chains, base.ruleset.tables["nat"].chains
-        if not base._offered:
-            for name in shared:        # (the BlockCache's chains: the same list for every overlay)
-                c = base_chains[name]
+        nat, base_chains = ruleset.tables["nat"], base.ruleset.tables["nat"].chains
+        if base._offered is None:      # (the BlockCache's chains: the same list for every overlay)
+            base._offered = {name: base_chains[name] for name in shared}
+            for c in base._offered.values():
                 if c.shared is None:
                     c.shared = [None]
-            base._offered = True
-        for name in shared:
-            chains[name] = base_chains[name]
+        chains = dict(base._offered)   # (a copy of a dict: no per-chain work)
+        chains.update(nat.chains)
+        nat.chains = chains
         for name in own.from_base:
             c = chains[name] = base_chains[name]
             if c.shared is None:
@@ -172,7 +176,7 @@ class IptablesNetfilter:
                 if len(tops) > TOP_VARIANTS + 1:
                     del tops[next(k for k in tops if k is not None)]
         nf._text, nf._text_of = None, text_of
-        nf._start(ruleset, local_addrs, rng, None, None)
+        nf._start(ruleset, local_addrs, rng, None, None, compiled)
         return nf
 
     @property
@@ -325,7 +329,8 @@ class IptablesDataplane:
         self._blocks: dict[tuple, Any] = {}     # proxier config_key -> BlockCache: Service lines written once
         self._bases: dict[tuple, IptablesNetfilter] = {}   # config_key -> a node loaded whole: its chains shared
         self._lines: dict = {}          # parse's line cache: a line every node's dump repeats is parsed once
-        self._tops: dict = {}           # config_key -> nodes' own long chains by their lines (_share_top_chains)
+        self._tops: dict = {}           # config_key -> nodes' own long chains by their lines (split_own)
+        self._compiled: dict = {}       # the Engines' compiled rules of long chains by line (Engine's rule_cache)
 
     def netfilter(self, node: str, local_addrs: set[int], rng: Any) -> IptablesNetfilter:
         nf = self._nf.get(node)
@@ -371,10 +376,11 @@ class IptablesDataplane:
                 data.own_nat_chains = data.own_nat_rules = None     # text_of() keeps the whole lists only
                 return IptablesNetfilter.overlay(shared, own, self._blocks[ckey].shared_chains(),
                                                  text_of, local_addrs, rng, source=f"node {node}",
-                                                 lines=self._lines, tops=tops)
+                                                 lines=self._lines, tops=tops, compiled=self._compiled)
             text = text_of()
             del data                       # (the restore input's ~400,000 lines at 10,000 Services: not held while parsing)
-            nf = IptablesNetfilter(text, local_addrs, rng, source=f"node {node}", lazy=True, lines=self._lines)
+            nf = IptablesNetfilter(text, local_addrs, rng, source=f"node {node}", lazy=True, lines=self._lines,
+                                   compiled=self._compiled)
         if ckey is not None and not hostports:
             self._bases.setdefault(ckey, nf)
         return nf
@@ -423,6 +429,7 @@ class IptablesDataplane:
             self._bases = {}
             self._lines = {}
             self._tops = {}
+            self._compiled = {}
             return
         kept = {}
         for node, nf in self._nf.items():

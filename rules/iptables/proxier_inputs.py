@@ -38,6 +38,17 @@ class ProxierInputError(ValueError):
 
 def normalize_ip(value: str, where: str) -> str:
     """Parse an IPv4/IPv6 address the way netutils.ParseIPSloppy does (leading zeros allowed)."""
+    got = _normalized(value)
+    if got is None:
+        kind = "IPv4 address" if "." in value and ":" not in value else "IP address"
+        raise ProxierInputError(f"{where}: {value!r} is not an {kind}")
+    return got
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _normalized(value: str) -> Optional[str]:
+    """normalize_ip's answer for one text (None: not an address); a pure function, kept for the
+    next node's sync (every node's proxier reads every endpoint's address)."""
     text = value.strip()
     if "." in text and ":" not in text:
         parts = text.split(".")
@@ -45,11 +56,11 @@ def normalize_ip(value: str, where: str) -> str:
             octets = [int(p, 10) for p in parts]
             if all(0 <= o <= 255 for o in octets):
                 return ".".join(str(o) for o in octets)
-        raise ProxierInputError(f"{where}: {value!r} is not an IPv4 address")
+        return None
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
-        raise ProxierInputError(f"{where}: {value!r} is not an IP address") from None
+        return None
 
 
 def normalize_cidr(value: str, where: str) -> str:
