@@ -23,7 +23,7 @@ TOP_VARIANTS = 32            # variants of the nodes' own long chains kept to sh
 class OwnPart:
     """What an overlay node parses itself and what it takes from other nodes (``split_own``)."""
 
-    text_data: Any                       # the restore input of the text it parses (proxier.node_view_text)
+    text_data: Any                       # the restore input of the text it parses (proxier.own_view_text)
     from_base: list[str]                 # nat chains it takes from the overlay base
     taken: dict[tuple[str, str], Any]    # (table, chain) -> a chain object another node holds
     offered: list[tuple[tuple, list[str]]]   # (tops key, lines): its own chains for the nodes after it
@@ -148,9 +148,9 @@ class IptablesNetfilter:
         node's whole text parsed alone would; a shared rule's line number is the one in the text it
         was parsed from."""
         from netsim.rules.iptables import parse
-        from netsim.rules.iptables.proxier import node_view_text
+        from netsim.rules.iptables.proxier import own_view_text
         nf = cls.__new__(cls)
-        ruleset = parse(node_view_text(own.text_data), source=source, lazy=True, lines=lines)
+        ruleset = parse(own_view_text(own.text_data), source=source, lazy=True, lines=lines)
         nat, base_chains = ruleset.tables["nat"], base.ruleset.tables["nat"].chains
         if base._offered is None:      # (the BlockCache's chains: the same list for every overlay)
             base._offered = {name: base_chains[name] for name in shared}

@@ -145,6 +145,13 @@ def node_view_text(data: RestoreData, tables: Optional[tuple[str, ...]] = None, 
     return _view_text(data, tables, canary)
 
 
+def own_view_text(own: RestoreData) -> str:
+    """What a node sharing chains with other nodes parses itself (its restore input less the chains
+    it shares, rules/iptables/provider.split_own): its node view without the shared chains'
+    declarations and rules — not loadable on its own (its top-level chains jump to the shared chains)."""
+    return _view_text(own, None, True)
+
+
 def _view_text(data: RestoreData, tables: Optional[tuple[str, ...]], canary: bool) -> str:
     wanted = tables or TABLE_ORDER
     for t in wanted:
