@@ -124,6 +124,36 @@ def test_vxlan_outer_header_template_builds_what_packet_udp_builds():
         assert bytes(w._decap(outer).buf) == bytes(inner.buf)
 
 
+_SKB_FIELDS = ("buf", "mark", "iif", "oif", "ct", "ctstate", "ct_reply", "physdev_in", "physdev_out",
+               "ipvs_property", "_l4", "_proto", "_src", "_dst", "_sport", "_dport", "_poff")
+
+
+def test_decap_of_the_last_encap_takes_its_inner_packet_as_parsing_would_give_it():
+    # _decap reuses the Packet the last _encap wrapped (when the outer datagram is that one): every
+    # field must read as the inner bytes parsed afresh would, with none of the sender's skb state
+    # (mark, devices, bridge ports, conntrack, ipvs_property) carried across the tunnel
+    from netsim.skb.packet import Packet
+    c = scenario_cluster()
+    w = Walker(c)
+    node = w.topology.hosts["node-3"]
+    remote = w.topology.hosts["node-1"].interfaces["eth0"].addr
+    for proto in ("tcp", "udp"):
+        if proto == "tcp":
+            inner = Packet.tcp("10.244.2.2", "10.244.0.2", 45000, 8080, flags="PA", seq=7, ack=9, payload=b"x")
+        else:
+            inner = Packet.udp("10.244.2.2", "10.244.0.2", 45000, 53, payload=b"query")
+        inner.mark, inner.iif, inner.oif, inner.ctstate, inner.ct_reply = 0x4000, "cni0", "flannel.1", "NEW", True
+        inner.ct, inner.physdev_in, inner.physdev_out, inner.ipvs_property = object(), "veth1", "veth2", True
+        outer = w._encap(node, inner, remote)
+        fresh = Packet(outer.buf[outer._l4 + 8 + 8 + 14:])
+        fresh.mark = 0
+        got = w._decap(outer)
+        assert got is inner                                   # taken, not parsed again
+        assert [getattr(got, f) for f in _SKB_FIELDS] == [getattr(fresh, f) for f in _SKB_FIELDS]
+        again = w._decap(outer)                               # not the last encap any more: parsed
+        assert again is not inner and [getattr(again, f) for f in _SKB_FIELDS] == [getattr(fresh, f) for f in _SKB_FIELDS]
+
+
 def test_rule_steps_are_recorded_in_the_order_the_rules_matched():
     # IptablesNetfilter.run appends each hit's RULE step to the hop as the engine reports it: the
     # SYN to a ClusterIP shows nat PREROUTING -> KUBE-SERVICES -> KUBE-SVC-* -> KUBE-SEP-* (DNAT),

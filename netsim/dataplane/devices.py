@@ -173,11 +173,24 @@ class DeviceLayer:
         out = bytearray(_UDP_HDR.pack(0x45, 0, total, ident, 0, 64, IPPROTO_UDP, _finish(ip_base + total + ident),
                                       src, remote, sport, FLANNEL_VXLAN_PORT, ulen, c))
         out += payload
-        return Packet._built(out, IPPROTO_UDP, src, remote, 20, sport, FLANNEL_VXLAN_PORT)
+        outer = Packet._built(out, IPPROTO_UDP, src, remote, 20, sport, FLANNEL_VXLAN_PORT)
+        self._encapsulated = (outer, pkt)
+        return outer
 
-    @staticmethod
-    def _decap(outer: Packet) -> Packet:
-        inner = Packet(outer.buf[outer._l4 + 8 + 8 + 14:])     # UDP header, VXLAN header, inner Ethernet
+    def _decap(self, outer: Packet) -> Packet:
+        """The inner packet of a VXLAN datagram, as it arrives on flannel.1: none of the sender's
+        skb state (mark, devices, conntrack) crosses the tunnel. When ``outer`` is the datagram the
+        last :meth:`_encap` made (its bytes untouched since: the link carries it straight to the
+        receiving eth0), the inner Packet it was made from is taken, with the same bytes, instead of
+        parsing them again."""
+        last = self._encapsulated
+        if last is not None and last[0] is outer:
+            self._encapsulated = None
+            inner = last[1]
+            inner.iif = inner.oif = inner.ct = inner.ctstate = inner.physdev_in = inner.physdev_out = None
+            inner.ct_reply = inner.ipvs_property = False
+        else:
+            inner = Packet(outer.buf[outer._l4 + 8 + 8 + 14:])     # UDP header, VXLAN header, inner Ethernet
         inner.mark = 0
         return inner
 

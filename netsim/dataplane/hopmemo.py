@@ -133,28 +133,21 @@ class HopMemo:
                 f"lambda p, nd, np: (p._dst, p.buf[8] > 1, p.mark, nd{opt})")
         return fn
 
-    def lookup(self, host: Any, iface: Any, pkt: Any, ct: Any, now: float, bridged_to: Any = None
-               ) -> Optional[tuple]:
-        """(bucket, its key function, the key, the remembered replay or None, the conntrack entry
-        found as Conntrack.peek gives it); None when the hop is not to be memoised. ``bridged_to``:
-        the cni0 port a bridged frame is for (br_netfilter), which the bucket holds (a frame for
-        another port, or a routed one, is another bucket)."""
-        peek = ct.peek(pkt, now)
-        if peek is None:
-            return None
-        what, nd, np, hit = peek
-        return self._find(host, iface, pkt, what, nd, np, hit, bridged_to)
-
     def lookup_tail(self, host: Any, iface: Any, pkt: Any, e: Any, bridged_to: Any = None) -> tuple:
         """:meth:`lookup` for what follows a PREROUTING walked live: under the conntrack state it left
         (the packet's ctstate and direction, the entry's confirmation and bindings) and the packet
         as it left it."""
         what = ("after PREROUTING", pkt.ctstate, pkt.ct_reply,
                 None if e is None else (e.confirmed, e.dnat, e.snat))
-        return self._find(host, iface, pkt, what, None, None, None, bridged_to)
+        return self.lookup(host, iface, pkt, what, None, None, None, bridged_to)
 
-    def _find(self, host: Any, iface: Any, pkt: Any, what: Any, nd: Any, np: Any, hit: Any,
-              bridged_to: Any) -> tuple:
+    def lookup(self, host: Any, iface: Any, pkt: Any, what: Any, nd: Any, np: Any, hit: Any,
+               bridged_to: Any = None) -> tuple:
+        """(bucket, its key function, the key, the remembered replay or None, the conntrack entry
+        found) for a received packet, given what Conntrack.peek found for it (``what``, ``nd``,
+        ``np``, ``hit``: the caller peeks, a hop whose peek is None is not memoised). ``bridged_to``:
+        the cni0 port a bridged frame is for (br_netfilter), which the bucket holds (a frame for
+        another port, or a routed one, is another bucket)."""
         bkey = (host.name, iface.name, pkt._proto, host.routes.local.version, what,
                 None if bridged_to is None else bridged_to.bridge_port)
         b = self.buckets.get(bkey)

@@ -89,9 +89,11 @@ class IPv4Stack:
         if pt.pcap is not None or not self.hop_memo:
             return self._node_walk(host, iface, pkt, pt, hop, bridged_to, hooks, ct)
         # the whole-hop memo (netsim.dataplane.hopmemo): replay a remembered hop, or record this one
-        found = self._hop_memo.lookup(host, iface, pkt, ct, self.cluster.clock.now, bridged_to)
-        if found is None:
+        peek = ct.peek(pkt, self.cluster.clock.now)          # None: the hop is walked live, not memoised
+        if peek is None:
             return self._node_walk(host, iface, pkt, pt, hop, bridged_to, hooks, ct)
+        what, nd, np, hit = peek
+        found = self._hop_memo.lookup(host, iface, pkt, what, nd, np, hit, bridged_to)
         plan = found[3]
         if plan is not None:
             return self._node_replay(plan, host, iface, pkt, pt, hop, ct, found[4])

@@ -48,7 +48,9 @@ class FdbView(Mapping):
         self._table, self._owner, self._own_vtep = table, owner, own_vtep
 
     def get(self, key, default=None):
-        return self._table.get_for(self._owner, self._own_vtep, key, default)
+        if key == self._own_vtep:
+            return self._table.get_for(self._owner, key, key, default)
+        return self._table._last.get(key, default)          # PeerTable.get_for's other case, inlined
 
     def __getitem__(self, key) -> int:
         v = self._table.get_for(self._owner, self._own_vtep, key)

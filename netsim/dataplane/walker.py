@@ -46,6 +46,7 @@ rebuilds it when the cluster changes.
 """
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any, Callable, Optional
 
 from netsim.control.heap import deferred_gc
@@ -65,6 +66,8 @@ from netsim.dataplane.trace import Step
 from netsim.dataplane.walk import WalkDriver
 from netsim.skb.netfilter import NodeHooks
 from netsim.skb.packet import IPPROTO_TCP, IPPROTO_UDP
+
+_RUNNING = attrgetter("running")        # a Node's kubelet state (Walker.sync)
 
 class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, LoadBalancerHost):
     """Carries packets through one cluster's hosts; keeps conntrack and socket state between traces.
@@ -97,6 +100,7 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
         self._routed: dict[int, tuple[Route, Step]] = {}
         self._links: dict[tuple[int, int], tuple[Interface, Step]] = {}
         self._vxlan_prefix: dict[tuple[str, int], tuple] = {}    # VXLAN outer-header template per (host, VTEP)
+        self._encapsulated: Optional[tuple] = None               # (outer, inner) of the last VXLAN encap
         self._iface_extra: dict[str, dict] = {}
         self._ipvs: dict[str, Any] = {}
         self._hooktab: dict[str, HookTable] = {}                  # node -> its hooks by priority
@@ -173,7 +177,7 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
         if not self._dirty and self._topology is not None:
             # stop_node/start_node send no watch event: look at the nodes the topology was built from
             # (adding or removing a node does send one)
-            running = tuple([n.running for n in self._nodes])
+            running = tuple(map(_RUNNING, self._nodes))     # (no comprehension frame per packet)
             if running == self._running:
                 return             # per packet: no rebuild, so no collector switching either
         self._rebuild()
@@ -314,7 +318,10 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
     def _current(self, host: Host) -> Host:
         """Hosts are rebuilt when the cluster changes: map a caller's Host to today's object."""
         topo = self._topology if self._topology is not None and not self._dirty else self.topology
-        cur = topo.hosts.get(host.name)
+        hosts = topo.hosts
+        cur = dict.get(hosts, host.name)       # a host already wired (else LazyMap.get wires it)
+        if cur is None:
+            cur = hosts.get(host.name)
         if cur is None:
             raise WalkError(f"{host.kind} {host.name} no longer exists")
         return cur
