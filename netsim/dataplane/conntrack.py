@@ -383,18 +383,34 @@ class Conntrack:
         if not (e.snat if is_reply else e.dnat):
             return None
         t = e.orig if is_reply else e.reply          # target = invert(t): its destination is t's source
-        if pkt._dst == t[1] and pkt._dport == t[2] and not (pkt._proto == IPPROTO_ICMP and pkt.is_icmp_error):
-            return None                              # nothing to rewrite (the common case)
-        return self._manip(pkt, t[1], t[2], "dst")
+        proto = pkt._proto
+        old_ip, old_port = pkt._dst, pkt._dport
+        ip, port = t[1], t[2]
+        if proto == IPPROTO_TCP or proto == IPPROTO_UDP:
+            if old_ip == ip and old_port == port:
+                return None                          # nothing to rewrite (the common case)
+            pkt.nat_rewrite(True, ip, port)          # (_manip's TCP/UDP case, one call fewer)
+            return old_ip, old_port, ip, port
+        if old_ip == ip and old_port == port and not (proto == IPPROTO_ICMP and pkt.is_icmp_error):
+            return None
+        return self._manip(pkt, ip, port, "dst")
 
     def nat_src(self, pkt: Packet, e: ConntrackEntry, is_reply: bool) -> Optional[tuple[int, int, int, int]]:
         """Source manip (POSTROUTING/INPUT); only for an entry with that binding (see nat_dst)."""
         if not (e.dnat if is_reply else e.snat):
             return None
         t = e.orig if is_reply else e.reply          # target = invert(t): its source is t's destination
-        if pkt._src == t[3] and pkt._sport == t[4] and not (pkt._proto == IPPROTO_ICMP and pkt.is_icmp_error):
+        proto = pkt._proto
+        old_ip, old_port = pkt._src, pkt._sport
+        ip, port = t[3], t[4]
+        if proto == IPPROTO_TCP or proto == IPPROTO_UDP:
+            if old_ip == ip and old_port == port:
+                return None
+            pkt.nat_rewrite(False, ip, port)         # (_manip's TCP/UDP case, one call fewer)
+            return old_ip, old_port, ip, port
+        if old_ip == ip and old_port == port and not (proto == IPPROTO_ICMP and pkt.is_icmp_error):
             return None
-        return self._manip(pkt, t[3], t[4], "src")
+        return self._manip(pkt, ip, port, "src")
 
     def _manip(self, pkt: Packet, ip: int, port: int, which: str) -> Optional[tuple[int, int, int, int]]:
         proto = pkt._proto

@@ -10,7 +10,7 @@ from __future__ import annotations
 import zlib
 
 from netsim.dataplane.end import End
-from netsim.dataplane.routing import Route
+from netsim.dataplane.routing import LOOPBACK_NET, Route
 from netsim.dataplane.servers import EPHEMERAL_PORTS
 from netsim.dataplane.topology import FLANNEL_VNI, FLANNEL_VXLAN_PORT, Host, Interface
 from netsim.dataplane.trace import Addr, Hop, PacketSnapshot, PacketTrace, Step
@@ -49,7 +49,8 @@ class DeviceLayer:
         kind = host.kind
         if kind == "node":
             if ifname == "eth0" and pkt._proto == IPPROTO_UDP and pkt._dport == FLANNEL_VXLAN_PORT \
-                    and host.routes.is_local(pkt._dst) and "flannel.1" in host.interfaces:
+                    and (pkt._dst in host.routes.local or (pkt._dst & 0xFF000000) == LOOPBACK_NET) \
+                    and "flannel.1" in host.interfaces:                      # (RoutingTable.is_local inlined)
                 inner = self._decap(pkt)
                 hop.steps.append(Step("DECAPSULATED", "vxlan vni %s from %s:%s -> inner %s arrives on flannel.1",
                                       _FLANNEL_EXTRA,

@@ -35,7 +35,7 @@ class IPv4Stack:
         routes = host.routes
         dst = pkt._dst
         route = routes.lookup(dst)
-        local = routes.is_local(dst)
+        local = dst in routes.local or (dst & 0xFF000000) == LOOPBACK_NET      # RoutingTable.is_local
         if route is None and not local:
             hop.add("DROPPED", f"no route to {pkt.dst_ip} (ENETUNREACH)")
             return End("NO_ROUTE", host, f"{host.name}: no route to {pkt.dst_ip}")
@@ -67,7 +67,8 @@ class IPv4Stack:
             return self._transmit(host, route, pkt, pt, hop)
         if local:
             return self._deliver(host, "lo", pkt, hop)
-        hop.steps.append(self._routed_step(route))
+        hit = self._routed.get(id(route))
+        hop.steps.append(hit[1] if hit is not None else self._routed_step(route))
         return self._transmit(host, route, pkt, pt, hop)
 
     def _routed_step(self, route: Route) -> Step:
