@@ -15,7 +15,7 @@ import random
 from typing import Iterable, Optional
 
 from netsim.control import endpointslices as eps
-from netsim.control.events import Event, WatchEvent, Watcher
+from netsim.control.events import EventLog, WatchEvent, Watcher
 from netsim.control.ipam import (AllocationError, ClusterIPAllocator, LoadBalancerIPAllocator,
                          NodeCIDRAllocator, PodIPAllocator, PortAllocator)
 from netsim.control.model import (ClusterConfig, Deployment, EndpointSlice, Namespace, Node, Pod, Service, Taint,
@@ -58,7 +58,7 @@ class Cluster:
         self.config = config or ClusterConfig()
         self.rng = random.Random(self.config.seed)
         self.clock = Clock()
-        self.event_log: list[Event] = []
+        self.event_log = EventLog()
         self._names: dict[str, str] = {}               # Cluster._shared_name
         self.notices: list[str] = []                   # loader notices and warnings (skipped kinds, ...)
         self.skipped: list[str] = []                   # one line per object the loader skipped (shown with -v)
@@ -189,8 +189,8 @@ class Cluster:
                namespace: str = "", type_: str = "Normal", *, template: Optional[str] = None,
                arg: str = "") -> None:
         """Append an event; ``template`` and ``arg``: a message written out when read (``Event``)."""
-        self.event_log.append(Event(self.clock.now, type_, reason, obj, namespace, self._shared_name(source),
-                                    message, template=template, arg=arg))
+        self.event_log.record(self.clock.now, type_, reason, obj, namespace, self._shared_name(source),
+                              message, template=template, arg=arg)
 
     def _shared_name(self, text: str) -> str:
         """One string object per distinct component or controller name (``kubelet/node-7``,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from netsim.skb.packet import int2ip, ip2int, prefix_mask
 from netsim.dataplane.routing import PeerTable, Route, RoutingTable, SharedRoutes, parse_cidr
@@ -274,7 +274,10 @@ class Topology:
         self._pod_order: list[str] = []
         self.hosts: dict[str, Host] = LazyMap(self._build_pod, self._host_order)
         self.by_pod_ip: dict[int, Host] = LazyMap(self._build_pod_at)
-        self._pending_pods: dict[str, tuple] = {}       # pod key -> (pod, address, its node's cni0 segment)
+        # pod key -> the pod; its address and its node's cni0 segment are read again when it is wired
+        # (a Topology is a snapshot: Walker.sync builds a new one when the cluster changes), so 50,000
+        # deferred pods hold no tuple each
+        self._pending_pods: dict[str, Any] = {}
         self.node_by_ip: dict[int, Host] = {}
         self.pod_routes = SharedRoutes()                # flannel's route per node's podCIDR, held once
         self.pod_fdb = PeerTable()                      # vxlan: VTEP address -> node IP, held once
@@ -330,7 +333,7 @@ class Topology:
             self.by_pod_ip.get(addr)          # wire the earlier pod holding it, then this one
             self._add_pod(pod)
             return
-        self._pending_pods[pod.key] = (pod, addr, seg)
+        self._pending_pods[pod.key] = pod
         self.hosts.pending[pod.key] = None
         self.by_pod_ip.pending[addr] = pod.key
         if not isinstance(seg.neighbours, LazyMap):
@@ -340,7 +343,9 @@ class Topology:
         seg.neighbours.pending[addr] = pod.key
 
     def _build_pod(self, key: str) -> None:
-        pod, addr, seg = self._pending_pods.pop(key)
+        pod = self._pending_pods.pop(key)
+        addr = ip2int(pod.ip)
+        seg = dict.__getitem__(self.hosts, pod.node_name).interfaces["cni0"].segment
         del self.hosts.pending[key]
         self.by_pod_ip.pending.pop(addr, None)
         seg.neighbours.pending.pop(addr, None)     # type: ignore[attr-defined]
