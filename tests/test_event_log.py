@@ -72,6 +72,19 @@ def test_append_copy_and_pickle_keep_every_event():
     assert len(log._kind_table) == len(RECORDS) - 1
 
 
+def test_an_object_kept_as_its_name_reads_whole():
+    """Cluster.record(..., prefix="pod/"): the log keeps the pod's own name string, the event reads
+    ``pod/NAME`` and its message names the pod as before."""
+    log = EventLog()
+    name = "web-7d-abcde"
+    log.record(0.0, "Normal", "Scheduled", name, "default", "default-scheduler",
+               template="Successfully assigned {namespace}/{name} to {arg}", arg="n1", prefix="pod/")
+    assert log._objects[0] is name
+    assert log[0] == Event(0.0, "Normal", "Scheduled", "pod/web-7d-abcde", "default", "default-scheduler",
+                           "Successfully assigned default/web-7d-abcde to n1")
+    assert log[0].object == "pod/web-7d-abcde"
+
+
 def test_building_from_consumed_documents_gives_the_same_cluster():
     kept = manifests.read_documents(["example:shop"])
     consumed = manifests.read_documents(["example:shop"])

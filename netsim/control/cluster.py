@@ -187,10 +187,11 @@ class Cluster:
 
     def record(self, reason: str, obj: str, message: str, source: str,
                namespace: str = "", type_: str = "Normal", *, template: Optional[str] = None,
-               arg: str = "") -> None:
-        """Append an event; ``template`` and ``arg``: a message written out when read (``Event``)."""
+               arg: str = "", prefix: str = "") -> None:
+        """Append an event; ``template`` and ``arg``: a message written out when read (``Event``);
+        ``prefix``: ``obj`` is a name and the event's object ``prefix + obj`` (``EventLog.record``)."""
         self.event_log.record(self.clock.now, type_, reason, obj, namespace, self._shared_name(source),
-                              message, template=template, arg=arg)
+                              message, template=template, arg=arg, prefix=prefix)
 
     def _shared_name(self, text: str) -> str:
         """One string object per distinct component or controller name (``kubelet/node-7``,
@@ -594,10 +595,10 @@ class Cluster:
                 counts[chosen] = counts.get(chosen, 0) + 1
                 for other in index_by_key.values():
                     other.placed(chosen)
-                obj = f"pod/{pod.name}"
-                self.record("Scheduled", obj, "", "default-scheduler", pod.namespace,
-                            template="Successfully assigned {namespace}/{name} to {arg}", arg=chosen)
-                self._kubelet_start(pod, obj)
+                self.record("Scheduled", pod.name, "", "default-scheduler", pod.namespace,
+                            template="Successfully assigned {namespace}/{name} to {arg}", arg=chosen,
+                            prefix="pod/")
+                self._kubelet_start(pod)
                 continue
             self._kubelet_start(pod)
 
@@ -619,8 +620,7 @@ class Cluster:
                     out[other.node_name] = out.get(other.node_name, 0) + 1
         return out
 
-    def _kubelet_start(self, pod: Pod, obj: str = "") -> None:
-        """``obj``: ``pod/NAME`` when the caller has it already (one string for the pod's events)."""
+    def _kubelet_start(self, pod: Pod) -> None:
         node = self._nodes[pod.node_name]
         if not node.running:
             return
@@ -647,9 +647,9 @@ class Cluster:
         if not pod.host_network:
             self._pods_by_ip[pod.ip] = pod.key
         self._notify("MODIFIED", "Pod", pod)
-        self.record("Started", obj or f"pod/{pod.name}", "", f"kubelet/{node.name}", pod.namespace,
+        self.record("Started", pod.name, "", f"kubelet/{node.name}", pod.namespace,
                     template="Started pod sandbox with IP {arg} (hostNetwork)" if pod.host_network
-                    else "Started pod sandbox with IP {arg}", arg=pod.ip)
+                    else "Started pod sandbox with IP {arg}", arg=pod.ip, prefix="pod/")
         self._mark_services_for(pod)
 
     def _reconcile_slices(self) -> None:

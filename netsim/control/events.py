@@ -81,8 +81,9 @@ class EventLog:
     A 10,000-Service cluster records ~160,000 events while it loads, three per pod
     (SuccessfulCreate, Scheduled, Started), differing only in time, object and one value. An
     ``Event`` object costs ~100 bytes; here an event is an index into a table of the few distinct
-    (type, reason, namespace, source, template) it has (4 bytes) and three references, to its
-    time, object and value (the message itself when it has no template), all shared with the
+    (type, reason, namespace, source, template, object kind) it has (4 bytes) and three
+    references, to its time, object (or the object's name alone, e.g. the pod's own name when the
+    kind says ``pod/``) and value (the message itself when it has no template), all shared with the
     clock, the pod and each other (~28 bytes)."""
 
     __slots__ = ("_times", "_objects", "_values", "_kinds", "_kind_table", "_kind_index")
@@ -92,14 +93,15 @@ class EventLog:
         self._objects: list[str] = []
         self._values: list[str] = []
         self._kinds = array("I")
-        # (type, reason, namespace, source, template or None: the value is the message)
-        self._kind_table: list[tuple[str, str, str, str, Optional[str]]] = []
+        # (type, reason, namespace, source, template or None: the value is the message, object prefix)
+        self._kind_table: list[tuple[str, str, str, str, Optional[str], str]] = []
         self._kind_index: dict[tuple, int] = {}
 
     def record(self, time: float, type: str, reason: str, object: str, namespace: str, source: str,
-               message: str = "", *, template: Optional[str] = None, arg: str = "") -> None:
-        """Append an event; the arguments are ``Event``'s."""
-        kind = (type, reason, namespace, source, template or None)
+               message: str = "", *, template: Optional[str] = None, arg: str = "", prefix: str = "") -> None:
+        """Append an event; the arguments are ``Event``'s, but for ``prefix`` (e.g. ``pod/``): the
+        event's object is ``prefix + object``, kept as ``object`` alone (the pod's name)."""
+        kind = (type, reason, namespace, source, template or None, prefix)
         i = self._kind_index.get(kind)
         if i is None:
             i = self._kind_index[kind] = len(self._kind_table)
@@ -115,11 +117,11 @@ class EventLog:
                     arg=event._arg or "")
 
     def _event(self, i: int) -> Event:
-        type_, reason, namespace, source, template = self._kind_table[self._kinds[i]]
+        type_, reason, namespace, source, template, prefix = self._kind_table[self._kinds[i]]
+        obj = prefix + self._objects[i] if prefix else self._objects[i]
         if template is None:
-            return Event(self._times[i], type_, reason, self._objects[i], namespace, source, self._values[i])
-        return Event(self._times[i], type_, reason, self._objects[i], namespace, source,
-                     template=template, arg=self._values[i])
+            return Event(self._times[i], type_, reason, obj, namespace, source, self._values[i])
+        return Event(self._times[i], type_, reason, obj, namespace, source, template=template, arg=self._values[i])
 
     def __len__(self) -> int:
         return len(self._kinds)

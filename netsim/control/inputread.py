@@ -28,7 +28,27 @@ from netsim.control.docfields import ManifestError
 
 STDIN = "-"
 _CHUNK = 1 << 20
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available: ~10x faster
+_BaseSafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available: ~10x faster
+
+
+class _SafeLoader(_BaseSafeLoader):     # type: ignore[misc,valid-type]
+    """PyYAML's safe loader, making one string object of equal string scalars within one input.
+
+    PyYAML constructs a new ``str`` for every scalar (SafeConstructor.construct_yaml_str); the
+    objects built from 10,000 Services and Deployments keep ~40,000 copies of the key ``app``, four
+    of each ``app-N``, one ``default`` per object. The values are the same; only their number
+    changes (the memo lives as long as the loader)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._strings: dict[str, str] = {}
+
+    def construct_yaml_str(self, node: Any) -> str:
+        value = self.construct_scalar(node)
+        return self._strings.setdefault(value, value)
+
+
+_SafeLoader.add_constructor("tag:yaml.org,2002:str", _SafeLoader.construct_yaml_str)
 _SEPARATORS = (b",", b":", b"-", b"[", b"{", b"?", b"\n")
 
 # gopkg.in/yaml.v2 decode.go: the range over which the allowed alias ratio scales
