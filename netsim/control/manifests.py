@@ -133,7 +133,7 @@ def build_documents(docs: list[Doc], validate: str = "strict", with_kubeadm: Opt
     False (or the Cluster document's spec.kubeadm.enabled false) leaves kubeadm's objects out.
 
     `consume` True: ``docs`` is emptied once its objects are parsed, before the controllers run, so
-    the parse trees (at 10,000 Services ~70 MiB of dicts, lists and strings) are freed while the
+    the parse trees (at 10,000 Services ~60 MiB of dicts, lists and strings) are freed while the
     cluster is built and their memory is taken again by its pods, slices and events instead of
     being left as free holes below a higher peak."""
     validate = apischema.normalize_mode(validate)
