@@ -37,6 +37,18 @@ def test_pod_ips_host_local():
     assert a.allocate() == "10.244.1.3"
 
 
+def test_pod_ips_of_a_range_larger_than_the_byte_map_as_of_a_small_one():
+    """A podCIDR past PodIPAllocator.BYTEMAP_LIMIT (an IPv6 /64) keeps its taken addresses in a set:
+    same order, same reuse after a release; releasing an address outside the range changes nothing."""
+    big, small = PodIPAllocator("fd00:10:244:1::/64"), PodIPAllocator("10.244.1.0/24")
+    assert big._taken is None and small._taken is not None
+    for a, prefix in ((big, "fd00:10:244:1::"), (small, "10.244.1.")):
+        assert [a.allocate() for _ in range(3)] == [f"{prefix}{i}" for i in (2, 3, 4)]
+        a.release(f"{prefix}3")
+        a.release("10.9.9.9" if a is small else "fd00::9")
+        assert [a.allocate() for _ in range(2)] == [f"{prefix}{i}" for i in (5, 6)]
+
+
 def test_pod_ips_continue_after_last_reserved():
     a = PodIPAllocator("10.244.0.0/24")
     first = a.allocate()

@@ -52,25 +52,43 @@ class NodeCIDRAllocator:
 class PodIPAllocator:
     """The host-local IPAM plugin on one node: .1 is the cni0 gateway, pods get .2, .3, ... in order."""
 
+    # Up to this many addresses (a /16 of IPv4), which are taken is one byte per address of the
+    # podCIDR (a /24: 256 bytes) rather than a set of ints (at 500 pods a node ~45 KiB); larger
+    # ranges (IPv6) keep the set.
+    BYTEMAP_LIMIT = 1 << 16
+
     def __init__(self, pod_cidr: str) -> None:
         self.network = ipaddress.ip_network(pod_cidr)
-        self.used: set[int] = set()
-        self._next = int(self.network.network_address) + 2
+        self._base = int(self.network.network_address)
+        self._taken: Optional[bytearray] = \
+            bytearray(self.network.num_addresses) if self.network.num_addresses <= self.BYTEMAP_LIMIT else None
+        self._taken_set: set[int] = set()
+        self._next = self._base + 2
+
+    def _is_taken(self, addr: int) -> bool:
+        return bool(self._taken[addr - self._base]) if self._taken is not None else addr in self._taken_set
 
     def allocate(self) -> str:
-        first = int(self.network.network_address) + 2
+        first = self._base + 2
         last = int(self.network.broadcast_address) - 1
         span = last - first + 1
         for i in range(span):
             cand = first + (self._next - first + i) % span
-            if cand not in self.used:
-                self.used.add(cand)
+            if not self._is_taken(cand):
+                if self._taken is not None:
+                    self._taken[cand - self._base] = 1
+                else:
+                    self._taken_set.add(cand)
                 self._next = cand + 1
                 return str(ipaddress.ip_address(cand))
         raise AllocationError(f"pod CIDR {self.network} is full")
 
     def release(self, ip: str) -> None:
-        self.used.discard(int(ipaddress.ip_address(ip)))
+        addr = int(ipaddress.ip_address(ip))
+        if self._taken is None:
+            self._taken_set.discard(addr)
+        elif 0 <= addr - self._base < len(self._taken):
+            self._taken[addr - self._base] = 0
 
 
 class ClusterIPAllocator:
