@@ -244,3 +244,30 @@ def test_nodes_with_equal_top_chains_share_them_compiled_and_jump_to_their_own_s
         compiled = {id(nf.engine.tables["nat"][name]) for nf in overlays}
         assert len(chains) == 1 and len(compiled) == 1, name
         assert nfs[0].ruleset.tables["nat"].chains[name].shared is not None
+
+
+def test_nodes_without_kept_texts_render_them_again_and_trace_the_same():
+    """IptablesDataplane.keep_text False (a reach worker): an overlay node keeps no restore input;
+    its text, rendered again when asked, is the one a node keeping it has, and traces are the same."""
+    text = generate(SynthKnobs(nodes=8, services=30, pods=40, nodeport_share=0.5, lb_share=0.2,
+                               local_share=0.5, internal_local_share=0.3, source_range_share=1.0, seed=9))
+    kept, lean = netsim.load(text), netsim.load(text)
+    wl = lean._walker(None)
+    wl.proxy.keep_text = False
+    wk = kept._walker(None)
+    nodes = [n.name for n in kept.cluster.nodes()]
+    lean_nfs = [wl.netfilter(n) for n in nodes]
+    assert sum(nf._text is None for nf in lean_nfs) == len(nodes) - 1
+    for n, nf in zip(nodes, lean_nfs):
+        assert nf.text == wk.netfilter(n).text == render(kept.cluster, n)
+        if nf._text is None:       # an overlay: its text function holds no restore input
+            cells = [c.cell_contents for c in (nf._text_of.__closure__ or ())]
+            assert not any(type(c).__name__ == "RestoreData" for c in cells)
+    rng = random.Random(9)
+    svcs = [s for s in kept.cluster.services() if s.name.startswith("svc-")]
+    pods = [p for p in kept.cluster.pods() if p.namespace == "default" and p.ip]
+    for _ in range(30):
+        svc = rng.choice(svcs)
+        src = f"pod/{rng.choice(pods).name}"
+        dst = f"{svc.cluster_ip}:{svc.ports[0].port}"
+        assert kept.trace(src, dst).to_dict() == lean.trace(src, dst).to_dict(), (src, dst)

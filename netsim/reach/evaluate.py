@@ -150,6 +150,9 @@ class ModelCache:
         t0 = time.perf_counter()
         em = netsim.load(*self.spec.sources(version), mode=mode, seed=self.spec.seed, limits=self.spec.limits)
         em.prepare(mode, nodes=())        # the mode's walker, no node's rules yet (verdict() would render all)
+        proxy = getattr(em._walker(mode), "proxy", None)
+        if getattr(proxy, "keep_text", None) is not None:
+            proxy.keep_text = False       # a worker's cluster never changes and it prints no node's rules
         self.build_seconds[k] = self.build_seconds.get(k, 0.0) + time.perf_counter() - t0
         self.base_rss[k] = _rss_bytes()
         self.models[k] = em

@@ -105,6 +105,17 @@ def _lines(chain: Any) -> list[str]:
     return lines() if lines is not None else [r.text for r in chain.rules]
 
 
+def _text_again(cluster: Any, node: str) -> Callable[[], str]:
+    """A node's text rendered again from the cluster when asked (IptablesDataplane.keep_text False)."""
+    def text_of() -> str:
+        from netsim.rules.iptables.proxier import node_view_text, restore_data
+        from netsim.rules.iptables.proxier_cluster import proxier_config_for_node
+        from netsim.rules.portmap import with_host_ports
+        data = restore_data(cluster, node, proxier_config_for_node(cluster, node))
+        return with_host_ports(node_view_text(data), cluster, node)
+    return text_of
+
+
 class IptablesNetfilter:
     """A node's iptables ruleset evaluated by the rule engine."""
 
@@ -365,6 +376,8 @@ class IptablesDataplane:
 
         def text_of() -> str:
             return with_host_ports(node_view_text(data), cluster, node)        # + CNI portmap's hostPorts
+        if not self.keep_text:
+            text_of = _text_again(cluster, node)
         if old is not None and old.text == text_of():
             return old.rebind(local_addrs)                 # kube-proxy: nothing changed, no iptables-restore
         shared = self._bases.get(ckey) if ckey is not None and data.own_nat_rules is not None and not hostports \
@@ -410,6 +423,11 @@ class IptablesDataplane:
         return restore_data(self.cluster, node, cfg, cache), key
 
     ipvs = None                       # no IPVS in this mode
+    # Whether an overlay node keeps its restore input (~40 MB at 50,000 Services: a reference per
+    # line) for its text (``netsim rules``) and to tell after a change whether its rules are the
+    # same (no iptables-restore). A process whose cluster never changes and that never prints the
+    # rules (a `netsim reach` worker) sets it False: a node's text is then rendered again when asked.
+    keep_text = True
 
     def hooks(self, node: str, local_addrs: set[int], rng: Any) -> Any:
         """The node's tables registered at their hooks and priorities (netsim.rules.iptables.hooks)."""
@@ -421,7 +439,8 @@ class IptablesDataplane:
         """Hosts were rebuilt (``local_addrs(node)``: the node's new local addresses, None if gone);
         with ``rules_changed`` every node re-renders at its next packet."""
         if rules_changed:
-            self._previous = self._nf
+            # (without kept texts a node's old text cannot be told from its new one: none is reused)
+            self._previous = self._nf if self.keep_text else {}
             self._nf = {}
             self._classes = {}
             self._sensitive = None
