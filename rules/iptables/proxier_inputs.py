@@ -37,18 +37,13 @@ class ProxierInputError(ValueError):
 
 
 def normalize_ip(value: str, where: str) -> str:
-    """Parse an IPv4/IPv6 address the way netutils.ParseIPSloppy does (leading zeros allowed)."""
-    got = _normalized(value)
-    if got is None:
-        kind = "IPv4 address" if "." in value and ":" not in value else "IP address"
-        raise ProxierInputError(f"{where}: {value!r} is not an {kind}")
-    return got
-
-
-@functools.lru_cache(maxsize=1 << 17)
-def _normalized(value: str) -> Optional[str]:
-    """normalize_ip's answer for one text (None: not an address); a pure function, kept for the
-    next node's sync (every node's proxier reads every endpoint's address)."""
+    """Parse an IPv4/IPv6 address the way netutils.ParseIPSloppy does (leading zeros allowed).
+    An address already written canonically is returned as it is (the same string: every node's
+    proxier reads every endpoint's address)."""
+    parts = value.split(".")
+    if len(parts) == 4 and value.isascii() and all(p.isdigit() and (p[0] != "0" or len(p) == 1) and len(p) <= 3 for p in parts) \
+            and all(int(p) <= 255 for p in parts):
+        return value
     text = value.strip()
     if "." in text and ":" not in text:
         parts = text.split(".")
@@ -56,11 +51,11 @@ def _normalized(value: str) -> Optional[str]:
             octets = [int(p, 10) for p in parts]
             if all(0 <= o <= 255 for o in octets):
                 return ".".join(str(o) for o in octets)
-        return None
+        raise ProxierInputError(f"{where}: {value!r} is not an IPv4 address")
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
-        return None
+        raise ProxierInputError(f"{where}: {value!r} is not an IP address") from None
 
 
 def normalize_cidr(value: str, where: str) -> str:
