@@ -246,10 +246,21 @@ def model_per_node(em, mode: str, n: int, out: dict, save: Callable[[dict], None
         code = 0
         try:
             with os.fdopen(wfd, "w") as pipe:
-                w = em._walker(mode)
-                svc = next(x for x in reversed(em.cluster.services())
+                # what the loop needs, read once: asking ``em.cluster`` after a verdict (which works on
+                # copies) gives the emulator a store of its own (a clone) and its walkers a topology
+                # rebuild on the next packet, which is no part of a node's cost
+                cl = em.cluster
+                svc = next(x for x in reversed(cl.services())
                            if x.type == "ClusterIP" and x.cluster_ip not in (None, "", "None") and x.ports)
-                for node in [x.name for x in em.cluster.nodes()][:n]:
+                first_pod: dict = {}
+                for x in cl.pods():
+                    if not x.host_network and x.namespace == "default" and x.ip:
+                        first_pod.setdefault(x.node_name, x)
+                names = [x.name for x in cl.nodes()][:n]
+                del cl
+                w = em._walker(mode)
+                w.sync()
+                for node in names:
                     before = rss_mb()["rss_mb"]
                     t0 = time.perf_counter()
                     nf = w.netfilter(node)
@@ -257,8 +268,7 @@ def model_per_node(em, mode: str, n: int, out: dict, save: Callable[[dict], None
                            "rules_text_bytes": len(getattr(nf, "text", "")),
                            "rules_lines": getattr(nf, "text", "").count("\n")}
                     rec["rss_growth_mb"] = round(rss_mb()["rss_mb"] - before, 1)
-                    pod = next((x for x in em.cluster.pods() if x.node_name == node and not x.host_network
-                                and x.namespace == "default" and x.ip), None)
+                    pod = first_pod.get(node)
                     if pod is not None:
                         dst = f"{svc.cluster_ip}:{svc.ports[0].port}"
                         rec["verdict"] = {"src": f"pod/{pod.name}", "dst": dst, "service": svc.name}
@@ -288,7 +298,7 @@ def model_per_node(em, mode: str, n: int, out: dict, save: Callable[[dict], None
 
 
 def b2_prepare(knobs: SynthKnobs, mode: Optional[str], out: dict, save: Callable[[dict], None],
-               model_nodes: int = 0) -> dict:
+               model_nodes: int = 0, reduce: bool = True) -> dict:
     """B2's generate / load / inventory / (per-node model cost) / reduction, each a stage of its own in
     ``out`` (time, RSS now and peak, load average), so a run stopped part-way says which ran."""
     import netsim
@@ -309,6 +319,8 @@ def b2_prepare(knobs: SynthKnobs, mode: Optional[str], out: dict, save: Callable
     done(members=len(inv.members), shared_pod_routes=len(topo.pod_routes))
     if model_nodes:
         model_per_node(em, mode, model_nodes, out, save)
+    if not reduce:
+        return {"text": text, "em": em, "mode": mode}
     done = _stage(out, "reduce", save)
     planner = Planner([inv], modes=[mode])
     classes = planner.plan()
@@ -323,6 +335,19 @@ def b2_prepare(knobs: SynthKnobs, mode: Optional[str], out: dict, save: Callable
     done(probes_reduced=len(tasks))
     return {"text": text, "em": em, "mode": mode, "planner": planner, "classes": classes, "tasks": tasks,
             "spec": ModelSpec((("v", (text,)),), limits=_limits())}
+
+
+def b2_model(knobs: SynthKnobs, mode: Optional[str], model_nodes: int,
+             save: Callable[[dict], None] = _nothing) -> dict:
+    """B2's stages up to the per-node model cost alone (``--model-only``): generate, load, topology
+    and inventory, ``model_nodes`` nodes' rules with a verdict each."""
+    out: dict = {"loadavg_start": loadavg(), "start": rss_mb(), "knobs": dataclasses.asdict(knobs),
+                 "stage": "start"}
+    b2_prepare(knobs, mode, out, save, model_nodes, reduce=False)
+    out["stage"] = "done"
+    out["loadavg_end"] = loadavg()
+    save(out)
+    return out
 
 
 def _nodes_met_histogram(tasks: list) -> dict:
@@ -438,6 +463,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--validate", type=int, default=10000)
     ap.add_argument("--model-nodes", type=int, default=2,
                     help="B2: nodes whose rules are built and measured (compile time and memory per model key)")
+    ap.add_argument("--model-only", action="store_true",
+                    help="B2: only generate, load and the per-node model cost (--model-nodes nodes)")
     ap.add_argument("--few-nodes", type=int, default=0,
                     help="B2: trace a random sample of the probes meeting at most this many nodes (0: the first)")
     ap.add_argument("--worker-memory", type=int, default=0, help="B2: MB of nodes' rules a worker may hold")
@@ -490,7 +517,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         if a.b1 or not a.b2:
             ok &= stopped("b1", lambda: b1(knobs, a.mode, a.rounds, engines, workers, sizes, a.max_probes,
                                            save=saver("b1")))
-        if a.b2:
+        if a.b2 and a.model_only:
+            ok &= stopped("b2_model", lambda: b2_model(knobs, a.mode, a.model_nodes, save=saver("b2_model")))
+        elif a.b2:
             ok &= stopped("b2", lambda: b2(knobs, a.mode, a.max_probes, a.validate, max(workers), save=saver("b2"),
                                            model_nodes=a.model_nodes, few_nodes=a.few_nodes,
                                            worker_memory_mb=a.worker_memory))

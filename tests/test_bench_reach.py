@@ -70,3 +70,11 @@ def test_a_stopped_benchmark_says_where(tmp_path, monkeypatch):
     assert b2["stage"] == b2["stopped"]["stage"] == "reduce"
     assert b2["stopped"]["error"].startswith("MemoryError")
     assert b2["stages_done"] == ["generate", "load", "topology + inventory", "model: 2 nodes' rules (forked child)"]
+
+
+def test_b2_model_only_measures_the_nodes_and_stops():
+    out = bench_reach.b2_model(TINY, None, 2)
+    assert out["stage"] == "done"
+    assert out["stages_done"] == ["generate", "load", "topology + inventory", "model: 2 nodes' rules (forked child)"]
+    assert [n["node"] for n in out["model_per_node"]] == ["node-1", "node-2"]
+    assert all(n["rules_lines"] > 10 and n["verdict"]["disposition"] == "DELIVERED" for n in out["model_per_node"])

@@ -165,7 +165,9 @@ class ModelCache:
 
     @staticmethod
     def _names(em: "Emulator") -> list[str]:
-        return [n.name for n in em.cluster.nodes()]
+        # read-only, from the store the emulator holds: ``em.cluster`` after a verdict (which works
+        # on copies) would clone the whole store and rebuild the walkers' topology
+        return [n.name for n in em._cluster.nodes()]
 
 
 def run_task(cache: ModelCache, t: Task) -> dict:
