@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 from netsim.control.heap import deferred_gc
 from netsim.reach.atoms import Atoms
@@ -464,13 +464,7 @@ class Planner:
                         f"{b}:{'local' if n in usable[v] else 'no'}-endpoints" for v, b in enumerate(bt))
             return out if any(x is not None for x in out) else None
 
-        by: dict[tuple, NodeSet] = {}
-        special_set = frozenset(special)
-        for bt, (names, nameset) in self.node_groups.items():
-            k = vk(bt, None)
-            ex = special_set & nameset
-            if k is not None and len(names) > len(ex):
-                by.setdefault(k, NodeSet()).add(names, nameset, ex, len(names) - len(ex))
+        by = self._base_groups(lambda bt: vk(bt, None), frozenset(special))
         lists: dict[tuple, list[str]] = defaultdict(list)
         for n in special:
             k = vk(self.base_of.get(n), n)
@@ -484,20 +478,26 @@ class Planner:
                    ) -> dict[tuple, NodeSet]:
         """Nodes a NodePort can be addressed on, grouped by their views (over every version): the base
         groups less the special nodes, and each special node by its own view."""
-        by: dict[tuple, NodeSet] = {}
-        for bt, (names, nameset) in self.node_groups.items():
-            vk = plain_vkey(bt)
-            if vk is None:
-                continue
-            ex = special_set & nameset
-            if len(names) > len(ex):
-                by.setdefault(vk, NodeSet()).add(names, nameset, ex, len(names) - len(ex))
+        by = self._base_groups(plain_vkey, special_set)
         for n in special:
             if n not in self.base_of:
                 continue
             vk = tuple(view(v, n) if exists[v] else None for v in range(len(self.invs)))
             if any(x is not None for x in vk):
                 by.setdefault(vk, NodeSet()).add((n,), frozenset((n,)), frozenset(), 1)
+        return by
+
+    def _base_groups(self, key_of: Callable[[tuple], Optional[tuple]], special_set: frozenset
+                     ) -> dict[tuple, NodeSet]:
+        """The base node groups less the special nodes, merged by ``key_of(base key)`` (None: left out)."""
+        by: dict[tuple, NodeSet] = {}
+        for bt, (names, nameset) in self.node_groups.items():
+            k = key_of(bt)
+            if k is None:
+                continue
+            ex = special_set & nameset
+            if len(names) > len(ex):
+                by.setdefault(k, NodeSet()).add(names, nameset, ex, len(names) - len(ex))
         return by
 
     def _groups(self, bkey: tuple, members: list[Member], hairpin: set[str], sfs):
