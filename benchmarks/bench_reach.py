@@ -260,6 +260,8 @@ def model_per_node(em, mode: str, n: int, out: dict, save: Callable[[dict], None
                 del cl
                 w = em._walker(mode)
                 w.sync()
+                if getattr(w.proxy, "keep_text", None) is not None:
+                    w.proxy.keep_text = False         # as a worker's model (netsim.reach.evaluate.ModelCache)
                 for node in names:
                     before = rss_mb()["rss_mb"]
                     t0 = time.perf_counter()
