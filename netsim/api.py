@@ -226,6 +226,13 @@ class Emulator:
             w.netfilter(name)
             w.ipvs(name)
 
+    def release(self, mode: Optional[str] = None, nodes: Iterable[str] = ()) -> bool:
+        """Forget these nodes' rules (the opposite of ``prepare``: rendered again when a packet next
+        meets them), to bound the memory of a long-lived emulator that meets many nodes; traces do
+        not change. False where the mode's provider cannot (nothing forgotten)."""
+        w = self._walkers.get(mode or self._mode)
+        return True if w is None else w.release(nodes)
+
     # ------------------------------------------------------------------ traces
     def trace(self, src: str, dst: str, *, proto: Optional[str] = None, namespace: str = "default",
               mode: Optional[str] = None, capture: bool = False) -> Trace:

@@ -120,15 +120,25 @@ def _built(em, mode):
     return set(em._walkers[mode]._nf) if mode in em._walkers else set()
 
 
-def test_worker_builds_only_the_nodes_a_probe_meets_and_starts_afresh_past_its_budget():
+def test_worker_builds_only_the_nodes_a_probe_meets_and_forgets_or_starts_afresh_past_its_budget():
     from netsim.reach.evaluate import ALL_NODES, ModelCache, ModelSpec, OverBudget, Task, run_task
     mode = netsim.load(LOCAL_POLICY).mode
+    assert mode == "iptables"
+    # IPVS's provider cannot forget a node's rules: past the budget the model starts afresh
+    ipvs = ModelCache(ModelSpec((("v", (LOCAL_POLICY,)),), node_budget=2))
+    first = ipvs.get("v", "ipvs", ("node-1", "node-2"))
+    again = ipvs.get("v", "ipvs", ("node-3",))
+    assert again is not first and ipvs.restarts == 1 and _built(again, "ipvs") == {"node-3"}
+    # iptables (and nftables, on the same bookkeeping) forgets the least recently met node instead (Emulator.release)
     cache = ModelCache(ModelSpec((("v", (LOCAL_POLICY,)),), node_budget=2))
     em = cache.get("v", mode, ("node-2",))
     assert _built(em, mode) == {"node-2"}
     assert cache.get("v", mode, ("node-1", "node-2")) is em and _built(em, mode) == {"node-1", "node-2"}
+    assert cache.get("v", mode, ("node-1",)) is em         # node-1 met last: node-2 is forgotten first
     fresh = cache.get("v", mode, ("node-3",))              # a third node: past the budget of 2
-    assert fresh is not em and cache.restarts == 1 and _built(fresh, mode) == {"node-3"}
+    assert fresh is em and cache.restarts == 0 and cache.released[("v", mode)] == 1
+    assert _built(fresh, mode) == {"node-1", "node-3"}
+    assert "node-2" not in em._walkers[mode].proxy._nf     # the provider forgot it too
     with pytest.raises(OverBudget, match="meets 3 nodes; a worker holds the rules of 2"):
         cache.get("v", mode, ALL_NODES)                     # 3 nodes alone exceed it
     rec = run_task(cache, Task("k", "v", mode, "external", "default", "192.168.49.2:30080", "tcp", ALL_NODES))

@@ -47,7 +47,7 @@ rebuilds it when the cluster changes.
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from netsim.control.heap import deferred_gc
 from netsim.dataplane.conntrack import Conntrack, flush_stale_udp
@@ -244,6 +244,22 @@ class Walker(WalkDriver, DeviceLayer, IPv4Stack, HookRunner, LocalDelivery, Load
         self.sync()
         assert self._topology is not None
         return self._topology
+
+    def release(self, nodes: Iterable[str]) -> bool:
+        """Forget these nodes' rules (rendered again at their next packet), where the mode's provider
+        can (``release``); the remembered hops go too (they hold the rules' walks). False: it cannot,
+        nothing was forgotten."""
+        forget = getattr(self.proxy, "release", None)
+        if forget is None:
+            return False
+        nodes = list(nodes)
+        for n in nodes:
+            self._nf.pop(n, None)
+            self._hooktab.pop(n, None)
+            self._ipvs.pop(n, None)
+        self._hop_memo.clear()
+        forget(nodes)
+        return True
 
     def netfilter(self, node: str) -> Netfilter:
         nf = self._nf.get(node)

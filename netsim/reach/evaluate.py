@@ -75,8 +75,10 @@ class ModelCache:
     cost ~60 MB and ~1 s at 5,000 Services, so a worker holds at most ``node_budget`` nodes' rules
     per model (``spec.node_budget``; else as many as ``spec.worker_memory_mb`` holds at the size the
     held nodes measure: resident bytes grown since the model was loaded, over the nodes held — a
-    node's chains are compiled when packets first enter them, after it was prepared) and starts the
-    model afresh past that. A probe whose nodes alone exceed
+    node's chains are compiled when packets first enter them, after it was prepared; measured
+    until the first nodes are forgotten, as freed memory stays with the process). Past that it
+    forgets the nodes it met least recently (``Emulator.release``), or, where the mode cannot,
+    starts the model afresh. A probe whose nodes alone exceed
     the budget (an external client through the load balancer meets every node; a Service with
     endpoints on most nodes) is not run: its row says so (ERROR, OverBudget's message) rather than
     the worker running out of memory — unprepared, each of its paths would render the nodes it
@@ -90,6 +92,7 @@ class ModelCache:
     built: dict = field(default_factory=dict)           # model key -> nodes whose rules it holds
     node_bytes: int = 0                                 # measured resident bytes per node's rules
     restarts: int = 0                                   # models started afresh to stay in budget
+    released: dict = field(default_factory=dict)        # model key -> nodes' rules forgotten to stay in budget
     base_rss: dict = field(default_factory=dict)        # model key -> resident bytes with no node's rules
 
     def get(self, version: str, mode: str, nodes: Optional[tuple[str, ...]] = None) -> "Emulator":
@@ -102,14 +105,16 @@ class ModelCache:
         else:
             self.models.move_to_end(k)
         held = self.built[k]
-        if held and self.base_rss.get(k):
+        if held and self.base_rss.get(k) and not self.released.get(k):
             # what the model's nodes hold now, per node: their rules grow after prepare (a chain is
             # parsed and compiled when a packet first enters it), so the first nodes' figure is low
             grown = _rss_bytes() - self.base_rss[k]
             if grown > 0:
                 self.node_bytes = max(1, grown // len(held))
         want = set(self._names(em) if nodes is None or nodes == ALL_NODES else nodes)
-        need = want - held
+        need = want - held.keys()
+        for n in want - need:
+            held.move_to_end(n)                 # (least recently met first)
         if not need:
             return em
         if nodes is not None:
@@ -118,15 +123,25 @@ class ModelCache:
                 raise OverBudget(f"the probe meets {len(want)} nodes; a worker holds the rules of {budget} "
                                  f"(~{self.node_bytes >> 20} MB each; raise --worker-memory)")
             if held and len(held) + len(need) > budget:
-                em = None                       # (no reference left to the old model while the new one loads)
-                em = self._load(k)              # start afresh: the old model's rules are freed with it
-                self.restarts += 1
-                held, need = self.built[k], want
+                # forget the least recently met nodes (a quarter of the budget more than needed, so
+                # that a collection frees many at once), where the mode can; else start afresh
+                drop = [n for n in held if n not in want][:len(held) + len(need) - budget + budget // 4]
+                if drop and len(held) - len(drop) + len(need) <= budget and em.release(mode, drop):
+                    for n in drop:
+                        del held[n]
+                    self.released[k] = self.released.get(k, 0) + len(drop)
+                    gc.collect()                # (a node's compiled chains and rules are cycles)
+                else:
+                    em = None                   # (no reference left to the old model while the new one loads)
+                    em = self._load(k)          # start afresh: the old model's rules are freed with it
+                    self.restarts += 1
+                    held, need = self.built[k], want
         before = _rss_bytes()
         t0 = time.perf_counter()
         em.prepare(mode, nodes=sorted(need))
         self.build_seconds[k] = self.build_seconds.get(k, 0.0) + time.perf_counter() - t0
-        held |= need
+        for n in sorted(need):
+            held[n] = None
         if not self.node_bytes and before:
             self.node_bytes = max(1, (_rss_bytes() - before) // len(need))
         return em
@@ -156,7 +171,8 @@ class ModelCache:
         self.build_seconds[k] = self.build_seconds.get(k, 0.0) + time.perf_counter() - t0
         self.base_rss[k] = _rss_bytes()
         self.models[k] = em
-        self.built[k] = set()
+        self.built[k] = OrderedDict()
+        self.released.pop(k, None)
         while len(self.models) > self.size:
             old, _ = self.models.popitem(last=False)
             self.built.pop(old, None)

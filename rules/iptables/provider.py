@@ -457,6 +457,19 @@ class IptablesDataplane:
                 kept[node] = nf.rebind(local)
         self._nf = kept
 
+    def release(self, nodes: Iterable[str]) -> None:
+        """Forget these nodes' rules (netsim.dataplane.walker.Walker.release): a node's own rule set,
+        and its class's template unless it is an overlay base (the chains it shares stay, held by
+        the others and the cluster's caches)."""
+        bases = {id(b) for b in self._bases.values()}
+        for n in nodes:
+            nf = self._nf.pop(n, None)
+            self._previous.pop(n, None)
+            if nf is None or id(nf) in bases:
+                continue
+            for key in [k for k, v in self._classes.items() if v is nf]:
+                del self._classes[key]
+
     def advance(self, now: float) -> None:
         return None
 
