@@ -11,10 +11,10 @@ import time
 from typing import Any, Callable, Iterable, Optional
 
 from netsim.control.heap import deferred_gc
+from netsim.rules.iptables.chain_names import is_service_chain_name
 from netsim.rules.provider import IPTABLES_RESTORE, KernelLoad, SyncMeasurement, SyncResult
 
 
-SERVICE_CHAINS = ("KUBE-SEP-", "KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-")
 TOP_SHARE_MIN_RULES = 16     # shorter own chains are cheaper to parse again than to compare
 TOP_VARIANTS = 32            # variants of the nodes' own long chains kept to share (least recently met dropped)
 
@@ -52,7 +52,7 @@ def split_own(data: Any, base: "IptablesNetfilter", tops: dict) -> OwnPart:
         tops[None] = base              # (the first key: the base whose chains were offered)
         for tname in ("nat", "filter"):
             for name, c in base.ruleset.tables[tname].chains.items():
-                if c.policy is None and c.n_rules >= TOP_SHARE_MIN_RULES and not name.startswith(SERVICE_CHAINS):
+                if c.policy is None and c.n_rules >= TOP_SHARE_MIN_RULES and not is_service_chain_name(name):
                     lines = _lines(c)
                     tops[(tname, name, len(lines), hash(tuple(lines)))] = (lines, c)
     base_nat = base.ruleset.tables["nat"].chains
@@ -73,7 +73,7 @@ def split_own(data: Any, base: "IptablesNetfilter", tops: dict) -> OwnPart:
                     got.append(line)
         drop = set()
         for name, lines in by.items():
-            if name.startswith(SERVICE_CHAINS):
+            if is_service_chain_name(name):
                 c = base_nat.get(name) if tname == "nat" else None
                 if c is not None and c.policy in (None, "-") and c.n_rules == len(lines) and _lines(c) == lines:
                     from_base.append(name)
@@ -100,19 +100,31 @@ def split_own(data: Any, base: "IptablesNetfilter", tops: dict) -> OwnPart:
     return OwnPart(text_data, sorted(from_base), taken, offered)
 
 
+def _shared(chain: Any) -> Any:
+    """Mark a chain as held by several nodes' rule sets (compiled once for all: ruleset.Chain.shared)."""
+    if chain.shared is None:
+        chain.shared = [None]
+    return chain
+
+
 def _lines(chain: Any) -> list[str]:
     lines = getattr(chain, "lines", None)
     return lines() if lines is not None else [r.text for r in chain.rules]
 
 
+def _node_text(data: Any, cluster: Any, node: str) -> str:
+    """A node's iptables-save text from its restore input, with CNI portmap's hostPorts."""
+    from netsim.rules.iptables.proxier import node_view_text
+    from netsim.rules.portmap import with_host_ports
+    return with_host_ports(node_view_text(data), cluster, node)
+
+
 def _text_again(cluster: Any, node: str) -> Callable[[], str]:
     """A node's text rendered again from the cluster when asked (IptablesDataplane.keep_text False)."""
     def text_of() -> str:
-        from netsim.rules.iptables.proxier import node_view_text, restore_data
+        from netsim.rules.iptables.proxier import restore_data
         from netsim.rules.iptables.proxier_cluster import proxier_config_for_node
-        from netsim.rules.portmap import with_host_ports
-        data = restore_data(cluster, node, proxier_config_for_node(cluster, node))
-        return with_host_ports(node_view_text(data), cluster, node)
+        return _node_text(restore_data(cluster, node, proxier_config_for_node(cluster, node)), cluster, node)
     return text_of
 
 
@@ -164,26 +176,17 @@ class IptablesNetfilter:
         ruleset = parse(own_view_text(own.text_data), source=source, lazy=True, lines=lines)
         nat, base_chains = ruleset.tables["nat"], base.ruleset.tables["nat"].chains
         if base._offered is None:      # (the BlockCache's chains: the same list for every overlay)
-            base._offered = {name: base_chains[name] for name in shared}
-            for c in base._offered.values():
-                if c.shared is None:
-                    c.shared = [None]
+            base._offered = {name: _shared(base_chains[name]) for name in shared}
         chains = dict(base._offered)   # (a copy of a dict: no per-chain work)
         chains.update(nat.chains)
         nat.chains = chains
         for name in own.from_base:
-            c = chains[name] = base_chains[name]
-            if c.shared is None:
-                c.shared = [None]
+            chains[name] = _shared(base_chains[name])
         for (tname, name), c in own.taken.items():
-            ruleset.tables[tname].chains[name] = c
-            if c.shared is None:
-                c.shared = [None]
+            ruleset.tables[tname].chains[name] = _shared(c)
         if tops is not None:
             for key, lines_ in own.offered:
-                c = ruleset.tables[key[0]].chains[key[1]]
-                c.shared = [None]
-                tops[key] = (lines_, c)
+                tops[key] = (lines_, _shared(ruleset.tables[key[0]].chains[key[1]]))
                 if len(tops) > TOP_VARIANTS + 1:
                     del tops[next(k for k in tops if k is not None)]
         nf._text, nf._text_of = None, text_of
@@ -367,15 +370,13 @@ class IptablesDataplane:
         (no iptables-restore), else an overlay of the cluster's shared Service chains where a node
         with the same proxier settings was loaded whole before, else its whole text parsed."""
         from netsim.control.progress import task
-        from netsim.rules.iptables.proxier import node_view_text
-        from netsim.rules.portmap import with_host_ports
         cluster = self.cluster
         with task(f"kube-proxy sync on {node} (iptables)"):
             data, ckey = self._sync(node)
         hostports = any(p.node_name == node for p in cluster.host_port_pods())
 
         def text_of() -> str:
-            return with_host_ports(node_view_text(data), cluster, node)        # + CNI portmap's hostPorts
+            return _node_text(data, cluster, node)
         if not self.keep_text:
             text_of = _text_again(cluster, node)
         if old is not None and old.text == text_of():
