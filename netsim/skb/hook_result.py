@@ -50,73 +50,65 @@ class RuleHit:
         self.step = Step("RULE", self.detail, self.extra)
 
 
-class DeferredRuleHit(RuleHit):
-    """A :class:`RuleHit` whose rule text is made when first read: ``render()`` gives it (the rule as
-    iptables-save prints it, from a rule set that never changes under it), and ``detail``, ``extra``
-    and the RULE ``step`` follow from it as in RuleHit. A rule first hit by a packet (a Service's
-    chains, at 10,000 Services nearly every trace meets new ones) then costs no rendering until a
-    trace is printed or read; what is read is the same text. Equal to the RuleHit made eagerly, and
-    pickled as one."""
+class DeferredRuleHit(Step):
+    """A rule that matched, whose iptables-save text is made when first read, and which is also its
+    own RULE step: one object per rule a packet first hits (at 10,000 Services nearly every trace
+    meets new ones), kept by the provider for the next packets that hit the rule, and the text not
+    rendered until a trace is printed or read. Reads as the :class:`RuleHit` made eagerly (``table``,
+    ``chain``, ``number``, ``text``, ``target``, ``detail``, ``extra``; equal to it) and as its
+    RULE step (``step`` is itself: ``action``, ``detail``, ``extra``, ``to_dict``).
 
-    def __init__(self, table: str, chain: str, number: int, target: str, render: Any) -> None:
+    ``_make_text()`` gives the text; a provider subclasses this to render the rule from the rule
+    set it was hit in (which never changes under it). Pickled with its text, as read."""
+
+    __slots__ = ("table", "chain", "number", "target", "_text")
+
+    def __init__(self, table: str, chain: str, number: int, target: str, text: Optional[str] = None) -> None:
+        self.action = "RULE"
+        self._args = None
         self.table = table
         self.chain = chain
         self.number = number
         self.target = target
-        self._render = render
-        self._text: Optional[str] = None
-        self.step = _DeferredRuleStep(self)
+        self._text = text
 
-    @property  # type: ignore[override]
+    def _make_text(self) -> str:
+        raise NotImplementedError       # (made with its text)
+
+    @property
     def text(self) -> str:
         t = self._text
         if t is None:
-            t = self._text = self._render()
+            t = self._text = self._make_text()
         return t
 
-    @property  # type: ignore[override]
+    @property
+    def step(self) -> "DeferredRuleHit":
+        return self
+
+    @property
     def detail(self) -> str:
         return f"{self.table}:{self.chain} #{self.number}  {self.text}"
 
-    @property  # type: ignore[override]
-    def extra(self) -> dict:
+    @property
+    def extra(self) -> dict:       # type: ignore[override]
         return {"table": self.table, "chain": self.chain, "rule": self.text, "rule_number": self.number}
 
     def _fields(self) -> tuple:
         return (self.table, self.chain, self.number, self.text, self.target, self.detail, self.extra)
 
     def __eq__(self, other: object) -> bool:
+        if isinstance(other, DeferredRuleHit):
+            return self._fields() == other._fields()
         if not isinstance(other, RuleHit):
             return NotImplemented
         return self._fields() == (other.table, other.chain, other.number, other.text, other.target, other.detail,
                                   other.extra)
 
-    __hash__ = None   # type: ignore[assignment]   (as RuleHit: a dataclass with eq)
+    __hash__ = Step.__hash__      # (a step: hashed by identity, as every Step)
 
     def __reduce__(self) -> tuple:
-        return (RuleHit, (self.table, self.chain, self.number, self.text, self.target))   # pickled as made
-
-
-class _DeferredRuleStep(Step):
-    """The RULE step of a :class:`DeferredRuleHit`: its detail and extra read from the hit."""
-
-    __slots__ = ("hit",)
-
-    def __init__(self, hit: DeferredRuleHit) -> None:
-        self.action = "RULE"
-        self._args = None
-        self.hit = hit
-
-    @property
-    def detail(self) -> str:
-        return self.hit.detail
-
-    @property
-    def extra(self) -> dict:
-        return self.hit.extra
-
-    def __reduce__(self) -> tuple:
-        return (Step, ("RULE", self.detail, self.extra))
+        return (DeferredRuleHit, (self.table, self.chain, self.number, self.target, self.text))   # as read
 
 
 class HookResult:

@@ -444,7 +444,7 @@ class VerdictMemo:
     are between two traces to random ones among 10,000. The plain walk is the reference walk, so
     what any packet gets is unchanged; only when replays start moves by one hit."""
 
-    __slots__ = ("envs", "chains", "keys")
+    __slots__ = ("envs", "chains", "keys", "infos")
     MAX_PER_BUCKET = 1 << 14
     # a walk (and a walk on from a draw point to one rule) is recorded at its key's second hit, the
     # first being walked plainly (it leaves _SEEN); False: recorded at the first hit
@@ -457,6 +457,9 @@ class VerdictMemo:
         # own EvalContext): [the set, its version, {start chain: {ctstate: bucket}}]
         self.envs: dict[int, list] = {}
         self.keys: dict[frozenset, Callable] = {}                      # fields -> key function
+        # each distinct chain info once (kube-proxy's per-Service chains at 10,000 Services are learnt
+        # as a few distinct infos): a chain learnt keeps no object of its own
+        self.infos: dict[tuple, tuple] = {}
 
     def _key(self, fields: frozenset) -> Callable:
         fn = self.keys.get(fields)
@@ -568,7 +571,8 @@ class VerdictMemo:
                     last_state = i
                     continue
             reads |= r
-        info = self.chains[cc] = (last_impure, frozenset(reads), last_state)
+        info = (last_impure, frozenset(reads), last_state)
+        info = self.chains[cc] = self.infos.setdefault(info, info)
         return info
 
     def store(self, rec: tuple, value: Any, mark: int = 0) -> None:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import time
 from typing import Any, Callable, Iterable, Optional
 
 from netsim.control.heap import deferred_gc
 from netsim.rules.iptables.chain_names import is_service_chain_name
 from netsim.rules.provider import IPTABLES_RESTORE, KernelLoad, SyncMeasurement, SyncResult
+from netsim.skb.hook_result import DeferredRuleHit
 
 
 TOP_SHARE_MIN_RULES = 16     # shorter own chains are cheaper to parse again than to compare
@@ -282,19 +282,37 @@ class IptablesNetfilter:
 
     def _saved_hit(self, h) -> Any:
         """The hit with its rule as iptables-save prints it (Rule.render), or the policy line. A rule's
-        text is rendered when a trace first reads it (DeferredRuleHit), not when a packet first hits it."""
-        from netsim.skb.hook_result import DeferredRuleHit, RuleHit
+        text is rendered when a trace first reads it (_RenderedLater), not when a packet first hits it:
+        a first hit keeps one object."""
+        from netsim.skb.hook_result import RuleHit
         if not h.policy and h.number:
-            rule = getattr(h.rule, "rule", None)        # the engine's compiled rule holds the parsed Rule
-            if rule is not None and _same_rule(self.ruleset, h, rule):
-                render = rule.render                     # (holds the rule, not the whole rule set)
-            else:
-                render = functools.partial(_rule_text, self.ruleset, h.table, h.chain, h.number, h.text)
-            return DeferredRuleHit(h.table, h.chain, h.number, h.target or "", render)
+            return _RenderedLater(h.table, h.chain, h.number, h.target or "", self.ruleset, h.rule)
         return RuleHit(h.table, h.chain, h.number, h.text, h.target or "")
 
     def save(self) -> str:
         return self.text
+
+
+class _RenderedLater(DeferredRuleHit):
+    """A rule hit whose text is its rule rendered when first read: the engine's compiled rule
+    holds the parsed Rule, rendered if the rule set's chain holds that very rule at the hit's
+    position, else rule ``number`` of the rule set's chain is (the compiled rule may come from
+    another node's parse of the same line: CompiledChain._cached_rules). The rule set never
+    changes under it. Holds the rule set and the compiled rule (both live as long as the
+    engine), never the netfilter (whose cache of hits holds this)."""
+
+    __slots__ = ("_ruleset", "_info")
+
+    def __init__(self, table: str, chain: str, number: int, target: str, ruleset: Any, info: Any) -> None:
+        DeferredRuleHit.__init__(self, table, chain, number, target)
+        self._ruleset = ruleset
+        self._info = info
+
+    def _make_text(self) -> str:
+        rule = getattr(self._info, "rule", None)
+        if rule is not None and _same_rule(self._ruleset, self, rule):
+            return rule.render()
+        return _rule_text(self._ruleset, self.table, self.chain, self.number, self._info.text)
 
 
 def _same_rule(ruleset: Any, h: Any, rule: Any) -> bool:
