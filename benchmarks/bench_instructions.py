@@ -6,8 +6,8 @@ machine does not move, for A/B comparisons of the warm path (issue 16, aim 2) wh
 Each workload runs twice in a child Python under ``valgrind --tool=cachegrind --cache-sim=no``
 (valgrind's instruction count, "I refs"), with N1 and then N2 operations after the same set-up; the
 difference divided by N2 − N1 is the instructions per operation, the set-up (imports, the cluster,
-the first walks) cancelling out. PYTHONHASHSEED is fixed and the set-up's objects are frozen out
-of the collector's passes before the operations (gc.freeze), so a run repeats to within a few
+the first walks, every node's chains compiled as bench_dataplane's warm-up does) cancelling out.
+PYTHONHASHSEED is fixed and the set-up's objects are frozen out of the collector's passes before the operations (gc.freeze), so a run repeats to within a few
 instructions and two trees laid out differently compare fairly; the collector's young passes over
 what the operations allocate are counted. The workloads are bench_dataplane's and bench_dns_trace's, at 100 Services:
 
@@ -61,6 +61,11 @@ def _child(what: str, n: int, services: int) -> None:
         w = Walker(c, "iptables")
         client = w.host_for("pod/client")
         ips = [s.cluster_ip for s in c.services() if s.name.startswith("svc-")]
+        w.connect(client, ips[0], 80)
+        for node in ("node-1", "node-2", "node-3"):     # as bench_dataplane's warm-up: every chain compiled
+            compile_all = getattr(getattr(w.netfilter(node), "engine", None), "compile_all", None)
+            if compile_all is not None:
+                compile_all()
         if what == "established":
             t = w.connect(client, ips[0], 80, sport=45000)
             pkt = Packet.tcp(t.flow.src, ips[0], 45000, 80, flags="A", seq=1, ack=1)
