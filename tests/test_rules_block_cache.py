@@ -244,6 +244,15 @@ def test_nodes_with_equal_top_chains_share_them_compiled_and_jump_to_their_own_s
         compiled = {id(nf.engine.tables["nat"][name]) for nf in overlays}
         assert len(chains) == 1 and len(compiled) == 1, name
         assert nfs[0].ruleset.tables["nat"].chains[name].shared is not None
+    # the Service ports' chains every node holds line for line (proxier_sync.BlockCache) are one
+    # table under every overlay's own chains, not a copy per node
+    layers = [nf.ruleset.tables["nat"].chains for nf in overlays]
+    assert len({id(t.maps[1]) for t in layers}) == 1
+    shared = layers[0].maps[1]
+    assert any(n.startswith("KUBE-SEP-") for n in shared)
+    for t in layers:
+        assert not shared.keys() & t.own.keys()
+        assert all(t[n] is shared[n] for n in shared)
 
 
 def test_nodes_without_kept_texts_render_them_again_and_trace_the_same():

@@ -103,7 +103,8 @@ class _Chains(dict):
     def __init__(self, source: dict, min_rules: int, scanners, rule_cache: Optional[dict] = None) -> None:
         super().__init__()
         self.source, self.min_rules, self.scanners, self.rule_cache = source, min_rules, scanners, rule_cache
-        for name, c in source.items():
+        # (built-in chains are a node's own: a layered table's shared chains are kube-proxy's)
+        for name, c in getattr(source, "own", source).items():
             if c.policy is not None:
                 self[name] = CompiledChain(c, min_rules, scanners)
 

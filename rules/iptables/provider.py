@@ -172,14 +172,13 @@ class IptablesNetfilter:
         was parsed from."""
         from netsim.rules.iptables import parse
         from netsim.rules.iptables.proxier import own_view_text
+        from netsim.rules.iptables.ruleset import LayeredChains
         nf = cls.__new__(cls)
         ruleset = parse(own_view_text(own.text_data), source=source, lazy=True, lines=lines)
         nat, base_chains = ruleset.tables["nat"], base.ruleset.tables["nat"].chains
         if base._offered is None:      # (the BlockCache's chains: the same list for every overlay)
             base._offered = {name: _shared(base_chains[name]) for name in shared}
-        chains = dict(base._offered)   # (a copy of a dict: no per-chain work)
-        chains.update(nat.chains)
-        nat.chains = chains
+        chains = nat.chains = LayeredChains(nat.chains, base._offered)   # (its own over the shared)
         for name in own.from_base:
             chains[name] = _shared(base_chains[name])
         for (tname, name), c in own.taken.items():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gc
 from array import array
+from collections import ChainMap
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
@@ -203,6 +204,21 @@ class LazyChain(Chain):
                 end = find("\n", start)
                 out.append(text[start:end if end >= 0 else len(text)].strip())
         return out
+
+
+class LayeredChains(ChainMap):
+    """A table's chains as a node's own (``own``, looked up first and written to) over chains it
+    shares with other nodes (``shared``: one mapping held by all of them, never written through this
+    one), so a node whose kube-proxy text mostly equals its neighbours' holds no table of its own
+    for the ~250,000 chains of 50,000 Services. Lookups (``[]``, ``get``, ``in``) cost one more probe
+    on a miss in ``own``; listing (``items``, ``len``) merges the two and is for rare callers."""
+
+    def __init__(self, own: dict, shared: dict) -> None:
+        super().__init__(own, shared)
+
+    @property
+    def own(self) -> dict:
+        return self.maps[0]
 
 
 RAW_TYPECODE = "I"             # LazyChain.raw: unsigned 32-bit (line numbers and offsets of a text < 4 GiB)
