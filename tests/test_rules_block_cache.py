@@ -14,6 +14,7 @@ import pytest
 
 from netsim.rules.iptables import IptablesError, parse
 from netsim.rules.iptables.proxier import render, restore_data
+from netsim.rules.iptables.ruleset import LineChain
 from netsim.rules.iptables.proxier_cluster import node_sensitive_services, proxier_config_for_node
 from netsim.rules.iptables.proxier_sync import BlockCache, config_key
 
@@ -83,6 +84,14 @@ def test_the_emulator_renders_each_service_once_and_traces_as_before():
                 assert mine[name].policy == chain.policy
         assert nf.ruleset.render() == alone.render()
     assert overlays == len(em.cluster.nodes()) - 1          # all but the first node share its chains
+    # a node's own KUBE-SERVICES (internalTrafficPolicy Local lines of its own) is made from the
+    # sync's lines (ruleset.LineChain), not from its text: equal chain for chain all the same (above)
+    own_tops = [nf for nf in map(w.netfilter, (n.name for n in em.cluster.nodes()))
+                if isinstance(nf.ruleset.tables["nat"].chains["KUBE-SERVICES"], LineChain)]
+    assert own_tops
+    for nf in own_tops:
+        parsed_nat = nf.ruleset.tables["nat"].chains["KUBE-SERVICES"]._loader.func.__self__.text.split("*nat")[1]
+        assert "-A KUBE-SERVICES " not in parsed_nat and "-A PREROUTING " in parsed_nat
     # ... and, of their node-sensitive Services, the chains whose lines equal the first node's (the
     # cluster chain, the endpoints' chains): held once too
     (base,) = dp._bases.values()

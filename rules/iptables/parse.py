@@ -8,13 +8,13 @@ from __future__ import annotations
 import re
 from array import array
 from functools import partial
-from typing import Optional
+from typing import Any, Iterator, Optional
 
 from netsim.rules.iptables import matches as M
 from netsim.rules.iptables import targets as T
 from netsim.rules.iptables.ruleset import (
-    BUILTIN_CHAINS, RAW_TYPECODE, Chain, Header, IptablesError, LazyChain, Match, Opt, Rule, Ruleset, Table, Target,
-    gc_paused,
+    BUILTIN_CHAINS, RAW_TYPECODE, Chain, Header, IptablesError, LazyChain, LineChain, Match, Opt, Rule, Ruleset, Table,
+    Target, gc_paused,
 )
 from netsim.rules.iptables.values import parse_cidr, parse_proto, render_proto
 
@@ -318,16 +318,12 @@ class _Parser:
         finally:
             self.table, self.pending = outer, pending
 
-    def _load_lines(self, chain: LazyChain, raw: array) -> None:
-        text, find = self.text, self.text.find
+    def _load_lines(self, chain: LazyChain, raw: Any) -> None:
         parsed = chain._parsed
         assert parsed is not None and self.table is not None
         seen = self.lines.setdefault(self.table.name, {}) if self.lines is not None else None
         tname, cname, pending = self.table.name, chain.name, self.pending
-        for i in range(0, len(raw), 2):
-            lineno, start = raw[i], raw[i + 1]
-            end = find("\n", start)
-            line = text[start:end if end >= 0 else len(text)].strip()
+        for lineno, line in (self._raw_lines(raw) if isinstance(raw, array) else ((0, x) for x in raw)):
             if seen is not None:
                 got = seen.get(line)
                 if got is not None:            # the same line parsed for another node: the same parts
@@ -344,6 +340,14 @@ class _Parser:
                     and not any(m.per_rule for m in rule.matches):
                 last = pending[-1] if pending and pending[-1][0] is rule else None
                 seen[line] = (rule.header, tuple(rule.matches), *(last[1:4] if last else (None, (), False)))
+
+    def _raw_lines(self, raw: array) -> Iterator[tuple[int, str]]:
+        """A lazy chain's lines: (line number, stripped line) from its offsets into the text."""
+        text, find = self.text, self.text.find
+        for i in range(0, len(raw), 2):
+            lineno, start = raw[i], raw[i + 1]
+            end = find("\n", start)
+            yield lineno, text[start:end if end >= 0 else len(text)].strip()
 
     # -- one rule -----------------------------------------------------------------------------
     def rule(self, chain: str, toks: list[str], lineno: int, text: str, counters, w: str) -> Rule:
@@ -598,3 +602,16 @@ def parse(text: str, *, source: str = "<dump>", lenient: bool = False, lazy: boo
     dump's line number; its target is resolved against this dump's chains, as always)."""
     with gc_paused():
         return _Parser(source, lenient, lazy, lines if lazy else None).run(text)
+
+
+def line_chain(ruleset: Ruleset, table: str, name: str, lines: list[str]) -> LineChain:
+    """A chain of ``lines`` (``-A`` lines, stripped) added to a table of a lazily parsed ruleset
+    (replacing a chain of that name), parsed by that ruleset's parser when first read, as a chain of
+    its text would be (its jumps resolved against the table's chains then)."""
+    t = ruleset.tables[table]
+    loader = next((c._loader for c in t.chains.values() if isinstance(c, LazyChain) and c._loader is not None), None)
+    if loader is None:
+        raise ValueError(f"table {table!r} of {ruleset.source} was not parsed lazily")
+    c = t.chains[name] = LineChain(name, lines, loader=loader)
+    return c
+

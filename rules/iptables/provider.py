@@ -26,7 +26,8 @@ class OwnPart:
     text_data: Any                       # the restore input of the text it parses (proxier.own_view_text)
     from_base: list[str]                 # nat chains it takes from the overlay base
     taken: dict[tuple[str, str], Any]    # (table, chain) -> a chain object another node holds
-    offered: list[tuple[tuple, list[str]]]   # (tops key, lines): its own chains for the nodes after it
+    offered: list[tuple[tuple, list[str]]]   # (tops key, lines): its own long chains, made from their lines
+                                             # (parse.line_chain) and offered to the nodes after it
 
 
 def split_own(data: Any, base: "IptablesNetfilter", tops: dict) -> OwnPart:
@@ -47,7 +48,9 @@ def split_own(data: Any, base: "IptablesNetfilter", tops: dict) -> OwnPart:
       Lines are compared whole on a hit; the hash costs little, as most lines are the BlockCache's
       own strings, whose hashes are kept.
     Shared chains are left out of the text the node parses; they are parsed and compiled once per
-    cluster (ruleset.Chain.shared)."""
+    cluster (ruleset.Chain.shared). So are its own long chains: they are made from the sync's lines
+    (ruleset.LineChain), mostly strings every node's sync holds, rather than joined into its text
+    (11 MB for a KUBE-SERVICES of 75,000 lines at 50,000 Services)."""
     if not tops:
         tops[None] = base              # (the first key: the base whose chains were offered)
         for tname in ("nat", "filter"):
@@ -90,6 +93,7 @@ def split_own(data: Any, base: "IptablesNetfilter", tops: dict) -> OwnPart:
                     drop.add(name)
                     continue
             offered.append((key, lines))
+            drop.add(name)             # (made from its lines: overlay)
         if drop:
             chain_lines = [c for c in chain_lines if c[1:].split(" ", 1)[0] not in drop]
             rules = [r for r in rules if not (r[1] == "A" and r[3:r.index(" ", 3)] in drop)]
@@ -171,10 +175,17 @@ class IptablesNetfilter:
         node's whole text parsed alone would; a shared rule's line number is the one in the text it
         was parsed from."""
         from netsim.rules.iptables import parse
+        from netsim.rules.iptables.parse import line_chain
         from netsim.rules.iptables.proxier import own_view_text
         from netsim.rules.iptables.ruleset import LayeredChains
         nf = cls.__new__(cls)
         ruleset = parse(own_view_text(own.text_data), source=source, lazy=True, lines=lines)
+        for key, lines_ in own.offered:
+            c = line_chain(ruleset, key[0], key[1], lines_)
+            if tops is not None:
+                tops[key] = (lines_, _shared(c))
+                if len(tops) > TOP_VARIANTS + 1:
+                    del tops[next(k for k in tops if k is not None)]
         nat, base_chains = ruleset.tables["nat"], base.ruleset.tables["nat"].chains
         if base._offered is None:      # (the BlockCache's chains: the same list for every overlay)
             base._offered = {name: _shared(base_chains[name]) for name in shared}
@@ -183,11 +194,6 @@ class IptablesNetfilter:
             chains[name] = _shared(base_chains[name])
         for (tname, name), c in own.taken.items():
             ruleset.tables[tname].chains[name] = _shared(c)
-        if tops is not None:
-            for key, lines_ in own.offered:
-                tops[key] = (lines_, _shared(ruleset.tables[key[0]].chains[key[1]]))
-                if len(tops) > TOP_VARIANTS + 1:
-                    del tops[next(k for k in tops if k is not None)]
         nf._text, nf._text_of = None, text_of
         nf._start(ruleset, local_addrs, rng, None, None, compiled)
         return nf

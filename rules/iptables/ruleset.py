@@ -206,6 +206,28 @@ class LazyChain(Chain):
         return out
 
 
+class LineChain(LazyChain):
+    """A lazy chain whose ``-A`` lines are a list of strings (``raw``) rather than offsets into the
+    parsed text: a node's long top-level chain (KUBE-SERVICES: a line per Service port) taken
+    from its kube-proxy sync's lines, which are mostly strings every node's sync holds
+    (proxier_sync.BlockCache), instead of joined into the text the node parses. Parsed by the
+    parser of the node's own text (``loader``) when a packet first enters it; its rules carry no
+    line of a text (0)."""
+
+    __slots__ = ()
+
+    def __init__(self, name: str, lines: list[str], *, loader: Callable[["LazyChain"], None]) -> None:
+        super().__init__(name, None, 0, None, loader=loader)
+        self.raw = lines                 # type: ignore[assignment]
+
+    @property
+    def n_rules(self) -> int:
+        return len(self._parsed or ()) + len(self.raw)
+
+    def lines(self) -> list[str]:
+        return [r.text for r in self._parsed or ()] + list(self.raw)
+
+
 class LayeredChains(ChainMap):
     """A table's chains as a node's own (``own``, looked up first and written to) over chains it
     shares with other nodes (``shared``: one mapping held by all of them, never written through this
