@@ -129,7 +129,7 @@ def test_the_emulator_renders_each_service_once_and_traces_as_before():
 def test_a_firewall_chain_allowing_some_nodes_is_written_per_node():
     """loadBalancerSourceRanges holding node-1's IP (192.168.49.2/32) and not the others': the KUBE-FW
     chain's "allow from node" rules differ per node (proxier.go syncProxyRules: allowFromNode), so the
-    cache writes that Service per node."""
+    cache keeps that Service's lines by whether the node is allowed, never as every node's."""
     from walker_cluster import SCENARIO_YAML
     text = SCENARIO_YAML % {"pod_network": "vxlan"} + """---
 apiVersion: v1
@@ -151,7 +151,8 @@ spec:
     assert len(fw["node-1"]) == len(fw["node-2"]) + 1 == len(fw["node-3"]) + 1     # node-1 allows from itself
     (cache,) = w.proxy._blocks.values()
     assert "default/web-fw" in cache.node_specific
-    assert not any(k[0].startswith("default/web-fw") for k in cache.blocks)
+    # kept only in the forms that do not name the node: by whether its IP is in a source range
+    assert all(len(k) == 3 and isinstance(k[2], bool) for k in cache.blocks if k[0].startswith("default/web-fw"))
 
 
 def _rule_facts(rs):
@@ -289,3 +290,41 @@ def test_nodes_without_kept_texts_render_them_again_and_trace_the_same():
         src = f"pod/{rng.choice(pods).name}"
         dst = f"{svc.cluster_ip}:{svc.ports[0].port}"
         assert kept.trace(src, dst).to_dict() == lean.trace(src, dst).to_dict(), (src, dst)
+
+
+def test_a_local_service_is_written_once_for_every_node_without_its_endpoints(monkeypatch):
+    """An externalTrafficPolicy Local Service's lines differ only between nodes with and without a
+    local endpoint (pkg/proxy/iptables/proxier.go syncProxyRules: its KUBE-EXT-* chain jumps to
+    KUBE-SVL-* or drops "has no local endpoints"): the cache writes the "no local endpoints" form
+    once and each node with an endpoint its own; every node's text is its text rendered alone."""
+    from netsim.rules.iptables import proxier_sync
+    text = generate(SynthKnobs(nodes=9, services=8, pods=10, nodeport_share=1.0, lb_share=0.0,
+                               local_share=1.0, internal_local_share=0.0, seed=3))
+    cluster = netsim.load(text).cluster
+    written: dict[str, int] = {}
+    real = proxier_sync._write_service
+
+    def counting(out, svc, *args, **kwargs):
+        written[svc.name_string] = written.get(svc.name_string, 0) + 1
+        return real(out, svc, *args, **kwargs)
+    monkeypatch.setattr(proxier_sync, "_write_service", counting)
+    names = [n.name for n in cluster.nodes()]
+    cfg0 = proxier_config_for_node(cluster, names[0])
+    cache = _cache(cluster, cfg0)
+    for name in names:
+        cfg = proxier_config_for_node(cluster, name)
+        assert render(cluster, name, cfg, cache=cache) == (monkeypatch.undo() or render(cluster, name))
+        monkeypatch.setattr(proxier_sync, "_write_service", counting)
+    checked = 0
+    for s in cluster.services():
+        if not s.name.startswith("svc-"):
+            continue
+        with_eps = {e.node_name for sl in cluster.endpoint_slices(namespace=s.namespace, service=s.name)
+                    for e in sl.endpoints if e.addresses}
+        without = [n for n in names if n not in with_eps]
+        for p in s.ports:
+            spn = f"{s.namespace}/{s.name}:{p.name}" if p.name else f"{s.namespace}/{s.name}"
+            # once per node with an endpoint, once for all the others (their first sync)
+            assert written.get(spn, 0) == len(with_eps & set(names)) + (1 if without else 0), spn
+            checked += len(without) >= 2
+    assert checked

@@ -400,7 +400,7 @@ def check_loops(table: Table, source: str = "<dump>") -> None:
     keeping the whole graph alive until the next full GC, and deep chains would hit the
     recursion limit)."""
     chains = table.chains
-    if any(getattr(c, "raw", None) for c in chains.values()):
+    if any(getattr(c, "raw", None) for c in getattr(chains, "own", chains).values()):
         # parse(lazy=True) is for text this program rendered (a node's kube-proxy rules, loop-free
         # by construction, and loaded for real by iptables-restore in the kernel backend); reading
         # every unparsed line for its jumps cost more than parsing the chains a trace enters. A

@@ -44,6 +44,7 @@ from netsim.rules.iptables.proxier_sync import (
     RestoreData,
     compute_probability,
     endpoints_key,
+    local_services,
     sync_proxy_rules,
 )
 
@@ -111,8 +112,9 @@ def restore_data(cluster: Any, node_name: str, config: Optional[ProxierConfig] =
         return sync_proxy_rules(ports, endpoints_for_node(cluster, ports, cfg.node_name), cfg)
     if cache.ports is None:
         cache.ports = service_port_infos(cluster)
+        cache.local = local_services(cluster.endpoint_slices(), cache.node_specific)
     ports = cache.ports
-    wanted = [p for p in ports if cache.wants_endpoints(p)]
+    wanted = [p for p in ports if cache.wants_endpoints(p, cfg.node_name, cfg.node_ip)]
     return sync_proxy_rules(ports, endpoints_for_node(cluster, wanted, cfg.node_name), cfg, cache=cache)
 
 

@@ -169,6 +169,16 @@ class ServicePortInfo:
     def name_string(self) -> str:
         return service_port_name(self.namespace, self.name, self.port_name)
 
+    @functools.cached_property
+    def port_key(self) -> tuple[str, str]:
+        """(name string, protocol): the port's identity in a sync's order and its caches."""
+        return (self.name_string, self.protocol)
+
+    @functools.cached_property
+    def service_key(self) -> str:
+        """``namespace/name`` of the port's Service."""
+        return f"{self.namespace}/{self.name}"
+
     @property
     def proto(self) -> str:
         return self.protocol.lower()

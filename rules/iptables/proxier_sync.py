@@ -8,9 +8,11 @@ sorted by service-port name and protocol so that the text is reproducible.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
+from operator import attrgetter
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from netsim.rules.iptables.chain_names import is_service_chain_name
 from netsim.rules.iptables.proxier_endpoints import categorize_endpoints, sort_endpoints
@@ -95,8 +97,13 @@ class BlockCache:
     ``key`` is those settings without the node's name and addresses (:func:`config_key`);
     ``node_specific`` the Services (``ns/name``) written afresh per node; ``blocks`` the lines of
     each other Service port, by (name string, protocol), as four slices (nat chains, nat rules,
-    filter chains, filter rules) and the nat chains it makes active. The text of a node using the
-    cache is the text it would write without it."""
+    filter chains, filter rules) and the nat chains it makes active. A node-sensitive Service port
+    that has no endpoint on the node is written alike on every such node (the "has no local
+    endpoints" form of its Local policy), but for the firewall's "allow from node" rules: that form
+    is kept too, by (name string, protocol, whether the node IP is inside a source range)
+    (:meth:`block_key`); ``local`` maps each node to the node-sensitive Services with an endpoint
+    there (:func:`local_services`). The text of a node using the cache is the text it would write
+    without it."""
     key: tuple
     node_specific: frozenset[str]
     blocks: dict[tuple[str, str], tuple[list[str], list[str], list[str], list[str], tuple[str, ...], list[str]]] = \
@@ -106,12 +113,55 @@ class BlockCache:
 
     def shared_chains(self) -> list[str]:
         """The nat chains of the kept Service ports (every node using the cache has them, the same)."""
-        return [c for b in self.blocks.values() for c in b[4]]
+        return [c for k, b in self.blocks.items() if len(k) == 2 for c in b[4]]
 
-    def wants_endpoints(self, svc: ServicePortInfo) -> bool:
+    local: Optional[dict[str, frozenset[str]]] = None   # node -> its node-sensitive Services with endpoints there
+
+    def block_key(self, svc: ServicePortInfo, node: str, node_ip: Optional[str]) -> Optional[tuple]:
+        """Under which key the port's lines are kept for ``node``'s sync; None: written for it alone
+        (a node-sensitive Service with an endpoint on the node)."""
+        sk = svc.service_key
+        if sk not in self.node_specific:
+            return svc.port_key
+        if self.local is None or sk in self.local.get(node, ()):
+            return None
+        return (*svc.port_key, allows_from_node(svc, node_ip))
+
+    def wants_endpoints(self, svc: ServicePortInfo, node: str, node_ip: Optional[str]) -> bool:
         """Whether a sync using the cache reads this port's endpoints (its block is not kept)."""
-        return self.large_cluster_mode is None or f"{svc.namespace}/{svc.name}" in self.node_specific \
-            or (svc.name_string, svc.protocol) not in self.blocks
+        if self.large_cluster_mode is None:
+            return True
+        key = self.block_key(svc, node, node_ip)
+        return key is None or key not in self.blocks
+
+
+def local_services(slices: Iterable[Any], services: frozenset[str]) -> dict[str, frozenset[str]]:
+    """Per node, which of ``services`` (``ns/name``) have an endpoint there (an address on the node,
+    EndpointSlice endpoints' nodeName: what makes an endpoint local to kube-proxy's
+    EndpointSliceCache, pkg/proxy/endpointslicecache.go)."""
+    out: dict[str, set[str]] = {}
+    for s in slices:
+        key = f"{s.namespace}/{s.service_name}"
+        if key not in services:
+            continue
+        for e in s.endpoints:
+            if e.addresses and e.node_name:
+                out.setdefault(e.node_name, set()).add(key)
+    return {n: frozenset(v) for n, v in out.items()}
+
+
+@functools.lru_cache(maxsize=4096)
+def _network(cidr: str) -> Any:
+    return ipaddress.ip_network(cidr)
+
+
+def allows_from_node(svc: ServicePortInfo, node_ip: Optional[str]) -> bool:
+    """Whether the port's firewall chain allows the node itself (the node IP inside one of its
+    loadBalancerSourceRanges: syncProxyRules' allowFromNode)."""
+    if not (node_ip and svc.load_balancer_vips and svc.load_balancer_source_ranges):
+        return False
+    ip = ipaddress.ip_address(node_ip)
+    return any(ip in _network(c) for c in svc.load_balancer_source_ranges)
 
 
 def config_key(config: ProxierConfig) -> tuple:
@@ -147,7 +197,7 @@ def sync_proxy_rules(
     """
     if cache is not None and (not full_sync or cache.key != config_key(config)):
         raise ValueError("BlockCache: only for a full sync with the proxier settings it was made for")
-    ports = sorted(service_ports, key=lambda s: (s.name_string, s.protocol))
+    ports = sorted(service_ports, key=attrgetter("port_key"))
     changed = set(changed_services or ())
     out = RestoreData()
     mark = config.masquerade_mark
@@ -193,8 +243,8 @@ def sync_proxy_rules(
     for svc in ports:
         bkey = None
         if cache is not None:
-            if f"{svc.namespace}/{svc.name}" not in cache.node_specific:
-                bkey = (svc.name_string, svc.protocol)
+            bkey = cache.block_key(svc, config.node_name, config.node_ip)
+            if bkey is not None:
                 block = cache.blocks.get(bkey)
                 if block is not None:
                     nat_chains += block[0]
@@ -202,7 +252,11 @@ def sync_proxy_rules(
                     filter_chains += block[2]
                     filter_rules += block[3]
                     out.active_nat_chains.update(block[4])
-                    own_rules += block[5]
+                    if len(bkey) == 2:
+                        own_rules += block[5]
+                    else:                       # (a node-sensitive port's lines are all the node's own)
+                        own_chains += block[0]
+                        own_rules += block[1]
                     continue
             marks = (len(nat_chains), len(nat_rules), len(filter_chains), len(filter_rules))
             active_before = len(out.active_nat_chains)
