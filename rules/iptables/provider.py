@@ -30,6 +30,7 @@ class OwnPart:
                                              # (parse.line_chain) and offered to the nodes after it
 
 
+@deferred_gc()                     # (its lists live on in the node's chains: no collection over the heap for them)
 def split_own(data: Any, base: "IptablesNetfilter", tops: dict) -> OwnPart:
     """Which chains of a node's own part (``data.own_nat_*`` and its filter table) it shares, read
     from the sync's lines in one pass per table.
@@ -162,10 +163,11 @@ class IptablesNetfilter:
 
     @classmethod
     @deferred_gc()
-    def overlay(cls, base: "IptablesNetfilter", own: OwnPart, shared: Iterable[str], text_of: Callable[[], str],
+    def overlay(cls, base: "IptablesNetfilter", own: OwnPart, shared: Callable[[], Iterable[str]],
+                text_of: Callable[[], str],
                 local_addrs: set[int], rng, *, source: str = "<node>", lines: Optional[dict] = None,
                 tops: Optional[dict] = None, compiled: Optional[dict] = None) -> "IptablesNetfilter":
-        """A node's rules as ``base``'s nat chains named in ``shared`` and ``own.from_base`` (the
+        """A node's rules as ``base``'s nat chains named by ``shared()`` and in ``own.from_base`` (the
         Service ports' own chains both nodes hold line for line, proxier_sync.BlockCache), the chains
         other nodes hold line for line (``own.taken``), and the node's own text (``own.text_data``:
         its other top-level chains, its node-sensitive Services' chains, the filter table), parsed
@@ -188,7 +190,7 @@ class IptablesNetfilter:
                     del tops[next(k for k in tops if k is not None)]
         nat, base_chains = ruleset.tables["nat"], base.ruleset.tables["nat"].chains
         if base._offered is None:      # (the BlockCache's chains: the same list for every overlay)
-            base._offered = {name: _shared(base_chains[name]) for name in shared}
+            base._offered = {name: _shared(base_chains[name]) for name in shared()}
         chains = nat.chains = LayeredChains(nat.chains, base._offered)   # (its own over the shared)
         for name in own.from_base:
             chains[name] = _shared(base_chains[name])
@@ -411,7 +413,7 @@ class IptablesDataplane:
                 tops = self._tops.setdefault(ckey, {})
                 own = split_own(data, shared, tops)
                 data.own_nat_chains = data.own_nat_rules = None     # text_of() keeps the whole lists only
-                return IptablesNetfilter.overlay(shared, own, self._blocks[ckey].shared_chains(),
+                return IptablesNetfilter.overlay(shared, own, self._blocks[ckey].shared_chains,
                                                  text_of, local_addrs, rng, source=f"node {node}",
                                                  lines=self._lines, tops=tops, compiled=self._compiled)
             text = text_of()
