@@ -255,3 +255,27 @@ def test_copy_lb_flows_and_clock_are_independent():
     assert a._walkers["iptables"].lb_flows and not base._walkers["iptables"].lb_flows
     a.advance(600)
     assert a.now == 600 and base.now == 0 and base.copy().now == 0
+
+
+def test_a_copy_takes_each_pods_sockets_when_a_packet_first_reaches_it():
+    """A copy (a verdict's path) wires no pod's sockets up front: each is taken from the emulator it
+    was copied from when first looked up — the same listeners, except a CoreDNS pod's, which answer
+    through the copy's own DNS server — so copying costs nothing per pod (50,000 pods in a reach
+    worker). A copy of a copy does the same, and both see every pod."""
+    base = netsim.load("example:shop")
+    assert base.trace("pod/client", "http://frontend.shop/", namespace="shop").outcome.ok
+    src = base._walkers["iptables"].sockets
+    a = base.copy()
+    socks = a._walkers["iptables"].sockets
+    assert dict.__len__(socks) == 0                         # nothing taken yet
+    b = a.copy()
+    assert b.trace("pod/client", "http://frontend.shop/", namespace="shop").outcome.ok
+    assert set(b._walkers["iptables"].sockets) == set(src) == set(socks)
+    dns = [k for k in src if src[k].listeners.get((17, 53)) is not None and src[k].listeners[(17, 53)].handler]
+    assert dns
+    for k in src:
+        mine, theirs = socks[k], src[k]
+        if k in dns:                                         # answers through the copy's DNS server
+            assert mine is not theirs and mine.listeners[(17, 53)].handler is not theirs.listeners[(17, 53)].handler
+        else:
+            assert mine is theirs

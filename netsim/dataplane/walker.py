@@ -46,8 +46,9 @@ rebuilds it when the cluster changes.
 """
 from __future__ import annotations
 
+import itertools
 from operator import attrgetter
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from netsim.control.heap import deferred_gc
 from netsim.dataplane.conntrack import Conntrack, flush_stale_udp
@@ -355,15 +356,31 @@ def _fork_sockets(src: dict, w: "Walker") -> dict:
         return {k: _with_dns_handlers(s, w, k) for k, s in src.items()}
 
     def build(key: str) -> None:
-        del out.pending[key]
         dict.__setitem__(out, key, _with_dns_handlers(src[key], w, key))
 
     out = LazyMap(build, src._order)
-    for k, s in dict.items(src):                   # what src has built so far
-        dict.__setitem__(out, k, _with_dns_handlers(s, w, k))
-    out.pending = dict.fromkeys(src.pending)
-    out._shuffled = src._shuffled                  # (iterating puts them in src's eager order)
-    return out
+    out.pending = _NotTaken(src, out)      # every key of src's, each taken when first looked up: a fork
+    return out                             # (a verdict's path) costs nothing per pod
+
+
+class _NotTaken:
+    """A forked sockets map's ``pending``: the keys of ``src`` (built there or not) that the fork
+    ``out`` has not taken yet — a view, not a copy of ``src``'s keys."""
+
+    __slots__ = ("src", "out")
+
+    def __init__(self, src: LazyMap, out: LazyMap) -> None:
+        self.src, self.out = src, out
+
+    def __contains__(self, key: object) -> bool:
+        return not dict.__contains__(self.out, key) and key in self.src
+
+    def __iter__(self) -> Iterator[str]:
+        src, out = self.src, self.out
+        return (k for k in itertools.chain(list(dict.keys(src)), list(src.pending)) if not dict.__contains__(out, k))
+
+    def __bool__(self) -> bool:
+        return next(iter(self), None) is not None
 
 
 class _FactoryDataplane:

@@ -500,6 +500,9 @@ class IptablesDataplane:
         return None
 
     def fork(self, rng: Any, memo: dict) -> "IptablesDataplane":
+        if self._sensitive is None:     # (once for the emulator and its copies, not once per copy)
+            from netsim.rules.iptables.proxier_cluster import node_sensitive_services
+            self._sensitive = node_sensitive_services(self.cluster)
         f = copy.copy(self)
         f._nf = {n: nf.fork(rng, memo) for n, nf in self._nf.items()}
         f._previous = {n: nf.fork(rng, memo) for n, nf in self._previous.items()}
