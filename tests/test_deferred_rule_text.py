@@ -15,9 +15,12 @@ def test_every_deferred_hit_reads_as_its_rule_rendered():
     c = build_cluster(40)
     w = Walker(c, "iptables")
     client = w.host_for("pod/client")
+    sport = 40000
     for s in c.services():
         if s.name.startswith("svc-"):
-            assert w.connect(client, s.cluster_ip, 80).outcome.ok
+            for _ in range(3):            # (a rule's hit is kept from its second hit on)
+                sport += 1
+                assert w.connect(client, s.cluster_ip, 80, sport=sport).outcome.ok
     seen = 0
     for node in ("node-1", "node-2", "node-3"):
         nf = w.netfilter(node)

@@ -17,6 +17,7 @@ from netsim.skb.hook_result import DeferredRuleHit
 
 TOP_SHARE_MIN_RULES = 16     # shorter own chains are cheaper to parse again than to compare
 TOP_VARIANTS = 32            # variants of the nodes' own long chains kept to share (least recently met dropped)
+_MET_ONCE = False            # IptablesNetfilter._saved: a rule hit once, its hit not kept yet
 
 
 @dataclasses.dataclass
@@ -268,6 +269,12 @@ class IptablesNetfilter:
                 key = id(h.rule)      # a rule's RuleInfo lives as long as the engine
             hit = cache.get(key)
             if hit is None:
+                # a rule's hit is kept from its second hit on: at 10,000 Services most rules a packet
+                # hits (a Service's own chains) are not hit again for long, and a first hit's object
+                # then dies with its trace instead of piling up for the collector to walk
+                cache[key] = _MET_ONCE
+                hit = self._saved_hit(h)
+            elif hit is _MET_ONCE:
                 hit = cache[key] = self._saved_hit(h)
             hits.append(hit)
             if steps is not None:
