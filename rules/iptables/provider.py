@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Optional
 from netsim.control.heap import deferred_gc
 from netsim.rules.iptables.chain_names import is_service_chain_name
 from netsim.rules.provider import IPTABLES_RESTORE, KernelLoad, SyncMeasurement, SyncResult
-from netsim.skb.hook_result import DeferredRuleHit
+from netsim.skb.hook_result import DeferredRuleHit, HookResult, NatRequest, RuleHit
 
 
 TOP_SHARE_MIN_RULES = 16     # shorter own chains are cheaper to parse again than to compare
@@ -246,7 +246,6 @@ class IptablesNetfilter:
 
     def run(self, table: str, chain: str, pkt: Any, now: float, steps: Optional[list] = None) -> Any:
         """Evaluate one built-in chain; with ``steps`` the RULE steps of the hits are appended to it."""
-        from netsim.skb.hook_result import HookResult, NatRequest
         ctx = self.ctx
         ctx.now = now
         v = self.engine.run(table, chain, pkt, ctx)
@@ -278,7 +277,7 @@ class IptablesNetfilter:
                 hit = cache[key] = self._saved_hit(h)
             hits.append(hit)
             if steps is not None:
-                steps.append(hit.step)
+                steps.append(hit if hit.__class__ is _RenderedLater else hit.step)    # (it is its own step)
         nat = v.nat
         if nat is not None:
             # the engine's NatAction belongs to its rule (lives as long as the engine): one request each
@@ -291,14 +290,14 @@ class IptablesNetfilter:
             res.pure_fields = v.fields         # a whole walk, a function of these fields (VerdictMemo)
             if len(self._results) >= 1 << 16:
                 self._results.clear()
-            self._results[id(v)] = (v, res, [h.step for h in hits])    # (holds v: its id stays its own)
+            self._results[id(v)] = (v, res, [h if h.__class__ is _RenderedLater else h.step for h in hits])
+            # (holds v: its id stays its own)
         return res
 
     def _saved_hit(self, h) -> Any:
         """The hit with its rule as iptables-save prints it (Rule.render), or the policy line. A rule's
         text is rendered when a trace first reads it (_RenderedLater), not when a packet first hits it:
         a first hit keeps one object."""
-        from netsim.skb.hook_result import RuleHit
         if not h.policy and h.number:
             return _RenderedLater(h.table, h.chain, h.number, h.target or "", self.ruleset, h.rule)
         return RuleHit(h.table, h.chain, h.number, h.text, h.target or "")
