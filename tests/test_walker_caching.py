@@ -77,12 +77,13 @@ def test_shared_steps_do_not_leak_between_traces():
     first = w.connect(client, svc_ip(c, "web"), 80, full=True)
     text, js = first.render(verbose=True), first.to_json()
     for _ in range(25):                                # same rules, routes and links, other packets
-        w.connect(client, svc_ip(c, "web"), 80, full=True)
+        later = w.connect(client, svc_ip(c, "web"), 80, full=True)
         w.connect(w.host_for("external"), "192.168.49.4", 30080)
     assert first.render(verbose=True) == text and first.to_json() == js
-    # a node's RULE steps are the same objects in every trace that hits the rule (built once per rule)
+    # a node's RULE steps are the same objects in every trace that hits the rule from its second hit on
+    # (built once per rule; a first hit's dies with its trace: IptablesNetfilter.run)
     again = w.connect(client, svc_ip(c, "web"), 80)
-    first_rules = {(h.host, s.detail): s for h in first.request.hops for s in h.steps if s.action == "RULE"}
+    first_rules = {(h.host, s.detail): s for h in later.request.hops for s in h.steps if s.action == "RULE"}
     shared = [(h.host, s) for h in again.request.hops for s in h.steps
               if s.action == "RULE" and (h.host, s.detail) in first_rules]
     assert len(shared) >= 4 and all(first_rules[(host, s.detail)] is s for host, s in shared)
