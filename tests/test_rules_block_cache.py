@@ -328,3 +328,10 @@ def test_a_local_service_is_written_once_for_every_node_without_its_endpoints(mo
             assert written.get(spn, 0) == len(with_eps & set(names)) + (1 if without else 0), spn
             checked += len(without) >= 2
     assert checked
+    # the endpoints read for one node serve the next with only its own made local again
+    from netsim.rules.iptables.proxier_cluster import endpoints_for_node, service_port_infos
+    ports = [p for p in service_port_infos(cluster) if p.name.startswith("svc-")]
+    seen: dict = {}
+    for name in names + names:
+        assert endpoints_for_node(cluster, ports, name, seen) == endpoints_for_node(cluster, ports, name)
+    assert len(seen) == len(ports)

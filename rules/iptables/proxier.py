@@ -115,7 +115,10 @@ def restore_data(cluster: Any, node_name: str, config: Optional[ProxierConfig] =
         cache.local = local_services(cluster.endpoint_slices(), cache.node_specific)
     ports = cache.ports
     wanted = [p for p in ports if cache.wants_endpoints(p, cfg.node_name, cfg.node_ip)]
-    return sync_proxy_rules(ports, endpoints_for_node(cluster, wanted, cfg.node_name), cfg, cache=cache)
+    # (the first sync reads every port's endpoints: none kept; the next ones read the ports written
+    # per node, whose endpoints are kept for the nodes after)
+    seen = cache.endpoints if cache.large_cluster_mode is not None else None
+    return sync_proxy_rules(ports, endpoints_for_node(cluster, wanted, cfg.node_name, seen), cfg, cache=cache)
 
 
 def restore_text(cluster: Any, node_name: str, config: Optional[ProxierConfig] = None) -> str:

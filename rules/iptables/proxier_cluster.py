@@ -13,7 +13,8 @@ endpointslicecache.go) and apiservice helpers:
 """
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, Optional
 
 from netsim.rules.iptables.proxier_inputs import (
     EndpointInfo,
@@ -78,25 +79,48 @@ def service_port_infos(cluster: Any) -> list[ServicePortInfo]:
     return result
 
 
-def endpoints_for_node(cluster: Any, ports: list[ServicePortInfo], node_name: str) -> dict[str, list[EndpointInfo]]:
-    """The endpoints of each service port, as this node's EndpointSliceCache holds them."""
+def endpoints_for_node(cluster: Any, ports: list[ServicePortInfo], node_name: str,
+                       seen: Optional[dict] = None) -> dict[str, list[EndpointInfo]]:
+    """The endpoints of each service port, as this node's EndpointSliceCache holds them. ``seen``
+    (kept by the caller across the nodes of one unchanged cluster): each port's endpoints as read
+    for another node, with the nodes they are on; for this node only those on it are made again
+    (``is_local``), the others are the same objects."""
     result: dict[str, list[EndpointInfo]] = {}
     for svc in ports:
-        eps: list[EndpointInfo] = []
-        for eps_slice in cluster.endpoint_slices(namespace=svc.namespace, service=svc.name):
-            if eps_slice.address_type != "IPv4":
-                continue
-            port = next((ep.port for ep in eps_slice.ports
-                         if (ep.name or "") == svc.port_name and ep.protocol.upper() == svc.protocol), None)
-            if port is None:
-                continue
-            for e in eps_slice.endpoints:
-                if not e.addresses:
-                    continue
-                eps.append(EndpointInfo(ip=e.addresses[0], port=port, is_local=e.node_name == node_name,
-                                        ready=e.ready, serving=e.serving, terminating=e.terminating))
-        result[endpoints_key(svc)] = eps
+        key = endpoints_key(svc)
+        if seen is None:
+            result[key] = _endpoints_and_nodes(cluster, svc, node_name)[0]
+            continue
+        got = seen.get(key)
+        if got is None:
+            got = seen[key] = _endpoints_and_nodes(cluster, svc, None)
+        eps, nodes = got
+        if node_name in nodes:
+            eps = [dataclasses.replace(ep, is_local=True) if n == node_name else ep for ep, n in zip(eps, nodes)]
+        result[key] = eps
     return result
+
+
+def _endpoints_and_nodes(cluster: Any, svc: ServicePortInfo,
+                         node_name: Optional[str]) -> tuple[list[EndpointInfo], list[Optional[str]]]:
+    """A port's endpoints (local: on ``node_name``), with the node each is on."""
+    eps: list[EndpointInfo] = []
+    nodes: list[Optional[str]] = []
+    for eps_slice in cluster.endpoint_slices(namespace=svc.namespace, service=svc.name):
+        if eps_slice.address_type != "IPv4":
+            continue
+        port = next((ep.port for ep in eps_slice.ports
+                     if (ep.name or "") == svc.port_name and ep.protocol.upper() == svc.protocol), None)
+        if port is None:
+            continue
+        for e in eps_slice.endpoints:
+            if not e.addresses:
+                continue
+            eps.append(EndpointInfo(ip=e.addresses[0], port=port,
+                                    is_local=node_name is not None and e.node_name == node_name,
+                                    ready=e.ready, serving=e.serving, terminating=e.terminating))
+            nodes.append(e.node_name)
+    return eps, nodes
 
 
 def node_sensitive_services(cluster: Any) -> tuple[frozenset[str], bool]:

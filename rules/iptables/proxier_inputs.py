@@ -112,9 +112,10 @@ class EndpointInfo:
         if not 0 < int(self.port) < 65536:
             raise ProxierInputError(f"endpoint {self.ip}: port {self.port!r} is not in 1-65535")
 
-    @property
+    @functools.cached_property
     def string(self) -> str:
-        """``IP:port`` as kube-proxy prints and hashes it."""
+        """``IP:port`` as kube-proxy prints and hashes it (made once: a sync reads it for the
+        endpoint's chain name, its rules and the deduplication)."""
         return join_host_port(self.ip, self.port)
 
 

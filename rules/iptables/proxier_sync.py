@@ -116,6 +116,7 @@ class BlockCache:
         return [c for k, b in self.blocks.items() if len(k) == 2 for c in b[4]]
 
     local: Optional[dict[str, frozenset[str]]] = None   # node -> its node-sensitive Services with endpoints there
+    endpoints: dict = field(default_factory=dict)       # proxier_cluster.endpoints_for_node's ``seen``
 
     def block_key(self, svc: ServicePortInfo, node: str, node_ip: Optional[str]) -> Optional[tuple]:
         """Under which key the port's lines are kept for ``node``'s sync; None: written for it alone
