@@ -14,7 +14,6 @@ A chain is compiled when a packet first enters it (or its compiled view is first
 """
 from __future__ import annotations
 
-from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
@@ -22,7 +21,7 @@ from typing import Any, Callable, Optional, Sequence
 from netsim.control.heap import deferred_gc
 from netsim.rules.iptables import targets as T
 from netsim.rules.iptables.matches import iface_matches
-from netsim.rules.iptables.ruleset import RAW_TYPECODE, Chain, Header, IptablesError, LazyChain, LineChain, Rule, Table
+from netsim.rules.iptables.ruleset import Chain, Header, IptablesError, LazyChain, Rule, Table
 
 INDEX_MIN_RULES = 16          # shorter chains are walked linearly
 _PORT_PROTOS = (6, 17, 132, 136)
@@ -187,13 +186,7 @@ class CompiledChain:
         rules: list = [cache.get(line) for line in lines]
         missing = [k for k, cr in enumerate(rules) if cr is None]
         if missing:
-            raw = chain.raw
-            if isinstance(chain, LineChain):
-                part: LazyChain = LineChain(chain.name, [raw[k] for k in missing], loader=chain._loader)
-            else:
-                part = LazyChain(chain.name, None, chain.line, None, loader=chain._loader)
-                part.raw = array(RAW_TYPECODE, [x for k in missing for x in (raw[2 * k], raw[2 * k + 1])])
-            for k, rule in zip(missing, part.rules):
+            for k, rule in zip(missing, chain.subset(missing).rules):
                 cr = rules[k] = _indexed(compile_rule(rule))
                 if rule.unsupported is None and not any(m.per_rule for m in rule.matches):
                     cache[lines[k]] = cr

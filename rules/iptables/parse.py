@@ -614,4 +614,3 @@ def line_chain(ruleset: Ruleset, table: str, name: str, lines: list[str]) -> Lin
         raise ValueError(f"table {table!r} of {ruleset.source} was not parsed lazily")
     c = t.chains[name] = LineChain(name, lines, loader=loader)
     return c
-

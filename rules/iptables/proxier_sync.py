@@ -110,13 +110,13 @@ class BlockCache:
         field(default_factory=dict)      # ... and (last) its nat rules in the top-level chains
     large_cluster_mode: Optional[bool] = None
     ports: Optional[list[ServicePortInfo]] = None      # the cluster's service ports (node-independent)
-
-    def shared_chains(self) -> list[str]:
-        """The nat chains of the kept Service ports (every node using the cache has them, the same)."""
-        return [c for k, b in self.blocks.items() if len(k) == 2 for c in b[4]]
-
     local: Optional[dict[str, frozenset[str]]] = None   # node -> its node-sensitive Services with endpoints there
     endpoints: dict = field(default_factory=dict)       # proxier_cluster.endpoints_for_node's ``seen``
+
+    def shared_chains(self) -> list[str]:
+        """The nat chains of the kept Service ports (every node using the cache has them, the same;
+        not a node-sensitive port's "no local endpoints" form, whose key has a third part)."""
+        return [c for k, b in self.blocks.items() if len(k) == 2 for c in b[4]]
 
     def block_key(self, svc: ServicePortInfo, node: str, node_ip: Optional[str]) -> Optional[tuple]:
         """Under which key the port's lines are kept for ``node``'s sync; None: written for it alone
@@ -434,12 +434,9 @@ def _write_service(out: RestoreData, svc: ServicePortInfo, endpoints: Mapping[st
         sink.chains.append(chain_line(fw_chain))
         out.active_nat_chains.add(fw_chain)
         fw_args = _join(f"-A {fw_chain}", "-m comment --comment", quoted(f"{spn} loadbalancer IP"))
-        allow_from_node = False
         for cidr in svc.load_balancer_source_ranges:
             sink.rules.append(_join(fw_args, f"-s {cidr}", f"-j {external_chain}"))
-            if config.node_ip and ipaddress.ip_address(config.node_ip) in ipaddress.ip_network(cidr):
-                allow_from_node = True
-        if allow_from_node:
+        if allows_from_node(svc, config.node_ip):
             for lb_ip in svc.load_balancer_vips:
                 sink.rules.append(_join(fw_args, f"-s {lb_ip}", f"-j {external_chain}"))
         sink.rules.append(_join(f"-A {fw_chain}", "-m comment --comment",

@@ -193,6 +193,14 @@ class LazyChain(Chain):
     def n_rules(self) -> int:
         return len(self._parsed or ()) + len(self.raw) // 2
 
+    def subset(self, positions: list[int]) -> "LazyChain":
+        """An unparsed chain of this one's lines at ``positions`` (of a chain not read yet), parsed
+        by the same parser when read."""
+        raw = self.raw
+        part = LazyChain(self.name, None, self.line, None, loader=self._loader)
+        part.raw = array(RAW_TYPECODE, [x for k in positions for x in (raw[2 * k], raw[2 * k + 1])])
+        return part
+
     def lines(self) -> list[str]:
         """The chain's ``-A`` lines as the dump has them (stripped), without parsing them."""
         out = [r.text for r in self._parsed or ()]
@@ -226,6 +234,10 @@ class LineChain(LazyChain):
 
     def lines(self) -> list[str]:
         return [r.text for r in self._parsed or ()] + list(self.raw)
+
+    def subset(self, positions: list[int]) -> "LineChain":
+        raw = self.raw
+        return LineChain(self.name, [raw[k] for k in positions], loader=self._loader)   # type: ignore[arg-type]
 
 
 class LayeredChains(ChainMap):
